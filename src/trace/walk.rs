@@ -1,0 +1,60 @@
+//! Expanding command-line paths into the files to read, in a stable order.
+//!
+//! Hidden files and folders (`.git`, `.autoharness`) are skipped; `.gitignore` is not
+//! honoured because trace folders are often ignored by the very repos that hold them.
+
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone)]
+pub struct WalkedFile {
+    pub path: PathBuf,
+    /// The path as the user will see it (relative to what they typed).
+    pub display: String,
+}
+
+/// All files under `paths` (files are taken as given), sorted, deduplicated.
+/// Missing paths are returned as errors for the caller to report.
+pub fn walk(paths: &[PathBuf]) -> (Vec<WalkedFile>, Vec<(PathBuf, String)>) {
+    let mut files = Vec::new();
+    let mut errors = Vec::new();
+    for root in paths {
+        if !root.exists() {
+            errors.push((root.clone(), "no such file or directory".to_string()));
+            continue;
+        }
+        if root.is_file() {
+            files.push(WalkedFile {
+                path: root.clone(),
+                display: root.display().to_string(),
+            });
+            continue;
+        }
+        let walker = ignore::WalkBuilder::new(root)
+            .standard_filters(false)
+            .hidden(true)
+            .follow_links(false)
+            .sort_by_file_path(|a, b| a.cmp(b))
+            .build();
+        for entry in walker {
+            match entry {
+                Ok(e) if e.file_type().is_some_and(|t| t.is_file()) => files.push(WalkedFile {
+                    display: e.path().display().to_string(),
+                    path: e.into_path(),
+                }),
+                Ok(_) => {}
+                Err(e) => errors.push((root.clone(), e.to_string())),
+            }
+        }
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    files.dedup_by(|a, b| a.path == b.path);
+    (files, errors)
+}
+
+/// A stable key for a file across runs: its canonical path when it has one.
+pub fn file_key(path: &Path) -> String {
+    std::fs::canonicalize(path)
+        .unwrap_or_else(|_| path.to_path_buf())
+        .display()
+        .to_string()
+}

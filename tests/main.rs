@@ -1,0 +1,6 @@
+//! The one integration test binary (see ARCHITECTURE.md, "Tests"): a module per area.
+
+mod common;
+mod formats_otel;
+mod formats_platforms;
+mod formats_transcripts;
