@@ -2,6 +2,14 @@
 //!
 //! The crate is organised by stage of the data flow (see ARCHITECTURE.md):
 //! `trace` (ingestion) → `mine` → `evals` → `gate` → `run`, with `store` and `report`
-//! as leaves every stage may use.
+//! as leaves every stage may use. `cli` parses arguments into `config::Settings` and
+//! dispatches to `commands`.
 
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod exit;
+pub mod mine;
+pub mod report;
+pub mod store;
 pub mod trace;

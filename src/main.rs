@@ -1,4 +1,5 @@
-//! autoharness binary: all logic lives in the library.
+//! The autoharness binary: all logic lives in the library (`autoharness::cli::main`).
+
 fn main() {
-    std::process::exit(0)
+    std::process::exit(autoharness::cli::main());
 }

@@ -12,6 +12,7 @@ pub mod merge;
 pub mod model;
 pub mod outcome;
 pub mod read;
+pub mod scan;
 pub mod walk;
 
 use std::io::{Cursor, Read};
@@ -126,7 +127,10 @@ pub fn read_file_with(path: &Path, display: &str, sink: &mut dyn FnMut(Trace)) -
         }
     };
     let mut ctx = FileCtx::new(display);
+    let mut seq = 0usize;
     let mut emit = |mut trace: Trace| {
+        trace.source.seq = seq;
+        seq += 1;
         trace.fill_totals();
         outcome::derive(&mut trace);
         sink(trace);

@@ -67,6 +67,9 @@ pub struct SourceInfo {
     /// Where in the file the trace starts: `line N` or `byte N` or `record N`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
+    /// Position of the trace among the traces of its file (set by `trace::read_file`).
+    #[serde(skip)]
+    pub seq: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]

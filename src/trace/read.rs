@@ -133,7 +133,7 @@ pub fn open_reader(raw: Box<dyn Read + Send>, size: u64) -> io::Result<Opened> {
         } else {
             (Compression::None, Box::new(raw))
         };
-    let mut head = Vec::with_capacity(HEAD_BYTES.min(size as usize + 16));
+    let mut head = Vec::with_capacity(HEAD_BYTES.min(size.saturating_add(16) as usize));
     (&mut reader).take(HEAD_BYTES as u64).read_to_end(&mut head)?;
     let sniff = sniff(&head);
     let chained = Cursor::new(head.clone()).chain(reader);
@@ -439,10 +439,13 @@ pub fn describe_json_error(e: &serde_json::Error) -> String {
     }
 }
 
-/// Replace bare `NaN`, `Infinity`, `-Infinity` outside strings with `null`. Returns None
-/// when there was nothing to rewrite.
+/// Replace bare `NaN`, `Infinity`, `-Infinity` outside strings with `null` and drop
+/// trailing commas. Returns None when there was nothing to rewrite.
 fn lenient_rewrite(bytes: &[u8]) -> Option<Vec<u8>> {
-    if memchr::memmem::find(bytes, b"NaN").is_none() && memchr::memmem::find(bytes, b"Infinity").is_none() {
+    if memchr::memmem::find(bytes, b"NaN").is_none()
+        && memchr::memmem::find(bytes, b"Infinity").is_none()
+        && memchr::memchr(b',', bytes).is_none()
+    {
         return None;
     }
     let mut out = Vec::with_capacity(bytes.len());
@@ -473,6 +476,15 @@ fn lenient_rewrite(bytes: &[u8]) -> Option<Vec<u8>> {
             i += t.len();
             changed = true;
             continue;
+        }
+        if b == b',' {
+            // A trailing comma before `}` or `]` (hand-edited JSON).
+            let next = rest[1..].iter().find(|c| !c.is_ascii_whitespace());
+            if matches!(next, Some(b'}' | b']')) {
+                i += 1;
+                changed = true;
+                continue;
+            }
         }
         if b == b'"' {
             in_string = true;
@@ -656,6 +668,14 @@ mod tests {
         let v = &recs[0].as_ref().unwrap().value;
         assert_eq!(v["x"], Value::Null);
         assert_eq!(v["s"], "NaN stays");
+    }
+
+    #[test]
+    fn trailing_commas_are_forgiven() {
+        let (_, recs) = records(b"{\"a\": [1, 2,], \"s\": \",]\",\n}");
+        let v = &recs[0].as_ref().unwrap().value;
+        assert_eq!(v["a"], serde_json::json!([1, 2]));
+        assert_eq!(v["s"], ",]");
     }
 
     #[test]

@@ -1,0 +1,295 @@
+//! The command line: clap definitions, converted at once into plain settings, and the one
+//! dispatch `match` over the subcommands. Clap types never leave this file.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::exit::{self, ExitCode};
+use crate::report::output::{ColorChoice, Output};
+
+/// Turn an agent's production failures into a better harness, safely.
+///
+/// Mine trace files for failures, cluster them by root cause, emit eval cases, and gate
+/// harness changes with paired, repeated trials.
+#[derive(Debug, Parser)]
+#[command(name = "autoharness", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Project config file [default: ./autoharness.toml when present]
+    #[arg(long, global = true, env = "AUTOHARNESS_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// SQLite state file [default: .autoharness/state.db]
+    #[arg(long, global = true, env = "AUTOHARNESS_DB", value_name = "FILE")]
+    pub db: Option<PathBuf>,
+    /// Print machine-readable JSON on stdout (schemas in docs/json.md)
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// More detail on stderr (repeat for debug logs)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+    /// Only errors on stderr; no progress bars
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// When to use colors (also honours NO_COLOR and FORCE_COLOR)
+    #[arg(long, global = true, value_enum, default_value_t = ColorArg::Auto, value_name = "WHEN")]
+    pub color: ColorArg,
+    /// Parallel jobs for parsing and trials [default: number of cores]
+    #[arg(short, long, global = true, env = "AUTOHARNESS_JOBS", value_name = "N")]
+    pub jobs: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorArg {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Mine trace files: find failures, cluster them by root cause, write eval cases
+    Mine(MineArgs),
+    /// Gate a harness diff: paired, repeated trials of baseline vs candidate (exit 0 pass, 1 fail, 2 error)
+    Gate(GateArgs),
+    /// The nightly loop: mine, propose harness diffs, gate them, keep the accepted one
+    Run(RunArgs),
+    /// Run the eval suite on the current harness
+    Eval(EvalArgs),
+    /// Inspect trace files: how each file was understood
+    #[command(subcommand)]
+    Traces(TracesCommand),
+    /// List failure clusters, or show one in detail
+    Clusters(ClustersArgs),
+    /// List eval cases with their status
+    Cases(CasesArgs),
+    /// Render the report of a past run
+    Report(ReportArgs),
+    /// Scaffold autoharness.toml, a harness manifest and an evals/ folder
+    Init(InitArgs),
+    /// Check the environment: sandbox isolation, store, provider configuration
+    Doctor,
+    /// Print shell completions
+    Completions {
+        /// The shell to generate completions for
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TracesCommand {
+    /// Show how one file was understood: format and why, traces, step tree, outcome with evidence
+    Show {
+        /// The trace file
+        file: PathBuf,
+        /// Show every step (default: the tree is shortened around failures on long traces)
+        #[arg(long)]
+        all: bool,
+    },
+    /// One row per file: format, traces, passed / failed / unknown, or why it is not a trace
+    Ls {
+        /// Files or folders to read
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// List the supported formats and how each is detected
+    Formats,
+}
+
+#[derive(Debug, Args)]
+pub struct MineArgs {
+    /// Files or folders of traces
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Harness the cases are for (folder name under evals/)
+    #[arg(long, env = "AUTOHARNESS_HARNESS")]
+    pub harness: Option<String>,
+    /// Only failures that happened on or after this date (YYYY-MM-DD)
+    #[arg(long, value_name = "DATE")]
+    pub since: Option<String>,
+    /// Cases to write per cluster
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub max_cases_per_cluster: usize,
+    /// Also write a report (.html or .md by extension)
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Treat traces with an unknown outcome as failures (a folder of traces already flagged)
+    #[arg(long)]
+    pub assume_failed: bool,
+    /// Cosine similarity a failure needs to join an existing cluster [default: 0.5, or [mine] join_threshold]
+    #[arg(long, value_name = "SIM")]
+    pub join_threshold: Option<f64>,
+    /// Analyse and cluster, but write no case files
+    #[arg(long)]
+    pub no_cases: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GateArgs {
+    /// The unified diff to gate (`-` reads stdin)
+    pub patch: String,
+    #[arg(long)]
+    pub harness: Option<String>,
+    /// Cluster whose cases must improve
+    #[arg(long, value_name = "CLUSTER")]
+    pub target: Option<String>,
+    /// Trials per case to start with
+    #[arg(long, default_value_t = 3)]
+    pub trials: u32,
+    /// Most trials per case
+    #[arg(long, default_value_t = 10)]
+    pub max_trials: u32,
+    /// Significance level of the paired test
+    #[arg(long, default_value_t = 0.05)]
+    pub alpha: f64,
+    #[arg(long, value_name = "FILE")]
+    pub markdown: Option<PathBuf>,
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[arg(long, value_name = "DIR")]
+    pub traces: Option<PathBuf>,
+    #[arg(long)]
+    pub harness: Option<String>,
+    #[arg(long, default_value_t = 3)]
+    pub max_iterations: u32,
+    #[arg(long, default_value_t = 2)]
+    pub candidates: u32,
+    #[arg(long, value_name = "USD")]
+    pub budget_usd: Option<f64>,
+    #[arg(long, value_name = "DURATION")]
+    pub time_limit: Option<String>,
+    #[arg(long)]
+    pub resume: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    #[arg(long)]
+    pub harness: Option<String>,
+    #[arg(long, value_name = "ID")]
+    pub cluster: Option<String>,
+    #[arg(long, default_value = "train")]
+    pub split: String,
+    #[arg(long, default_value_t = 1)]
+    pub trials: u32,
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ClustersArgs {
+    /// A cluster id to show in detail
+    pub id: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CasesArgs {
+    /// Only cases of this cluster
+    #[arg(long, value_name = "ID")]
+    pub cluster: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Run id (default: the latest)
+    pub run: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Directory to scaffold in
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+}
+
+/// Parse the process arguments and run; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // clap prints help/version to stdout with exit 0 and usage errors with exit 2.
+            let code = if e.use_stderr() { exit::ERROR } else { exit::SUCCESS };
+            let _ = e.print();
+            return code.0;
+        }
+    };
+    let out = Output::new(
+        match cli.global.color {
+            ColorArg::Auto => ColorChoice::Auto,
+            ColorArg::Always => ColorChoice::Always,
+            ColorArg::Never => ColorChoice::Never,
+        },
+        cli.global.json,
+        cli.global.quiet,
+        cli.global.verbose,
+    );
+    crate::report::output::init_logging(&out);
+    let settings = crate::config::Settings::resolve(&cli.global);
+    let result = match settings {
+        Ok(settings) => dispatch(cli.command, &settings, &out),
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(code) => code.0,
+        Err(e) => {
+            out.error(&e);
+            exit::code_for_error(&e).0
+        }
+    }
+}
+
+fn dispatch(command: Command, settings: &crate::config::Settings, out: &Output) -> anyhow::Result<ExitCode> {
+    use crate::commands;
+    match command {
+        Command::Traces(TracesCommand::Show { file, all }) => commands::traces::show(settings, out, &file, all),
+        Command::Traces(TracesCommand::Ls { paths }) => commands::traces::ls(settings, out, &paths),
+        Command::Traces(TracesCommand::Formats) => commands::traces::formats(out),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut stdout = std::io::stdout();
+            clap_complete::generate(shell, &mut cmd, "autoharness", &mut stdout);
+            Ok(exit::SUCCESS)
+        }
+        Command::Mine(args) => commands::mine::mine(settings, out, &args),
+        Command::Clusters(args) => commands::mine::clusters(settings, out, args.id.as_deref()),
+        Command::Cases(args) => commands::mine::cases(settings, out, args.cluster.as_deref()),
+        Command::Eval(_) => not_yet("eval", 5),
+        Command::Init(_) => not_yet("init", 5),
+        Command::Doctor => not_yet("doctor", 5),
+        Command::Gate(_) => not_yet("gate", 6),
+        Command::Run(_) => not_yet("run", 7),
+        Command::Report(_) => not_yet("report", 7),
+    }
+}
+
+fn not_yet(command: &str, issue: u32) -> anyhow::Result<ExitCode> {
+    Err(crate::exit::NotYet {
+        command: command.to_string(),
+        issue,
+    }
+    .into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clap_definitions_are_consistent() {
+        <Cli as clap::CommandFactory>::command().debug_assert();
+    }
+}

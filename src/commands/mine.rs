@@ -1,0 +1,129 @@
+//! `autoharness mine`, `autoharness clusters`, `autoharness cases`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::cli::MineArgs;
+use crate::config::Settings;
+use crate::exit::{self, ExitCode};
+use crate::mine::{mine as run_mine, MineOptions};
+use crate::report::mine as render;
+use crate::report::Output;
+use crate::store::{runtime, Store};
+
+pub fn mine(settings: &Settings, out: &Output, args: &MineArgs) -> anyhow::Result<ExitCode> {
+    let since = match &args.since {
+        Some(d) => Some(parse_since(d)?),
+        None => None,
+    };
+    let harness = args
+        .harness
+        .clone()
+        .or_else(|| settings.config.harness.clone())
+        .unwrap_or_else(|| "default".into());
+    let opts = MineOptions {
+        paths: args.paths.clone(),
+        harness,
+        since,
+        max_cases_per_cluster: args.max_cases_per_cluster,
+        assume_failed: args.assume_failed,
+        jobs: settings.jobs,
+        join_threshold: args.join_threshold.unwrap_or(settings.config.mine.join_threshold),
+        holdout_share: settings.config.mine.holdout_share,
+        evals_dir: settings.project_root.join("evals"),
+        write_cases: !args.no_cases,
+    };
+    for p in &opts.paths {
+        if !p.exists() {
+            return Err(exit::hinted(format!("`{}` does not exist", p.display()), "pass trace files or folders"));
+        }
+    }
+    let n_files = crate::trace::walk::walk(&opts.paths).0.len() as u64;
+    let bar = out.progress(n_files, "mining");
+    let done = AtomicU64::new(0);
+    let tick = |_: &str| bar.set_position(done.fetch_add(1, Ordering::Relaxed) + 1);
+    let rt = runtime()?;
+    let result = rt.block_on(async {
+        let store = Store::open(&settings.db_path).await?;
+        let r = run_mine(&store, &opts, &tick).await;
+        store.close().await;
+        r
+    })?;
+    bar.finish_and_clear();
+    if out.verbose > 0 {
+        for e in &result.errors {
+            out.warn(e);
+        }
+    } else if !result.errors.is_empty() {
+        out.warn(&format!("{} file(s) could not be read completely (-v lists them)", result.errors.len()));
+    }
+    for path in &result.summary.cases_kept_edited {
+        out.note(&format!("kept `{path}`: edited by hand, not overwritten"));
+    }
+    if let Some(report) = &args.report {
+        let text = match report.extension().and_then(|e| e.to_str()) {
+            Some("html" | "htm") => render::html(&result),
+            _ => render::markdown(&result),
+        };
+        std::fs::write(report, text).map_err(|e| anyhow::anyhow!("cannot write the report `{}`: {e}", report.display()))?;
+        out.note(&format!("report written to `{}`", report.display()));
+    }
+    if out.json {
+        out.print_json(&render::json_doc(&result))?;
+    } else {
+        out.print(&render::table(out, &result));
+    }
+    Ok(exit::SUCCESS)
+}
+
+fn parse_since(date: &str) -> anyhow::Result<i128> {
+    let value = if date.len() == 10 { format!("{date}T00:00:00Z") } else { date.to_string() };
+    crate::trace::json::parse_time(&serde_json::Value::String(value))
+        .ok_or_else(|| exit::hinted(format!("`{date}` is not a date"), "use YYYY-MM-DD or an RFC 3339 time"))
+}
+
+pub fn clusters(settings: &Settings, out: &Output, id: Option<&str>) -> anyhow::Result<ExitCode> {
+    let rt = runtime()?;
+    let (clusters, failures, cases) = rt.block_on(async {
+        let store = Store::open(&settings.db_path).await?;
+        let r = (store.clusters().await?, store.failures().await?, store.cases(id).await?);
+        store.close().await;
+        anyhow::Ok(r)
+    })?;
+    match id {
+        None => {
+            if out.json {
+                out.print_json(&render::clusters_doc(&clusters, &failures))?;
+            } else {
+                out.print(&render::clusters_table(out, &clusters, &failures));
+            }
+        }
+        Some(id) => {
+            let Some(cluster) = clusters.iter().find(|c| c.cluster.id == id || c.cluster.id.trim_start_matches("k-") == id) else {
+                return Err(exit::hinted(format!("no cluster `{id}` in the store"), "`autoharness clusters` lists them"));
+            };
+            let members: Vec<_> = failures.iter().filter(|f| f.cluster_id.as_deref() == Some(&cluster.cluster.id)).collect();
+            if out.json {
+                out.print_json(&render::cluster_detail_doc(cluster, &members, &cases))?;
+            } else {
+                out.print(&render::cluster_detail(out, cluster, &members, &cases));
+            }
+        }
+    }
+    Ok(exit::SUCCESS)
+}
+
+pub fn cases(settings: &Settings, out: &Output, cluster: Option<&str>) -> anyhow::Result<ExitCode> {
+    let rt = runtime()?;
+    let cases = rt.block_on(async {
+        let store = Store::open(&settings.db_path).await?;
+        let r = store.cases(cluster).await?;
+        store.close().await;
+        anyhow::Ok(r)
+    })?;
+    if out.json {
+        out.print_json(&serde_json::json!({"schema": "autoharness.cases/v1", "cases": cases}))?;
+    } else {
+        out.print(&render::cases_table(out, &cases));
+    }
+    Ok(exit::SUCCESS)
+}

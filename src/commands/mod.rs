@@ -1,0 +1,5 @@
+//! One module per subcommand: each turns settings into calls to the stages and hands the
+//! results to a renderer in `report/`.
+
+pub mod mine;
+pub mod traces;

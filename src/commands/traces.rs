@@ -1,0 +1,109 @@
+//! `autoharness traces show|ls|formats`.
+
+use std::path::{Path, PathBuf};
+
+use crate::config::Settings;
+use crate::exit::{self, ExitCode};
+use crate::report::traces::{ls_doc, render_ls, render_show, show_doc};
+use crate::report::Output;
+use crate::store::{runtime, Store};
+use crate::trace::formats::Format;
+use crate::trace::read_file;
+use crate::trace::scan::scan;
+
+pub fn show(_settings: &Settings, out: &Output, file: &Path, all: bool) -> anyhow::Result<ExitCode> {
+    if !file.exists() {
+        return Err(exit::hinted(
+            format!("`{}` does not exist", file.display()),
+            "pass a trace file; `autoharness traces ls DIR` lists the files of a folder",
+        ));
+    }
+    if file.is_dir() {
+        return Err(exit::hinted(
+            format!("`{}` is a folder", file.display()),
+            format!("use `autoharness traces ls {}` for folders", file.display()),
+        ));
+    }
+    let report = read_file(file, &file.display().to_string());
+    let doc = show_doc(&report);
+    if out.json {
+        out.print_json(&doc)?;
+    } else {
+        out.print(&render_show(out, &doc, all));
+    }
+    Ok(exit::SUCCESS)
+}
+
+pub fn ls(settings: &Settings, out: &Output, paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let bar = out.progress(0, "reading");
+    let counted = std::sync::atomic::AtomicU64::new(0);
+    let tick = |_: &str| {
+        let n = counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        bar.set_position(n);
+    };
+    bar.set_length(count_files(paths));
+    let result = scan(paths, settings.jobs, |_, _, _| false, |_| None::<()>, &tick);
+    bar.finish_and_clear();
+    for (path, e) in &result.walk_errors {
+        out.error(&anyhow::anyhow!("`{}`: {e}", path.display()));
+    }
+    for f in &result.files {
+        if let Some(e) = &f.report.error {
+            out.warn(&format!("{}: {e}", f.report.path));
+        }
+        for w in &f.report.warnings {
+            if out.verbose > 0 {
+                out.warn(&format!("{}: {}: {}", f.report.path, w.location, w.message));
+            }
+        }
+    }
+    record(settings, &result.files)?;
+    let doc = ls_doc(&result.files);
+    if out.json {
+        out.print_json(&doc)?;
+    } else {
+        out.print(&render_ls(out, &doc));
+    }
+    Ok(if result.walk_errors.is_empty() { exit::SUCCESS } else { exit::ERROR })
+}
+
+fn count_files(paths: &[PathBuf]) -> u64 {
+    crate::trace::walk::walk(paths).0.len() as u64
+}
+
+/// Record scanned files and their trace summaries in the store.
+pub fn record<T>(settings: &Settings, files: &[crate::trace::scan::ScannedFile<T>]) -> anyhow::Result<()> {
+    let rt = runtime()?;
+    rt.block_on(async {
+        let store = Store::open(&settings.db_path).await?;
+        for f in files.iter().filter(|f| !f.skipped) {
+            store.record_file(&f.key, f.mtime_ns, &f.report, &f.summaries).await?;
+        }
+        store.close().await;
+        anyhow::Ok(())
+    })
+}
+
+pub fn formats(out: &Output) -> anyhow::Result<ExitCode> {
+    #[derive(serde::Serialize)]
+    struct Doc {
+        schema: &'static str,
+        formats: Vec<&'static str>,
+    }
+    let names: Vec<&'static str> = Format::ALL.iter().map(|f| f.name()).collect();
+    if out.json {
+        out.print_json(&Doc {
+            schema: "autoharness.formats/v1",
+            formats: names,
+        })?;
+    } else {
+        let mut s = String::from("Formats are detected from content (first records), not from extensions.\n");
+        s.push_str("gzip and zstd files are read transparently.\n\n");
+        for n in names {
+            s.push_str(n);
+            s.push('\n');
+        }
+        out.print(&s);
+    }
+    Ok(exit::SUCCESS)
+}

@@ -1,0 +1,120 @@
+//! Settings: command-line flags + `autoharness.toml` + environment, resolved once into a
+//! plain struct the stages read. Every environment variable autoharness reads is listed
+//! in [`ENV_VARS`].
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Deserialize;
+
+/// Every environment variable autoharness reads, with what it does.
+pub const ENV_VARS: &[(&str, &str)] = &[
+    ("AUTOHARNESS_CONFIG", "project config file (same as --config)"),
+    ("AUTOHARNESS_DB", "SQLite state file (same as --db)"),
+    ("AUTOHARNESS_JOBS", "parallel jobs (same as --jobs)"),
+    ("AUTOHARNESS_HARNESS", "default harness name"),
+    ("AUTOHARNESS_LOG", "tracing filter for logs on stderr, e.g. `autoharness=debug`"),
+    ("AUTOHARNESS_REQUIRE_ALL", "tests: 1 turns skips for missing dependencies into failures"),
+    ("NO_COLOR", "disable colors"),
+    ("FORCE_COLOR", "enable colors even when not a terminal"),
+    ("CI", "set by CI systems: disables progress bars"),
+];
+
+/// `autoharness.toml`. Every key is optional.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectConfig {
+    /// Default harness name.
+    pub harness: Option<String>,
+    /// Store location, relative to the config file.
+    pub db: Option<PathBuf>,
+    #[serde(default)]
+    pub mine: MineConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MineConfig {
+    /// Similarity above which a failure joins an existing cluster.
+    pub join_threshold: f64,
+    /// Share of cases held out (sealed) per cluster.
+    pub holdout_share: f64,
+}
+
+impl Default for MineConfig {
+    fn default() -> Self {
+        MineConfig {
+            join_threshold: 0.5,
+            holdout_share: 0.2,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The folder holding autoharness.toml (or the current directory).
+    pub project_root: PathBuf,
+    pub config: ProjectConfig,
+    pub db_path: PathBuf,
+    pub jobs: usize,
+}
+
+impl Settings {
+    pub fn resolve(global: &crate::cli::GlobalArgs) -> anyhow::Result<Settings> {
+        let cwd = std::env::current_dir().context("cannot read the current directory")?;
+        let (config_path, explicit) = match &global.config {
+            Some(p) => (p.clone(), true),
+            None => (cwd.join("autoharness.toml"), false),
+        };
+        let config = if config_path.exists() {
+            load_config(&config_path)?
+        } else if explicit {
+            return Err(crate::exit::hinted(
+                format!("config file `{}` does not exist", config_path.display()),
+                "run `autoharness init` to create one, or drop --config",
+            ));
+        } else {
+            ProjectConfig::default()
+        };
+        let project_root = config_path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+            .unwrap_or(cwd.clone());
+        let db_path = match (&global.db, &config.db) {
+            (Some(p), _) => p.clone(),
+            (None, Some(p)) => project_root.join(p),
+            (None, None) => project_root.join(".autoharness/state.db"),
+        };
+        let jobs = global
+            .jobs
+            .filter(|&j| j > 0)
+            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
+        Ok(Settings {
+            project_root,
+            config,
+            db_path,
+            jobs,
+        })
+    }
+
+    /// Settings for tests and library use: a store at `db_path`, defaults elsewhere.
+    pub fn for_store(db_path: PathBuf) -> Settings {
+        Settings {
+            project_root: db_path.parent().map(Path::to_path_buf).unwrap_or_default(),
+            config: ProjectConfig::default(),
+            db_path,
+            jobs: 2,
+        }
+    }
+}
+
+pub fn load_config(path: &Path) -> anyhow::Result<ProjectConfig> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+    toml::from_str(&text).map_err(|e| {
+        crate::exit::hinted(
+            format!("`{}` is not a valid autoharness config: {}", path.display(), e.message()),
+            "allowed keys: harness, db, [mine] join_threshold, holdout_share",
+        )
+    })
+}

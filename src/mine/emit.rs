@@ -1,0 +1,209 @@
+//! Eval cases (`autoharness.case/v1`, DESIGN.md) emitted from clusters.
+//!
+//! Case ids are content-derived (cluster + input), the train/holdout split is a
+//! deterministic function of the id, and a case file is written once: if it already
+//! exists and differs from what autoharness last wrote, a person edited it and it is
+//! left alone (and reported). Re-mining the same traces therefore changes nothing.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::cluster::tokens;
+use super::signature::short_id;
+use crate::store::mine::StoredFailure;
+
+pub const CASE_SCHEMA: &str = "autoharness.case/v1";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CaseFile {
+    pub schema: String,
+    pub id: String,
+    pub harness: String,
+    pub cluster: String,
+    pub split: String,
+    pub status: String,
+    pub input: Value,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fixtures: Vec<Value>,
+    pub checks: Vec<Value>,
+    pub provenance: Provenance,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Provenance {
+    pub traces: Vec<String>,
+    pub files: Vec<String>,
+    pub signature: String,
+    pub mined_at: String,
+}
+
+/// A case chosen for a cluster, before it is written.
+#[derive(Debug, Clone)]
+pub struct PlannedCase {
+    pub case: CaseFile,
+    pub input_hash: String,
+    pub failure_id: i64,
+    pub path: PathBuf,
+}
+
+/// Whether a case id falls in the holdout share (deterministic, from the id's hash).
+pub fn is_holdout(case_id: &str, share: f64) -> bool {
+    let h = blake3::hash(case_id.as_bytes());
+    let n = u32::from_le_bytes([h.as_bytes()[0], h.as_bytes()[1], h.as_bytes()[2], h.as_bytes()[3]]);
+    (n as f64 / u32::MAX as f64) < share
+}
+
+/// Choose up to `max` diverse members of a cluster (distinct inputs, far apart in their
+/// words) and plan their case files.
+pub fn plan_cases(
+    cluster_id: &str,
+    members: &[&StoredFailure],
+    harness: &str,
+    max: usize,
+    holdout_share: f64,
+    evals_dir: &Path,
+    now: &str,
+) -> Vec<PlannedCase> {
+    // Distinct inputs only: the same task failing twice is one case.
+    let mut seen = HashSet::new();
+    let mut distinct: Vec<(&StoredFailure, String, HashSet<String>)> = Vec::new();
+    let mut sorted: Vec<&&StoredFailure> = members.iter().collect();
+    sorted.sort_by(|a, b| (a.path.as_str(), a.failure.trace_seq).cmp(&(b.path.as_str(), b.failure.trace_seq)));
+    for m in sorted {
+        let canonical = canonical_json(&m.failure.seed.input);
+        let input_hash = blake3::hash(canonical.as_bytes()).to_hex().to_string();
+        if m.failure.seed.input.is_null() || !seen.insert(input_hash.clone()) {
+            continue;
+        }
+        let words: HashSet<String> = tokens(&m.failure.text).take(400).collect();
+        distinct.push((m, input_hash, words));
+    }
+    // Farthest-first by Jaccard distance, starting from the first in stable order.
+    let mut chosen: Vec<usize> = Vec::new();
+    let mut min_dist = vec![f64::MAX; distinct.len()];
+    while chosen.len() < max.min(distinct.len()) {
+        let next = if chosen.is_empty() {
+            0
+        } else {
+            (0..distinct.len())
+                .filter(|i| !chosen.contains(i))
+                .max_by(|&a, &b| min_dist[a].total_cmp(&min_dist[b]).then(b.cmp(&a)))
+                .unwrap_or(0)
+        };
+        chosen.push(next);
+        for (i, d) in min_dist.iter_mut().enumerate() {
+            let dist = jaccard_distance(&distinct[next].2, &distinct[i].2);
+            if dist < *d {
+                *d = dist;
+            }
+        }
+    }
+    let mut planned: Vec<PlannedCase> = chosen
+        .into_iter()
+        .map(|i| {
+            let (m, input_hash, _) = &distinct[i];
+            let f = &m.failure;
+            let id = short_id("c-", &format!("{cluster_id}\n{input_hash}"));
+            let split = if is_holdout(&id, holdout_share) { "holdout" } else { "train" };
+            let mut checks = vec![
+                json!({"kind": "no_error"}),
+                json!({"kind": "not_signature", "signature": f.signature.canonical()}),
+            ];
+            checks.extend(f.seed.checks.iter().cloned());
+            let case = CaseFile {
+                schema: CASE_SCHEMA.into(),
+                id: id.clone(),
+                harness: harness.into(),
+                cluster: cluster_id.into(),
+                split: split.into(),
+                status: "candidate".into(),
+                input: f.seed.input.clone(),
+                fixtures: f.seed.fixtures.clone(),
+                checks,
+                provenance: Provenance {
+                    traces: vec![f.trace_id.clone()],
+                    files: vec![m.path.clone()],
+                    signature: f.signature.canonical(),
+                    mined_at: now.into(),
+                },
+            };
+            PlannedCase {
+                path: evals_dir.join(harness).join(cluster_id).join(format!("{id}.json")),
+                case,
+                input_hash: input_hash.clone(),
+                failure_id: m.id,
+            }
+        })
+        .collect();
+    // At least one train case per cluster: a cluster nobody may look at cannot be fixed.
+    if !planned.is_empty() && planned.iter().all(|p| p.case.split == "holdout") {
+        planned.sort_by(|a, b| a.case.id.cmp(&b.case.id));
+        planned[0].case.split = "train".into();
+    }
+    planned
+}
+
+fn jaccard_distance(a: &HashSet<String>, b: &HashSet<String>) -> f64 {
+    if a.is_empty() && b.is_empty() {
+        return 0.0;
+    }
+    let inter = a.intersection(b).count() as f64;
+    let union = (a.len() + b.len()) as f64 - inter;
+    1.0 - inter / union
+}
+
+/// JSON with sorted keys, for hashing.
+pub fn canonical_json(v: &Value) -> String {
+    fn sort(v: &Value) -> Value {
+        match v {
+            Value::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                Value::Object(keys.into_iter().map(|k| (k.clone(), sort(&m[k]))).collect())
+            }
+            Value::Array(a) => Value::Array(a.iter().map(sort).collect()),
+            other => other.clone(),
+        }
+    }
+    sort(v).to_string()
+}
+
+/// What happened to a planned case file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WriteResult {
+    Written,
+    Unchanged,
+    /// The file differs from what autoharness wrote: a person edited it; left alone.
+    KeptEdited,
+}
+
+/// Write a case file unless it exists. `last_written_hash` is what the store recorded.
+pub fn write_case(planned: &PlannedCase, last_written_hash: Option<&str>) -> std::io::Result<(WriteResult, String)> {
+    if let Ok(existing) = std::fs::read(&planned.path) {
+        let hash = blake3::hash(&existing).to_hex().to_string();
+        let same_as_ours = match last_written_hash {
+            Some(h) => h == hash,
+            // No record (a fresh store): the file is ours if only its mining time differs.
+            None => serde_json::from_slice::<CaseFile>(&existing).is_ok_and(|mut c| {
+                c.provenance.mined_at = planned.case.provenance.mined_at.clone();
+                c == planned.case
+            }),
+        };
+        let result = if same_as_ours { WriteResult::Unchanged } else { WriteResult::KeptEdited };
+        return Ok((result, hash));
+    }
+    if let Some(dir) = planned.path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut text = serde_json::to_string_pretty(&planned.case).map_err(std::io::Error::other)?;
+    text.push('\n');
+    // Write to a temp file and rename, so a crash never leaves half a case.
+    let tmp = planned.path.with_extension("json.tmp");
+    std::fs::write(&tmp, &text)?;
+    std::fs::rename(&tmp, &planned.path)?;
+    Ok((WriteResult::Written, blake3::hash(text.as_bytes()).to_hex().to_string()))
+}

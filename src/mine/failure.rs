@@ -1,0 +1,524 @@
+//! Failure analysis: for a failed trace, find the decisive failing step (the earliest step
+//! whose failure explains the outcome), classify it as infrastructure or capability, build
+//! its signature and the text its similarity is judged on, and keep what an eval case
+//! needs (the task input, recorded tool results, ground truth).
+//!
+//! Signals, in the order they are trusted: unhandled errors (explicit error fields first,
+//! text heuristics last), missing or wrong actions against the task's expected actions,
+//! repeated identical tool calls, handled errors that preceded a failing verdict, policy
+//! refusals, complaints of the (simulated) user, and finally the last model turn.
+//!
+//! **Invariant:** nothing here reads benchmark labels; the model never carries them.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::signature::{template, Signature};
+use crate::trace::json::clip;
+use crate::trace::model::{value_text, ErrorSource, Nanos, OutcomeStatus, Step, StepKind, Trace};
+
+/// One failed trace, analysed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Failure {
+    pub trace_id: String,
+    pub file: String,
+    pub format: String,
+    /// Position of the trace in its file.
+    pub trace_seq: usize,
+    pub infra: bool,
+    pub signature: Signature,
+    pub step_id: Option<String>,
+    /// Index of the decisive step in source order (for transcripts: the message index).
+    pub step_index: Option<usize>,
+    pub message: String,
+    /// Text of the decisive step and its neighbourhood, for similarity.
+    pub text: String,
+    /// A short human-readable excerpt of the decisive step.
+    pub excerpt: String,
+    pub time: Option<Nanos>,
+    pub cost_usd: Option<f64>,
+    pub tokens: Option<u64>,
+    pub seed: CaseSeed,
+}
+
+/// What an eval case needs from the trace.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CaseSeed {
+    /// The task input as the agent received it (never the expected answer).
+    pub input: Value,
+    /// Recorded tool results, for replay.
+    pub fixtures: Vec<Value>,
+    /// Checks from ground truth the trace carries.
+    pub checks: Vec<Value>,
+}
+
+const TEXT_MAX: usize = 3000;
+const EXCERPT_MAX: usize = 600;
+
+/// Analyse a trace. `assume_failed` treats traces whose outcome is unknown as failures
+/// (a folder of traces a person already flagged).
+pub fn analyze(trace: &Trace, trace_seq: usize, assume_failed: bool) -> Option<Failure> {
+    match trace.outcome.status {
+        OutcomeStatus::Failed => {}
+        OutcomeStatus::Unknown if assume_failed => {}
+        _ => return None,
+    }
+    let order = source_order(trace);
+    let found = unhandled_error(trace)
+        .or_else(|| action_divergence(trace, &order))
+        .or_else(|| repeated_call(trace, &order))
+        .or_else(|| handled_error(trace))
+        .or_else(|| refusal(trace, &order))
+        .or_else(|| terminal_signal(trace, &order))
+        .or_else(|| last_turn(trace, &order));
+    let Decisive {
+        step,
+        signal,
+        message,
+        error_type,
+    } = found.unwrap_or(Decisive {
+        step: None,
+        signal: "unknown".into(),
+        message: String::new(),
+        error_type: None,
+    });
+    let step_ref = step.map(|i| &trace.steps[i]);
+    let tool = step_ref.and_then(|s| s.tool_call.as_ref().map(|c| c.name.clone()).or_else(|| (s.kind == StepKind::Tool).then(|| s.name.clone()).flatten()));
+    let infra = is_infra(&message, error_type.as_deref(), step_ref);
+    let signature = Signature {
+        kind: if infra { "infra" } else { "capability" }.into(),
+        signal: signal.clone(),
+        step_kind: step_ref.map(|s| s.kind.as_str()).unwrap_or("none").into(),
+        tool: tool.clone(),
+        error_type: error_type.clone(),
+        template: template(&message),
+    };
+    let text = neighbourhood_text(trace, &order, step, &signal, &message, tool.as_deref(), error_type.as_deref());
+    let excerpt = step.map(|i| clip(&step_text(trace, &trace.steps[i]), EXCERPT_MAX)).unwrap_or_else(|| clip(&message, EXCERPT_MAX));
+    Some(Failure {
+        trace_id: trace.id.clone(),
+        file: trace.source.path.clone(),
+        format: trace.source.format.clone(),
+        trace_seq,
+        infra,
+        signature,
+        step_id: step_ref.map(|s| s.id.clone()),
+        step_index: step,
+        message: clip(&message, 2000),
+        text,
+        excerpt,
+        time: trace.start.or(trace.end),
+        cost_usd: trace.cost_usd,
+        tokens: trace.usage.total(),
+        seed: case_seed(trace),
+    })
+}
+
+struct Decisive {
+    step: Option<usize>,
+    signal: String,
+    message: String,
+    error_type: Option<String>,
+}
+
+/// Step indices sorted by `seq` (source order).
+fn source_order(trace: &Trace) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..trace.steps.len()).collect();
+    order.sort_by_key(|&i| (trace.steps[i].seq, i));
+    order
+}
+
+fn error_rank(source: Option<ErrorSource>) -> u8 {
+    match source {
+        Some(ErrorSource::Terminal) => 0,
+        Some(ErrorSource::SpanStatus | ErrorSource::ErrorField | ErrorSource::Level | ErrorSource::Exception) => 1,
+        Some(ErrorSource::ToolResultFlag | ErrorSource::ExitCode) => 2,
+        Some(ErrorSource::TextHeuristic) | None => 3,
+    }
+}
+
+fn decisive_from_step(trace: &Trace, idx: usize, prefix: &str) -> Decisive {
+    let step = &trace.steps[idx];
+    let err = step.error.clone().unwrap_or_default();
+    let source = err.source.map(|s| format!("{s:?}")).unwrap_or_else(|| "Unknown".into());
+    let mut message = err.message.clone().unwrap_or_default();
+    if message.is_empty() {
+        if let Some(r) = &step.tool_result {
+            message = value_text(&r.content).into_owned();
+        }
+    }
+    Decisive {
+        step: Some(idx),
+        signal: format!("{prefix}:{}", snake(&source)),
+        message: first_lines(&message, 3),
+        error_type: err.r#type.clone(),
+    }
+}
+
+/// The earliest unhandled error, preferring explicit error fields over heuristics.
+fn unhandled_error(trace: &Trace) -> Option<Decisive> {
+    let mut best: Option<(u8, u32, usize)> = None;
+    for ev in trace.outcome.evidence.iter().filter(|e| !e.handled && e.signal.starts_with("error:")) {
+        let Some(idx) = ev.step.as_deref().and_then(|id| trace.step_index(id)) else {
+            continue;
+        };
+        let step = &trace.steps[idx];
+        let key = (error_rank(step.error.as_ref().and_then(|e| e.source)), step.seq, idx);
+        if best.is_none_or(|b| key < b) {
+            best = Some(key);
+        }
+    }
+    best.map(|(_, _, idx)| decisive_from_step(trace, idx, "error"))
+}
+
+fn handled_error(trace: &Trace) -> Option<Decisive> {
+    let idx = trace
+        .steps
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.error.is_some())
+        .min_by_key(|(i, s)| (error_rank(s.error.as_ref().and_then(|e| e.source)), s.seq, *i))?
+        .0;
+    Some(decisive_from_step(trace, idx, "handled"))
+}
+
+/// Compare the tool calls made with the task's expected actions (τ-bench
+/// `info.task.actions`): the first expected action never taken, or taken with other
+/// arguments, or a state-changing call that was not expected.
+fn action_divergence(trace: &Trace, order: &[usize]) -> Option<Decisive> {
+    let expected = trace.task.as_ref()?.get("actions")?.as_array()?;
+    if expected.is_empty() {
+        return None;
+    }
+    let calls: Vec<(usize, &str, &Value)> = order
+        .iter()
+        .filter_map(|&i| trace.steps[i].tool_call.as_ref().map(|c| (i, c.name.as_str(), &c.arguments)))
+        .collect();
+    let exp: Vec<(&str, &Value)> = expected
+        .iter()
+        .filter_map(|a| Some((a.get("name")?.as_str()?, a.get("kwargs").or_else(|| a.get("arguments")).unwrap_or(&Value::Null))))
+        .collect();
+    let matches = |name: &str, args: &Value, en: &str, ea: &Value| name == en && args_equal(args, ea);
+    // Unexpected call with a name that is expected elsewhere with other args → wrong args.
+    for (en, ea) in &exp {
+        if calls.iter().any(|(_, n, a)| matches(n, a, en, ea)) {
+            continue;
+        }
+        if let Some((i, n, _)) = calls.iter().find(|(_, n, _)| n == en) {
+            return Some(Decisive {
+                step: Some(*i),
+                signal: "action:wrong_arguments".into(),
+                message: format!("expected action {n} called with other arguments"),
+                error_type: None,
+            });
+        }
+        // Missing: decisive at the last model turn before the run ended.
+        let last_llm = order.iter().rev().find(|&&i| trace.steps[i].kind == StepKind::Llm).copied();
+        return Some(Decisive {
+            step: last_llm,
+            signal: "action:missing".into(),
+            message: format!("expected action {en} was never called"),
+            error_type: None,
+        });
+    }
+    // All expected actions happened; an extra state-changing call is the divergence.
+    let expected_names: Vec<&str> = exp.iter().map(|(n, _)| *n).collect();
+    if let Some((i, n, _)) = calls.iter().find(|(_, n, a)| !exp.iter().any(|(en, ea)| matches(n, a, en, ea)) && is_write_like(n, &expected_names)) {
+        return Some(Decisive {
+            step: Some(*i),
+            signal: "action:unexpected".into(),
+            message: format!("unexpected action {n}"),
+            error_type: None,
+        });
+    }
+    None
+}
+
+/// Read-only lookups (get_*, find_*, list_*, search_*, calculate, think) are free to repeat.
+fn is_write_like(name: &str, expected: &[&str]) -> bool {
+    let lower = name.to_ascii_lowercase();
+    let read = ["get_", "find_", "list_", "search_", "lookup", "read", "calculate", "think", "check_"];
+    !read.iter().any(|p| lower.starts_with(p)) || expected.contains(&name)
+}
+
+/// Argument equality that ignores key order, number formats and string case/whitespace.
+fn args_equal(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::String(s), other) | (other, Value::String(s)) if !matches!(other, Value::String(_)) => {
+            serde_json::from_str::<Value>(s).map(|p| args_equal(&p, other)).unwrap_or(false)
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| args_equal(v, w)))
+        }
+        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(v, w)| args_equal(v, w)),
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        (Value::String(x), Value::String(y)) => x.trim().eq_ignore_ascii_case(y.trim()),
+        _ => a == b,
+    }
+}
+
+/// The same tool called with the same arguments three or more times: a loop.
+fn repeated_call(trace: &Trace, order: &[usize]) -> Option<Decisive> {
+    let mut seen: HashMap<(String, String), (usize, usize)> = HashMap::new();
+    for &i in order {
+        let Some(call) = &trace.steps[i].tool_call else { continue };
+        let key = (call.name.clone(), call.arguments.to_string());
+        let entry = seen.entry(key).or_insert((0, i));
+        entry.0 += 1;
+        if entry.0 == 3 {
+            return Some(Decisive {
+                step: Some(entry.1),
+                signal: "loop:repeated_call".into(),
+                message: format!("{} called 3+ times with the same arguments", call.name),
+                error_type: None,
+            });
+        }
+    }
+    None
+}
+
+const REFUSALS: [&str; 8] = [
+    "i'm sorry, but i can't",
+    "i am sorry, but i cannot",
+    "i cannot help with",
+    "i can't help with",
+    "i'm unable to",
+    "i am unable to",
+    "i cannot assist",
+    "i can't assist",
+];
+
+fn refusal(trace: &Trace, order: &[usize]) -> Option<Decisive> {
+    for &i in order {
+        let s = &trace.steps[i];
+        if s.kind != StepKind::Llm {
+            continue;
+        }
+        let text = step_text(trace, s).to_lowercase();
+        if REFUSALS.iter().any(|r| text.contains(r)) {
+            return Some(Decisive {
+                step: Some(i),
+                signal: "refusal".into(),
+                message: first_lines(&text, 2),
+                error_type: None,
+            });
+        }
+    }
+    None
+}
+
+/// A failing run-level signal with a step (exit status, result subtype).
+fn terminal_signal(trace: &Trace, order: &[usize]) -> Option<Decisive> {
+    let signal = trace.signals.iter().find(|s| !s.passed && s.kind != "reward" && s.kind != "is_correct" && s.kind != "resolved")?;
+    let step = signal
+        .step
+        .as_deref()
+        .and_then(|id| trace.step_index(id))
+        .or_else(|| order.iter().rev().find(|&&i| trace.steps[i].kind == StepKind::Llm).copied());
+    Some(Decisive {
+        step,
+        signal: format!("signal:{}", signal.kind),
+        message: signal.detail.clone(),
+        error_type: None,
+    })
+}
+
+/// No step-level evidence: the verdict is about the final answer; the last model turn
+/// is where the run went wrong as far as the trace can tell.
+fn last_turn(trace: &Trace, order: &[usize]) -> Option<Decisive> {
+    let signal = trace.signals.iter().find(|s| !s.passed);
+    let step = order.iter().rev().find(|&&i| trace.steps[i].kind == StepKind::Llm).copied().or(order.last().copied());
+    Some(Decisive {
+        step,
+        signal: signal.map(|s| format!("signal:{}", s.kind)).unwrap_or_else(|| "unknown".into()),
+        message: signal.map(|s| s.detail.clone()).unwrap_or_default(),
+        error_type: None,
+    })
+}
+
+const INFRA_PATTERNS: [&str; 22] = [
+    "rate limit",
+    "ratelimit",
+    "too many requests",
+    "429",
+    "timed out",
+    "timeout",
+    "internalservererror",
+    "internal server error",
+    "service unavailable",
+    "bad gateway",
+    "overloaded",
+    "502",
+    "503",
+    "504",
+    "connection reset",
+    "connection refused",
+    "connectionerror",
+    "apiconnectionerror",
+    "authentication",
+    "invalid api key",
+    "unauthorized",
+    "quota",
+];
+
+/// Infrastructure: rate limits, timeouts, auth and 5xx of the model API, not the agent's
+/// own mistakes. A tool's "permission denied" on a file is a capability failure.
+fn is_infra(message: &str, error_type: Option<&str>, step: Option<&Step>) -> bool {
+    let text = format!("{} {}", error_type.unwrap_or(""), message).to_lowercase();
+    if !INFRA_PATTERNS.iter().any(|p| text.contains(p)) {
+        return false;
+    }
+    let model_side = step.is_some_and(|s| s.kind == StepKind::Llm || s.model.is_some())
+        || ["openai.", "anthropic.", "litellm.", "api_error", "apierror", "httpx.", "exit_api"].iter().any(|p| text.contains(p));
+    let server_code = ["429", "500", "502", "503", "504", "rate limit", "overloaded"].iter().any(|p| text.contains(p));
+    model_side || (server_code && step.is_none_or(|s| s.kind != StepKind::Tool))
+}
+
+/// All the text of one step: messages, tool call and result, generic I/O, error.
+pub fn step_text(trace: &Trace, step: &Step) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    if let Some((a, b)) = step.transcript_range {
+        for m in trace.transcript.iter().skip(a as usize).take(b.saturating_sub(a) as usize) {
+            parts.push(m.joined_text());
+        }
+    }
+    for m in &step.output_messages {
+        parts.push(m.joined_text());
+    }
+    if let Some(c) = &step.tool_call {
+        parts.push(format!("{}({})", c.name, clip(&value_text(&c.arguments), 400)));
+    }
+    if let Some(r) = &step.tool_result {
+        parts.push(clip(&value_text(&r.content), 1200));
+    }
+    if parts.iter().all(|p| p.trim().is_empty()) {
+        if let Some(o) = &step.output {
+            parts.push(clip(&value_text(o), 1200));
+        } else if let Some(i) = &step.input {
+            parts.push(clip(&value_text(i), 800));
+        }
+    }
+    if let Some(e) = &step.error {
+        if let Some(m) = &e.message {
+            parts.push(m.clone());
+        }
+    }
+    parts.retain(|p| !p.trim().is_empty());
+    parts.join("\n")
+}
+
+fn neighbourhood_text(
+    trace: &Trace,
+    order: &[usize],
+    step: Option<usize>,
+    signal: &str,
+    message: &str,
+    tool: Option<&str>,
+    error_type: Option<&str>,
+) -> String {
+    let mut text = String::new();
+    text.push_str(&signal.replace([':', '_'], " "));
+    text.push(' ');
+    for extra in [tool, error_type].into_iter().flatten() {
+        text.push_str(extra);
+        text.push(' ');
+    }
+    text.push_str(&clip(message, 600));
+    text.push('\n');
+    if let Some(idx) = step {
+        let pos = order.iter().position(|&i| i == idx).unwrap_or(0);
+        // The decisive step, the step before (the reasoning that led to it) and after.
+        text.push_str(&clip(&step_text(trace, &trace.steps[idx]), 1500));
+        if pos > 0 {
+            text.push('\n');
+            text.push_str(&clip(&step_text(trace, &trace.steps[order[pos - 1]]), 600));
+        }
+        if pos + 1 < order.len() {
+            text.push('\n');
+            text.push_str(&clip(&step_text(trace, &trace.steps[order[pos + 1]]), 400));
+        }
+    }
+    clip(&text, TEXT_MAX)
+}
+
+fn first_lines(s: &str, n: usize) -> String {
+    s.lines().filter(|l| !l.trim().is_empty()).take(n).collect::<Vec<_>>().join("\n")
+}
+
+fn snake(debug_name: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in debug_name.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The task input (without its expected answer), recorded tool results, and checks from
+/// ground truth carried by the trace.
+fn case_seed(trace: &Trace) -> CaseSeed {
+    let mut checks = Vec::new();
+    let input = match &trace.task {
+        Some(Value::Object(task)) => {
+            let mut input = task.clone();
+            if let Some(Value::Array(actions)) = input.remove("actions") {
+                let mut names: Vec<&str> = actions.iter().filter_map(|a| a.get("name")?.as_str()).collect();
+                names.dedup();
+                for name in names {
+                    checks.push(json!({"kind": "tool_called", "name": name, "min": 1}));
+                }
+            }
+            if let Some(Value::Array(outputs)) = input.remove("outputs") {
+                for o in outputs.iter().filter_map(Value::as_str) {
+                    checks.push(json!({"kind": "output_contains", "value": o}));
+                }
+            }
+            Value::Object(input)
+        }
+        Some(other) => other.clone(),
+        None => first_user_input(trace),
+    };
+    if let Some(gt) = trace.attributes.get("ground_truth").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+        checks.push(json!({"kind": "output_contains", "value": gt}));
+    }
+    if trace.signals.iter().any(|s| s.kind == "reward") {
+        checks.push(json!({"kind": "score_at_least", "name": "reward", "value": 1.0}));
+    }
+    let fixtures = trace
+        .steps
+        .iter()
+        .filter_map(|s| {
+            let call = s.tool_call.as_ref()?;
+            let result = s.tool_result.as_ref()?;
+            Some(json!({"tool": call.name, "arguments": call.arguments, "result": clip(&value_text(&result.content), 2000)}))
+        })
+        .take(30)
+        .collect();
+    CaseSeed { input, fixtures, checks }
+}
+
+fn first_user_input(trace: &Trace) -> Value {
+    let user = trace.transcript.iter().find(|m| m.role == "user" || m.role == "human");
+    if let Some(m) = user {
+        return json!({"messages": [{"role": "user", "content": m.joined_text()}]});
+    }
+    for s in &trace.steps {
+        if let Some(m) = s.input_messages.iter().find(|m| m.role == "user") {
+            return json!({"messages": [{"role": "user", "content": m.joined_text()}]});
+        }
+    }
+    trace
+        .steps
+        .iter()
+        .min_by_key(|s| s.seq)
+        .and_then(|s| s.input.clone())
+        .unwrap_or(Value::Null)
+}

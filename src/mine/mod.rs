@@ -1,0 +1,297 @@
+//! Mining: failed traces → decisive failures with signatures → clusters with stable ids →
+//! eval cases. `mine` runs the whole stage against the store:
+//!
+//! 1. scan the paths, skipping files unchanged since the last scan (size + mtime, then
+//!    content hash), analysing each failed trace on the worker thread;
+//! 2. replace the failures of every changed file (one transaction per file);
+//! 3. assign every unassigned failure to an existing cluster or a new one (IDF over all
+//!    stored failures, persisted centroids);
+//! 4. emit up to N diverse cases per cluster under `evals/<harness>/<cluster>/`.
+
+pub mod cluster;
+pub mod emit;
+pub mod failure;
+pub mod signature;
+
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::store::mine::StoredFailure;
+use crate::store::Store;
+use crate::trace::json::clip;
+use crate::trace::scan::{scan, OutcomeCounts};
+use cluster::{term_counts, Cluster, Idf};
+use emit::{plan_cases, write_case, WriteResult};
+use failure::{analyze, Failure};
+
+#[derive(Debug, Clone)]
+pub struct MineOptions {
+    pub paths: Vec<PathBuf>,
+    pub harness: String,
+    /// Only failures at or after this time (unix nanos) are ranked and emitted.
+    pub since: Option<i128>,
+    pub max_cases_per_cluster: usize,
+    pub assume_failed: bool,
+    pub jobs: usize,
+    pub join_threshold: f64,
+    pub holdout_share: f64,
+    pub evals_dir: PathBuf,
+    pub write_cases: bool,
+}
+
+/// One cluster in the ranked table.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterView {
+    pub id: String,
+    pub label: String,
+    pub kind: String,
+    pub state: String,
+    pub count: usize,
+    /// Share of all failed runs in the window.
+    pub share: f64,
+    pub first_seen: Option<String>,
+    pub last_seen: Option<String>,
+    pub cost_usd: Option<f64>,
+    pub example_trace: String,
+    pub example_file: String,
+    pub signature: String,
+    pub cases_written: usize,
+    pub cases: Vec<String>,
+    /// Failures per day (YYYY-MM-DD), for the report's timeline.
+    pub per_day: BTreeMap<String, usize>,
+    /// Trace ids of the members (file path + `#` + trace id).
+    pub members: Vec<String>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct MineSummary {
+    pub files: usize,
+    pub trace_files: usize,
+    /// Files not read because size and mtime matched the last scan.
+    pub skipped_unchanged: usize,
+    /// Files read again whose content hash matched the last scan.
+    pub unchanged_content: usize,
+    pub file_errors: usize,
+    #[serde(flatten)]
+    pub counts: OutcomeCounts,
+    pub new_failures: usize,
+    pub failures_total: usize,
+    pub clusters_total: usize,
+    pub new_clusters: usize,
+    pub cases_written: usize,
+    pub cases_unchanged: usize,
+    /// Case files a person edited: never overwritten.
+    pub cases_kept_edited: Vec<String>,
+}
+
+pub struct MineResult {
+    pub summary: MineSummary,
+    pub clusters: Vec<ClusterView>,
+    pub errors: Vec<String>,
+}
+
+/// The label people read: the template of the founding signature, prefixed by where it
+/// happened, or the strongest terms when there is no message.
+pub fn label_for(c: &Cluster, founding: Option<&Failure>) -> String {
+    let terms = c.top_terms(4).join(", ");
+    match founding {
+        Some(f) => {
+            let sig = &f.signature;
+            let place = sig.tool.clone().or_else(|| sig.error_type.clone()).unwrap_or_else(|| sig.step_kind.clone());
+            let what = if sig.template.is_empty() { terms } else { sig.template.clone() };
+            clip(&format!("{} · {place} · {what}", sig.signal), 110)
+        }
+        None => terms,
+    }
+}
+
+pub async fn mine(store: &Store, opts: &MineOptions, tick: &(dyn Fn(&str) + Sync)) -> anyhow::Result<MineResult> {
+    // 1. Scan.
+    let known: HashMap<String, (u64, Option<i64>, String)> = {
+        let rows: Vec<(String, i64, Option<i64>, String)> =
+            sqlx::query_as("SELECT path, size, mtime_ns, hash FROM trace_files").fetch_all(&store.pool).await?;
+        rows.into_iter().map(|(p, s, m, h)| (p, (s as u64, m, h))).collect()
+    };
+    let skip = |key: &str, size: u64, mtime: Option<i64>| {
+        known.get(key).is_some_and(|(s, m, _)| *s == size && m.is_some() && *m == mtime)
+    };
+    let assume_failed = opts.assume_failed;
+    let paths = opts.paths.clone();
+    let jobs = opts.jobs;
+    let result = scan(&paths, jobs, skip, |t| analyze(t, t.source.seq, assume_failed), tick);
+
+    let mut summary = MineSummary::default();
+    let mut errors = Vec::new();
+    for (p, e) in &result.walk_errors {
+        errors.push(format!("{}: {e}", p.display()));
+    }
+    // 2. Store files and their failures.
+    let mut by_display: HashMap<String, usize> = HashMap::new();
+    let mut failures_by_file: Vec<Vec<Failure>> = Vec::with_capacity(result.files.len());
+    for (i, f) in result.files.iter().enumerate() {
+        by_display.insert(f.walked.display.clone(), i);
+        failures_by_file.push(f.extracted.clone());
+    }
+    for failure in result.joined {
+        if let Some(&i) = by_display.get(&failure.file) {
+            failures_by_file[i].push(failure);
+        }
+    }
+    for (f, failures) in result.files.iter().zip(failures_by_file) {
+        summary.files += 1;
+        if f.skipped {
+            summary.skipped_unchanged += 1;
+            continue;
+        }
+        if f.report.format.is_some() {
+            summary.trace_files += 1;
+        }
+        if let Some(e) = &f.report.error {
+            summary.file_errors += 1;
+            errors.push(format!("{}: {e}", f.report.path));
+        }
+        summary.counts.merge(&f.counts);
+        let same_content = known.get(&f.key).is_some_and(|(_, _, h)| *h == f.report.hash);
+        store.record_file(&f.key, f.mtime_ns, &f.report, &f.summaries).await?;
+        if same_content {
+            summary.unchanged_content += 1;
+            continue;
+        }
+        summary.new_failures += failures.len();
+        store.replace_failures(&f.key, &failures).await?;
+    }
+
+    // 3. Cluster what is unassigned.
+    let stored = store.failures().await?;
+    let existing: Vec<Cluster> = store.clusters().await?.into_iter().map(|c| c.cluster).collect();
+    let mut idf = Idf::default();
+    for s in &stored {
+        idf.add(&term_counts(&s.failure));
+    }
+    let unassigned: Vec<&StoredFailure> = stored.iter().filter(|s| s.cluster_id.is_none()).collect();
+    let mut cluster_of: HashMap<i64, String> = stored.iter().filter_map(|s| Some((s.id, s.cluster_id.clone()?))).collect();
+    let mut clusters = existing;
+    if !unassigned.is_empty() {
+        let new: Vec<Failure> = unassigned.iter().map(|s| s.failure.clone()).collect();
+        let assignment = cluster::assign(&new, clusters, &idf, opts.join_threshold);
+        summary.new_clusters = assignment.new_clusters;
+        clusters = assignment.clusters;
+        let memberships: Vec<(i64, String)> = unassigned.iter().zip(assignment.cluster_of).map(|(s, c)| (s.id, c)).collect();
+        for (id, c) in &memberships {
+            cluster_of.insert(*id, c.clone());
+        }
+        let by_sig: HashMap<String, &Failure> = stored.iter().map(|s| (s.failure.signature.canonical(), &s.failure)).collect();
+        let labelled: Vec<(Cluster, String)> = clusters
+            .iter()
+            .map(|c| {
+                let mut c = c.clone();
+                c.truncate();
+                let label = label_for(&c, by_sig.get(&c.signature).copied());
+                (c, label)
+            })
+            .collect();
+        store.save_clustering(&labelled, &memberships).await?;
+    }
+    let stored_clusters = store.clusters().await?;
+    summary.clusters_total = stored_clusters.len();
+    summary.failures_total = stored.len();
+
+    // 4. Rank clusters over the failures in the window, emit cases.
+    let in_window = |s: &StoredFailure| match (opts.since, s.failure.time) {
+        (Some(since), Some(t)) => t >= since,
+        (Some(_), None) => true,
+        (None, _) => true,
+    };
+    let mut members: BTreeMap<String, Vec<&StoredFailure>> = BTreeMap::new();
+    for s in stored.iter().filter(|s| in_window(s)) {
+        if let Some(c) = cluster_of.get(&s.id) {
+            members.entry(c.clone()).or_default().push(s);
+        }
+    }
+    let total_failed: usize = members.values().map(Vec::len).sum();
+    let existing_cases: HashMap<String, String> =
+        store.cases(None).await?.into_iter().map(|c| (c.id, c.content_hash)).collect();
+    let now = crate::store::now_rfc3339();
+    let mut views = Vec::new();
+    for sc in &stored_clusters {
+        let Some(ms) = members.get(&sc.cluster.id) else { continue };
+        let mut cases = Vec::new();
+        let mut written = 0;
+        if opts.write_cases {
+            for planned in plan_cases(
+                &sc.cluster.id,
+                ms,
+                &opts.harness,
+                opts.max_cases_per_cluster,
+                opts.holdout_share,
+                &opts.evals_dir,
+                &now,
+            ) {
+                let last = existing_cases.get(&planned.case.id).map(String::as_str);
+                let (result, hash) = write_case(&planned, last)?;
+                match result {
+                    WriteResult::Written => {
+                        written += 1;
+                        summary.cases_written += 1;
+                    }
+                    WriteResult::Unchanged => summary.cases_unchanged += 1,
+                    WriteResult::KeptEdited => summary.cases_kept_edited.push(planned.path.display().to_string()),
+                }
+                if result != WriteResult::KeptEdited {
+                    let row = crate::store::mine::StoredCase {
+                        id: planned.case.id.clone(),
+                        cluster_id: sc.cluster.id.clone(),
+                        harness: opts.harness.clone(),
+                        split: planned.case.split.clone(),
+                        status: planned.case.status.clone(),
+                        path: planned.path.display().to_string(),
+                        content_hash: hash,
+                    };
+                    store.upsert_case(&row, &planned.input_hash, Some(planned.failure_id)).await?;
+                }
+                cases.push(planned.case.id.clone());
+            }
+        }
+        let times: Vec<&String> = ms.iter().filter_map(|s| s.seen_at.as_ref()).collect();
+        let costs: Vec<f64> = ms.iter().filter_map(|s| s.failure.cost_usd).collect();
+        let example = ms[0];
+        let mut per_day = BTreeMap::new();
+        for t in &times {
+            *per_day.entry(t.chars().take(10).collect::<String>()).or_insert(0usize) += 1;
+        }
+        views.push(ClusterView {
+            id: sc.cluster.id.clone(),
+            label: sc.label.clone(),
+            kind: sc.kind.clone(),
+            state: sc.state.clone(),
+            count: ms.len(),
+            share: if total_failed > 0 { ms.len() as f64 / total_failed as f64 } else { 0.0 },
+            first_seen: times.iter().min().map(|s| s.to_string()),
+            last_seen: times.iter().max().map(|s| s.to_string()),
+            cost_usd: (!costs.is_empty()).then(|| costs.iter().sum()),
+            example_trace: example.failure.trace_id.clone(),
+            example_file: example.path.clone(),
+            signature: sc.cluster.signature.clone(),
+            cases_written: written,
+            cases,
+            per_day,
+            members: ms.iter().map(|s| format!("{}#{}", s.path, s.failure.trace_id)).collect(),
+        });
+    }
+    // Impact: count, then recency, then cost; ties by id for stable output.
+    views.sort_by(|a, b| {
+        b.count
+            .cmp(&a.count)
+            .then_with(|| b.last_seen.cmp(&a.last_seen))
+            .then_with(|| b.cost_usd.unwrap_or(0.0).total_cmp(&a.cost_usd.unwrap_or(0.0)))
+            .then_with(|| a.id.cmp(&b.id))
+    });
+    Ok(MineResult {
+        summary,
+        clusters: views,
+        errors,
+    })
+}

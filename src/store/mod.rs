@@ -1,0 +1,71 @@
+//! The SQLite state file (through sqlx): one file links the whole lineage, queryable with
+//! `sqlite3`. Opened in WAL mode with a busy timeout so a second process can read (and
+//! wait to write) while another works. Migrations are embedded in the binary.
+//!
+//! **Architecture Invariant:** every write that belongs together happens in one
+//! transaction, so a crash or a bad file never leaves half a record behind.
+
+pub mod mine;
+pub mod traces;
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub pool: SqlitePool,
+    pub path: PathBuf,
+}
+
+impl Store {
+    /// Open (creating when missing) the store at `path` and bring its schema up to date.
+    pub async fn open(path: &Path) -> anyhow::Result<Store> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create the store folder `{}`", dir.display()))?;
+        }
+        let options = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(30))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .with_context(|| format!("cannot open the store `{}`", path.display()))?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .with_context(|| format!("cannot migrate the store `{}` (is it from a newer autoharness?)", path.display()))?;
+        Ok(Store {
+            pool,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub async fn close(self) {
+        self.pool.close().await;
+    }
+}
+
+/// A small tokio runtime for commands: the stages are synchronous (rayon) and reach the
+/// store through `block_on`.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
