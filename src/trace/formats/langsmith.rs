@@ -12,13 +12,14 @@ use std::collections::HashMap;
 use serde_json::{Map, Value};
 
 use super::langfuse::shared::{
-    decode_deep, error_from_text, first_user_text, messages_from, order_steps, text_error, time_of, usage_from,
+    decode_deep, error_from_text, first_user_text, messages_from, order_steps, text_error, time_of,
+    usage_from,
 };
 use super::{FileCtx, Format, ParseError, Sink};
 use crate::trace::json::{self, as_f64, as_u64, str_of, string_of};
 use crate::trace::model::{
-    ErrorInfo, ErrorSource, Event, ModelInfo, Nanos, Score, ScoreSource, Step, StepKind, StepStatus, ToolCall,
-    ToolResult, Trace, Usage, value_text,
+    ErrorInfo, ErrorSource, Event, ModelInfo, Nanos, Score, ScoreSource, Step, StepKind,
+    StepStatus, ToolCall, ToolResult, Trace, Usage, value_text,
 };
 use crate::trace::read::{Pos, Records};
 
@@ -58,7 +59,11 @@ const MAPPED: [&str; 30] = [
     "duration_ms",
 ];
 
-pub fn parse(records: &mut Records, ctx: &mut FileCtx<'_>, sink: &mut Sink<'_>) -> Result<(), ParseError> {
+pub fn parse(
+    records: &mut Records,
+    ctx: &mut FileCtx<'_>,
+    sink: &mut Sink<'_>,
+) -> Result<(), ParseError> {
     let mut state = State::default();
     for item in records {
         let rec = match item {
@@ -100,7 +105,9 @@ impl State {
             }
             Value::Object(mut obj) => {
                 let wrapper = !obj.contains_key("run_type")
-                    && ["post", "patch", "runs"].iter().any(|k| obj.get(*k).is_some_and(Value::is_array));
+                    && ["post", "patch", "runs"]
+                        .iter()
+                        .any(|k| obj.get(*k).is_some_and(Value::is_array));
                 if wrapper {
                     for key in ["post", "runs"] {
                         if let Some(Value::Array(runs)) = obj.remove(key) {
@@ -119,10 +126,19 @@ impl State {
                 if is_run(&obj) {
                     self.add_run(Value::Object(obj), pos, ctx);
                 } else {
-                    ctx.warn(pos, format!("not a LangSmith run: {}", json::keys_of(&Value::Object(obj))));
+                    ctx.warn(
+                        pos,
+                        format!(
+                            "not a LangSmith run: {}",
+                            json::keys_of(&Value::Object(obj))
+                        ),
+                    );
                 }
             }
-            other => ctx.warn(pos, format!("not a LangSmith run: {}", json::keys_of(&other))),
+            other => ctx.warn(
+                pos,
+                format!("not a LangSmith run: {}", json::keys_of(&other)),
+            ),
         }
     }
 
@@ -158,7 +174,10 @@ impl State {
         };
         match run_key(&obj) {
             Some(key) => self.upsert(key, obj, pos),
-            None => ctx.warn(pos, "a LangSmith patch without `id` or `dotted_order`; skipped"),
+            None => ctx.warn(
+                pos,
+                "a LangSmith patch without `id` or `dotted_order`; skipped",
+            ),
         }
     }
 
@@ -192,7 +211,10 @@ impl State {
         let mut groups: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, run) in self.runs.iter().enumerate() {
             let tid = string_of(&run.value, "trace_id")
-                .or_else(|| str_of(&run.value, "dotted_order").and_then(|d| dotted(d).first().map(|s| s.1.to_string())))
+                .or_else(|| {
+                    str_of(&run.value, "dotted_order")
+                        .and_then(|d| dotted(d).first().map(|s| s.1.to_string()))
+                })
                 .unwrap_or_else(|| self.root_key(i));
             let group = groups.entry(tid.clone()).or_default();
             if group.is_empty() {
@@ -201,7 +223,9 @@ impl State {
             group.push(i);
         }
         for tid in order {
-            let Some(indices) = groups.remove(&tid) else { continue };
+            let Some(indices) = groups.remove(&tid) else {
+                continue;
+            };
             sink(self.build_trace(ctx, &tid, &indices));
         }
     }
@@ -218,18 +242,21 @@ impl State {
     }
 
     fn build_trace(&self, ctx: &FileCtx<'_>, tid: &str, indices: &[usize]) -> Trace {
-        let first_pos = indices.first().map(|&i| self.runs[i].pos).unwrap_or(Pos::Byte(0));
+        let first_pos = indices
+            .first()
+            .map(|&i| self.runs[i].pos)
+            .unwrap_or(Pos::Byte(0));
         let mut trace = ctx.trace(Format::Langsmith, tid, first_pos);
-        let keys: std::collections::HashSet<&str> = indices.iter().map(|&i| self.runs[i].key.as_str()).collect();
+        let keys: std::collections::HashSet<&str> =
+            indices.iter().map(|&i| self.runs[i].key.as_str()).collect();
         let root = indices
             .iter()
             .copied()
             .find(|&i| self.runs[i].key == tid)
             .or_else(|| {
-                indices
-                    .iter()
-                    .copied()
-                    .find(|&i| parent_of(&self.runs[i].value).is_none_or(|p| !keys.contains(p.as_str())))
+                indices.iter().copied().find(|&i| {
+                    parent_of(&self.runs[i].value).is_none_or(|p| !keys.contains(p.as_str()))
+                })
             });
         let mut steps = Vec::with_capacity(indices.len());
         for &i in indices {
@@ -256,7 +283,9 @@ impl State {
                 trace.cost_usd = run_cost(v);
             }
         }
-        trace.session_id = indices.iter().find_map(|&i| session_of(&self.runs[i].value));
+        trace.session_id = indices
+            .iter()
+            .find_map(|&i| session_of(&self.runs[i].value));
         order_steps(&mut steps);
         trace.steps = steps;
         trace
@@ -283,7 +312,11 @@ fn dotted(d: &str) -> Vec<(&str, &str)> {
 fn dotted_time(t: &str) -> Option<Nanos> {
     let base = chrono::NaiveDateTime::parse_from_str(t.get(..15)?, "%Y%m%dT%H%M%S").ok()?;
     let frac = t.get(15..).unwrap_or("");
-    let micros: i128 = if frac.is_empty() { 0 } else { frac.get(..frac.len().min(6))?.parse().ok()? };
+    let micros: i128 = if frac.is_empty() {
+        0
+    } else {
+        frac.get(..frac.len().min(6))?.parse().ok()?
+    };
     let secs = base.and_utc().timestamp_nanos_opt()? as i128;
     Some(secs + micros * 1_000)
 }
@@ -338,12 +371,17 @@ fn run_usage(v: &Value) -> Usage {
         output_tokens: get("completion_tokens"),
         total_tokens: get("total_tokens"),
         cache_read_tokens: json::path(v, &["prompt_token_details", "cache_read"]).and_then(as_u64),
-        reasoning_tokens: json::path(v, &["completion_token_details", "reasoning"]).and_then(as_u64),
+        reasoning_tokens: json::path(v, &["completion_token_details", "reasoning"])
+            .and_then(as_u64),
     };
     if top.total().unwrap_or(0) > 0 {
         return top;
     }
-    if let Some(u) = v.get("token_usage").map(usage_from).filter(|u| u.total().unwrap_or(0) > 0) {
+    if let Some(u) = v
+        .get("token_usage")
+        .map(usage_from)
+        .filter(|u| u.total().unwrap_or(0) > 0)
+    {
         return u;
     }
     Usage::default()
@@ -363,9 +401,16 @@ fn output_usage(outputs: &Value) -> Usage {
         }
     }
     // LangChain chat generations: generations[0][0].message.kwargs.usage_metadata.
-    if let Some(generation) = json::path(outputs, &["generations"]).and_then(|g| first_object(g, 0)) {
-        for path in [&["message", "kwargs", "usage_metadata"][..], &["message", "usage_metadata"][..]] {
-            if let Some(u) = json::path(generation, path).map(usage_from).filter(|u| u.total().unwrap_or(0) > 0) {
+    if let Some(generation) = json::path(outputs, &["generations"]).and_then(|g| first_object(g, 0))
+    {
+        for path in [
+            &["message", "kwargs", "usage_metadata"][..],
+            &["message", "usage_metadata"][..],
+        ] {
+            if let Some(u) = json::path(generation, path)
+                .map(usage_from)
+                .filter(|u| u.total().unwrap_or(0) > 0)
+            {
                 return u;
             }
         }
@@ -386,7 +431,10 @@ fn run_cost(v: &Value) -> Option<f64> {
         .and_then(as_f64)
         .or_else(|| json::path(v, &["costs", "total_cost"]).and_then(as_f64))
         .or_else(|| {
-            let p = v.get("prompt_cost").and_then(as_f64).or_else(|| json::path(v, &["costs", "prompt_cost"]).and_then(as_f64));
+            let p = v
+                .get("prompt_cost")
+                .and_then(as_f64)
+                .or_else(|| json::path(v, &["costs", "prompt_cost"]).and_then(as_f64));
             let c = v
                 .get("completion_cost")
                 .and_then(as_f64)
@@ -410,7 +458,14 @@ fn task_of(root: &Value) -> Option<Value> {
         if map.is_empty() {
             return None;
         }
-        for k in ["input", "question", "query", "task", "prompt", "instruction"] {
+        for k in [
+            "input",
+            "question",
+            "query",
+            "task",
+            "prompt",
+            "instruction",
+        ] {
             if let Some(Value::String(s)) = map.get(k) {
                 if !s.is_empty() {
                     return Some(Value::String(s.clone()));
@@ -418,7 +473,8 @@ fn task_of(root: &Value) -> Option<Value> {
             }
         }
         if let Some(Value::Array(msgs)) = map.get("messages") {
-            if let Some(text) = first_user_text(&messages_from(&Value::Array(msgs.clone()), "user")) {
+            if let Some(text) = first_user_text(&messages_from(&Value::Array(msgs.clone()), "user"))
+            {
                 return Some(Value::String(text));
             }
         }
@@ -451,9 +507,13 @@ fn run_step(key: &str, v: &Value) -> Step {
     // Status and error.
     let status = str_of(v, "status").map(str::to_ascii_lowercase);
     let error = match v.get("error") {
-        Some(Value::String(s)) if !s.trim().is_empty() => Some(error_from_text(ErrorSource::ErrorField, s)),
+        Some(Value::String(s)) if !s.trim().is_empty() => {
+            Some(error_from_text(ErrorSource::ErrorField, s))
+        }
         Some(obj @ Value::Object(_)) => {
-            let msg = str_of(obj, "message").map(str::to_string).unwrap_or_else(|| obj.to_string());
+            let msg = str_of(obj, "message")
+                .map(str::to_string)
+                .unwrap_or_else(|| obj.to_string());
             let mut e = error_from_text(ErrorSource::ErrorField, &msg);
             if let Some(t) = str_of(obj, "type").or_else(|| str_of(obj, "name")) {
                 e = e.with_type(t);
@@ -468,7 +528,9 @@ fn run_step(key: &str, v: &Value) -> Step {
         Some("success") => StepStatus::Ok,
         _ => StepStatus::Unset,
     };
-    step.error = error.or_else(|| (step.status == StepStatus::Error).then(|| ErrorInfo::new(ErrorSource::SpanStatus)));
+    step.error = error.or_else(|| {
+        (step.status == StepStatus::Error).then(|| ErrorInfo::new(ErrorSource::SpanStatus))
+    });
 
     let inputs = v.get("inputs").map(decode_deep).unwrap_or(Value::Null);
     let outputs = v.get("outputs").map(decode_deep).unwrap_or(Value::Null);
@@ -486,22 +548,41 @@ fn run_step(key: &str, v: &Value) -> Step {
             }
             let request_model = ["model", "model_name"]
                 .iter()
-                .find_map(|k| json::path(v, &["extra", "invocation_params", k]).and_then(json::scalar_string))
-                .or_else(|| meta.and_then(|m| m.get("ls_model_name")).and_then(json::scalar_string))
+                .find_map(|k| {
+                    json::path(v, &["extra", "invocation_params", k]).and_then(json::scalar_string)
+                })
+                .or_else(|| {
+                    meta.and_then(|m| m.get("ls_model_name"))
+                        .and_then(json::scalar_string)
+                })
                 .or_else(|| string_of(&inputs, "model"));
             let response_model = string_of(&outputs, "model")
-                .or_else(|| json::path(&outputs, &["llm_output", "model_name"]).and_then(json::scalar_string))
                 .or_else(|| {
-                    let generation = json::path(&outputs, &["generations"]).and_then(|g| first_object(g, 0))?;
-                    json::path(generation, &["message", "kwargs", "response_metadata", "model_name"]).and_then(json::scalar_string)
+                    json::path(&outputs, &["llm_output", "model_name"])
+                        .and_then(json::scalar_string)
+                })
+                .or_else(|| {
+                    let generation =
+                        json::path(&outputs, &["generations"]).and_then(|g| first_object(g, 0))?;
+                    json::path(
+                        generation,
+                        &["message", "kwargs", "response_metadata", "model_name"],
+                    )
+                    .and_then(json::scalar_string)
                 });
-            let provider = meta.and_then(|m| m.get("ls_provider")).and_then(json::scalar_string);
+            let provider = meta
+                .and_then(|m| m.get("ls_provider"))
+                .and_then(json::scalar_string);
             if request_model.is_some() || response_model.is_some() || provider.is_some() {
                 step.model = Some(ModelInfo {
                     request_model,
                     response_model,
                     provider,
-                    finish_reasons: step.output_messages.iter().filter_map(|m| m.finish_reason.clone()).collect(),
+                    finish_reasons: step
+                        .output_messages
+                        .iter()
+                        .filter_map(|m| m.finish_reason.clone())
+                        .collect(),
                 });
             }
             step.usage = run_usage(v);
@@ -523,8 +604,10 @@ fn run_step(key: &str, v: &Value) -> Step {
             };
             let (content, mut call_id, is_error) = tool_output(&outputs);
             if call_id.is_none() {
-                call_id = string_of(&inputs, "tool_call_id")
-                    .or_else(|| meta.and_then(|m| m.get("tool_call_id")).and_then(json::scalar_string));
+                call_id = string_of(&inputs, "tool_call_id").or_else(|| {
+                    meta.and_then(|m| m.get("tool_call_id"))
+                        .and_then(json::scalar_string)
+                });
             }
             step.tool_call = Some(ToolCall {
                 id: call_id.clone(),
@@ -591,16 +674,20 @@ fn run_step(key: &str, v: &Value) -> Step {
             if MAPPED.contains(&k.as_str()) || is_empty(val) {
                 continue;
             }
-            step.attributes.insert(format!("langsmith.{k}"), val.clone());
+            step.attributes
+                .insert(format!("langsmith.{k}"), val.clone());
         }
         if !run_type.is_empty() {
-            step.attributes.insert("langsmith.run_type".into(), Value::String(run_type.clone()));
+            step.attributes
+                .insert("langsmith.run_type".into(), Value::String(run_type.clone()));
         }
         if let Some(status) = &status {
-            step.attributes.insert("langsmith.status".into(), Value::String(status.clone()));
+            step.attributes
+                .insert("langsmith.status".into(), Value::String(status.clone()));
         }
         if let Some(meta) = meta.filter(|m| !m.is_empty()) {
-            step.attributes.insert("langsmith.metadata".into(), Value::Object(meta.clone()));
+            step.attributes
+                .insert("langsmith.metadata".into(), Value::Object(meta.clone()));
         }
         if let Some(Value::Object(extra)) = obj.get("extra") {
             let rest: Map<String, Value> = extra
@@ -609,11 +696,13 @@ fn run_step(key: &str, v: &Value) -> Step {
                 .map(|(k, val)| (k.clone(), val.clone()))
                 .collect();
             if !rest.is_empty() {
-                step.attributes.insert("langsmith.extra".into(), Value::Object(rest));
+                step.attributes
+                    .insert("langsmith.extra".into(), Value::Object(rest));
             }
         }
         if let Some(ms) = obj.get("duration_ms").filter(|d| !d.is_null()) {
-            step.attributes.insert("langsmith.duration_ms".into(), ms.clone());
+            step.attributes
+                .insert("langsmith.duration_ms".into(), ms.clone());
         }
     }
     step
@@ -629,10 +718,17 @@ fn tool_output(outputs: &Value) -> (Option<Value>, Option<String>, Option<bool>)
         Some(o) if outputs.as_object().is_some_and(|m| m.len() == 1) => o,
         _ => outputs,
     };
-    let kwargs = if out.get("lc").is_some() { out.get("kwargs") } else { None };
+    let kwargs = if out.get("lc").is_some() {
+        out.get("kwargs")
+    } else {
+        None
+    };
     let msg = kwargs.or_else(|| (str_of(out, "type") == Some("tool")).then_some(out));
     if let Some(m) = msg.filter(|m| m.get("tool_call_id").is_some() || m.get("content").is_some()) {
-        let content = m.get("content").map(|c| json::decode_json_string(c.clone())).unwrap_or(Value::Null);
+        let content = m
+            .get("content")
+            .map(|c| json::decode_json_string(c.clone()))
+            .unwrap_or(Value::Null);
         let is_error = match str_of(m, "status") {
             Some("error") => Some(true),
             Some("success") => Some(false),
@@ -650,12 +746,18 @@ fn feedback_score(key: &str, s: &Value) -> Score {
     };
     // A single categorical value ({"values": {"thumbs_down": 1}}) is the label.
     let label = s.get("values").and_then(Value::as_object).and_then(|vals| {
-        let mut present = vals.iter().filter(|(_, n)| as_f64(n).is_none_or(|n| n > 0.0));
+        let mut present = vals
+            .iter()
+            .filter(|(_, n)| as_f64(n).is_none_or(|n| n > 0.0));
         let (first, _) = present.next()?;
         present.next().is_none().then(|| first.clone())
     });
     let comment = s.get("comments").and_then(Value::as_array).and_then(|c| {
-        let texts: Vec<&str> = c.iter().filter_map(Value::as_str).filter(|t| !t.is_empty()).collect();
+        let texts: Vec<&str> = c
+            .iter()
+            .filter_map(Value::as_str)
+            .filter(|t| !t.is_empty())
+            .collect();
         (!texts.is_empty()).then(|| texts.join("\n"))
     });
     let source = match s
@@ -722,16 +824,39 @@ mod tests {
         assert_eq!(traces.len(), 1);
         let t = &traces[0];
         assert_eq!(t.task, Some(json!("why?")));
-        let ids: Vec<_> = t.steps.iter().map(|s| (s.id.as_str(), s.parent_id.as_deref())).collect();
-        assert_eq!(ids, [("r", None), ("l", Some("r")), ("deep", Some("l")), ("t", Some("r"))]);
+        let ids: Vec<_> = t
+            .steps
+            .iter()
+            .map(|s| (s.id.as_str(), s.parent_id.as_deref()))
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                ("r", None),
+                ("l", Some("r")),
+                ("deep", Some("l")),
+                ("t", Some("r"))
+            ]
+        );
         let llm = &t.steps[1];
         assert_eq!(llm.input_messages[0].role, "user");
-        assert!(matches!(&llm.output_messages[0].parts[0], Part::ToolCall(c) if c.name == "search" && c.id.as_deref() == Some("c1")));
-        assert_eq!(llm.output_messages[0].finish_reason.as_deref(), Some("tool_calls"));
+        assert!(
+            matches!(&llm.output_messages[0].parts[0], Part::ToolCall(c) if c.name == "search" && c.id.as_deref() == Some("c1"))
+        );
+        assert_eq!(
+            llm.output_messages[0].finish_reason.as_deref(),
+            Some("tool_calls")
+        );
         assert_eq!(llm.usage.total_tokens, Some(7));
         let tool = &t.steps[3];
-        assert_eq!(tool.tool_call.as_ref().unwrap().arguments, json!({"q": "why"}));
-        assert_eq!(tool.error.as_ref().unwrap().source, Some(ErrorSource::TextHeuristic));
+        assert_eq!(
+            tool.tool_call.as_ref().unwrap().arguments,
+            json!({"q": "why"})
+        );
+        assert_eq!(
+            tool.error.as_ref().unwrap().source,
+            Some(ErrorSource::TextHeuristic)
+        );
     }
 
     #[test]
@@ -767,12 +892,17 @@ mod tests {
 
     #[test]
     fn status_error_without_text_and_strings_for_numbers() {
-        let (traces, _) = run(vec![json!({"run_id": "x", "trace_id": "x", "run_type": "llm", "status": "error",
+        let (traces, _) = run(vec![
+            json!({"run_id": "x", "trace_id": "x", "run_type": "llm", "status": "error",
             "token_usage": {"prompt_tokens": "12", "completion_tokens": "3", "total_tokens": "15"},
-            "costs": {"total_cost": "0.0021"}, "feedback_stats": {"thumbs": {"n": 1, "avg": 0, "values": {"thumbs_down": 1}}}})]);
+            "costs": {"total_cost": "0.0021"}, "feedback_stats": {"thumbs": {"n": 1, "avg": 0, "values": {"thumbs_down": 1}}}}),
+        ]);
         let t = &traces[0];
         let s = &t.steps[0];
-        assert_eq!(s.error.as_ref().unwrap().source, Some(ErrorSource::SpanStatus));
+        assert_eq!(
+            s.error.as_ref().unwrap().source,
+            Some(ErrorSource::SpanStatus)
+        );
         assert_eq!(s.usage.input_tokens, Some(12));
         assert_eq!(s.cost_usd, Some(0.0021));
         assert_eq!(t.scores[0].label.as_deref(), Some("thumbs_down"));
