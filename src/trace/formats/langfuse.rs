@@ -1806,3 +1806,113 @@ mod tests {
         assert!(shared::text_error("Exit code: 0").is_none());
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    use proptest::prelude::*;
+    use serde_json::{Map, Value};
+
+    use crate::trace::formats::{FileCtx, langfuse, langsmith, openai_agents};
+    use crate::trace::read::Records;
+
+    /// Keys the three platform adapters look at, so random values reach deep code paths.
+    const KEYS: [&str; 40] = [
+        "id",
+        "run_id",
+        "trace_id",
+        "traceId",
+        "parent_run_id",
+        "parentObservationId",
+        "parent_id",
+        "dotted_order",
+        "run_type",
+        "type",
+        "object",
+        "span_data",
+        "inputs",
+        "outputs",
+        "input",
+        "output",
+        "messages",
+        "content",
+        "role",
+        "parts",
+        "tool_calls",
+        "generations",
+        "choices",
+        "message",
+        "error",
+        "status",
+        "level",
+        "statusMessage",
+        "usage",
+        "usageDetails",
+        "observations",
+        "scores",
+        "trace",
+        "data",
+        "post",
+        "patch",
+        "child_runs",
+        "lc",
+        "kwargs",
+        "feedback_stats",
+    ];
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(|f| serde_json::Number::from_f64(f)
+                .map(Value::Number)
+                .unwrap_or(Value::Null)),
+            "[a-zA-Z0-9_:.{}\\[\\]\"' ]{0,12}".prop_map(Value::String),
+            prop::sample::select(vec![
+                "trace.span",
+                "trace",
+                "llm",
+                "tool",
+                "GENERATION",
+                "ERROR",
+                "error",
+                "function",
+                "generation",
+                "guardrail",
+                "custom",
+                "20240101T000000000000Za.20240101T000000000001Zb",
+                "{\"a\":1}",
+                "[1]",
+                "Traceback (most recent call last):\nX: y"
+            ])
+            .prop_map(|s| Value::String(s.to_string())),
+        ];
+        leaf.prop_recursive(6, 64, 8, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::vec((prop::sample::select(KEYS.to_vec()), inner), 0..8).prop_map(
+                    |kvs| {
+                        let map: Map<String, Value> =
+                            kvs.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+                        Value::Object(map)
+                    }
+                ),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+        #[test]
+        fn platform_adapters_survive_random_json(values in prop::collection::vec(json_value(), 0..6)) {
+            type P = fn(&mut Records, &mut FileCtx<'_>, &mut crate::trace::formats::Sink<'_>) -> Result<(), crate::trace::formats::ParseError>;
+            for parse in [langfuse::parse as P, langsmith::parse as P, openai_agents::parse as P] {
+                let mut records = Records::from_values(values.clone());
+                let mut ctx = FileCtx::new("fuzz.json");
+                let mut n = 0usize;
+                let result = parse(&mut records, &mut ctx, &mut |t| n += t.steps.len());
+                prop_assert!(result.is_ok());
+            }
+        }
+    }
+}
