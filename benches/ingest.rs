@@ -70,7 +70,10 @@ fn main() {
     }
     let mb = total_bytes as f64 / 1e6;
     println!("ingest benchmark: {} files, {:.1} MB, {} threads", files.len(), mb, jobs);
-    println!("{:>5} {:>12} {:>12} {:>8} {:>10} {:>8} {:>12}", "round", "bare MB/s", "ingest MB/s", "ratio", "values", "traces", "peak RSS MB");
+    println!(
+        "{:>5} {:>12} {:>12} {:>8} {:>10} {:>8} {:>12}",
+        "round", "bare MB/s", "ingest MB/s", "ratio", "values", "traces", "peak RSS MB"
+    );
     for (round, bare, ingest, parsed, traces, _before, peak) in &rows {
         println!(
             "{:>5} {:>12.0} {:>12.0} {:>8.2} {:>10} {:>8} {:>12.0}",

@@ -277,11 +277,7 @@ fn dispatch(command: Command, settings: &crate::config::Settings, out: &Output) 
 }
 
 fn not_yet(command: &str, issue: u32) -> anyhow::Result<ExitCode> {
-    Err(crate::exit::NotYet {
-        command: command.to_string(),
-        issue,
-    }
-    .into())
+    Err(crate::exit::NotYet { command: command.to_string(), issue }.into())
 }
 
 #[cfg(test)]

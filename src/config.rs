@@ -43,10 +43,7 @@ pub struct MineConfig {
 
 impl Default for MineConfig {
     fn default() -> Self {
-        MineConfig {
-            join_threshold: 0.5,
-            holdout_share: 0.2,
-        }
+        MineConfig { join_threshold: 0.5, holdout_share: 0.2 }
     }
 }
 
@@ -76,11 +73,8 @@ impl Settings {
         } else {
             ProjectConfig::default()
         };
-        let project_root = config_path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .map(Path::to_path_buf)
-            .unwrap_or(cwd.clone());
+        let project_root =
+            config_path.parent().filter(|p| !p.as_os_str().is_empty()).map(Path::to_path_buf).unwrap_or(cwd.clone());
         let db_path = match (&global.db, &config.db) {
             (Some(p), _) => p.clone(),
             (None, Some(p)) => project_root.join(p),
@@ -90,12 +84,7 @@ impl Settings {
             .jobs
             .filter(|&j| j > 0)
             .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
-        Ok(Settings {
-            project_root,
-            config,
-            db_path,
-            jobs,
-        })
+        Ok(Settings { project_root, config, db_path, jobs })
     }
 
     /// Settings for tests and library use: a store at `db_path`, defaults elsewhere.

@@ -34,9 +34,5 @@ pub struct Hinted {
 }
 
 pub fn hinted(message: impl Into<String>, hint: impl Into<String>) -> anyhow::Error {
-    Hinted {
-        message: message.into(),
-        hint: hint.into(),
-    }
-    .into()
+    Hinted { message: message.into(), hint: hint.into() }.into()
 }

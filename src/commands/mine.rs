@@ -5,21 +5,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::cli::MineArgs;
 use crate::config::Settings;
 use crate::exit::{self, ExitCode};
-use crate::mine::{mine as run_mine, MineOptions};
-use crate::report::mine as render;
+use crate::mine::{MineOptions, mine as run_mine};
 use crate::report::Output;
-use crate::store::{runtime, Store};
+use crate::report::mine as render;
+use crate::store::{Store, runtime};
 
 pub fn mine(settings: &Settings, out: &Output, args: &MineArgs) -> anyhow::Result<ExitCode> {
     let since = match &args.since {
         Some(d) => Some(parse_since(d)?),
         None => None,
     };
-    let harness = args
-        .harness
-        .clone()
-        .or_else(|| settings.config.harness.clone())
-        .unwrap_or_else(|| "default".into());
+    let harness = args.harness.clone().or_else(|| settings.config.harness.clone()).unwrap_or_else(|| "default".into());
     let opts = MineOptions {
         paths: args.paths.clone(),
         harness,
@@ -64,7 +60,8 @@ pub fn mine(settings: &Settings, out: &Output, args: &MineArgs) -> anyhow::Resul
             Some("html" | "htm") => render::html(&result),
             _ => render::markdown(&result),
         };
-        std::fs::write(report, text).map_err(|e| anyhow::anyhow!("cannot write the report `{}`: {e}", report.display()))?;
+        std::fs::write(report, text)
+            .map_err(|e| anyhow::anyhow!("cannot write the report `{}`: {e}", report.display()))?;
         out.note(&format!("report written to `{}`", report.display()));
     }
     if out.json {
@@ -98,10 +95,16 @@ pub fn clusters(settings: &Settings, out: &Output, id: Option<&str>) -> anyhow::
             }
         }
         Some(id) => {
-            let Some(cluster) = clusters.iter().find(|c| c.cluster.id == id || c.cluster.id.trim_start_matches("k-") == id) else {
-                return Err(exit::hinted(format!("no cluster `{id}` in the store"), "`autoharness clusters` lists them"));
+            let Some(cluster) =
+                clusters.iter().find(|c| c.cluster.id == id || c.cluster.id.trim_start_matches("k-") == id)
+            else {
+                return Err(exit::hinted(
+                    format!("no cluster `{id}` in the store"),
+                    "`autoharness clusters` lists them",
+                ));
             };
-            let members: Vec<_> = failures.iter().filter(|f| f.cluster_id.as_deref() == Some(&cluster.cluster.id)).collect();
+            let members: Vec<_> =
+                failures.iter().filter(|f| f.cluster_id.as_deref() == Some(&cluster.cluster.id)).collect();
             if out.json {
                 out.print_json(&render::cluster_detail_doc(cluster, &members, &cases))?;
             } else {

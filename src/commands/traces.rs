@@ -4,9 +4,9 @@ use std::path::{Path, PathBuf};
 
 use crate::config::Settings;
 use crate::exit::{self, ExitCode};
-use crate::report::traces::{ls_doc, render_ls, render_show, show_doc};
 use crate::report::Output;
-use crate::store::{runtime, Store};
+use crate::report::traces::{ls_doc, render_ls, render_show, show_doc};
+use crate::store::{Store, runtime};
 use crate::trace::formats::Format;
 use crate::trace::read_file;
 use crate::trace::scan::scan;
@@ -92,10 +92,7 @@ pub fn formats(out: &Output) -> anyhow::Result<ExitCode> {
     }
     let names: Vec<&'static str> = Format::ALL.iter().map(|f| f.name()).collect();
     if out.json {
-        out.print_json(&Doc {
-            schema: "autoharness.formats/v1",
-            formats: names,
-        })?;
+        out.print_json(&Doc { schema: "autoharness.formats/v1", formats: names })?;
     } else {
         let mut s = String::from("Formats are detected from content (first records), not from extensions.\n");
         s.push_str("gzip and zstd files are read transparently.\n\n");

@@ -65,11 +65,11 @@ impl Cluster {
 }
 
 const STOPWORDS: [&str; 64] = [
-    "the", "and", "for", "that", "this", "with", "you", "are", "was", "not", "but", "have", "has", "had", "from", "your",
-    "can", "will", "would", "should", "could", "there", "their", "they", "them", "then", "than", "what", "when", "which",
-    "who", "how", "all", "any", "our", "out", "into", "been", "were", "its", "also", "just", "one", "about", "more",
-    "some", "such", "only", "other", "these", "those", "here", "please", "let", "may", "now", "very", "well", "yes",
-    "okay", "sure", "thank", "thanks", "like",
+    "the", "and", "for", "that", "this", "with", "you", "are", "was", "not", "but", "have", "has", "had", "from",
+    "your", "can", "will", "would", "should", "could", "there", "their", "they", "them", "then", "than", "what",
+    "when", "which", "who", "how", "all", "any", "our", "out", "into", "been", "were", "its", "also", "just", "one",
+    "about", "more", "some", "such", "only", "other", "these", "those", "here", "please", "let", "may", "now", "very",
+    "well", "yes", "okay", "sure", "thank", "thanks", "like",
 ];
 
 /// Words of a text: lowercase alphanumerics of 3..=24 chars, no digits (ids and numbers
@@ -92,7 +92,8 @@ pub fn term_counts(f: &Failure) -> HashMap<String, f64> {
         *counts.entry(t).or_default() += 1.0;
     }
     let sig = &f.signature;
-    let mut structural = vec![format!("signal:{}", sig.signal), format!("step:{}", sig.step_kind), format!("kind:{}", sig.kind)];
+    let mut structural =
+        vec![format!("signal:{}", sig.signal), format!("step:{}", sig.step_kind), format!("kind:{}", sig.kind)];
     if let Some(t) = &sig.tool {
         structural.push(format!("tool:{}", t.to_lowercase()));
     }
@@ -203,13 +204,8 @@ pub fn assign(failures: &[Failure], existing: Vec<Cluster>, idf: &Idf, threshold
         } else {
             let mut probe: Vec<(&String, &f64)> = centroid.iter().collect();
             probe.sort_by(|a, b| b.1.total_cmp(a.1).then_with(|| a.0.cmp(b.0)));
-            let candidates: HashSet<usize> = probe
-                .iter()
-                .take(PROBE_TERMS)
-                .filter_map(|(t, _)| term_index.get(*t))
-                .flatten()
-                .copied()
-                .collect();
+            let candidates: HashSet<usize> =
+                probe.iter().take(PROBE_TERMS).filter_map(|(t, _)| term_index.get(*t)).flatten().copied().collect();
             let mut best: Option<(f64, usize)> = None;
             let infra = failures[members[0]].infra;
             for ci in candidates {
@@ -263,11 +259,7 @@ pub fn assign(failures: &[Failure], existing: Vec<Cluster>, idf: &Idf, threshold
             cluster_of[m] = clusters[ci].id.clone();
         }
     }
-    Assignment {
-        cluster_of,
-        clusters,
-        new_clusters,
-    }
+    Assignment { cluster_of, clusters, new_clusters }
 }
 
 fn index_terms(index: &mut HashMap<String, Vec<usize>>, c: &Cluster, ci: usize) {

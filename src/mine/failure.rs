@@ -13,11 +13,11 @@
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
-use super::signature::{template, Signature};
+use super::signature::{Signature, template};
 use crate::trace::json::clip;
-use crate::trace::model::{value_text, ErrorSource, Nanos, OutcomeStatus, Step, StepKind, Trace};
+use crate::trace::model::{ErrorSource, Nanos, OutcomeStatus, Step, StepKind, Trace, value_text};
 
 /// One failed trace, analysed.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -73,19 +73,15 @@ pub fn analyze(trace: &Trace, trace_seq: usize, assume_failed: bool) -> Option<F
         .or_else(|| refusal(trace, &order))
         .or_else(|| terminal_signal(trace, &order))
         .or_else(|| last_turn(trace, &order));
-    let Decisive {
-        step,
-        signal,
-        message,
-        error_type,
-    } = found.unwrap_or(Decisive {
-        step: None,
-        signal: "unknown".into(),
-        message: String::new(),
-        error_type: None,
-    });
+    let Decisive { step, signal, message, error_type } =
+        found.unwrap_or(Decisive { step: None, signal: "unknown".into(), message: String::new(), error_type: None });
     let step_ref = step.map(|i| &trace.steps[i]);
-    let tool = step_ref.and_then(|s| s.tool_call.as_ref().map(|c| c.name.clone()).or_else(|| (s.kind == StepKind::Tool).then(|| s.name.clone()).flatten()));
+    let tool = step_ref.and_then(|s| {
+        s.tool_call
+            .as_ref()
+            .map(|c| c.name.clone())
+            .or_else(|| (s.kind == StepKind::Tool).then(|| s.name.clone()).flatten())
+    });
     let infra = is_infra(&message, error_type.as_deref(), step_ref);
     let signature = Signature {
         kind: if infra { "infra" } else { "capability" }.into(),
@@ -96,7 +92,9 @@ pub fn analyze(trace: &Trace, trace_seq: usize, assume_failed: bool) -> Option<F
         template: template(&message),
     };
     let text = neighbourhood_text(trace, &order, step, &signal, &message, tool.as_deref(), error_type.as_deref());
-    let excerpt = step.map(|i| clip(&step_text(trace, &trace.steps[i]), EXCERPT_MAX)).unwrap_or_else(|| clip(&message, EXCERPT_MAX));
+    let excerpt = step
+        .map(|i| clip(&step_text(trace, &trace.steps[i]), EXCERPT_MAX))
+        .unwrap_or_else(|| clip(&message, EXCERPT_MAX));
     Some(Failure {
         trace_id: trace.id.clone(),
         file: trace.source.path.clone(),
@@ -198,7 +196,9 @@ fn action_divergence(trace: &Trace, order: &[usize]) -> Option<Decisive> {
         .collect();
     let exp: Vec<(&str, &Value)> = expected
         .iter()
-        .filter_map(|a| Some((a.get("name")?.as_str()?, a.get("kwargs").or_else(|| a.get("arguments")).unwrap_or(&Value::Null))))
+        .filter_map(|a| {
+            Some((a.get("name")?.as_str()?, a.get("kwargs").or_else(|| a.get("arguments")).unwrap_or(&Value::Null)))
+        })
         .collect();
     let matches = |name: &str, args: &Value, en: &str, ea: &Value| name == en && args_equal(args, ea);
     // Unexpected call with a name that is expected elsewhere with other args → wrong args.
@@ -225,7 +225,10 @@ fn action_divergence(trace: &Trace, order: &[usize]) -> Option<Decisive> {
     }
     // All expected actions happened; an extra state-changing call is the divergence.
     let expected_names: Vec<&str> = exp.iter().map(|(n, _)| *n).collect();
-    if let Some((i, n, _)) = calls.iter().find(|(_, n, a)| !exp.iter().any(|(en, ea)| matches(n, a, en, ea)) && is_write_like(n, &expected_names)) {
+    if let Some((i, n, _)) = calls
+        .iter()
+        .find(|(_, n, a)| !exp.iter().any(|(en, ea)| matches(n, a, en, ea)) && is_write_like(n, &expected_names))
+    {
         return Some(Decisive {
             step: Some(*i),
             signal: "action:unexpected".into(),
@@ -311,18 +314,16 @@ fn refusal(trace: &Trace, order: &[usize]) -> Option<Decisive> {
 
 /// A failing run-level signal with a step (exit status, result subtype).
 fn terminal_signal(trace: &Trace, order: &[usize]) -> Option<Decisive> {
-    let signal = trace.signals.iter().find(|s| !s.passed && s.kind != "reward" && s.kind != "is_correct" && s.kind != "resolved")?;
+    let signal = trace
+        .signals
+        .iter()
+        .find(|s| !s.passed && s.kind != "reward" && s.kind != "is_correct" && s.kind != "resolved")?;
     let step = signal
         .step
         .as_deref()
         .and_then(|id| trace.step_index(id))
         .or_else(|| order.iter().rev().find(|&&i| trace.steps[i].kind == StepKind::Llm).copied());
-    Some(Decisive {
-        step,
-        signal: format!("signal:{}", signal.kind),
-        message: signal.detail.clone(),
-        error_type: None,
-    })
+    Some(Decisive { step, signal: format!("signal:{}", signal.kind), message: signal.detail.clone(), error_type: None })
 }
 
 /// No step-level evidence: the verdict is about the final answer; the last model turn
@@ -371,7 +372,9 @@ fn is_infra(message: &str, error_type: Option<&str>, step: Option<&Step>) -> boo
         return false;
     }
     let model_side = step.is_some_and(|s| s.kind == StepKind::Llm || s.model.is_some())
-        || ["openai.", "anthropic.", "litellm.", "api_error", "apierror", "httpx.", "exit_api"].iter().any(|p| text.contains(p));
+        || ["openai.", "anthropic.", "litellm.", "api_error", "apierror", "httpx.", "exit_api"]
+            .iter()
+            .any(|p| text.contains(p));
     let server_code = ["429", "500", "502", "503", "504", "rate limit", "overloaded"].iter().any(|p| text.contains(p));
     model_side || (server_code && step.is_none_or(|s| s.kind != StepKind::Tool))
 }
@@ -515,10 +518,5 @@ fn first_user_input(trace: &Trace) -> Value {
             return json!({"messages": [{"role": "user", "content": m.joined_text()}]});
         }
     }
-    trace
-        .steps
-        .iter()
-        .min_by_key(|s| s.seq)
-        .and_then(|s| s.input.clone())
-        .unwrap_or(Value::Null)
+    trace.steps.iter().min_by_key(|s| s.seq).and_then(|s| s.input.clone()).unwrap_or(Value::Null)
 }

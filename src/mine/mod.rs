@@ -13,19 +13,18 @@ pub mod emit;
 pub mod failure;
 pub mod signature;
 
-
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::store::mine::StoredFailure;
 use crate::store::Store;
+use crate::store::mine::StoredFailure;
 use crate::trace::json::clip;
-use crate::trace::scan::{scan, OutcomeCounts};
-use cluster::{term_counts, Cluster, Idf};
-use emit::{plan_cases, write_case, WriteResult};
-use failure::{analyze, Failure};
+use crate::trace::scan::{OutcomeCounts, scan};
+use cluster::{Cluster, Idf, term_counts};
+use emit::{WriteResult, plan_cases, write_case};
+use failure::{Failure, analyze};
 
 #[derive(Debug, Clone)]
 pub struct MineOptions {
@@ -172,18 +171,21 @@ pub async fn mine(store: &Store, opts: &MineOptions, tick: &(dyn Fn(&str) + Sync
         idf.add(&term_counts(&s.failure));
     }
     let unassigned: Vec<&StoredFailure> = stored.iter().filter(|s| s.cluster_id.is_none()).collect();
-    let mut cluster_of: HashMap<i64, String> = stored.iter().filter_map(|s| Some((s.id, s.cluster_id.clone()?))).collect();
+    let mut cluster_of: HashMap<i64, String> =
+        stored.iter().filter_map(|s| Some((s.id, s.cluster_id.clone()?))).collect();
     let mut clusters = existing;
     if !unassigned.is_empty() {
         let new: Vec<Failure> = unassigned.iter().map(|s| s.failure.clone()).collect();
         let assignment = cluster::assign(&new, clusters, &idf, opts.join_threshold);
         summary.new_clusters = assignment.new_clusters;
         clusters = assignment.clusters;
-        let memberships: Vec<(i64, String)> = unassigned.iter().zip(assignment.cluster_of).map(|(s, c)| (s.id, c)).collect();
+        let memberships: Vec<(i64, String)> =
+            unassigned.iter().zip(assignment.cluster_of).map(|(s, c)| (s.id, c)).collect();
         for (id, c) in &memberships {
             cluster_of.insert(*id, c.clone());
         }
-        let by_sig: HashMap<String, &Failure> = stored.iter().map(|s| (s.failure.signature.canonical(), &s.failure)).collect();
+        let by_sig: HashMap<String, &Failure> =
+            stored.iter().map(|s| (s.failure.signature.canonical(), &s.failure)).collect();
         let labelled: Vec<(Cluster, String)> = clusters
             .iter()
             .map(|c| {
@@ -289,9 +291,5 @@ pub async fn mine(store: &Store, opts: &MineOptions, tick: &(dyn Fn(&str) + Sync
             .then_with(|| b.cost_usd.unwrap_or(0.0).total_cmp(&a.cost_usd.unwrap_or(0.0)))
             .then_with(|| a.id.cmp(&b.id))
     });
-    Ok(MineResult {
-        summary,
-        clusters: views,
-        errors,
-    })
+    Ok(MineResult { summary, clusters: views, errors })
 }

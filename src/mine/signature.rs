@@ -112,7 +112,8 @@ pub fn template(message: &str) -> String {
 
 fn mask_token(token: &str, out: &mut String) {
     // Keep leading/trailing punctuation, mask the core.
-    let core_start = token.find(|c: char| c.is_alphanumeric() || c == '/' || c == '~' || c == '$').unwrap_or(token.len());
+    let core_start =
+        token.find(|c: char| c.is_alphanumeric() || c == '/' || c == '~' || c == '$').unwrap_or(token.len());
     let core_end = token
         .rfind(|c: char| c.is_alphanumeric() || c == '/')
         .map(|e| e + token[e..].chars().next().map_or(1, char::len_utf8))
@@ -162,7 +163,10 @@ fn mask_core(core: &str) -> String {
     // Prefixed ids: call_abc123, toolu_01…, span_…, #W1234567, user_ab_1234.
     if let Some(idx) = core.rfind(['_', '-', '#']) {
         let suffix = &core[idx + 1..];
-        if suffix.len() >= 3 && suffix.chars().any(|c| c.is_ascii_digit()) && suffix.chars().all(|c| c.is_ascii_alphanumeric()) {
+        if suffix.len() >= 3
+            && suffix.chars().any(|c| c.is_ascii_digit())
+            && suffix.chars().all(|c| c.is_ascii_alphanumeric())
+        {
             return format!("{}<id>", &core[..=idx]);
         }
     }

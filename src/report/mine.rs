@@ -22,12 +22,7 @@ pub struct MineDoc<'a> {
 }
 
 pub fn json_doc(r: &MineResult) -> MineDoc<'_> {
-    MineDoc {
-        schema: MINE_SCHEMA,
-        summary: &r.summary,
-        clusters: &r.clusters,
-        errors: &r.errors,
-    }
+    MineDoc { schema: MINE_SCHEMA, summary: &r.summary, clusters: &r.clusters, errors: &r.errors }
 }
 
 fn day(ts: &Option<String>) -> String {
@@ -49,10 +44,21 @@ pub fn table(out: &Output, r: &MineResult) -> String {
         s.new_failures
     );
     if r.clusters.is_empty() {
-        let _ = writeln!(text, "\nno failures found{}", if s.counts.unknown > 0 { " (traces with an unknown outcome are not failures; --assume-failed counts them)" } else { "" });
+        let _ = writeln!(
+            text,
+            "\nno failures found{}",
+            if s.counts.unknown > 0 {
+                " (traces with an unknown outcome are not failures; --assume-failed counts them)"
+            } else {
+                ""
+            }
+        );
         return text;
     }
-    let mut t = new_table(&["#", "CLUSTER", "KIND", "COUNT", "SHARE", "FIRST", "LAST", "CASES", "LABEL", "EXAMPLE"], out.color_stdout);
+    let mut t = new_table(
+        &["#", "CLUSTER", "KIND", "COUNT", "SHARE", "FIRST", "LAST", "CASES", "LABEL", "EXAMPLE"],
+        out.color_stdout,
+    );
     for (i, c) in r.clusters.iter().enumerate() {
         let kind = if c.kind == "infra" { out.paint(Style::Magenta, "infra") } else { "capability".to_string() };
         t.add_row(vec![
@@ -76,9 +82,17 @@ pub fn table(out: &Output, r: &MineResult) -> String {
         s.new_clusters,
         s.cases_written,
         s.cases_unchanged,
-        if s.cases_kept_edited.is_empty() { String::new() } else { format!(", {} edited by hand and kept", s.cases_kept_edited.len()) }
+        if s.cases_kept_edited.is_empty() {
+            String::new()
+        } else {
+            format!(", {} edited by hand and kept", s.cases_kept_edited.len())
+        }
     );
-    let _ = writeln!(text, "{}", out.paint(Style::Dim, "next: `autoharness clusters <id>` for evidence, `autoharness eval` to run the cases"));
+    let _ = writeln!(
+        text,
+        "{}",
+        out.paint(Style::Dim, "next: `autoharness clusters <id>` for evidence, `autoharness eval` to run the cases")
+    );
     text
 }
 
@@ -137,11 +151,17 @@ fn sparkline(c: &ClusterView, days: &[String]) -> String {
     }
     let max = c.per_day.values().copied().max().unwrap_or(1).max(1);
     let w = (600 / days.len()).clamp(2, 12);
-    let mut svg = format!("<svg width=\"{}\" height=\"24\" role=\"img\" aria-label=\"failures per day\">", days.len() * (w + 1));
+    let mut svg =
+        format!("<svg width=\"{}\" height=\"24\" role=\"img\" aria-label=\"failures per day\">", days.len() * (w + 1));
     for (i, d) in days.iter().enumerate() {
         let n = c.per_day.get(d).copied().unwrap_or(0);
         let h = (n * 22 / max).max(usize::from(n > 0));
-        let _ = write!(svg, "<rect x=\"{}\" y=\"{}\" width=\"{w}\" height=\"{h}\" fill=\"#c0392b\"><title>{d}: {n}</title></rect>", i * (w + 1), 24 - h);
+        let _ = write!(
+            svg,
+            "<rect x=\"{}\" y=\"{}\" width=\"{w}\" height=\"{h}\" fill=\"#c0392b\"><title>{d}: {n}</title></rect>",
+            i * (w + 1),
+            24 - h
+        );
     }
     svg.push_str("</svg>");
     svg
@@ -152,7 +172,9 @@ pub fn html(r: &MineResult) -> String {
     let days = all_days(r);
     let mut h = String::new();
     h.push_str("<!doctype html><html><head><meta charset=\"utf-8\"><title>autoharness mine</title><style>");
-    h.push_str("body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}h1{font-size:1.5em}");
+    h.push_str(
+        "body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}h1{font-size:1.5em}",
+    );
     h.push_str("table{border-collapse:collapse;width:100%}td,th{padding:.3em .6em;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}");
     h.push_str(".infra{color:#8e44ad}.bar{background:#c0392b;height:.7em;display:inline-block}code,pre{font-family:ui-monospace,monospace;font-size:12px}");
     h.push_str("pre{background:#f6f6f6;padding:.6em;white-space:pre-wrap;max-height:16em;overflow:auto}details{margin:.4em 0}.muted{color:#777}");
@@ -183,7 +205,14 @@ pub fn html(r: &MineResult) -> String {
         let _ = write!(h, "<h2 id=\"{id}\"><code>{id}</code> {label}</h2>", id = esc(&c.id), label = esc(&c.label));
         let _ = write!(h, "<p class=\"muted\">signature: <code>{}</code></p>", esc(&c.signature));
         h.push_str(&sparkline(c, &days));
-        let _ = write!(h, "<p>{} failures · example trace <code id=\"{}\">{}</code> in <code>{}</code></p>", c.count, esc(&format!("t-{}", c.example_trace)), esc(&c.example_trace), esc(&c.example_file));
+        let _ = write!(
+            h,
+            "<p>{} failures · example trace <code id=\"{}\">{}</code> in <code>{}</code></p>",
+            c.count,
+            esc(&format!("t-{}", c.example_trace)),
+            esc(&c.example_trace),
+            esc(&c.example_file)
+        );
         if !c.cases.is_empty() {
             h.push_str("<p>cases: ");
             for case in &c.cases {
@@ -298,7 +327,14 @@ pub fn cases_table(out: &Output, cases: &[StoredCase]) -> String {
     }
     let mut t = new_table(&["CASE", "CLUSTER", "HARNESS", "SPLIT", "STATUS", "FILE"], out.color_stdout);
     for c in cases {
-        t.add_row(vec![c.id.clone(), c.cluster_id.clone(), c.harness.clone(), c.split.clone(), c.status.clone(), c.path.clone()]);
+        t.add_row(vec![
+            c.id.clone(),
+            c.cluster_id.clone(),
+            c.harness.clone(),
+            c.split.clone(),
+            c.status.clone(),
+            c.path.clone(),
+        ]);
     }
     format!("{t}\n")
 }

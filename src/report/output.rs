@@ -69,11 +69,7 @@ impl Style {
 }
 
 pub fn paint(on: bool, style: Style, text: &str) -> String {
-    if on && !text.is_empty() {
-        format!("\x1b[{}m{text}\x1b[0m", style.code())
-    } else {
-        text.to_string()
-    }
+    if on && !text.is_empty() { format!("\x1b[{}m{text}\x1b[0m", style.code()) } else { text.to_string() }
 }
 
 impl Output {
@@ -93,14 +89,7 @@ impl Output {
 
     /// Plain output for tests: no colors, no progress.
     pub fn plain(json: bool) -> Output {
-        Output {
-            json,
-            quiet: false,
-            verbose: 0,
-            color_stdout: false,
-            color_stderr: false,
-            progress: false,
-        }
+        Output { json, quiet: false, verbose: 0, color_stdout: false, color_stderr: false, progress: false }
     }
 
     pub fn paint(&self, style: Style, text: &str) -> String {

@@ -8,10 +8,10 @@ use serde::Serialize;
 
 use super::output::{Output, Style};
 use super::{human_bytes, table, thousands};
+use crate::trace::FileReport;
 use crate::trace::json::{clip, format_time};
 use crate::trace::model::{OutcomeStatus, Step, StepStatus, Trace};
 use crate::trace::scan::{OutcomeCounts, ScannedFile};
-use crate::trace::FileReport;
 
 pub const LS_SCHEMA: &str = "autoharness.traces-ls/v1";
 pub const SHOW_SCHEMA: &str = "autoharness.trace-show/v1";
@@ -78,11 +78,7 @@ pub fn ls_doc<T>(files: &[ScannedFile<T>]) -> LsDoc<'_> {
             counts: f.counts,
         });
     }
-    LsDoc {
-        schema: LS_SCHEMA,
-        files: rows,
-        totals,
-    }
+    LsDoc { schema: LS_SCHEMA, files: rows, totals }
 }
 
 pub fn render_ls(out: &Output, doc: &LsDoc<'_>) -> String {
@@ -313,7 +309,12 @@ pub fn render_show(out: &Output, doc: &ShowDoc<'_>, all: bool) -> String {
     let _ = writeln!(s, "{}", out.paint(Style::Bold, doc.path));
     match doc.format {
         Some(f) => {
-            let _ = writeln!(s, "  format   {} {}", out.paint(Style::Cyan, f), out.paint(Style::Dim, &format!("({})", doc.reason)));
+            let _ = writeln!(
+                s,
+                "  format   {} {}",
+                out.paint(Style::Cyan, f),
+                out.paint(Style::Dim, &format!("({})", doc.reason))
+            );
         }
         None => {
             let _ = writeln!(s, "  {}", out.paint(Style::Yellow, doc.reason));
@@ -345,13 +346,17 @@ pub fn render_show(out: &Output, doc: &ShowDoc<'_>, all: bool) -> String {
             let _ = writeln!(s, "  dialects  {}", t.dialects.join(", "));
         }
         if t.evidence.is_empty() {
-            let _ = writeln!(s, "  evidence  {}", out.paint(Style::Dim, "none: no success or failure signal in the trace"));
+            let _ =
+                writeln!(s, "  evidence  {}", out.paint(Style::Dim, "none: no success or failure signal in the trace"));
         }
         for (i, ev) in t.evidence.iter().enumerate() {
             let head = if i == 0 { "  evidence  " } else { "            " };
-            let handled = if ev.handled { out.paint(Style::Dim, " (handled: the agent went on)") } else { String::new() };
-            let step = ev.step.as_deref().map(|st| out.paint(Style::Dim, &format!(" @ {}", clip(st, 40)))).unwrap_or_default();
-            let _ = writeln!(s, "{head}{} {}{step}{handled}", out.paint(Style::Magenta, &ev.signal), clip(&ev.detail, 140));
+            let handled =
+                if ev.handled { out.paint(Style::Dim, " (handled: the agent went on)") } else { String::new() };
+            let step =
+                ev.step.as_deref().map(|st| out.paint(Style::Dim, &format!(" @ {}", clip(st, 40)))).unwrap_or_default();
+            let _ =
+                writeln!(s, "{head}{} {}{step}{handled}", out.paint(Style::Magenta, &ev.signal), clip(&ev.detail, 140));
         }
         let mut facts = Vec::new();
         if let Some(tok) = t.total_tokens {

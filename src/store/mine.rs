@@ -3,7 +3,7 @@
 use serde::Serialize;
 use sqlx::Row;
 
-use super::{now_rfc3339, Store};
+use super::{Store, now_rfc3339};
 use crate::mine::cluster::Cluster;
 use crate::mine::failure::{CaseSeed, Failure};
 use crate::mine::signature::Signature;
@@ -45,15 +45,9 @@ impl Store {
     /// Replace the failures of one file (after it was scanned again), in one transaction.
     pub async fn replace_failures(&self, file_key: &str, failures: &[Failure]) -> anyhow::Result<()> {
         let mut tx = self.pool.begin().await?;
-        let file_id: i64 = sqlx::query("SELECT id FROM trace_files WHERE path = ?")
-            .bind(file_key)
-            .fetch_one(&mut *tx)
-            .await?
-            .get(0);
-        sqlx::query("DELETE FROM failures WHERE file_id = ?")
-            .bind(file_id)
-            .execute(&mut *tx)
-            .await?;
+        let file_id: i64 =
+            sqlx::query("SELECT id FROM trace_files WHERE path = ?").bind(file_key).fetch_one(&mut *tx).await?.get(0);
+        sqlx::query("DELETE FROM failures WHERE file_id = ?").bind(file_id).execute(&mut *tx).await?;
         let now = now_rfc3339();
         for f in failures {
             sqlx::query(
@@ -130,7 +124,9 @@ impl Store {
                     message: r.get(14),
                     text: r.get(15),
                     excerpt: r.get(16),
-                    time: seen_at.as_deref().and_then(|s| crate::trace::json::parse_time(&serde_json::Value::String(s.into()))),
+                    time: seen_at
+                        .as_deref()
+                        .and_then(|s| crate::trace::json::parse_time(&serde_json::Value::String(s.into()))),
                     cost_usd: r.get(18),
                     tokens: r.get::<Option<i64>, _>(19).map(|t| t as u64),
                     seed,
@@ -171,7 +167,11 @@ impl Store {
     }
 
     /// Save clusters (upsert) and the cluster of each failure, in one transaction.
-    pub async fn save_clustering(&self, clusters: &[(Cluster, String)], memberships: &[(i64, String)]) -> anyhow::Result<()> {
+    pub async fn save_clustering(
+        &self,
+        clusters: &[(Cluster, String)],
+        memberships: &[(i64, String)],
+    ) -> anyhow::Result<()> {
         let mut tx = self.pool.begin().await?;
         let now = now_rfc3339();
         for (c, label) in clusters {
@@ -226,7 +226,12 @@ impl Store {
             .collect())
     }
 
-    pub async fn upsert_case(&self, case: &StoredCase, input_hash: &str, failure_id: Option<i64>) -> anyhow::Result<()> {
+    pub async fn upsert_case(
+        &self,
+        case: &StoredCase,
+        input_hash: &str,
+        failure_id: Option<i64>,
+    ) -> anyhow::Result<()> {
         let now = now_rfc3339();
         sqlx::query(
             "INSERT INTO cases (id, cluster_id, harness, split, status, path, content_hash, input_hash, failure_id, created_at, updated_at)

@@ -27,7 +27,8 @@ impl Store {
     /// Open (creating when missing) the store at `path` and bring its schema up to date.
     pub async fn open(path: &Path) -> anyhow::Result<Store> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).with_context(|| format!("cannot create the store folder `{}`", dir.display()))?;
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create the store folder `{}`", dir.display()))?;
         }
         let options = SqliteConnectOptions::from_str("sqlite://")?
             .filename(path)
@@ -41,14 +42,10 @@ impl Store {
             .connect_with(options)
             .await
             .with_context(|| format!("cannot open the store `{}`", path.display()))?;
-        MIGRATOR
-            .run(&pool)
-            .await
-            .with_context(|| format!("cannot migrate the store `{}` (is it from a newer autoharness?)", path.display()))?;
-        Ok(Store {
-            pool,
-            path: path.to_path_buf(),
-        })
+        MIGRATOR.run(&pool).await.with_context(|| {
+            format!("cannot migrate the store `{}` (is it from a newer autoharness?)", path.display())
+        })?;
+        Ok(Store { pool, path: path.to_path_buf() })
     }
 
     pub async fn close(self) {

@@ -3,9 +3,9 @@
 
 use sqlx::Row;
 
-use super::{now_rfc3339, Store};
-use crate::trace::scan::TraceSummary;
+use super::{Store, now_rfc3339};
 use crate::trace::FileReport;
+use crate::trace::scan::TraceSummary;
 
 /// What the store knows about a file from an earlier scan.
 #[derive(Debug, Clone)]
@@ -22,12 +22,7 @@ impl Store {
             .bind(canonical_path)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row.map(|r| KnownFile {
-            id: r.get(0),
-            size: r.get::<i64, _>(1) as u64,
-            mtime_ns: r.get(2),
-            hash: r.get(3),
-        }))
+        Ok(row.map(|r| KnownFile { id: r.get(0), size: r.get::<i64, _>(1) as u64, mtime_ns: r.get(2), hash: r.get(3) }))
     }
 
     /// Record one scanned file and its traces, replacing what an earlier scan stored for
@@ -62,10 +57,7 @@ impl Store {
         .fetch_one(&mut *tx)
         .await?
         .get(0);
-        sqlx::query("DELETE FROM traces WHERE file_id = ?")
-            .bind(file_id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query("DELETE FROM traces WHERE file_id = ?").bind(file_id).execute(&mut *tx).await?;
         for row in traces {
             sqlx::query(
                 "INSERT INTO traces (file_id, seq, trace_id, format, name, outcome, evidence, n_steps, n_errors,

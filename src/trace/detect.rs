@@ -21,10 +21,7 @@ pub enum Detection {
 }
 
 fn hit(format: Format, reason: impl Into<String>) -> Option<Detection> {
-    Some(Detection::Trace {
-        format,
-        reason: reason.into(),
-    })
+    Some(Detection::Trace { format, reason: reason.into() })
 }
 
 fn not_trace(reason: impl Into<String>) -> Detection {
@@ -70,10 +67,7 @@ pub fn detect(path: &Path, container: Container, first: &[&Record]) -> Detection
     if let Some(reason) = known_non_trace(path, head) {
         return not_trace(reason);
     }
-    not_trace(format!(
-        "unknown JSON shape: first record is {}; see `autoharness traces formats`",
-        keys_of(head)
-    ))
+    not_trace(format!("unknown JSON shape: first record is {}; see `autoharness traces formats`", keys_of(head)))
 }
 
 fn has(v: &Value, key: &str) -> bool {
@@ -132,7 +126,9 @@ fn detect_values(path: &Path, container: Container, head: &Value, values: &[&Val
         return hit(Format::OpenaiAgents, "OpenAI Agents SDK: `object: trace.span` records");
     }
     // 8: LangSmith.
-    let ls_run = |v: &Value| has(v, "run_type") && (has(v, "id") || has(v, "run_id")) && (has(v, "trace_id") || has(v, "dotted_order"));
+    let ls_run = |v: &Value| {
+        has(v, "run_type") && (has(v, "id") || has(v, "run_id")) && (has(v, "trace_id") || has(v, "dotted_order"))
+    };
     if ls_run(head)
         || first_of(head, "post").is_some_and(ls_run)
         || first_of(head, "patch").is_some_and(ls_run)
@@ -148,7 +144,12 @@ fn detect_values(path: &Path, container: Container, head: &Value, values: &[&Val
                 && has(v, "startTime")
                 && str_of(v, "type").is_some_and(|t| LANGFUSE_TYPES.contains(&t)))
     };
-    let lf_score = |v: &Value| has(v, "traceId") && has(v, "name") && (has(v, "dataType") || has(v, "source")) && (has(v, "value") || has(v, "stringValue"));
+    let lf_score = |v: &Value| {
+        has(v, "traceId")
+            && has(v, "name")
+            && (has(v, "dataType") || has(v, "source"))
+            && (has(v, "value") || has(v, "stringValue"))
+    };
     if (has(head, "trace") && has(head, "observations"))
         || (has(head, "observations") && has(head, "scores"))
         || lf_obs(head)
@@ -159,9 +160,10 @@ fn detect_values(path: &Path, container: Container, head: &Value, values: &[&Val
         return hit(Format::Langfuse, "Langfuse: `trace` + `observations` / observation rows");
     }
     // 10/11: Claude Code transcript and stream-json.
-    if values.iter().any(|v| {
-        has(v, "sessionId") && has(v, "uuid") && str_of(v, "type").is_some_and(|t| CLAUDE_TYPES.contains(&t))
-    }) || (has(head, "loglines"))
+    if values
+        .iter()
+        .any(|v| has(v, "sessionId") && has(v, "uuid") && str_of(v, "type").is_some_and(|t| CLAUDE_TYPES.contains(&t)))
+        || (has(head, "loglines"))
     {
         return hit(Format::ClaudeCode, "Claude Code transcript: lines with `sessionId`, `uuid`, `type`");
     }
@@ -175,7 +177,10 @@ fn detect_values(path: &Path, container: Container, head: &Value, values: &[&Val
                 || (str_of(v, "type") == Some("system") && str_of(v, "subtype") == Some("init"))
                 || (matches!(str_of(v, "type"), Some("assistant" | "user")) && has(v, "message")))
     }) {
-        return hit(Format::ClaudeStreamJson, "Claude stream-json: `session_id` lines with `type: system/init` or `result`");
+        return hit(
+            Format::ClaudeStreamJson,
+            "Claude stream-json: `session_id` lines with `type: system/init` or `result`",
+        );
     }
     // 12: Codex rollout.
     let codex_line = |v: &Value| {
@@ -193,7 +198,9 @@ fn detect_values(path: &Path, container: Container, head: &Value, values: &[&Val
     if str_of(head, "trajectory_format").is_some_and(|f| f.starts_with("mini-swe-agent")) {
         return hit(Format::MiniSweAgent, "mini-swe-agent: `trajectory_format: mini-swe-agent-*`");
     }
-    if has(head, "trajectory") && (path_str(head, &["info", "exit_status"]).is_some() || has(head, "history") || has(head, "info")) {
+    if has(head, "trajectory")
+        && (path_str(head, &["info", "exit_status"]).is_some() || has(head, "history") || has(head, "info"))
+    {
         return hit(Format::SweAgent, "SWE-agent .traj: `trajectory` + `info.exit_status`");
     }
     if has(head, "messages")
@@ -228,9 +235,10 @@ fn detect_values(path: &Path, container: Container, head: &Value, values: &[&Val
         return hit(Format::Messages, "message list: records with `role` + `content`");
     }
     // Flat span attribute maps (OpenInference / GenAI fixtures).
-    if obj.keys().any(|k| {
-        k == "openinference.span.kind" || k.starts_with("gen_ai.") || k.starts_with("llm.input_messages.")
-    }) {
+    if obj
+        .keys()
+        .any(|k| k == "openinference.span.kind" || k.starts_with("gen_ai.") || k.starts_with("llm.input_messages."))
+    {
         return hit(Format::SpanAttributes, "a flat span attribute map with `gen_ai.*` / OpenInference keys");
     }
     None
@@ -251,7 +259,9 @@ fn known_non_trace(path: &Path, head: &Value) -> Option<String> {
     if has(head, "resourceMetrics") || has(head, "resource_metrics") {
         return Some("not a trace: OTLP metrics (only traces and logs are read)".into());
     }
-    if name == "report.json" || head.as_object().is_some_and(|o| o.values().any(|v| has(v, "resolved") && has(v, "tests_status"))) {
+    if name == "report.json"
+        || head.as_object().is_some_and(|o| o.values().any(|v| has(v, "resolved") && has(v, "tests_status")))
+    {
         return Some("not a trace: SWE-bench evaluation report (an outcome, read beside the trajectory)".into());
     }
     if name == "package.json" || name == "tsconfig.json" || name.ends_with(".lock") {
@@ -275,7 +285,16 @@ fn is_message(v: &Value) -> bool {
 }
 
 const LANGFUSE_TYPES: [&str; 11] = [
-    "SPAN", "GENERATION", "EVENT", "AGENT", "TOOL", "CHAIN", "RETRIEVER", "EVALUATOR", "EMBEDDING", "GUARDRAIL",
+    "SPAN",
+    "GENERATION",
+    "EVENT",
+    "AGENT",
+    "TOOL",
+    "CHAIN",
+    "RETRIEVER",
+    "EVALUATOR",
+    "EMBEDDING",
+    "GUARDRAIL",
     "TRACE",
 ];
 
@@ -309,10 +328,7 @@ mod tests {
     use serde_json::json;
 
     fn check(value: Value, expect: Option<Format>) {
-        let rec = Record {
-            value,
-            pos: Pos::Line(1),
-        };
+        let rec = Record { value, pos: Pos::Line(1) };
         let got = detect(Path::new("x.json"), Container::Lines, &[&rec]);
         match (got, expect) {
             (Detection::Trace { format, .. }, Some(f)) => assert_eq!(format, f),

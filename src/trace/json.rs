@@ -244,10 +244,7 @@ pub fn otlp_key_values(v: &Value) -> AttrMap {
             }
             map
         }
-        Value::Object(obj) => obj
-            .iter()
-            .map(|(k, v)| (k.clone(), decode_json_string(v.clone())))
-            .collect(),
+        Value::Object(obj) => obj.iter().map(|(k, v)| (k.clone(), decode_json_string(v.clone()))).collect(),
         _ => Map::new(),
     }
 }

@@ -95,11 +95,7 @@ pub fn read_file_with(path: &Path, display: &str, sink: &mut dyn FnMut(Trace)) -
     let mut records = opened.records(container);
     let detection = {
         let first = records.peek(detect::PEEK_RECORDS);
-        if first.is_empty() {
-            None
-        } else {
-            Some(detect::detect(path, container, &first))
-        }
+        if first.is_empty() { None } else { Some(detect::detect(path, container, &first)) }
     };
     let detection = match detection {
         Some(d) => d,

@@ -205,11 +205,7 @@ pub struct Message {
 
 impl Message {
     pub fn text(role: impl Into<String>, text: impl Into<String>) -> Message {
-        Message {
-            role: role.into(),
-            parts: vec![Part::Text { text: text.into() }],
-            ..Message::default()
-        }
+        Message { role: role.into(), parts: vec![Part::Text { text: text.into() }], ..Message::default() }
     }
 
     /// All text of the message (text, reasoning, tool results), joined by newlines.
@@ -326,10 +322,7 @@ pub struct ErrorInfo {
 
 impl ErrorInfo {
     pub fn new(source: ErrorSource) -> ErrorInfo {
-        ErrorInfo {
-            source: Some(source),
-            ..ErrorInfo::default()
-        }
+        ErrorInfo { source: Some(source), ..ErrorInfo::default() }
     }
     pub fn with_message(mut self, message: impl Into<String>) -> ErrorInfo {
         let message = message.into();
@@ -350,10 +343,7 @@ impl ErrorInfo {
 /// `<class 'openai.InternalServerError'>` → `openai.InternalServerError`.
 pub fn normalize_error_type(raw: &str) -> String {
     let t = raw.trim();
-    let t = t
-        .strip_prefix("<class '")
-        .and_then(|s| s.strip_suffix("'>"))
-        .unwrap_or(t);
+    let t = t.strip_prefix("<class '").and_then(|s| s.strip_suffix("'>")).unwrap_or(t);
     t.to_string()
 }
 
@@ -446,12 +436,7 @@ pub struct Signal {
 
 impl Signal {
     pub fn new(kind: &str, passed: bool, detail: impl Into<String>) -> Signal {
-        Signal {
-            kind: kind.to_string(),
-            passed,
-            detail: detail.into(),
-            step: None,
-        }
+        Signal { kind: kind.to_string(), passed, detail: detail.into(), step: None }
     }
 }
 
@@ -498,11 +483,7 @@ impl Trace {
     pub fn new(format: &str, path: &str, id: impl Into<String>) -> Trace {
         Trace {
             id: id.into(),
-            source: SourceInfo {
-                format: format.to_string(),
-                path: path.to_string(),
-                ..SourceInfo::default()
-            },
+            source: SourceInfo { format: format.to_string(), path: path.to_string(), ..SourceInfo::default() },
             ..Trace::default()
         }
     }

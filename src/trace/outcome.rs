@@ -16,9 +16,8 @@
 
 use super::model::{ErrorSource, Evidence, Outcome, OutcomeStatus, Step, StepKind, Trace};
 
-const FAILING_LABELS: [&str; 9] = [
-    "fail", "failed", "failure", "incorrect", "wrong", "hallucinated", "thumbs_down", "negative", "bad",
-];
+const FAILING_LABELS: [&str; 9] =
+    ["fail", "failed", "failure", "incorrect", "wrong", "hallucinated", "thumbs_down", "negative", "bad"];
 const PASSING_LABELS: [&str; 6] = ["pass", "passed", "correct", "success", "thumbs_up", "positive"];
 
 pub fn derive(trace: &mut Trace) {
@@ -49,12 +48,7 @@ pub fn derive(trace: &mut Trace) {
             continue;
         };
         let detail = format!("score `{}` = {label}", score.name);
-        let ev = Evidence {
-            signal: "score".into(),
-            detail,
-            step,
-            handled: false,
-        };
+        let ev = Evidence { signal: "score".into(), detail, step, handled: false };
         if FAILING_LABELS.contains(&label.as_str()) {
             failing.push(ev);
         } else if PASSING_LABELS.contains(&label.as_str()) {
@@ -138,12 +132,7 @@ impl ParentIndex {
         let parent = steps
             .iter()
             .enumerate()
-            .map(|(i, s)| {
-                s.parent_id
-                    .as_deref()
-                    .and_then(|p| by_id.get(p).copied())
-                    .filter(|&p| p != i)
-            })
+            .map(|(i, s)| s.parent_id.as_deref().and_then(|p| by_id.get(p).copied()).filter(|&p| p != i))
             .collect();
         ParentIndex { parent }
     }
@@ -166,10 +155,7 @@ impl ParentIndex {
     }
 
     fn has_failing_child(&self, idx: usize, steps: &[Step]) -> bool {
-        self.parent
-            .iter()
-            .enumerate()
-            .any(|(child, p)| *p == Some(idx) && steps[child].error.is_some())
+        self.parent.iter().enumerate().any(|(child, p)| *p == Some(idx) && steps[child].error.is_some())
     }
 }
 
@@ -247,11 +233,7 @@ mod tests {
     }
 
     fn outcome(steps: Vec<Step>, signals: Vec<Signal>) -> Outcome {
-        let mut t = Trace {
-            steps,
-            signals,
-            ..Trace::default()
-        };
+        let mut t = Trace { steps, signals, ..Trace::default() };
         derive(&mut t);
         t.outcome
     }

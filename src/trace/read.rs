@@ -123,27 +123,20 @@ pub fn open(path: &Path) -> io::Result<Opened> {
 pub fn open_reader(raw: Box<dyn Read + Send>, size: u64) -> io::Result<Opened> {
     let mut raw = BufReader::with_capacity(256 * 1024, raw);
     let magic = raw.fill_buf()?.get(..4).map(|m| m.to_vec()).unwrap_or_default();
-    let (compression, mut reader): (Compression, Box<dyn Read + Send>) =
-        if magic.starts_with(&[0x1f, 0x8b]) {
-            (Compression::Gzip, Box::new(flate2::bufread::MultiGzDecoder::new(raw)))
-        } else if magic == [0x28, 0xb5, 0x2f, 0xfd] {
-            let decoder = ruzstd::decoding::StreamingDecoder::new(raw)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("zstd: {e}")))?;
-            (Compression::Zstd, Box::new(decoder))
-        } else {
-            (Compression::None, Box::new(raw))
-        };
+    let (compression, mut reader): (Compression, Box<dyn Read + Send>) = if magic.starts_with(&[0x1f, 0x8b]) {
+        (Compression::Gzip, Box::new(flate2::bufread::MultiGzDecoder::new(raw)))
+    } else if magic == [0x28, 0xb5, 0x2f, 0xfd] {
+        let decoder = ruzstd::decoding::StreamingDecoder::new(raw)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("zstd: {e}")))?;
+        (Compression::Zstd, Box::new(decoder))
+    } else {
+        (Compression::None, Box::new(raw))
+    };
     let mut head = Vec::with_capacity(HEAD_BYTES.min(size.saturating_add(16) as usize));
     (&mut reader).take(HEAD_BYTES as u64).read_to_end(&mut head)?;
     let sniff = sniff(&head);
     let chained = Cursor::new(head.clone()).chain(reader);
-    Ok(Opened {
-        compression,
-        head,
-        sniff,
-        size,
-        reader: Box::new(BufReader::with_capacity(256 * 1024, chained)),
-    })
+    Ok(Opened { compression, head, sniff, size, reader: Box::new(BufReader::with_capacity(256 * 1024, chained)) })
 }
 
 /// Classify the head bytes: JSON and its container, empty, binary, or text.
@@ -199,25 +192,14 @@ enum Source {
 }
 
 impl Records {
-    fn new(
-        mut reader: Box<dyn BufRead + Send>,
-        container: Container,
-        size: u64,
-        compression: Compression,
-    ) -> Records {
+    fn new(mut reader: Box<dyn BufRead + Send>, container: Container, size: u64, compression: Compression) -> Records {
         let small = compression == Compression::None && size <= IN_MEMORY_BYTES;
         let source = match container {
-            Container::Lines => Source::Lines(LineReader {
-                reader,
-                line_no: 0,
-                buf: Vec::new(),
-            }),
+            Container::Lines => Source::Lines(LineReader { reader, line_no: 0, buf: Vec::new() }),
             Container::Array if !small => Source::Channel(stream_array(reader)),
             Container::Array | Container::Documents => {
                 let mut bytes = Vec::new();
-                let read = (&mut reader)
-                    .take(MAX_RECORD_BYTES + 1)
-                    .read_to_end(&mut bytes);
+                let read = (&mut reader).take(MAX_RECORD_BYTES + 1).read_to_end(&mut bytes);
                 let items = match read {
                     Err(e) => vec![Err(RecordError {
                         pos: Pos::Byte(bytes.len() as u64),
@@ -237,11 +219,7 @@ impl Records {
                 Source::Values(items.into_iter())
             }
         };
-        Records {
-            source,
-            peeked: VecDeque::new(),
-            done: false,
-        }
+        Records { source, peeked: VecDeque::new(), done: false }
     }
 
     /// Records from values already in memory (tests, nested containers).
@@ -249,18 +227,9 @@ impl Records {
         let items: Vec<_> = values
             .into_iter()
             .enumerate()
-            .map(|(i, value)| {
-                Ok(Record {
-                    value,
-                    pos: Pos::Element(i as u64),
-                })
-            })
+            .map(|(i, value)| Ok(Record { value, pos: Pos::Element(i as u64) }))
             .collect();
-        Records {
-            source: Source::Values(items.into_iter()),
-            peeked: VecDeque::new(),
-            done: false,
-        }
+        Records { source: Source::Values(items.into_iter()), peeked: VecDeque::new(), done: false }
     }
 
     fn pull(&mut self) -> Option<Result<Record, RecordError>> {
@@ -294,11 +263,7 @@ impl Records {
                 None => break,
             }
         }
-        self.peeked
-            .iter()
-            .filter_map(|r| r.as_ref().ok())
-            .take(n)
-            .collect()
+        self.peeked.iter().filter_map(|r| r.as_ref().ok()).take(n).collect()
     }
 }
 
@@ -365,19 +330,12 @@ impl Iterator for LineReader {
             match self.read_line() {
                 Ok(None) => return None,
                 Err(e) => {
-                    return Some(Err(RecordError {
-                        pos,
-                        message: format!("read error: {e}"),
-                        fatal: true,
-                    }));
+                    return Some(Err(RecordError { pos, message: format!("read error: {e}"), fatal: true }));
                 }
                 Ok(Some(false)) => {
                     return Some(Err(RecordError {
                         pos,
-                        message: format!(
-                            "line longer than the {} MiB record limit, skipped",
-                            MAX_RECORD_BYTES >> 20
-                        ),
+                        message: format!("line longer than the {} MiB record limit, skipped", MAX_RECORD_BYTES >> 20),
                         fatal: false,
                     }));
                 }
@@ -389,11 +347,7 @@ impl Iterator for LineReader {
             }
             return Some(match parse_value(line) {
                 Ok(value) => Ok(Record { value, pos }),
-                Err(e) => Err(RecordError {
-                    pos,
-                    message: describe_json_error(&e),
-                    fatal: false,
-                }),
+                Err(e) => Err(RecordError { pos, message: describe_json_error(&e), fatal: false }),
             });
         }
     }
@@ -468,9 +422,7 @@ fn lenient_rewrite(bytes: &[u8]) -> Option<Vec<u8>> {
             continue;
         }
         let rest = &bytes[i..];
-        let token = [&b"-Infinity"[..], b"Infinity", b"NaN"]
-            .into_iter()
-            .find(|t| rest.starts_with(t));
+        let token = [&b"-Infinity"[..], b"Infinity", b"NaN"].into_iter().find(|t| rest.starts_with(t));
         if let Some(t) = token {
             out.extend_from_slice(b"null");
             i += t.len();
@@ -513,18 +465,12 @@ fn parse_documents(bytes: &[u8], container: Container) -> Vec<Result<Record, Rec
         match serde_json::from_slice::<Value>(bytes) {
             Ok(Value::Array(items)) => {
                 for (i, value) in items.into_iter().enumerate() {
-                    out.push(Ok(Record {
-                        value,
-                        pos: Pos::Element(i as u64),
-                    }));
+                    out.push(Ok(Record { value, pos: Pos::Element(i as u64) }));
                 }
                 return out;
             }
             Ok(other) => {
-                out.push(Ok(Record {
-                    value: other,
-                    pos: Pos::Byte(0),
-                }));
+                out.push(Ok(Record { value: other, pos: Pos::Byte(0) }));
                 return out;
             }
             Err(e) => {
@@ -542,10 +488,7 @@ fn parse_documents(bytes: &[u8], container: Container) -> Vec<Result<Record, Rec
         let start = stream.byte_offset();
         match stream.next() {
             None => break,
-            Some(Ok(value)) => out.push(Ok(Record {
-                value,
-                pos: Pos::Byte(start as u64),
-            })),
+            Some(Ok(value)) => out.push(Ok(Record { value, pos: Pos::Byte(start as u64) })),
             Some(Err(e)) => {
                 out.push(Err(RecordError {
                     pos: Pos::Byte(byte_offset(bytes, &e)),
@@ -612,14 +555,7 @@ impl<'de> Visitor<'de> for ElementSink {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         let mut i = 0u64;
         while let Some(value) = seq.next_element::<Value>()? {
-            if self
-                .tx
-                .send(Ok(Record {
-                    value,
-                    pos: Pos::Element(i),
-                }))
-                .is_err()
-            {
+            if self.tx.send(Ok(Record { value, pos: Pos::Element(i) })).is_err() {
                 // The consumer stopped reading; drain nothing more.
                 return Ok(());
             }
@@ -715,10 +651,7 @@ mod tests {
 
     #[test]
     fn large_array_streams_through_the_channel() {
-        let body = format!(
-            "[{}]",
-            (0..1000).map(|i| format!("{{\"i\":{i}}}")).collect::<Vec<_>>().join(",")
-        );
+        let body = format!("[{}]", (0..1000).map(|i| format!("{{\"i\":{i}}}")).collect::<Vec<_>>().join(","));
         let opened = open_reader(Box::new(Cursor::new(body.clone().into_bytes())), u64::MAX).unwrap();
         let recs: Vec<_> = opened.records(Container::Array).collect();
         assert_eq!(recs.len(), 1000);

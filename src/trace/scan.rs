@@ -13,8 +13,8 @@ use super::formats::Format;
 use super::json::format_time;
 use super::merge::merge_traces;
 use super::model::{Evidence, OutcomeStatus, Trace};
-use super::walk::{file_key, walk, WalkedFile};
-use super::{read_file_with, FileReport};
+use super::walk::{WalkedFile, file_key, walk};
+use super::{FileReport, read_file_with};
 
 /// The stored summary of one trace (no steps).
 #[derive(Debug, Clone, Serialize)]
@@ -167,19 +167,7 @@ where
             }
         });
         tick(&walked.display);
-        (
-            ScannedFile {
-                walked,
-                key,
-                mtime_ns: mtime,
-                report,
-                counts,
-                summaries,
-                extracted,
-                skipped: false,
-            },
-            pending,
-        )
+        (ScannedFile { walked, key, mtime_ns: mtime, report, counts, summaries, extracted, skipped: false }, pending)
     };
     let results: Vec<(ScannedFile<T>, Vec<Trace>)> = match pool {
         Ok(pool) => pool.install(|| files.into_par_iter().map(work).collect()),
@@ -192,9 +180,5 @@ where
         pending.extend(traces);
     }
     let joined = merge_traces(pending).iter().filter_map(&extract).collect();
-    ScanResult {
-        files: scanned,
-        joined,
-        walk_errors,
-    }
+    ScanResult { files: scanned, joined, walk_errors }
 }

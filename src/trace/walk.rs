@@ -23,10 +23,7 @@ pub fn walk(paths: &[PathBuf]) -> (Vec<WalkedFile>, Vec<(PathBuf, String)>) {
             continue;
         }
         if root.is_file() {
-            files.push(WalkedFile {
-                path: root.clone(),
-                display: root.display().to_string(),
-            });
+            files.push(WalkedFile { path: root.clone(), display: root.display().to_string() });
             continue;
         }
         let walker = ignore::WalkBuilder::new(root)
@@ -37,10 +34,9 @@ pub fn walk(paths: &[PathBuf]) -> (Vec<WalkedFile>, Vec<(PathBuf, String)>) {
             .build();
         for entry in walker {
             match entry {
-                Ok(e) if e.file_type().is_some_and(|t| t.is_file()) => files.push(WalkedFile {
-                    display: e.path().display().to_string(),
-                    path: e.into_path(),
-                }),
+                Ok(e) if e.file_type().is_some_and(|t| t.is_file()) => {
+                    files.push(WalkedFile { display: e.path().display().to_string(), path: e.into_path() })
+                }
                 Ok(_) => {}
                 Err(e) => errors.push((root.clone(), e.to_string())),
             }
@@ -53,8 +49,5 @@ pub fn walk(paths: &[PathBuf]) -> (Vec<WalkedFile>, Vec<(PathBuf, String)>) {
 
 /// A stable key for a file across runs: its canonical path when it has one.
 pub fn file_key(path: &Path) -> String {
-    std::fs::canonicalize(path)
-        .unwrap_or_else(|_| path.to_path_buf())
-        .display()
-        .to_string()
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()).display().to_string()
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use autoharness::trace::formats::Format;
 use autoharness::trace::model::Trace;
-use autoharness::trace::{read_file, FileReport};
+use autoharness::trace::{FileReport, read_file};
 
 /// Path of a fixture under `tests/fixtures/`.
 pub fn fixture(rel: &str) -> PathBuf {

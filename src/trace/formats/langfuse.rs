@@ -13,38 +13,22 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value};
 
-use self::shared::{
-    decode_deep, error_from_text, messages_from, order_steps, text_error, usage_from,
-};
+use self::shared::{decode_deep, error_from_text, messages_from, order_steps, text_error, usage_from};
 use super::{FileCtx, Format, ParseError, Sink};
 use crate::trace::json::{self, as_f64, as_u64, parse_time, str_of, string_of};
 use crate::trace::model::{
-    ErrorSource, ModelInfo, Score, ScoreSource, Step, StepKind, StepStatus, ToolCall, ToolResult,
-    Trace, Usage, value_text,
+    ErrorSource, ModelInfo, Score, ScoreSource, Step, StepKind, StepStatus, ToolCall, ToolResult, Trace, Usage,
+    value_text,
 };
 use crate::trace::read::{Pos, Records};
 
-const OBSERVATION_TYPES: [&str; 10] = [
-    "SPAN",
-    "GENERATION",
-    "EVENT",
-    "AGENT",
-    "TOOL",
-    "CHAIN",
-    "RETRIEVER",
-    "EVALUATOR",
-    "EMBEDDING",
-    "GUARDRAIL",
-];
+const OBSERVATION_TYPES: [&str; 10] =
+    ["SPAN", "GENERATION", "EVENT", "AGENT", "TOOL", "CHAIN", "RETRIEVER", "EVALUATOR", "EMBEDDING", "GUARDRAIL"];
 
 /// Nesting of arrays inside arrays we follow before giving up on a record.
 const MAX_NESTING: u32 = 4;
 
-pub fn parse(
-    records: &mut Records,
-    ctx: &mut FileCtx<'_>,
-    sink: &mut Sink<'_>,
-) -> Result<(), ParseError> {
+pub fn parse(records: &mut Records, ctx: &mut FileCtx<'_>, sink: &mut Sink<'_>) -> Result<(), ParseError> {
     let mut state = State::default();
     for item in records {
         let rec = match item {
@@ -115,29 +99,18 @@ impl State {
                     return;
                 }
                 // Current download: {"observations": [...], "scores": [...]} without a trace id.
-                if !obj.contains_key("id")
-                    && (obj.contains_key("observations") || obj.contains_key("scores"))
-                {
+                if !obj.contains_key("id") && (obj.contains_key("observations") || obj.contains_key("scores")) {
                     self.rows(obj.remove("observations"), None, pos, ctx);
                     self.rows(obj.remove("scores"), None, pos, ctx);
                     return;
                 }
                 self.item(Value::Object(obj), None, pos, ctx);
             }
-            other => ctx.warn(
-                pos,
-                format!("not a Langfuse record: {}", json::keys_of(&other)),
-            ),
+            other => ctx.warn(pos, format!("not a Langfuse record: {}", json::keys_of(&other))),
         }
     }
 
-    fn rows(
-        &mut self,
-        rows: Option<Value>,
-        trace_id: Option<&str>,
-        pos: Pos,
-        ctx: &mut FileCtx<'_>,
-    ) {
+    fn rows(&mut self, rows: Option<Value>, trace_id: Option<&str>, pos: Pos, ctx: &mut FileCtx<'_>) {
         let Some(Value::Array(rows)) = rows else {
             return;
         };
@@ -159,13 +132,7 @@ impl State {
         } else if is_trace(&v) {
             self.trace_object(v, pos, ctx);
         } else {
-            ctx.warn(
-                pos,
-                format!(
-                    "not a Langfuse observation, score or trace: {}",
-                    json::keys_of(&v)
-                ),
-            );
+            ctx.warn(pos, format!("not a Langfuse observation, score or trace: {}", json::keys_of(&v)));
         }
     }
 
@@ -211,12 +178,9 @@ impl State {
             if let Some(&i) = acc.obs_ids.get(&id) {
                 // The same observation twice (legacy downloads list it under `trace` without
                 // its large fields, then in full): fill what the first copy lacked.
-                if let (Some(Value::Object(into)), Value::Object(from)) = (acc.obs.get_mut(i), obs)
-                {
+                if let (Some(Value::Object(into)), Value::Object(from)) = (acc.obs.get_mut(i), obs) {
                     for (k, v) in from {
-                        let missing = into
-                            .get(&k)
-                            .is_none_or(|old| is_empty(old) || old.as_str() == Some("{}"));
+                        let missing = into.get(&k).is_none_or(|old| is_empty(old) || old.as_str() == Some("{}"));
                         if missing && !is_empty(&v) {
                             into.insert(k, v);
                         }
@@ -232,10 +196,7 @@ impl State {
     fn score(&mut self, score: Value, trace_id: Option<&str>, pos: Pos, ctx: &mut FileCtx<'_>) {
         let tid = string_of(&score, "traceId").or_else(|| trace_id.map(str::to_string));
         let Some(tid) = tid else {
-            ctx.warn(
-                pos,
-                "Langfuse score without `traceId` (session or dataset score); skipped",
-            );
+            ctx.warn(pos, "Langfuse score without `traceId` (session or dataset score); skipped");
             return;
         };
         let acc = self.acc(&tid, pos);
@@ -271,8 +232,7 @@ fn is_score(v: &Value) -> bool {
 
 fn is_observation(v: &Value) -> bool {
     has(v, "parentObservationId")
-        || str_of(v, "type")
-            .is_some_and(|t| OBSERVATION_TYPES.contains(&t.to_ascii_uppercase().as_str()))
+        || str_of(v, "type").is_some_and(|t| OBSERVATION_TYPES.contains(&t.to_ascii_uppercase().as_str()))
         || (has(v, "traceId") && has(v, "startTime"))
 }
 
@@ -343,18 +303,9 @@ fn build_trace(ctx: &FileCtx<'_>, tid: &str, acc: Acc) -> Trace {
         }
     }
 
-    let mut steps: Vec<Step> = acc
-        .obs
-        .iter()
-        .enumerate()
-        .map(|(i, o)| observation_step(o, i))
-        .collect();
+    let mut steps: Vec<Step> = acc.obs.iter().enumerate().map(|(i, o)| observation_step(o, i)).collect();
     order_steps(&mut steps);
-    let step_index: HashMap<String, usize> = steps
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.id.clone(), i))
-        .collect();
+    let step_index: HashMap<String, usize> = steps.iter().enumerate().map(|(i, s)| (s.id.clone(), i)).collect();
     for s in &acc.scores {
         let score = score_of(s);
         match string_of(s, "observationId").and_then(|o| step_index.get(&o).copied()) {
@@ -372,10 +323,7 @@ fn build_trace(ctx: &FileCtx<'_>, tid: &str, acc: Acc) -> Trace {
     }
     trace.source.dialects = dialects;
     if trace.name.is_none() {
-        trace.name = steps
-            .iter()
-            .find(|s| s.parent_id.is_none())
-            .and_then(|s| s.name.clone());
+        trace.name = steps.iter().find(|s| s.parent_id.is_none()).and_then(|s| s.name.clone());
     }
     trace.steps = steps;
     // Langfuse reports usage on wrappers too (an agent span, Vercel `ai.generateText` around
@@ -423,30 +371,12 @@ fn observation_step(o: &Value, i: usize) -> Step {
     let status_message = str_of(o, "statusMessage");
     if level.as_deref() == Some("ERROR") {
         step.status = StepStatus::Error;
-        step.error = Some(error_from_text(
-            ErrorSource::Level,
-            status_message.unwrap_or(""),
-        ));
+        step.error = Some(error_from_text(ErrorSource::Level, status_message.unwrap_or("")));
     }
 
     let model = str_of(o, "model");
-    let response_model = attr_str(
-        &otel,
-        &[
-            "gen_ai.response.model",
-            "ai.response.model",
-            "llm.response.model",
-        ],
-    );
-    let provider = attr_str(
-        &otel,
-        &[
-            "gen_ai.provider.name",
-            "gen_ai.system",
-            "llm.provider",
-            "ai.model.provider",
-        ],
-    );
+    let response_model = attr_str(&otel, &["gen_ai.response.model", "ai.response.model", "llm.response.model"]);
+    let provider = attr_str(&otel, &["gen_ai.provider.name", "gen_ai.system", "llm.provider", "ai.model.provider"]);
     if model.is_some() || response_model.is_some() {
         step.model = Some(ModelInfo {
             request_model: model.map(str::to_string),
@@ -462,11 +392,7 @@ fn observation_step(o: &Value, i: usize) -> Step {
         StepKind::Llm => {
             step.input_messages = messages_from(&input, "user");
             step.output_messages = messages_from(&output, "assistant");
-            let reasons: Vec<String> = step
-                .output_messages
-                .iter()
-                .filter_map(|m| m.finish_reason.clone())
-                .collect();
+            let reasons: Vec<String> = step.output_messages.iter().filter_map(|m| m.finish_reason.clone()).collect();
             if let Some(model) = step.model.as_mut() {
                 model.finish_reasons = reasons;
             }
@@ -478,21 +404,11 @@ fn observation_step(o: &Value, i: usize) -> Step {
             }
         }
         StepKind::Tool => {
-            let tool_name = attr_str(
-                &otel,
-                &["gen_ai.tool.name", "tool.name", "ai.toolCall.name"],
-            )
-            .or_else(|| name.as_deref().map(strip_tool_prefix))
-            .unwrap_or_else(|| "tool".into());
-            let call_id = attr_str(
-                &otel,
-                &["gen_ai.tool.call.id", "tool_call.id", "ai.toolCall.id"],
-            );
-            step.tool_call = Some(ToolCall {
-                id: call_id.clone(),
-                name: tool_name,
-                arguments: input,
-            });
+            let tool_name = attr_str(&otel, &["gen_ai.tool.name", "tool.name", "ai.toolCall.name"])
+                .or_else(|| name.as_deref().map(strip_tool_prefix))
+                .unwrap_or_else(|| "tool".into());
+            let call_id = attr_str(&otel, &["gen_ai.tool.call.id", "tool_call.id", "ai.toolCall.id"]);
+            step.tool_call = Some(ToolCall { id: call_id.clone(), name: tool_name, arguments: input });
             if !output.is_null() {
                 if step.error.is_none() {
                     if let Some(err) = text_error(&value_text(&output)) {
@@ -500,12 +416,7 @@ fn observation_step(o: &Value, i: usize) -> Step {
                         step.error = Some(err);
                     }
                 }
-                step.tool_result = Some(ToolResult {
-                    call_id,
-                    content: output,
-                    is_error: None,
-                    exit_code: None,
-                });
+                step.tool_result = Some(ToolResult { call_id, content: output, is_error: None, exit_code: None });
             }
         }
         _ => {
@@ -522,12 +433,10 @@ fn observation_step(o: &Value, i: usize) -> Step {
     step.cost_usd = path_f64(o, &["costDetails", "total"])
         .or_else(|| json::f64_of(o, "totalCost"))
         .or_else(|| json::f64_of(o, "calculatedTotalCost"))
-        .or_else(
-            || match (json::f64_of(o, "inputCost"), json::f64_of(o, "outputCost")) {
-                (None, None) => None,
-                (a, b) => Some(a.unwrap_or(0.0) + b.unwrap_or(0.0)),
-            },
-        )
+        .or_else(|| match (json::f64_of(o, "inputCost"), json::f64_of(o, "outputCost")) {
+            (None, None) => None,
+            (a, b) => Some(a.unwrap_or(0.0) + b.unwrap_or(0.0)),
+        })
         .filter(|c| *c > 0.0);
 
     // The original OTel attributes, raw, at the top level (as OTLP adapters keep them).
@@ -535,18 +444,13 @@ fn observation_step(o: &Value, i: usize) -> Step {
         step.attributes.insert(k, v);
     }
     if let Value::Object(meta) = &metadata {
-        let rest: Map<String, Value> = meta
-            .iter()
-            .filter(|(k, _)| k.as_str() != "attributes")
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let rest: Map<String, Value> =
+            meta.iter().filter(|(k, _)| k.as_str() != "attributes").map(|(k, v)| (k.clone(), v.clone())).collect();
         if !rest.is_empty() {
-            step.attributes
-                .insert("langfuse.metadata".into(), Value::Object(rest));
+            step.attributes.insert("langfuse.metadata".into(), Value::Object(rest));
         }
     } else if !is_empty(&metadata) {
-        step.attributes
-            .insert("langfuse.metadata".into(), metadata.clone());
+        step.attributes.insert("langfuse.metadata".into(), metadata.clone());
     }
     if let Value::Object(obj) = o {
         for (k, v) in obj {
@@ -560,8 +464,7 @@ fn observation_step(o: &Value, i: usize) -> Step {
             step.attributes.insert(format!("langfuse.{k}"), v.clone());
         }
     }
-    step.attributes
-        .insert("langfuse.type".into(), Value::String(ty));
+    step.attributes.insert("langfuse.type".into(), Value::String(ty));
     step
 }
 
@@ -593,8 +496,7 @@ fn observation_usage(o: &Value) -> Usage {
 }
 
 fn attr_str(attrs: &Map<String, Value>, keys: &[&str]) -> Option<String> {
-    keys.iter()
-        .find_map(|k| attrs.get(*k).and_then(json::scalar_string))
+    keys.iter().find_map(|k| attrs.get(*k).and_then(json::scalar_string))
 }
 
 fn strip_tool_prefix(name: &str) -> String {
@@ -619,10 +521,7 @@ fn observation_kind(ty: &str, otel: &Map<String, Value>) -> StepKind {
         "GUARDRAIL" => StepKind::Guardrail,
         // Generic spans and events: the original OTel attributes may say more.
         _ => {
-            let oi = otel
-                .get("openinference.span.kind")
-                .and_then(Value::as_str)
-                .map(str::to_ascii_uppercase);
+            let oi = otel.get("openinference.span.kind").and_then(Value::as_str).map(str::to_ascii_uppercase);
             match oi.as_deref() {
                 Some("LLM") => return StepKind::Llm,
                 Some("TOOL") => return StepKind::Tool,
@@ -704,13 +603,9 @@ pub(crate) mod shared {
             let Value::String(s) = &cur else { break };
             let t = s.trim();
             let next = if t.starts_with('{') || t.starts_with('[') {
-                serde_json::from_str::<Value>(t)
-                    .ok()
-                    .or_else(|| python_literal(t))
+                serde_json::from_str::<Value>(t).ok().or_else(|| python_literal(t))
             } else if t.starts_with('"') {
-                serde_json::from_str::<Value>(t)
-                    .ok()
-                    .filter(Value::is_string)
+                serde_json::from_str::<Value>(t).ok().filter(Value::is_string)
             } else {
                 None
             };
@@ -741,19 +636,12 @@ pub(crate) mod shared {
             Value::String(s) if !s.is_empty() => out.push(Message::text(role, s.clone())),
             Value::Array(items) => {
                 let vercel_calls = !items.is_empty()
-                    && items.iter().all(|i| {
-                        has(i, "toolCallId")
-                            && has(i, "toolName")
-                            && !has(i, "role")
-                            && !has(i, "type")
-                    });
+                    && items
+                        .iter()
+                        .all(|i| has(i, "toolCallId") && has(i, "toolName") && !has(i, "role") && !has(i, "type"));
                 if vercel_calls {
                     let parts = items.iter().filter_map(part_from).collect();
-                    out.push(Message {
-                        role: role.to_string(),
-                        parts,
-                        ..Message::default()
-                    });
+                    out.push(Message { role: role.to_string(), parts, ..Message::default() });
                     return;
                 }
                 for item in items {
@@ -784,8 +672,7 @@ pub(crate) mod shared {
                     let mut flat = Vec::new();
                     flatten(gens, 0, &mut flat);
                     for g in flat {
-                        let finish = json::path(g, &["generation_info", "finish_reason"])
-                            .and_then(json::scalar_string);
+                        let finish = json::path(g, &["generation_info", "finish_reason"]).and_then(json::scalar_string);
                         let msg = match g.get("message") {
                             Some(m) => message_from(m, "assistant"),
                             None => str_of(g, "text").map(|t| Message::text("assistant", t)),
@@ -817,11 +704,8 @@ pub(crate) mod shared {
                 }
                 if let Some(Value::Array(cands)) = o.get("candidates") {
                     for c in cands {
-                        if let Some(mut msg) =
-                            c.get("content").and_then(|m| message_from(m, "assistant"))
-                        {
-                            msg.finish_reason = string_of(c, "finishReason")
-                                .or_else(|| string_of(c, "finish_reason"));
+                        if let Some(mut msg) = c.get("content").and_then(|m| message_from(m, "assistant")) {
+                            msg.finish_reason = string_of(c, "finishReason").or_else(|| string_of(c, "finish_reason"));
                             out.push(msg);
                         }
                     }
@@ -833,9 +717,7 @@ pub(crate) mod shared {
                         .or_else(|| o.get("system_instruction"));
                     if let Some(sys) = system {
                         match sys {
-                            Value::String(s) if !s.is_empty() => {
-                                out.push(Message::text("system", s.clone()))
-                            }
+                            Value::String(s) if !s.is_empty() => out.push(Message::text("system", s.clone())),
                             Value::Object(_) => out.extend(message_from(sys, "system")),
                             _ => {}
                         }
@@ -914,11 +796,7 @@ pub(crate) mod shared {
         // LangChain serialized: {"lc":1,"type":"constructor","id":[…,"HumanMessage"],"kwargs":{…}}.
         if o.contains_key("lc") {
             let kwargs = o.get("kwargs").filter(|k| k.is_object())?;
-            let class = o
-                .get("id")
-                .and_then(Value::as_array)
-                .and_then(|a| a.last())
-                .and_then(Value::as_str);
+            let class = o.get("id").and_then(Value::as_array).and_then(|a| a.last()).and_then(Value::as_str);
             let role = class
                 .and_then(lc_role)
                 .map(str::to_string)
@@ -927,61 +805,35 @@ pub(crate) mod shared {
             return body(kwargs, role, true);
         }
         match str_of(v, "type") {
-            Some("function_call" | "custom_tool_call" | "tool_call" | "tool-call" | "tool_use")
+            Some("function_call" | "custom_tool_call" | "tool_call" | "tool-call" | "tool_use") if !has(v, "role") => {
+                let part = part_from(v)?;
+                return Some(Message { role: "assistant".into(), parts: vec![part], ..Message::default() });
+            }
+            Some("function_call_output" | "custom_tool_call_output" | "tool_result" | "tool-result")
                 if !has(v, "role") =>
             {
                 let part = part_from(v)?;
-                return Some(Message {
-                    role: "assistant".into(),
-                    parts: vec![part],
-                    ..Message::default()
-                });
-            }
-            Some(
-                "function_call_output" | "custom_tool_call_output" | "tool_result" | "tool-result",
-            ) if !has(v, "role") => {
-                let part = part_from(v)?;
-                return Some(Message {
-                    role: "tool".into(),
-                    parts: vec![part],
-                    ..Message::default()
-                });
+                return Some(Message { role: "tool".into(), parts: vec![part], ..Message::default() });
             }
             Some("reasoning") if !has(v, "role") => {
                 let part = part_from(v)?;
-                return Some(Message {
-                    role: "assistant".into(),
-                    parts: vec![part],
-                    ..Message::default()
-                });
+                return Some(Message { role: "assistant".into(), parts: vec![part], ..Message::default() });
             }
             // LangChain `message_to_dict`: {"type":"human","data":{…}} or a flat dict with `type`.
-            Some(
-                t @ ("human" | "ai" | "system" | "tool" | "function" | "chat" | "AIMessageChunk"),
-            ) if !has(v, "role") => {
+            Some(t @ ("human" | "ai" | "system" | "tool" | "function" | "chat" | "AIMessageChunk"))
+                if !has(v, "role") =>
+            {
                 let role = norm_role(if t == "AIMessageChunk" { "ai" } else { t });
                 let data = o.get("data").filter(|d| d.is_object()).unwrap_or(v);
-                let role = if t == "chat" {
-                    str_of(data, "role").map(norm_role).unwrap_or(role)
-                } else {
-                    role
-                };
+                let role = if t == "chat" { str_of(data, "role").map(norm_role).unwrap_or(role) } else { role };
                 return body(data, role, true);
             }
             _ => {}
         }
         if has(v, "toolCallId") && has(v, "toolName") && !has(v, "role") {
             let part = part_from(v)?;
-            let role = if matches!(part, Part::ToolResult(_)) {
-                "tool"
-            } else {
-                default_role
-            };
-            return Some(Message {
-                role: role.into(),
-                parts: vec![part],
-                ..Message::default()
-            });
+            let role = if matches!(part, Part::ToolResult(_)) { "tool" } else { default_role };
+            return Some(Message { role: role.into(), parts: vec![part], ..Message::default() });
         }
         let explicit = str_of(v, "role").map(norm_role);
         let has_role = explicit.is_some();
@@ -989,11 +841,7 @@ pub(crate) mod shared {
         if !has_role && v.get("content").is_some_and(Value::is_string) && !has(v, "tool_calls") {
             return None;
         }
-        body(
-            v,
-            explicit.unwrap_or_else(|| default_role.to_string()),
-            has_role,
-        )
+        body(v, explicit.unwrap_or_else(|| default_role.to_string()), has_role)
     }
 
     fn body(v: &Value, role: String, has_role: bool) -> Option<Message> {
@@ -1006,9 +854,7 @@ pub(crate) mod shared {
         }
         if parts.is_empty() {
             if let Some(t) = str_of(v, "text") {
-                parts.push(Part::Text {
-                    text: t.to_string(),
-                });
+                parts.push(Part::Text { text: t.to_string() });
             }
         }
         let mut calls = tool_calls(v.get("tool_calls"));
@@ -1020,19 +866,14 @@ pub(crate) mod shared {
                 calls.push(ToolCall {
                     id: None,
                     name: name.to_string(),
-                    arguments: fc
-                        .get("arguments")
-                        .map(|a| json::decode_json_string(a.clone()))
-                        .unwrap_or(Value::Null),
+                    arguments: fc.get("arguments").map(|a| json::decode_json_string(a.clone())).unwrap_or(Value::Null),
                 });
             }
         }
         parts.extend(calls.into_iter().map(Part::ToolCall));
         // A tool message: its content is the result of a call.
         if role == "tool" {
-            if let Some(call_id) =
-                string_of(v, "tool_call_id").or_else(|| string_of(v, "toolCallId"))
-            {
+            if let Some(call_id) = string_of(v, "tool_call_id").or_else(|| string_of(v, "toolCallId")) {
                 if !parts.iter().any(|p| matches!(p, Part::ToolResult(_))) {
                     let content = match v.get("content") {
                         Some(c) => json::decode_json_string(c.clone()),
@@ -1056,19 +897,10 @@ pub(crate) mod shared {
             return None;
         }
         let finish_reason = string_of(v, "finish_reason")
-            .or_else(|| {
-                json::path(v, &["response_metadata", "finish_reason"]).and_then(json::scalar_string)
-            })
-            .or_else(|| {
-                json::path(v, &["response_metadata", "stop_reason"]).and_then(json::scalar_string)
-            })
+            .or_else(|| json::path(v, &["response_metadata", "finish_reason"]).and_then(json::scalar_string))
+            .or_else(|| json::path(v, &["response_metadata", "stop_reason"]).and_then(json::scalar_string))
             .or_else(|| string_of(v, "stop_reason"));
-        Some(Message {
-            role,
-            name: string_of(v, "name").filter(|_| has_role),
-            parts,
-            finish_reason,
-        })
+        Some(Message { role, name: string_of(v, "name").filter(|_| has_role), parts, finish_reason })
     }
 
     fn tool_calls(v: Option<&Value>) -> Vec<ToolCall> {
@@ -1080,17 +912,12 @@ pub(crate) mod shared {
             .filter_map(|c| {
                 let f = c.get("function").filter(|f| f.is_object()).unwrap_or(c);
                 let name = str_of(f, "name")?;
-                let args = f
-                    .get("arguments")
-                    .or_else(|| f.get("args"))
-                    .or_else(|| c.get("args"))
-                    .or_else(|| c.get("input"));
+                let args =
+                    f.get("arguments").or_else(|| f.get("args")).or_else(|| c.get("args")).or_else(|| c.get("input"));
                 Some(ToolCall {
                     id: string_of(c, "id").or_else(|| string_of(c, "call_id")),
                     name: name.to_string(),
-                    arguments: args
-                        .map(|a| json::decode_json_string(a.clone()))
-                        .unwrap_or(Value::Null),
+                    arguments: args.map(|a| json::decode_json_string(a.clone())).unwrap_or(Value::Null),
                 })
             })
             .collect()
@@ -1102,9 +929,7 @@ pub(crate) mod shared {
             Value::Array(items) => {
                 for item in items {
                     match item {
-                        Value::String(s) if !s.is_empty() => {
-                            parts.push(Part::Text { text: s.clone() })
-                        }
+                        Value::String(s) if !s.is_empty() => parts.push(Part::Text { text: s.clone() }),
                         Value::Object(_) => parts.extend(part_from(item)),
                         _ => {}
                     }
@@ -1116,10 +941,7 @@ pub(crate) mod shared {
     }
 
     fn args_of(v: &Value, keys: &[&str]) -> Value {
-        keys.iter()
-            .find_map(|k| v.get(*k))
-            .map(|a| json::decode_json_string(a.clone()))
-            .unwrap_or(Value::Null)
+        keys.iter().find_map(|k| v.get(*k)).map(|a| json::decode_json_string(a.clone())).unwrap_or(Value::Null)
     }
 
     fn first_string(v: &Value, keys: &[&str]) -> Option<String> {
@@ -1129,42 +951,25 @@ pub(crate) mod shared {
     /// One content block / part.
     pub(crate) fn part_from(p: &Value) -> Option<Part> {
         let ty = str_of(p, "type");
-        let text_of = |p: &Value| {
-            str_of(p, "text")
-                .or_else(|| str_of(p, "content"))
-                .map(str::to_string)
-        };
+        let text_of = |p: &Value| str_of(p, "text").or_else(|| str_of(p, "content")).map(str::to_string);
         let part = match ty {
-            Some("text" | "input_text" | "output_text") => Part::Text {
-                text: text_of(p).unwrap_or_default(),
-            },
+            Some("text" | "input_text" | "output_text") => Part::Text { text: text_of(p).unwrap_or_default() },
             Some("thinking" | "reasoning") => {
-                let text = str_of(p, "thinking")
-                    .map(str::to_string)
-                    .or_else(|| text_of(p))
-                    .or_else(|| {
-                        let summary = p.get("summary")?.as_array()?;
-                        let joined: Vec<&str> =
-                            summary.iter().filter_map(|s| str_of(s, "text")).collect();
-                        (!joined.is_empty()).then(|| joined.join("\n"))
-                    });
-                Part::Reasoning {
-                    text,
-                    redacted: false,
-                }
+                let text = str_of(p, "thinking").map(str::to_string).or_else(|| text_of(p)).or_else(|| {
+                    let summary = p.get("summary")?.as_array()?;
+                    let joined: Vec<&str> = summary.iter().filter_map(|s| str_of(s, "text")).collect();
+                    (!joined.is_empty()).then(|| joined.join("\n"))
+                });
+                Part::Reasoning { text, redacted: false }
             }
-            Some("redacted_thinking") => Part::Reasoning {
-                text: None,
-                redacted: true,
-            },
-            Some(
-                "tool_use" | "server_tool_use" | "tool_call" | "function_call" | "tool-call"
-                | "custom_tool_call",
-            ) => Part::ToolCall(ToolCall {
-                id: first_string(p, &["call_id", "toolCallId", "id"]),
-                name: first_string(p, &["name", "toolName"]).unwrap_or_else(|| "tool".into()),
-                arguments: args_of(p, &["input", "arguments", "args"]),
-            }),
+            Some("redacted_thinking") => Part::Reasoning { text: None, redacted: true },
+            Some("tool_use" | "server_tool_use" | "tool_call" | "function_call" | "tool-call" | "custom_tool_call") => {
+                Part::ToolCall(ToolCall {
+                    id: first_string(p, &["call_id", "toolCallId", "id"]),
+                    name: first_string(p, &["name", "toolName"]).unwrap_or_else(|| "tool".into()),
+                    arguments: args_of(p, &["input", "arguments", "args"]),
+                })
+            }
             Some(
                 "tool_result"
                 | "tool_call_response"
@@ -1178,8 +983,8 @@ pub(crate) mod shared {
                 exit_code: None,
             }),
             Some(
-                t @ ("image_url" | "image" | "input_image" | "input_audio" | "audio" | "file"
-                | "input_file" | "document" | "blob" | "uri"),
+                t @ ("image_url" | "image" | "input_image" | "input_audio" | "audio" | "file" | "input_file"
+                | "document" | "blob" | "uri"),
             ) => {
                 let modality = match t {
                     "image_url" | "image" | "input_image" => "image",
@@ -1193,15 +998,9 @@ pub(crate) mod shared {
                     .or_else(|| str_of(p, "uri"))
                     .filter(|u| !u.starts_with("data:"))
                     .map(str::to_string);
-                let mime =
-                    first_string(p, &["mime_type", "media_type", "mimeType"]).or_else(|| {
-                        json::path(p, &["source", "media_type"]).and_then(json::scalar_string)
-                    });
-                Part::Media {
-                    modality: modality.to_string(),
-                    mime,
-                    uri,
-                }
+                let mime = first_string(p, &["mime_type", "media_type", "mimeType"])
+                    .or_else(|| json::path(p, &["source", "media_type"]).and_then(json::scalar_string));
+                Part::Media { modality: modality.to_string(), mime, uri }
             }
             Some(other) => {
                 if other == "message" {
@@ -1212,10 +1011,7 @@ pub(crate) mod shared {
                     }
                     return inner.into_iter().next();
                 }
-                Part::Other {
-                    kind: other.to_string(),
-                    raw: p.clone(),
-                }
+                Part::Other { kind: other.to_string(), raw: p.clone() }
             }
             None => {
                 if has(p, "toolCallId") && has(p, "toolName") {
@@ -1233,21 +1029,15 @@ pub(crate) mod shared {
                         arguments: args_of(p, &["input", "args"]),
                     }));
                 }
-                if let Some(fc) = p
-                    .get("function_call")
-                    .or_else(|| p.get("functionCall"))
-                    .filter(|f| f.is_object())
-                {
+                if let Some(fc) = p.get("function_call").or_else(|| p.get("functionCall")).filter(|f| f.is_object()) {
                     return Some(Part::ToolCall(ToolCall {
                         id: string_of(fc, "id"),
                         name: string_of(fc, "name").unwrap_or_default(),
                         arguments: args_of(fc, &["args", "arguments"]),
                     }));
                 }
-                if let Some(fr) = p
-                    .get("function_response")
-                    .or_else(|| p.get("functionResponse"))
-                    .filter(|f| f.is_object())
+                if let Some(fr) =
+                    p.get("function_response").or_else(|| p.get("functionResponse")).filter(|f| f.is_object())
                 {
                     return Some(Part::ToolResult(ToolResult {
                         call_id: string_of(fr, "id"),
@@ -1257,14 +1047,9 @@ pub(crate) mod shared {
                     }));
                 }
                 if let Some(t) = str_of(p, "text") {
-                    return Some(Part::Text {
-                        text: t.to_string(),
-                    });
+                    return Some(Part::Text { text: t.to_string() });
                 }
-                Part::Other {
-                    kind: "unknown".into(),
-                    raw: p.clone(),
-                }
+                Part::Other { kind: "unknown".into(), raw: p.clone() }
             }
         };
         Some(part)
@@ -1277,11 +1062,7 @@ pub(crate) mod shared {
             return Usage::default();
         }
         let get = |keys: &[&str]| keys.iter().find_map(|k| v.get(*k).and_then(as_u64));
-        let nested = |pairs: &[(&str, &str)]| {
-            pairs
-                .iter()
-                .find_map(|(a, b)| json::path(v, &[a, b]).and_then(as_u64))
-        };
+        let nested = |pairs: &[(&str, &str)]| pairs.iter().find_map(|(a, b)| json::path(v, &[a, b]).and_then(as_u64));
         Usage {
             input_tokens: get(&[
                 "input_tokens",
@@ -1301,13 +1082,7 @@ pub(crate) mod shared {
                 "candidates_token_count",
                 "candidatesTokenCount",
             ]),
-            total_tokens: get(&[
-                "total_tokens",
-                "total",
-                "totalTokens",
-                "total_token_count",
-                "totalTokenCount",
-            ]),
+            total_tokens: get(&["total_tokens", "total", "totalTokens", "total_token_count", "totalTokenCount"]),
             cache_read_tokens: get(&[
                 "cache_read_input_tokens",
                 "cached_input_tokens",
@@ -1324,18 +1099,15 @@ pub(crate) mod shared {
                     ("input_token_details", "cache_read"),
                 ])
             }),
-            reasoning_tokens: get(&[
-                "reasoning_tokens",
-                "completion_details.reasoning",
-                "output_reasoning",
-            ])
-            .or_else(|| {
-                nested(&[
-                    ("output_tokens_details", "reasoning_tokens"),
-                    ("completion_tokens_details", "reasoning_tokens"),
-                    ("output_token_details", "reasoning"),
-                ])
-            }),
+            reasoning_tokens: get(&["reasoning_tokens", "completion_details.reasoning", "output_reasoning"]).or_else(
+                || {
+                    nested(&[
+                        ("output_tokens_details", "reasoning_tokens"),
+                        ("completion_tokens_details", "reasoning_tokens"),
+                        ("output_token_details", "reasoning"),
+                    ])
+                },
+            ),
         }
     }
 
@@ -1360,12 +1132,7 @@ pub(crate) mod shared {
         };
         let head = if head.trim().is_empty() {
             // Only a traceback: its last line names the exception.
-            stack
-                .lines()
-                .rev()
-                .map(str::trim)
-                .find(|l| !l.is_empty() && !l.starts_with("File "))
-                .unwrap_or("")
+            stack.lines().rev().map(str::trim).find(|l| !l.is_empty() && !l.starts_with("File ")).unwrap_or("")
         } else {
             head.trim()
         };
@@ -1387,11 +1154,8 @@ pub(crate) mod shared {
     pub(crate) fn split_exception(line: &str) -> (Option<&str>, String) {
         let is_ident = |s: &str| {
             !s.is_empty()
-                && s.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
-                && s.chars()
-                    .next()
-                    .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+                && s.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
                 && (s.contains('.') || s.chars().next().is_some_and(|c| c.is_ascii_uppercase()))
                 && looks_like_exception(s)
         };
@@ -1417,38 +1181,18 @@ pub(crate) mod shared {
 
     fn looks_like_exception(ty: &str) -> bool {
         let last = ty.rsplit('.').next().unwrap_or(ty);
-        [
-            "Error",
-            "Exception",
-            "Exit",
-            "Interrupt",
-            "Timeout",
-            "Warning",
-            "Failure",
-            "Exceeded",
-            "Denied",
-            "Refused",
-        ]
-        .iter()
-        .any(|s| last.ends_with(s))
+        ["Error", "Exception", "Exit", "Interrupt", "Timeout", "Warning", "Failure", "Exceeded", "Denied", "Refused"]
+            .iter()
+            .any(|s| last.ends_with(s))
             || ty.contains('.')
     }
 
     /// An HTTP status in an error text: `Error code: 500`, `HTTP 503`, `status code 429`.
     pub(crate) fn http_code(text: &str) -> Option<String> {
         let lower = text.to_ascii_lowercase();
-        for marker in [
-            "error code: ",
-            "status code: ",
-            "status code ",
-            "http error ",
-            "http ",
-        ] {
+        for marker in ["error code: ", "status code: ", "status code ", "http error ", "http "] {
             if let Some(i) = lower.find(marker) {
-                let digits: String = lower[i + marker.len()..]
-                    .chars()
-                    .take_while(char::is_ascii_digit)
-                    .collect();
+                let digits: String = lower[i + marker.len()..].chars().take_while(char::is_ascii_digit).collect();
                 if digits.len() == 3 && (digits.starts_with('4') || digits.starts_with('5')) {
                     return Some(digits);
                 }
@@ -1470,12 +1214,9 @@ pub(crate) mod shared {
             return Some(error_from_text(ErrorSource::TextHeuristic, t));
         }
         if head.contains("<tool_use_error>") {
-            let msg = head
-                .replace("<tool_use_error>", "")
-                .replace("</tool_use_error>", "");
+            let msg = head.replace("<tool_use_error>", "").replace("</tool_use_error>", "");
             return Some(
-                ErrorInfo::new(ErrorSource::TextHeuristic)
-                    .with_message(msg.trim().lines().next().unwrap_or("")),
+                ErrorInfo::new(ErrorSource::TextHeuristic).with_message(msg.trim().lines().next().unwrap_or("")),
             );
         }
         for prefix in ["Error:", "ERROR:", "error:", "Exception:"] {
@@ -1484,32 +1225,18 @@ pub(crate) mod shared {
                 return Some(ErrorInfo::new(ErrorSource::TextHeuristic).with_message(first));
             }
         }
-        if let Some(i) = head
-            .find("Exit code: ")
-            .or_else(|| head.find("exit code: "))
-        {
-            let digits: String = head[i + 11..]
-                .chars()
-                .take_while(|c| c.is_ascii_digit() || *c == '-')
-                .collect();
+        if let Some(i) = head.find("Exit code: ").or_else(|| head.find("exit code: ")) {
+            let digits: String = head[i + 11..].chars().take_while(|c| c.is_ascii_digit() || *c == '-').collect();
             if let Ok(code) = digits.parse::<i64>() {
                 if code != 0 {
-                    let mut err = ErrorInfo::new(ErrorSource::ExitCode)
-                        .with_message(head.lines().next().unwrap_or(""));
+                    let mut err = ErrorInfo::new(ErrorSource::ExitCode).with_message(head.lines().next().unwrap_or(""));
                     err.code = Some(code.to_string());
                     return Some(err);
                 }
             }
         }
-        if head
-            .lines()
-            .next()
-            .is_some_and(|l| l.contains(": command not found"))
-        {
-            return Some(
-                ErrorInfo::new(ErrorSource::TextHeuristic)
-                    .with_message(head.lines().next().unwrap_or("")),
-            );
+        if head.lines().next().is_some_and(|l| l.contains(": command not found")) {
+            return Some(ErrorInfo::new(ErrorSource::TextHeuristic).with_message(head.lines().next().unwrap_or("")));
         }
         let first = head.lines().next().unwrap_or("");
         if first.len() < 200 && (first.starts_with("HTTP ") || first.starts_with("Error code: ")) {
@@ -1534,11 +1261,8 @@ pub(crate) mod shared {
     /// Usage and cost summed over steps with no descendant that reports usage (cost) of its
     /// own, so wrapper spans that repeat their children's totals are not counted twice.
     pub(crate) fn leaf_totals(steps: &[Step]) -> (Usage, Option<f64>) {
-        let index: std::collections::HashMap<&str, usize> = steps
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.id.as_str(), i))
-            .collect();
+        let index: std::collections::HashMap<&str, usize> =
+            steps.iter().enumerate().map(|(i, s)| (s.id.as_str(), i)).collect();
         let mut usage_below = vec![false; steps.len()];
         let mut cost_below = vec![false; steps.len()];
         for (i, s) in steps.iter().enumerate() {
@@ -1555,10 +1279,7 @@ pub(crate) mod shared {
                 guard += 1;
                 usage_below[p] |= has_usage;
                 cost_below[p] |= has_cost;
-                cur = steps[p]
-                    .parent_id
-                    .as_deref()
-                    .and_then(|q| index.get(q).copied());
+                cur = steps[p].parent_id.as_deref().and_then(|q| index.get(q).copied());
             }
         }
         let mut usage = Usage::default();
@@ -1597,11 +1318,7 @@ pub(crate) mod shared {
 
     /// The text of the first user message, for `trace.task`.
     pub(crate) fn first_user_text(messages: &[Message]) -> Option<String> {
-        messages
-            .iter()
-            .find(|m| m.role == "user")
-            .map(Message::joined_text)
-            .filter(|t| !t.is_empty())
+        messages.iter().find(|m| m.role == "user").map(Message::joined_text).filter(|t| !t.is_empty())
     }
 
     /// A time like `json::parse_time`, but integer epoch numbers are scaled exactly
@@ -1672,10 +1389,7 @@ mod tests {
         let tool = &t.steps[1];
         assert_eq!(tool.kind, StepKind::Tool);
         assert_eq!(tool.tool_call.as_ref().unwrap().name, "search");
-        assert_eq!(
-            tool.tool_call.as_ref().unwrap().arguments,
-            json!({"q": "x"})
-        );
+        assert_eq!(tool.tool_call.as_ref().unwrap().arguments, json!({"q": "x"}));
         let err = tool.error.as_ref().unwrap();
         assert_eq!(err.source, Some(ErrorSource::Level));
         assert_eq!(err.r#type.as_deref(), Some("PermissionError"));
@@ -1737,28 +1451,18 @@ mod tests {
             &json!({"role": "assistant", "content": [{"type": "tool_use", "id": "tu1", "name": "get", "input": {"a": 1}}]}),
             "assistant",
         );
-        assert!(
-            matches!(&m[0].parts[0], Part::ToolCall(c) if c.name == "get" && c.id.as_deref() == Some("tu1"))
-        );
+        assert!(matches!(&m[0].parts[0], Part::ToolCall(c) if c.name == "get" && c.id.as_deref() == Some("tu1")));
         // GenAI semconv parts.
         let m = messages_from(
             &json!([{"role": "tool", "parts": [{"type": "tool_call_response", "id": "c1", "response": "ok"}]}]),
             "user",
         );
-        assert!(
-            matches!(&m[0].parts[0], Part::ToolResult(r) if r.call_id.as_deref() == Some("c1"))
-        );
+        assert!(matches!(&m[0].parts[0], Part::ToolResult(r) if r.call_id.as_deref() == Some("c1")));
         // Python repr string.
-        let m = messages_from(
-            &json!("[{'role': 'user', 'parts': [{'type': 'text', 'content': 'hi'}]}]"),
-            "user",
-        );
+        let m = messages_from(&json!("[{'role': 'user', 'parts': [{'type': 'text', 'content': 'hi'}]}]"), "user");
         assert_eq!(m[0].joined_text(), "hi");
         // Vercel tool-call list.
-        let m = messages_from(
-            &json!([{"toolCallId": "c", "toolName": "w", "input": "{\"x\":1}"}]),
-            "assistant",
-        );
+        let m = messages_from(&json!([{"toolCallId": "c", "toolName": "w", "input": "{\"x\":1}"}]), "assistant");
         assert_eq!(m.len(), 1);
         assert!(matches!(&m[0].parts[0], Part::ToolCall(c) if c.arguments == json!({"x": 1})));
         // Gemini request with a system instruction.
@@ -1767,10 +1471,7 @@ mod tests {
                     "config": {"system_instruction": "be nice"}}),
             "user",
         );
-        assert_eq!(
-            m.iter().map(|m| m.role.as_str()).collect::<Vec<_>>(),
-            ["system", "user", "assistant"]
-        );
+        assert_eq!(m.iter().map(|m| m.role.as_str()).collect::<Vec<_>>(), ["system", "user", "assistant"]);
         // Responses API output.
         let m = messages_from(
             &json!({"object": "response", "output": [{"type": "function_call", "call_id": "c", "name": "f", "arguments": "{}"},
@@ -1791,10 +1492,7 @@ mod tests {
         assert_eq!(e.r#type.as_deref(), Some("ValueError"));
         assert_eq!(e.message.as_deref(), Some("bad input"));
         assert!(e.stacktrace.as_deref().unwrap().starts_with("Traceback"));
-        let e = error_from_text(
-            ErrorSource::ErrorField,
-            "openai.RateLimitError: Error code: 429 - slow down",
-        );
+        let e = error_from_text(ErrorSource::ErrorField, "openai.RateLimitError: Error code: 429 - slow down");
         assert_eq!(e.r#type.as_deref(), Some("openai.RateLimitError"));
         assert_eq!(e.code.as_deref(), Some("429"));
         let e = error_from_text(ErrorSource::ErrorField, "something went wrong: really");
@@ -1864,9 +1562,7 @@ mod fuzz {
             Just(Value::Null),
             any::<bool>().prop_map(Value::Bool),
             any::<i64>().prop_map(Value::from),
-            any::<f64>().prop_map(|f| serde_json::Number::from_f64(f)
-                .map(Value::Number)
-                .unwrap_or(Value::Null)),
+            any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map(Value::Number).unwrap_or(Value::Null)),
             "[a-zA-Z0-9_:.{}\\[\\]\"' ]{0,12}".prop_map(Value::String),
             prop::sample::select(vec![
                 "trace.span",
@@ -1890,13 +1586,10 @@ mod fuzz {
         leaf.prop_recursive(6, 64, 8, |inner| {
             prop_oneof![
                 prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-                prop::collection::vec((prop::sample::select(KEYS.to_vec()), inner), 0..8).prop_map(
-                    |kvs| {
-                        let map: Map<String, Value> =
-                            kvs.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
-                        Value::Object(map)
-                    }
-                ),
+                prop::collection::vec((prop::sample::select(KEYS.to_vec()), inner), 0..8).prop_map(|kvs| {
+                    let map: Map<String, Value> = kvs.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+                    Value::Object(map)
+                }),
             ]
         })
     }

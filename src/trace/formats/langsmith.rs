@@ -12,14 +12,13 @@ use std::collections::HashMap;
 use serde_json::{Map, Value};
 
 use super::langfuse::shared::{
-    decode_deep, error_from_text, first_user_text, messages_from, order_steps, text_error, time_of,
-    usage_from,
+    decode_deep, error_from_text, first_user_text, messages_from, order_steps, text_error, time_of, usage_from,
 };
 use super::{FileCtx, Format, ParseError, Sink};
 use crate::trace::json::{self, as_f64, as_u64, str_of, string_of};
 use crate::trace::model::{
-    ErrorInfo, ErrorSource, Event, ModelInfo, Nanos, Score, ScoreSource, Step, StepKind,
-    StepStatus, ToolCall, ToolResult, Trace, Usage, value_text,
+    ErrorInfo, ErrorSource, Event, ModelInfo, Nanos, Score, ScoreSource, Step, StepKind, StepStatus, ToolCall,
+    ToolResult, Trace, Usage, value_text,
 };
 use crate::trace::read::{Pos, Records};
 
@@ -59,11 +58,7 @@ const MAPPED: [&str; 30] = [
     "duration_ms",
 ];
 
-pub fn parse(
-    records: &mut Records,
-    ctx: &mut FileCtx<'_>,
-    sink: &mut Sink<'_>,
-) -> Result<(), ParseError> {
+pub fn parse(records: &mut Records, ctx: &mut FileCtx<'_>, sink: &mut Sink<'_>) -> Result<(), ParseError> {
     let mut state = State::default();
     for item in records {
         let rec = match item {
@@ -105,9 +100,7 @@ impl State {
             }
             Value::Object(mut obj) => {
                 let wrapper = !obj.contains_key("run_type")
-                    && ["post", "patch", "runs"]
-                        .iter()
-                        .any(|k| obj.get(*k).is_some_and(Value::is_array));
+                    && ["post", "patch", "runs"].iter().any(|k| obj.get(*k).is_some_and(Value::is_array));
                 if wrapper {
                     for key in ["post", "runs"] {
                         if let Some(Value::Array(runs)) = obj.remove(key) {
@@ -126,19 +119,10 @@ impl State {
                 if is_run(&obj) {
                     self.add_run(Value::Object(obj), pos, ctx);
                 } else {
-                    ctx.warn(
-                        pos,
-                        format!(
-                            "not a LangSmith run: {}",
-                            json::keys_of(&Value::Object(obj))
-                        ),
-                    );
+                    ctx.warn(pos, format!("not a LangSmith run: {}", json::keys_of(&Value::Object(obj))));
                 }
             }
-            other => ctx.warn(
-                pos,
-                format!("not a LangSmith run: {}", json::keys_of(&other)),
-            ),
+            other => ctx.warn(pos, format!("not a LangSmith run: {}", json::keys_of(&other))),
         }
     }
 
@@ -174,10 +158,7 @@ impl State {
         };
         match run_key(&obj) {
             Some(key) => self.upsert(key, obj, pos),
-            None => ctx.warn(
-                pos,
-                "a LangSmith patch without `id` or `dotted_order`; skipped",
-            ),
+            None => ctx.warn(pos, "a LangSmith patch without `id` or `dotted_order`; skipped"),
         }
     }
 
@@ -196,11 +177,7 @@ impl State {
             }
             None => {
                 self.by_key.insert(key.clone(), self.runs.len());
-                self.runs.push(Run {
-                    key,
-                    value: Value::Object(obj),
-                    pos,
-                });
+                self.runs.push(Run { key, value: Value::Object(obj), pos });
             }
         }
     }
@@ -211,10 +188,7 @@ impl State {
         let mut groups: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, run) in self.runs.iter().enumerate() {
             let tid = string_of(&run.value, "trace_id")
-                .or_else(|| {
-                    str_of(&run.value, "dotted_order")
-                        .and_then(|d| dotted(d).first().map(|s| s.1.to_string()))
-                })
+                .or_else(|| str_of(&run.value, "dotted_order").and_then(|d| dotted(d).first().map(|s| s.1.to_string())))
                 .unwrap_or_else(|| self.root_key(i));
             let group = groups.entry(tid.clone()).or_default();
             if group.is_empty() {
@@ -242,22 +216,12 @@ impl State {
     }
 
     fn build_trace(&self, ctx: &FileCtx<'_>, tid: &str, indices: &[usize]) -> Trace {
-        let first_pos = indices
-            .first()
-            .map(|&i| self.runs[i].pos)
-            .unwrap_or(Pos::Byte(0));
+        let first_pos = indices.first().map(|&i| self.runs[i].pos).unwrap_or(Pos::Byte(0));
         let mut trace = ctx.trace(Format::Langsmith, tid, first_pos);
-        let keys: std::collections::HashSet<&str> =
-            indices.iter().map(|&i| self.runs[i].key.as_str()).collect();
-        let root = indices
-            .iter()
-            .copied()
-            .find(|&i| self.runs[i].key == tid)
-            .or_else(|| {
-                indices.iter().copied().find(|&i| {
-                    parent_of(&self.runs[i].value).is_none_or(|p| !keys.contains(p.as_str()))
-                })
-            });
+        let keys: std::collections::HashSet<&str> = indices.iter().map(|&i| self.runs[i].key.as_str()).collect();
+        let root = indices.iter().copied().find(|&i| self.runs[i].key == tid).or_else(|| {
+            indices.iter().copied().find(|&i| parent_of(&self.runs[i].value).is_none_or(|p| !keys.contains(p.as_str())))
+        });
         let mut steps = Vec::with_capacity(indices.len());
         for &i in indices {
             let run = &self.runs[i];
@@ -283,9 +247,7 @@ impl State {
                 trace.cost_usd = run_cost(v);
             }
         }
-        trace.session_id = indices
-            .iter()
-            .find_map(|&i| session_of(&self.runs[i].value));
+        trace.session_id = indices.iter().find_map(|&i| session_of(&self.runs[i].value));
         order_steps(&mut steps);
         trace.steps = steps;
         trace
@@ -312,23 +274,18 @@ fn dotted(d: &str) -> Vec<(&str, &str)> {
 fn dotted_time(t: &str) -> Option<Nanos> {
     let base = chrono::NaiveDateTime::parse_from_str(t.get(..15)?, "%Y%m%dT%H%M%S").ok()?;
     let frac = t.get(15..).unwrap_or("");
-    let micros: i128 = if frac.is_empty() {
-        0
-    } else {
-        frac.get(..frac.len().min(6))?.parse().ok()?
-    };
+    let micros: i128 = if frac.is_empty() { 0 } else { frac.get(..frac.len().min(6))?.parse().ok()? };
     let secs = base.and_utc().timestamp_nanos_opt()? as i128;
     Some(secs + micros * 1_000)
 }
 
 fn run_key(obj: &Map<String, Value>) -> Option<String> {
-    obj.get("id")
-        .and_then(json::scalar_string)
-        .or_else(|| obj.get("run_id").and_then(json::scalar_string))
-        .or_else(|| {
+    obj.get("id").and_then(json::scalar_string).or_else(|| obj.get("run_id").and_then(json::scalar_string)).or_else(
+        || {
             let d = obj.get("dotted_order")?.as_str()?;
             dotted(d).last().map(|s| s.1.to_string())
-        })
+        },
+    )
 }
 
 fn parent_of(v: &Value) -> Option<String> {
@@ -347,9 +304,7 @@ fn metadata_of(v: &Value) -> Option<&Map<String, Value>> {
 
 fn session_of(v: &Value) -> Option<String> {
     let meta = metadata_of(v)?;
-    ["thread_id", "session_id", "conversation_id"]
-        .iter()
-        .find_map(|k| meta.get(*k).and_then(json::scalar_string))
+    ["thread_id", "session_id", "conversation_id"].iter().find_map(|k| meta.get(*k).and_then(json::scalar_string))
 }
 
 fn run_kind(run_type: &str) -> StepKind {
@@ -371,17 +326,12 @@ fn run_usage(v: &Value) -> Usage {
         output_tokens: get("completion_tokens"),
         total_tokens: get("total_tokens"),
         cache_read_tokens: json::path(v, &["prompt_token_details", "cache_read"]).and_then(as_u64),
-        reasoning_tokens: json::path(v, &["completion_token_details", "reasoning"])
-            .and_then(as_u64),
+        reasoning_tokens: json::path(v, &["completion_token_details", "reasoning"]).and_then(as_u64),
     };
     if top.total().unwrap_or(0) > 0 {
         return top;
     }
-    if let Some(u) = v
-        .get("token_usage")
-        .map(usage_from)
-        .filter(|u| u.total().unwrap_or(0) > 0)
-    {
+    if let Some(u) = v.get("token_usage").map(usage_from).filter(|u| u.total().unwrap_or(0) > 0) {
         return u;
     }
     Usage::default()
@@ -401,16 +351,9 @@ fn output_usage(outputs: &Value) -> Usage {
         }
     }
     // LangChain chat generations: generations[0][0].message.kwargs.usage_metadata.
-    if let Some(generation) = json::path(outputs, &["generations"]).and_then(|g| first_object(g, 0))
-    {
-        for path in [
-            &["message", "kwargs", "usage_metadata"][..],
-            &["message", "usage_metadata"][..],
-        ] {
-            if let Some(u) = json::path(generation, path)
-                .map(usage_from)
-                .filter(|u| u.total().unwrap_or(0) > 0)
-            {
+    if let Some(generation) = json::path(outputs, &["generations"]).and_then(|g| first_object(g, 0)) {
+        for path in [&["message", "kwargs", "usage_metadata"][..], &["message", "usage_metadata"][..]] {
+            if let Some(u) = json::path(generation, path).map(usage_from).filter(|u| u.total().unwrap_or(0) > 0) {
                 return u;
             }
         }
@@ -458,14 +401,7 @@ fn task_of(root: &Value) -> Option<Value> {
         if map.is_empty() {
             return None;
         }
-        for k in [
-            "input",
-            "question",
-            "query",
-            "task",
-            "prompt",
-            "instruction",
-        ] {
+        for k in ["input", "question", "query", "task", "prompt", "instruction"] {
             if let Some(Value::String(s)) = map.get(k) {
                 if !s.is_empty() {
                     return Some(Value::String(s.clone()));
@@ -473,8 +409,7 @@ fn task_of(root: &Value) -> Option<Value> {
             }
         }
         if let Some(Value::Array(msgs)) = map.get("messages") {
-            if let Some(text) = first_user_text(&messages_from(&Value::Array(msgs.clone()), "user"))
-            {
+            if let Some(text) = first_user_text(&messages_from(&Value::Array(msgs.clone()), "user")) {
                 return Some(Value::String(text));
             }
         }
@@ -486,10 +421,7 @@ fn run_step(key: &str, v: &Value) -> Step {
     let run_type = str_of(v, "run_type").unwrap_or("").to_ascii_lowercase();
     let kind = run_kind(&run_type);
     let dotted_segments = str_of(v, "dotted_order").map(dotted).unwrap_or_default();
-    let start = v
-        .get("start_time")
-        .and_then(time_of)
-        .or_else(|| dotted_segments.last().and_then(|s| dotted_time(s.0)));
+    let start = v.get("start_time").and_then(time_of).or_else(|| dotted_segments.last().and_then(|s| dotted_time(s.0)));
     let end = v.get("end_time").and_then(time_of).or_else(|| {
         let ms = v.get("duration_ms").and_then(as_f64)?;
         Some(start? + (ms * 1e6) as Nanos)
@@ -507,13 +439,9 @@ fn run_step(key: &str, v: &Value) -> Step {
     // Status and error.
     let status = str_of(v, "status").map(str::to_ascii_lowercase);
     let error = match v.get("error") {
-        Some(Value::String(s)) if !s.trim().is_empty() => {
-            Some(error_from_text(ErrorSource::ErrorField, s))
-        }
+        Some(Value::String(s)) if !s.trim().is_empty() => Some(error_from_text(ErrorSource::ErrorField, s)),
         Some(obj @ Value::Object(_)) => {
-            let msg = str_of(obj, "message")
-                .map(str::to_string)
-                .unwrap_or_else(|| obj.to_string());
+            let msg = str_of(obj, "message").map(str::to_string).unwrap_or_else(|| obj.to_string());
             let mut e = error_from_text(ErrorSource::ErrorField, &msg);
             if let Some(t) = str_of(obj, "type").or_else(|| str_of(obj, "name")) {
                 e = e.with_type(t);
@@ -528,9 +456,7 @@ fn run_step(key: &str, v: &Value) -> Step {
         Some("success") => StepStatus::Ok,
         _ => StepStatus::Unset,
     };
-    step.error = error.or_else(|| {
-        (step.status == StepStatus::Error).then(|| ErrorInfo::new(ErrorSource::SpanStatus))
-    });
+    step.error = error.or_else(|| (step.status == StepStatus::Error).then(|| ErrorInfo::new(ErrorSource::SpanStatus)));
 
     let inputs = v.get("inputs").map(decode_deep).unwrap_or(Value::Null);
     let outputs = v.get("outputs").map(decode_deep).unwrap_or(Value::Null);
@@ -548,41 +474,23 @@ fn run_step(key: &str, v: &Value) -> Step {
             }
             let request_model = ["model", "model_name"]
                 .iter()
-                .find_map(|k| {
-                    json::path(v, &["extra", "invocation_params", k]).and_then(json::scalar_string)
-                })
-                .or_else(|| {
-                    meta.and_then(|m| m.get("ls_model_name"))
-                        .and_then(json::scalar_string)
-                })
+                .find_map(|k| json::path(v, &["extra", "invocation_params", k]).and_then(json::scalar_string))
+                .or_else(|| meta.and_then(|m| m.get("ls_model_name")).and_then(json::scalar_string))
                 .or_else(|| string_of(&inputs, "model"));
             let response_model = string_of(&outputs, "model")
+                .or_else(|| json::path(&outputs, &["llm_output", "model_name"]).and_then(json::scalar_string))
                 .or_else(|| {
-                    json::path(&outputs, &["llm_output", "model_name"])
+                    let generation = json::path(&outputs, &["generations"]).and_then(|g| first_object(g, 0))?;
+                    json::path(generation, &["message", "kwargs", "response_metadata", "model_name"])
                         .and_then(json::scalar_string)
-                })
-                .or_else(|| {
-                    let generation =
-                        json::path(&outputs, &["generations"]).and_then(|g| first_object(g, 0))?;
-                    json::path(
-                        generation,
-                        &["message", "kwargs", "response_metadata", "model_name"],
-                    )
-                    .and_then(json::scalar_string)
                 });
-            let provider = meta
-                .and_then(|m| m.get("ls_provider"))
-                .and_then(json::scalar_string);
+            let provider = meta.and_then(|m| m.get("ls_provider")).and_then(json::scalar_string);
             if request_model.is_some() || response_model.is_some() || provider.is_some() {
                 step.model = Some(ModelInfo {
                     request_model,
                     response_model,
                     provider,
-                    finish_reasons: step
-                        .output_messages
-                        .iter()
-                        .filter_map(|m| m.finish_reason.clone())
-                        .collect(),
+                    finish_reasons: step.output_messages.iter().filter_map(|m| m.finish_reason.clone()).collect(),
                 });
             }
             step.usage = run_usage(v);
@@ -604,10 +512,8 @@ fn run_step(key: &str, v: &Value) -> Step {
             };
             let (content, mut call_id, is_error) = tool_output(&outputs);
             if call_id.is_none() {
-                call_id = string_of(&inputs, "tool_call_id").or_else(|| {
-                    meta.and_then(|m| m.get("tool_call_id"))
-                        .and_then(json::scalar_string)
-                });
+                call_id = string_of(&inputs, "tool_call_id")
+                    .or_else(|| meta.and_then(|m| m.get("tool_call_id")).and_then(json::scalar_string));
             }
             step.tool_call = Some(ToolCall {
                 id: call_id.clone(),
@@ -627,12 +533,7 @@ fn run_step(key: &str, v: &Value) -> Step {
                         step.error = Some(err);
                     }
                 }
-                step.tool_result = Some(ToolResult {
-                    call_id,
-                    content,
-                    is_error,
-                    exit_code: None,
-                });
+                step.tool_result = Some(ToolResult { call_id, content, is_error, exit_code: None });
             }
         }
         _ => {
@@ -656,16 +557,8 @@ fn run_step(key: &str, v: &Value) -> Step {
             if name == "new_token" {
                 continue;
             }
-            let attributes = e
-                .get("kwargs")
-                .and_then(Value::as_object)
-                .cloned()
-                .unwrap_or_default();
-            step.events.push(Event {
-                name: name.to_string(),
-                time: e.get("time").and_then(time_of),
-                attributes,
-            });
+            let attributes = e.get("kwargs").and_then(Value::as_object).cloned().unwrap_or_default();
+            step.events.push(Event { name: name.to_string(), time: e.get("time").and_then(time_of), attributes });
         }
     }
 
@@ -674,20 +567,16 @@ fn run_step(key: &str, v: &Value) -> Step {
             if MAPPED.contains(&k.as_str()) || is_empty(val) {
                 continue;
             }
-            step.attributes
-                .insert(format!("langsmith.{k}"), val.clone());
+            step.attributes.insert(format!("langsmith.{k}"), val.clone());
         }
         if !run_type.is_empty() {
-            step.attributes
-                .insert("langsmith.run_type".into(), Value::String(run_type.clone()));
+            step.attributes.insert("langsmith.run_type".into(), Value::String(run_type.clone()));
         }
         if let Some(status) = &status {
-            step.attributes
-                .insert("langsmith.status".into(), Value::String(status.clone()));
+            step.attributes.insert("langsmith.status".into(), Value::String(status.clone()));
         }
         if let Some(meta) = meta.filter(|m| !m.is_empty()) {
-            step.attributes
-                .insert("langsmith.metadata".into(), Value::Object(meta.clone()));
+            step.attributes.insert("langsmith.metadata".into(), Value::Object(meta.clone()));
         }
         if let Some(Value::Object(extra)) = obj.get("extra") {
             let rest: Map<String, Value> = extra
@@ -696,13 +585,11 @@ fn run_step(key: &str, v: &Value) -> Step {
                 .map(|(k, val)| (k.clone(), val.clone()))
                 .collect();
             if !rest.is_empty() {
-                step.attributes
-                    .insert("langsmith.extra".into(), Value::Object(rest));
+                step.attributes.insert("langsmith.extra".into(), Value::Object(rest));
             }
         }
         if let Some(ms) = obj.get("duration_ms").filter(|d| !d.is_null()) {
-            step.attributes
-                .insert("langsmith.duration_ms".into(), ms.clone());
+            step.attributes.insert("langsmith.duration_ms".into(), ms.clone());
         }
     }
     step
@@ -718,17 +605,10 @@ fn tool_output(outputs: &Value) -> (Option<Value>, Option<String>, Option<bool>)
         Some(o) if outputs.as_object().is_some_and(|m| m.len() == 1) => o,
         _ => outputs,
     };
-    let kwargs = if out.get("lc").is_some() {
-        out.get("kwargs")
-    } else {
-        None
-    };
+    let kwargs = if out.get("lc").is_some() { out.get("kwargs") } else { None };
     let msg = kwargs.or_else(|| (str_of(out, "type") == Some("tool")).then_some(out));
     if let Some(m) = msg.filter(|m| m.get("tool_call_id").is_some() || m.get("content").is_some()) {
-        let content = m
-            .get("content")
-            .map(|c| json::decode_json_string(c.clone()))
-            .unwrap_or(Value::Null);
+        let content = m.get("content").map(|c| json::decode_json_string(c.clone())).unwrap_or(Value::Null);
         let is_error = match str_of(m, "status") {
             Some("error") => Some(true),
             Some("success") => Some(false),
@@ -746,18 +626,12 @@ fn feedback_score(key: &str, s: &Value) -> Score {
     };
     // A single categorical value ({"values": {"thumbs_down": 1}}) is the label.
     let label = s.get("values").and_then(Value::as_object).and_then(|vals| {
-        let mut present = vals
-            .iter()
-            .filter(|(_, n)| as_f64(n).is_none_or(|n| n > 0.0));
+        let mut present = vals.iter().filter(|(_, n)| as_f64(n).is_none_or(|n| n > 0.0));
         let (first, _) = present.next()?;
         present.next().is_none().then(|| first.clone())
     });
     let comment = s.get("comments").and_then(Value::as_array).and_then(|c| {
-        let texts: Vec<&str> = c
-            .iter()
-            .filter_map(Value::as_str)
-            .filter(|t| !t.is_empty())
-            .collect();
+        let texts: Vec<&str> = c.iter().filter_map(Value::as_str).filter(|t| !t.is_empty()).collect();
         (!texts.is_empty()).then(|| texts.join("\n"))
     });
     let source = match s
@@ -770,13 +644,7 @@ fn feedback_score(key: &str, s: &Value) -> Score {
         Some("model") => ScoreSource::Llm,
         _ => ScoreSource::Unknown,
     };
-    Score {
-        name: key.to_string(),
-        value,
-        label,
-        comment,
-        source,
-    }
+    Score { name: key.to_string(), value, label, comment, source }
 }
 
 fn is_empty(v: &Value) -> bool {
@@ -824,39 +692,18 @@ mod tests {
         assert_eq!(traces.len(), 1);
         let t = &traces[0];
         assert_eq!(t.task, Some(json!("why?")));
-        let ids: Vec<_> = t
-            .steps
-            .iter()
-            .map(|s| (s.id.as_str(), s.parent_id.as_deref()))
-            .collect();
-        assert_eq!(
-            ids,
-            [
-                ("r", None),
-                ("l", Some("r")),
-                ("deep", Some("l")),
-                ("t", Some("r"))
-            ]
-        );
+        let ids: Vec<_> = t.steps.iter().map(|s| (s.id.as_str(), s.parent_id.as_deref())).collect();
+        assert_eq!(ids, [("r", None), ("l", Some("r")), ("deep", Some("l")), ("t", Some("r"))]);
         let llm = &t.steps[1];
         assert_eq!(llm.input_messages[0].role, "user");
         assert!(
             matches!(&llm.output_messages[0].parts[0], Part::ToolCall(c) if c.name == "search" && c.id.as_deref() == Some("c1"))
         );
-        assert_eq!(
-            llm.output_messages[0].finish_reason.as_deref(),
-            Some("tool_calls")
-        );
+        assert_eq!(llm.output_messages[0].finish_reason.as_deref(), Some("tool_calls"));
         assert_eq!(llm.usage.total_tokens, Some(7));
         let tool = &t.steps[3];
-        assert_eq!(
-            tool.tool_call.as_ref().unwrap().arguments,
-            json!({"q": "why"})
-        );
-        assert_eq!(
-            tool.error.as_ref().unwrap().source,
-            Some(ErrorSource::TextHeuristic)
-        );
+        assert_eq!(tool.tool_call.as_ref().unwrap().arguments, json!({"q": "why"}));
+        assert_eq!(tool.error.as_ref().unwrap().source, Some(ErrorSource::TextHeuristic));
     }
 
     #[test]
@@ -892,17 +739,12 @@ mod tests {
 
     #[test]
     fn status_error_without_text_and_strings_for_numbers() {
-        let (traces, _) = run(vec![
-            json!({"run_id": "x", "trace_id": "x", "run_type": "llm", "status": "error",
+        let (traces, _) = run(vec![json!({"run_id": "x", "trace_id": "x", "run_type": "llm", "status": "error",
             "token_usage": {"prompt_tokens": "12", "completion_tokens": "3", "total_tokens": "15"},
-            "costs": {"total_cost": "0.0021"}, "feedback_stats": {"thumbs": {"n": 1, "avg": 0, "values": {"thumbs_down": 1}}}}),
-        ]);
+            "costs": {"total_cost": "0.0021"}, "feedback_stats": {"thumbs": {"n": 1, "avg": 0, "values": {"thumbs_down": 1}}}})]);
         let t = &traces[0];
         let s = &t.steps[0];
-        assert_eq!(
-            s.error.as_ref().unwrap().source,
-            Some(ErrorSource::SpanStatus)
-        );
+        assert_eq!(s.error.as_ref().unwrap().source, Some(ErrorSource::SpanStatus));
         assert_eq!(s.usage.input_tokens, Some(12));
         assert_eq!(s.cost_usd, Some(0.0021));
         assert_eq!(t.scores[0].label.as_deref(), Some("thumbs_down"));

@@ -152,26 +152,17 @@ pub struct FileCtx<'a> {
 
 impl<'a> FileCtx<'a> {
     pub fn new(path: &'a str) -> FileCtx<'a> {
-        FileCtx {
-            path,
-            warnings: Vec::new(),
-        }
+        FileCtx { path, warnings: Vec::new() }
     }
 
     pub fn warn(&mut self, pos: Pos, message: impl Into<String>) {
-        self.warnings.push(Warning {
-            location: pos.to_string(),
-            message: message.into(),
-        });
+        self.warnings.push(Warning { location: pos.to_string(), message: message.into() });
     }
 
     /// Record a non-fatal read error and go on; a fatal one ends the file.
     pub fn record_error(&mut self, e: RecordError) -> Result<(), ParseError> {
         if e.fatal {
-            Err(ParseError {
-                location: e.pos.to_string(),
-                message: e.message,
-            })
+            Err(ParseError { location: e.pos.to_string(), message: e.message })
         } else {
             self.warn(e.pos, e.message);
             Ok(())
@@ -197,7 +188,12 @@ pub struct ParseError {
 pub type Sink<'s> = dyn FnMut(Trace) + 's;
 
 /// Run the adapter for `format` over the records.
-pub fn parse(format: Format, records: &mut Records, ctx: &mut FileCtx<'_>, sink: &mut Sink<'_>) -> Result<(), ParseError> {
+pub fn parse(
+    format: Format,
+    records: &mut Records,
+    ctx: &mut FileCtx<'_>,
+    sink: &mut Sink<'_>,
+) -> Result<(), ParseError> {
     match format {
         Format::OtlpJson => otlp::parse_traces(records, ctx, sink),
         Format::OtlpLogs => otlp::parse_logs(records, ctx, sink),

@@ -11,24 +11,19 @@ use std::collections::HashMap;
 use serde_json::{Map, Value};
 
 use super::langfuse::shared::{
-    decode_deep, error_from_text, first_user_text, http_code, messages_from, order_steps,
-    text_error, time_of, usage_from,
+    decode_deep, error_from_text, first_user_text, http_code, messages_from, order_steps, text_error, time_of,
+    usage_from,
 };
 use super::{FileCtx, Format, ParseError, Sink};
 use crate::trace::json::{self, as_bool, str_of, string_of};
 use crate::trace::model::{
-    ErrorInfo, ErrorSource, ModelInfo, Signal, Step, StepKind, StepStatus, ToolCall, ToolResult,
-    Trace, value_text,
+    ErrorInfo, ErrorSource, ModelInfo, Signal, Step, StepKind, StepStatus, ToolCall, ToolResult, Trace, value_text,
 };
 use crate::trace::read::{Pos, Records};
 
 const MAX_NESTING: u32 = 4;
 
-pub fn parse(
-    records: &mut Records,
-    ctx: &mut FileCtx<'_>,
-    sink: &mut Sink<'_>,
-) -> Result<(), ParseError> {
+pub fn parse(records: &mut Records, ctx: &mut FileCtx<'_>, sink: &mut Sink<'_>) -> Result<(), ParseError> {
     let mut state = State::default();
     for item in records {
         let rec = match item {
@@ -95,35 +90,20 @@ impl State {
                 let is_span = object == "trace.span"
                     || (object.is_empty() && obj.contains_key("span_data"))
                     || (object.is_empty()
-                        && obj
-                            .get("id")
-                            .and_then(Value::as_str)
-                            .is_some_and(|i| i.starts_with("span_")));
+                        && obj.get("id").and_then(Value::as_str).is_some_and(|i| i.starts_with("span_")));
                 if object == "trace"
                     || (object.is_empty()
                         && obj.contains_key("workflow_name")
-                        && obj
-                            .get("id")
-                            .and_then(Value::as_str)
-                            .is_some_and(|i| i.starts_with("trace_")))
+                        && obj.get("id").and_then(Value::as_str).is_some_and(|i| i.starts_with("trace_")))
                 {
                     self.trace_object(obj, pos, ctx);
                 } else if is_span {
                     self.span(obj, pos, ctx);
                 } else {
-                    ctx.warn(
-                        pos,
-                        format!(
-                            "not an Agents SDK trace or span: {}",
-                            json::keys_of(&Value::Object(obj))
-                        ),
-                    );
+                    ctx.warn(pos, format!("not an Agents SDK trace or span: {}", json::keys_of(&Value::Object(obj))));
                 }
             }
-            other => ctx.warn(
-                pos,
-                format!("not an Agents SDK record: {}", json::keys_of(&other)),
-            ),
+            other => ctx.warn(pos, format!("not an Agents SDK record: {}", json::keys_of(&other))),
         }
     }
 
@@ -195,20 +175,11 @@ fn build_trace(ctx: &FileCtx<'_>, tid: &str, acc: Acc) -> Trace {
             trace.attributes.insert(k.clone(), v.clone());
         }
     }
-    let mut steps: Vec<Step> = acc
-        .spans
-        .iter()
-        .enumerate()
-        .map(|(i, s)| span_step(s, i))
-        .collect();
+    let mut steps: Vec<Step> = acc.spans.iter().enumerate().map(|(i, s)| span_step(s, i)).collect();
     order_steps(&mut steps);
 
     // The acting agent of each step: its nearest agent ancestor.
-    let index: HashMap<String, usize> = steps
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.id.clone(), i))
-        .collect();
+    let index: HashMap<String, usize> = steps.iter().enumerate().map(|(i, s)| (s.id.clone(), i)).collect();
     let agents: Vec<Option<String>> = (0..steps.len())
         .map(|i| {
             let mut cur = Some(i);
@@ -217,17 +188,10 @@ fn build_trace(ctx: &FileCtx<'_>, tid: &str, acc: Acc) -> Trace {
                 if steps[c].kind == StepKind::Agent {
                     return steps[c].name.clone();
                 }
-                if let Some(a) = steps[c]
-                    .attributes
-                    .get("agents.agent_name")
-                    .and_then(Value::as_str)
-                {
+                if let Some(a) = steps[c].attributes.get("agents.agent_name").and_then(Value::as_str) {
                     return Some(a.to_string());
                 }
-                cur = steps[c]
-                    .parent_id
-                    .as_deref()
-                    .and_then(|p| index.get(p).copied());
+                cur = steps[c].parent_id.as_deref().and_then(|p| index.get(p).copied());
             }
             None
         })
@@ -240,18 +204,9 @@ fn build_trace(ctx: &FileCtx<'_>, tid: &str, acc: Acc) -> Trace {
 
     // Terminal verdicts: max turns, guardrail tripwires.
     for step in &steps {
-        if let Some(err) = step
-            .error
-            .as_ref()
-            .filter(|e| e.source == Some(ErrorSource::Terminal))
-        {
-            let mut signal = Signal::new(
-                "terminal",
-                false,
-                err.message
-                    .clone()
-                    .unwrap_or_else(|| "terminal error".into()),
-            );
+        if let Some(err) = step.error.as_ref().filter(|e| e.source == Some(ErrorSource::Terminal)) {
+            let mut signal =
+                Signal::new("terminal", false, err.message.clone().unwrap_or_else(|| "terminal error".into()));
             signal.step = Some(step.id.clone());
             trace.signals.push(signal);
         }
@@ -260,10 +215,7 @@ fn build_trace(ctx: &FileCtx<'_>, tid: &str, acc: Acc) -> Trace {
     if trace.name.is_none() {
         // The SDK's `task` wrapper span names the workflow.
         trace.name = steps.iter().find(|s| s.parent_id.is_none()).and_then(|s| {
-            s.attributes
-                .get("agents.data")
-                .and_then(|d| string_of(d, "name"))
-                .or_else(|| s.name.clone())
+            s.attributes.get("agents.data").and_then(|d| string_of(d, "name")).or_else(|| s.name.clone())
         });
     }
     trace.task = steps
@@ -313,8 +265,7 @@ fn span_step(span: &Value, i: usize) -> Step {
         _ => StepKind::Other,
     };
     if !ty.is_empty() {
-        step.attributes
-            .insert("agents.span_type".into(), Value::String(ty.clone()));
+        step.attributes.insert("agents.span_type".into(), Value::String(ty.clone()));
     }
 
     match ty.as_str() {
@@ -323,27 +274,13 @@ fn span_step(span: &Value, i: usize) -> Step {
             keep(&mut step, &data, &["handoffs", "tools", "output_type"]);
         }
         "generation" => {
-            step.input_messages = data
-                .get("input")
-                .map(|m| messages_from(m, "user"))
-                .unwrap_or_default();
-            step.output_messages = data
-                .get("output")
-                .map(|m| messages_from(m, "assistant"))
-                .unwrap_or_default();
+            step.input_messages = data.get("input").map(|m| messages_from(m, "user")).unwrap_or_default();
+            step.output_messages = data.get("output").map(|m| messages_from(m, "assistant")).unwrap_or_default();
             step.name.get_or_insert_with(|| "generation".into());
             let model = string_of(&data, "model");
-            let finish: Vec<String> = step
-                .output_messages
-                .iter()
-                .filter_map(|m| m.finish_reason.clone())
-                .collect();
+            let finish: Vec<String> = step.output_messages.iter().filter_map(|m| m.finish_reason.clone()).collect();
             if model.is_some() || !finish.is_empty() {
-                step.model = Some(ModelInfo {
-                    request_model: model,
-                    finish_reasons: finish,
-                    ..ModelInfo::default()
-                });
+                step.model = Some(ModelInfo { request_model: model, finish_reasons: finish, ..ModelInfo::default() });
             }
             if let Some(u) = data.get("usage") {
                 step.usage = usage_from(u);
@@ -359,10 +296,7 @@ fn span_step(span: &Value, i: usize) -> Step {
             if let Some(resp) = data.get("response").filter(|r| r.is_object()) {
                 step.output_messages = messages_from(resp, "assistant");
                 if let Some(model) = string_of(resp, "model") {
-                    step.model = Some(ModelInfo {
-                        response_model: Some(model),
-                        ..ModelInfo::default()
-                    });
+                    step.model = Some(ModelInfo { response_model: Some(model), ..ModelInfo::default() });
                 }
                 if step.usage.is_empty() {
                     if let Some(u) = resp.get("usage") {
@@ -377,11 +311,8 @@ fn span_step(span: &Value, i: usize) -> Step {
         }
         "function" => {
             let name = step.name.clone().unwrap_or_else(|| "function".into());
-            step.tool_call = Some(ToolCall {
-                id: None,
-                name,
-                arguments: data.get("input").map(decode_deep).unwrap_or(Value::Null),
-            });
+            step.tool_call =
+                Some(ToolCall { id: None, name, arguments: data.get("input").map(decode_deep).unwrap_or(Value::Null) });
             if let Some(out) = data.get("output").filter(|o| !o.is_null()) {
                 step.tool_result = Some(ToolResult {
                     call_id: None,
@@ -395,42 +326,32 @@ fn span_step(span: &Value, i: usize) -> Step {
         "handoff" => {
             let from = string_of(&data, "from_agent");
             let to = string_of(&data, "to_agent");
-            step.name = Some(format!(
-                "handoff {} → {}",
-                from.as_deref().unwrap_or("?"),
-                to.as_deref().unwrap_or("?")
-            ));
+            step.name = Some(format!("handoff {} → {}", from.as_deref().unwrap_or("?"), to.as_deref().unwrap_or("?")));
             step.agent = from;
             keep(&mut step, &data, &["from_agent", "to_agent"]);
         }
         "guardrail" => {
             let triggered = data.get("triggered").and_then(as_bool) == Some(true);
-            step.attributes
-                .insert("agents.triggered".into(), Value::Bool(triggered));
+            step.attributes.insert("agents.triggered".into(), Value::Bool(triggered));
             if triggered {
                 step.status = StepStatus::Error;
-                step.error = Some(ErrorInfo::new(ErrorSource::Terminal).with_message(format!(
-                    "guardrail `{}` triggered",
-                    step.name.as_deref().unwrap_or("guardrail")
-                )));
+                step.error = Some(
+                    ErrorInfo::new(ErrorSource::Terminal)
+                        .with_message(format!("guardrail `{}` triggered", step.name.as_deref().unwrap_or("guardrail"))),
+                );
             }
         }
         "custom" => {
             if let Some(d) = data.get("data").filter(|d| !d.is_null()) {
                 if let Some(a) = d.get("agent_name").and_then(Value::as_str) {
-                    step.attributes
-                        .insert("agents.agent_name".into(), Value::String(a.to_string()));
+                    step.attributes.insert("agents.agent_name".into(), Value::String(a.to_string()));
                 }
                 step.attributes.insert("agents.data".into(), d.clone());
             }
         }
         "mcp_tools" => {
             let server = string_of(&data, "server");
-            step.name = Some(
-                format!("mcp_tools {}", server.as_deref().unwrap_or(""))
-                    .trim()
-                    .to_string(),
-            );
+            step.name = Some(format!("mcp_tools {}", server.as_deref().unwrap_or("")).trim().to_string());
             keep(&mut step, &data, &["server", "result"]);
         }
         _ => {
@@ -449,8 +370,7 @@ fn span_step(span: &Value, i: usize) -> Step {
             step.status = StepStatus::Error;
             step.error = Some(span_error(err));
             if let Some(d) = err.get("data").filter(|d| !d.is_null()) {
-                step.attributes
-                    .insert("agents.error.data".into(), d.clone());
+                step.attributes.insert("agents.error.data".into(), d.clone());
             }
         }
         Some(Value::String(s)) if !s.is_empty() => {
@@ -473,8 +393,7 @@ fn span_step(span: &Value, i: usize) -> Step {
         }
     }
     if let Some(meta) = span.get("metadata").filter(|m| !m.is_null()) {
-        step.attributes
-            .insert("agents.metadata".into(), meta.clone());
+        step.attributes.insert("agents.metadata".into(), meta.clone());
     }
     step
 }
@@ -482,20 +401,12 @@ fn span_step(span: &Value, i: usize) -> Step {
 /// `{"message": …, "data": {…}}`: the message, with `data.error` as its detail.
 fn span_error(err: &Value) -> ErrorInfo {
     let message = str_of(err, "message").unwrap_or("").to_string();
-    let detail = json::path(err, &["data", "error"])
-        .map(|d| value_text(d).into_owned())
-        .filter(|d| !d.is_empty());
-    let terminal = message.starts_with("Max turns exceeded")
-        || message.starts_with("Guardrail tripwire triggered");
-    let source = if terminal {
-        ErrorSource::Terminal
-    } else {
-        ErrorSource::ErrorField
-    };
+    let detail = json::path(err, &["data", "error"]).map(|d| value_text(d).into_owned()).filter(|d| !d.is_empty());
+    let terminal = message.starts_with("Max turns exceeded") || message.starts_with("Guardrail tripwire triggered");
+    let source = if terminal { ErrorSource::Terminal } else { ErrorSource::ErrorField };
     let full = match (&detail, terminal) {
         (Some(d), _) => format!("{message}: {d}"),
-        (None, true) => match json::path(err, &["data", "max_turns"]).and_then(json::scalar_string)
-        {
+        (None, true) => match json::path(err, &["data", "max_turns"]).and_then(json::scalar_string) {
             Some(n) => format!("{message} (max_turns = {n})"),
             None => message.clone(),
         },
@@ -555,23 +466,12 @@ mod tests {
         assert_eq!(t.session_id.as_deref(), Some("g"));
         assert_eq!(t.attributes["metadata"], json!({"user": "u"}));
         let kinds: Vec<_> = t.steps.iter().map(|s| s.kind).collect();
-        assert_eq!(
-            kinds,
-            [
-                StepKind::Agent,
-                StepKind::Llm,
-                StepKind::Guardrail,
-                StepKind::Handoff
-            ]
-        );
+        assert_eq!(kinds, [StepKind::Agent, StepKind::Llm, StepKind::Guardrail, StepKind::Handoff]);
         assert_eq!(t.steps[1].usage.input_tokens, Some(100));
         assert_eq!(t.steps[1].usage.cache_read_tokens, Some(40));
         assert_eq!(t.steps[1].agent.as_deref(), Some("triage"));
         let g = &t.steps[2];
-        assert_eq!(
-            g.error.as_ref().unwrap().source,
-            Some(ErrorSource::Terminal)
-        );
+        assert_eq!(g.error.as_ref().unwrap().source, Some(ErrorSource::Terminal));
         assert_eq!(t.signals.len(), 1);
         assert!(!t.signals[0].passed);
         assert_eq!(t.steps[3].name.as_deref(), Some("handoff triage → billing"));
@@ -612,14 +512,6 @@ mod tests {
         ]);
         assert!(warnings.len() >= 3, "{warnings:?}");
         assert_eq!(traces.len(), 2);
-        assert_eq!(
-            traces[0].steps[0]
-                .error
-                .as_ref()
-                .unwrap()
-                .message
-                .as_deref(),
-            Some("boom")
-        );
+        assert_eq!(traces[0].steps[0].error.as_ref().unwrap().message.as_deref(), Some("boom"));
     }
 }

@@ -15,6 +15,10 @@ pub fn parse_console(_records: &mut Records, _ctx: &mut FileCtx<'_>, _sink: &mut
     Err(ParseError { location: "file".into(), message: "this format's adapter is not written yet".into() })
 }
 
-pub fn parse_attribute_map(_records: &mut Records, _ctx: &mut FileCtx<'_>, _sink: &mut Sink<'_>) -> Result<(), ParseError> {
+pub fn parse_attribute_map(
+    _records: &mut Records,
+    _ctx: &mut FileCtx<'_>,
+    _sink: &mut Sink<'_>,
+) -> Result<(), ParseError> {
     Err(ParseError { location: "file".into(), message: "this format's adapter is not written yet".into() })
 }
