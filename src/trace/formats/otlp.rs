@@ -1894,6 +1894,15 @@ impl Collector {
         }
     }
 
+    /// Attach a score to a step of a known trace (or to the trace when the step is unknown).
+    pub(crate) fn add_score(&mut self, trace_id: &str, span_id: Option<&str>, score: Score) {
+        let Some(acc) = self.traces.get_mut(trace_id) else { return };
+        match span_id.and_then(|id| acc.index.get(id)) {
+            Some(&i) => acc.trace.steps[i].scores.push(score),
+            None => acc.trace.scores.push(score),
+        }
+    }
+
     pub(crate) fn finish(self, sink: &mut Sink<'_>) {
         let Collector { order, mut traces, .. } = self;
         for id in order {
