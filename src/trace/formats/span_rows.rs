@@ -190,7 +190,9 @@ fn log_event(l: &Value) -> Event {
     match l.get("body") {
         Some(Value::Object(body)) => {
             for (k, v) in body {
-                attributes.insert(k.clone(), json::decode_json_string(v.clone()));
+                let mut v = json::decode_json_string(v.clone());
+                scrub_answers(&mut v, 0);
+                attributes.insert(k.clone(), v);
             }
         }
         Some(v @ Value::String(_)) => {
@@ -212,6 +214,34 @@ fn log_event(l: &Value) -> Event {
         name: "log".into(),
         time: field(l, &["timestamp", "Timestamp"]).and_then(parse_time),
         attributes,
+    }
+}
+
+/// Benchmark answers the TRAIL harness logged with its own function calls (GAIA
+/// `true_answer` + `Annotator Metadata`, SWE-bench gold `patch`, `test_patch`,
+/// `FAIL_TO_PASS`, `PASS_TO_PASS`): never let them into the model, the miner must stay
+/// blind to them.
+const ANSWER_KEYS: [&str; 6] = ["true_answer", "Annotator Metadata", "patch", "test_patch", "FAIL_TO_PASS", "PASS_TO_PASS"];
+
+fn scrub_answers(v: &mut Value, depth: u32) {
+    if depth > 8 {
+        return;
+    }
+    match v {
+        Value::Object(o) => {
+            for k in ANSWER_KEYS {
+                o.shift_remove(k);
+            }
+            for inner in o.values_mut() {
+                scrub_answers(inner, depth + 1);
+            }
+        }
+        Value::Array(items) => {
+            for inner in items {
+                scrub_answers(inner, depth + 1);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -237,7 +267,7 @@ mod tests {
             "span_attributes": "{'openinference.span.kind': 'AGENT', 'input.value': '{\"task\": \"do it\"}', 'llm.token_count.total': '10'}",
             "duration": "PT1M20.9S", "status_code": "Unset", "status_message": "",
             "logs": [{"timestamp": "2025-03-19T16:50:47.259781", "severity_text": "INFO",
-                      "body": {"function.name": "main", "function.arguments": {}, "function.output": "<null>"}}],
+                      "body": {"function.name": "main", "function.arguments": {"example": {"question": "q", "true_answer": "42"}}, "function.output": "<null>"}}],
             "child_spans": [{"timestamp": "2025-03-19T16:49:26Z", "span_id": "0B", "parent_span_id": "0A", "span_name": "Step 1",
                 "span_attributes": {"openinference.span.kind": "CHAIN"}, "duration": "PT1S", "status_code": "Error",
                 "status_message": "AgentParsingError: bad code",
@@ -254,6 +284,7 @@ mod tests {
         assert_eq!((root.id.as_str(), root.parent_id.as_deref(), root.kind), ("0a", None, StepKind::Agent));
         assert_eq!(root.end.unwrap() - root.start.unwrap(), 80_900_000_000);
         assert_eq!(root.events[0].attributes["function.name"], json!("main"));
+        assert_eq!(root.events[0].attributes["function.arguments"], json!({"example": {"question": "q"}}));
         let child = &t.steps[1];
         assert_eq!(child.parent_id.as_deref(), Some("0a"));
         assert_eq!(child.status, StepStatus::Error);
