@@ -31,10 +31,13 @@ use std::collections::{BTreeMap, HashMap};
 use serde_json::{Map, Value};
 
 use super::{FileCtx, Format, ParseError, Sink};
-use crate::trace::json::{self, as_f64, as_u64, decode_json_string, otlp_any_value, otlp_key_values, parse_time, scalar_string};
+use crate::trace::json::{
+    self, as_f64, as_u64, decode_json_string, otlp_any_value, otlp_key_values, parse_time,
+    scalar_string,
+};
 use crate::trace::model::{
-    AttrMap, ErrorInfo, ErrorSource, Event, Message, ModelInfo, Nanos, Part, Score, ScoreSource, Signal, Step, StepKind,
-    StepStatus, ToolCall, ToolResult, Trace, Usage, value_text,
+    AttrMap, ErrorInfo, ErrorSource, Event, Message, ModelInfo, Nanos, Part, Score, ScoreSource,
+    Signal, Step, StepKind, StepStatus, ToolCall, ToolResult, Trace, Usage, value_text,
 };
 use crate::trace::read::{Pos, Records};
 
@@ -44,7 +47,11 @@ use crate::trace::read::{Pos, Records};
 
 /// OTLP/JSON `TracesData`: JSONL (file exporter), single documents, arrays of documents,
 /// camelCase or snake_case keys. Spans are grouped by trace id over the whole file.
-pub fn parse_traces(records: &mut Records, ctx: &mut FileCtx<'_>, sink: &mut Sink<'_>) -> Result<(), ParseError> {
+pub fn parse_traces(
+    records: &mut Records,
+    ctx: &mut FileCtx<'_>,
+    sink: &mut Sink<'_>,
+) -> Result<(), ParseError> {
     let mut col = Collector::new(Format::OtlpJson);
     for item in records {
         let rec = match item {
@@ -58,7 +65,9 @@ pub fn parse_traces(records: &mut Records, ctx: &mut FileCtx<'_>, sink: &mut Sin
         flatten_docs(&rec.value, &mut docs, 0);
         let mut any = false;
         for doc in docs {
-            let Some(resource_spans) = get2(doc, "resourceSpans", "resource_spans").and_then(Value::as_array) else {
+            let Some(resource_spans) =
+                get2(doc, "resourceSpans", "resource_spans").and_then(Value::as_array)
+            else {
                 continue;
             };
             any = true;
@@ -67,7 +76,13 @@ pub fn parse_traces(records: &mut Records, ctx: &mut FileCtx<'_>, sink: &mut Sin
             }
         }
         if !any {
-            ctx.warn(rec.pos, format!("not an OTLP TracesData record: {}", json::keys_of(&rec.value)));
+            ctx.warn(
+                rec.pos,
+                format!(
+                    "not an OTLP TracesData record: {}",
+                    json::keys_of(&rec.value)
+                ),
+            );
         }
     }
     col.finish(sink);
@@ -77,7 +92,13 @@ pub fn parse_traces(records: &mut Records, ctx: &mut FileCtx<'_>, sink: &mut Sin
 fn read_resource_spans(rs: &Value, pos: Pos, ctx: &mut FileCtx<'_>, col: &mut Collector) {
     let resource = resource_attrs(rs);
     let scopes = get2(rs, "scopeSpans", "scope_spans")
-        .or_else(|| get2(rs, "instrumentationLibrarySpans", "instrumentation_library_spans"))
+        .or_else(|| {
+            get2(
+                rs,
+                "instrumentationLibrarySpans",
+                "instrumentation_library_spans",
+            )
+        })
         .and_then(Value::as_array);
     let Some(scopes) = scopes else { return };
     for ss in scopes {
@@ -85,7 +106,9 @@ fn read_resource_spans(rs: &Value, pos: Pos, ctx: &mut FileCtx<'_>, col: &mut Co
             .or_else(|| ss.get("instrumentation_library"))
             .and_then(|s| json::str_of(s, "name"))
             .map(str::to_string);
-        let Some(spans) = ss.get("spans").and_then(Value::as_array) else { continue };
+        let Some(spans) = ss.get("spans").and_then(Value::as_array) else {
+            continue;
+        };
         for sp in spans {
             if !sp.is_object() {
                 ctx.warn(pos, "a span that is not an object");
@@ -111,9 +134,17 @@ fn otlp_span(sp: &Value, scope: Option<String>) -> SpanIn {
         span_kind: sp.get("kind").and_then(span_kind_name),
         start: get2(sp, "startTimeUnixNano", "start_time_unix_nano").and_then(parse_time),
         end: get2(sp, "endTimeUnixNano", "end_time_unix_nano").and_then(parse_time),
-        status: status.and_then(|s| s.get("code")).map(status_code).unwrap_or_default(),
-        status_message: status.and_then(|s| json::str_of(s, "message")).map(str::to_string),
-        attributes: sp.get("attributes").map(otlp_key_values).unwrap_or_default(),
+        status: status
+            .and_then(|s| s.get("code"))
+            .map(status_code)
+            .unwrap_or_default(),
+        status_message: status
+            .and_then(|s| json::str_of(s, "message"))
+            .map(str::to_string),
+        attributes: sp
+            .get("attributes")
+            .map(otlp_key_values)
+            .unwrap_or_default(),
         events: sp
             .get("events")
             .and_then(Value::as_array)
@@ -137,7 +168,11 @@ fn otlp_event(e: &Value) -> Option<Event> {
 /// fields `None`), except that exception records set the step's error, and
 /// `gen_ai.client.inference.operation.details` / legacy message events fill its
 /// messages, model and usage.
-pub fn parse_logs(records: &mut Records, ctx: &mut FileCtx<'_>, sink: &mut Sink<'_>) -> Result<(), ParseError> {
+pub fn parse_logs(
+    records: &mut Records,
+    ctx: &mut FileCtx<'_>,
+    sink: &mut Sink<'_>,
+) -> Result<(), ParseError> {
     // trace id → (first pos, resource attrs, span id → events) in first-seen order.
     let mut order: Vec<String> = Vec::new();
     let mut groups: HashMap<String, LogTrace> = HashMap::new();
@@ -154,14 +189,22 @@ pub fn parse_logs(records: &mut Records, ctx: &mut FileCtx<'_>, sink: &mut Sink<
         flatten_docs(&rec.value, &mut docs, 0);
         let mut any = false;
         for doc in docs {
-            let Some(resource_logs) = get2(doc, "resourceLogs", "resource_logs").and_then(Value::as_array) else {
+            let Some(resource_logs) =
+                get2(doc, "resourceLogs", "resource_logs").and_then(Value::as_array)
+            else {
                 continue;
             };
             any = true;
             for rl in resource_logs {
                 let resource = resource_attrs(rl);
                 let scopes = get2(rl, "scopeLogs", "scope_logs")
-                    .or_else(|| get2(rl, "instrumentationLibraryLogs", "instrumentation_library_logs"))
+                    .or_else(|| {
+                        get2(
+                            rl,
+                            "instrumentationLibraryLogs",
+                            "instrumentation_library_logs",
+                        )
+                    })
                     .and_then(Value::as_array);
                 for sl in scopes.into_iter().flatten() {
                     let scope = get2(sl, "scope", "instrumentationLibrary")
@@ -173,7 +216,9 @@ pub fn parse_logs(records: &mut Records, ctx: &mut FileCtx<'_>, sink: &mut Sink<
                             without_trace += 1;
                             continue;
                         };
-                        let span_id = get2(lr, "spanId", "span_id").and_then(id_of).unwrap_or_else(|| "logs".to_string());
+                        let span_id = get2(lr, "spanId", "span_id")
+                            .and_then(id_of)
+                            .unwrap_or_else(|| "logs".to_string());
                         let group = groups.entry(trace_id.clone()).or_insert_with(|| {
                             order.push(trace_id.clone());
                             LogTrace {
@@ -184,7 +229,9 @@ pub fn parse_logs(records: &mut Records, ctx: &mut FileCtx<'_>, sink: &mut Sink<
                             }
                         });
                         let i = *group.index.entry(span_id.clone()).or_insert_with(|| {
-                            group.spans.push((span_id.clone(), scope.clone(), Vec::new()));
+                            group
+                                .spans
+                                .push((span_id.clone(), scope.clone(), Vec::new()));
                             group.spans.len() - 1
                         });
                         group.spans[i].2.push(log_event(lr));
@@ -193,7 +240,10 @@ pub fn parse_logs(records: &mut Records, ctx: &mut FileCtx<'_>, sink: &mut Sink<
             }
         }
         if !any {
-            ctx.warn(rec.pos, format!("not an OTLP LogsData record: {}", json::keys_of(&rec.value)));
+            ctx.warn(
+                rec.pos,
+                format!("not an OTLP LogsData record: {}", json::keys_of(&rec.value)),
+            );
         }
     }
     if without_trace > 0 {
@@ -201,7 +251,9 @@ pub fn parse_logs(records: &mut Records, ctx: &mut FileCtx<'_>, sink: &mut Sink<
     }
     let mut col = Collector::new(Format::OtlpLogs);
     for trace_id in order {
-        let Some(group) = groups.remove(&trace_id) else { continue };
+        let Some(group) = groups.remove(&trace_id) else {
+            continue;
+        };
         for (span_id, scope, events) in group.spans {
             // Inference detail events carry the span's attributes (messages, model, usage).
             let mut attributes = Map::new();
@@ -238,11 +290,19 @@ struct LogTrace {
 }
 
 fn log_event(lr: &Value) -> Event {
-    let mut attributes = lr.get("attributes").map(otlp_key_values).unwrap_or_default();
+    let mut attributes = lr
+        .get("attributes")
+        .map(otlp_key_values)
+        .unwrap_or_default();
     let name = json::str_of(lr, "eventName")
         .or_else(|| json::str_of(lr, "event_name"))
         .map(str::to_string)
-        .or_else(|| attributes.get("event.name").and_then(Value::as_str).map(str::to_string))
+        .or_else(|| {
+            attributes
+                .get("event.name")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
         .unwrap_or_else(|| "log".to_string());
     if let Some(body) = lr.get("body").map(otlp_any_value) {
         if !body.is_null() {
@@ -255,19 +315,31 @@ fn log_event(lr: &Value) -> Event {
     ] {
         if let Some(v) = get2(lr, key, alt) {
             if !v.is_null() {
-                attributes.entry(attr.to_string()).or_insert_with(|| v.clone());
+                attributes
+                    .entry(attr.to_string())
+                    .or_insert_with(|| v.clone());
             }
         }
     }
     let time = get2(lr, "timeUnixNano", "time_unix_nano")
         .and_then(parse_time)
-        .or_else(|| get2(lr, "observedTimeUnixNano", "observed_time_unix_nano").and_then(parse_time));
-    Event { name, time, attributes }
+        .or_else(|| {
+            get2(lr, "observedTimeUnixNano", "observed_time_unix_nano").and_then(parse_time)
+        });
+    Event {
+        name,
+        time,
+        attributes,
+    }
 }
 
 /// Python `ConsoleSpanExporter` output: concatenated pretty JSON spans. Ids lose their
 /// `0x`; a span printed twice (on start and on end) is kept once, the ended copy.
-pub fn parse_console(records: &mut Records, ctx: &mut FileCtx<'_>, sink: &mut Sink<'_>) -> Result<(), ParseError> {
+pub fn parse_console(
+    records: &mut Records,
+    ctx: &mut FileCtx<'_>,
+    sink: &mut Sink<'_>,
+) -> Result<(), ParseError> {
     let mut col = Collector::new(Format::OtelConsole);
     for item in records {
         let rec = match item {
@@ -282,7 +354,13 @@ pub fn parse_console(records: &mut Records, ctx: &mut FileCtx<'_>, sink: &mut Si
         for doc in docs {
             let context = doc.get("context");
             let Some(trace_id) = context.and_then(|c| c.get("trace_id")).and_then(id_of) else {
-                ctx.warn(rec.pos, format!("not a console span (no `context.trace_id`): {}", json::keys_of(doc)));
+                ctx.warn(
+                    rec.pos,
+                    format!(
+                        "not a console span (no `context.trace_id`): {}",
+                        json::keys_of(doc)
+                    ),
+                );
                 continue;
             };
             let resource = doc
@@ -298,8 +376,13 @@ pub fn parse_console(records: &mut Records, ctx: &mut FileCtx<'_>, sink: &mut Si
                 span_kind: doc.get("kind").and_then(span_kind_name),
                 start: doc.get("start_time").and_then(parse_time),
                 end: doc.get("end_time").and_then(parse_time),
-                status: status.and_then(|s| s.get("status_code")).map(status_code).unwrap_or_default(),
-                status_message: status.and_then(|s| json::str_of(s, "description")).map(str::to_string),
+                status: status
+                    .and_then(|s| s.get("status_code"))
+                    .map(status_code)
+                    .unwrap_or_default(),
+                status_message: status
+                    .and_then(|s| json::str_of(s, "description"))
+                    .map(str::to_string),
                 attributes: doc.get("attributes").map(flat_attrs).unwrap_or_default(),
                 events: doc.get("events").map(flat_events).unwrap_or_default(),
                 scope: doc
@@ -317,7 +400,11 @@ pub fn parse_console(records: &mut Records, ctx: &mut FileCtx<'_>, sink: &mut Si
 }
 
 /// A flat span attribute map (one span per record): one trace with one step each.
-pub fn parse_attribute_map(records: &mut Records, ctx: &mut FileCtx<'_>, sink: &mut Sink<'_>) -> Result<(), ParseError> {
+pub fn parse_attribute_map(
+    records: &mut Records,
+    ctx: &mut FileCtx<'_>,
+    sink: &mut Sink<'_>,
+) -> Result<(), ParseError> {
     let stem = std::path::Path::new(ctx.path)
         .file_stem()
         .and_then(|s| s.to_str())
@@ -333,11 +420,18 @@ pub fn parse_attribute_map(records: &mut Records, ctx: &mut FileCtx<'_>, sink: &
             }
         };
         if !rec.value.is_object() {
-            ctx.warn(rec.pos, format!("not an attribute map: {}", json::keys_of(&rec.value)));
+            ctx.warn(
+                rec.pos,
+                format!("not an attribute map: {}", json::keys_of(&rec.value)),
+            );
             continue;
         }
         n += 1;
-        let id = if n == 1 { stem.clone() } else { format!("{stem}#{n}") };
+        let id = if n == 1 {
+            stem.clone()
+        } else {
+            format!("{stem}#{n}")
+        };
         let span = SpanIn {
             span_id: Some("span".into()),
             attributes: flat_attrs(&rec.value),
@@ -398,7 +492,9 @@ pub(crate) fn flat_attrs(v: &Value) -> AttrMap {
 /// Events as `[{name, timestamp, attributes}]` (console, Phoenix) or
 /// `[{Name, Timestamp, Attributes}]` (TRAIL) or OTLP events.
 pub(crate) fn flat_events(v: &Value) -> Vec<Event> {
-    let Some(items) = v.as_array() else { return Vec::new() };
+    let Some(items) = v.as_array() else {
+        return Vec::new();
+    };
     items
         .iter()
         .filter(|e| e.is_object())
@@ -408,15 +504,25 @@ pub(crate) fn flat_events(v: &Value) -> Vec<Event> {
                 .find_map(|k| json::str_of(e, k))
                 .unwrap_or("event")
                 .to_string();
-            let time = ["timestamp", "Timestamp", "time", "timeUnixNano", "time_unix_nano"]
-                .iter()
-                .find_map(|k| e.get(*k).and_then(parse_time));
+            let time = [
+                "timestamp",
+                "Timestamp",
+                "time",
+                "timeUnixNano",
+                "time_unix_nano",
+            ]
+            .iter()
+            .find_map(|k| e.get(*k).and_then(parse_time));
             let attributes = ["attributes", "Attributes"]
                 .iter()
                 .find_map(|k| e.get(*k))
                 .map(flat_attrs)
                 .unwrap_or_default();
-            Event { name, time, attributes }
+            Event {
+                name,
+                time,
+                attributes,
+            }
         })
         .collect()
 }
@@ -429,7 +535,10 @@ pub(crate) fn id_of(v: &Value) -> Option<String> {
 
 pub(crate) fn normalize_id(raw: &str) -> Option<String> {
     let s = raw.trim();
-    let s = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")).unwrap_or(s);
+    let s = s
+        .strip_prefix("0x")
+        .or_else(|| s.strip_prefix("0X"))
+        .unwrap_or(s);
     if s.is_empty() || s.eq_ignore_ascii_case("none") || s.eq_ignore_ascii_case("null") {
         return None;
     }
@@ -582,11 +691,16 @@ pub(crate) struct MapOpts {
 type A = AttrMap;
 
 fn s<'a>(a: &'a A, key: &str) -> Option<&'a str> {
-    a.get(key).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty())
+    a.get(key)
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
 }
 
 fn first_s(a: &A, keys: &[&str]) -> Option<String> {
-    keys.iter().find_map(|k| a.get(*k).and_then(scalar_string)).filter(|s| !s.trim().is_empty())
+    keys.iter()
+        .find_map(|k| a.get(*k).and_then(scalar_string))
+        .filter(|s| !s.trim().is_empty())
 }
 
 fn first_v<'a>(a: &'a A, keys: &[&str]) -> Option<&'a Value> {
@@ -621,7 +735,10 @@ pub(crate) fn map_span(span: SpanIn, opts: MapOpts) -> SpanOut {
         scope,
     } = span;
     // Logfire (older) keeps GenAI message events in an `events` attribute.
-    let mut msg_events: Vec<(String, A)> = events.iter().map(|e| (e.name.clone(), event_object(&e.attributes))).collect();
+    let mut msg_events: Vec<(String, A)> = events
+        .iter()
+        .map(|e| (e.name.clone(), event_object(&e.attributes)))
+        .collect();
     for key in ["events", "all_messages_events"] {
         if let Some(Value::Array(items)) = attributes.get(key) {
             for item in items {
@@ -676,15 +793,43 @@ pub(crate) fn map_span(span: SpanIn, opts: MapOpts) -> SpanOut {
     let mut model = ModelInfo {
         request_model: first_s(
             a,
-            &["gen_ai.request.model", "llm.request.model_name", "ai.model.id", "langfuse.observation.model.name"],
+            &[
+                "gen_ai.request.model",
+                "llm.request.model_name",
+                "ai.model.id",
+                "langfuse.observation.model.name",
+            ],
         ),
-        response_model: first_s(a, &["gen_ai.response.model", "llm.response.model_name", "ai.response.model", "llm.model_name"]),
-        provider: first_s(a, &["gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system", "ai.model.provider"]),
+        response_model: first_s(
+            a,
+            &[
+                "gen_ai.response.model",
+                "llm.response.model_name",
+                "ai.response.model",
+                "llm.model_name",
+            ],
+        ),
+        provider: first_s(
+            a,
+            &[
+                "gen_ai.provider.name",
+                "gen_ai.system",
+                "llm.provider",
+                "llm.system",
+                "ai.model.provider",
+            ],
+        ),
         finish_reasons: Vec::new(),
     };
-    for key in ["gen_ai.response.finish_reasons", "llm.finish_reason", "ai.response.finishReason"] {
+    for key in [
+        "gen_ai.response.finish_reasons",
+        "llm.finish_reason",
+        "ai.response.finishReason",
+    ] {
         match a.get(key) {
-            Some(Value::Array(items)) => model.finish_reasons.extend(items.iter().filter_map(scalar_string)),
+            Some(Value::Array(items)) => model
+                .finish_reasons
+                .extend(items.iter().filter_map(scalar_string)),
             Some(v) => model.finish_reasons.extend(scalar_string(v)),
             None => {}
         }
@@ -731,7 +876,12 @@ pub(crate) fn map_span(span: SpanIn, opts: MapOpts) -> SpanOut {
         ],
     )
     .cloned()
-    .or_else(|| step.tool_call.as_ref().map(|c| c.arguments.clone()).filter(|v| !v.is_null()));
+    .or_else(|| {
+        step.tool_call
+            .as_ref()
+            .map(|c| c.arguments.clone())
+            .filter(|v| !v.is_null())
+    });
     step.output = first_v(
         a,
         &[
@@ -756,7 +906,8 @@ pub(crate) fn map_span(span: SpanIn, opts: MapOpts) -> SpanOut {
         if e.name == "gen_ai.evaluation.result" {
             let ea = &e.attributes;
             step.scores.push(Score {
-                name: first_s(ea, &["gen_ai.evaluation.name"]).unwrap_or_else(|| "evaluation".into()),
+                name: first_s(ea, &["gen_ai.evaluation.name"])
+                    .unwrap_or_else(|| "evaluation".into()),
                 value: first_f(ea, &["gen_ai.evaluation.score.value"]),
                 label: first_s(ea, &["gen_ai.evaluation.score.label"]),
                 comment: first_s(ea, &["gen_ai.evaluation.explanation"]),
@@ -764,10 +915,14 @@ pub(crate) fn map_span(span: SpanIn, opts: MapOpts) -> SpanOut {
             });
         }
     }
-    step.scores.extend(oi_scores(a, "annotations.", "annotation."));
-    step.scores.extend(oi_scores(a, "evaluations.", "evaluation."));
-    out.trace_scores.extend(oi_scores(a, "trace.annotations.", "annotation."));
-    out.trace_scores.extend(oi_scores(a, "session.annotations.", "annotation."));
+    step.scores
+        .extend(oi_scores(a, "annotations.", "annotation."));
+    step.scores
+        .extend(oi_scores(a, "evaluations.", "evaluation."));
+    out.trace_scores
+        .extend(oi_scores(a, "trace.annotations.", "annotation."));
+    out.trace_scores
+        .extend(oi_scores(a, "session.annotations.", "annotation."));
 
     // Status and error.
     let exception = events.iter().find(|e| is_exception_event(e));
@@ -788,7 +943,11 @@ pub(crate) fn map_span(span: SpanIn, opts: MapOpts) -> SpanOut {
                 r.exit_code = err.code.as_deref().and_then(|c| c.parse().ok());
             }
         }
-        let text = format!("{} {}", err.r#type.as_deref().unwrap_or(""), err.message.as_deref().unwrap_or(""));
+        let text = format!(
+            "{} {}",
+            err.r#type.as_deref().unwrap_or(""),
+            err.message.as_deref().unwrap_or("")
+        );
         let lower = text.to_ascii_lowercase();
         if lower.contains("max turns exceeded") || lower.contains("maxturnsexceeded") {
             out.signals.push(Signal {
@@ -800,8 +959,24 @@ pub(crate) fn map_span(span: SpanIn, opts: MapOpts) -> SpanOut {
     step.error = error;
 
     // Trace-level facts.
-    out.session_id = first_s(a, &["gen_ai.conversation.id", "session.id", "langfuse.session.id", "ai.telemetry.metadata.sessionId"]);
-    out.user_id = first_s(a, &["user.id", "langfuse.user.id", "enduser.id", "ai.telemetry.metadata.userId"]);
+    out.session_id = first_s(
+        a,
+        &[
+            "gen_ai.conversation.id",
+            "session.id",
+            "langfuse.session.id",
+            "ai.telemetry.metadata.sessionId",
+        ],
+    );
+    out.user_id = first_s(
+        a,
+        &[
+            "user.id",
+            "langfuse.user.id",
+            "enduser.id",
+            "ai.telemetry.metadata.userId",
+        ],
+    );
     out.trace_name = first_s(a, &["langfuse.trace.name"]);
 
     step.events = events;
@@ -903,7 +1078,9 @@ fn step_kind(a: &A, name: Option<&str>, scope: Option<&str>) -> StepKind {
     }
     if let Some(op) = s(a, "gen_ai.operation.name") {
         let kind = match op {
-            "chat" | "text_completion" | "generate_content" | "completion" | "responses" => StepKind::Llm,
+            "chat" | "text_completion" | "generate_content" | "completion" | "responses" => {
+                StepKind::Llm
+            }
             "embeddings" | "embedding" => StepKind::Embedding,
             "retrieval" => StepKind::Retrieval,
             "execute_tool" => StepKind::Tool,
@@ -955,7 +1132,9 @@ fn step_kind(a: &A, name: Option<&str>, scope: Option<&str>) -> StepKind {
             "ai.toolCall" => return StepKind::Tool,
             op if op.ends_with(".doGenerate") || op.ends_with(".doStream") => return StepKind::Llm,
             op if op.ends_with(".doEmbed") => return StepKind::Embedding,
-            "ai.generateText" | "ai.streamText" | "ai.generateObject" | "ai.streamObject" => return StepKind::Agent,
+            "ai.generateText" | "ai.streamText" | "ai.generateObject" | "ai.streamObject" => {
+                return StepKind::Agent;
+            }
             "ai.embed" | "ai.embedMany" => return StepKind::Embedding,
             _ => {}
         }
@@ -1069,7 +1248,11 @@ fn input_messages(a: &A, events: &[(String, A)]) -> Vec<Message> {
     }
     indexed(a, "llm.prompts.")
         .into_values()
-        .filter_map(|m| m.get("prompt.text").and_then(Value::as_str).map(|t| Message::text("user", t)))
+        .filter_map(|m| {
+            m.get("prompt.text")
+                .and_then(Value::as_str)
+                .map(|t| Message::text("user", t))
+        })
         .collect()
 }
 
@@ -1094,7 +1277,9 @@ fn output_messages(a: &A, events: &[(String, A)]) -> Vec<Message> {
     if text.is_some() || calls.is_some() {
         let mut parts = Vec::new();
         if let Some(t) = text {
-            parts.push(Part::Text { text: t.to_string() });
+            parts.push(Part::Text {
+                text: t.to_string(),
+            });
         }
         for c in calls.into_iter().flatten() {
             if let Some(call) = tool_call_from_value(c) {
@@ -1131,7 +1316,11 @@ fn output_messages(a: &A, events: &[(String, A)]) -> Vec<Message> {
     }
     indexed(a, "llm.choices.")
         .into_values()
-        .filter_map(|m| m.get("completion.text").and_then(Value::as_str).map(|t| Message::text("assistant", t)))
+        .filter_map(|m| {
+            m.get("completion.text")
+                .and_then(Value::as_str)
+                .map(|t| Message::text("assistant", t))
+        })
         .collect()
 }
 
@@ -1144,7 +1333,11 @@ fn looks_like_messages(v: &Value) -> bool {
 }
 
 /// GenAI ≤1.36 message events (span events or log records).
-fn legacy_messages(events: &[(String, A)], want_in: bool, want_out: bool) -> (Vec<Message>, Vec<Message>) {
+fn legacy_messages(
+    events: &[(String, A)],
+    want_in: bool,
+    want_out: bool,
+) -> (Vec<Message>, Vec<Message>) {
     let mut inp = Vec::new();
     let mut out = Vec::new();
     for (name, obj) in events {
@@ -1155,7 +1348,10 @@ fn legacy_messages(events: &[(String, A)], want_in: bool, want_out: bool) -> (Ve
             "gen_ai.tool.message" => "tool",
             "gen_ai.choice" => {
                 if want_out {
-                    let msg_v = obj.get("message").cloned().unwrap_or_else(|| Value::Object(obj.clone()));
+                    let msg_v = obj
+                        .get("message")
+                        .cloned()
+                        .unwrap_or_else(|| Value::Object(obj.clone()));
                     if let Some(mut m) = message_from_value(&msg_v, "assistant") {
                         if m.finish_reason.is_none() {
                             m.finish_reason = obj.get("finish_reason").and_then(scalar_string);
@@ -1201,7 +1397,10 @@ fn legacy_messages(events: &[(String, A)], want_in: bool, want_out: bool) -> (Ve
 /// A list of messages: an array, an object with `messages`, or a single message.
 pub(crate) fn messages_from_value(v: &Value, default_role: &str) -> Vec<Message> {
     match v {
-        Value::Array(items) => items.iter().filter_map(|m| message_from_value(m, default_role)).collect(),
+        Value::Array(items) => items
+            .iter()
+            .filter_map(|m| message_from_value(m, default_role))
+            .collect(),
         Value::Object(o) => {
             if let Some(inner) = o.get("messages") {
                 if inner.is_array() {
@@ -1240,12 +1439,21 @@ pub(crate) fn message_from_value(v: &Value, default_role: &str) -> Option<Messag
             Some(Value::String(t)) if !t.is_empty() => parts.push(Part::Text { text: t.clone() }),
             Some(Value::Array(items)) => parts.extend(items.iter().map(part_from_value)),
             Some(o @ Value::Object(m)) if m.contains_key("type") => parts.push(part_from_value(o)),
-            Some(o @ (Value::Object(_) | Value::Number(_) | Value::Bool(_))) => parts.push(Part::Text { text: o.to_string() }),
+            Some(o @ (Value::Object(_) | Value::Number(_) | Value::Bool(_))) => {
+                parts.push(Part::Text {
+                    text: o.to_string(),
+                })
+            }
             _ => {}
         }
     }
     if let Some(Value::Array(calls)) = obj.get("tool_calls").or_else(|| obj.get("toolCalls")) {
-        parts.extend(calls.iter().filter_map(tool_call_from_value).map(Part::ToolCall));
+        parts.extend(
+            calls
+                .iter()
+                .filter_map(tool_call_from_value)
+                .map(Part::ToolCall),
+        );
     }
     if let Some(fc) = obj.get("function_call").filter(|f| f.is_object()) {
         parts.extend(tool_call_from_value(fc).map(Part::ToolCall));
@@ -1278,7 +1486,9 @@ pub(crate) fn message_from_value(v: &Value, default_role: &str) -> Option<Messag
 /// (`{id, name, arguments}`) or Vercel (`{toolCallId, toolName, args}`) shape.
 pub(crate) fn tool_call_from_value(v: &Value) -> Option<ToolCall> {
     let f = v.get("function").filter(|f| f.is_object()).unwrap_or(v);
-    let name = ["name", "toolName", "tool_name"].iter().find_map(|k| json::str_of(f, k))?;
+    let name = ["name", "toolName", "tool_name"]
+        .iter()
+        .find_map(|k| json::str_of(f, k))?;
     let arguments = ["arguments", "args", "input", "parameters"]
         .iter()
         .find_map(|k| f.get(*k))
@@ -1327,20 +1537,31 @@ pub(crate) fn part_from_value(p: &Value) -> Part {
             });
             Part::ToolCall(call)
         }
-        "tool_call_response" | "tool-result" | "tool_result" | "function_call_output" | "server_tool_call_response" => {
-            Part::ToolResult(ToolResult {
-                call_id: ["id", "toolCallId", "tool_use_id", "call_id"]
-                    .iter()
-                    .find_map(|k| obj.get(*k).and_then(scalar_string)),
-                content: ["response", "result", "output", "content", "server_tool_call_response"]
-                    .iter()
-                    .find_map(|k| obj.get(*k))
-                    .cloned()
-                    .unwrap_or(Value::Null),
-                is_error: obj.get("is_error").or_else(|| obj.get("isError")).and_then(json::as_bool),
-                exit_code: None,
-            })
-        }
+        "tool_call_response"
+        | "tool-result"
+        | "tool_result"
+        | "function_call_output"
+        | "server_tool_call_response" => Part::ToolResult(ToolResult {
+            call_id: ["id", "toolCallId", "tool_use_id", "call_id"]
+                .iter()
+                .find_map(|k| obj.get(*k).and_then(scalar_string)),
+            content: [
+                "response",
+                "result",
+                "output",
+                "content",
+                "server_tool_call_response",
+            ]
+            .iter()
+            .find_map(|k| obj.get(*k))
+            .cloned()
+            .unwrap_or(Value::Null),
+            is_error: obj
+                .get("is_error")
+                .or_else(|| obj.get("isError"))
+                .and_then(json::as_bool),
+            exit_code: None,
+        }),
         "reasoning" | "thinking" => Part::Reasoning {
             text: text_of(&["content", "text", "thinking"]),
             redacted: false,
@@ -1349,11 +1570,16 @@ pub(crate) fn part_from_value(p: &Value) -> Part {
             text: None,
             redacted: true,
         },
-        "blob" | "file" | "uri" | "image" | "image_url" | "input_image" | "audio" | "input_audio" => Part::Media {
+        "blob" | "file" | "uri" | "image" | "image_url" | "input_image" | "audio"
+        | "input_audio" => Part::Media {
             modality: obj
                 .get("modality")
                 .and_then(Value::as_str)
-                .unwrap_or(if ty.contains("audio") { "audio" } else { "image" })
+                .unwrap_or(if ty.contains("audio") {
+                    "audio"
+                } else {
+                    "image"
+                })
                 .to_string(),
             mime: ["mime_type", "mimeType", "media_type"]
                 .iter()
@@ -1369,7 +1595,11 @@ pub(crate) fn part_from_value(p: &Value) -> Part {
             text: text_of(&["text", "content"]).unwrap_or_default(),
         },
         _ => Part::Other {
-            kind: if ty.is_empty() { "object".into() } else { ty.to_string() },
+            kind: if ty.is_empty() {
+                "object".into()
+            } else {
+                ty.to_string()
+            },
             raw: p.clone(),
         },
     }
@@ -1381,7 +1611,9 @@ pub(crate) fn part_from_value(p: &Value) -> Part {
 pub(crate) fn indexed(a: &A, prefix: &str) -> BTreeMap<u64, A> {
     let mut map: BTreeMap<u64, A> = BTreeMap::new();
     for (k, v) in a {
-        let Some(rest) = k.strip_prefix(prefix) else { continue };
+        let Some(rest) = k.strip_prefix(prefix) else {
+            continue;
+        };
         let (idx, tail) = rest.split_once('.').unwrap_or((rest, ""));
         let Ok(i) = idx.parse::<u64>() else { continue };
         let entry = map.entry(i).or_default();
@@ -1406,25 +1638,41 @@ fn oi_messages(a: &A, prefix: &str) -> Vec<Message> {
             .get("message.role")
             .and_then(Value::as_str)
             .filter(|r| !r.is_empty())
-            .unwrap_or(if prefix.contains("output") { "assistant" } else { "user" })
+            .unwrap_or(if prefix.contains("output") {
+                "assistant"
+            } else {
+                "user"
+            })
             .to_string();
         let mut parts = Vec::new();
         match m.get("message.content") {
             Some(Value::String(t)) if !t.is_empty() => parts.push(Part::Text { text: t.clone() }),
             Some(Value::Array(items)) => parts.extend(items.iter().map(part_from_value)),
-            Some(v @ (Value::Object(_) | Value::Number(_) | Value::Bool(_))) => parts.push(Part::Text { text: v.to_string() }),
+            Some(v @ (Value::Object(_) | Value::Number(_) | Value::Bool(_))) => {
+                parts.push(Part::Text {
+                    text: v.to_string(),
+                })
+            }
             _ => {}
         }
         for c in indexed(&m, "message.contents.").into_values() {
-            let ty = c.get("message_content.type").and_then(Value::as_str).unwrap_or("text");
+            let ty = c
+                .get("message_content.type")
+                .and_then(Value::as_str)
+                .unwrap_or("text");
             match ty {
                 "text" => {
                     if let Some(t) = c.get("message_content.text").and_then(Value::as_str) {
-                        parts.push(Part::Text { text: t.to_string() });
+                        parts.push(Part::Text {
+                            text: t.to_string(),
+                        });
                     }
                 }
                 "reasoning" => parts.push(Part::Reasoning {
-                    text: c.get("message_content.text").and_then(Value::as_str).map(str::to_string),
+                    text: c
+                        .get("message_content.text")
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
                     redacted: false,
                 }),
                 "image" | "audio" => parts.push(Part::Media {
@@ -1442,7 +1690,9 @@ fn oi_messages(a: &A, prefix: &str) -> Vec<Message> {
             }
         }
         for tc in indexed(&m, "message.tool_calls.").into_values() {
-            let Some(name) = tc.get("tool_call.function.name").and_then(scalar_string) else { continue };
+            let Some(name) = tc.get("tool_call.function.name").and_then(scalar_string) else {
+                continue;
+            };
             parts.push(Part::ToolCall(ToolCall {
                 id: tc.get("tool_call.id").and_then(scalar_string),
                 name,
@@ -1463,7 +1713,10 @@ fn oi_messages(a: &A, prefix: &str) -> Vec<Message> {
         }
         msgs.push(Message {
             role,
-            name: m.get("message.name").and_then(Value::as_str).map(str::to_string),
+            name: m
+                .get("message.name")
+                .and_then(Value::as_str)
+                .map(str::to_string),
             parts,
             finish_reason: m.get("message.finish_reason").and_then(scalar_string),
         });
@@ -1507,7 +1760,11 @@ fn indexed_messages(a: &A, prefix: &str, default_role: &str) -> Vec<Message> {
 
 fn tool_of(a: &A, span_name: Option<&str>) -> (Option<ToolCall>, Option<Value>) {
     let name = first_s(a, &["gen_ai.tool.name", "tool.name", "ai.toolCall.name"])
-        .or_else(|| (s(a, "traceloop.span.kind") == Some("tool")).then(|| first_s(a, &["traceloop.entity.name"])).flatten())
+        .or_else(|| {
+            (s(a, "traceloop.span.kind") == Some("tool"))
+                .then(|| first_s(a, &["traceloop.entity.name"]))
+                .flatten()
+        })
         .or_else(|| {
             span_name.map(|n| {
                 let n = n.trim();
@@ -1520,8 +1777,19 @@ fn tool_of(a: &A, span_name: Option<&str>) -> (Option<ToolCall>, Option<Value>) 
             })
         })
         .filter(|n| !n.is_empty());
-    let Some(name) = name else { return (None, None) };
-    let id = first_s(a, &["gen_ai.tool.call.id", "tool.id", "tool_call.id", "ai.toolCall.id", "tool_call_id"]);
+    let Some(name) = name else {
+        return (None, None);
+    };
+    let id = first_s(
+        a,
+        &[
+            "gen_ai.tool.call.id",
+            "tool.id",
+            "tool_call.id",
+            "ai.toolCall.id",
+            "tool_call_id",
+        ],
+    );
     let arguments = first_v(
         a,
         &[
@@ -1551,7 +1819,14 @@ fn tool_of(a: &A, span_name: Option<&str>) -> (Option<ToolCall>, Option<Value>) 
         ],
     )
     .cloned();
-    (Some(ToolCall { id, name, arguments }), result)
+    (
+        Some(ToolCall {
+            id,
+            name,
+            arguments,
+        }),
+        result,
+    )
 }
 
 fn usage_of(a: &A) -> Usage {
@@ -1580,7 +1855,12 @@ fn usage_of(a: &A) -> Usage {
         ),
         total_tokens: first_u(
             a,
-            &["gen_ai.usage.total_tokens", "llm.token_count.total", "llm.usage.total_tokens", "ai.usage.totalTokens"],
+            &[
+                "gen_ai.usage.total_tokens",
+                "llm.token_count.total",
+                "llm.usage.total_tokens",
+                "ai.usage.totalTokens",
+            ],
         ),
         cache_read_tokens: first_u(
             a,
@@ -1602,10 +1882,19 @@ fn usage_of(a: &A) -> Usage {
         ),
     };
     if u.is_empty() {
-        if let Some(d) = a.get("langfuse.observation.usage_details").filter(|d| d.is_object()) {
-            u.input_tokens = ["input", "prompt_tokens", "input_tokens"].iter().find_map(|k| json::u64_of(d, k));
-            u.output_tokens = ["output", "completion_tokens", "output_tokens"].iter().find_map(|k| json::u64_of(d, k));
-            u.total_tokens = ["total", "total_tokens"].iter().find_map(|k| json::u64_of(d, k));
+        if let Some(d) = a
+            .get("langfuse.observation.usage_details")
+            .filter(|d| d.is_object())
+        {
+            u.input_tokens = ["input", "prompt_tokens", "input_tokens"]
+                .iter()
+                .find_map(|k| json::u64_of(d, k));
+            u.output_tokens = ["output", "completion_tokens", "output_tokens"]
+                .iter()
+                .find_map(|k| json::u64_of(d, k));
+            u.total_tokens = ["total", "total_tokens"]
+                .iter()
+                .find_map(|k| json::u64_of(d, k));
         }
     }
     u
@@ -1625,7 +1914,10 @@ fn cost_of(a: &A) -> Option<f64> {
     ) {
         return Some(c);
     }
-    if let Some(c) = a.get("langfuse.observation.cost_details").and_then(|d| json::f64_of(d, "total")) {
+    if let Some(c) = a
+        .get("langfuse.observation.cost_details")
+        .and_then(|d| json::f64_of(d, "total"))
+    {
         return Some(c);
     }
     let pairs = [
@@ -1674,9 +1966,9 @@ fn is_exception_event(e: &Event) -> bool {
         || e.name == "gen_ai.client.operation.exception"
         || e.attributes.contains_key("exception.type")
         || e.attributes.contains_key("exception.message")
-        || e.attributes
-            .get("body")
-            .is_some_and(|b| b.get("exception.type").is_some() || b.get("exception.message").is_some())
+        || e.attributes.get("body").is_some_and(|b| {
+            b.get("exception.type").is_some() || b.get("exception.message").is_some()
+        })
 }
 
 fn exception_error(e: &Event) -> ErrorInfo {
@@ -1685,10 +1977,11 @@ fn exception_error(e: &Event) -> ErrorInfo {
     if let Some(t) = first_s(&obj, &["exception.type", "error.type"]) {
         err = err.with_type(t);
     }
-    let message = first_s(&obj, &["exception.message"]).or_else(|| match e.attributes.get("body") {
-        Some(Value::String(b)) if !b.is_empty() => Some(b.clone()),
-        _ => None,
-    });
+    let message =
+        first_s(&obj, &["exception.message"]).or_else(|| match e.attributes.get("body") {
+            Some(Value::String(b)) if !b.is_empty() => Some(b.clone()),
+            _ => None,
+        });
     if let Some(m) = message {
         err = err.with_message(m);
     }
@@ -1696,8 +1989,15 @@ fn exception_error(e: &Event) -> ErrorInfo {
     err
 }
 
-fn span_error(a: &A, status: Code, status_message: Option<&str>, exception: Option<&Event>, step: &Step) -> Option<ErrorInfo> {
-    let error_type = first_s(a, &["error.type", "exception.type"]).filter(|t| t != "_OTHER" || status == Code::Error);
+fn span_error(
+    a: &A,
+    status: Code,
+    status_message: Option<&str>,
+    exception: Option<&Event>,
+    step: &Step,
+) -> Option<ErrorInfo> {
+    let error_type = first_s(a, &["error.type", "exception.type"])
+        .filter(|t| t != "_OTHER" || status == Code::Error);
     if status == Code::Error || (status == Code::Unset && exception.is_some()) {
         let mut err = match exception {
             Some(e) => exception_error(e),
@@ -1727,7 +2027,9 @@ fn span_error(a: &A, status: Code, status_message: Option<&str>, exception: Opti
     }
     if s(a, "langfuse.observation.level").is_some_and(|l| l.eq_ignore_ascii_case("ERROR")) {
         let mut err = ErrorInfo::new(ErrorSource::Level);
-        if let Some(m) = first_s(a, &["langfuse.observation.status_message"]).or(status_message.map(str::to_string)) {
+        if let Some(m) = first_s(a, &["langfuse.observation.status_message"])
+            .or(status_message.map(str::to_string))
+        {
             err = err.with_message(m);
         }
         return Some(err);
@@ -1739,11 +2041,11 @@ fn span_error(a: &A, status: Code, status_message: Option<&str>, exception: Opti
         }
         return Some(err);
     }
-    if let Some(reason) = step
-        .model
-        .as_ref()
-        .and_then(|m| m.finish_reasons.iter().find(|r| is_failing_finish_reason(r)))
-    {
+    if let Some(reason) = step.model.as_ref().and_then(|m| {
+        m.finish_reasons
+            .iter()
+            .find(|r| is_failing_finish_reason(r))
+    }) {
         let mut err = ErrorInfo::new(ErrorSource::ErrorField)
             .with_type("finish_reason")
             .with_message(format!("model stopped with finish reason `{reason}`"));
@@ -1769,10 +2071,14 @@ fn is_failing_finish_reason(r: &str) -> bool {
 pub(crate) fn text_error(text: &str) -> Option<ErrorInfo> {
     let t = text.trim_start();
     let first_line = t.lines().next().unwrap_or("").trim();
-    if let Some(rest) = first_line.strip_prefix("Exit code: ").or_else(|| first_line.strip_prefix("Exit code ")) {
+    if let Some(rest) = first_line
+        .strip_prefix("Exit code: ")
+        .or_else(|| first_line.strip_prefix("Exit code "))
+    {
         if let Ok(code) = rest.trim().parse::<i64>() {
             if code != 0 {
-                let mut err = ErrorInfo::new(ErrorSource::ExitCode).with_message(json::clip(t, 500));
+                let mut err =
+                    ErrorInfo::new(ErrorSource::ExitCode).with_message(json::clip(t, 500));
                 err.code = Some(code.to_string());
                 return Some(err);
             }
@@ -1837,7 +2143,14 @@ impl Collector {
         }
     }
 
-    pub(crate) fn add(&mut self, ctx: &FileCtx<'_>, pos: Pos, trace_id: &str, resource: &AttrMap, out: SpanOut) {
+    pub(crate) fn add(
+        &mut self,
+        ctx: &FileCtx<'_>,
+        pos: Pos,
+        trace_id: &str,
+        resource: &AttrMap,
+        out: SpanOut,
+    ) {
         let format = self.format;
         let acc = self.traces.entry(trace_id.to_string()).or_insert_with(|| {
             self.order.push(trace_id.to_string());
@@ -1850,7 +2163,9 @@ impl Collector {
         });
         let t = &mut acc.trace;
         for (k, v) in resource {
-            t.attributes.entry(format!("resource.{k}")).or_insert_with(|| v.clone());
+            t.attributes
+                .entry(format!("resource.{k}"))
+                .or_insert_with(|| v.clone());
         }
         for d in &out.dialects {
             if !t.source.dialects.iter().any(|x| x == d) {
@@ -1896,7 +2211,9 @@ impl Collector {
 
     /// Attach a score to a step of a known trace (or to the trace when the step is unknown).
     pub(crate) fn add_score(&mut self, trace_id: &str, span_id: Option<&str>, score: Score) {
-        let Some(acc) = self.traces.get_mut(trace_id) else { return };
+        let Some(acc) = self.traces.get_mut(trace_id) else {
+            return;
+        };
         match span_id.and_then(|id| acc.index.get(id)) {
             Some(&i) => acc.trace.steps[i].scores.push(score),
             None => acc.trace.scores.push(score),
@@ -1904,7 +2221,9 @@ impl Collector {
     }
 
     pub(crate) fn finish(self, sink: &mut Sink<'_>) {
-        let Collector { order, mut traces, .. } = self;
+        let Collector {
+            order, mut traces, ..
+        } = self;
         for id in order {
             if let Some(acc) = traces.remove(&id) {
                 sink(finish_trace(acc));
@@ -1914,19 +2233,34 @@ impl Collector {
 }
 
 fn finish_trace(acc: Acc) -> Trace {
-    let Acc { mut trace, order, .. } = acc;
-    let mut steps: Vec<(u64, Step)> = order.into_iter().zip(std::mem::take(&mut trace.steps)).collect();
+    let Acc {
+        mut trace, order, ..
+    } = acc;
+    let mut steps: Vec<(u64, Step)> = order
+        .into_iter()
+        .zip(std::mem::take(&mut trace.steps))
+        .collect();
     steps.sort_by_key(|(o, s)| (s.start.unwrap_or(Nanos::MAX), *o));
     trace.steps = steps.into_iter().map(|(_, s)| s).collect();
     for (i, s) in trace.steps.iter_mut().enumerate() {
         s.seq = i as u32;
     }
-    let by_id: HashMap<String, usize> = trace.steps.iter().enumerate().map(|(i, s)| (s.id.clone(), i)).collect();
+    let by_id: HashMap<String, usize> = trace
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.id.clone(), i))
+        .collect();
     let parent: Vec<Option<usize>> = trace
         .steps
         .iter()
         .enumerate()
-        .map(|(i, s)| s.parent_id.as_ref().and_then(|p| by_id.get(p).copied()).filter(|&p| p != i))
+        .map(|(i, s)| {
+            s.parent_id
+                .as_ref()
+                .and_then(|p| by_id.get(p).copied())
+                .filter(|&p| p != i)
+        })
         .collect();
     let ancestors = |i: usize| ancestors_of(&parent, i);
     // Agent name inherited from the nearest ancestor that names one.
@@ -1976,7 +2310,10 @@ fn finish_trace(acc: Acc) -> Trace {
 }
 
 /// Arena indexes of the ancestors of `i`, nearest first (cycle-safe).
-pub(crate) fn ancestors_of(parent: &[Option<usize>], mut i: usize) -> impl Iterator<Item = usize> + '_ {
+pub(crate) fn ancestors_of(
+    parent: &[Option<usize>],
+    mut i: usize,
+) -> impl Iterator<Item = usize> + '_ {
     let mut guard = 0;
     std::iter::from_fn(move || {
         let p = (*parent.get(i)?)?;
@@ -1997,10 +2334,15 @@ fn find_task(steps: &[Step], parent: &[Option<usize>]) -> Option<Value> {
             continue;
         }
         match &step.input {
-            Some(Value::String(t)) if !t.trim().is_empty() => return Some(Value::String(t.clone())),
+            Some(Value::String(t)) if !t.trim().is_empty() => {
+                return Some(Value::String(t.clone()));
+            }
             Some(Value::Object(o)) => {
                 for key in ["task", "question", "query", "input", "prompt"] {
-                    if let Some(v) = o.get(key).filter(|v| v.as_str().is_some_and(|t| !t.is_empty())) {
+                    if let Some(v) = o
+                        .get(key)
+                        .filter(|v| v.as_str().is_some_and(|t| !t.is_empty()))
+                    {
                         return Some(v.clone());
                     }
                 }
@@ -2031,7 +2373,10 @@ mod tests {
     use crate::trace::read::Records;
     use serde_json::json;
 
-    fn run(f: fn(&mut Records, &mut FileCtx<'_>, &mut Sink<'_>) -> Result<(), ParseError>, values: Vec<Value>) -> (Vec<Trace>, usize) {
+    fn run(
+        f: fn(&mut Records, &mut FileCtx<'_>, &mut Sink<'_>) -> Result<(), ParseError>,
+        values: Vec<Value>,
+    ) -> (Vec<Trace>, usize) {
         let mut records = Records::from_values(values);
         let mut ctx = FileCtx::new("test.json");
         let mut traces = Vec::new();
@@ -2045,13 +2390,25 @@ mod tests {
 
     #[test]
     fn ids_and_enums() {
-        assert_eq!(normalize_id("0xABCDEF0123456789").as_deref(), Some("abcdef0123456789"));
+        assert_eq!(
+            normalize_id("0xABCDEF0123456789").as_deref(),
+            Some("abcdef0123456789")
+        );
         assert_eq!(normalize_id("0000000000000000"), None);
         assert_eq!(normalize_id("None"), None);
-        assert_eq!(normalize_id("W47/95gDgQPSabYzgT/GDA==").as_deref(), Some("5b8efff798038103d269b633813fc60c"));
+        assert_eq!(
+            normalize_id("W47/95gDgQPSabYzgT/GDA==").as_deref(),
+            Some("5b8efff798038103d269b633813fc60c")
+        );
         assert_eq!(span_kind_name(&json!(3)).as_deref(), Some("client"));
-        assert_eq!(span_kind_name(&json!("SPAN_KIND_CLIENT")).as_deref(), Some("client"));
-        assert_eq!(span_kind_name(&json!("SpanKind.INTERNAL")).as_deref(), Some("internal"));
+        assert_eq!(
+            span_kind_name(&json!("SPAN_KIND_CLIENT")).as_deref(),
+            Some("client")
+        );
+        assert_eq!(
+            span_kind_name(&json!("SpanKind.INTERNAL")).as_deref(),
+            Some("internal")
+        );
         assert_eq!(span_kind_name(&json!("0")), None);
         assert_eq!(status_code(&json!(2)), Code::Error);
         assert_eq!(status_code(&json!("STATUS_CODE_ERROR")), Code::Error);
@@ -2092,7 +2449,14 @@ mod tests {
 
     #[test]
     fn broken_records_and_wrong_shapes_warn() {
-        let (traces, warnings) = run(parse_traces, vec![json!({"foo": 1}), json!([1, 2]), json!({"resourceSpans": [{"scopeSpans": [{"spans": [{"name": "no ids"}, 5]}]}]})]);
+        let (traces, warnings) = run(
+            parse_traces,
+            vec![
+                json!({"foo": 1}),
+                json!([1, 2]),
+                json!({"resourceSpans": [{"scopeSpans": [{"spans": [{"name": "no ids"}, 5]}]}]}),
+            ],
+        );
         assert!(traces.is_empty());
         assert_eq!(warnings, 4);
         let (traces, _) = run(parse_traces, vec![]);
@@ -2105,7 +2469,10 @@ mod tests {
             json!({"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "aa", "spanId": id, "parentSpanId": parent.unwrap_or(""),
                 "name": id, "startTimeUnixNano": start.to_string()}]}]}]})
         };
-        let (traces, _) = run(parse_traces, vec![span("c", Some("p"), 20), span("p", None, 10)]);
+        let (traces, _) = run(
+            parse_traces,
+            vec![span("c", Some("p"), 20), span("p", None, 10)],
+        );
         assert_eq!(traces.len(), 1);
         let ids: Vec<&str> = traces[0].steps.iter().map(|s| s.id.as_str()).collect();
         assert_eq!(ids, ["p", "c"]);
@@ -2127,12 +2494,25 @@ mod tests {
                 attributes: json!({"index": 0, "finish_reason": "length", "message": {"content": "cut", "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{\"x\":1}"}}]}}).as_object().unwrap().clone(),
             },
         ];
-        let out = map_span(SpanIn { name: Some("chat gpt".into()), attributes: a, events, ..SpanIn::default() }, MapOpts::default());
+        let out = map_span(
+            SpanIn {
+                name: Some("chat gpt".into()),
+                attributes: a,
+                events,
+                ..SpanIn::default()
+            },
+            MapOpts::default(),
+        );
         let s = out.step;
         assert_eq!(s.kind, StepKind::Llm);
         assert_eq!(s.input_messages[0].joined_text(), "hi");
-        assert_eq!(s.output_messages[0].finish_reason.as_deref(), Some("length"));
-        assert!(matches!(&s.output_messages[0].parts[1], Part::ToolCall(c) if c.name == "f" && c.arguments == json!({"x": 1})));
+        assert_eq!(
+            s.output_messages[0].finish_reason.as_deref(),
+            Some("length")
+        );
+        assert!(
+            matches!(&s.output_messages[0].parts[1], Part::ToolCall(c) if c.name == "f" && c.arguments == json!({"x": 1}))
+        );
         assert_eq!(s.usage.input_tokens, Some(7));
         assert_eq!(s.error.as_ref().unwrap().code.as_deref(), Some("length"));
         assert!(out.dialects.contains(&"genai-legacy"));
@@ -2140,25 +2520,52 @@ mod tests {
         let a = json!({"traceloop.span.kind": "workflow", "gen_ai.prompt.0.role": "user", "gen_ai.prompt.0.content": "q",
             "gen_ai.completion.0.role": "assistant", "gen_ai.completion.0.tool_calls.0.name": "search",
             "gen_ai.completion.0.tool_calls.0.arguments": "{\"q\": 1}", "llm.usage.total_tokens": 9, "llm.request.type": "chat"});
-        let out = map_span(SpanIn { attributes: flat_attrs(&a), ..SpanIn::default() }, MapOpts::default());
+        let out = map_span(
+            SpanIn {
+                attributes: flat_attrs(&a),
+                ..SpanIn::default()
+            },
+            MapOpts::default(),
+        );
         assert_eq!(out.step.kind, StepKind::Workflow);
         assert_eq!(out.step.input_messages[0].joined_text(), "q");
-        assert!(matches!(&out.step.output_messages[0].parts[0], Part::ToolCall(c) if c.name == "search"));
+        assert!(
+            matches!(&out.step.output_messages[0].parts[0], Part::ToolCall(c) if c.name == "search")
+        );
         assert_eq!(out.step.usage.total_tokens, Some(9));
         assert!(out.dialects.contains(&"openllmetry"));
 
         let a = json!({"ai.operationId": "ai.toolCall", "ai.toolCall.name": "weather", "ai.toolCall.id": "t1",
             "ai.toolCall.args": "{\"city\":\"Paris\"}", "ai.toolCall.result": "Error: city not found"});
-        let out = map_span(SpanIn { name: Some("ai.toolCall".into()), attributes: flat_attrs(&a), ..SpanIn::default() }, MapOpts::default());
+        let out = map_span(
+            SpanIn {
+                name: Some("ai.toolCall".into()),
+                attributes: flat_attrs(&a),
+                ..SpanIn::default()
+            },
+            MapOpts::default(),
+        );
         let s = out.step;
         assert_eq!(s.kind, StepKind::Tool);
-        assert_eq!(s.tool_call.as_ref().unwrap().arguments, json!({"city": "Paris"}));
-        assert_eq!(s.error.as_ref().unwrap().source, Some(ErrorSource::TextHeuristic));
+        assert_eq!(
+            s.tool_call.as_ref().unwrap().arguments,
+            json!({"city": "Paris"})
+        );
+        assert_eq!(
+            s.error.as_ref().unwrap().source,
+            Some(ErrorSource::TextHeuristic)
+        );
         assert_eq!(s.tool_result.as_ref().unwrap().is_error, Some(true));
 
         let a = json!({"ai.operationId": "ai.generateText.doGenerate", "ai.prompt.messages": "[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"yo\"}]}]",
             "ai.response.text": "hey", "ai.response.finishReason": "stop", "ai.usage.promptTokens": 5, "ai.usage.completionTokens": 2, "ai.model.id": "gpt-x"});
-        let out = map_span(SpanIn { attributes: flat_attrs(&a), ..SpanIn::default() }, MapOpts::default());
+        let out = map_span(
+            SpanIn {
+                attributes: flat_attrs(&a),
+                ..SpanIn::default()
+            },
+            MapOpts::default(),
+        );
         let s = out.step;
         assert_eq!(s.kind, StepKind::Llm);
         assert_eq!(s.input_messages[0].joined_text(), "yo");
@@ -2172,7 +2579,13 @@ mod tests {
     fn langfuse_logfire_litellm() {
         let a = json!({"langfuse.observation.type": "generation", "langfuse.observation.level": "ERROR",
             "langfuse.observation.status_message": "rate limited", "gen_ai.cost.total_cost": "0.5"});
-        let out = map_span(SpanIn { attributes: flat_attrs(&a), ..SpanIn::default() }, MapOpts::default());
+        let out = map_span(
+            SpanIn {
+                attributes: flat_attrs(&a),
+                ..SpanIn::default()
+            },
+            MapOpts::default(),
+        );
         let e = out.step.error.unwrap();
         assert_eq!(e.source, Some(ErrorSource::Level));
         assert_eq!(e.message.as_deref(), Some("rate limited"));
@@ -2180,22 +2593,42 @@ mod tests {
         assert!(out.dialects.contains(&"langfuse") && out.dialects.contains(&"litellm"));
 
         let a = json!({"logfire.msg": "running tool: get_time", "gen_ai.tool.name": "get_time", "tool_arguments": "{}", "tool_response": "12:00"});
-        let out = map_span(SpanIn { name: Some("running tool".into()), attributes: flat_attrs(&a), ..SpanIn::default() }, MapOpts::default());
+        let out = map_span(
+            SpanIn {
+                name: Some("running tool".into()),
+                attributes: flat_attrs(&a),
+                ..SpanIn::default()
+            },
+            MapOpts::default(),
+        );
         assert_eq!(out.step.kind, StepKind::Tool);
         assert_eq!(out.step.tool_call.as_ref().unwrap().name, "get_time");
-        assert_eq!(out.step.tool_result.as_ref().unwrap().content, json!("12:00"));
+        assert_eq!(
+            out.step.tool_result.as_ref().unwrap().content,
+            json!("12:00")
+        );
         assert!(out.dialects.contains(&"logfire"));
     }
 
     #[test]
     fn exception_events_and_evaluations() {
-        let ev = |name: &str, v: Value| Event { name: name.into(), time: None, attributes: v.as_object().unwrap().clone() };
+        let ev = |name: &str, v: Value| Event {
+            name: name.into(),
+            time: None,
+            attributes: v.as_object().unwrap().clone(),
+        };
         let out = map_span(
             SpanIn {
                 status: Code::Unset,
                 events: vec![
-                    ev("exception", json!({"exception.type": "<class 'ValueError'>", "exception.message": "bad", "exception.stacktrace": "Traceback…"})),
-                    ev("gen_ai.evaluation.result", json!({"gen_ai.evaluation.name": "relevance", "gen_ai.evaluation.score.value": 0.2, "gen_ai.evaluation.score.label": "fail"})),
+                    ev(
+                        "exception",
+                        json!({"exception.type": "<class 'ValueError'>", "exception.message": "bad", "exception.stacktrace": "Traceback…"}),
+                    ),
+                    ev(
+                        "gen_ai.evaluation.result",
+                        json!({"gen_ai.evaluation.name": "relevance", "gen_ai.evaluation.score.value": 0.2, "gen_ai.evaluation.score.label": "fail"}),
+                    ),
                 ],
                 ..SpanIn::default()
             },
@@ -2209,7 +2642,11 @@ mod tests {
         assert_eq!(out.step.scores[0].value, Some(0.2));
         // An OK span with an exception event it handled itself is not an error.
         let out = map_span(
-            SpanIn { status: Code::Ok, events: vec![ev("exception", json!({"exception.type": "X"}))], ..SpanIn::default() },
+            SpanIn {
+                status: Code::Ok,
+                events: vec![ev("exception", json!({"exception.type": "X"}))],
+                ..SpanIn::default()
+            },
             MapOpts::default(),
         );
         assert!(out.step.error.is_none());
@@ -2220,10 +2657,19 @@ mod tests {
     fn text_heuristic_is_conservative() {
         assert!(text_error("no error here, the error rate is 0").is_none());
         assert!(text_error("Exit code: 0\nok").is_none());
-        assert_eq!(text_error("Exit code: 2\nboom").unwrap().source, Some(ErrorSource::ExitCode));
+        assert_eq!(
+            text_error("Exit code: 2\nboom").unwrap().source,
+            Some(ErrorSource::ExitCode)
+        );
         let e = text_error("Traceback (most recent call last):\n  File x\nKeyError: 'a'").unwrap();
         assert_eq!(e.r#type.as_deref(), Some("KeyError"));
-        assert_eq!(text_error("HTTP 503 Service Unavailable").unwrap().code.as_deref(), Some("503"));
+        assert_eq!(
+            text_error("HTTP 503 Service Unavailable")
+                .unwrap()
+                .code
+                .as_deref(),
+            Some("503")
+        );
         assert!(text_error("bash: foo: command not found").is_some());
     }
 
@@ -2236,7 +2682,10 @@ mod tests {
                 "attributes": {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "x"}, "events": [], "links": [],
                 "resource": {"attributes": {"service.name": "s"}, "schema_url": ""}})
         };
-        let (traces, _) = run(parse_console, vec![span(None), span(Some("2025-01-01T00:00:01.000000Z"))]);
+        let (traces, _) = run(
+            parse_console,
+            vec![span(None), span(Some("2025-01-01T00:00:01.000000Z"))],
+        );
         assert_eq!(traces.len(), 1);
         let t = &traces[0];
         assert_eq!(t.id, "aa");
@@ -2264,7 +2713,14 @@ mod tests {
         assert_eq!(bb.kind, StepKind::Other);
         assert_eq!(bb.status, StepStatus::Error);
         let e = bb.error.as_ref().unwrap();
-        assert_eq!((e.source, e.r#type.as_deref(), e.message.as_deref()), (Some(ErrorSource::Exception), Some("openai.RateLimitError"), Some("slow down")));
+        assert_eq!(
+            (e.source, e.r#type.as_deref(), e.message.as_deref()),
+            (
+                Some(ErrorSource::Exception),
+                Some("openai.RateLimitError"),
+                Some("slow down")
+            )
+        );
         let cc = &t.steps[t.step_index("cc").unwrap()];
         assert_eq!(cc.kind, StepKind::Other);
         assert_eq!(cc.status, StepStatus::Unset);
@@ -2276,14 +2732,137 @@ mod tests {
 
     #[test]
     fn attribute_map_and_hostile_values() {
-        let (traces, warnings) = run(parse_attribute_map, vec![json!({"openinference.span.kind": "TOOL", "tool.name": "t", "input.value": "{\"a\":1}"}), json!("x")]);
+        let (traces, warnings) = run(
+            parse_attribute_map,
+            vec![
+                json!({"openinference.span.kind": "TOOL", "tool.name": "t", "input.value": "{\"a\":1}"}),
+                json!("x"),
+            ],
+        );
         assert_eq!(warnings, 1);
-        assert_eq!(traces[0].steps[0].tool_call.as_ref().unwrap().arguments, json!({"a": 1}));
+        assert_eq!(
+            traces[0].steps[0].tool_call.as_ref().unwrap().arguments,
+            json!({"a": 1})
+        );
         // Random shapes in every field must not panic.
-        for v in [json!(null), json!(1), json!({"gen_ai.input.messages": 5, "gen_ai.output.messages": [1, null, {"parts": "x"}],
+        for v in [
+            json!(null),
+            json!(1),
+            json!({"gen_ai.input.messages": 5, "gen_ai.output.messages": [1, null, {"parts": "x"}],
             "llm.input_messages.x.message.role": 1, "llm.input_messages.99999999999999999999.message.role": "user",
-            "ai.prompt": {"messages": 3}, "gen_ai.completion": [{"role": 7}], "langfuse.observation.usage_details": [1]})] {
+            "ai.prompt": {"messages": 3}, "gen_ai.completion": [{"role": 7}], "langfuse.observation.usage_details": [1]}),
+        ] {
             let _ = run(parse_attribute_map, vec![v]);
+        }
+    }
+
+    /// Random JSON built from the keys these adapters look at must never panic.
+    mod random_json {
+        use super::*;
+        use proptest::prelude::*;
+
+        const KEYS: [&str; 40] = [
+            "resourceSpans",
+            "scopeSpans",
+            "spans",
+            "traceId",
+            "spanId",
+            "parentSpanId",
+            "attributes",
+            "events",
+            "status",
+            "code",
+            "message",
+            "kind",
+            "key",
+            "value",
+            "stringValue",
+            "intValue",
+            "kvlistValue",
+            "arrayValue",
+            "values",
+            "resourceLogs",
+            "scopeLogs",
+            "logRecords",
+            "body",
+            "context",
+            "trace_id",
+            "span_id",
+            "child_spans",
+            "span_attributes",
+            "duration",
+            "timestamp",
+            "status_code",
+            "gen_ai.input.messages",
+            "parts",
+            "role",
+            "llm.input_messages.0.message.role",
+            "openinference.span.kind",
+            "gen_ai.operation.name",
+            "data",
+            "startTimeUnixNano",
+            "logs",
+        ];
+
+        fn json_value() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(Value::from),
+                "[a-zA-Z0-9 .:_{}\\[\\]\"']{0,12}".prop_map(Value::String),
+                prop::sample::select(
+                    &[
+                        "LLM",
+                        "TOOL",
+                        "chat",
+                        "execute_tool",
+                        "ERROR",
+                        "2",
+                        "PT1S",
+                        "0xab",
+                        "None",
+                        "exception"
+                    ][..]
+                )
+                .prop_map(|s| Value::String(s.to_string())),
+            ];
+            leaf.prop_recursive(6, 64, 6, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                    prop::collection::vec((prop::sample::select(&KEYS[..]), inner), 0..6).prop_map(
+                        |kvs| Value::Object(
+                            kvs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+                        )
+                    ),
+                ]
+            })
+        }
+
+        type Adapter = fn(&mut Records, &mut FileCtx<'_>, &mut Sink<'_>) -> Result<(), ParseError>;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(300))]
+            #[test]
+            fn adapters_survive(values in prop::collection::vec(json_value(), 0..4)) {
+                let adapters: [Adapter; 6] = [
+                    parse_traces,
+                    parse_logs,
+                    parse_console,
+                    parse_attribute_map,
+                    crate::trace::formats::phoenix::parse,
+                    crate::trace::formats::span_rows::parse,
+                ];
+                for f in adapters {
+                    let mut records = Records::from_values(values.clone());
+                    let mut ctx = FileCtx::new("p.json");
+                    let mut n = 0;
+                    let _ = f(&mut records, &mut ctx, &mut |mut t: Trace| {
+                        t.fill_totals();
+                        crate::trace::outcome::derive(&mut t);
+                        n += 1;
+                    });
+                }
+            }
         }
     }
 }
