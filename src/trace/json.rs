@@ -194,7 +194,7 @@ pub fn parse_iso_duration(s: &str) -> Option<Nanos> {
     if !num.is_empty() {
         return None;
     }
-    Some((total * 1e9) as Nanos)
+    Some((total * 1e9).round() as Nanos)
 }
 
 /// Decode an OTLP `AnyValue` (camelCase or snake_case keys) into plain JSON; strings that

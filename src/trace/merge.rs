@@ -80,20 +80,14 @@ pub fn merge_into(into: &mut Trace, other: Trace) {
     fill!(session_id, user_id, name, start, end);
 }
 
-fn merge_step(into: &mut Step, other: Step) {
-    // The copy with an end time is the finished one (console exporters print spans twice).
-    let other_more_complete = into.end.is_none() && other.end.is_some();
-    if other_more_complete {
-        let events = std::mem::take(&mut into.events);
-        let scores = std::mem::take(&mut into.scores);
-        let attrs = std::mem::take(&mut into.attributes);
-        *into = Step { seq: into.seq, ..other };
-        into.events.extend(events);
-        into.scores.extend(scores);
-        for (k, v) in attrs {
-            into.attributes.entry(k).or_insert(v);
-        }
-        return;
+fn merge_step(into: &mut Step, mut other: Step) {
+    // The copy with an end time is the finished one (console exporters print spans twice,
+    // OTLP log records only know the span id): it becomes the base and the partial copy
+    // fills its gaps (messages, error, events) instead of being dropped.
+    if into.end.is_none() && other.end.is_some() {
+        let seq = into.seq;
+        std::mem::swap(into, &mut other);
+        into.seq = seq;
     }
     macro_rules! fill {
         ($($f:ident),*) => { $( if into.$f.is_none() { into.$f = other.$f; } )* };
