@@ -8,13 +8,12 @@
 //! `annotations`) are never read: [`LABEL_KEYS`] are skipped wherever attributes are
 //! copied.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use serde_json::Value;
 
 use super::{FileCtx, Format, ParseError, Sink};
-use crate::trace::json::{self, as_bool, as_f64, as_i64, decode_json_string, str_of, string_of};
+use crate::trace::json::{self, as_bool, as_f64, decode_json_string, str_of, string_of};
 use crate::trace::model::{
     AttrMap, ErrorInfo, ErrorSource, Message, Part, Signal, Step, StepKind, StepStatus, ToolCall, ToolResult, Trace,
     Usage,
@@ -685,12 +684,9 @@ pub fn parse_messages(records: &mut Records, ctx: &mut FileCtx<'_>, sink: &mut S
     Ok(())
 }
 
-/// Index helper for adapters that join by id.
-pub(super) type IdIndex = HashMap<String, usize>;
-
-/// Parse an integer field leniently (for ids/indices given as strings).
-pub(super) fn int_of(v: &Value, key: &str) -> Option<i64> {
-    v.get(key).and_then(as_i64)
+/// The first of `keys` that holds a scalar, as a string (ids given as ints or strings).
+pub(super) fn string_of_any(v: &Value, keys: &[&str]) -> Option<String> {
+    keys.iter().find_map(|k| string_of(v, k))
 }
 
 #[cfg(test)]
