@@ -376,6 +376,10 @@ fn is_terminal_speaker(base: &str) -> bool {
     b.contains("terminal") || b == "executor" || b == "code_executor"
 }
 
+fn is_plain_role(role: &str) -> bool {
+    matches!(role, "system" | "user" | "assistant" | "tool" | "function" | "developer" | "")
+}
+
 /// The agent part of a speaker label: `Orchestrator (thought)` → `Orchestrator`.
 pub(super) fn speaker_base(speaker: &str) -> &str {
     speaker.split(" (").next().unwrap_or(speaker).trim()
@@ -436,10 +440,16 @@ pub(super) fn push_messages(trace: &mut Trace, msgs: &[Value], mode: ListMode) {
         }
         match mode {
             ListMode::History => {
-                step.agent = Some(base.to_string()).filter(|b| !b.is_empty());
-                step.name = Some(speaker.to_string()).filter(|s| !s.is_empty());
+                // A speaker is an agent name (`name`, or a role like `Orchestrator (thought)`);
+                // plain chat roles are not agents.
+                if name.is_some() || !is_plain_role(&role_l) {
+                    step.agent = Some(base.to_string()).filter(|b| !b.is_empty());
+                    step.name = Some(speaker.to_string()).filter(|s| !s.is_empty());
+                }
             }
-            ListMode::Chat => step.agent = name.map(str::to_string),
+            // A tool message's `name` is the tool, not an agent.
+            ListMode::Chat if kind != StepKind::Tool => step.agent = name.map(str::to_string),
+            ListMode::Chat => {}
         }
         step.start = m.get("timestamp").and_then(json::parse_time);
         if let Some(u) = m.get("usage").filter(|u| u.is_object()) {

@@ -314,7 +314,8 @@ impl Rollout {
             Some(_) => None,
             None => heuristic.or_else(|| codex_text_error(&text)),
         };
-        if let Some(e) = error {
+        // An error already recorded by an event (patch_apply_end) is more specific.
+        if let (Some(e), None) = (error, &step.error) {
             set_error(step, e);
         }
     }
