@@ -376,6 +376,7 @@ fn is_terminal_speaker(base: &str) -> bool {
     b.contains("terminal") || b == "executor" || b == "code_executor"
 }
 
+/// Chat roles as APIs spell them (lowercase); `Assistant` is a Magentic-One agent.
 fn is_plain_role(role: &str) -> bool {
     matches!(role, "system" | "user" | "assistant" | "tool" | "function" | "developer" | "")
 }
@@ -442,7 +443,7 @@ pub(super) fn push_messages(trace: &mut Trace, msgs: &[Value], mode: ListMode) {
             ListMode::History => {
                 // A speaker is an agent name (`name`, or a role like `Orchestrator (thought)`);
                 // plain chat roles are not agents.
-                if name.is_some() || !is_plain_role(&role_l) {
+                if name.is_some() || !is_plain_role(role) {
                     step.agent = Some(base.to_string()).filter(|b| !b.is_empty());
                     step.name = Some(speaker.to_string()).filter(|s| !s.is_empty());
                 }

@@ -37,6 +37,7 @@ fn run(records: &mut Records, ctx: &mut FileCtx<'_>, sink: &mut Sink<'_>, format
         index: HashMap::new(),
         current: None,
         line: 0,
+        pending_summary: None,
     };
     for item in records {
         let rec = match item {
@@ -109,6 +110,7 @@ struct Builder {
     index: HashMap<String, usize>,
     current: Option<usize>,
     line: u64,
+    pending_summary: Option<String>,
 }
 
 /// What every line of a session shares.
@@ -159,6 +161,9 @@ impl Builder {
     fn new_session(&mut self, ctx: &FileCtx<'_>, id: String, pos: Pos) -> usize {
         let mut trace = ctx.trace(self.format, id.clone(), pos);
         trace.session_id = Some(id.clone());
+        if let Some(summary) = self.pending_summary.take() {
+            trace.attributes.insert("summary".into(), Value::String(summary));
+        }
         self.sessions.push(Session {
             trace,
             llm_by_msg: HashMap::new(),
@@ -183,6 +188,11 @@ impl Builder {
             "user" | "assistant" | "system" | "attachment" | "summary" | "result" | "custom-title" | "ai-title"
         ) {
             return; // progress, file-history-snapshot, queue-operation, … carry no conversation
+        }
+        if ty == "summary" && str_of(v, "sessionId").is_none() && self.current.is_none() {
+            // A file-level summary before any session line: keep it for the first session.
+            self.pending_summary = str_of(v, "summary").map(str::to_string);
+            return;
         }
         let si = self.session(ctx, v, pos);
         let line = self.line;
