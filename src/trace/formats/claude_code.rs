@@ -11,25 +11,41 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::Value;
 
-use super::chat::{attrs_except, file_stem, new_step, parts_of, set_error, text_error, text_value, usage_of};
+use super::chat::{
+    attrs_except, file_stem, new_step, parts_of, set_error, text_error, text_value, usage_of,
+};
 use super::{FileCtx, Format, ParseError, Sink};
 use crate::trace::json::{self, as_bool, as_f64, parse_time, str_of, string_of};
 use crate::trace::model::{
-    ErrorInfo, ErrorSource, Message, ModelInfo, Part, Signal, Step, StepKind, ToolResult, Trace, Usage,
+    ErrorInfo, ErrorSource, Message, ModelInfo, Part, Signal, Step, StepKind, ToolResult, Trace,
+    Usage,
 };
 use crate::trace::read::{Pos, Records};
 
 /// Claude Code session JSONL (also the `{"loglines": […]}` web-session wrapper).
-pub fn parse(records: &mut Records, ctx: &mut FileCtx<'_>, sink: &mut Sink<'_>) -> Result<(), ParseError> {
+pub fn parse(
+    records: &mut Records,
+    ctx: &mut FileCtx<'_>,
+    sink: &mut Sink<'_>,
+) -> Result<(), ParseError> {
     run(records, ctx, sink, Format::ClaudeCode)
 }
 
 /// `claude -p --output-format stream-json` / Agent SDK NDJSON.
-pub fn parse_stream_json(records: &mut Records, ctx: &mut FileCtx<'_>, sink: &mut Sink<'_>) -> Result<(), ParseError> {
+pub fn parse_stream_json(
+    records: &mut Records,
+    ctx: &mut FileCtx<'_>,
+    sink: &mut Sink<'_>,
+) -> Result<(), ParseError> {
     run(records, ctx, sink, Format::ClaudeStreamJson)
 }
 
-fn run(records: &mut Records, ctx: &mut FileCtx<'_>, sink: &mut Sink<'_>, format: Format) -> Result<(), ParseError> {
+fn run(
+    records: &mut Records,
+    ctx: &mut FileCtx<'_>,
+    sink: &mut Sink<'_>,
+    format: Format,
+) -> Result<(), ParseError> {
     let mut b = Builder {
         format,
         default_id: file_stem(ctx.path),
@@ -126,14 +142,17 @@ impl Envelope<'_> {
     fn mark(&self, step: &mut Step) {
         step.start = self.time;
         if self.sidechain {
-            step.attributes.insert("sidechain".into(), Value::Bool(true));
+            step.attributes
+                .insert("sidechain".into(), Value::Bool(true));
             step.agent = Some(self.agent.clone().unwrap_or_else(|| "sidechain".into()));
         }
         if let Some(p) = str_of(self.v, "parentUuid") {
-            step.attributes.insert("parent_uuid".into(), Value::String(p.into()));
+            step.attributes
+                .insert("parent_uuid".into(), Value::String(p.into()));
         }
         if let Some(p) = str_of(self.v, "parent_tool_use_id") {
-            step.attributes.insert("parent_tool_use_id".into(), Value::String(p.into()));
+            step.attributes
+                .insert("parent_tool_use_id".into(), Value::String(p.into()));
         }
     }
 }
@@ -162,7 +181,9 @@ impl Builder {
         let mut trace = ctx.trace(self.format, id.clone(), pos);
         trace.session_id = Some(id.clone());
         if let Some(summary) = self.pending_summary.take() {
-            trace.attributes.insert("summary".into(), Value::String(summary));
+            trace
+                .attributes
+                .insert("summary".into(), Value::String(summary));
         }
         self.sessions.push(Session {
             trace,
@@ -185,7 +206,14 @@ impl Builder {
         let Some(ty) = str_of(v, "type") else { return };
         if !matches!(
             ty,
-            "user" | "assistant" | "system" | "attachment" | "summary" | "result" | "custom-title" | "ai-title"
+            "user"
+                | "assistant"
+                | "system"
+                | "attachment"
+                | "summary"
+                | "result"
+                | "custom-title"
+                | "ai-title"
         ) {
             return; // progress, file-history-snapshot, queue-operation, … carry no conversation
         }
@@ -204,7 +232,9 @@ impl Builder {
             time: v.get("timestamp").and_then(parse_time),
             sidechain: v.get("isSidechain").and_then(as_bool) == Some(true)
                 || str_of(v, "parent_tool_use_id").is_some(),
-            agent: str_of(v, "agentId").or_else(|| str_of(v, "parent_tool_use_id")).map(str::to_string),
+            agent: str_of(v, "agentId")
+                .or_else(|| str_of(v, "parent_tool_use_id"))
+                .map(str::to_string),
         };
         match ty {
             "assistant" | "user" => {
@@ -223,12 +253,16 @@ impl Builder {
             "result" => result(s, &env, line),
             "summary" => {
                 if let Some(text) = str_of(v, "summary") {
-                    s.trace.attributes.insert("summary".into(), Value::String(text.into()));
+                    s.trace
+                        .attributes
+                        .insert("summary".into(), Value::String(text.into()));
                 }
             }
             _ => {
                 // custom-title / ai-title
-                let title = ["customTitle", "aiTitle", "title"].iter().find_map(|k| str_of(v, k));
+                let title = ["customTitle", "aiTitle", "title"]
+                    .iter()
+                    .find_map(|k| str_of(v, k));
                 if let Some(t) = title {
                     s.trace.name = Some(t.to_string());
                 }
@@ -239,9 +273,17 @@ impl Builder {
 
 /// Session-level facts, first seen wins.
 fn remember_meta(trace: &mut Trace, v: &Value) {
-    for (src, dst) in [("cwd", "cwd"), ("version", "version"), ("gitBranch", "git_branch"), ("entrypoint", "entrypoint")] {
+    for (src, dst) in [
+        ("cwd", "cwd"),
+        ("version", "version"),
+        ("gitBranch", "git_branch"),
+        ("entrypoint", "entrypoint"),
+    ] {
         if let Some(val) = str_of(v, src) {
-            trace.attributes.entry(dst).or_insert_with(|| Value::String(val.into()));
+            trace
+                .attributes
+                .entry(dst)
+                .or_insert_with(|| Value::String(val.into()));
         }
     }
 }
@@ -278,7 +320,11 @@ fn assistant(s: &mut Session, env: &Envelope<'_>, msg: &Value, line: u64) {
             idx
         }
         None => {
-            let mut step = new_step(env.uuid.clone().unwrap_or_else(|| mid.clone()), 0, StepKind::Llm);
+            let mut step = new_step(
+                env.uuid.clone().unwrap_or_else(|| mid.clone()),
+                0,
+                StepKind::Llm,
+            );
             env.mark(&mut step);
             step.end = env.time;
             step.name = str_of(msg, "model").map(str::to_string);
@@ -287,14 +333,20 @@ fn assistant(s: &mut Session, env: &Envelope<'_>, msg: &Value, line: u64) {
                 provider: Some("anthropic".into()),
                 ..ModelInfo::default()
             });
-            step.attributes.insert("message_id".into(), Value::String(mid.clone()));
+            step.attributes
+                .insert("message_id".into(), Value::String(mid.clone()));
             if let Some(r) = str_of(v, "requestId") {
-                step.attributes.insert("request_id".into(), Value::String(r.into()));
+                step.attributes
+                    .insert("request_id".into(), Value::String(r.into()));
             }
             if let Some(u) = usage {
                 step.usage = usage_of(u);
-                if let Some(c) = u.get("cache_creation_input_tokens").filter(|c| !c.is_null()) {
-                    step.attributes.insert("cache_creation_input_tokens".into(), c.clone());
+                if let Some(c) = u
+                    .get("cache_creation_input_tokens")
+                    .filter(|c| !c.is_null())
+                {
+                    step.attributes
+                        .insert("cache_creation_input_tokens".into(), c.clone());
                 }
             }
             let message = Message {
@@ -318,15 +370,22 @@ fn assistant(s: &mut Session, env: &Envelope<'_>, msg: &Value, line: u64) {
                 model.finish_reasons.push(stop.to_string());
             }
         }
-        let api_error = v.get("isApiErrorMessage").and_then(as_bool) == Some(true) || v.get("error").is_some_and(|e| !e.is_null());
+        let api_error = v.get("isApiErrorMessage").and_then(as_bool) == Some(true)
+            || v.get("error").is_some_and(|e| !e.is_null());
         if api_error {
-            let text = step.output_messages.first().map(Message::joined_text).unwrap_or_default();
+            let text = step
+                .output_messages
+                .first()
+                .map(Message::joined_text)
+                .unwrap_or_default();
             let ty = match v.get("error") {
                 Some(Value::String(e)) => e.clone(),
                 Some(e @ Value::Object(_)) => str_of(e, "type").unwrap_or("api_error").to_string(),
                 _ => "api_error".into(),
             };
-            let mut err = ErrorInfo::new(ErrorSource::Level).with_type(ty).with_message(json::clip(&text, 500));
+            let mut err = ErrorInfo::new(ErrorSource::Level)
+                .with_type(ty)
+                .with_message(json::clip(&text, 500));
             err.code = v.get("apiErrorStatus").and_then(json::scalar_string);
             set_error(step, err);
         } else if stop == Some("max_tokens") && step.error.is_none() {
@@ -352,7 +411,8 @@ fn assistant(s: &mut Session, env: &Envelope<'_>, msg: &Value, line: u64) {
         step.input = Some(call.arguments.clone());
         step.tool_call = Some(call);
         step.transcript_range = range;
-        step.attributes.insert("called_by".into(), Value::String(llm_id.clone()));
+        step.attributes
+            .insert("called_by".into(), Value::String(llm_id.clone()));
         let ti = s.push_step(step);
         s.tool_by_id.insert(id, ti);
     }
@@ -408,13 +468,22 @@ fn user(s: &mut Session, env: &Envelope<'_>, msg: &Value, line: u64) {
     let meta = v.get("isMeta").and_then(as_bool) == Some(true)
         || v.get("isCompactSummary").and_then(as_bool) == Some(true)
         || v.get("isVisibleInTranscriptOnly").and_then(as_bool) == Some(true);
-    let kind = if meta { StepKind::System } else { StepKind::User };
-    let mut step = new_step(env.uuid.clone().unwrap_or_else(|| format!("line:{line}")), 0, kind);
+    let kind = if meta {
+        StepKind::System
+    } else {
+        StepKind::User
+    };
+    let mut step = new_step(
+        env.uuid.clone().unwrap_or_else(|| format!("line:{line}")),
+        0,
+        kind,
+    );
     env.mark(&mut step);
     step.transcript_range = Some(range);
     step.output_messages = vec![message];
     if text.trim_start().starts_with(INTERRUPTED) {
-        step.attributes.insert("interrupted".into(), Value::Bool(true));
+        step.attributes
+            .insert("interrupted".into(), Value::Bool(true));
         let mut sig = Signal::new("interrupted", false, json::clip(text.trim(), 120));
         sig.step = Some(step.id.clone());
         let idx = s.push_step(step);
@@ -435,7 +504,14 @@ fn user(s: &mut Session, env: &Envelope<'_>, msg: &Value, line: u64) {
     s.push_step(step);
 }
 
-fn tool_result(s: &mut Session, env: &Envelope<'_>, mut r: ToolResult, envelope: Option<&Value>, range: (u32, u32), line: u64) {
+fn tool_result(
+    s: &mut Session,
+    env: &Envelope<'_>,
+    mut r: ToolResult,
+    envelope: Option<&Value>,
+    range: (u32, u32),
+    line: u64,
+) {
     let id = r.call_id.clone().unwrap_or_else(|| format!("tool:{line}"));
     let idx = match s.tool_by_id.get(&id) {
         Some(&i) => i,
@@ -443,7 +519,8 @@ fn tool_result(s: &mut Session, env: &Envelope<'_>, mut r: ToolResult, envelope:
             // A result whose call we never saw (compacted away, or in another file).
             let mut step = new_step(id.clone(), 0, StepKind::Tool);
             env.mark(&mut step);
-            step.attributes.insert("call_missing".into(), Value::Bool(true));
+            step.attributes
+                .insert("call_missing".into(), Value::Bool(true));
             let i = s.push_step(step);
             s.tool_by_id.insert(id, i);
             i
@@ -456,11 +533,13 @@ fn tool_result(s: &mut Session, env: &Envelope<'_>, mut r: ToolResult, envelope:
     step.end = env.time.or(step.end);
     step.transcript_range = Some(range);
     if let Some(u) = &env.uuid {
-        step.attributes.insert("result_uuid".into(), Value::String(u.clone()));
+        step.attributes
+            .insert("result_uuid".into(), Value::String(u.clone()));
     }
     match envelope {
         Some(Value::String(e)) => {
-            step.attributes.insert("tool_use_result".into(), Value::String(json::clip(e, 2000)));
+            step.attributes
+                .insert("tool_use_result".into(), Value::String(json::clip(e, 2000)));
         }
         Some(Value::Object(o)) => {
             // Keep the small scalar facts (exit codes, interrupted flags), not file bodies.
@@ -474,7 +553,8 @@ fn tool_result(s: &mut Session, env: &Envelope<'_>, mut r: ToolResult, envelope:
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
             if !small.is_empty() {
-                step.attributes.insert("tool_use_result".into(), Value::Object(small));
+                step.attributes
+                    .insert("tool_use_result".into(), Value::Object(small));
             }
         }
         _ => {}
@@ -515,11 +595,24 @@ fn system(s: &mut Session, env: &Envelope<'_>, line: u64) {
     let subtype = str_of(v, "subtype").unwrap_or("");
     if subtype == "init" {
         // stream-json session start: model, tools, cwd…
-        for (k, val) in attrs_except(v, &["type", "subtype", "session_id", "uuid", "tools", "mcp_servers", "slash_commands"]) {
+        for (k, val) in attrs_except(
+            v,
+            &[
+                "type",
+                "subtype",
+                "session_id",
+                "uuid",
+                "tools",
+                "mcp_servers",
+                "slash_commands",
+            ],
+        ) {
             s.trace.attributes.entry(k).or_insert(val);
         }
         if let Some(tools) = v.get("tools").and_then(Value::as_array) {
-            s.trace.attributes.insert("tool_count".into(), Value::from(tools.len()));
+            s.trace
+                .attributes
+                .insert("tool_count".into(), Value::from(tools.len()));
         }
         return;
     }
@@ -529,21 +622,42 @@ fn system(s: &mut Session, env: &Envelope<'_>, line: u64) {
     if content.is_none() && !is_error {
         return; // turn_duration, bridge status…: no text, no failure
     }
-    let mut step = new_step(env.uuid.clone().unwrap_or_else(|| format!("line:{line}")), 0, StepKind::System);
+    let mut step = new_step(
+        env.uuid.clone().unwrap_or_else(|| format!("line:{line}")),
+        0,
+        StepKind::System,
+    );
     env.mark(&mut step);
-    step.name = Some(if subtype.is_empty() { "system".into() } else { subtype.to_string() });
+    step.name = Some(if subtype.is_empty() {
+        "system".into()
+    } else {
+        subtype.to_string()
+    });
     step.attributes.extend(attrs_except(
         v,
         &[
-            "type", "uuid", "parentUuid", "sessionId", "timestamp", "cwd", "version", "gitBranch", "userType",
-            "isSidechain", "content",
+            "type",
+            "uuid",
+            "parentUuid",
+            "sessionId",
+            "timestamp",
+            "cwd",
+            "version",
+            "gitBranch",
+            "userType",
+            "isSidechain",
+            "content",
         ],
     ));
     if is_error {
         let err_val = v.get("error").unwrap_or(&Value::Null);
         let message = content
             .clone()
-            .or_else(|| json::path(err_val, &["error", "message"]).and_then(Value::as_str).map(str::to_string))
+            .or_else(|| {
+                json::path(err_val, &["error", "message"])
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
             .or_else(|| str_of(err_val, "message").map(str::to_string))
             .or_else(|| err_val.as_str().map(str::to_string))
             .or_else(|| v.get("cause").map(text_value))
@@ -552,7 +666,9 @@ fn system(s: &mut Session, env: &Envelope<'_>, line: u64) {
             .and_then(Value::as_str)
             .or_else(|| str_of(err_val, "type"))
             .unwrap_or(if subtype.is_empty() { "error" } else { subtype });
-        let mut err = ErrorInfo::new(ErrorSource::Level).with_type(ty).with_message(json::clip(&message, 500));
+        let mut err = ErrorInfo::new(ErrorSource::Level)
+            .with_type(ty)
+            .with_message(json::clip(&message, 500));
         err.code = err_val.get("status").and_then(json::scalar_string);
         set_error(&mut step, err);
     }
@@ -584,11 +700,20 @@ fn attachment(s: &mut Session, env: &Envelope<'_>, line: u64) {
         ),
         _ => return,
     };
-    let mut step = new_step(env.uuid.clone().unwrap_or_else(|| format!("line:{line}")), 0, StepKind::System);
+    let mut step = new_step(
+        env.uuid.clone().unwrap_or_else(|| format!("line:{line}")),
+        0,
+        StepKind::System,
+    );
     env.mark(&mut step);
     step.name = Some(ty.to_string());
     step.attributes.extend(attrs_except(att, &["type"]));
-    set_error(&mut step, ErrorInfo::new(source).with_type(ty).with_message(message.clone()));
+    set_error(
+        &mut step,
+        ErrorInfo::new(source)
+            .with_type(ty)
+            .with_message(message.clone()),
+    );
     let idx = s.push_step(step);
     if source == ErrorSource::Terminal {
         let mut sig = Signal::new("terminal", false, message);
@@ -609,27 +734,45 @@ fn result(s: &mut Session, env: &Envelope<'_>, line: u64) {
     } else {
         format!("result = {subtype}")
     };
-    if let Some(c) = v.get("total_cost_usd").or_else(|| v.get("cost_usd")).and_then(as_f64) {
+    if let Some(c) = v
+        .get("total_cost_usd")
+        .or_else(|| v.get("cost_usd"))
+        .and_then(as_f64)
+    {
         s.trace.cost_usd = Some(s.trace.cost_usd.unwrap_or(0.0) + c);
     }
     if let Some(u) = v.get("usage").filter(|u| u.is_object()) {
         let u = usage_of(u);
         s.trace.usage.add(&u);
     }
-    for key in ["num_turns", "duration_ms", "duration_api_ms", "permission_denials", "modelUsage", "stop_reason"] {
+    for key in [
+        "num_turns",
+        "duration_ms",
+        "duration_api_ms",
+        "permission_denials",
+        "modelUsage",
+        "stop_reason",
+    ] {
         if let Some(val) = v.get(key).filter(|x| !x.is_null()) {
             s.trace.attributes.insert(key.to_string(), val.clone());
         }
     }
     let text = str_of(v, "result").map(str::to_string);
-    let mut step = new_step(env.uuid.clone().unwrap_or_else(|| format!("result:{line}")), 0, StepKind::System);
+    let mut step = new_step(
+        env.uuid.clone().unwrap_or_else(|| format!("result:{line}")),
+        0,
+        StepKind::System,
+    );
     env.mark(&mut step);
     step.name = Some("result".into());
-    step.attributes.insert("subtype".into(), Value::String(subtype.into()));
+    step.attributes
+        .insert("subtype".into(), Value::String(subtype.into()));
     step.output = text.clone().map(Value::String);
     if !passed {
         let msg = text.clone().unwrap_or_else(|| detail.clone());
-        let mut err = ErrorInfo::new(ErrorSource::Terminal).with_type(subtype).with_message(json::clip(&msg, 500));
+        let mut err = ErrorInfo::new(ErrorSource::Terminal)
+            .with_type(subtype)
+            .with_message(json::clip(&msg, 500));
         err.code = Some(subtype.to_string());
         set_error(&mut step, err);
     }
@@ -649,7 +792,11 @@ mod tests {
         let mut records = Records::from_values(values);
         let mut ctx = FileCtx::new("s.jsonl");
         let mut out = Vec::new();
-        let f = if format == Format::ClaudeCode { parse } else { parse_stream_json };
+        let f = if format == Format::ClaudeCode {
+            parse
+        } else {
+            parse_stream_json
+        };
         f(&mut records, &mut ctx, &mut |t| out.push(t)).unwrap();
         (out, ctx.warnings.len())
     }
@@ -660,28 +807,56 @@ mod tests {
 
     #[test]
     fn split_assistant_lines_merge_and_count_usage_once() {
-        let usage = json!({"input_tokens": 10, "output_tokens": 5, "cache_read_input_tokens": "100"});
+        let usage =
+            json!({"input_tokens": 10, "output_tokens": 5, "cache_read_input_tokens": "100"});
         let (traces, _) = run_values(
             Format::ClaudeCode,
             vec![
                 line("user", "u1", json!({"role": "user", "content": "do it"})),
-                line("assistant", "a1", json!({"id": "msg_1", "model": "m", "content": [{"type": "thinking", "thinking": "hmm"}], "usage": usage})),
-                line("assistant", "a2", json!({"id": "msg_1", "model": "m", "content": [{"type": "tool_use", "id": "t1", "name": "Bash", "input": {"command": "false"}}], "usage": usage, "stop_reason": "tool_use"})),
-                line("user", "u2", json!({"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "Exit code 1\nfailed", "is_error": true}]})),
-                line("user", "u3", json!({"role": "user", "content": [{"type": "text", "text": "[Request interrupted by user]"}]})),
+                line(
+                    "assistant",
+                    "a1",
+                    json!({"id": "msg_1", "model": "m", "content": [{"type": "thinking", "thinking": "hmm"}], "usage": usage}),
+                ),
+                line(
+                    "assistant",
+                    "a2",
+                    json!({"id": "msg_1", "model": "m", "content": [{"type": "tool_use", "id": "t1", "name": "Bash", "input": {"command": "false"}}], "usage": usage, "stop_reason": "tool_use"}),
+                ),
+                line(
+                    "user",
+                    "u2",
+                    json!({"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "Exit code 1\nfailed", "is_error": true}]}),
+                ),
+                line(
+                    "user",
+                    "u3",
+                    json!({"role": "user", "content": [{"type": "text", "text": "[Request interrupted by user]"}]}),
+                ),
             ],
         );
         let t = &traces[0];
         assert_eq!(t.id, "s1");
         let kinds: Vec<_> = t.steps.iter().map(|s| s.kind).collect();
-        assert_eq!(kinds, vec![StepKind::User, StepKind::Llm, StepKind::Tool, StepKind::User]);
+        assert_eq!(
+            kinds,
+            vec![
+                StepKind::User,
+                StepKind::Llm,
+                StepKind::Tool,
+                StepKind::User
+            ]
+        );
         assert_eq!(t.steps[1].usage.input_tokens, Some(10));
         assert_eq!(t.steps[1].usage.cache_read_tokens, Some(100));
         assert_eq!(t.steps[1].output_messages[0].parts.len(), 2);
         let tool = &t.steps[2];
         assert_eq!(tool.status, StepStatus::Error);
         assert_eq!(tool.tool_result.as_ref().unwrap().exit_code, Some(1));
-        assert_eq!(tool.error.as_ref().unwrap().source, Some(ErrorSource::ToolResultFlag));
+        assert_eq!(
+            tool.error.as_ref().unwrap().source,
+            Some(ErrorSource::ToolResultFlag)
+        );
         assert_eq!(t.signals[0].kind, "interrupted");
         assert!(!t.signals[0].passed);
         assert_eq!(t.task, Some(json!("do it")));
@@ -692,7 +867,13 @@ mod tests {
     fn junk_and_unknown_lines() {
         let (traces, warnings) = run_values(
             Format::ClaudeCode,
-            vec![json!("x"), json!(1), json!({"silly": 1}), json!({"type": "progress", "sessionId": "s1"}), json!({"type": "user", "sessionId": "s1", "message": "error"})],
+            vec![
+                json!("x"),
+                json!(1),
+                json!({"silly": 1}),
+                json!({"type": "progress", "sessionId": "s1"}),
+                json!({"type": "user", "sessionId": "s1", "message": "error"}),
+            ],
         );
         assert!(traces.is_empty());
         assert_eq!(warnings, 3);
