@@ -1006,3 +1006,146 @@ mod tests {
         assert_eq!(warnings, 2);
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    //! Random JSON built from the keys these adapters read, fed to every adapter of this
+    //! family: none may panic.
+    use super::super::{claude_code, codex, swe_agent, tau_bench};
+    use super::*;
+    use serde_json::{Map, json};
+
+    const KEYS: [&str; 48] = [
+        "type",
+        "role",
+        "content",
+        "message",
+        "id",
+        "sessionId",
+        "session_id",
+        "uuid",
+        "text",
+        "tool_use_id",
+        "is_error",
+        "name",
+        "input",
+        "tool_calls",
+        "function",
+        "arguments",
+        "tool_call_id",
+        "payload",
+        "call_id",
+        "output",
+        "info",
+        "exit_status",
+        "model_stats",
+        "trajectory",
+        "history",
+        "messages",
+        "action",
+        "observation",
+        "traj",
+        "reward",
+        "task_id",
+        "trial",
+        "simulations",
+        "usage",
+        "subtype",
+        "attachment",
+        "summary",
+        "isSidechain",
+        "timestamp",
+        "error",
+        "loglines",
+        "trace",
+        "question",
+        "is_correct",
+        "instance_id",
+        "result",
+        "stop_reason",
+        "task",
+    ];
+    const WORDS: [&str; 16] = [
+        "user",
+        "assistant",
+        "tool",
+        "system",
+        "tool_use",
+        "tool_result",
+        "text",
+        "function_call",
+        "function_call_output",
+        "event_msg",
+        "response_item",
+        "token_count",
+        "result",
+        "success",
+        "Exit code: 1",
+        "<returncode>",
+    ];
+
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    fn value(r: &mut Rng, depth: u32) -> Value {
+        match if depth > 4 { r.below(5) } else { r.below(8) } {
+            0 => Value::Null,
+            1 => json!(r.below(3) == 0),
+            2 => json!(r.below(100) as i64 - 5),
+            3 => json!(WORDS[r.below(WORDS.len() as u64) as usize]),
+            4 => json!("é🎉\u{0}x"),
+            5 | 6 => {
+                let mut m = Map::new();
+                for _ in 0..r.below(6) {
+                    m.insert(
+                        KEYS[r.below(KEYS.len() as u64) as usize].into(),
+                        value(r, depth + 1),
+                    );
+                }
+                Value::Object(m)
+            }
+            _ => Value::Array((0..r.below(4)).map(|_| value(r, depth + 1)).collect()),
+        }
+    }
+
+    #[test]
+    fn adapters_survive_random_json() {
+        type F = fn(&mut Records, &mut FileCtx<'_>, &mut Sink<'_>) -> Result<(), ParseError>;
+        let adapters: [F; 10] = [
+            claude_code::parse,
+            claude_code::parse_stream_json,
+            codex::parse,
+            swe_agent::parse,
+            swe_agent::parse_mini,
+            tau_bench::parse,
+            parse_history,
+            parse_text_log,
+            parse_messages,
+            parse_messages,
+        ];
+        let mut r = Rng(0x9E37_79B9_7F4A_7C15);
+        for round in 0..3000 {
+            let values: Vec<Value> = (0..1 + r.below(5)).map(|_| value(&mut r, 0)).collect();
+            let f = adapters[round % adapters.len()];
+            let mut records = Records::from_values(values);
+            let mut ctx = FileCtx::new("/nonexistent/fuzz.json");
+            let mut n = 0;
+            f(&mut records, &mut ctx, &mut |mut t| {
+                t.fill_totals();
+                crate::trace::outcome::derive(&mut t);
+                n += t.steps.len();
+            })
+            .unwrap();
+        }
+    }
+}
