@@ -408,7 +408,6 @@ fn assistant(s: &mut Session, env: &Envelope<'_>, msg: &Value, line: u64) {
         let mut step = new_step(id.clone(), 0, StepKind::Tool);
         env.mark(&mut step);
         step.name = Some(call.name.clone()).filter(|n| !n.is_empty());
-        step.input = Some(call.arguments.clone());
         step.tool_call = Some(call);
         step.transcript_range = range;
         step.attributes
@@ -586,7 +585,6 @@ fn tool_result(
             }
         }
     }
-    step.output = Some(r.content.clone());
     step.tool_result = Some(r);
 }
 

@@ -291,7 +291,6 @@ impl Rollout {
                 );
                 step.start = time;
                 step.name = Some(name);
-                step.input = Some(call.arguments.clone());
                 step.tool_call = Some(call);
                 step.transcript_range = range;
                 step.attributes
@@ -367,7 +366,6 @@ impl Rollout {
         let step = &mut self.trace.steps[i];
         step.end = time.or(step.end);
         step.transcript_range = Some(range);
-        step.output = Some(Value::String(text.clone()));
         step.tool_result = Some(result);
         let error = match exit_code {
             Some(c) if c != 0 => {

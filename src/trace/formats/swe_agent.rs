@@ -162,18 +162,16 @@ fn swe_steps(trace: &mut Trace, trajectory: &[Value], history: &[Value]) {
             StepKind::Tool,
         );
         tool.name = Some(tool_name).filter(|n| !n.is_empty());
-        tool.input = Some(Value::String(action));
         tool.tool_call = Some(call);
         let observation = entry.get("observation").cloned().unwrap_or(Value::Null);
         let text = super::chat::text_value(&observation);
         let (exit_code, error) = text_error(&text);
         tool.tool_result = Some(ToolResult {
             call_id: None,
-            content: observation.clone(),
+            content: observation,
             is_error: None,
             exit_code,
         });
-        tool.output = Some(observation);
         if let Some(e) = error {
             set_error(&mut tool, e);
         }
@@ -375,7 +373,6 @@ fn mini_steps(trace: &mut Trace, messages: &[Value]) {
                 let mut s = new_step(id, seq, StepKind::Tool);
                 s.name = Some("bash".into());
                 if let Some((cmd, llm_id)) = last_command.take() {
-                    s.input = Some(Value::String(cmd.clone()));
                     s.tool_call = Some(ToolCall {
                         id: None,
                         name: "bash".into(),
