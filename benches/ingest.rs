@@ -2,6 +2,7 @@
 //! one run (machines here are noisy, so only the ratio is meaningful), plus peak memory.
 //!
 //! `cargo bench --bench ingest [-- DIR]` (default: ../shared/datasets).
+#![allow(clippy::print_stdout, clippy::print_stderr, clippy::type_complexity)]
 
 use std::path::PathBuf;
 use std::time::Instant;

@@ -61,8 +61,18 @@ pub struct ClusterView {
     pub cases: Vec<String>,
     /// Failures per day (YYYY-MM-DD), for the report's timeline.
     pub per_day: BTreeMap<String, usize>,
-    /// Trace ids of the members (file path + `#` + trace id).
-    pub members: Vec<String>,
+    pub members: Vec<MemberView>,
+}
+
+/// One failure of a cluster: where its trace is and which step decided it.
+#[derive(Debug, Clone, Serialize)]
+pub struct MemberView {
+    /// `file#trace_id`: unique across files.
+    pub id: String,
+    pub file: String,
+    pub trace_id: String,
+    pub step: Option<String>,
+    pub seen_at: Option<String>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -280,7 +290,16 @@ pub async fn mine(store: &Store, opts: &MineOptions, tick: &(dyn Fn(&str) + Sync
             cases_written: written,
             cases,
             per_day,
-            members: ms.iter().map(|s| format!("{}#{}", s.path, s.failure.trace_id)).collect(),
+            members: ms
+                .iter()
+                .map(|s| MemberView {
+                    id: format!("{}#{}", s.path, s.failure.trace_id),
+                    file: s.path.clone(),
+                    trace_id: s.failure.trace_id.clone(),
+                    step: s.failure.step_id.clone(),
+                    seen_at: s.seen_at.clone(),
+                })
+                .collect(),
         });
     }
     // Impact: count, then recency, then cost; ties by id for stable output.

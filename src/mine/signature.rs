@@ -90,7 +90,9 @@ pub fn template(message: &str) -> String {
             continue;
         }
         // A token: run of non-space characters.
+        // Always consume at least one character (an unmatched quote is just a character).
         let start = i;
+        i += 1;
         while i < chars.len() && !chars[i].is_whitespace() && !matches!(chars[i], '\'' | '"' | '`') {
             i += 1;
         }

@@ -222,7 +222,8 @@ pub fn html(r: &MineResult) -> String {
         }
         h.push_str("<details><summary>members</summary><ul>");
         for m in c.members.iter().take(200) {
-            let _ = write!(h, "<li><code>{}</code></li>", esc(m));
+            let step = m.step.as_deref().map(|st| format!(" · step <code>{}</code>", esc(st))).unwrap_or_default();
+            let _ = write!(h, "<li><code>{}</code>{step}</li>", esc(&m.id));
         }
         h.push_str("</ul></details>");
     }

@@ -56,12 +56,12 @@ pub fn classify_non_json(path: &Path, sniff: &Sniff) -> Detection {
 }
 
 /// Decide the format from the container and the first records.
-pub fn detect(path: &Path, container: Container, first: &[&Record]) -> Detection {
+pub fn detect(path: &Path, _container: Container, first: &[&Record]) -> Detection {
     let Some(head) = first.first().map(|r| &r.value) else {
         return not_trace("no JSON records (empty array or only blank lines)");
     };
     let values: Vec<&Value> = first.iter().map(|r| &r.value).collect();
-    if let Some(d) = detect_values(path, container, head, &values) {
+    if let Some(d) = detect_values(path, head, &values) {
         return d;
     }
     if let Some(reason) = known_non_trace(path, head) {
@@ -74,12 +74,12 @@ fn has(v: &Value, key: &str) -> bool {
     v.get(key).is_some()
 }
 
-fn detect_values(path: &Path, container: Container, head: &Value, values: &[&Value]) -> Option<Detection> {
+fn detect_values(path: &Path, head: &Value, values: &[&Value]) -> Option<Detection> {
     // Wrappers that hold records of another format: look inside, then decide.
     if let Some(arr) = head.as_array() {
         // A JSON array as a single record only happens for nested arrays; look at its head.
         if let Some(inner) = arr.first() {
-            return detect_values(path, container, inner, &[inner]);
+            return detect_values(path, inner, &[inner]);
         }
         return None;
     }

@@ -28,8 +28,11 @@ pub fn traces_of(rel: &str, format: Format) -> Vec<Trace> {
 
 /// `../shared` beside the repo, or None (tests that need it skip loudly, and fail when
 /// AUTOHARNESS_REQUIRE_ALL=1 as in CI).
+#[allow(clippy::print_stderr)]
 pub fn shared_dir() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared");
+    let dir = std::env::var_os("AUTOHARNESS_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"));
     if dir.join("datasets").is_dir() {
         return Some(dir);
     }

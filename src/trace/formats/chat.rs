@@ -15,21 +15,14 @@ use serde_json::Value;
 use super::{FileCtx, Format, ParseError, Sink};
 use crate::trace::json::{self, as_bool, as_f64, decode_json_string, str_of, string_of};
 use crate::trace::model::{
-    AttrMap, ErrorInfo, ErrorSource, Message, Part, Signal, Step, StepKind, StepStatus, ToolCall,
-    ToolResult, Trace, Usage,
+    AttrMap, ErrorInfo, ErrorSource, Message, Part, Signal, Step, StepKind, StepStatus, ToolCall, ToolResult, Trace,
+    Usage,
 };
 use crate::trace::read::{Pos, Records};
 
 /// Benchmark label fields: answers, never evidence. Never copied anywhere.
-pub(super) const LABEL_KEYS: [&str; 7] = [
-    "mistake_agent",
-    "mistake_step",
-    "mistake_reason",
-    "mistake_type",
-    "labels",
-    "annotations",
-    "label",
-];
+pub(super) const LABEL_KEYS: [&str; 7] =
+    ["mistake_agent", "mistake_step", "mistake_reason", "mistake_type", "labels", "annotations", "label"];
 
 // ---------------------------------------------------------------------------------------
 // Shared helpers
@@ -51,12 +44,7 @@ pub(super) fn attrs_except(v: &Value, skip: &[&str]) -> AttrMap {
 
 /// A fresh step.
 pub(super) fn new_step(id: impl Into<String>, seq: usize, kind: StepKind) -> Step {
-    Step {
-        id: id.into(),
-        seq: u32::try_from(seq).unwrap_or(u32::MAX),
-        kind,
-        ..Step::default()
-    }
+    Step { id: id.into(), seq: u32::try_from(seq).unwrap_or(u32::MAX), kind, ..Step::default() }
 }
 
 /// Mark a step failed with `error`.
@@ -67,10 +55,7 @@ pub(super) fn set_error(step: &mut Step, error: ErrorInfo) {
 
 /// The file name without its trace extensions (`a/b/x.traj.json` → `x`).
 pub(super) fn file_stem(path: &str) -> String {
-    let name = Path::new(path)
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or(path);
+    let name = Path::new(path).file_name().and_then(|n| n.to_str()).unwrap_or(path);
     let mut stem = name;
     for ext in [".gz", ".zst", ".json", ".jsonl", ".ndjson", ".traj"] {
         stem = stem.strip_suffix(ext).unwrap_or(stem);
@@ -78,11 +63,7 @@ pub(super) fn file_stem(path: &str) -> String {
     for ext in [".json", ".traj"] {
         stem = stem.strip_suffix(ext).unwrap_or(stem);
     }
-    if stem.is_empty() {
-        name.to_string()
-    } else {
-        stem.to_string()
-    }
+    if stem.is_empty() { name.to_string() } else { stem.to_string() }
 }
 
 /// Content in any of the shapes seen in the wild → parts: a string, a list of strings,
@@ -94,9 +75,7 @@ pub(super) fn parts_of(content: &Value) -> Vec<Part> {
         Value::String(s) => vec![Part::Text { text: s.clone() }],
         Value::Array(items) => items.iter().filter_map(block_part).collect(),
         Value::Object(_) => block_part(content).into_iter().collect(),
-        other => vec![Part::Text {
-            text: other.to_string(),
-        }],
+        other => vec![Part::Text { text: other.to_string() }],
     }
 }
 
@@ -106,62 +85,39 @@ fn block_part(block: &Value) -> Option<Part> {
         Value::Null => return None,
         Value::Object(o) => o,
         other => {
-            return Some(Part::Text {
-                text: other.to_string(),
-            });
+            return Some(Part::Text { text: other.to_string() });
         }
     };
     let ty = obj.get("type").and_then(Value::as_str).unwrap_or("");
     Some(match ty {
-        "text" | "input_text" | "output_text" | "summary_text" | "reasoning_text" | ""
-            if obj.contains_key("text") =>
-        {
-            Part::Text {
-                text: text_value(obj.get("text").unwrap_or(&Value::Null)),
-            }
+        "text" | "input_text" | "output_text" | "summary_text" | "reasoning_text" | "" if obj.contains_key("text") => {
+            Part::Text { text: text_value(obj.get("text").unwrap_or(&Value::Null)) }
         }
-        "thinking" => Part::Reasoning {
-            text: str_of(block, "thinking").map(str::to_string),
-            redacted: false,
-        },
-        "redacted_thinking" => Part::Reasoning {
-            text: None,
-            redacted: true,
-        },
+        "thinking" => Part::Reasoning { text: str_of(block, "thinking").map(str::to_string), redacted: false },
+        "redacted_thinking" => Part::Reasoning { text: None, redacted: true },
         "reasoning" => Part::Reasoning {
-            text: str_of(block, "text")
-                .or_else(|| str_of(block, "reasoning"))
-                .map(str::to_string),
+            text: str_of(block, "text").or_else(|| str_of(block, "reasoning")).map(str::to_string),
             redacted: false,
         },
-        "tool_use" | "server_tool_use" | "function_call" | "tool_call" => {
-            Part::ToolCall(ToolCall {
-                id: string_of(block, "id").or_else(|| string_of(block, "call_id")),
-                name: str_of(block, "name").unwrap_or("").to_string(),
-                arguments: decode_json_string(
-                    block
-                        .get("input")
-                        .or_else(|| block.get("arguments"))
-                        .cloned()
-                        .unwrap_or(Value::Null),
-                ),
-            })
-        }
-        "tool_result" | "function_call_output" | "tool_call_response" => {
-            Part::ToolResult(ToolResult {
-                call_id: string_of(block, "tool_use_id").or_else(|| string_of(block, "call_id")),
-                content: block
-                    .get("content")
-                    .or_else(|| block.get("output"))
-                    .or_else(|| block.get("response"))
-                    .cloned()
-                    .unwrap_or(Value::Null),
-                is_error: block.get("is_error").and_then(as_bool),
-                exit_code: None,
-            })
-        }
-        "image" | "image_url" | "input_image" | "document" | "file" | "input_file" | "audio"
-        | "input_audio" => {
+        "tool_use" | "server_tool_use" | "function_call" | "tool_call" => Part::ToolCall(ToolCall {
+            id: string_of(block, "id").or_else(|| string_of(block, "call_id")),
+            name: str_of(block, "name").unwrap_or("").to_string(),
+            arguments: decode_json_string(
+                block.get("input").or_else(|| block.get("arguments")).cloned().unwrap_or(Value::Null),
+            ),
+        }),
+        "tool_result" | "function_call_output" | "tool_call_response" => Part::ToolResult(ToolResult {
+            call_id: string_of(block, "tool_use_id").or_else(|| string_of(block, "call_id")),
+            content: block
+                .get("content")
+                .or_else(|| block.get("output"))
+                .or_else(|| block.get("response"))
+                .cloned()
+                .unwrap_or(Value::Null),
+            is_error: block.get("is_error").and_then(as_bool),
+            exit_code: None,
+        }),
+        "image" | "image_url" | "input_image" | "document" | "file" | "input_file" | "audio" | "input_audio" => {
             let modality = match ty {
                 "document" | "file" | "input_file" => "document",
                 "audio" | "input_audio" => "audio",
@@ -169,9 +125,7 @@ fn block_part(block: &Value) -> Option<Part> {
             };
             Part::Media {
                 modality: modality.to_string(),
-                mime: json::path(block, &["source", "media_type"])
-                    .and_then(Value::as_str)
-                    .map(str::to_string),
+                mime: json::path(block, &["source", "media_type"]).and_then(Value::as_str).map(str::to_string),
                 uri: json::path(block, &["image_url", "url"])
                     .or_else(|| block.get("image_url"))
                     .or_else(|| json::path(block, &["source", "url"]))
@@ -180,14 +134,7 @@ fn block_part(block: &Value) -> Option<Part> {
                     .map(str::to_string),
             }
         }
-        _ => Part::Other {
-            kind: if ty.is_empty() {
-                "unknown".into()
-            } else {
-                ty.to_string()
-            },
-            raw: block.clone(),
-        },
+        _ => Part::Other { kind: if ty.is_empty() { "unknown".into() } else { ty.to_string() }, raw: block.clone() },
     })
 }
 
@@ -197,16 +144,9 @@ pub(super) fn text_value(v: &Value) -> String {
         Value::String(s) => s.clone(),
         Value::Null => String::new(),
         Value::Array(_) | Value::Object(_) => {
-            let msg = Message {
-                parts: parts_of(v),
-                ..Message::default()
-            };
+            let msg = Message { parts: parts_of(v), ..Message::default() };
             let t = msg.joined_text();
-            if t.is_empty() && !v.as_array().is_some_and(Vec::is_empty) {
-                v.to_string()
-            } else {
-                t
-            }
+            if t.is_empty() && !v.as_array().is_some_and(Vec::is_empty) { v.to_string() } else { t }
         }
         other => other.to_string(),
     }
@@ -228,13 +168,7 @@ fn leading_int(s: &str) -> Option<i64> {
 pub(super) fn exit_code_in(text: &str) -> Option<i64> {
     let t = text.trim_start();
     let t = t.strip_prefix("<tool_use_error>").unwrap_or(t).trim_start();
-    for prefix in [
-        "Exit code: ",
-        "Exit code ",
-        "exitcode: ",
-        "exit code: ",
-        "Exit Code: ",
-    ] {
+    for prefix in ["Exit code: ", "Exit code ", "exitcode: ", "exit code: ", "Exit Code: "] {
         if let Some(rest) = t.strip_prefix(prefix) {
             return leading_int(rest);
         }
@@ -260,9 +194,8 @@ pub(super) fn text_error(text: &str) -> (Option<i64>, Option<ErrorInfo>) {
     let exit = exit_code_in(text);
     if let Some(code) = exit {
         if code != 0 {
-            let mut e = ErrorInfo::new(ErrorSource::ExitCode)
-                .with_type("exit_code")
-                .with_message(json::clip(text.trim(), 500));
+            let mut e =
+                ErrorInfo::new(ErrorSource::ExitCode).with_type("exit_code").with_message(json::clip(text.trim(), 500));
             e.code = Some(code.to_string());
             return (exit, Some(e));
         }
@@ -274,11 +207,7 @@ pub(super) fn text_error(text: &str) -> (Option<i64>, Option<ErrorInfo>) {
 fn text_heuristic(text: &str) -> Option<ErrorInfo> {
     let t = text.trim();
     let heur = |ty: &str, msg: &str| {
-        Some(
-            ErrorInfo::new(ErrorSource::TextHeuristic)
-                .with_type(ty)
-                .with_message(json::clip(msg.trim(), 500)),
-        )
+        Some(ErrorInfo::new(ErrorSource::TextHeuristic).with_type(ty).with_message(json::clip(msg.trim(), 500)))
     };
     if let Some(rest) = t.strip_prefix("<tool_use_error>") {
         let inner = rest.split("</tool_use_error>").next().unwrap_or(rest);
@@ -307,8 +236,7 @@ fn text_heuristic(text: &str) -> Option<ErrorInfo> {
     }
     for line in t.lines().take(5) {
         let l = line.trim_end();
-        if l.ends_with(": command not found") || l.ends_with(": not found") && l.starts_with("sh:")
-        {
+        if l.ends_with(": command not found") || l.ends_with(": not found") && l.starts_with("sh:") {
             return heur("command_not_found", l);
         }
     }
@@ -341,21 +269,15 @@ pub(super) fn tool_calls_of(msg: &Value) -> Vec<ToolCall> {
     let mut out = Vec::new();
     let raw = msg.get("tool_calls").cloned().unwrap_or(Value::Null);
     let list = match raw {
-        Value::String(s) => serde_json::from_str::<Value>(&s)
-            .ok()
-            .or_else(|| json::python_literal(&s))
-            .unwrap_or(Value::Null),
+        Value::String(s) => {
+            serde_json::from_str::<Value>(&s).ok().or_else(|| json::python_literal(&s)).unwrap_or(Value::Null)
+        }
         other => other,
     };
     if let Some(items) = list.as_array() {
         for call in items {
-            let func = call
-                .get("function")
-                .filter(|f| f.is_object())
-                .unwrap_or(call);
-            let name = str_of(func, "name")
-                .or_else(|| str_of(call, "name"))
-                .unwrap_or("");
+            let func = call.get("function").filter(|f| f.is_object()).unwrap_or(call);
+            let name = str_of(func, "name").or_else(|| str_of(call, "name")).unwrap_or("");
             let args = func
                 .get("arguments")
                 .or_else(|| call.get("arguments"))
@@ -382,17 +304,10 @@ pub(super) fn tool_calls_of(msg: &Value) -> Vec<ToolCall> {
 /// OpenAI / Anthropic usage objects (`prompt_tokens`/`completion_tokens` or
 /// `input_tokens`/`output_tokens`, cached and reasoning details).
 pub(super) fn usage_of(u: &Value) -> Usage {
-    let get = |keys: &[&[&str]]| {
-        keys.iter()
-            .find_map(|k| json::path(u, k).and_then(json::as_u64))
-    };
+    let get = |keys: &[&[&str]]| keys.iter().find_map(|k| json::path(u, k).and_then(json::as_u64));
     Usage {
         input_tokens: get(&[&["input_tokens"], &["prompt_tokens"], &["tokens_sent"]]),
-        output_tokens: get(&[
-            &["output_tokens"],
-            &["completion_tokens"],
-            &["tokens_received"],
-        ]),
+        output_tokens: get(&[&["output_tokens"], &["completion_tokens"], &["tokens_received"]]),
         total_tokens: get(&[&["total_tokens"]]),
         cache_read_tokens: get(&[
             &["cache_read_input_tokens"],
@@ -427,10 +342,7 @@ fn is_terminal_speaker(base: &str) -> bool {
 
 /// Chat roles as APIs spell them (lowercase); `Assistant` is a Magentic-One agent.
 fn is_plain_role(role: &str) -> bool {
-    matches!(
-        role,
-        "system" | "user" | "assistant" | "tool" | "function" | "developer" | ""
-    )
+    matches!(role, "system" | "user" | "assistant" | "tool" | "function" | "developer" | "")
 }
 
 /// The agent part of a speaker label: `Orchestrator (thought)` → `Orchestrator`.
@@ -438,16 +350,8 @@ pub(super) fn speaker_base(speaker: &str) -> &str {
     speaker.split(" (").next().unwrap_or(speaker).trim()
 }
 
-const MESSAGE_KEYS: [&str; 8] = [
-    "role",
-    "content",
-    "name",
-    "tool_calls",
-    "tool_call_id",
-    "function_call",
-    "parts",
-    "id",
-];
+const MESSAGE_KEYS: [&str; 8] =
+    ["role", "content", "name", "tool_calls", "tool_call_id", "function_call", "parts", "id"];
 
 /// Append one step per message of an OpenAI-style list (ids `msg:<i>`, `i` = the
 /// 0-based position in `msgs`), and every message to the transcript. Assistant tool
@@ -465,42 +369,23 @@ pub(super) fn push_messages(trace: &mut Trace, msgs: &[Value], mode: ListMode) {
             trace.steps.push(step);
             continue;
         }
-        let role = str_of(m, "role")
-            .or_else(|| str_of(m, "type"))
-            .or_else(|| str_of(m, "sender"))
-            .unwrap_or("");
+        let role = str_of(m, "role").or_else(|| str_of(m, "type")).or_else(|| str_of(m, "sender")).unwrap_or("");
         let name = str_of(m, "name");
-        let content = m
-            .get("content")
-            .or_else(|| m.get("parts"))
-            .unwrap_or(&Value::Null);
+        let content = m.get("content").or_else(|| m.get("parts")).unwrap_or(&Value::Null);
         let calls = tool_calls_of(m);
         let role_l = role.to_ascii_lowercase();
-        let speaker = if mode == ListMode::History {
-            name.unwrap_or(role)
-        } else {
-            role
-        };
+        let speaker = if mode == ListMode::History { name.unwrap_or(role) } else { role };
         let base = speaker_base(speaker);
         let text = text_value(content);
-        let kind = if matches!(
-            role_l.as_str(),
-            "tool" | "function" | "ipython" | "observation"
-        ) {
+        let kind = if matches!(role_l.as_str(), "tool" | "function" | "ipython" | "observation") {
             StepKind::Tool
         } else if matches!(role_l.as_str(), "system" | "developer") {
             StepKind::System
-        } else if mode == ListMode::History
-            && (is_terminal_speaker(base) || text.starts_with("exitcode:"))
-        {
+        } else if mode == ListMode::History && (is_terminal_speaker(base) || text.starts_with("exitcode:")) {
             StepKind::Tool
-        } else if role_l == "human"
-            || (role_l == "user" && (mode == ListMode::Chat || name.is_none()))
-        {
+        } else if role_l == "human" || (role_l == "user" && (mode == ListMode::Chat || name.is_none())) {
             StepKind::User
-        } else if matches!(role_l.as_str(), "assistant" | "ai" | "model" | "bot")
-            || mode == ListMode::History
-        {
+        } else if matches!(role_l.as_str(), "assistant" | "ai" | "model" | "bot") || mode == ListMode::History {
             StepKind::Llm
         } else {
             StepKind::Other
@@ -509,17 +394,12 @@ pub(super) fn push_messages(trace: &mut Trace, msgs: &[Value], mode: ListMode) {
             flush_pending(trace, &mut pending);
         }
         let seq = trace.steps.len();
-        let mut parts = if kind == StepKind::Tool {
-            Vec::new()
-        } else {
-            parts_of(content)
-        };
+        let mut parts = if kind == StepKind::Tool { Vec::new() } else { parts_of(content) };
         parts.extend(calls.iter().cloned().map(Part::ToolCall));
         let mut step = new_step(id, seq, kind);
         step.attributes = attrs_except(m, &MESSAGE_KEYS);
         if let Some(id) = string_of(m, "id") {
-            step.attributes
-                .insert("message_id".into(), Value::String(id));
+            step.attributes.insert("message_id".into(), Value::String(id));
         }
         match mode {
             ListMode::History => {
@@ -540,23 +420,13 @@ pub(super) fn push_messages(trace: &mut Trace, msgs: &[Value], mode: ListMode) {
         }
         step.cost_usd = m.get("cost").and_then(as_f64);
         if kind == StepKind::Tool {
-            let call_id = string_of(m, "tool_call_id").or_else(|| {
-                if role_l == "tool" {
-                    string_of(m, "id")
-                } else {
-                    None
-                }
-            });
+            let call_id =
+                string_of(m, "tool_call_id").or_else(|| if role_l == "tool" { string_of(m, "id") } else { None });
             let call = take_pending(&mut pending, call_id.as_deref(), name);
             let (exit_code, heuristic) = text_error(&text);
-            let flag = m
-                .get("error")
-                .and_then(as_bool)
-                .or_else(|| m.get("is_error").and_then(as_bool));
+            let flag = m.get("error").and_then(as_bool).or_else(|| m.get("is_error").and_then(as_bool));
             let result = ToolResult {
-                call_id: call_id
-                    .clone()
-                    .or_else(|| call.as_ref().and_then(|(c, _)| c.id.clone())),
+                call_id: call_id.clone().or_else(|| call.as_ref().and_then(|(c, _)| c.id.clone())),
                 content: content.clone(),
                 is_error: flag,
                 exit_code,
@@ -569,27 +439,21 @@ pub(super) fn push_messages(trace: &mut Trace, msgs: &[Value], mode: ListMode) {
                 .or_else(|| name.map(str::to_string))
                 .or(step.name.take());
             if let Some((c, llm_id)) = call {
-                step.attributes
-                    .insert("called_by".into(), Value::String(llm_id));
+                step.attributes.insert("called_by".into(), Value::String(llm_id));
                 step.tool_call = Some(c);
             }
             step.tool_result = Some(result);
             if flag == Some(true) {
                 set_error(
                     &mut step,
-                    ErrorInfo::new(ErrorSource::ToolResultFlag)
-                        .with_message(json::clip(text.trim(), 500)),
+                    ErrorInfo::new(ErrorSource::ToolResultFlag).with_message(json::clip(text.trim(), 500)),
                 );
             } else if let Some(e) = heuristic {
                 set_error(&mut step, e);
             }
         }
         let msg = Message {
-            role: if role.is_empty() {
-                "unknown".into()
-            } else {
-                role.to_string()
-            },
+            role: if role.is_empty() { "unknown".into() } else { role.to_string() },
             name: name.map(str::to_string),
             parts,
             finish_reason: str_of(m, "finish_reason").map(str::to_string),
@@ -615,9 +479,7 @@ fn take_pending(
     name: Option<&str>,
 ) -> Option<(ToolCall, String)> {
     let pos = match call_id {
-        Some(id) => pending
-            .iter()
-            .position(|(c, _)| c.id.as_deref() == Some(id)),
+        Some(id) => pending.iter().position(|(c, _)| c.id.as_deref() == Some(id)),
         None => None,
     }
     .or_else(|| name.and_then(|n| pending.iter().position(|(c, _)| c.name == n)))
@@ -635,16 +497,9 @@ fn flush_pending(trace: &mut Trace, pending: &mut Vec<(ToolCall, String)>) {
         };
         let mut step = new_step(id, seq, StepKind::Tool);
         step.name = Some(call.name.clone()).filter(|n| !n.is_empty());
-        step.attributes
-            .insert("called_by".into(), Value::String(llm_id.clone()));
-        step.attributes
-            .insert("unanswered".into(), Value::Bool(true));
-        if let Some(r) = trace
-            .steps
-            .iter()
-            .find(|s| s.id == llm_id)
-            .and_then(|s| s.transcript_range)
-        {
+        step.attributes.insert("called_by".into(), Value::String(llm_id.clone()));
+        step.attributes.insert("unanswered".into(), Value::Bool(true));
+        if let Some(r) = trace.steps.iter().find(|s| s.id == llm_id).and_then(|s| s.transcript_range) {
             step.transcript_range = Some(r);
         }
         step.tool_call = Some(call);
@@ -668,21 +523,11 @@ pub(super) fn first_user_text(trace: &Trace) -> Option<String> {
 // ---------------------------------------------------------------------------------------
 
 /// Keys of a history record that are mapped, not copied.
-const HISTORY_KEYS: [&str; 5] = [
-    "history",
-    "messages",
-    "question",
-    "is_correct",
-    "is_corrected",
-];
+const HISTORY_KEYS: [&str; 5] = ["history", "messages", "question", "is_correct", "is_corrected"];
 
 /// Multi-agent chat logs: Who&When (`history` + `question` + `is_correct`), and generic
 /// `{"messages": […]}` objects. One trace per record.
-pub fn parse_history(
-    records: &mut Records,
-    ctx: &mut FileCtx<'_>,
-    sink: &mut Sink<'_>,
-) -> Result<(), ParseError> {
+pub fn parse_history(records: &mut Records, ctx: &mut FileCtx<'_>, sink: &mut Sink<'_>) -> Result<(), ParseError> {
     let stem = trace_base_id(ctx.path);
     let mut n = 0usize;
     for item in records {
@@ -694,30 +539,19 @@ pub fn parse_history(
             }
         };
         let v = &rec.value;
-        let (msgs, mode) = match (
-            v.get("history").and_then(Value::as_array),
-            v.get("messages").and_then(Value::as_array),
-        ) {
-            (Some(h), _) => (h, ListMode::History),
-            (None, Some(m)) => (m, ListMode::Chat),
-            _ => {
-                ctx.warn(
-                    rec.pos,
-                    format!("not a chat log record: {}", json::keys_of(v)),
-                );
-                continue;
-            }
-        };
+        let (msgs, mode) =
+            match (v.get("history").and_then(Value::as_array), v.get("messages").and_then(Value::as_array)) {
+                (Some(h), _) => (h, ListMode::History),
+                (None, Some(m)) => (m, ListMode::Chat),
+                _ => {
+                    ctx.warn(rec.pos, format!("not a chat log record: {}", json::keys_of(v)));
+                    continue;
+                }
+            };
         let id = string_of(v, "id")
             .or_else(|| string_of(v, "trace_id"))
             .or_else(|| string_of(v, "session_id"))
-            .unwrap_or_else(|| {
-                if n == 0 {
-                    stem.clone()
-                } else {
-                    format!("{stem}#{n}")
-                }
-            });
+            .unwrap_or_else(|| if n == 0 { stem.clone() } else { format!("{stem}#{n}") });
         n += 1;
         let mut trace = ctx.trace(Format::ChatHistory, id, rec.pos);
         trace.attributes = attrs_except(v, &HISTORY_KEYS);
@@ -731,16 +565,12 @@ pub fn parse_history(
             .or_else(|| first_user_text(&trace).map(Value::String));
         for key in ["is_correct", "is_corrected"] {
             if let Some(ok) = v.get(key).and_then(as_bool) {
-                trace
-                    .signals
-                    .push(Signal::new("is_correct", ok, format!("{key} = {ok}")));
+                trace.signals.push(Signal::new("is_correct", ok, format!("{key} = {ok}")));
                 break;
             }
         }
         if let Some(r) = v.get("reward").and_then(as_f64) {
-            trace
-                .signals
-                .push(Signal::new("reward", r >= 1.0, format!("reward = {r}")));
+            trace.signals.push(Signal::new("reward", r >= 1.0, format!("reward = {r}")));
         }
         sink(trace);
     }
@@ -751,11 +581,7 @@ pub fn parse_history(
 /// per folder: `Hand-Crafted/5` and `Algorithm-Generated/5` are different runs).
 fn trace_base_id(path: &str) -> String {
     let stem = file_stem(path);
-    match Path::new(path)
-        .parent()
-        .and_then(|p| p.file_name())
-        .and_then(|n| n.to_str())
-    {
+    match Path::new(path).parent().and_then(|p| p.file_name()).and_then(|n| n.to_str()) {
         Some(dir) if !dir.is_empty() && dir != "." => format!("{dir}/{stem}"),
         _ => stem,
     }
@@ -763,11 +589,7 @@ fn trace_base_id(path: &str) -> String {
 
 /// MAST/MAD-style records: `{trace_id, trace: <text>, mas_name, benchmark_name, …}` →
 /// one trace per record with one System step holding the text.
-pub fn parse_text_log(
-    records: &mut Records,
-    ctx: &mut FileCtx<'_>,
-    sink: &mut Sink<'_>,
-) -> Result<(), ParseError> {
+pub fn parse_text_log(records: &mut Records, ctx: &mut FileCtx<'_>, sink: &mut Sink<'_>) -> Result<(), ParseError> {
     let stem = file_stem(ctx.path);
     for (n, item) in records.enumerate() {
         let rec = match item {
@@ -779,15 +601,10 @@ pub fn parse_text_log(
         };
         let v = &rec.value;
         let Some(text) = v.get("trace").and_then(Value::as_str) else {
-            ctx.warn(
-                rec.pos,
-                format!("no `trace` text in this record: {}", json::keys_of(v)),
-            );
+            ctx.warn(rec.pos, format!("no `trace` text in this record: {}", json::keys_of(v)));
             continue;
         };
-        let id = string_of(v, "trace_id")
-            .or_else(|| string_of(v, "id"))
-            .unwrap_or_else(|| format!("{stem}#{n}"));
+        let id = string_of(v, "trace_id").or_else(|| string_of(v, "id")).unwrap_or_else(|| format!("{stem}#{n}"));
         let mut trace = ctx.trace(Format::TextLog, id, rec.pos);
         trace.attributes = attrs_except(v, &["trace"]);
         trace.name = str_of(v, "mas_name").map(str::to_string);
@@ -806,11 +623,7 @@ pub fn parse_text_log(
 
 /// A plain message list: a JSON array of messages or JSONL one message per line → one
 /// trace. A record that is itself an array of messages is a conversation of its own.
-pub fn parse_messages(
-    records: &mut Records,
-    ctx: &mut FileCtx<'_>,
-    sink: &mut Sink<'_>,
-) -> Result<(), ParseError> {
+pub fn parse_messages(records: &mut Records, ctx: &mut FileCtx<'_>, sink: &mut Sink<'_>) -> Result<(), ParseError> {
     let stem = file_stem(ctx.path);
     let mut msgs: Vec<Value> = Vec::new();
     let mut first_pos: Option<Pos> = None;
@@ -874,36 +687,20 @@ mod tests {
     fn exit_codes_and_heuristics() {
         assert_eq!(exit_code_in("Exit code: 2\nWall time: 1s"), Some(2));
         assert_eq!(exit_code_in("exitcode: 127 (execution failed)"), Some(127));
-        assert_eq!(
-            exit_code_in("<returncode>1</returncode>\n<output>"),
-            Some(1)
-        );
-        assert_eq!(
-            exit_code_in("The script ran, then exited with Unix exit code: 3\nIts output"),
-            Some(3)
-        );
+        assert_eq!(exit_code_in("<returncode>1</returncode>\n<output>"), Some(1));
+        assert_eq!(exit_code_in("The script ran, then exited with Unix exit code: 3\nIts output"), Some(3));
         assert_eq!(exit_code_in("all good"), None);
         let (code, err) = text_error("Exit code 1\nboom");
         assert_eq!(code, Some(1));
         assert_eq!(err.unwrap().source, Some(ErrorSource::ExitCode));
         assert!(text_error("Exit code: 0\nok").1.is_none());
-        let e =
-            text_error("Traceback (most recent call last):\n  File \"x\", line 1\nValueError: bad")
-                .1
-                .unwrap();
+        let e = text_error("Traceback (most recent call last):\n  File \"x\", line 1\nValueError: bad").1.unwrap();
         assert_eq!(e.r#type.as_deref(), Some("ValueError"));
-        assert_eq!(
-            text_error("Error: user not found").1.unwrap().source,
-            Some(ErrorSource::TextHeuristic)
-        );
+        assert_eq!(text_error("Error: user not found").1.unwrap().source, Some(ErrorSource::TextHeuristic));
         assert!(text_error("bash: foo: command not found").1.is_some());
         assert!(text_error("HTTP 503 Service Unavailable").1.is_some());
         // Mentions of "error" in a normal result are not errors.
-        assert!(
-            text_error("Found 3 matches for \"error\" in src/")
-                .1
-                .is_none()
-        );
+        assert!(text_error("Found 3 matches for \"error\" in src/").1.is_none());
         assert!(text_error("no errors found").1.is_none());
     }
 
@@ -969,10 +766,7 @@ mod tests {
         assert_eq!(t.id, "m");
         let tool = &t.steps[2];
         assert_eq!(tool.tool_call.as_ref().unwrap().arguments, json!({"a": 1}));
-        assert_eq!(
-            tool.error.as_ref().unwrap().source,
-            Some(ErrorSource::TextHeuristic)
-        );
+        assert_eq!(tool.error.as_ref().unwrap().source, Some(ErrorSource::TextHeuristic));
         // c2 was never answered: a step of its own, before the next assistant message.
         assert_eq!(t.steps[3].id, "call:c2");
         assert_eq!(t.steps[4].id, "msg:3");
@@ -997,11 +791,7 @@ mod tests {
         assert_eq!(traces[0].id, "3");
         assert!(!traces[0].attributes.contains_key("annotations"));
         assert_eq!(traces[0].steps[0].output, Some(json!("log text")));
-        let (traces, warnings) = run(
-            parse_history,
-            "x.json",
-            vec![json!([1, 2]), json!({"history": "nope"})],
-        );
+        let (traces, warnings) = run(parse_history, "x.json", vec![json!([1, 2]), json!({"history": "nope"})]);
         assert!(traces.is_empty());
         assert_eq!(warnings, 2);
     }
@@ -1107,10 +897,7 @@ mod fuzz {
             5 | 6 => {
                 let mut m = Map::new();
                 for _ in 0..r.below(6) {
-                    m.insert(
-                        KEYS[r.below(KEYS.len() as u64) as usize].into(),
-                        value(r, depth + 1),
-                    );
+                    m.insert(KEYS[r.below(KEYS.len() as u64) as usize].into(), value(r, depth + 1));
                 }
                 Value::Object(m)
             }

@@ -11,41 +11,25 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::Value;
 
-use super::chat::{
-    attrs_except, file_stem, new_step, parts_of, set_error, text_error, text_value, usage_of,
-};
+use super::chat::{attrs_except, file_stem, new_step, parts_of, set_error, text_error, text_value, usage_of};
 use super::{FileCtx, Format, ParseError, Sink};
 use crate::trace::json::{self, as_bool, as_f64, parse_time, str_of, string_of};
 use crate::trace::model::{
-    ErrorInfo, ErrorSource, Message, ModelInfo, Part, Signal, Step, StepKind, ToolResult, Trace,
-    Usage,
+    ErrorInfo, ErrorSource, Message, ModelInfo, Part, Signal, Step, StepKind, ToolResult, Trace, Usage,
 };
 use crate::trace::read::{Pos, Records};
 
 /// Claude Code session JSONL (also the `{"loglines": […]}` web-session wrapper).
-pub fn parse(
-    records: &mut Records,
-    ctx: &mut FileCtx<'_>,
-    sink: &mut Sink<'_>,
-) -> Result<(), ParseError> {
+pub fn parse(records: &mut Records, ctx: &mut FileCtx<'_>, sink: &mut Sink<'_>) -> Result<(), ParseError> {
     run(records, ctx, sink, Format::ClaudeCode)
 }
 
 /// `claude -p --output-format stream-json` / Agent SDK NDJSON.
-pub fn parse_stream_json(
-    records: &mut Records,
-    ctx: &mut FileCtx<'_>,
-    sink: &mut Sink<'_>,
-) -> Result<(), ParseError> {
+pub fn parse_stream_json(records: &mut Records, ctx: &mut FileCtx<'_>, sink: &mut Sink<'_>) -> Result<(), ParseError> {
     run(records, ctx, sink, Format::ClaudeStreamJson)
 }
 
-fn run(
-    records: &mut Records,
-    ctx: &mut FileCtx<'_>,
-    sink: &mut Sink<'_>,
-    format: Format,
-) -> Result<(), ParseError> {
+fn run(records: &mut Records, ctx: &mut FileCtx<'_>, sink: &mut Sink<'_>, format: Format) -> Result<(), ParseError> {
     let mut b = Builder {
         format,
         default_id: file_stem(ctx.path),
@@ -142,17 +126,14 @@ impl Envelope<'_> {
     fn mark(&self, step: &mut Step) {
         step.start = self.time;
         if self.sidechain {
-            step.attributes
-                .insert("sidechain".into(), Value::Bool(true));
+            step.attributes.insert("sidechain".into(), Value::Bool(true));
             step.agent = Some(self.agent.clone().unwrap_or_else(|| "sidechain".into()));
         }
         if let Some(p) = str_of(self.v, "parentUuid") {
-            step.attributes
-                .insert("parent_uuid".into(), Value::String(p.into()));
+            step.attributes.insert("parent_uuid".into(), Value::String(p.into()));
         }
         if let Some(p) = str_of(self.v, "parent_tool_use_id") {
-            step.attributes
-                .insert("parent_tool_use_id".into(), Value::String(p.into()));
+            step.attributes.insert("parent_tool_use_id".into(), Value::String(p.into()));
         }
     }
 }
@@ -181,9 +162,7 @@ impl Builder {
         let mut trace = ctx.trace(self.format, id.clone(), pos);
         trace.session_id = Some(id.clone());
         if let Some(summary) = self.pending_summary.take() {
-            trace
-                .attributes
-                .insert("summary".into(), Value::String(summary));
+            trace.attributes.insert("summary".into(), Value::String(summary));
         }
         self.sessions.push(Session {
             trace,
@@ -206,14 +185,7 @@ impl Builder {
         let Some(ty) = str_of(v, "type") else { return };
         if !matches!(
             ty,
-            "user"
-                | "assistant"
-                | "system"
-                | "attachment"
-                | "summary"
-                | "result"
-                | "custom-title"
-                | "ai-title"
+            "user" | "assistant" | "system" | "attachment" | "summary" | "result" | "custom-title" | "ai-title"
         ) {
             return; // progress, file-history-snapshot, queue-operation, … carry no conversation
         }
@@ -232,9 +204,7 @@ impl Builder {
             time: v.get("timestamp").and_then(parse_time),
             sidechain: v.get("isSidechain").and_then(as_bool) == Some(true)
                 || str_of(v, "parent_tool_use_id").is_some(),
-            agent: str_of(v, "agentId")
-                .or_else(|| str_of(v, "parent_tool_use_id"))
-                .map(str::to_string),
+            agent: str_of(v, "agentId").or_else(|| str_of(v, "parent_tool_use_id")).map(str::to_string),
         };
         match ty {
             "assistant" | "user" => {
@@ -253,16 +223,12 @@ impl Builder {
             "result" => result(s, &env, line),
             "summary" => {
                 if let Some(text) = str_of(v, "summary") {
-                    s.trace
-                        .attributes
-                        .insert("summary".into(), Value::String(text.into()));
+                    s.trace.attributes.insert("summary".into(), Value::String(text.into()));
                 }
             }
             _ => {
                 // custom-title / ai-title
-                let title = ["customTitle", "aiTitle", "title"]
-                    .iter()
-                    .find_map(|k| str_of(v, k));
+                let title = ["customTitle", "aiTitle", "title"].iter().find_map(|k| str_of(v, k));
                 if let Some(t) = title {
                     s.trace.name = Some(t.to_string());
                 }
@@ -273,17 +239,11 @@ impl Builder {
 
 /// Session-level facts, first seen wins.
 fn remember_meta(trace: &mut Trace, v: &Value) {
-    for (src, dst) in [
-        ("cwd", "cwd"),
-        ("version", "version"),
-        ("gitBranch", "git_branch"),
-        ("entrypoint", "entrypoint"),
-    ] {
+    for (src, dst) in
+        [("cwd", "cwd"), ("version", "version"), ("gitBranch", "git_branch"), ("entrypoint", "entrypoint")]
+    {
         if let Some(val) = str_of(v, src) {
-            trace
-                .attributes
-                .entry(dst)
-                .or_insert_with(|| Value::String(val.into()));
+            trace.attributes.entry(dst).or_insert_with(|| Value::String(val.into()));
         }
     }
 }
@@ -320,11 +280,7 @@ fn assistant(s: &mut Session, env: &Envelope<'_>, msg: &Value, line: u64) {
             idx
         }
         None => {
-            let mut step = new_step(
-                env.uuid.clone().unwrap_or_else(|| mid.clone()),
-                0,
-                StepKind::Llm,
-            );
+            let mut step = new_step(env.uuid.clone().unwrap_or_else(|| mid.clone()), 0, StepKind::Llm);
             env.mark(&mut step);
             step.end = env.time;
             step.name = str_of(msg, "model").map(str::to_string);
@@ -333,20 +289,14 @@ fn assistant(s: &mut Session, env: &Envelope<'_>, msg: &Value, line: u64) {
                 provider: Some("anthropic".into()),
                 ..ModelInfo::default()
             });
-            step.attributes
-                .insert("message_id".into(), Value::String(mid.clone()));
+            step.attributes.insert("message_id".into(), Value::String(mid.clone()));
             if let Some(r) = str_of(v, "requestId") {
-                step.attributes
-                    .insert("request_id".into(), Value::String(r.into()));
+                step.attributes.insert("request_id".into(), Value::String(r.into()));
             }
             if let Some(u) = usage {
                 step.usage = usage_of(u);
-                if let Some(c) = u
-                    .get("cache_creation_input_tokens")
-                    .filter(|c| !c.is_null())
-                {
-                    step.attributes
-                        .insert("cache_creation_input_tokens".into(), c.clone());
+                if let Some(c) = u.get("cache_creation_input_tokens").filter(|c| !c.is_null()) {
+                    step.attributes.insert("cache_creation_input_tokens".into(), c.clone());
                 }
             }
             let message = Message {
@@ -370,22 +320,16 @@ fn assistant(s: &mut Session, env: &Envelope<'_>, msg: &Value, line: u64) {
                 model.finish_reasons.push(stop.to_string());
             }
         }
-        let api_error = v.get("isApiErrorMessage").and_then(as_bool) == Some(true)
-            || v.get("error").is_some_and(|e| !e.is_null());
+        let api_error =
+            v.get("isApiErrorMessage").and_then(as_bool) == Some(true) || v.get("error").is_some_and(|e| !e.is_null());
         if api_error {
-            let text = step
-                .output_messages
-                .first()
-                .map(Message::joined_text)
-                .unwrap_or_default();
+            let text = step.output_messages.first().map(Message::joined_text).unwrap_or_default();
             let ty = match v.get("error") {
                 Some(Value::String(e)) => e.clone(),
                 Some(e @ Value::Object(_)) => str_of(e, "type").unwrap_or("api_error").to_string(),
                 _ => "api_error".into(),
             };
-            let mut err = ErrorInfo::new(ErrorSource::Level)
-                .with_type(ty)
-                .with_message(json::clip(&text, 500));
+            let mut err = ErrorInfo::new(ErrorSource::Level).with_type(ty).with_message(json::clip(&text, 500));
             err.code = v.get("apiErrorStatus").and_then(json::scalar_string);
             set_error(step, err);
         } else if stop == Some("max_tokens") && step.error.is_none() {
@@ -410,8 +354,7 @@ fn assistant(s: &mut Session, env: &Envelope<'_>, msg: &Value, line: u64) {
         step.name = Some(call.name.clone()).filter(|n| !n.is_empty());
         step.tool_call = Some(call);
         step.transcript_range = range;
-        step.attributes
-            .insert("called_by".into(), Value::String(llm_id.clone()));
+        step.attributes.insert("called_by".into(), Value::String(llm_id.clone()));
         let ti = s.push_step(step);
         s.tool_by_id.insert(id, ti);
     }
@@ -440,12 +383,7 @@ fn user(s: &mut Session, env: &Envelope<'_>, msg: &Value, line: u64) {
     if parts.is_empty() {
         return;
     }
-    let range = s.push_message(Message {
-        role: "user".into(),
-        name: None,
-        parts: parts.clone(),
-        finish_reason: None,
-    });
+    let range = s.push_message(Message { role: "user".into(), name: None, parts: parts.clone(), finish_reason: None });
     let envelope_result = v.get("toolUseResult").or_else(|| v.get("tool_use_result"));
     let mut text_parts = Vec::new();
     for part in parts {
@@ -457,32 +395,18 @@ fn user(s: &mut Session, env: &Envelope<'_>, msg: &Value, line: u64) {
     if text_parts.is_empty() {
         return;
     }
-    let message = Message {
-        role: "user".into(),
-        name: None,
-        parts: text_parts,
-        finish_reason: None,
-    };
+    let message = Message { role: "user".into(), name: None, parts: text_parts, finish_reason: None };
     let text = message.joined_text();
     let meta = v.get("isMeta").and_then(as_bool) == Some(true)
         || v.get("isCompactSummary").and_then(as_bool) == Some(true)
         || v.get("isVisibleInTranscriptOnly").and_then(as_bool) == Some(true);
-    let kind = if meta {
-        StepKind::System
-    } else {
-        StepKind::User
-    };
-    let mut step = new_step(
-        env.uuid.clone().unwrap_or_else(|| format!("line:{line}")),
-        0,
-        kind,
-    );
+    let kind = if meta { StepKind::System } else { StepKind::User };
+    let mut step = new_step(env.uuid.clone().unwrap_or_else(|| format!("line:{line}")), 0, kind);
     env.mark(&mut step);
     step.transcript_range = Some(range);
     step.output_messages = vec![message];
     if text.trim_start().starts_with(INTERRUPTED) {
-        step.attributes
-            .insert("interrupted".into(), Value::Bool(true));
+        step.attributes.insert("interrupted".into(), Value::Bool(true));
         let mut sig = Signal::new("interrupted", false, json::clip(text.trim(), 120));
         sig.step = Some(step.id.clone());
         let idx = s.push_step(step);
@@ -518,8 +442,7 @@ fn tool_result(
             // A result whose call we never saw (compacted away, or in another file).
             let mut step = new_step(id.clone(), 0, StepKind::Tool);
             env.mark(&mut step);
-            step.attributes
-                .insert("call_missing".into(), Value::Bool(true));
+            step.attributes.insert("call_missing".into(), Value::Bool(true));
             let i = s.push_step(step);
             s.tool_by_id.insert(id, i);
             i
@@ -532,13 +455,11 @@ fn tool_result(
     step.end = env.time.or(step.end);
     step.transcript_range = Some(range);
     if let Some(u) = &env.uuid {
-        step.attributes
-            .insert("result_uuid".into(), Value::String(u.clone()));
+        step.attributes.insert("result_uuid".into(), Value::String(u.clone()));
     }
     match envelope {
         Some(Value::String(e)) => {
-            step.attributes
-                .insert("tool_use_result".into(), Value::String(json::clip(e, 2000)));
+            step.attributes.insert("tool_use_result".into(), Value::String(json::clip(e, 2000)));
         }
         Some(Value::Object(o)) => {
             // Keep the small scalar facts (exit codes, interrupted flags), not file bodies.
@@ -552,8 +473,7 @@ fn tool_result(
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
             if !small.is_empty() {
-                step.attributes
-                    .insert("tool_use_result".into(), Value::Object(small));
+                step.attributes.insert("tool_use_result".into(), Value::Object(small));
             }
         }
         _ => {}
@@ -572,9 +492,8 @@ fn tool_result(
             } else {
                 "tool_error"
             };
-            let mut err = ErrorInfo::new(ErrorSource::ToolResultFlag)
-                .with_type(ty)
-                .with_message(json::clip(inner.trim(), 500));
+            let mut err =
+                ErrorInfo::new(ErrorSource::ToolResultFlag).with_type(ty).with_message(json::clip(inner.trim(), 500));
             err.code = exit_code.map(|c| c.to_string());
             set_error(step, err);
         }
@@ -593,24 +512,13 @@ fn system(s: &mut Session, env: &Envelope<'_>, line: u64) {
     let subtype = str_of(v, "subtype").unwrap_or("");
     if subtype == "init" {
         // stream-json session start: model, tools, cwd…
-        for (k, val) in attrs_except(
-            v,
-            &[
-                "type",
-                "subtype",
-                "session_id",
-                "uuid",
-                "tools",
-                "mcp_servers",
-                "slash_commands",
-            ],
-        ) {
+        for (k, val) in
+            attrs_except(v, &["type", "subtype", "session_id", "uuid", "tools", "mcp_servers", "slash_commands"])
+        {
             s.trace.attributes.entry(k).or_insert(val);
         }
         if let Some(tools) = v.get("tools").and_then(Value::as_array) {
-            s.trace
-                .attributes
-                .insert("tool_count".into(), Value::from(tools.len()));
+            s.trace.attributes.insert("tool_count".into(), Value::from(tools.len()));
         }
         return;
     }
@@ -620,17 +528,9 @@ fn system(s: &mut Session, env: &Envelope<'_>, line: u64) {
     if content.is_none() && !is_error {
         return; // turn_duration, bridge status…: no text, no failure
     }
-    let mut step = new_step(
-        env.uuid.clone().unwrap_or_else(|| format!("line:{line}")),
-        0,
-        StepKind::System,
-    );
+    let mut step = new_step(env.uuid.clone().unwrap_or_else(|| format!("line:{line}")), 0, StepKind::System);
     env.mark(&mut step);
-    step.name = Some(if subtype.is_empty() {
-        "system".into()
-    } else {
-        subtype.to_string()
-    });
+    step.name = Some(if subtype.is_empty() { "system".into() } else { subtype.to_string() });
     step.attributes.extend(attrs_except(
         v,
         &[
@@ -651,11 +551,7 @@ fn system(s: &mut Session, env: &Envelope<'_>, line: u64) {
         let err_val = v.get("error").unwrap_or(&Value::Null);
         let message = content
             .clone()
-            .or_else(|| {
-                json::path(err_val, &["error", "message"])
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-            })
+            .or_else(|| json::path(err_val, &["error", "message"]).and_then(Value::as_str).map(str::to_string))
             .or_else(|| str_of(err_val, "message").map(str::to_string))
             .or_else(|| err_val.as_str().map(str::to_string))
             .or_else(|| v.get("cause").map(text_value))
@@ -664,9 +560,7 @@ fn system(s: &mut Session, env: &Envelope<'_>, line: u64) {
             .and_then(Value::as_str)
             .or_else(|| str_of(err_val, "type"))
             .unwrap_or(if subtype.is_empty() { "error" } else { subtype });
-        let mut err = ErrorInfo::new(ErrorSource::Level)
-            .with_type(ty)
-            .with_message(json::clip(&message, 500));
+        let mut err = ErrorInfo::new(ErrorSource::Level).with_type(ty).with_message(json::clip(&message, 500));
         err.code = err_val.get("status").and_then(json::scalar_string);
         set_error(&mut step, err);
     }
@@ -698,20 +592,11 @@ fn attachment(s: &mut Session, env: &Envelope<'_>, line: u64) {
         ),
         _ => return,
     };
-    let mut step = new_step(
-        env.uuid.clone().unwrap_or_else(|| format!("line:{line}")),
-        0,
-        StepKind::System,
-    );
+    let mut step = new_step(env.uuid.clone().unwrap_or_else(|| format!("line:{line}")), 0, StepKind::System);
     env.mark(&mut step);
     step.name = Some(ty.to_string());
     step.attributes.extend(attrs_except(att, &["type"]));
-    set_error(
-        &mut step,
-        ErrorInfo::new(source)
-            .with_type(ty)
-            .with_message(message.clone()),
-    );
+    set_error(&mut step, ErrorInfo::new(source).with_type(ty).with_message(message.clone()));
     let idx = s.push_step(step);
     if source == ErrorSource::Terminal {
         let mut sig = Signal::new("terminal", false, message);
@@ -732,45 +617,27 @@ fn result(s: &mut Session, env: &Envelope<'_>, line: u64) {
     } else {
         format!("result = {subtype}")
     };
-    if let Some(c) = v
-        .get("total_cost_usd")
-        .or_else(|| v.get("cost_usd"))
-        .and_then(as_f64)
-    {
+    if let Some(c) = v.get("total_cost_usd").or_else(|| v.get("cost_usd")).and_then(as_f64) {
         s.trace.cost_usd = Some(s.trace.cost_usd.unwrap_or(0.0) + c);
     }
     if let Some(u) = v.get("usage").filter(|u| u.is_object()) {
         let u = usage_of(u);
         s.trace.usage.add(&u);
     }
-    for key in [
-        "num_turns",
-        "duration_ms",
-        "duration_api_ms",
-        "permission_denials",
-        "modelUsage",
-        "stop_reason",
-    ] {
+    for key in ["num_turns", "duration_ms", "duration_api_ms", "permission_denials", "modelUsage", "stop_reason"] {
         if let Some(val) = v.get(key).filter(|x| !x.is_null()) {
             s.trace.attributes.insert(key.to_string(), val.clone());
         }
     }
     let text = str_of(v, "result").map(str::to_string);
-    let mut step = new_step(
-        env.uuid.clone().unwrap_or_else(|| format!("result:{line}")),
-        0,
-        StepKind::System,
-    );
+    let mut step = new_step(env.uuid.clone().unwrap_or_else(|| format!("result:{line}")), 0, StepKind::System);
     env.mark(&mut step);
     step.name = Some("result".into());
-    step.attributes
-        .insert("subtype".into(), Value::String(subtype.into()));
+    step.attributes.insert("subtype".into(), Value::String(subtype.into()));
     step.output = text.clone().map(Value::String);
     if !passed {
         let msg = text.clone().unwrap_or_else(|| detail.clone());
-        let mut err = ErrorInfo::new(ErrorSource::Terminal)
-            .with_type(subtype)
-            .with_message(json::clip(&msg, 500));
+        let mut err = ErrorInfo::new(ErrorSource::Terminal).with_type(subtype).with_message(json::clip(&msg, 500));
         err.code = Some(subtype.to_string());
         set_error(&mut step, err);
     }
@@ -790,11 +657,7 @@ mod tests {
         let mut records = Records::from_values(values);
         let mut ctx = FileCtx::new("s.jsonl");
         let mut out = Vec::new();
-        let f = if format == Format::ClaudeCode {
-            parse
-        } else {
-            parse_stream_json
-        };
+        let f = if format == Format::ClaudeCode { parse } else { parse_stream_json };
         f(&mut records, &mut ctx, &mut |t| out.push(t)).unwrap();
         (out, ctx.warnings.len())
     }
@@ -805,8 +668,7 @@ mod tests {
 
     #[test]
     fn split_assistant_lines_merge_and_count_usage_once() {
-        let usage =
-            json!({"input_tokens": 10, "output_tokens": 5, "cache_read_input_tokens": "100"});
+        let usage = json!({"input_tokens": 10, "output_tokens": 5, "cache_read_input_tokens": "100"});
         let (traces, _) = run_values(
             Format::ClaudeCode,
             vec![
@@ -836,25 +698,14 @@ mod tests {
         let t = &traces[0];
         assert_eq!(t.id, "s1");
         let kinds: Vec<_> = t.steps.iter().map(|s| s.kind).collect();
-        assert_eq!(
-            kinds,
-            vec![
-                StepKind::User,
-                StepKind::Llm,
-                StepKind::Tool,
-                StepKind::User
-            ]
-        );
+        assert_eq!(kinds, vec![StepKind::User, StepKind::Llm, StepKind::Tool, StepKind::User]);
         assert_eq!(t.steps[1].usage.input_tokens, Some(10));
         assert_eq!(t.steps[1].usage.cache_read_tokens, Some(100));
         assert_eq!(t.steps[1].output_messages[0].parts.len(), 2);
         let tool = &t.steps[2];
         assert_eq!(tool.status, StepStatus::Error);
         assert_eq!(tool.tool_result.as_ref().unwrap().exit_code, Some(1));
-        assert_eq!(
-            tool.error.as_ref().unwrap().source,
-            Some(ErrorSource::ToolResultFlag)
-        );
+        assert_eq!(tool.error.as_ref().unwrap().source, Some(ErrorSource::ToolResultFlag));
         assert_eq!(t.signals[0].kind, "interrupted");
         assert!(!t.signals[0].passed);
         assert_eq!(t.task, Some(json!("do it")));

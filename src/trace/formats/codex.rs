@@ -13,20 +13,13 @@ use serde_json::Value;
 
 use super::chat::{file_stem, new_step, parts_of, set_error, text_error, text_value, usage_of};
 use super::{FileCtx, Format, ParseError, Sink};
-use crate::trace::json::{
-    self, as_bool, as_i64, decode_json_string, parse_time, str_of, string_of,
-};
+use crate::trace::json::{self, as_bool, as_i64, decode_json_string, parse_time, str_of, string_of};
 use crate::trace::model::{
-    ErrorInfo, ErrorSource, Message, ModelInfo, Part, Signal, Step, StepKind, ToolCall, ToolResult,
-    Trace,
+    ErrorInfo, ErrorSource, Message, ModelInfo, Part, Signal, Step, StepKind, ToolCall, ToolResult, Trace,
 };
 use crate::trace::read::{Pos, Records};
 
-pub fn parse(
-    records: &mut Records,
-    ctx: &mut FileCtx<'_>,
-    sink: &mut Sink<'_>,
-) -> Result<(), ParseError> {
+pub fn parse(records: &mut Records, ctx: &mut FileCtx<'_>, sink: &mut Sink<'_>) -> Result<(), ParseError> {
     let mut b: Option<Rollout> = None;
     let mut n = 0u64;
     for item in records {
@@ -39,15 +32,9 @@ pub fn parse(
         };
         n += 1;
         let v = &rec.value;
-        let (Some(ty), Some(payload)) = (
-            str_of(v, "type"),
-            v.get("payload").filter(|p| p.is_object()),
-        ) else {
+        let (Some(ty), Some(payload)) = (str_of(v, "type"), v.get("payload").filter(|p| p.is_object())) else {
             if !v.is_object() {
-                ctx.warn(
-                    rec.pos,
-                    format!("not a Codex rollout line: {}", json::keys_of(v)),
-                );
+                ctx.warn(rec.pos, format!("not a Codex rollout line: {}", json::keys_of(v)));
             }
             continue;
         };
@@ -131,20 +118,9 @@ impl Rollout {
             }
             self.trace.start = p.get("timestamp").and_then(parse_time);
         }
-        for key in [
-            "cwd",
-            "originator",
-            "cli_version",
-            "source",
-            "model_provider",
-            "git",
-            "forked_from_id",
-        ] {
+        for key in ["cwd", "originator", "cli_version", "source", "model_provider", "git", "forked_from_id"] {
             if let Some(val) = p.get(key).filter(|x| !x.is_null()) {
-                self.trace
-                    .attributes
-                    .entry(key)
-                    .or_insert_with(|| val.clone());
+                self.trace.attributes.entry(key).or_insert_with(|| val.clone());
             }
         }
     }
@@ -152,17 +128,11 @@ impl Rollout {
     fn turn_context(&mut self, p: &Value) {
         if let Some(m) = str_of(p, "model") {
             self.model = Some(m.to_string());
-            self.trace
-                .attributes
-                .entry("model")
-                .or_insert_with(|| Value::String(m.into()));
+            self.trace.attributes.entry("model").or_insert_with(|| Value::String(m.into()));
         }
         for key in ["approval_policy", "sandbox_policy", "effort"] {
             if let Some(val) = p.get(key).filter(|x| !x.is_null()) {
-                self.trace
-                    .attributes
-                    .entry(key)
-                    .or_insert_with(|| val.clone());
+                self.trace.attributes.entry(key).or_insert_with(|| val.clone());
             }
         }
     }
@@ -183,10 +153,7 @@ impl Rollout {
             provider: Some("openai".into()),
             ..ModelInfo::default()
         });
-        let msg = Message {
-            role: "assistant".into(),
-            ..Message::default()
-        };
+        let msg = Message { role: "assistant".into(), ..Message::default() };
         step.transcript_range = Some(self.push_message(msg.clone()));
         step.output_messages = vec![msg];
         let i = self.push(step);
@@ -221,18 +188,9 @@ impl Rollout {
                     return;
                 }
                 self.open_llm = None;
-                let msg = Message {
-                    role: role.to_string(),
-                    name: None,
-                    parts,
-                    finish_reason: None,
-                };
+                let msg = Message { role: role.to_string(), name: None, parts, finish_reason: None };
                 let text = msg.joined_text();
-                let kind = if role == "user" && !is_injected(&text) {
-                    StepKind::User
-                } else {
-                    StepKind::System
-                };
+                let kind = if role == "user" && !is_injected(&text) { StepKind::User } else { StepKind::System };
                 let mut step = new_step(format!("line:{line}"), 0, kind);
                 step.start = time;
                 step.transcript_range = Some(self.push_message(msg.clone()));
@@ -246,13 +204,8 @@ impl Rollout {
                     .map(|a| a.iter().map(text_value).filter(|t| !t.is_empty()).collect())
                     .unwrap_or_default();
                 let content = p.get("content").map(text_value).filter(|t| !t.is_empty());
-                let text = if summary.is_empty() {
-                    content
-                } else {
-                    Some(summary.join("\n"))
-                };
-                let redacted =
-                    text.is_none() && p.get("encrypted_content").is_some_and(|e| !e.is_null());
+                let text = if summary.is_empty() { content } else { Some(summary.join("\n")) };
+                let redacted = text.is_none() && p.get("encrypted_content").is_some_and(|e| !e.is_null());
                 let i = self.llm(line, time);
                 self.add_llm_part(i, Part::Reasoning { text, redacted });
             }
@@ -275,29 +228,19 @@ impl Rollout {
                     .or_else(|| p.get("action"))
                     .cloned()
                     .unwrap_or(Value::Null);
-                let call = ToolCall {
-                    id: call_id.clone(),
-                    name: name.clone(),
-                    arguments: decode_json_string(args),
-                };
+                let call = ToolCall { id: call_id.clone(), name: name.clone(), arguments: decode_json_string(args) };
                 let i = self.llm(line, time);
                 self.add_llm_part(i, Part::ToolCall(call.clone()));
                 let llm_id = self.trace.steps[i].id.clone();
                 let range = self.trace.steps[i].transcript_range;
-                let mut step = new_step(
-                    call_id.clone().unwrap_or_else(|| format!("line:{line}")),
-                    0,
-                    StepKind::Tool,
-                );
+                let mut step = new_step(call_id.clone().unwrap_or_else(|| format!("line:{line}")), 0, StepKind::Tool);
                 step.start = time;
                 step.name = Some(name);
                 step.tool_call = Some(call);
                 step.transcript_range = range;
-                step.attributes
-                    .insert("called_by".into(), Value::String(llm_id));
+                step.attributes.insert("called_by".into(), Value::String(llm_id));
                 if let Some(st) = str_of(p, "status") {
-                    step.attributes
-                        .insert("status".into(), Value::String(st.into()));
+                    step.attributes.insert("status".into(), Value::String(st.into()));
                 }
                 let ti = self.push(step);
                 if let Some(id) = call_id {
@@ -314,25 +257,14 @@ impl Rollout {
         }
     }
 
-    fn tool_step(
-        &mut self,
-        call_id: Option<String>,
-        name: Option<&str>,
-        line: u64,
-        time: Option<i128>,
-    ) -> usize {
+    fn tool_step(&mut self, call_id: Option<String>, name: Option<&str>, line: u64, time: Option<i128>) -> usize {
         if let Some(&i) = call_id.as_ref().and_then(|id| self.tools.get(id)) {
             return i;
         }
-        let mut step = new_step(
-            call_id.clone().unwrap_or_else(|| format!("line:{line}")),
-            0,
-            StepKind::Tool,
-        );
+        let mut step = new_step(call_id.clone().unwrap_or_else(|| format!("line:{line}")), 0, StepKind::Tool);
         step.start = time;
         step.name = name.map(str::to_string);
-        step.attributes
-            .insert("call_missing".into(), Value::Bool(true));
+        step.attributes.insert("call_missing".into(), Value::Bool(true));
         let i = self.push(step);
         if let Some(id) = call_id {
             self.tools.insert(id, i);
@@ -340,23 +272,12 @@ impl Rollout {
         i
     }
 
-    fn tool_output(
-        &mut self,
-        call_id: Option<String>,
-        output: Value,
-        line: u64,
-        time: Option<i128>,
-    ) {
+    fn tool_output(&mut self, call_id: Option<String>, output: Value, line: u64, time: Option<i128>) {
         let i = self.tool_step(call_id.clone(), None, line, time);
         let (text, exit_code) = output_text(&output);
         let (text_code, heuristic) = text_error(&text);
         let exit_code = exit_code.or(text_code);
-        let result = ToolResult {
-            call_id: call_id.clone(),
-            content: output,
-            is_error: None,
-            exit_code,
-        };
+        let result = ToolResult { call_id: call_id.clone(), content: output, is_error: None, exit_code };
         let range = self.push_message(Message {
             role: "tool".into(),
             name: None,
@@ -392,17 +313,14 @@ impl Rollout {
                 if let Some(total) = info.get("total_token_usage").filter(|u| u.is_object()) {
                     self.trace.usage = usage_of(total);
                 }
-                if let (Some(last), Some(i)) = (
-                    info.get("last_token_usage").filter(|u| u.is_object()),
-                    self.needs_usage,
-                ) {
+                if let (Some(last), Some(i)) =
+                    (info.get("last_token_usage").filter(|u| u.is_object()), self.needs_usage)
+                {
                     self.trace.steps[i].usage = usage_of(last);
                     self.needs_usage = None;
                 }
                 if let Some(w) = info.get("model_context_window").filter(|w| !w.is_null()) {
-                    self.trace
-                        .attributes
-                        .insert("model_context_window".into(), w.clone());
+                    self.trace.attributes.insert("model_context_window".into(), w.clone());
                 }
             }
             "user_message" if self.trace.task.is_none() => {
@@ -412,9 +330,7 @@ impl Rollout {
             }
             "patch_apply_end" if p.get("success").and_then(as_bool) == Some(false) => {
                 let i = self.tool_step(string_of(p, "call_id"), Some("apply_patch"), line, time);
-                let msg = str_of(p, "stderr")
-                    .or_else(|| str_of(p, "stdout"))
-                    .unwrap_or("patch failed to apply");
+                let msg = str_of(p, "stderr").or_else(|| str_of(p, "stdout")).unwrap_or("patch failed to apply");
                 let e = ErrorInfo::new(ErrorSource::ErrorField)
                     .with_type("patch_apply_failed")
                     .with_message(json::clip(msg.trim(), 500));
@@ -422,16 +338,13 @@ impl Rollout {
             }
             "exec_command_end" => {
                 if let Some(code) = p.get("exit_code").and_then(as_i64) {
-                    let i =
-                        self.tool_step(string_of(p, "call_id"), Some("exec_command"), line, time);
+                    let i = self.tool_step(string_of(p, "call_id"), Some("exec_command"), line, time);
                     let step = &mut self.trace.steps[i];
                     if let Some(r) = step.tool_result.as_mut() {
                         r.exit_code = r.exit_code.or(Some(code));
                     }
                     if code != 0 && step.error.is_none() {
-                        let msg = str_of(p, "stderr")
-                            .or_else(|| str_of(p, "aggregated_output"))
-                            .unwrap_or("");
+                        let msg = str_of(p, "stderr").or_else(|| str_of(p, "aggregated_output")).unwrap_or("");
                         let mut e = ErrorInfo::new(ErrorSource::ExitCode)
                             .with_type("exit_code")
                             .with_message(json::clip(msg.trim(), 500));
@@ -456,18 +369,11 @@ impl Rollout {
                     )
                 } else {
                     let ok = res.get("Ok").unwrap_or(&Value::Null);
-                    let flagged = ok
-                        .get("isError")
-                        .or_else(|| ok.get("is_error"))
-                        .and_then(as_bool)
-                        == Some(true);
+                    let flagged = ok.get("isError").or_else(|| ok.get("is_error")).and_then(as_bool) == Some(true);
                     flagged.then(|| {
                         ErrorInfo::new(ErrorSource::ToolResultFlag)
                             .with_type("mcp_error")
-                            .with_message(json::clip(
-                                &text_value(ok.get("content").unwrap_or(&Value::Null)),
-                                500,
-                            ))
+                            .with_message(json::clip(&text_value(ok.get("content").unwrap_or(&Value::Null)), 500))
                     })
                 };
                 let i = self.tool_step(string_of(p, "call_id"), Some(&name), line, time);
@@ -510,9 +416,7 @@ impl Rollout {
                 let msg = str_of(p, "message").unwrap_or(ty);
                 set_error(
                     &mut step,
-                    ErrorInfo::new(ErrorSource::ErrorField)
-                        .with_type(ty)
-                        .with_message(json::clip(msg, 500)),
+                    ErrorInfo::new(ErrorSource::ErrorField).with_type(ty).with_message(json::clip(msg, 500)),
                 );
                 self.push(step);
             }
@@ -527,14 +431,9 @@ fn output_text(output: &Value) -> (String, Option<i64>) {
     let decoded = decode_json_string(output.clone());
     match &decoded {
         Value::Object(o) => {
-            let code = json::path(&decoded, &["metadata", "exit_code"])
-                .or_else(|| o.get("exit_code"))
-                .and_then(as_i64);
-            let text = o
-                .get("output")
-                .or_else(|| o.get("content"))
-                .map(text_value)
-                .unwrap_or_else(|| decoded.to_string());
+            let code = json::path(&decoded, &["metadata", "exit_code"]).or_else(|| o.get("exit_code")).and_then(as_i64);
+            let text =
+                o.get("output").or_else(|| o.get("content")).map(text_value).unwrap_or_else(|| decoded.to_string());
             (text, code)
         }
         Value::Array(_) => (text_value(&decoded), None),
@@ -553,14 +452,11 @@ fn codex_text_error(text: &str) -> Option<ErrorInfo> {
         ("unsupported call:", "unsupported_call"),
         ("apply_patch verification failed", "patch_apply_failed"),
     ];
-    PREFIXES
-        .iter()
-        .find(|(p, _)| t.starts_with(p))
-        .map(|(_, ty)| {
-            ErrorInfo::new(ErrorSource::TextHeuristic)
-                .with_type(*ty)
-                .with_message(json::clip(t.lines().next().unwrap_or(t), 500))
-        })
+    PREFIXES.iter().find(|(p, _)| t.starts_with(p)).map(|(_, ty)| {
+        ErrorInfo::new(ErrorSource::TextHeuristic)
+            .with_type(*ty)
+            .with_message(json::clip(t.lines().next().unwrap_or(t), 500))
+    })
 }
 
 #[cfg(test)]
@@ -583,19 +479,13 @@ mod tests {
     #[test]
     fn calls_join_outputs_and_exit_codes() {
         let t = &run(vec![
-            l(
-                "session_meta",
-                json!({"id": "sess", "cwd": "/w", "cli_version": "0.77.0"}),
-            ),
+            l("session_meta", json!({"id": "sess", "cwd": "/w", "cli_version": "0.77.0"})),
             l("turn_context", json!({"model": "gpt-5"})),
             l(
                 "response_item",
                 json!({"type": "message", "role": "user", "content": [{"type": "input_text", "text": "fix it"}]}),
             ),
-            l(
-                "response_item",
-                json!({"type": "reasoning", "summary": [{"type": "summary_text", "text": "think"}]}),
-            ),
+            l("response_item", json!({"type": "reasoning", "summary": [{"type": "summary_text", "text": "think"}]})),
             l(
                 "response_item",
                 json!({"type": "function_call", "name": "shell", "arguments": "{\"command\":[\"false\"]}", "call_id": "c1"}),
@@ -608,39 +498,23 @@ mod tests {
                 "response_item",
                 json!({"type": "function_call_output", "call_id": "c1", "output": "{\"output\":\"boom\",\"metadata\":{\"exit_code\":1}}"}),
             ),
-            l(
-                "response_item",
-                json!({"type": "function_call", "name": "shell", "arguments": "{}", "call_id": "c2"}),
-            ),
+            l("response_item", json!({"type": "function_call", "name": "shell", "arguments": "{}", "call_id": "c2"})),
             l(
                 "response_item",
                 json!({"type": "function_call_output", "call_id": "c2", "output": "Exit code: 0\nWall time: 1s\nOutput:\nok"}),
             ),
-            l(
-                "event_msg",
-                json!({"type": "turn_aborted", "reason": "interrupted"}),
-            ),
+            l("event_msg", json!({"type": "turn_aborted", "reason": "interrupted"})),
             json!("junk"),
         ])[0];
         assert_eq!(t.id, "sess");
         let kinds: Vec<_> = t.steps.iter().map(|s| s.kind).collect();
         assert_eq!(
             kinds,
-            vec![
-                StepKind::User,
-                StepKind::Llm,
-                StepKind::Tool,
-                StepKind::Llm,
-                StepKind::Tool,
-                StepKind::System
-            ]
+            vec![StepKind::User, StepKind::Llm, StepKind::Tool, StepKind::Llm, StepKind::Tool, StepKind::System]
         );
         assert_eq!(t.steps[1].usage.output_tokens, Some(3));
         assert_eq!(t.steps[2].tool_result.as_ref().unwrap().exit_code, Some(1));
-        assert_eq!(
-            t.steps[2].error.as_ref().unwrap().source,
-            Some(ErrorSource::ExitCode)
-        );
+        assert_eq!(t.steps[2].error.as_ref().unwrap().source, Some(ErrorSource::ExitCode));
         assert!(t.steps[4].error.is_none());
         assert_eq!(t.usage.input_tokens, Some(10));
         assert_eq!(t.signals[0].kind, "terminal");
@@ -655,10 +529,7 @@ mod tests {
             "event_msg",
             json!({"type": "patch_apply_end", "call_id": "p", "success": false, "stderr": "no match"}),
         )])[0];
-        assert_eq!(
-            t.steps[0].error.as_ref().unwrap().message.as_deref(),
-            Some("no match")
-        );
+        assert_eq!(t.steps[0].error.as_ref().unwrap().message.as_deref(), Some("no match"));
         assert_eq!(t.id, "rollout-x");
     }
 }

@@ -32,12 +32,11 @@ use serde_json::{Map, Value};
 
 use super::{FileCtx, Format, ParseError, Sink};
 use crate::trace::json::{
-    self, as_f64, as_u64, decode_json_string, otlp_any_value, otlp_key_values, parse_time,
-    scalar_string,
+    self, as_f64, as_u64, decode_json_string, otlp_any_value, otlp_key_values, parse_time, scalar_string,
 };
 use crate::trace::model::{
-    AttrMap, ErrorInfo, ErrorSource, Event, Message, ModelInfo, Nanos, Part, Score, ScoreSource,
-    Signal, Step, StepKind, StepStatus, ToolCall, ToolResult, Trace, Usage, value_text,
+    AttrMap, ErrorInfo, ErrorSource, Event, Message, ModelInfo, Nanos, Part, Score, ScoreSource, Signal, Step,
+    StepKind, StepStatus, ToolCall, ToolResult, Trace, Usage, value_text,
 };
 use crate::trace::read::{Pos, Records};
 
@@ -47,11 +46,7 @@ use crate::trace::read::{Pos, Records};
 
 /// OTLP/JSON `TracesData`: JSONL (file exporter), single documents, arrays of documents,
 /// camelCase or snake_case keys. Spans are grouped by trace id over the whole file.
-pub fn parse_traces(
-    records: &mut Records,
-    ctx: &mut FileCtx<'_>,
-    sink: &mut Sink<'_>,
-) -> Result<(), ParseError> {
+pub fn parse_traces(records: &mut Records, ctx: &mut FileCtx<'_>, sink: &mut Sink<'_>) -> Result<(), ParseError> {
     let mut col = Collector::new(Format::OtlpJson);
     for item in records {
         let rec = match item {
@@ -65,9 +60,7 @@ pub fn parse_traces(
         flatten_docs(&rec.value, &mut docs, 0);
         let mut any = false;
         for doc in docs {
-            let Some(resource_spans) =
-                get2(doc, "resourceSpans", "resource_spans").and_then(Value::as_array)
-            else {
+            let Some(resource_spans) = get2(doc, "resourceSpans", "resource_spans").and_then(Value::as_array) else {
                 continue;
             };
             any = true;
@@ -76,13 +69,7 @@ pub fn parse_traces(
             }
         }
         if !any {
-            ctx.warn(
-                rec.pos,
-                format!(
-                    "not an OTLP TracesData record: {}",
-                    json::keys_of(&rec.value)
-                ),
-            );
+            ctx.warn(rec.pos, format!("not an OTLP TracesData record: {}", json::keys_of(&rec.value)));
         }
     }
     col.finish(sink);
@@ -92,13 +79,7 @@ pub fn parse_traces(
 fn read_resource_spans(rs: &Value, pos: Pos, ctx: &mut FileCtx<'_>, col: &mut Collector) {
     let resource = resource_attrs(rs);
     let scopes = get2(rs, "scopeSpans", "scope_spans")
-        .or_else(|| {
-            get2(
-                rs,
-                "instrumentationLibrarySpans",
-                "instrumentation_library_spans",
-            )
-        })
+        .or_else(|| get2(rs, "instrumentationLibrarySpans", "instrumentation_library_spans"))
         .and_then(Value::as_array);
     let Some(scopes) = scopes else { return };
     for ss in scopes {
@@ -134,17 +115,9 @@ fn otlp_span(sp: &Value, scope: Option<String>) -> SpanIn {
         span_kind: sp.get("kind").and_then(span_kind_name),
         start: get2(sp, "startTimeUnixNano", "start_time_unix_nano").and_then(parse_time),
         end: get2(sp, "endTimeUnixNano", "end_time_unix_nano").and_then(parse_time),
-        status: status
-            .and_then(|s| s.get("code"))
-            .map(status_code)
-            .unwrap_or_default(),
-        status_message: status
-            .and_then(|s| json::str_of(s, "message"))
-            .map(str::to_string),
-        attributes: sp
-            .get("attributes")
-            .map(otlp_key_values)
-            .unwrap_or_default(),
+        status: status.and_then(|s| s.get("code")).map(status_code).unwrap_or_default(),
+        status_message: status.and_then(|s| json::str_of(s, "message")).map(str::to_string),
+        attributes: sp.get("attributes").map(otlp_key_values).unwrap_or_default(),
         events: sp
             .get("events")
             .and_then(Value::as_array)
@@ -168,11 +141,7 @@ fn otlp_event(e: &Value) -> Option<Event> {
 /// fields `None`), except that exception records set the step's error, and
 /// `gen_ai.client.inference.operation.details` / legacy message events fill its
 /// messages, model and usage.
-pub fn parse_logs(
-    records: &mut Records,
-    ctx: &mut FileCtx<'_>,
-    sink: &mut Sink<'_>,
-) -> Result<(), ParseError> {
+pub fn parse_logs(records: &mut Records, ctx: &mut FileCtx<'_>, sink: &mut Sink<'_>) -> Result<(), ParseError> {
     // trace id → (first pos, resource attrs, span id → events) in first-seen order.
     let mut order: Vec<String> = Vec::new();
     let mut groups: HashMap<String, LogTrace> = HashMap::new();
@@ -189,22 +158,14 @@ pub fn parse_logs(
         flatten_docs(&rec.value, &mut docs, 0);
         let mut any = false;
         for doc in docs {
-            let Some(resource_logs) =
-                get2(doc, "resourceLogs", "resource_logs").and_then(Value::as_array)
-            else {
+            let Some(resource_logs) = get2(doc, "resourceLogs", "resource_logs").and_then(Value::as_array) else {
                 continue;
             };
             any = true;
             for rl in resource_logs {
                 let resource = resource_attrs(rl);
                 let scopes = get2(rl, "scopeLogs", "scope_logs")
-                    .or_else(|| {
-                        get2(
-                            rl,
-                            "instrumentationLibraryLogs",
-                            "instrumentation_library_logs",
-                        )
-                    })
+                    .or_else(|| get2(rl, "instrumentationLibraryLogs", "instrumentation_library_logs"))
                     .and_then(Value::as_array);
                 for sl in scopes.into_iter().flatten() {
                     let scope = get2(sl, "scope", "instrumentationLibrary")
@@ -216,9 +177,8 @@ pub fn parse_logs(
                             without_trace += 1;
                             continue;
                         };
-                        let span_id = get2(lr, "spanId", "span_id")
-                            .and_then(id_of)
-                            .unwrap_or_else(|| "logs".to_string());
+                        let span_id =
+                            get2(lr, "spanId", "span_id").and_then(id_of).unwrap_or_else(|| "logs".to_string());
                         let group = groups.entry(trace_id.clone()).or_insert_with(|| {
                             order.push(trace_id.clone());
                             LogTrace {
@@ -229,9 +189,7 @@ pub fn parse_logs(
                             }
                         });
                         let i = *group.index.entry(span_id.clone()).or_insert_with(|| {
-                            group
-                                .spans
-                                .push((span_id.clone(), scope.clone(), Vec::new()));
+                            group.spans.push((span_id.clone(), scope.clone(), Vec::new()));
                             group.spans.len() - 1
                         });
                         group.spans[i].2.push(log_event(lr));
@@ -240,14 +198,14 @@ pub fn parse_logs(
             }
         }
         if !any {
-            ctx.warn(
-                rec.pos,
-                format!("not an OTLP LogsData record: {}", json::keys_of(&rec.value)),
-            );
+            ctx.warn(rec.pos, format!("not an OTLP LogsData record: {}", json::keys_of(&rec.value)));
         }
     }
     if without_trace > 0 {
-        ctx.warn(Pos::Line(0), format!("{without_trace} log record(s) without `traceId` cannot be joined to a trace and were skipped"));
+        ctx.warn(
+            Pos::Line(0),
+            format!("{without_trace} log record(s) without `traceId` cannot be joined to a trace and were skipped"),
+        );
     }
     let mut col = Collector::new(Format::OtlpLogs);
     for trace_id in order {
@@ -290,56 +248,35 @@ struct LogTrace {
 }
 
 fn log_event(lr: &Value) -> Event {
-    let mut attributes = lr
-        .get("attributes")
-        .map(otlp_key_values)
-        .unwrap_or_default();
+    let mut attributes = lr.get("attributes").map(otlp_key_values).unwrap_or_default();
     let name = json::str_of(lr, "eventName")
         .or_else(|| json::str_of(lr, "event_name"))
         .map(str::to_string)
-        .or_else(|| {
-            attributes
-                .get("event.name")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        })
+        .or_else(|| attributes.get("event.name").and_then(Value::as_str).map(str::to_string))
         .unwrap_or_else(|| "log".to_string());
     if let Some(body) = lr.get("body").map(otlp_any_value) {
         if !body.is_null() {
             attributes.insert("body".into(), body);
         }
     }
-    for (key, alt, attr) in [
-        ("severityText", "severity_text", "severity_text"),
-        ("severityNumber", "severity_number", "severity_number"),
-    ] {
+    for (key, alt, attr) in
+        [("severityText", "severity_text", "severity_text"), ("severityNumber", "severity_number", "severity_number")]
+    {
         if let Some(v) = get2(lr, key, alt) {
             if !v.is_null() {
-                attributes
-                    .entry(attr.to_string())
-                    .or_insert_with(|| v.clone());
+                attributes.entry(attr.to_string()).or_insert_with(|| v.clone());
             }
         }
     }
     let time = get2(lr, "timeUnixNano", "time_unix_nano")
         .and_then(parse_time)
-        .or_else(|| {
-            get2(lr, "observedTimeUnixNano", "observed_time_unix_nano").and_then(parse_time)
-        });
-    Event {
-        name,
-        time,
-        attributes,
-    }
+        .or_else(|| get2(lr, "observedTimeUnixNano", "observed_time_unix_nano").and_then(parse_time));
+    Event { name, time, attributes }
 }
 
 /// Python `ConsoleSpanExporter` output: concatenated pretty JSON spans. Ids lose their
 /// `0x`; a span printed twice (on start and on end) is kept once, the ended copy.
-pub fn parse_console(
-    records: &mut Records,
-    ctx: &mut FileCtx<'_>,
-    sink: &mut Sink<'_>,
-) -> Result<(), ParseError> {
+pub fn parse_console(records: &mut Records, ctx: &mut FileCtx<'_>, sink: &mut Sink<'_>) -> Result<(), ParseError> {
     let mut col = Collector::new(Format::OtelConsole);
     for item in records {
         let rec = match item {
@@ -354,20 +291,10 @@ pub fn parse_console(
         for doc in docs {
             let context = doc.get("context");
             let Some(trace_id) = context.and_then(|c| c.get("trace_id")).and_then(id_of) else {
-                ctx.warn(
-                    rec.pos,
-                    format!(
-                        "not a console span (no `context.trace_id`): {}",
-                        json::keys_of(doc)
-                    ),
-                );
+                ctx.warn(rec.pos, format!("not a console span (no `context.trace_id`): {}", json::keys_of(doc)));
                 continue;
             };
-            let resource = doc
-                .get("resource")
-                .and_then(|r| r.get("attributes"))
-                .map(flat_attrs)
-                .unwrap_or_default();
+            let resource = doc.get("resource").and_then(|r| r.get("attributes")).map(flat_attrs).unwrap_or_default();
             let status = doc.get("status");
             let span = SpanIn {
                 span_id: context.and_then(|c| c.get("span_id")).and_then(id_of),
@@ -376,13 +303,8 @@ pub fn parse_console(
                 span_kind: doc.get("kind").and_then(span_kind_name),
                 start: doc.get("start_time").and_then(parse_time),
                 end: doc.get("end_time").and_then(parse_time),
-                status: status
-                    .and_then(|s| s.get("status_code"))
-                    .map(status_code)
-                    .unwrap_or_default(),
-                status_message: status
-                    .and_then(|s| json::str_of(s, "description"))
-                    .map(str::to_string),
+                status: status.and_then(|s| s.get("status_code")).map(status_code).unwrap_or_default(),
+                status_message: status.and_then(|s| json::str_of(s, "description")).map(str::to_string),
                 attributes: doc.get("attributes").map(flat_attrs).unwrap_or_default(),
                 events: doc.get("events").map(flat_events).unwrap_or_default(),
                 scope: doc
@@ -405,11 +327,7 @@ pub fn parse_attribute_map(
     ctx: &mut FileCtx<'_>,
     sink: &mut Sink<'_>,
 ) -> Result<(), ParseError> {
-    let stem = std::path::Path::new(ctx.path)
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or("span")
-        .to_string();
+    let stem = std::path::Path::new(ctx.path).file_stem().and_then(|s| s.to_str()).unwrap_or("span").to_string();
     let mut n = 0usize;
     for item in records {
         let rec = match item {
@@ -420,23 +338,12 @@ pub fn parse_attribute_map(
             }
         };
         if !rec.value.is_object() {
-            ctx.warn(
-                rec.pos,
-                format!("not an attribute map: {}", json::keys_of(&rec.value)),
-            );
+            ctx.warn(rec.pos, format!("not an attribute map: {}", json::keys_of(&rec.value)));
             continue;
         }
         n += 1;
-        let id = if n == 1 {
-            stem.clone()
-        } else {
-            format!("{stem}#{n}")
-        };
-        let span = SpanIn {
-            span_id: Some("span".into()),
-            attributes: flat_attrs(&rec.value),
-            ..SpanIn::default()
-        };
+        let id = if n == 1 { stem.clone() } else { format!("{stem}#{n}") };
+        let span = SpanIn { span_id: Some("span".into()), attributes: flat_attrs(&rec.value), ..SpanIn::default() };
         let out = map_span(span, MapOpts::default());
         let mut col = Collector::new(Format::SpanAttributes);
         col.add(ctx, rec.pos, &id, &Map::new(), out);
@@ -468,11 +375,7 @@ fn flatten_docs<'a>(v: &'a Value, out: &mut Vec<&'a Value>, depth: u32) {
 }
 
 fn resource_attrs(container: &Value) -> AttrMap {
-    container
-        .get("resource")
-        .and_then(|r| r.get("attributes"))
-        .map(otlp_key_values)
-        .unwrap_or_default()
+    container.get("resource").and_then(|r| r.get("attributes")).map(otlp_key_values).unwrap_or_default()
 }
 
 /// A flat attribute map given as an object (JSON strings decoded), a `[{key, value}]`
@@ -481,10 +384,7 @@ pub(crate) fn flat_attrs(v: &Value) -> AttrMap {
     match v {
         Value::Array(_) => otlp_key_values(v),
         Value::Object(_) => otlp_key_values(v),
-        Value::String(_) => json::lenient_map(v)
-            .into_iter()
-            .map(|(k, v)| (k, decode_json_string(v)))
-            .collect(),
+        Value::String(_) => json::lenient_map(v).into_iter().map(|(k, v)| (k, decode_json_string(v))).collect(),
         _ => Map::new(),
     }
 }
@@ -499,30 +399,13 @@ pub(crate) fn flat_events(v: &Value) -> Vec<Event> {
         .iter()
         .filter(|e| e.is_object())
         .map(|e| {
-            let name = ["name", "Name"]
+            let name = ["name", "Name"].iter().find_map(|k| json::str_of(e, k)).unwrap_or("event").to_string();
+            let time = ["timestamp", "Timestamp", "time", "timeUnixNano", "time_unix_nano"]
                 .iter()
-                .find_map(|k| json::str_of(e, k))
-                .unwrap_or("event")
-                .to_string();
-            let time = [
-                "timestamp",
-                "Timestamp",
-                "time",
-                "timeUnixNano",
-                "time_unix_nano",
-            ]
-            .iter()
-            .find_map(|k| e.get(*k).and_then(parse_time));
-            let attributes = ["attributes", "Attributes"]
-                .iter()
-                .find_map(|k| e.get(*k))
-                .map(flat_attrs)
-                .unwrap_or_default();
-            Event {
-                name,
-                time,
-                attributes,
-            }
+                .find_map(|k| e.get(*k).and_then(parse_time));
+            let attributes =
+                ["attributes", "Attributes"].iter().find_map(|k| e.get(*k)).map(flat_attrs).unwrap_or_default();
+            Event { name, time, attributes }
         })
         .collect()
 }
@@ -535,10 +418,7 @@ pub(crate) fn id_of(v: &Value) -> Option<String> {
 
 pub(crate) fn normalize_id(raw: &str) -> Option<String> {
     let s = raw.trim();
-    let s = s
-        .strip_prefix("0x")
-        .or_else(|| s.strip_prefix("0X"))
-        .unwrap_or(s);
+    let s = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")).unwrap_or(s);
     if s.is_empty() || s.eq_ignore_ascii_case("none") || s.eq_ignore_ascii_case("null") {
         return None;
     }
@@ -599,11 +479,7 @@ pub(crate) fn span_kind_name(v: &Value) -> Option<String> {
         .to_string(),
         Value::String(s) => {
             let l = s.trim().to_ascii_lowercase();
-            let l = l
-                .strip_prefix("span_kind_")
-                .or_else(|| l.strip_prefix("spankind."))
-                .unwrap_or(&l)
-                .to_string();
+            let l = l.strip_prefix("span_kind_").or_else(|| l.strip_prefix("spankind.")).unwrap_or(&l).to_string();
             if let Ok(i) = l.parse::<i64>() {
                 return span_kind_name(&Value::from(i));
             }
@@ -633,10 +509,7 @@ pub(crate) fn status_code(v: &Value) -> Code {
         },
         Value::String(s) => {
             let l = s.trim().to_ascii_lowercase();
-            let l = l
-                .strip_prefix("status_code_")
-                .or_else(|| l.strip_prefix("statuscode."))
-                .unwrap_or(&l);
+            let l = l.strip_prefix("status_code_").or_else(|| l.strip_prefix("statuscode.")).unwrap_or(&l);
             match l {
                 "ok" | "1" => Code::Ok,
                 "error" | "2" => Code::Error,
@@ -691,16 +564,11 @@ pub(crate) struct MapOpts {
 type A = AttrMap;
 
 fn s<'a>(a: &'a A, key: &str) -> Option<&'a str> {
-    a.get(key)
-        .and_then(Value::as_str)
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
+    a.get(key).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty())
 }
 
 fn first_s(a: &A, keys: &[&str]) -> Option<String> {
-    keys.iter()
-        .find_map(|k| a.get(*k).and_then(scalar_string))
-        .filter(|s| !s.trim().is_empty())
+    keys.iter().find_map(|k| a.get(*k).and_then(scalar_string)).filter(|s| !s.trim().is_empty())
 }
 
 fn first_v<'a>(a: &'a A, keys: &[&str]) -> Option<&'a Value> {
@@ -735,10 +603,8 @@ pub(crate) fn map_span(span: SpanIn, opts: MapOpts) -> SpanOut {
         scope,
     } = span;
     // Logfire (older) keeps GenAI message events in an `events` attribute.
-    let mut msg_events: Vec<(String, A)> = events
-        .iter()
-        .map(|e| (e.name.clone(), event_object(&e.attributes)))
-        .collect();
+    let mut msg_events: Vec<(String, A)> =
+        events.iter().map(|e| (e.name.clone(), event_object(&e.attributes))).collect();
     for key in ["events", "all_messages_events"] {
         if let Some(Value::Array(items)) = attributes.get(key) {
             for item in items {
@@ -751,24 +617,10 @@ pub(crate) fn map_span(span: SpanIn, opts: MapOpts) -> SpanOut {
         }
     }
     let a = &attributes;
-    let mut out = SpanOut {
-        dialects: detect_dialects(a, &events, scope.as_deref()),
-        ..SpanOut::default()
-    };
-    let kind = if opts.from_logs {
-        StepKind::Other
-    } else {
-        step_kind(a, name.as_deref(), scope.as_deref())
-    };
-    let mut step = Step {
-        id: span_id.unwrap_or_default(),
-        parent_id,
-        kind,
-        name: name.clone(),
-        start,
-        end,
-        ..Step::default()
-    };
+    let mut out = SpanOut { dialects: detect_dialects(a, &events, scope.as_deref()), ..SpanOut::default() };
+    let kind = if opts.from_logs { StepKind::Other } else { step_kind(a, name.as_deref(), scope.as_deref()) };
+    let mut step =
+        Step { id: span_id.unwrap_or_default(), parent_id, kind, name: name.clone(), start, end, ..Step::default() };
 
     // Messages.
     step.input_messages = input_messages(a, &msg_events);
@@ -793,43 +645,21 @@ pub(crate) fn map_span(span: SpanIn, opts: MapOpts) -> SpanOut {
     let mut model = ModelInfo {
         request_model: first_s(
             a,
-            &[
-                "gen_ai.request.model",
-                "llm.request.model_name",
-                "ai.model.id",
-                "langfuse.observation.model.name",
-            ],
+            &["gen_ai.request.model", "llm.request.model_name", "ai.model.id", "langfuse.observation.model.name"],
         ),
         response_model: first_s(
             a,
-            &[
-                "gen_ai.response.model",
-                "llm.response.model_name",
-                "ai.response.model",
-                "llm.model_name",
-            ],
+            &["gen_ai.response.model", "llm.response.model_name", "ai.response.model", "llm.model_name"],
         ),
         provider: first_s(
             a,
-            &[
-                "gen_ai.provider.name",
-                "gen_ai.system",
-                "llm.provider",
-                "llm.system",
-                "ai.model.provider",
-            ],
+            &["gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system", "ai.model.provider"],
         ),
         finish_reasons: Vec::new(),
     };
-    for key in [
-        "gen_ai.response.finish_reasons",
-        "llm.finish_reason",
-        "ai.response.finishReason",
-    ] {
+    for key in ["gen_ai.response.finish_reasons", "llm.finish_reason", "ai.response.finishReason"] {
         match a.get(key) {
-            Some(Value::Array(items)) => model
-                .finish_reasons
-                .extend(items.iter().filter_map(scalar_string)),
+            Some(Value::Array(items)) => model.finish_reasons.extend(items.iter().filter_map(scalar_string)),
             Some(v) => model.finish_reasons.extend(scalar_string(v)),
             None => {}
         }
@@ -866,22 +696,10 @@ pub(crate) fn map_span(span: SpanIn, opts: MapOpts) -> SpanOut {
     // Generic input / output.
     step.input = first_v(
         a,
-        &[
-            "input.value",
-            "traceloop.entity.input",
-            "langfuse.observation.input",
-            "ai.prompt",
-            "input",
-            "gen_ai.prompt",
-        ],
+        &["input.value", "traceloop.entity.input", "langfuse.observation.input", "ai.prompt", "input", "gen_ai.prompt"],
     )
     .cloned()
-    .or_else(|| {
-        step.tool_call
-            .as_ref()
-            .map(|c| c.arguments.clone())
-            .filter(|v| !v.is_null())
-    });
+    .or_else(|| step.tool_call.as_ref().map(|c| c.arguments.clone()).filter(|v| !v.is_null()));
     step.output = first_v(
         a,
         &[
@@ -906,8 +724,7 @@ pub(crate) fn map_span(span: SpanIn, opts: MapOpts) -> SpanOut {
         if e.name == "gen_ai.evaluation.result" {
             let ea = &e.attributes;
             step.scores.push(Score {
-                name: first_s(ea, &["gen_ai.evaluation.name"])
-                    .unwrap_or_else(|| "evaluation".into()),
+                name: first_s(ea, &["gen_ai.evaluation.name"]).unwrap_or_else(|| "evaluation".into()),
                 value: first_f(ea, &["gen_ai.evaluation.score.value"]),
                 label: first_s(ea, &["gen_ai.evaluation.score.label"]),
                 comment: first_s(ea, &["gen_ai.evaluation.explanation"]),
@@ -915,14 +732,10 @@ pub(crate) fn map_span(span: SpanIn, opts: MapOpts) -> SpanOut {
             });
         }
     }
-    step.scores
-        .extend(oi_scores(a, "annotations.", "annotation."));
-    step.scores
-        .extend(oi_scores(a, "evaluations.", "evaluation."));
-    out.trace_scores
-        .extend(oi_scores(a, "trace.annotations.", "annotation."));
-    out.trace_scores
-        .extend(oi_scores(a, "session.annotations.", "annotation."));
+    step.scores.extend(oi_scores(a, "annotations.", "annotation."));
+    step.scores.extend(oi_scores(a, "evaluations.", "evaluation."));
+    out.trace_scores.extend(oi_scores(a, "trace.annotations.", "annotation."));
+    out.trace_scores.extend(oi_scores(a, "session.annotations.", "annotation."));
 
     // Status and error.
     let exception = events.iter().find(|e| is_exception_event(e));
@@ -943,40 +756,19 @@ pub(crate) fn map_span(span: SpanIn, opts: MapOpts) -> SpanOut {
                 r.exit_code = err.code.as_deref().and_then(|c| c.parse().ok());
             }
         }
-        let text = format!(
-            "{} {}",
-            err.r#type.as_deref().unwrap_or(""),
-            err.message.as_deref().unwrap_or("")
-        );
+        let text = format!("{} {}", err.r#type.as_deref().unwrap_or(""), err.message.as_deref().unwrap_or(""));
         let lower = text.to_ascii_lowercase();
         if lower.contains("max turns exceeded") || lower.contains("maxturnsexceeded") {
-            out.signals.push(Signal {
-                step: Some(step.id.clone()),
-                ..Signal::new("terminal", false, "max turns exceeded")
-            });
+            out.signals
+                .push(Signal { step: Some(step.id.clone()), ..Signal::new("terminal", false, "max turns exceeded") });
         }
     }
     step.error = error;
 
     // Trace-level facts.
-    out.session_id = first_s(
-        a,
-        &[
-            "gen_ai.conversation.id",
-            "session.id",
-            "langfuse.session.id",
-            "ai.telemetry.metadata.sessionId",
-        ],
-    );
-    out.user_id = first_s(
-        a,
-        &[
-            "user.id",
-            "langfuse.user.id",
-            "enduser.id",
-            "ai.telemetry.metadata.userId",
-        ],
-    );
+    out.session_id =
+        first_s(a, &["gen_ai.conversation.id", "session.id", "langfuse.session.id", "ai.telemetry.metadata.sessionId"]);
+    out.user_id = first_s(a, &["user.id", "langfuse.user.id", "enduser.id", "ai.telemetry.metadata.userId"]);
     out.trace_name = first_s(a, &["langfuse.trace.name"]);
 
     step.events = events;
@@ -1078,9 +870,7 @@ fn step_kind(a: &A, name: Option<&str>, scope: Option<&str>) -> StepKind {
     }
     if let Some(op) = s(a, "gen_ai.operation.name") {
         let kind = match op {
-            "chat" | "text_completion" | "generate_content" | "completion" | "responses" => {
-                StepKind::Llm
-            }
+            "chat" | "text_completion" | "generate_content" | "completion" | "responses" => StepKind::Llm,
             "embeddings" | "embedding" => StepKind::Embedding,
             "retrieval" => StepKind::Retrieval,
             "execute_tool" => StepKind::Tool,
@@ -1191,11 +981,7 @@ fn input_messages(a: &A, events: &[(String, A)]) -> Vec<Message> {
                 other => vec![part_from_value(other)],
             };
             if !parts.is_empty() {
-                msgs.push(Message {
-                    role: "system".into(),
-                    parts,
-                    ..Message::default()
-                });
+                msgs.push(Message { role: "system".into(), parts, ..Message::default() });
             }
         }
         msgs.extend(messages_from_value(v, "user"));
@@ -1248,11 +1034,7 @@ fn input_messages(a: &A, events: &[(String, A)]) -> Vec<Message> {
     }
     indexed(a, "llm.prompts.")
         .into_values()
-        .filter_map(|m| {
-            m.get("prompt.text")
-                .and_then(Value::as_str)
-                .map(|t| Message::text("user", t))
-        })
+        .filter_map(|m| m.get("prompt.text").and_then(Value::as_str).map(|t| Message::text("user", t)))
         .collect()
 }
 
@@ -1277,9 +1059,7 @@ fn output_messages(a: &A, events: &[(String, A)]) -> Vec<Message> {
     if text.is_some() || calls.is_some() {
         let mut parts = Vec::new();
         if let Some(t) = text {
-            parts.push(Part::Text {
-                text: t.to_string(),
-            });
+            parts.push(Part::Text { text: t.to_string() });
         }
         for c in calls.into_iter().flatten() {
             if let Some(call) = tool_call_from_value(c) {
@@ -1316,11 +1096,7 @@ fn output_messages(a: &A, events: &[(String, A)]) -> Vec<Message> {
     }
     indexed(a, "llm.choices.")
         .into_values()
-        .filter_map(|m| {
-            m.get("completion.text")
-                .and_then(Value::as_str)
-                .map(|t| Message::text("assistant", t))
-        })
+        .filter_map(|m| m.get("completion.text").and_then(Value::as_str).map(|t| Message::text("assistant", t)))
         .collect()
 }
 
@@ -1333,11 +1109,7 @@ fn looks_like_messages(v: &Value) -> bool {
 }
 
 /// GenAI ≤1.36 message events (span events or log records).
-fn legacy_messages(
-    events: &[(String, A)],
-    want_in: bool,
-    want_out: bool,
-) -> (Vec<Message>, Vec<Message>) {
+fn legacy_messages(events: &[(String, A)], want_in: bool, want_out: bool) -> (Vec<Message>, Vec<Message>) {
     let mut inp = Vec::new();
     let mut out = Vec::new();
     for (name, obj) in events {
@@ -1348,10 +1120,7 @@ fn legacy_messages(
             "gen_ai.tool.message" => "tool",
             "gen_ai.choice" => {
                 if want_out {
-                    let msg_v = obj
-                        .get("message")
-                        .cloned()
-                        .unwrap_or_else(|| Value::Object(obj.clone()));
+                    let msg_v = obj.get("message").cloned().unwrap_or_else(|| Value::Object(obj.clone()));
                     if let Some(mut m) = message_from_value(&msg_v, "assistant") {
                         if m.finish_reason.is_none() {
                             m.finish_reason = obj.get("finish_reason").and_then(scalar_string);
@@ -1397,10 +1166,7 @@ fn legacy_messages(
 /// A list of messages: an array, an object with `messages`, or a single message.
 pub(crate) fn messages_from_value(v: &Value, default_role: &str) -> Vec<Message> {
     match v {
-        Value::Array(items) => items
-            .iter()
-            .filter_map(|m| message_from_value(m, default_role))
-            .collect(),
+        Value::Array(items) => items.iter().filter_map(|m| message_from_value(m, default_role)).collect(),
         Value::Object(o) => {
             if let Some(inner) = o.get("messages") {
                 if inner.is_array() {
@@ -1425,12 +1191,7 @@ pub(crate) fn message_from_value(v: &Value, default_role: &str) -> Option<Messag
         Value::Object(o) => o,
         _ => return None,
     };
-    let role = obj
-        .get("role")
-        .and_then(Value::as_str)
-        .filter(|r| !r.is_empty())
-        .unwrap_or(default_role)
-        .to_string();
+    let role = obj.get("role").and_then(Value::as_str).filter(|r| !r.is_empty()).unwrap_or(default_role).to_string();
     let mut parts = Vec::new();
     if let Some(Value::Array(items)) = obj.get("parts") {
         parts.extend(items.iter().map(part_from_value));
@@ -1440,20 +1201,13 @@ pub(crate) fn message_from_value(v: &Value, default_role: &str) -> Option<Messag
             Some(Value::Array(items)) => parts.extend(items.iter().map(part_from_value)),
             Some(o @ Value::Object(m)) if m.contains_key("type") => parts.push(part_from_value(o)),
             Some(o @ (Value::Object(_) | Value::Number(_) | Value::Bool(_))) => {
-                parts.push(Part::Text {
-                    text: o.to_string(),
-                })
+                parts.push(Part::Text { text: o.to_string() })
             }
             _ => {}
         }
     }
     if let Some(Value::Array(calls)) = obj.get("tool_calls").or_else(|| obj.get("toolCalls")) {
-        parts.extend(
-            calls
-                .iter()
-                .filter_map(tool_call_from_value)
-                .map(Part::ToolCall),
-        );
+        parts.extend(calls.iter().filter_map(tool_call_from_value).map(Part::ToolCall));
     }
     if let Some(fc) = obj.get("function_call").filter(|f| f.is_object()) {
         parts.extend(tool_call_from_value(fc).map(Part::ToolCall));
@@ -1462,23 +1216,14 @@ pub(crate) fn message_from_value(v: &Value, default_role: &str) -> Option<Messag
         && !parts.iter().any(|p| matches!(p, Part::ToolResult(_)))
     {
         let content = obj.get("content").cloned().unwrap_or(Value::Null);
-        let call_id = ["tool_call_id", "toolCallId", "id"]
-            .iter()
-            .find_map(|k| obj.get(*k).and_then(scalar_string));
-        parts = vec![Part::ToolResult(ToolResult {
-            call_id,
-            content,
-            ..ToolResult::default()
-        })];
+        let call_id = ["tool_call_id", "toolCallId", "id"].iter().find_map(|k| obj.get(*k).and_then(scalar_string));
+        parts = vec![Part::ToolResult(ToolResult { call_id, content, ..ToolResult::default() })];
     }
     Some(Message {
         role,
         name: obj.get("name").and_then(Value::as_str).map(str::to_string),
         parts,
-        finish_reason: obj
-            .get("finish_reason")
-            .or_else(|| obj.get("finishReason"))
-            .and_then(scalar_string),
+        finish_reason: obj.get("finish_reason").or_else(|| obj.get("finishReason")).and_then(scalar_string),
     })
 }
 
@@ -1486,23 +1231,15 @@ pub(crate) fn message_from_value(v: &Value, default_role: &str) -> Option<Messag
 /// (`{id, name, arguments}`) or Vercel (`{toolCallId, toolName, args}`) shape.
 pub(crate) fn tool_call_from_value(v: &Value) -> Option<ToolCall> {
     let f = v.get("function").filter(|f| f.is_object()).unwrap_or(v);
-    let name = ["name", "toolName", "tool_name"]
-        .iter()
-        .find_map(|k| json::str_of(f, k))?;
+    let name = ["name", "toolName", "tool_name"].iter().find_map(|k| json::str_of(f, k))?;
     let arguments = ["arguments", "args", "input", "parameters"]
         .iter()
         .find_map(|k| f.get(*k))
         .cloned()
         .map(decode_json_string)
         .unwrap_or(Value::Null);
-    let id = ["id", "toolCallId", "tool_call_id", "call_id"]
-        .iter()
-        .find_map(|k| v.get(*k).and_then(scalar_string));
-    Some(ToolCall {
-        id,
-        name: name.to_string(),
-        arguments,
-    })
+    let id = ["id", "toolCallId", "tool_call_id", "call_id"].iter().find_map(|k| v.get(*k).and_then(scalar_string));
+    Some(ToolCall { id, name: name.to_string(), arguments })
 }
 
 /// A GenAI message part (also the content parts of OpenAI / Vercel / Anthropic messages).
@@ -1511,10 +1248,7 @@ pub(crate) fn part_from_value(p: &Value) -> Part {
         Value::String(t) => return Part::Text { text: t.clone() },
         Value::Object(o) => o,
         other => {
-            return Part::Other {
-                kind: "value".into(),
-                raw: other.clone(),
-            };
+            return Part::Other { kind: "value".into(), raw: other.clone() };
         }
     };
     let ty = obj.get("type").and_then(Value::as_str).unwrap_or("");
@@ -1526,9 +1260,7 @@ pub(crate) fn part_from_value(p: &Value) -> Part {
         })
     };
     match ty {
-        "text" | "input_text" | "output_text" => Part::Text {
-            text: text_of(&["content", "text"]).unwrap_or_default(),
-        },
+        "text" | "input_text" | "output_text" => Part::Text { text: text_of(&["content", "text"]).unwrap_or_default() },
         "tool_call" | "tool-call" | "function_call" | "tool_use" | "server_tool_call" => {
             let call = tool_call_from_value(p).unwrap_or_else(|| ToolCall {
                 id: obj.get("id").and_then(scalar_string),
@@ -1537,49 +1269,29 @@ pub(crate) fn part_from_value(p: &Value) -> Part {
             });
             Part::ToolCall(call)
         }
-        "tool_call_response"
-        | "tool-result"
-        | "tool_result"
-        | "function_call_output"
-        | "server_tool_call_response" => Part::ToolResult(ToolResult {
-            call_id: ["id", "toolCallId", "tool_use_id", "call_id"]
-                .iter()
-                .find_map(|k| obj.get(*k).and_then(scalar_string)),
-            content: [
-                "response",
-                "result",
-                "output",
-                "content",
-                "server_tool_call_response",
-            ]
-            .iter()
-            .find_map(|k| obj.get(*k))
-            .cloned()
-            .unwrap_or(Value::Null),
-            is_error: obj
-                .get("is_error")
-                .or_else(|| obj.get("isError"))
-                .and_then(json::as_bool),
-            exit_code: None,
-        }),
-        "reasoning" | "thinking" => Part::Reasoning {
-            text: text_of(&["content", "text", "thinking"]),
-            redacted: false,
-        },
-        "redacted_thinking" | "redacted_reasoning" => Part::Reasoning {
-            text: None,
-            redacted: true,
-        },
-        "blob" | "file" | "uri" | "image" | "image_url" | "input_image" | "audio"
-        | "input_audio" => Part::Media {
+        "tool_call_response" | "tool-result" | "tool_result" | "function_call_output" | "server_tool_call_response" => {
+            Part::ToolResult(ToolResult {
+                call_id: ["id", "toolCallId", "tool_use_id", "call_id"]
+                    .iter()
+                    .find_map(|k| obj.get(*k).and_then(scalar_string)),
+                content: ["response", "result", "output", "content", "server_tool_call_response"]
+                    .iter()
+                    .find_map(|k| obj.get(*k))
+                    .cloned()
+                    .unwrap_or(Value::Null),
+                is_error: obj.get("is_error").or_else(|| obj.get("isError")).and_then(json::as_bool),
+                exit_code: None,
+            })
+        }
+        "reasoning" | "thinking" => {
+            Part::Reasoning { text: text_of(&["content", "text", "thinking"]), redacted: false }
+        }
+        "redacted_thinking" | "redacted_reasoning" => Part::Reasoning { text: None, redacted: true },
+        "blob" | "file" | "uri" | "image" | "image_url" | "input_image" | "audio" | "input_audio" => Part::Media {
             modality: obj
                 .get("modality")
                 .and_then(Value::as_str)
-                .unwrap_or(if ty.contains("audio") {
-                    "audio"
-                } else {
-                    "image"
-                })
+                .unwrap_or(if ty.contains("audio") { "audio" } else { "image" })
                 .to_string(),
             mime: ["mime_type", "mimeType", "media_type"]
                 .iter()
@@ -1591,17 +1303,10 @@ pub(crate) fn part_from_value(p: &Value) -> Part {
                 .or_else(|| json::path(p, &["image_url", "url"]).and_then(Value::as_str))
                 .map(str::to_string),
         },
-        "" if obj.contains_key("text") || obj.contains_key("content") => Part::Text {
-            text: text_of(&["text", "content"]).unwrap_or_default(),
-        },
-        _ => Part::Other {
-            kind: if ty.is_empty() {
-                "object".into()
-            } else {
-                ty.to_string()
-            },
-            raw: p.clone(),
-        },
+        "" if obj.contains_key("text") || obj.contains_key("content") => {
+            Part::Text { text: text_of(&["text", "content"]).unwrap_or_default() }
+        }
+        _ => Part::Other { kind: if ty.is_empty() { "object".into() } else { ty.to_string() }, raw: p.clone() },
     }
 }
 
@@ -1638,55 +1343,35 @@ fn oi_messages(a: &A, prefix: &str) -> Vec<Message> {
             .get("message.role")
             .and_then(Value::as_str)
             .filter(|r| !r.is_empty())
-            .unwrap_or(if prefix.contains("output") {
-                "assistant"
-            } else {
-                "user"
-            })
+            .unwrap_or(if prefix.contains("output") { "assistant" } else { "user" })
             .to_string();
         let mut parts = Vec::new();
         match m.get("message.content") {
             Some(Value::String(t)) if !t.is_empty() => parts.push(Part::Text { text: t.clone() }),
             Some(Value::Array(items)) => parts.extend(items.iter().map(part_from_value)),
             Some(v @ (Value::Object(_) | Value::Number(_) | Value::Bool(_))) => {
-                parts.push(Part::Text {
-                    text: v.to_string(),
-                })
+                parts.push(Part::Text { text: v.to_string() })
             }
             _ => {}
         }
         for c in indexed(&m, "message.contents.").into_values() {
-            let ty = c
-                .get("message_content.type")
-                .and_then(Value::as_str)
-                .unwrap_or("text");
+            let ty = c.get("message_content.type").and_then(Value::as_str).unwrap_or("text");
             match ty {
                 "text" => {
                     if let Some(t) = c.get("message_content.text").and_then(Value::as_str) {
-                        parts.push(Part::Text {
-                            text: t.to_string(),
-                        });
+                        parts.push(Part::Text { text: t.to_string() });
                     }
                 }
                 "reasoning" => parts.push(Part::Reasoning {
-                    text: c
-                        .get("message_content.text")
-                        .and_then(Value::as_str)
-                        .map(str::to_string),
+                    text: c.get("message_content.text").and_then(Value::as_str).map(str::to_string),
                     redacted: false,
                 }),
                 "image" | "audio" => parts.push(Part::Media {
                     modality: ty.to_string(),
                     mime: None,
-                    uri: c
-                        .get("message_content.image.image.url")
-                        .and_then(Value::as_str)
-                        .map(str::to_string),
+                    uri: c.get("message_content.image.image.url").and_then(Value::as_str).map(str::to_string),
                 }),
-                other => parts.push(Part::Other {
-                    kind: other.to_string(),
-                    raw: Value::Object(c.clone()),
-                }),
+                other => parts.push(Part::Other { kind: other.to_string(), raw: Value::Object(c.clone()) }),
             }
         }
         for tc in indexed(&m, "message.tool_calls.").into_values() {
@@ -1713,10 +1398,7 @@ fn oi_messages(a: &A, prefix: &str) -> Vec<Message> {
         }
         msgs.push(Message {
             role,
-            name: m
-                .get("message.name")
-                .and_then(Value::as_str)
-                .map(str::to_string),
+            name: m.get("message.name").and_then(Value::as_str).map(str::to_string),
             parts,
             finish_reason: m.get("message.finish_reason").and_then(scalar_string),
         });
@@ -1761,9 +1443,7 @@ fn indexed_messages(a: &A, prefix: &str, default_role: &str) -> Vec<Message> {
 fn tool_of(a: &A, span_name: Option<&str>) -> (Option<ToolCall>, Option<Value>) {
     let name = first_s(a, &["gen_ai.tool.name", "tool.name", "ai.toolCall.name"])
         .or_else(|| {
-            (s(a, "traceloop.span.kind") == Some("tool"))
-                .then(|| first_s(a, &["traceloop.entity.name"]))
-                .flatten()
+            (s(a, "traceloop.span.kind") == Some("tool")).then(|| first_s(a, &["traceloop.entity.name"])).flatten()
         })
         .or_else(|| {
             span_name.map(|n| {
@@ -1780,16 +1460,7 @@ fn tool_of(a: &A, span_name: Option<&str>) -> (Option<ToolCall>, Option<Value>) 
     let Some(name) = name else {
         return (None, None);
     };
-    let id = first_s(
-        a,
-        &[
-            "gen_ai.tool.call.id",
-            "tool.id",
-            "tool_call.id",
-            "ai.toolCall.id",
-            "tool_call_id",
-        ],
-    );
+    let id = first_s(a, &["gen_ai.tool.call.id", "tool.id", "tool_call.id", "ai.toolCall.id", "tool_call_id"]);
     let arguments = first_v(
         a,
         &[
@@ -1819,14 +1490,7 @@ fn tool_of(a: &A, span_name: Option<&str>) -> (Option<ToolCall>, Option<Value>) 
         ],
     )
     .cloned();
-    (
-        Some(ToolCall {
-            id,
-            name,
-            arguments,
-        }),
-        result,
-    )
+    (Some(ToolCall { id, name, arguments }), result)
 }
 
 fn usage_of(a: &A) -> Usage {
@@ -1855,12 +1519,7 @@ fn usage_of(a: &A) -> Usage {
         ),
         total_tokens: first_u(
             a,
-            &[
-                "gen_ai.usage.total_tokens",
-                "llm.token_count.total",
-                "llm.usage.total_tokens",
-                "ai.usage.totalTokens",
-            ],
+            &["gen_ai.usage.total_tokens", "llm.token_count.total", "llm.usage.total_tokens", "ai.usage.totalTokens"],
         ),
         cache_read_tokens: first_u(
             a,
@@ -1882,19 +1541,10 @@ fn usage_of(a: &A) -> Usage {
         ),
     };
     if u.is_empty() {
-        if let Some(d) = a
-            .get("langfuse.observation.usage_details")
-            .filter(|d| d.is_object())
-        {
-            u.input_tokens = ["input", "prompt_tokens", "input_tokens"]
-                .iter()
-                .find_map(|k| json::u64_of(d, k));
-            u.output_tokens = ["output", "completion_tokens", "output_tokens"]
-                .iter()
-                .find_map(|k| json::u64_of(d, k));
-            u.total_tokens = ["total", "total_tokens"]
-                .iter()
-                .find_map(|k| json::u64_of(d, k));
+        if let Some(d) = a.get("langfuse.observation.usage_details").filter(|d| d.is_object()) {
+            u.input_tokens = ["input", "prompt_tokens", "input_tokens"].iter().find_map(|k| json::u64_of(d, k));
+            u.output_tokens = ["output", "completion_tokens", "output_tokens"].iter().find_map(|k| json::u64_of(d, k));
+            u.total_tokens = ["total", "total_tokens"].iter().find_map(|k| json::u64_of(d, k));
         }
     }
     u
@@ -1914,10 +1564,7 @@ fn cost_of(a: &A) -> Option<f64> {
     ) {
         return Some(c);
     }
-    if let Some(c) = a
-        .get("langfuse.observation.cost_details")
-        .and_then(|d| json::f64_of(d, "total"))
-    {
+    if let Some(c) = a.get("langfuse.observation.cost_details").and_then(|d| json::f64_of(d, "total")) {
         return Some(c);
     }
     let pairs = [
@@ -1943,10 +1590,7 @@ fn oi_scores(a: &A, prefix: &str, inner: &str) -> Vec<Score> {
                 value: get("score").and_then(as_f64),
                 label: get("label").and_then(scalar_string),
                 comment: get("explanation").and_then(scalar_string),
-                source: get("annotator_kind")
-                    .and_then(Value::as_str)
-                    .map(score_source)
-                    .unwrap_or_default(),
+                source: get("annotator_kind").and_then(Value::as_str).map(score_source).unwrap_or_default(),
             })
         })
         .collect()
@@ -1966,9 +1610,9 @@ fn is_exception_event(e: &Event) -> bool {
         || e.name == "gen_ai.client.operation.exception"
         || e.attributes.contains_key("exception.type")
         || e.attributes.contains_key("exception.message")
-        || e.attributes.get("body").is_some_and(|b| {
-            b.get("exception.type").is_some() || b.get("exception.message").is_some()
-        })
+        || e.attributes
+            .get("body")
+            .is_some_and(|b| b.get("exception.type").is_some() || b.get("exception.message").is_some())
 }
 
 fn exception_error(e: &Event) -> ErrorInfo {
@@ -1977,11 +1621,10 @@ fn exception_error(e: &Event) -> ErrorInfo {
     if let Some(t) = first_s(&obj, &["exception.type", "error.type"]) {
         err = err.with_type(t);
     }
-    let message =
-        first_s(&obj, &["exception.message"]).or_else(|| match e.attributes.get("body") {
-            Some(Value::String(b)) if !b.is_empty() => Some(b.clone()),
-            _ => None,
-        });
+    let message = first_s(&obj, &["exception.message"]).or_else(|| match e.attributes.get("body") {
+        Some(Value::String(b)) if !b.is_empty() => Some(b.clone()),
+        _ => None,
+    });
     if let Some(m) = message {
         err = err.with_message(m);
     }
@@ -1996,8 +1639,7 @@ fn span_error(
     exception: Option<&Event>,
     step: &Step,
 ) -> Option<ErrorInfo> {
-    let error_type = first_s(a, &["error.type", "exception.type"])
-        .filter(|t| t != "_OTHER" || status == Code::Error);
+    let error_type = first_s(a, &["error.type", "exception.type"]).filter(|t| t != "_OTHER" || status == Code::Error);
     if status == Code::Error || (status == Code::Unset && exception.is_some()) {
         let mut err = match exception {
             Some(e) => exception_error(e),
@@ -2027,9 +1669,7 @@ fn span_error(
     }
     if s(a, "langfuse.observation.level").is_some_and(|l| l.eq_ignore_ascii_case("ERROR")) {
         let mut err = ErrorInfo::new(ErrorSource::Level);
-        if let Some(m) = first_s(a, &["langfuse.observation.status_message"])
-            .or(status_message.map(str::to_string))
-        {
+        if let Some(m) = first_s(a, &["langfuse.observation.status_message"]).or(status_message.map(str::to_string)) {
             err = err.with_message(m);
         }
         return Some(err);
@@ -2041,11 +1681,9 @@ fn span_error(
         }
         return Some(err);
     }
-    if let Some(reason) = step.model.as_ref().and_then(|m| {
-        m.finish_reasons
-            .iter()
-            .find(|r| is_failing_finish_reason(r))
-    }) {
+    if let Some(reason) =
+        step.model.as_ref().and_then(|m| m.finish_reasons.iter().find(|r| is_failing_finish_reason(r)))
+    {
         let mut err = ErrorInfo::new(ErrorSource::ErrorField)
             .with_type("finish_reason")
             .with_message(format!("model stopped with finish reason `{reason}`"));
@@ -2061,24 +1699,17 @@ fn span_error(
 }
 
 fn is_failing_finish_reason(r: &str) -> bool {
-    matches!(
-        r.to_ascii_lowercase().as_str(),
-        "length" | "max_tokens" | "content_filter" | "content-filter" | "error"
-    )
+    matches!(r.to_ascii_lowercase().as_str(), "length" | "max_tokens" | "content_filter" | "content-filter" | "error")
 }
 
 /// A conservative reading of tool output text: only unmistakable failure shapes.
 pub(crate) fn text_error(text: &str) -> Option<ErrorInfo> {
     let t = text.trim_start();
     let first_line = t.lines().next().unwrap_or("").trim();
-    if let Some(rest) = first_line
-        .strip_prefix("Exit code: ")
-        .or_else(|| first_line.strip_prefix("Exit code "))
-    {
+    if let Some(rest) = first_line.strip_prefix("Exit code: ").or_else(|| first_line.strip_prefix("Exit code ")) {
         if let Ok(code) = rest.trim().parse::<i64>() {
             if code != 0 {
-                let mut err =
-                    ErrorInfo::new(ErrorSource::ExitCode).with_message(json::clip(t, 500));
+                let mut err = ErrorInfo::new(ErrorSource::ExitCode).with_message(json::clip(t, 500));
                 err.code = Some(code.to_string());
                 return Some(err);
             }
@@ -2087,9 +1718,7 @@ pub(crate) fn text_error(text: &str) -> Option<ErrorInfo> {
     }
     let tb = t.starts_with("Traceback (most recent call last)");
     let tagged = t.contains("<tool_use_error>");
-    let prefixed = ["Error:", "ERROR:", "Error executing tool", "Exception:"]
-        .iter()
-        .any(|p| t.starts_with(p));
+    let prefixed = ["Error:", "ERROR:", "Error executing tool", "Exception:"].iter().any(|p| t.starts_with(p));
     let not_found = first_line.ends_with("command not found");
     let http = first_line
         .strip_prefix("HTTP Error ")
@@ -2136,36 +1765,18 @@ struct Acc {
 
 impl Collector {
     pub(crate) fn new(format: Format) -> Collector {
-        Collector {
-            format,
-            order: Vec::new(),
-            traces: HashMap::new(),
-        }
+        Collector { format, order: Vec::new(), traces: HashMap::new() }
     }
 
-    pub(crate) fn add(
-        &mut self,
-        ctx: &FileCtx<'_>,
-        pos: Pos,
-        trace_id: &str,
-        resource: &AttrMap,
-        out: SpanOut,
-    ) {
+    pub(crate) fn add(&mut self, ctx: &FileCtx<'_>, pos: Pos, trace_id: &str, resource: &AttrMap, out: SpanOut) {
         let format = self.format;
         let acc = self.traces.entry(trace_id.to_string()).or_insert_with(|| {
             self.order.push(trace_id.to_string());
-            Acc {
-                trace: ctx.trace(format, trace_id, pos),
-                index: HashMap::new(),
-                order: Vec::new(),
-                next: 0,
-            }
+            Acc { trace: ctx.trace(format, trace_id, pos), index: HashMap::new(), order: Vec::new(), next: 0 }
         });
         let t = &mut acc.trace;
         for (k, v) in resource {
-            t.attributes
-                .entry(format!("resource.{k}"))
-                .or_insert_with(|| v.clone());
+            t.attributes.entry(format!("resource.{k}")).or_insert_with(|| v.clone());
         }
         for d in &out.dialects {
             if !t.source.dialects.iter().any(|x| x == d) {
@@ -2221,9 +1832,7 @@ impl Collector {
     }
 
     pub(crate) fn finish(self, sink: &mut Sink<'_>) {
-        let Collector {
-            order, mut traces, ..
-        } = self;
+        let Collector { order, mut traces, .. } = self;
         for id in order {
             if let Some(acc) = traces.remove(&id) {
                 sink(finish_trace(acc));
@@ -2233,44 +1842,24 @@ impl Collector {
 }
 
 fn finish_trace(acc: Acc) -> Trace {
-    let Acc {
-        mut trace, order, ..
-    } = acc;
-    let mut steps: Vec<(u64, Step)> = order
-        .into_iter()
-        .zip(std::mem::take(&mut trace.steps))
-        .collect();
+    let Acc { mut trace, order, .. } = acc;
+    let mut steps: Vec<(u64, Step)> = order.into_iter().zip(std::mem::take(&mut trace.steps)).collect();
     steps.sort_by_key(|(o, s)| (s.start.unwrap_or(Nanos::MAX), *o));
     trace.steps = steps.into_iter().map(|(_, s)| s).collect();
     for (i, s) in trace.steps.iter_mut().enumerate() {
         s.seq = i as u32;
     }
-    let by_id: HashMap<String, usize> = trace
-        .steps
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.id.clone(), i))
-        .collect();
+    let by_id: HashMap<String, usize> = trace.steps.iter().enumerate().map(|(i, s)| (s.id.clone(), i)).collect();
     let parent: Vec<Option<usize>> = trace
         .steps
         .iter()
         .enumerate()
-        .map(|(i, s)| {
-            s.parent_id
-                .as_ref()
-                .and_then(|p| by_id.get(p).copied())
-                .filter(|&p| p != i)
-        })
+        .map(|(i, s)| s.parent_id.as_ref().and_then(|p| by_id.get(p).copied()).filter(|&p| p != i))
         .collect();
     let ancestors = |i: usize| ancestors_of(&parent, i);
     // Agent name inherited from the nearest ancestor that names one.
     let agents: Vec<Option<String>> = (0..trace.steps.len())
-        .map(|i| {
-            trace.steps[i]
-                .agent
-                .clone()
-                .or_else(|| ancestors(i).find_map(|p| trace.steps[p].agent.clone()))
-        })
+        .map(|i| trace.steps[i].agent.clone().or_else(|| ancestors(i).find_map(|p| trace.steps[p].agent.clone())))
         .collect();
     for (s, a) in trace.steps.iter_mut().zip(agents) {
         s.agent = a;
@@ -2310,10 +1899,7 @@ fn finish_trace(acc: Acc) -> Trace {
 }
 
 /// Arena indexes of the ancestors of `i`, nearest first (cycle-safe).
-pub(crate) fn ancestors_of(
-    parent: &[Option<usize>],
-    mut i: usize,
-) -> impl Iterator<Item = usize> + '_ {
+pub(crate) fn ancestors_of(parent: &[Option<usize>], mut i: usize) -> impl Iterator<Item = usize> + '_ {
     let mut guard = 0;
     std::iter::from_fn(move || {
         let p = (*parent.get(i)?)?;
@@ -2339,10 +1925,7 @@ fn find_task(steps: &[Step], parent: &[Option<usize>]) -> Option<Value> {
             }
             Some(Value::Object(o)) => {
                 for key in ["task", "question", "query", "input", "prompt"] {
-                    if let Some(v) = o
-                        .get(key)
-                        .filter(|v| v.as_str().is_some_and(|t| !t.is_empty()))
-                    {
+                    if let Some(v) = o.get(key).filter(|v| v.as_str().is_some_and(|t| !t.is_empty())) {
                         return Some(v.clone());
                     }
                 }
@@ -2353,18 +1936,11 @@ fn find_task(steps: &[Step], parent: &[Option<usize>]) -> Option<Value> {
             return Some(Value::String(t));
         }
     }
-    steps
-        .iter()
-        .filter(|s| s.kind == StepKind::Llm)
-        .find_map(|s| first_user_text(&s.input_messages))
-        .map(Value::String)
+    steps.iter().filter(|s| s.kind == StepKind::Llm).find_map(|s| first_user_text(&s.input_messages)).map(Value::String)
 }
 
 fn first_user_text(msgs: &[Message]) -> Option<String> {
-    msgs.iter()
-        .filter(|m| m.role == "user")
-        .map(Message::joined_text)
-        .find(|t| !t.trim().is_empty())
+    msgs.iter().filter(|m| m.role == "user").map(Message::joined_text).find(|t| !t.trim().is_empty())
 }
 
 #[cfg(test)]
@@ -2390,25 +1966,13 @@ mod tests {
 
     #[test]
     fn ids_and_enums() {
-        assert_eq!(
-            normalize_id("0xABCDEF0123456789").as_deref(),
-            Some("abcdef0123456789")
-        );
+        assert_eq!(normalize_id("0xABCDEF0123456789").as_deref(), Some("abcdef0123456789"));
         assert_eq!(normalize_id("0000000000000000"), None);
         assert_eq!(normalize_id("None"), None);
-        assert_eq!(
-            normalize_id("W47/95gDgQPSabYzgT/GDA==").as_deref(),
-            Some("5b8efff798038103d269b633813fc60c")
-        );
+        assert_eq!(normalize_id("W47/95gDgQPSabYzgT/GDA==").as_deref(), Some("5b8efff798038103d269b633813fc60c"));
         assert_eq!(span_kind_name(&json!(3)).as_deref(), Some("client"));
-        assert_eq!(
-            span_kind_name(&json!("SPAN_KIND_CLIENT")).as_deref(),
-            Some("client")
-        );
-        assert_eq!(
-            span_kind_name(&json!("SpanKind.INTERNAL")).as_deref(),
-            Some("internal")
-        );
+        assert_eq!(span_kind_name(&json!("SPAN_KIND_CLIENT")).as_deref(), Some("client"));
+        assert_eq!(span_kind_name(&json!("SpanKind.INTERNAL")).as_deref(), Some("internal"));
         assert_eq!(span_kind_name(&json!("0")), None);
         assert_eq!(status_code(&json!(2)), Code::Error);
         assert_eq!(status_code(&json!("STATUS_CODE_ERROR")), Code::Error);
@@ -2469,10 +2033,7 @@ mod tests {
             json!({"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "aa", "spanId": id, "parentSpanId": parent.unwrap_or(""),
                 "name": id, "startTimeUnixNano": start.to_string()}]}]}]})
         };
-        let (traces, _) = run(
-            parse_traces,
-            vec![span("c", Some("p"), 20), span("p", None, 10)],
-        );
+        let (traces, _) = run(parse_traces, vec![span("c", Some("p"), 20), span("p", None, 10)]);
         assert_eq!(traces.len(), 1);
         let ids: Vec<&str> = traces[0].steps.iter().map(|s| s.id.as_str()).collect();
         assert_eq!(ids, ["p", "c"]);
@@ -2495,21 +2056,13 @@ mod tests {
             },
         ];
         let out = map_span(
-            SpanIn {
-                name: Some("chat gpt".into()),
-                attributes: a,
-                events,
-                ..SpanIn::default()
-            },
+            SpanIn { name: Some("chat gpt".into()), attributes: a, events, ..SpanIn::default() },
             MapOpts::default(),
         );
         let s = out.step;
         assert_eq!(s.kind, StepKind::Llm);
         assert_eq!(s.input_messages[0].joined_text(), "hi");
-        assert_eq!(
-            s.output_messages[0].finish_reason.as_deref(),
-            Some("length")
-        );
+        assert_eq!(s.output_messages[0].finish_reason.as_deref(), Some("length"));
         assert!(
             matches!(&s.output_messages[0].parts[1], Part::ToolCall(c) if c.name == "f" && c.arguments == json!({"x": 1}))
         );
@@ -2520,52 +2073,28 @@ mod tests {
         let a = json!({"traceloop.span.kind": "workflow", "gen_ai.prompt.0.role": "user", "gen_ai.prompt.0.content": "q",
             "gen_ai.completion.0.role": "assistant", "gen_ai.completion.0.tool_calls.0.name": "search",
             "gen_ai.completion.0.tool_calls.0.arguments": "{\"q\": 1}", "llm.usage.total_tokens": 9, "llm.request.type": "chat"});
-        let out = map_span(
-            SpanIn {
-                attributes: flat_attrs(&a),
-                ..SpanIn::default()
-            },
-            MapOpts::default(),
-        );
+        let out = map_span(SpanIn { attributes: flat_attrs(&a), ..SpanIn::default() }, MapOpts::default());
         assert_eq!(out.step.kind, StepKind::Workflow);
         assert_eq!(out.step.input_messages[0].joined_text(), "q");
-        assert!(
-            matches!(&out.step.output_messages[0].parts[0], Part::ToolCall(c) if c.name == "search")
-        );
+        assert!(matches!(&out.step.output_messages[0].parts[0], Part::ToolCall(c) if c.name == "search"));
         assert_eq!(out.step.usage.total_tokens, Some(9));
         assert!(out.dialects.contains(&"openllmetry"));
 
         let a = json!({"ai.operationId": "ai.toolCall", "ai.toolCall.name": "weather", "ai.toolCall.id": "t1",
             "ai.toolCall.args": "{\"city\":\"Paris\"}", "ai.toolCall.result": "Error: city not found"});
         let out = map_span(
-            SpanIn {
-                name: Some("ai.toolCall".into()),
-                attributes: flat_attrs(&a),
-                ..SpanIn::default()
-            },
+            SpanIn { name: Some("ai.toolCall".into()), attributes: flat_attrs(&a), ..SpanIn::default() },
             MapOpts::default(),
         );
         let s = out.step;
         assert_eq!(s.kind, StepKind::Tool);
-        assert_eq!(
-            s.tool_call.as_ref().unwrap().arguments,
-            json!({"city": "Paris"})
-        );
-        assert_eq!(
-            s.error.as_ref().unwrap().source,
-            Some(ErrorSource::TextHeuristic)
-        );
+        assert_eq!(s.tool_call.as_ref().unwrap().arguments, json!({"city": "Paris"}));
+        assert_eq!(s.error.as_ref().unwrap().source, Some(ErrorSource::TextHeuristic));
         assert_eq!(s.tool_result.as_ref().unwrap().is_error, Some(true));
 
         let a = json!({"ai.operationId": "ai.generateText.doGenerate", "ai.prompt.messages": "[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"yo\"}]}]",
             "ai.response.text": "hey", "ai.response.finishReason": "stop", "ai.usage.promptTokens": 5, "ai.usage.completionTokens": 2, "ai.model.id": "gpt-x"});
-        let out = map_span(
-            SpanIn {
-                attributes: flat_attrs(&a),
-                ..SpanIn::default()
-            },
-            MapOpts::default(),
-        );
+        let out = map_span(SpanIn { attributes: flat_attrs(&a), ..SpanIn::default() }, MapOpts::default());
         let s = out.step;
         assert_eq!(s.kind, StepKind::Llm);
         assert_eq!(s.input_messages[0].joined_text(), "yo");
@@ -2579,13 +2108,7 @@ mod tests {
     fn langfuse_logfire_litellm() {
         let a = json!({"langfuse.observation.type": "generation", "langfuse.observation.level": "ERROR",
             "langfuse.observation.status_message": "rate limited", "gen_ai.cost.total_cost": "0.5"});
-        let out = map_span(
-            SpanIn {
-                attributes: flat_attrs(&a),
-                ..SpanIn::default()
-            },
-            MapOpts::default(),
-        );
+        let out = map_span(SpanIn { attributes: flat_attrs(&a), ..SpanIn::default() }, MapOpts::default());
         let e = out.step.error.unwrap();
         assert_eq!(e.source, Some(ErrorSource::Level));
         assert_eq!(e.message.as_deref(), Some("rate limited"));
@@ -2594,29 +2117,19 @@ mod tests {
 
         let a = json!({"logfire.msg": "running tool: get_time", "gen_ai.tool.name": "get_time", "tool_arguments": "{}", "tool_response": "12:00"});
         let out = map_span(
-            SpanIn {
-                name: Some("running tool".into()),
-                attributes: flat_attrs(&a),
-                ..SpanIn::default()
-            },
+            SpanIn { name: Some("running tool".into()), attributes: flat_attrs(&a), ..SpanIn::default() },
             MapOpts::default(),
         );
         assert_eq!(out.step.kind, StepKind::Tool);
         assert_eq!(out.step.tool_call.as_ref().unwrap().name, "get_time");
-        assert_eq!(
-            out.step.tool_result.as_ref().unwrap().content,
-            json!("12:00")
-        );
+        assert_eq!(out.step.tool_result.as_ref().unwrap().content, json!("12:00"));
         assert!(out.dialects.contains(&"logfire"));
     }
 
     #[test]
     fn exception_events_and_evaluations() {
-        let ev = |name: &str, v: Value| Event {
-            name: name.into(),
-            time: None,
-            attributes: v.as_object().unwrap().clone(),
-        };
+        let ev =
+            |name: &str, v: Value| Event { name: name.into(), time: None, attributes: v.as_object().unwrap().clone() };
         let out = map_span(
             SpanIn {
                 status: Code::Unset,
@@ -2657,19 +2170,10 @@ mod tests {
     fn text_heuristic_is_conservative() {
         assert!(text_error("no error here, the error rate is 0").is_none());
         assert!(text_error("Exit code: 0\nok").is_none());
-        assert_eq!(
-            text_error("Exit code: 2\nboom").unwrap().source,
-            Some(ErrorSource::ExitCode)
-        );
+        assert_eq!(text_error("Exit code: 2\nboom").unwrap().source, Some(ErrorSource::ExitCode));
         let e = text_error("Traceback (most recent call last):\n  File x\nKeyError: 'a'").unwrap();
         assert_eq!(e.r#type.as_deref(), Some("KeyError"));
-        assert_eq!(
-            text_error("HTTP 503 Service Unavailable")
-                .unwrap()
-                .code
-                .as_deref(),
-            Some("503")
-        );
+        assert_eq!(text_error("HTTP 503 Service Unavailable").unwrap().code.as_deref(), Some("503"));
         assert!(text_error("bash: foo: command not found").is_some());
     }
 
@@ -2682,10 +2186,7 @@ mod tests {
                 "attributes": {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "x"}, "events": [], "links": [],
                 "resource": {"attributes": {"service.name": "s"}, "schema_url": ""}})
         };
-        let (traces, _) = run(
-            parse_console,
-            vec![span(None), span(Some("2025-01-01T00:00:01.000000Z"))],
-        );
+        let (traces, _) = run(parse_console, vec![span(None), span(Some("2025-01-01T00:00:01.000000Z"))]);
         assert_eq!(traces.len(), 1);
         let t = &traces[0];
         assert_eq!(t.id, "aa");
@@ -2715,11 +2216,7 @@ mod tests {
         let e = bb.error.as_ref().unwrap();
         assert_eq!(
             (e.source, e.r#type.as_deref(), e.message.as_deref()),
-            (
-                Some(ErrorSource::Exception),
-                Some("openai.RateLimitError"),
-                Some("slow down")
-            )
+            (Some(ErrorSource::Exception), Some("openai.RateLimitError"), Some("slow down"))
         );
         let cc = &t.steps[t.step_index("cc").unwrap()];
         assert_eq!(cc.kind, StepKind::Other);
@@ -2734,16 +2231,10 @@ mod tests {
     fn attribute_map_and_hostile_values() {
         let (traces, warnings) = run(
             parse_attribute_map,
-            vec![
-                json!({"openinference.span.kind": "TOOL", "tool.name": "t", "input.value": "{\"a\":1}"}),
-                json!("x"),
-            ],
+            vec![json!({"openinference.span.kind": "TOOL", "tool.name": "t", "input.value": "{\"a\":1}"}), json!("x")],
         );
         assert_eq!(warnings, 1);
-        assert_eq!(
-            traces[0].steps[0].tool_call.as_ref().unwrap().arguments,
-            json!({"a": 1})
-        );
+        assert_eq!(traces[0].steps[0].tool_call.as_ref().unwrap().arguments, json!({"a": 1}));
         // Random shapes in every field must not panic.
         for v in [
             json!(null),
@@ -2811,29 +2302,15 @@ mod tests {
                 any::<i64>().prop_map(Value::from),
                 "[a-zA-Z0-9 .:_{}\\[\\]\"']{0,12}".prop_map(Value::String),
                 prop::sample::select(
-                    &[
-                        "LLM",
-                        "TOOL",
-                        "chat",
-                        "execute_tool",
-                        "ERROR",
-                        "2",
-                        "PT1S",
-                        "0xab",
-                        "None",
-                        "exception"
-                    ][..]
+                    &["LLM", "TOOL", "chat", "execute_tool", "ERROR", "2", "PT1S", "0xab", "None", "exception"][..]
                 )
                 .prop_map(|s| Value::String(s.to_string())),
             ];
             leaf.prop_recursive(6, 64, 6, |inner| {
                 prop_oneof![
                     prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-                    prop::collection::vec((prop::sample::select(&KEYS[..]), inner), 0..6).prop_map(
-                        |kvs| Value::Object(
-                            kvs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
-                        )
-                    ),
+                    prop::collection::vec((prop::sample::select(&KEYS[..]), inner), 0..6)
+                        .prop_map(|kvs| Value::Object(kvs.into_iter().map(|(k, v)| (k.to_string(), v)).collect())),
                 ]
             })
         }

@@ -11,19 +11,13 @@
 
 use serde_json::{Map, Value};
 
-use super::otlp::{
-    self, Collector, MapOpts, SpanIn, flat_attrs, flat_events, id_of, map_span, status_code,
-};
+use super::otlp::{self, Collector, MapOpts, SpanIn, flat_attrs, flat_events, id_of, map_span, status_code};
 use super::{FileCtx, Format, ParseError, Sink};
 use crate::trace::json::{self, as_f64, parse_time, scalar_string};
 use crate::trace::model::{AttrMap, Score};
 use crate::trace::read::{Pos, Records};
 
-pub fn parse(
-    records: &mut Records,
-    ctx: &mut FileCtx<'_>,
-    sink: &mut Sink<'_>,
-) -> Result<(), ParseError> {
+pub fn parse(records: &mut Records, ctx: &mut FileCtx<'_>, sink: &mut Sink<'_>) -> Result<(), ParseError> {
     let mut col = Collector::new(Format::Phoenix);
     for item in records {
         let rec = match item {
@@ -39,14 +33,7 @@ pub fn parse(
     Ok(())
 }
 
-fn handle(
-    v: &Value,
-    pos: Pos,
-    file_trace: Option<&str>,
-    ctx: &mut FileCtx<'_>,
-    col: &mut Collector,
-    depth: u32,
-) {
+fn handle(v: &Value, pos: Pos, file_trace: Option<&str>, ctx: &mut FileCtx<'_>, col: &mut Collector, depth: u32) {
     match v {
         Value::Array(items) if depth < 4 => {
             for item in items {
@@ -55,10 +42,7 @@ fn handle(
         }
         Value::Object(o) if depth < 4 && o.get("spans").is_some_and(Value::is_array) => {
             // A `px traces` trace file.
-            let trace_id = ["traceId", "trace_id"]
-                .iter()
-                .find_map(|k| o.get(*k))
-                .and_then(id_of);
+            let trace_id = ["traceId", "trace_id"].iter().find_map(|k| o.get(*k)).and_then(id_of);
             if let Some(spans) = o.get("spans") {
                 handle(spans, pos, trace_id.as_deref(), ctx, col, depth + 1);
             }
@@ -82,33 +66,21 @@ fn handle(
 
 fn span(v: &Value, pos: Pos, file_trace: Option<&str>, ctx: &mut FileCtx<'_>, col: &mut Collector) {
     let context = v.get("context");
-    let field = |keys: &[&str]| {
-        keys.iter()
-            .find_map(|k| context.and_then(|c| c.get(*k)).or_else(|| v.get(*k)))
-            .and_then(id_of)
-    };
-    let Some(trace_id) = field(&["trace_id", "traceId"]).or_else(|| file_trace.map(str::to_string))
-    else {
+    let field =
+        |keys: &[&str]| keys.iter().find_map(|k| context.and_then(|c| c.get(*k)).or_else(|| v.get(*k))).and_then(id_of);
+    let Some(trace_id) = field(&["trace_id", "traceId"]).or_else(|| file_trace.map(str::to_string)) else {
         ctx.warn(pos, "a Phoenix span without a trace id was skipped");
         return;
     };
     let mut attributes = v.get("attributes").map(flat_attrs).unwrap_or_default();
     attributes = flatten_nested(attributes);
-    if let Some(kind) = json::str_of(v, "span_kind").filter(|k| !k.eq_ignore_ascii_case("UNKNOWN"))
-    {
-        attributes
-            .entry("openinference.span.kind".to_string())
-            .or_insert_with(|| Value::String(kind.to_string()));
+    if let Some(kind) = json::str_of(v, "span_kind").filter(|k| !k.eq_ignore_ascii_case("UNKNOWN")) {
+        attributes.entry("openinference.span.kind".to_string()).or_insert_with(|| Value::String(kind.to_string()));
     }
-    let status = v
-        .get("status_code")
-        .or_else(|| json::path(v, &["status", "code"]));
+    let status = v.get("status_code").or_else(|| json::path(v, &["status", "code"]));
     let span = SpanIn {
         span_id: field(&["span_id", "spanId"]),
-        parent_id: ["parent_id", "parent_span_id", "parentId"]
-            .iter()
-            .find_map(|k| v.get(*k))
-            .and_then(id_of),
+        parent_id: ["parent_id", "parent_span_id", "parentId"].iter().find_map(|k| v.get(*k)).and_then(id_of),
         name: json::str_of(v, "name").map(str::to_string),
         span_kind: None,
         start: v.get("start_time").and_then(parse_time),
@@ -124,10 +96,7 @@ fn span(v: &Value, pos: Pos, file_trace: Option<&str>, ctx: &mut FileCtx<'_>, co
     };
     let mut out = map_span(span, MapOpts::default());
     if let Some(id) = json::str_of(v, "id") {
-        out.step
-            .attributes
-            .entry("phoenix.id".to_string())
-            .or_insert_with(|| Value::String(id.to_string()));
+        out.step.attributes.entry("phoenix.id".to_string()).or_insert_with(|| Value::String(id.to_string()));
     }
     col.add(ctx, pos, &trace_id, &Map::new(), out);
 }
@@ -143,14 +112,9 @@ fn annotation(a: &Value, trace_id: Option<&str>, col: &mut Collector) {
         value: result.get("score").and_then(as_f64),
         label: result.get("label").and_then(scalar_string),
         comment: result.get("explanation").and_then(scalar_string),
-        source: json::str_of(a, "annotator_kind")
-            .map(otlp::score_source)
-            .unwrap_or_default(),
+        source: json::str_of(a, "annotator_kind").map(otlp::score_source).unwrap_or_default(),
     };
-    let trace_id = a
-        .get("trace_id")
-        .and_then(id_of)
-        .or_else(|| trace_id.map(str::to_string));
+    let trace_id = a.get("trace_id").and_then(id_of).or_else(|| trace_id.map(str::to_string));
     let Some(trace_id) = trace_id else { return };
     let span_id = a.get("span_id").and_then(id_of);
     col.add_score(&trace_id, span_id.as_deref(), score);
@@ -189,10 +153,7 @@ const LEAVES: [&str; 8] = [
 /// `{"llm": {"model_name": "x", "input_messages": [{"message": {"role": "user"}}]}}` →
 /// `llm.model_name`, `llm.input_messages.0.message.role`.
 fn flatten_nested(attrs: AttrMap) -> AttrMap {
-    if !attrs
-        .iter()
-        .any(|(k, v)| ROOTS.contains(&k.as_str()) && (v.is_object() || v.is_array()))
-    {
+    if !attrs.iter().any(|(k, v)| ROOTS.contains(&k.as_str()) && (v.is_object() || v.is_array())) {
         return attrs;
     }
     let mut out = Map::new();
@@ -207,21 +168,14 @@ fn flatten_nested(attrs: AttrMap) -> AttrMap {
 }
 
 fn flatten_into(prefix: &str, v: Value, out: &mut AttrMap, depth: u32) {
-    let is_leaf = LEAVES
-        .iter()
-        .any(|l| prefix == *l || prefix.ends_with(&format!(".{l}")));
+    let is_leaf = LEAVES.iter().any(|l| prefix == *l || prefix.ends_with(&format!(".{l}")));
     match v {
         Value::Object(o) if !is_leaf && depth < 16 => {
             for (k, inner) in o {
                 flatten_into(&format!("{prefix}.{k}"), inner, out, depth + 1);
             }
         }
-        Value::Array(items)
-            if !is_leaf
-                && depth < 16
-                && items.iter().all(Value::is_object)
-                && !items.is_empty() =>
-        {
+        Value::Array(items) if !is_leaf && depth < 16 && items.iter().all(Value::is_object) && !items.is_empty() => {
             for (i, inner) in items.into_iter().enumerate() {
                 flatten_into(&format!("{prefix}.{i}"), inner, out, depth + 1);
             }
@@ -269,10 +223,7 @@ mod tests {
         assert_eq!(s.id, "cd1");
         assert_eq!(s.kind, StepKind::Llm);
         assert_eq!(s.status, StepStatus::Error);
-        assert_eq!(
-            s.error.as_ref().unwrap().r#type.as_deref(),
-            Some("openai.RateLimitError")
-        );
+        assert_eq!(s.error.as_ref().unwrap().r#type.as_deref(), Some("openai.RateLimitError"));
         assert_eq!(s.usage.input_tokens, Some(10));
         assert_eq!(s.input_messages[0].joined_text(), "hi");
         assert_eq!(s.scores[0].label.as_deref(), Some("incorrect"));

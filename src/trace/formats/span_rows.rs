@@ -13,10 +13,7 @@
 
 use serde_json::{Map, Value};
 
-use super::otlp::{
-    Collector, MapOpts, SpanIn, flat_attrs, flat_events, id_of, map_span, span_kind_name,
-    status_code,
-};
+use super::otlp::{Collector, MapOpts, SpanIn, flat_attrs, flat_events, id_of, map_span, span_kind_name, status_code};
 use super::{FileCtx, Format, ParseError, Sink};
 use crate::trace::json::{self, parse_iso_duration, parse_time};
 use crate::trace::model::{AttrMap, Event, Nanos};
@@ -25,11 +22,7 @@ use crate::trace::read::{Pos, Records};
 /// Deeper `child_spans` nesting than this is cut with a warning.
 pub const MAX_DEPTH: usize = 256;
 
-pub fn parse(
-    records: &mut Records,
-    ctx: &mut FileCtx<'_>,
-    sink: &mut Sink<'_>,
-) -> Result<(), ParseError> {
+pub fn parse(records: &mut Records, ctx: &mut FileCtx<'_>, sink: &mut Sink<'_>) -> Result<(), ParseError> {
     let mut col = Collector::new(Format::SpanRows);
     for item in records {
         let rec = match item {
@@ -42,10 +35,7 @@ pub fn parse(
         let mut docs = Vec::new();
         flatten(&rec.value, &mut docs, 0);
         if docs.is_empty() {
-            ctx.warn(
-                rec.pos,
-                format!("not a span row: {}", json::keys_of(&rec.value)),
-            );
+            ctx.warn(rec.pos, format!("not a span row: {}", json::keys_of(&rec.value)));
         }
         for doc in docs {
             if let Some(spans) = doc.get("spans").and_then(Value::as_array) {
@@ -75,16 +65,9 @@ fn flatten<'a>(v: &'a Value, out: &mut Vec<&'a Value>, depth: u32) {
 }
 
 fn is_row(v: &Value) -> bool {
-    [
-        "span_attributes",
-        "SpanAttributes",
-        "span_id",
-        "SpanId",
-        "span_name",
-        "SpanName",
-    ]
-    .iter()
-    .any(|k| v.get(*k).is_some())
+    ["span_attributes", "SpanAttributes", "span_id", "SpanId", "span_name", "SpanName"]
+        .iter()
+        .any(|k| v.get(*k).is_some())
 }
 
 fn field<'a>(v: &'a Value, keys: &[&str]) -> Option<&'a Value> {
@@ -92,15 +75,8 @@ fn field<'a>(v: &'a Value, keys: &[&str]) -> Option<&'a Value> {
 }
 
 /// Walk a span forest (children under `child_spans`) iteratively, depth-capped.
-fn walk(
-    roots: &[Value],
-    file_trace: Option<&str>,
-    pos: Pos,
-    ctx: &mut FileCtx<'_>,
-    col: &mut Collector,
-) {
-    let mut stack: Vec<(&Value, Option<String>, usize)> =
-        roots.iter().rev().map(|r| (r, None, 0)).collect();
+fn walk(roots: &[Value], file_trace: Option<&str>, pos: Pos, ctx: &mut FileCtx<'_>, col: &mut Collector) {
+    let mut stack: Vec<(&Value, Option<String>, usize)> = roots.iter().rev().map(|r| (r, None, 0)).collect();
     let mut cut = false;
     while let Some((row, nest_parent, depth)) = stack.pop() {
         if !row.is_object() {
@@ -108,8 +84,7 @@ fn walk(
             continue;
         }
         let span_id = field(row, &["span_id", "SpanId", "spanId"]).and_then(id_of);
-        let children =
-            field(row, &["child_spans", "ChildSpans", "children"]).and_then(Value::as_array);
+        let children = field(row, &["child_spans", "ChildSpans", "children"]).and_then(Value::as_array);
         if let Some(children) = children {
             if depth >= MAX_DEPTH {
                 cut = true;
@@ -119,9 +94,8 @@ fn walk(
                 }
             }
         }
-        let trace_id = field(row, &["trace_id", "TraceId", "traceId"])
-            .and_then(id_of)
-            .or_else(|| file_trace.map(str::to_string));
+        let trace_id =
+            field(row, &["trace_id", "TraceId", "traceId"]).and_then(id_of).or_else(|| file_trace.map(str::to_string));
         let Some(trace_id) = trace_id else {
             ctx.warn(pos, "a span row without a trace id was skipped");
             continue;
@@ -131,44 +105,26 @@ fn walk(
         col.add(ctx, pos, &trace_id, &resource, out);
     }
     if cut {
-        ctx.warn(
-            pos,
-            format!(
-                "`child_spans` nested deeper than {MAX_DEPTH} levels; the deeper spans were skipped"
-            ),
-        );
+        ctx.warn(pos, format!("`child_spans` nested deeper than {MAX_DEPTH} levels; the deeper spans were skipped"));
     }
 }
 
-fn row_span(
-    row: &Value,
-    span_id: Option<String>,
-    nest_parent: Option<String>,
-) -> (SpanIn, AttrMap) {
-    let start =
-        field(row, &["timestamp", "Timestamp", "start_time", "StartTime"]).and_then(parse_time);
-    let end = field(row, &["end_time", "EndTime"])
-        .and_then(parse_time)
-        .or_else(|| {
-            let d = field(row, &["duration", "Duration"])?;
-            let nanos: Nanos = match d {
-                Value::String(s) if s.trim_start().starts_with('P') => parse_iso_duration(s)?,
-                // ClickHouse `Duration` is Int64 nanoseconds.
-                other => Nanos::from(json::as_i64(other)?),
-            };
-            start?.checked_add(nanos)
-        });
-    let mut resource = field(row, &["resource_attributes", "ResourceAttributes"])
-        .map(flat_attrs)
-        .unwrap_or_default();
+fn row_span(row: &Value, span_id: Option<String>, nest_parent: Option<String>) -> (SpanIn, AttrMap) {
+    let start = field(row, &["timestamp", "Timestamp", "start_time", "StartTime"]).and_then(parse_time);
+    let end = field(row, &["end_time", "EndTime"]).and_then(parse_time).or_else(|| {
+        let d = field(row, &["duration", "Duration"])?;
+        let nanos: Nanos = match d {
+            Value::String(s) if s.trim_start().starts_with('P') => parse_iso_duration(s)?,
+            // ClickHouse `Duration` is Int64 nanoseconds.
+            other => Nanos::from(json::as_i64(other)?),
+        };
+        start?.checked_add(nanos)
+    });
+    let mut resource = field(row, &["resource_attributes", "ResourceAttributes"]).map(flat_attrs).unwrap_or_default();
     if let Some(service) = field(row, &["service_name", "ServiceName"]).and_then(Value::as_str) {
-        resource
-            .entry("service.name".to_string())
-            .or_insert_with(|| Value::String(service.to_string()));
+        resource.entry("service.name".to_string()).or_insert_with(|| Value::String(service.to_string()));
     }
-    let mut events = field(row, &["events", "Events"])
-        .map(flat_events)
-        .unwrap_or_default();
+    let mut events = field(row, &["events", "Events"]).map(flat_events).unwrap_or_default();
     events.extend(clickhouse_events(row));
     if let Some(Value::Array(logs)) = field(row, &["logs", "Logs"]) {
         events.extend(logs.iter().filter(|l| l.is_object()).map(log_event));
@@ -180,22 +136,16 @@ fn row_span(
     let span = SpanIn {
         span_id,
         parent_id,
-        name: field(row, &["span_name", "SpanName", "name"])
-            .and_then(Value::as_str)
-            .map(str::to_string),
+        name: field(row, &["span_name", "SpanName", "name"]).and_then(Value::as_str).map(str::to_string),
         span_kind: field(row, &["span_kind", "SpanKind"]).and_then(span_kind_name),
         start,
         end,
-        status: field(row, &["status_code", "StatusCode"])
-            .map(status_code)
-            .unwrap_or_default(),
+        status: field(row, &["status_code", "StatusCode"]).map(status_code).unwrap_or_default(),
         status_message: field(row, &["status_message", "StatusMessage"])
             .and_then(Value::as_str)
             .filter(|m| !m.is_empty())
             .map(str::to_string),
-        attributes: field(row, &["span_attributes", "SpanAttributes"])
-            .map(flat_attrs)
-            .unwrap_or_default(),
+        attributes: field(row, &["span_attributes", "SpanAttributes"]).map(flat_attrs).unwrap_or_default(),
         events,
         scope: field(row, &["scope_name", "ScopeName"])
             .and_then(Value::as_str)
@@ -219,10 +169,7 @@ fn clickhouse_events(row: &Value) -> Vec<Event> {
         .map(|(i, n)| Event {
             name: n.as_str().unwrap_or("event").to_string(),
             time: times.and_then(|t| t.get(i)).and_then(parse_time),
-            attributes: attrs
-                .and_then(|a| a.get(i))
-                .map(flat_attrs)
-                .unwrap_or_default(),
+            attributes: attrs.and_then(|a| a.get(i)).map(flat_attrs).unwrap_or_default(),
         })
         .collect()
 }
@@ -254,25 +201,15 @@ fn log_event(l: &Value) -> Event {
             attributes.entry(k).or_insert(v);
         }
     }
-    Event {
-        name: "log".into(),
-        time: field(l, &["timestamp", "Timestamp"]).and_then(parse_time),
-        attributes,
-    }
+    Event { name: "log".into(), time: field(l, &["timestamp", "Timestamp"]).and_then(parse_time), attributes }
 }
 
 /// Benchmark answers the TRAIL harness logged with its own function calls (GAIA
 /// `true_answer` + `Annotator Metadata`, SWE-bench gold `patch`, `test_patch`,
 /// `FAIL_TO_PASS`, `PASS_TO_PASS`): never let them into the model, the miner must stay
 /// blind to them.
-const ANSWER_KEYS: [&str; 6] = [
-    "true_answer",
-    "Annotator Metadata",
-    "patch",
-    "test_patch",
-    "FAIL_TO_PASS",
-    "PASS_TO_PASS",
-];
+const ANSWER_KEYS: [&str; 6] =
+    ["true_answer", "Annotator Metadata", "patch", "test_patch", "FAIL_TO_PASS", "PASS_TO_PASS"];
 
 fn scrub_answers(v: &mut Value, depth: u32) {
     if depth > 8 {
@@ -307,10 +244,7 @@ mod tests {
         let mut ctx = FileCtx::new("t.json");
         let mut traces = Vec::new();
         parse(&mut records, &mut ctx, &mut |t| traces.push(t)).unwrap();
-        (
-            traces,
-            ctx.warnings.into_iter().map(|w| w.message).collect(),
-        )
+        (traces, ctx.warnings.into_iter().map(|w| w.message).collect())
     }
 
     #[test]
@@ -335,25 +269,16 @@ mod tests {
         assert_eq!(t.attributes["resource.service.name"], json!("svc2"));
         assert_eq!(t.task, Some(json!("do it")));
         let root = &t.steps[0];
-        assert_eq!(
-            (root.id.as_str(), root.parent_id.as_deref(), root.kind),
-            ("0a", None, StepKind::Agent)
-        );
+        assert_eq!((root.id.as_str(), root.parent_id.as_deref(), root.kind), ("0a", None, StepKind::Agent));
         assert_eq!(root.end.unwrap() - root.start.unwrap(), 80_900_000_000);
         assert_eq!(root.events[0].attributes["function.name"], json!("main"));
-        assert_eq!(
-            root.events[0].attributes["function.arguments"],
-            json!({"example": {"question": "q"}})
-        );
+        assert_eq!(root.events[0].attributes["function.arguments"], json!({"example": {"question": "q"}}));
         let child = &t.steps[1];
         assert_eq!(child.parent_id.as_deref(), Some("0a"));
         assert_eq!(child.status, StepStatus::Error);
         let e = child.error.as_ref().unwrap();
         assert_eq!(e.source, Some(ErrorSource::Exception));
-        assert_eq!(
-            e.r#type.as_deref(),
-            Some("smolagents.utils.AgentParsingError")
-        );
+        assert_eq!(e.r#type.as_deref(), Some("smolagents.utils.AgentParsingError"));
     }
 
     #[test]
@@ -373,14 +298,8 @@ mod tests {
         let t = &traces[0];
         assert_eq!(t.steps.len(), 2);
         assert_eq!(t.steps[0].kind, StepKind::Agent);
-        assert_eq!(
-            t.steps[0].end.unwrap() - t.steps[0].start.unwrap(),
-            2_000_000_000
-        );
-        assert_eq!(
-            t.steps[0].error.as_ref().unwrap().r#type.as_deref(),
-            Some("RuntimeError")
-        );
+        assert_eq!(t.steps[0].end.unwrap() - t.steps[0].start.unwrap(), 2_000_000_000);
+        assert_eq!(t.steps[0].error.as_ref().unwrap().r#type.as_deref(), Some("RuntimeError"));
         assert_eq!(t.steps[1].usage.input_tokens, Some(3));
         assert_eq!(t.steps[1].status, StepStatus::Ok);
     }

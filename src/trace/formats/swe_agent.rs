@@ -13,23 +13,18 @@ use std::sync::{Mutex, OnceLock};
 use serde_json::Value;
 
 use super::chat::{
-    ListMode, attrs_except, file_stem, new_step, parts_of, push_messages, set_error, text_error,
-    tool_calls_of, usage_of,
+    ListMode, attrs_except, file_stem, new_step, parts_of, push_messages, set_error, text_error, tool_calls_of,
+    usage_of,
 };
 use super::{FileCtx, Format, ParseError, Sink};
 use crate::trace::json::{self, as_bool, as_f64, decode_json_string, str_of, string_of};
 use crate::trace::model::{
-    ErrorInfo, ErrorSource, Message, ModelInfo, Part, Signal, StepKind, ToolCall, ToolResult,
-    Trace, Usage,
+    ErrorInfo, ErrorSource, Message, ModelInfo, Part, Signal, StepKind, ToolCall, ToolResult, Trace, Usage,
 };
 use crate::trace::read::Records;
 
 /// SWE-agent `.traj`: `{trajectory[], history[], info{exit_status, submission, model_stats}}`.
-pub fn parse(
-    records: &mut Records,
-    ctx: &mut FileCtx<'_>,
-    sink: &mut Sink<'_>,
-) -> Result<(), ParseError> {
+pub fn parse(records: &mut Records, ctx: &mut FileCtx<'_>, sink: &mut Sink<'_>) -> Result<(), ParseError> {
     let stem = file_stem(ctx.path);
     for (n, item) in records.enumerate() {
         let rec = match item {
@@ -41,22 +36,13 @@ pub fn parse(
         };
         let v = &rec.value;
         if !v.is_object() || (v.get("trajectory").is_none() && v.get("history").is_none()) {
-            ctx.warn(
-                rec.pos,
-                format!("not a SWE-agent trajectory: {}", json::keys_of(v)),
-            );
+            ctx.warn(rec.pos, format!("not a SWE-agent trajectory: {}", json::keys_of(v)));
             continue;
         }
         let info = v.get("info").unwrap_or(&Value::Null);
         let id = string_of(info, "instance_id")
             .or_else(|| string_of(v, "instance_id"))
-            .unwrap_or_else(|| {
-                if n == 0 {
-                    stem.clone()
-                } else {
-                    format!("{stem}#{n}")
-                }
-            });
+            .unwrap_or_else(|| if n == 0 { stem.clone() } else { format!("{stem}#{n}") });
         let mut trace = ctx.trace(Format::SweAgent, id.clone(), rec.pos);
         trace.attributes = attrs_except(v, &["trajectory", "history", "info", "replay_config"]);
         for (k, val) in attrs_except(info, &["model_stats"]) {
@@ -73,10 +59,7 @@ pub fn parse(
             .filter(|m| m.get("is_demo").and_then(as_bool) != Some(true))
             .cloned()
             .collect();
-        let trajectory = v
-            .get("trajectory")
-            .and_then(Value::as_array)
-            .unwrap_or(&empty);
+        let trajectory = v.get("trajectory").and_then(Value::as_array).unwrap_or(&empty);
         if trajectory.is_empty() {
             push_messages(&mut trace, &history, ListMode::Chat);
         } else {
@@ -109,43 +92,23 @@ fn swe_steps(trace: &mut Trace, trajectory: &[Value], history: &[Value]) {
         });
     }
     // The k-th assistant message of the history is the k-th trajectory entry.
-    let assistant_at: Vec<usize> = history
-        .iter()
-        .enumerate()
-        .filter(|(_, m)| str_of(m, "role") == Some("assistant"))
-        .map(|(i, _)| i)
-        .collect();
+    let assistant_at: Vec<usize> =
+        history.iter().enumerate().filter(|(_, m)| str_of(m, "role") == Some("assistant")).map(|(i, _)| i).collect();
     for (k, entry) in trajectory.iter().enumerate() {
         let action = str_of(entry, "action").unwrap_or("").trim().to_string();
-        let response = str_of(entry, "response")
-            .or_else(|| str_of(entry, "thought"))
-            .unwrap_or("");
+        let response = str_of(entry, "response").or_else(|| str_of(entry, "thought")).unwrap_or("");
         let tool_name = action.split_whitespace().next().unwrap_or("").to_string();
-        let call = ToolCall {
-            id: None,
-            name: tool_name.clone(),
-            arguments: Value::String(action.clone()),
-        };
+        let call = ToolCall { id: None, name: tool_name.clone(), arguments: Value::String(action.clone()) };
         let mut llm = new_step(format!("traj:{k}"), trace.steps.len(), StepKind::Llm);
         let mut parts = Vec::new();
         if let Some(t) = str_of(entry, "thought").filter(|t| *t != response) {
-            parts.push(Part::Reasoning {
-                text: Some(t.to_string()),
-                redacted: false,
-            });
+            parts.push(Part::Reasoning { text: Some(t.to_string()), redacted: false });
         }
-        parts.push(Part::Text {
-            text: response.to_string(),
-        });
+        parts.push(Part::Text { text: response.to_string() });
         if !action.is_empty() {
             parts.push(Part::ToolCall(call.clone()));
         }
-        llm.output_messages = vec![Message {
-            role: "assistant".into(),
-            name: None,
-            parts,
-            finish_reason: None,
-        }];
+        llm.output_messages = vec![Message { role: "assistant".into(), name: None, parts, finish_reason: None }];
         let hist = assistant_at.get(k).copied();
         llm.transcript_range = hist.map(|i| (i as u32, i as u32 + 1));
         if let Some(q) = entry.get("query").filter(|q| !q.is_null()) {
@@ -156,40 +119,25 @@ fn swe_steps(trace: &mut Trace, trajectory: &[Value], history: &[Value]) {
         if action.is_empty() {
             continue;
         }
-        let mut tool = new_step(
-            format!("traj:{k}:action"),
-            trace.steps.len(),
-            StepKind::Tool,
-        );
+        let mut tool = new_step(format!("traj:{k}:action"), trace.steps.len(), StepKind::Tool);
         tool.name = Some(tool_name).filter(|n| !n.is_empty());
         tool.tool_call = Some(call);
         let observation = entry.get("observation").cloned().unwrap_or(Value::Null);
         let text = super::chat::text_value(&observation);
         let (exit_code, error) = text_error(&text);
-        tool.tool_result = Some(ToolResult {
-            call_id: None,
-            content: observation,
-            is_error: None,
-            exit_code,
-        });
+        tool.tool_result = Some(ToolResult { call_id: None, content: observation, is_error: None, exit_code });
         if let Some(e) = error {
             set_error(&mut tool, e);
         }
-        tool.attributes
-            .insert("called_by".into(), Value::String(llm_id));
+        tool.attributes.insert("called_by".into(), Value::String(llm_id));
         for key in ["execution_time", "state"] {
             if let Some(val) = entry.get(key).filter(|x| !x.is_null()) {
-                tool.attributes
-                    .insert(key.into(), decode_json_string(val.clone()));
+                tool.attributes.insert(key.into(), decode_json_string(val.clone()));
             }
         }
         tool.transcript_range = hist
             .map(|i| i + 1)
-            .filter(|&i| {
-                history
-                    .get(i)
-                    .is_some_and(|m| str_of(m, "role") != Some("assistant"))
-            })
+            .filter(|&i| history.get(i).is_some_and(|m| str_of(m, "role") != Some("assistant")))
             .map(|i| (i as u32, i as u32 + 1));
         trace.steps.push(tool);
     }
@@ -225,30 +173,18 @@ fn exit_signals(trace: &mut Trace, info: &Value, mini: bool) {
             Some(_) => false,
         };
         if empty && !mini {
-            trace.signals.push(Signal::new(
-                "submission",
-                false,
-                "exit_status = submitted with an empty submission",
-            ));
+            trace.signals.push(Signal::new("submission", false, "exit_status = submitted with an empty submission"));
         }
         return;
     }
-    trace.signals.push(Signal::new(
-        "exit_status",
-        false,
-        format!("exit_status = {status}"),
-    ));
+    trace.signals.push(Signal::new("exit_status", false, format!("exit_status = {status}")));
 }
 
 /// mini-swe-agent `.traj.json`: `{info{exit_status, submission, model_stats}, messages[],
 /// trajectory_format, instance_id}`. The agent acts only through bash: assistant messages
 /// hold one fenced command, its result comes back as a user message
 /// `<returncode>N</returncode><output>…</output>`.
-pub fn parse_mini(
-    records: &mut Records,
-    ctx: &mut FileCtx<'_>,
-    sink: &mut Sink<'_>,
-) -> Result<(), ParseError> {
+pub fn parse_mini(records: &mut Records, ctx: &mut FileCtx<'_>, sink: &mut Sink<'_>) -> Result<(), ParseError> {
     let stem = file_stem(ctx.path);
     for (n, item) in records.enumerate() {
         let rec = match item {
@@ -260,28 +196,18 @@ pub fn parse_mini(
         };
         let v = &rec.value;
         let Some(messages) = v.get("messages").and_then(Value::as_array) else {
-            ctx.warn(
-                rec.pos,
-                format!("not a mini-swe-agent trajectory: {}", json::keys_of(v)),
-            );
+            ctx.warn(rec.pos, format!("not a mini-swe-agent trajectory: {}", json::keys_of(v)));
             continue;
         };
         let info = v.get("info").unwrap_or(&Value::Null);
-        let id = string_of(v, "instance_id").unwrap_or_else(|| {
-            if n == 0 {
-                stem.clone()
-            } else {
-                format!("{stem}#{n}")
-            }
-        });
+        let id =
+            string_of(v, "instance_id").unwrap_or_else(|| if n == 0 { stem.clone() } else { format!("{stem}#{n}") });
         let mut trace = ctx.trace(Format::MiniSweAgent, id.clone(), rec.pos);
         trace.attributes = attrs_except(v, &["messages", "info"]);
         for (k, val) in attrs_except(info, &["model_stats", "config"]) {
             trace.attributes.insert(k, val);
         }
-        if let Some(model) =
-            json::path(info, &["config", "model", "model_name"]).filter(|m| !m.is_null())
-        {
+        if let Some(model) = json::path(info, &["config", "model", "model_name"]).filter(|m| !m.is_null()) {
             trace.attributes.insert("model".into(), model.clone());
         }
         mini_steps(&mut trace, messages);
@@ -314,11 +240,7 @@ fn mini_steps(trace: &mut Trace, messages: &[Value]) {
         let text = super::chat::text_value(content);
         let t = trace.transcript.len() as u32;
         let msg = Message {
-            role: if role.is_empty() {
-                "unknown".into()
-            } else {
-                role.to_string()
-            },
+            role: if role.is_empty() { "unknown".into() } else { role.to_string() },
             name: None,
             parts: parts_of(content),
             finish_reason: None,
@@ -341,11 +263,7 @@ fn mini_steps(trace: &mut Trace, messages: &[Value]) {
                     response_model: Some(model.to_string()),
                     provider: str_of(resp, "provider").map(str::to_string),
                     finish_reasons: json::path(resp, &["choices", "0", "finish_reason"])
-                        .or_else(|| {
-                            resp.get("choices")
-                                .and_then(|c| c.get(0))
-                                .and_then(|c| c.get("finish_reason"))
-                        })
+                        .or_else(|| resp.get("choices").and_then(|c| c.get(0)).and_then(|c| c.get("finish_reason")))
                         .and_then(Value::as_str)
                         .map(|f| vec![f.to_string()])
                         .unwrap_or_default(),
@@ -356,9 +274,7 @@ fn mini_steps(trace: &mut Trace, messages: &[Value]) {
             s
         } else if observation {
             let t = text.trim_start();
-            if t.starts_with("Please always provide EXACTLY ONE action")
-                || t.starts_with("Please always provide")
-            {
+            if t.starts_with("Please always provide EXACTLY ONE action") || t.starts_with("Please always provide") {
                 let mut s = new_step(id, seq, StepKind::System);
                 s.name = Some("format_error".into());
                 set_error(
@@ -373,31 +289,18 @@ fn mini_steps(trace: &mut Trace, messages: &[Value]) {
                 let mut s = new_step(id, seq, StepKind::Tool);
                 s.name = Some("bash".into());
                 if let Some((cmd, llm_id)) = last_command.take() {
-                    s.tool_call = Some(ToolCall {
-                        id: None,
-                        name: "bash".into(),
-                        arguments: Value::String(cmd),
-                    });
-                    s.attributes
-                        .insert("called_by".into(), Value::String(llm_id));
+                    s.tool_call = Some(ToolCall { id: None, name: "bash".into(), arguments: Value::String(cmd) });
+                    s.attributes.insert("called_by".into(), Value::String(llm_id));
                 }
                 let (exit_code, mut error) = text_error(&text);
-                if error.is_none()
-                    && exit_code.is_none()
-                    && t.contains("timed out and has been killed")
-                {
+                if error.is_none() && exit_code.is_none() && t.contains("timed out and has been killed") {
                     error = Some(
                         ErrorInfo::new(ErrorSource::TextHeuristic)
                             .with_type("timeout")
                             .with_message(json::clip(t.lines().next().unwrap_or(t), 300)),
                     );
                 }
-                s.tool_result = Some(ToolResult {
-                    call_id: None,
-                    content: content.clone(),
-                    is_error: None,
-                    exit_code,
-                });
+                s.tool_result = Some(ToolResult { call_id: None, content: content.clone(), is_error: None, exit_code });
                 if let Some(e) = error {
                     set_error(&mut s, e);
                 }
@@ -442,22 +345,14 @@ fn read_outcomes_csv(path: &Path) -> Option<Outcomes> {
     let header: Vec<String> = lines
         .next()?
         .split(',')
-        .map(|h| {
-            h.trim()
-                .trim_matches('"')
-                .trim_start_matches('\u{feff}')
-                .to_ascii_lowercase()
-        })
+        .map(|h| h.trim().trim_matches('"').trim_start_matches('\u{feff}').to_ascii_lowercase())
         .collect();
     let id_col = header.iter().position(|h| h == "instance_id")?;
     let res_col = header.iter().position(|h| h == "resolved")?;
     let mut out = HashMap::new();
     for line in lines {
         let cols: Vec<&str> = line.split(',').collect();
-        if let (Some(id), Some(r)) = (
-            cols.get(id_col),
-            cols.get(res_col).and_then(|r| parse_bool(r)),
-        ) {
+        if let (Some(id), Some(r)) = (cols.get(id_col), cols.get(res_col).and_then(|r| parse_bool(r))) {
             out.insert(id.trim().trim_matches('"').to_string(), r);
         }
     }
@@ -469,11 +364,7 @@ fn outcomes_for(path: &Path) -> Option<Outcomes> {
     if let Some(hit) = cache.get(path) {
         return hit.clone();
     }
-    let read = if path.is_file() {
-        read_outcomes_csv(path)
-    } else {
-        None
-    };
+    let read = if path.is_file() { read_outcomes_csv(path) } else { None };
     cache.insert(path.to_path_buf(), read.clone());
     read
 }
@@ -520,17 +411,12 @@ fn read_report(path: &Path, instance_id: &str) -> Option<bool> {
         return None;
     }
     let v: Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
-    v.get(instance_id)
-        .and_then(|r| r.get("resolved"))
-        .or_else(|| v.get("resolved"))
-        .and_then(as_bool)
+    v.get(instance_id).and_then(|r| r.get("resolved")).or_else(|| v.get("resolved")).and_then(as_bool)
 }
 
 fn verdict_signal(trace: &mut Trace, path: &str, instance_id: &str) {
     if let Some((resolved, detail)) = find_verdict(path, instance_id) {
-        trace
-            .signals
-            .push(Signal::new("resolved", resolved, detail));
+        trace.signals.push(Signal::new("resolved", resolved, detail));
     }
 }
 
@@ -600,33 +486,20 @@ mod tests {
         let kinds: Vec<_> = t.steps.iter().map(|s| s.kind).collect();
         assert_eq!(
             kinds,
-            vec![
-                StepKind::System,
-                StepKind::User,
-                StepKind::Llm,
-                StepKind::Tool,
-                StepKind::Llm,
-                StepKind::System
-            ]
+            vec![StepKind::System, StepKind::User, StepKind::Llm, StepKind::Tool, StepKind::Llm, StepKind::System]
         );
         let tool = &t.steps[3];
         assert_eq!(tool.tool_result.as_ref().unwrap().exit_code, Some(2));
         assert_eq!(tool.tool_call.as_ref().unwrap().arguments, json!("ls -la"));
         assert_eq!(t.steps[2].usage.input_tokens, Some(5));
-        assert_eq!(
-            t.steps[5].error.as_ref().unwrap().r#type.as_deref(),
-            Some("format_error")
-        );
+        assert_eq!(t.steps[5].error.as_ref().unwrap().r#type.as_deref(), Some("format_error"));
         assert!(!t.signals[0].passed);
         assert_eq!(t.task, Some(json!("task text")));
     }
 
     #[test]
     fn fenced() {
-        assert_eq!(
-            fenced_command("x\n```bash\nls -la\n```\n").as_deref(),
-            Some("ls -la")
-        );
+        assert_eq!(fenced_command("x\n```bash\nls -la\n```\n").as_deref(), Some("ls -la"));
         assert_eq!(fenced_command("no block"), None);
         assert_eq!(find_verdict("/nonexistent/dir/x.json", "../etc"), None);
     }

@@ -13,11 +13,7 @@ use crate::trace::json::{self, as_f64, str_of};
 use crate::trace::model::{Signal, Trace};
 use crate::trace::read::{Pos, Records};
 
-pub fn parse(
-    records: &mut Records,
-    ctx: &mut FileCtx<'_>,
-    sink: &mut Sink<'_>,
-) -> Result<(), ParseError> {
+pub fn parse(records: &mut Records, ctx: &mut FileCtx<'_>, sink: &mut Sink<'_>) -> Result<(), ParseError> {
     for item in records {
         let rec = match item {
             Ok(r) => r,
@@ -32,10 +28,7 @@ pub fn parse(
             for sim in sims {
                 match simulation(ctx, sim, tasks, rec.pos) {
                     Some(t) => sink(t),
-                    None => ctx.warn(
-                        rec.pos,
-                        format!("not a τ²-bench simulation: {}", json::keys_of(sim)),
-                    ),
+                    None => ctx.warn(rec.pos, format!("not a τ²-bench simulation: {}", json::keys_of(sim))),
                 }
             }
             continue;
@@ -46,19 +39,13 @@ pub fn parse(
                 for r in items {
                     match result_record(ctx, r, rec.pos) {
                         Some(t) => sink(t),
-                        None => ctx.warn(
-                            rec.pos,
-                            format!("not a τ-bench result record: {}", json::keys_of(r)),
-                        ),
+                        None => ctx.warn(rec.pos, format!("not a τ-bench result record: {}", json::keys_of(r))),
                     }
                 }
             }
             _ => match result_record(ctx, v, rec.pos) {
                 Some(t) => sink(t),
-                None => ctx.warn(
-                    rec.pos,
-                    format!("not a τ-bench result record: {}", json::keys_of(v)),
-                ),
+                None => ctx.warn(rec.pos, format!("not a τ-bench result record: {}", json::keys_of(v))),
             },
         }
     }
@@ -75,29 +62,20 @@ fn trace_id(v: &Value) -> String {
 
 fn reward_signal(trace: &mut Trace, reward: Option<f64>) {
     if let Some(r) = reward {
-        trace
-            .signals
-            .push(Signal::new("reward", r >= 1.0, format!("reward = {r}")));
+        trace.signals.push(Signal::new("reward", r >= 1.0, format!("reward = {r}")));
     }
 }
 
 /// τ-bench `run.py` record: `{task_id, reward, trial, info{task, reward_info, …}, traj}`.
 fn result_record(ctx: &FileCtx<'_>, v: &Value, pos: Pos) -> Option<Trace> {
-    let traj = v
-        .get("traj")
-        .or_else(|| v.get("messages"))
-        .and_then(Value::as_array)?;
+    let traj = v.get("traj").or_else(|| v.get("messages")).and_then(Value::as_array)?;
     let mut trace = ctx.trace(Format::TauBench, trace_id(v), pos);
     let info = v.get("info").unwrap_or(&Value::Null);
     trace.attributes = attrs_except(v, &["traj", "messages", "info", "reward"]);
     for (k, val) in attrs_except(info, &["task"]) {
         trace.attributes.insert(k, val);
     }
-    if let Some(task) = info
-        .get("task")
-        .or_else(|| v.get("task"))
-        .filter(|t| !t.is_null())
-    {
+    if let Some(task) = info.get("task").or_else(|| v.get("task")).filter(|t| !t.is_null()) {
         trace.user_id = str_of(task, "user_id").map(str::to_string);
         trace.task = Some(task.clone());
     }
@@ -105,29 +83,16 @@ fn result_record(ctx: &FileCtx<'_>, v: &Value, pos: Pos) -> Option<Trace> {
     if trace.task.is_none() {
         trace.task = super::chat::first_user_text(&trace).map(Value::String);
     }
-    let reward = v
-        .get("reward")
-        .and_then(as_f64)
-        .or_else(|| json::path(info, &["reward_info", "reward"]).and_then(as_f64));
+    let reward =
+        v.get("reward").and_then(as_f64).or_else(|| json::path(info, &["reward_info", "reward"]).and_then(as_f64));
     reward_signal(&mut trace, reward);
     Some(trace)
 }
 
-const FAILED_TERMINATIONS: [&str; 5] = [
-    "max_steps",
-    "too_many_errors",
-    "agent_error",
-    "user_error",
-    "timeout",
-];
+const FAILED_TERMINATIONS: [&str; 5] = ["max_steps", "too_many_errors", "agent_error", "user_error", "timeout"];
 
 /// τ²-bench simulation: `{id, task_id, trial, messages, termination_reason, reward_info}`.
-fn simulation(
-    ctx: &FileCtx<'_>,
-    sim: &Value,
-    tasks: Option<&Vec<Value>>,
-    pos: Pos,
-) -> Option<Trace> {
+fn simulation(ctx: &FileCtx<'_>, sim: &Value, tasks: Option<&Vec<Value>>, pos: Pos) -> Option<Trace> {
     let messages = sim.get("messages").and_then(Value::as_array)?;
     let mut trace = ctx.trace(Format::TauBench, trace_id(sim), pos);
     trace.attributes = attrs_except(sim, &["messages"]);
@@ -136,10 +101,7 @@ fn simulation(
     trace.cost_usd = sim.get("agent_cost").and_then(as_f64);
     let task_id = string_of_any(sim, &["task_id"]);
     if let (Some(tasks), Some(tid)) = (tasks, task_id) {
-        if let Some(task) = tasks
-            .iter()
-            .find(|t| string_of_any(t, &["id"]).as_deref() == Some(tid.as_str()))
-        {
+        if let Some(task) = tasks.iter().find(|t| string_of_any(t, &["id"]).as_deref() == Some(tid.as_str())) {
             trace.task = Some(task.clone());
         }
     }
@@ -147,22 +109,13 @@ fn simulation(
     if trace.task.is_none() {
         trace.task = super::chat::first_user_text(&trace).map(Value::String);
     }
-    let reward = json::path(sim, &["reward_info", "reward"])
-        .and_then(as_f64)
-        .or_else(|| sim.get("reward").and_then(as_f64));
+    let reward =
+        json::path(sim, &["reward_info", "reward"]).and_then(as_f64).or_else(|| sim.get("reward").and_then(as_f64));
     reward_signal(&mut trace, reward);
     if let Some(reason) = str_of(sim, "termination_reason") {
-        let r = reason
-            .rsplit('.')
-            .next()
-            .unwrap_or(reason)
-            .to_ascii_lowercase();
+        let r = reason.rsplit('.').next().unwrap_or(reason).to_ascii_lowercase();
         if FAILED_TERMINATIONS.contains(&r.as_str()) {
-            trace.signals.push(Signal::new(
-                "terminal",
-                false,
-                format!("termination_reason = {r}"),
-            ));
+            trace.signals.push(Signal::new("terminal", false, format!("termination_reason = {r}")));
         }
     }
     Some(trace)
@@ -202,10 +155,7 @@ mod tests {
         assert_eq!(t.task.as_ref().unwrap()["actions"][0]["name"], json!("f"));
         assert_eq!(t.steps[3].kind, StepKind::Tool);
         assert_eq!(t.steps[3].name.as_deref(), Some("find_user"));
-        assert_eq!(
-            t.steps[3].error.as_ref().unwrap().source,
-            Some(ErrorSource::TextHeuristic)
-        );
+        assert_eq!(t.steps[3].error.as_ref().unwrap().source, Some(ErrorSource::TextHeuristic));
         assert_eq!(t.steps[1].attributes["index"], json!(2));
         assert!(!t.signals[0].passed);
         assert_eq!(t.signals[0].detail, "reward = 0.5");
@@ -230,10 +180,7 @@ mod tests {
         assert_eq!(t.id, "task-t9/trial-0");
         assert_eq!(t.task.as_ref().unwrap()["id"], json!("t9"));
         assert_eq!(t.steps[1].tool_call.as_ref().unwrap().name, "get");
-        assert_eq!(
-            t.steps[1].error.as_ref().unwrap().source,
-            Some(ErrorSource::ToolResultFlag)
-        );
+        assert_eq!(t.steps[1].error.as_ref().unwrap().source, Some(ErrorSource::ToolResultFlag));
         assert_eq!(t.signals.len(), 2);
         assert!(t.signals[0].passed);
         assert!(!t.signals[1].passed);

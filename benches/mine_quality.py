@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+"""Score `autoharness mine` against the human labels in ../shared, side by side with the
+Python baseline of ../shared/bench/mining, on the same data in the same run.
+
+    python3 benches/mine_quality.py [--bin target/release/autoharness] [--python /tmp/benchvenv/bin/python]
+
+Prints, per labelled set: ARI (95% CI), AMI, purity/inverse purity, V-measure and the
+permutation-null p for autoharness and for the baseline; failure detection P/R/F1 against
+tau-bench rewards; decisive-step localisation on Who&When (exact and within 3 steps).
+Labels never reach the tool: it only sees the trace files.
+"""
+import argparse, json, os, subprocess, sys, tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SHARED = os.path.normpath(os.path.join(HERE, "..", "..", "shared"))
+BENCH = os.path.join(SHARED, "bench", "mining")
+DATA = os.path.join(SHARED, "datasets")
+
+
+def mine(bin_, paths, extra=()):
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [bin_, "--db", os.path.join(tmp, "s.db"), "--json", "-q", "mine", "--no-cases", *extra, *paths]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=tmp).stdout
+    return json.loads(out)
+
+
+def mapping(doc):
+    return {m["id"]: c["id"] for c in doc["clusters"] for m in c["members"]}
+
+
+def score(py, pred, dataset, label_view=None):
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(pred, f)
+    cmd = [py, os.path.join(BENCH, "score_clusters.py"), f.name, "--dataset", dataset, "--json"]
+    if label_view:
+        cmd += ["--trail-label", label_view]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    os.unlink(f.name)
+    if r.returncode != 0:
+        return {"error": r.stderr.strip()[-300:]}
+    return json.loads(r.stdout)
+
+
+def baseline(py, path, extra=()):
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "b.json")
+        subprocess.run([py, os.path.join(BENCH, "baseline_mine.py"), path, "-o", out, *extra], check=True,
+                       capture_output=True)
+        return json.load(open(out))
+
+
+def fmt(r):
+    if "error" in r:
+        return "error: " + r["error"]
+    def g(*keys):
+        for k in keys:
+            if k in r:
+                return r[k]
+        return None
+    ari = g("ari")
+    ci = g("ari_ci", "ari_ci95")
+    out = f"n={g('matched', 'n')} k={g('k')} ARI={ari:.3f}" if isinstance(ari, (int, float)) else json.dumps(r)[:300]
+    if ci:
+        out += f" [{ci[0]:.3f}, {ci[1]:.3f}]"
+    for k in ("ari_penalized", "ami", "purity", "inverse_purity", "v_measure", "perm_p", "ari_perm_p"):
+        v = r.get(k)
+        if isinstance(v, (int, float)):
+            out += f" {k}={v:.3f}"
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", default=os.path.join(HERE, "..", "target", "release", "autoharness"))
+    ap.add_argument("--python", default=os.environ.get("BENCH_PYTHON", "/tmp/benchvenv/bin/python"))
+    a = ap.parse_args()
+    if not os.path.isdir(DATA):
+        print(f"SKIPPED: {DATA} not found")
+        return
+    py = a.python
+    rx = os.path.join(DATA, "agentrx-tau-retail", "tau_dataset_failed.json")
+    trail = os.path.join(DATA, "trail", "data")
+    ww = os.path.join(DATA, "who-and-when")
+
+    print("== AgentRx tau-retail root causes (29 failed runs)")
+    print("  autoharness :", fmt(score(py, mapping(mine(a.bin, [rx])), "agentrx-tau")))
+    print("  baseline    :", fmt(score(py, baseline(py, rx), "agentrx-tau")))
+
+    print("== TRAIL primary_category (every trace assumed failed)")
+    d = mine(a.bin, [trail], ["--assume-failed"])
+    print("  autoharness :", fmt(score(py, mapping(d), "trail")))
+    print("  baseline    :", fmt(score(py, baseline(py, trail, ["--assume-failed"]), "trail")))
+    print("== TRAIL primary_category (failures the tool detects itself)")
+    print("  autoharness :", fmt(score(py, mapping(mine(a.bin, [trail])), "trail")))
+    print("  baseline    :", fmt(score(py, baseline(py, trail), "trail")))
+
+    print("== Failure detection vs tau-bench rewards")
+    for name, path in [("tau-bench-historical airline", os.path.join(DATA, "tau-bench-historical", "gpt-4o-airline.json")),
+                       ("agentrx tau_dataset_full", os.path.join(DATA, "agentrx-tau-retail", "tau_dataset_full.json"))]:
+        show = json.loads(subprocess.run([a.bin, "--json", "traces", "show", path], check=True, capture_output=True,
+                                         text=True).stdout)
+        raw = json.load(open(path))
+        tp = fp = fn = tn = 0
+        for t, r in zip(show["traces"], raw):
+            truth = float(r.get("reward", 0)) < 1.0
+            pred = t["outcome"] == "failed"
+            tp += truth and pred; fp += pred and not truth; fn += truth and not pred; tn += not truth and not pred
+        p = tp / (tp + fp) if tp + fp else 0.0
+        rc = tp / (tp + fn) if tp + fn else 0.0
+        f1 = 2 * p * rc / (p + rc) if p + rc else 0.0
+        print(f"  {name}: n={len(raw)} P={p:.3f} R={rc:.3f} F1={f1:.3f} (tp={tp} fp={fp} fn={fn} tn={tn})")
+
+    print("== Who&When: decisive-step localisation vs mistake_step")
+    d = mine(a.bin, [ww])
+    steps = {m["file"]: m["step"] for c in d["clusters"] for m in c["members"]}
+    exact = near = n = 0
+    for sub in ("Algorithm-Generated", "Hand-Crafted"):
+        folder = os.path.join(ww, sub)
+        for name in os.listdir(folder):
+            if not name.endswith(".json"):
+                continue
+            gold = json.load(open(os.path.join(folder, name))).get("mistake_step")
+            key = next((k for k in steps if k.endswith(f"{sub}/{name}")), None)
+            if gold is None or key is None or steps[key] is None:
+                n += 1
+                continue
+            pred = int(str(steps[key]).split(":")[-1])
+            g = int(gold)
+            n += 1
+            exact += pred == g
+            near += abs(pred - g) <= 3
+    print(f"  n={n} exact={exact / n:.3f} within±3={near / n:.3f}")
+    print("  agent clustering:", fmt(score(py, mapping(d), "who-and-when")))
+
+
+if __name__ == "__main__":
+    main()
