@@ -5,3 +5,5 @@
 //! as leaves every stage may use.
 
 pub mod trace;
+pub mod harness;
+pub mod sandbox;
