@@ -593,7 +593,10 @@ async fn execute(spec: &Spec, mut plan: Plan, started: Instant) -> Outcome {
                 Some(fd) => bwrap::parse_report(&read_available(fd.as_raw_fd())),
                 None => (true, 0),
             };
-            (ended, killed.max(left_in_sandbox), sandbox_started)
+            // In bwrap mode the cgroup still holds bwrap's init for a moment (the outer bwrap
+            // does not wait for it to finish exiting): the wrapper's count is the true one.
+            let leftovers = if bwrap_mode { left_in_sandbox } else { killed };
+            (ended, leftovers, sandbox_started)
         };
         let mut lifecycle = std::pin::pin!(lifecycle);
         let mut captured = None;
