@@ -4,6 +4,6 @@
 //! `trace` (ingestion) → `mine` → `evals` → `gate` → `run`, with `store` and `report`
 //! as leaves every stage may use.
 
-pub mod trace;
 pub mod harness;
 pub mod sandbox;
+pub mod trace;

@@ -1,2 +1,3 @@
 //! Format adapter tests: see tests/fixtures/formats/.
-#[allow(unused_imports)] use crate::common::*;
+#[allow(unused_imports)]
+use crate::common::*;

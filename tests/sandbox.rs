@@ -2,12 +2,16 @@
 //! output floods, network, filesystem, signals. Each isolation mechanism this host offers
 //! is tested; one it lacks is skipped loudly (a failure when AUTOHARNESS_REQUIRE_ALL=1).
 
+// Skips must be loud, and what each mechanism did is worth seeing with --nocapture.
+#![allow(clippy::print_stderr)]
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use autoharness::sandbox::{
-    self, ExitStatus, FsIsolation, IsolationChoice, Limit, NetIsolation, Network, Outcome, ProcessLimit, Spec,
+    self, ExitStatus, FsIsolation, IsolationChoice, Limit, NetIsolation, Network, Outcome,
+    ProcessLimit, Spec,
 };
 
 fn require_all() -> bool {
@@ -47,7 +51,9 @@ struct Trial {
 
 impl Trial {
     fn new() -> Trial {
-        Trial { dir: tempfile::tempdir().unwrap() }
+        Trial {
+            dir: tempfile::tempdir().unwrap(),
+        }
     }
 
     fn spec(&self, command: &str, isolation: IsolationChoice) -> Spec {
@@ -63,11 +69,15 @@ fn survivors(token: &str) -> Vec<String> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let name = entry.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let Some(pid) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
         if pid == std::process::id() {
             continue;
         }
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
         let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
         if cmdline.contains(token) {
             found.push(format!("{pid}: {cmdline}"));
@@ -106,7 +116,11 @@ async fn sandbox_probe_reports_the_host() {
     let report = sandbox::probe();
     eprintln!("sandbox probe: {}", report.summary());
     if require_all() {
-        assert!(report.bwrap.is_some(), "CI must have working bubblewrap: {}", report.summary());
+        assert!(
+            report.bwrap.is_some(),
+            "CI must have working bubblewrap: {}",
+            report.summary()
+        );
     }
 }
 
@@ -118,37 +132,65 @@ async fn sandbox_environment_is_scrubbed() {
     let real_home = std::env::var("HOME").unwrap_or_default();
     for mode in modes() {
         let trial = Trial::new();
-        let mut spec = trial.spec(r#"env; echo x > "$HOME/f" && cat "$HOME/f"; echo "tmp=$TMPDIR""#, mode);
+        let mut spec = trial.spec(
+            r#"env; echo x > "$HOME/f" && cat "$HOME/f"; echo "tmp=$TMPDIR""#,
+            mode,
+        );
         spec.env.push(("AUTOHARNESS_SEED".into(), "7".into()));
         let outcome = sandbox::run(&spec).await;
         let text = outcome.stdout.text();
         assert!(outcome.status.success(), "{mode:?}: {}", describe(&outcome));
         assert_eq!(outcome.isolation.filesystem, expected_fs(mode));
-        assert!(!text.contains("AUTOHARNESS_TEST_HOST_SECRET"), "{mode:?}: host variable leaked:\n{text}");
+        assert!(
+            !text.contains("AUTOHARNESS_TEST_HOST_SECRET"),
+            "{mode:?}: host variable leaked:\n{text}"
+        );
         assert!(text.contains("AUTOHARNESS_SEED=7"), "{mode:?}: {text}");
-        assert!(text.contains(&format!("PATH={}", sandbox::TRIAL_PATH)), "{mode:?}: {text}");
+        assert!(
+            text.contains(&format!("PATH={}", sandbox::TRIAL_PATH)),
+            "{mode:?}: {text}"
+        );
         assert!(text.contains("LANG=C.UTF-8"), "{mode:?}: {text}");
-        assert!(!text.contains(&format!("HOME={real_home}\n")), "{mode:?}: real HOME passed on:\n{text}");
-        assert!(text.contains("\nx\n"), "{mode:?}: private HOME not writable:\n{text}");
+        assert!(
+            !text.contains(&format!("HOME={real_home}\n")),
+            "{mode:?}: real HOME passed on:\n{text}"
+        );
+        assert!(
+            text.contains("\nx\n"),
+            "{mode:?}: private HOME not writable:\n{text}"
+        );
         assert!(text.contains("tmp=/"), "{mode:?}: {text}");
     }
 }
 
 #[tokio::test]
 async fn sandbox_hides_secrets_in_the_real_home() {
-    let Some(home) = std::env::var_os("HOME").map(PathBuf::from).filter(|h| h.is_dir() && h != Path::new("/"))
+    let Some(home) = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .filter(|h| h.is_dir() && h != Path::new("/"))
     else {
         skip("no real HOME to hide");
         return;
     };
-    let mut secret = tempfile::Builder::new().prefix(".autoharness-test-secret-").tempfile_in(&home).unwrap();
+    let mut secret = tempfile::Builder::new()
+        .prefix(".autoharness-test-secret-")
+        .tempfile_in(&home)
+        .unwrap();
     secret.write_all(b"hunter2").unwrap();
     let path = secret.path().display().to_string();
     for mode in modes().into_iter().filter(|m| *m != IsolationChoice::None) {
         let trial = Trial::new();
         let outcome = sandbox::run(&trial.spec(&format!("cat '{path}'"), mode)).await;
-        assert!(!outcome.stdout.text().contains("hunter2"), "{mode:?}: read a secret: {}", describe(&outcome));
-        assert!(!outcome.status.success(), "{mode:?}: {}", describe(&outcome));
+        assert!(
+            !outcome.stdout.text().contains("hunter2"),
+            "{mode:?}: read a secret: {}",
+            describe(&outcome)
+        );
+        assert!(
+            !outcome.status.success(),
+            "{mode:?}: {}",
+            describe(&outcome)
+        );
     }
 }
 
@@ -167,13 +209,34 @@ async fn sandbox_writes_only_inside_the_copy() {
         let mut spec = trial.spec(&command, mode);
         spec.writable.push(allowed.path().to_path_buf());
         let outcome = sandbox::run(&spec).await;
-        assert!(outcome.stdout.text().contains("status=") && !outcome.stdout.text().contains("status=0"), "{mode:?}: {}", describe(&outcome));
-        assert!(!target.exists(), "{mode:?}: wrote outside the copy: {}", describe(&outcome));
-        assert!(trial.dir.path().join("inside").exists(), "{mode:?}: {}", describe(&outcome));
-        assert!(allowed.path().join("trace.json").exists(), "{mode:?}: {}", describe(&outcome));
+        assert!(
+            outcome.stdout.text().contains("status=")
+                && !outcome.stdout.text().contains("status=0"),
+            "{mode:?}: {}",
+            describe(&outcome)
+        );
+        assert!(
+            !target.exists(),
+            "{mode:?}: wrote outside the copy: {}",
+            describe(&outcome)
+        );
+        assert!(
+            trial.dir.path().join("inside").exists(),
+            "{mode:?}: {}",
+            describe(&outcome)
+        );
+        assert!(
+            allowed.path().join("trace.json").exists(),
+            "{mode:?}: {}",
+            describe(&outcome)
+        );
         // Writing elsewhere on the host is refused too.
         let outcome = sandbox::run(&trial.spec("touch /etc/autoharness-escape", mode)).await;
-        assert!(!outcome.status.success(), "{mode:?}: {}", describe(&outcome));
+        assert!(
+            !outcome.status.success(),
+            "{mode:?}: {}",
+            describe(&outcome)
+        );
         assert!(!Path::new("/etc/autoharness-escape").exists());
     }
 }
@@ -187,10 +250,29 @@ async fn sandbox_timeout_kills_the_whole_group() {
         spec.limits.timeout = Duration::from_secs(1);
         let started = Instant::now();
         let outcome = sandbox::run(&spec).await;
-        assert_eq!(outcome.status, ExitStatus::TimedOut, "{mode:?}: {}", describe(&outcome));
-        assert_eq!(outcome.reason.as_deref().map(|r| r.starts_with("timed out after 1s")), Some(true));
-        assert!(started.elapsed() < Duration::from_secs(5), "{mode:?}: took {:?}", started.elapsed());
-        assert_eq!(survivors(&token), Vec::<String>::new(), "{mode:?}: survivors");
+        assert_eq!(
+            outcome.status,
+            ExitStatus::TimedOut,
+            "{mode:?}: {}",
+            describe(&outcome)
+        );
+        assert_eq!(
+            outcome
+                .reason
+                .as_deref()
+                .map(|r| r.starts_with("timed out after 1s")),
+            Some(true)
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{mode:?}: took {:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            survivors(&token),
+            Vec::<String>::new(),
+            "{mode:?}: survivors"
+        );
     }
 }
 
@@ -205,9 +287,21 @@ async fn sandbox_kills_leftover_daemons() {
         );
         let outcome = sandbox::run(&trial.spec(&command, mode)).await;
         assert!(outcome.status.success(), "{mode:?}: {}", describe(&outcome));
-        assert!(outcome.killed_leftovers >= 2, "{mode:?}: {}", describe(&outcome));
-        assert!(outcome.reason.as_deref().unwrap_or("").contains("leftover"), "{mode:?}: {}", describe(&outcome));
-        assert_eq!(survivors(&token), Vec::<String>::new(), "{mode:?}: survivors");
+        assert!(
+            outcome.killed_leftovers >= 2,
+            "{mode:?}: {}",
+            describe(&outcome)
+        );
+        assert!(
+            outcome.reason.as_deref().unwrap_or("").contains("leftover"),
+            "{mode:?}: {}",
+            describe(&outcome)
+        );
+        assert_eq!(
+            survivors(&token),
+            Vec::<String>::new(),
+            "{mode:?}: survivors"
+        );
     }
 }
 
@@ -216,23 +310,48 @@ async fn sandbox_contains_a_thousand_forks() {
     for (i, mode) in modes().into_iter().enumerate() {
         let token = token(30 + i as u32);
         let trial = Trial::new();
-        let command = format!("i=0; while [ $i -lt 1000 ]; do sleep {token} & i=$((i+1)); done; echo spawned");
+        let command = format!(
+            "i=0; while [ $i -lt 1000 ]; do sleep {token} & i=$((i+1)); done; echo spawned"
+        );
         let mut spec = trial.spec(&command, mode);
         spec.limits.processes = Some(64);
         spec.limits.timeout = Duration::from_secs(30);
         let started = Instant::now();
         let outcome = sandbox::run(&spec).await;
         let elapsed = started.elapsed();
-        eprintln!("{mode:?}: 1000 forks: {:?} in {elapsed:?}: {}", outcome.isolation.processes, describe(&outcome));
-        assert!(elapsed < Duration::from_secs(40), "{mode:?}: took {elapsed:?}");
-        assert_eq!(survivors(&token), Vec::<String>::new(), "{mode:?}: survivors");
+        eprintln!(
+            "{mode:?}: 1000 forks: {:?} in {elapsed:?}: {}",
+            outcome.isolation.processes,
+            describe(&outcome)
+        );
+        assert!(
+            elapsed < Duration::from_secs(40),
+            "{mode:?}: took {elapsed:?}"
+        );
+        assert_eq!(
+            survivors(&token),
+            Vec::<String>::new(),
+            "{mode:?}: survivors"
+        );
         match outcome.isolation.processes {
             ProcessLimit::PidsCgroup => {
                 let reason = outcome.reason.clone().unwrap_or_default();
-                assert!(reason.contains("forks refused"), "{mode:?}: {}", describe(&outcome));
-                assert!(outcome.killed_leftovers <= 64, "{mode:?}: {}", describe(&outcome));
+                assert!(
+                    reason.contains("forks refused"),
+                    "{mode:?}: {}",
+                    describe(&outcome)
+                );
+                assert!(
+                    outcome.killed_leftovers <= 64,
+                    "{mode:?}: {}",
+                    describe(&outcome)
+                );
             }
-            ProcessLimit::Rlimit => assert!(outcome.killed_leftovers <= 64, "{mode:?}: {}", describe(&outcome)),
+            ProcessLimit::Rlimit => assert!(
+                outcome.killed_leftovers <= 64,
+                "{mode:?}: {}",
+                describe(&outcome)
+            ),
             ProcessLimit::NotEnforced => skip("a process limit for root (no writable pids cgroup)"),
             ProcessLimit::Unlimited => unreachable!("a limit was set"),
         }
@@ -254,7 +373,11 @@ async fn sandbox_contains_a_real_fork_bomb() {
         }
         let started = Instant::now();
         let outcome = sandbox::run(&spec).await;
-        eprintln!("{mode:?}: fork bomb in {:?}: {}", started.elapsed(), describe(&outcome));
+        eprintln!(
+            "{mode:?}: fork bomb in {:?}: {}",
+            started.elapsed(),
+            describe(&outcome)
+        );
         assert!(started.elapsed() < Duration::from_secs(20));
         assert!(outcome.reason.is_some(), "{mode:?}: {}", describe(&outcome));
     }
@@ -268,20 +391,44 @@ async fn sandbox_caps_a_gigabyte_of_output() {
         let outcome = sandbox::run(&trial.spec("head -c 1073741824 /dev/zero", mode)).await;
         let elapsed = started.elapsed();
         let cap = sandbox::Limits::default().output_bytes;
-        assert_eq!(outcome.status, ExitStatus::KilledForLimit { limit: Limit::Output }, "{mode:?}: {}", describe(&outcome));
+        assert_eq!(
+            outcome.status,
+            ExitStatus::KilledForLimit {
+                limit: Limit::Output
+            },
+            "{mode:?}: {}",
+            describe(&outcome)
+        );
         assert!(outcome.stdout.truncated);
         assert!(outcome.stdout.head.len() + outcome.stdout.tail.len() <= cap);
         assert!(outcome.stdout.total_bytes > cap as u64);
-        assert!(outcome.reason.as_deref().unwrap_or("").contains("output over 1 MiB cut"), "{:?}", outcome.reason);
-        assert!(elapsed < Duration::from_secs(10), "{mode:?}: took {elapsed:?}");
-        eprintln!("{mode:?}: 1 GiB of output stopped after {} bytes in {elapsed:?}", outcome.stdout.total_bytes);
+        assert!(
+            outcome
+                .reason
+                .as_deref()
+                .unwrap_or("")
+                .contains("output over 1 MiB cut"),
+            "{:?}",
+            outcome.reason
+        );
+        assert!(
+            elapsed < Duration::from_secs(10),
+            "{mode:?}: took {elapsed:?}"
+        );
+        eprintln!(
+            "{mode:?}: 1 GiB of output stopped after {} bytes in {elapsed:?}",
+            outcome.stdout.total_bytes
+        );
     }
 }
 
 #[tokio::test]
 async fn sandbox_keeps_head_and_tail_of_long_output() {
     let trial = Trial::new();
-    let mut spec = trial.spec("echo first; head -c 50000 /dev/zero | tr '\\0' x; echo; echo last; echo err >&2", IsolationChoice::Auto);
+    let mut spec = trial.spec(
+        "echo first; head -c 50000 /dev/zero | tr '\\0' x; echo; echo last; echo err >&2",
+        IsolationChoice::Auto,
+    );
     spec.limits.output_bytes = 1000;
     spec.stdin = None;
     let outcome = sandbox::run(&spec).await;
@@ -292,7 +439,15 @@ async fn sandbox_keeps_head_and_tail_of_long_output() {
     assert_eq!(outcome.stdout.total_bytes, 6 + 50_000 + 1 + 5);
     assert_eq!(outcome.stderr.text(), "err\n");
     assert!(!outcome.stderr.truncated);
-    assert!(outcome.reason.as_deref().unwrap_or("").contains("stdout over 1000 bytes cut"), "{:?}", outcome.reason);
+    assert!(
+        outcome
+            .reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("stdout over 1000 bytes cut"),
+        "{:?}",
+        outcome.reason
+    );
 }
 
 #[tokio::test]
@@ -310,17 +465,31 @@ async fn sandbox_network_none_cuts_loopback_and_host_keeps_it() {
         spec.network = Network::Host;
         let outcome = sandbox::run(&spec).await;
         assert_eq!(outcome.isolation.network, NetIsolation::Host);
-        assert!(outcome.status.success(), "{mode:?} host network: {}", describe(&outcome));
+        assert!(
+            outcome.status.success(),
+            "{mode:?} host network: {}",
+            describe(&outcome)
+        );
 
         spec.network = Network::None;
         let outcome = sandbox::run(&spec).await;
         match outcome.isolation.network {
             NetIsolation::Namespace | NetIsolation::LandlockTcp => {
-                assert!(!outcome.status.success(), "{mode:?}: connected without network: {}", describe(&outcome));
+                assert!(
+                    !outcome.status.success(),
+                    "{mode:?}: connected without network: {}",
+                    describe(&outcome)
+                );
             }
             NetIsolation::NotIsolated => {
                 assert!(!sandbox::probe().can_isolate_network() || mode == IsolationChoice::None);
-                assert!(outcome.reason.as_deref().unwrap_or("").contains("network not isolated"));
+                assert!(
+                    outcome
+                        .reason
+                        .as_deref()
+                        .unwrap_or("")
+                        .contains("network not isolated")
+                );
                 skip(&format!("network isolation in {mode:?} mode"));
             }
             NetIsolation::Host => unreachable!(),
@@ -333,13 +502,32 @@ async fn sandbox_reports_signals_and_exit_codes() {
     for mode in modes() {
         let trial = Trial::new();
         let outcome = sandbox::run(&trial.spec("kill -SEGV $$", mode)).await;
-        assert_eq!(outcome.status, ExitStatus::Signaled { signal: 11, name: "SIGSEGV".into() }, "{mode:?}: {}", describe(&outcome));
-        assert!(outcome.reason.as_deref().unwrap_or("").contains("killed by SIGSEGV"));
+        assert_eq!(
+            outcome.status,
+            ExitStatus::Signaled {
+                signal: 11,
+                name: "SIGSEGV".into()
+            },
+            "{mode:?}: {}",
+            describe(&outcome)
+        );
+        assert!(
+            outcome
+                .reason
+                .as_deref()
+                .unwrap_or("")
+                .contains("killed by SIGSEGV")
+        );
 
         let mut spec = trial.spec("cat; echo; exit 3", mode);
         spec.stdin = Some(b"hello".to_vec());
         let outcome = sandbox::run(&spec).await;
-        assert_eq!(outcome.status, ExitStatus::Exited { code: 3 }, "{mode:?}: {}", describe(&outcome));
+        assert_eq!(
+            outcome.status,
+            ExitStatus::Exited { code: 3 },
+            "{mode:?}: {}",
+            describe(&outcome)
+        );
         assert_eq!(outcome.stdout.text(), "hello\n");
         assert_eq!(outcome.reason, None, "{mode:?}");
     }
@@ -352,13 +540,32 @@ async fn sandbox_enforces_file_size_and_memory_limits() {
         let mut spec = trial.spec("exec head -c 3000000 /dev/zero > big", mode);
         spec.limits.file_size_bytes = Some(1 << 20);
         let outcome = sandbox::run(&spec).await;
-        assert_eq!(outcome.status, ExitStatus::KilledForLimit { limit: Limit::FileSize }, "{mode:?}: {}", describe(&outcome));
-        assert!(std::fs::metadata(trial.dir.path().join("big")).unwrap().len() <= 1 << 20);
+        assert_eq!(
+            outcome.status,
+            ExitStatus::KilledForLimit {
+                limit: Limit::FileSize
+            },
+            "{mode:?}: {}",
+            describe(&outcome)
+        );
+        assert!(
+            std::fs::metadata(trial.dir.path().join("big"))
+                .unwrap()
+                .len()
+                <= 1 << 20
+        );
 
-        let mut spec = trial.spec("perl -e '$x = q(a) x (600 * 1024 * 1024); print length $x'", mode);
+        let mut spec = trial.spec(
+            "perl -e '$x = q(a) x (600 * 1024 * 1024); print length $x'",
+            mode,
+        );
         spec.limits.memory_bytes = Some(256 << 20);
         let outcome = sandbox::run(&spec).await;
-        assert!(!outcome.status.success(), "{mode:?}: 600 MiB under a 256 MiB limit: {}", describe(&outcome));
+        assert!(
+            !outcome.status.success(),
+            "{mode:?}: 600 MiB under a 256 MiB limit: {}",
+            describe(&outcome)
+        );
     }
 }
 
@@ -368,12 +575,20 @@ async fn sandbox_failed_to_start() {
     let mut spec = trial.spec("true", IsolationChoice::Auto);
     spec.shell = PathBuf::from("/nonexistent/sh");
     let outcome = sandbox::run(&spec).await;
-    assert!(matches!(outcome.status, ExitStatus::FailedToStart { .. }), "{}", describe(&outcome));
+    assert!(
+        matches!(outcome.status, ExitStatus::FailedToStart { .. }),
+        "{}",
+        describe(&outcome)
+    );
     assert!(outcome.reason.unwrap().contains("/nonexistent/sh"));
 
     let spec = Spec::new("true", "/nonexistent/copy");
     let outcome = sandbox::run(&spec).await;
-    assert!(matches!(outcome.status, ExitStatus::FailedToStart { .. }), "{}", describe(&outcome));
+    assert!(
+        matches!(outcome.status, ExitStatus::FailedToStart { .. }),
+        "{}",
+        describe(&outcome)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,10 +16,15 @@ pub(crate) const WRAPPER: &str = r#"trap : TERM; echo started >&3; "$0" -c "$1" 
 
 /// Flags shared by the probe and trials.
 pub(crate) fn base_args(root: bool, userns: bool, netns: bool) -> Vec<OsString> {
-    let mut args: Vec<OsString> = ["--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc"]
-        .into_iter()
-        .map(OsString::from)
-        .collect();
+    let mut args: Vec<OsString> = [
+        "--die-with-parent",
+        "--new-session",
+        "--unshare-pid",
+        "--unshare-ipc",
+    ]
+    .into_iter()
+    .map(OsString::from)
+    .collect();
     if userns {
         args.push("--unshare-user".into());
     }
@@ -78,7 +83,10 @@ pub(crate) fn parse_report(text: &str) -> (bool, usize) {
     let started = text.lines().any(|line| line == "started");
     let left = text
         .lines()
-        .find_map(|line| line.strip_prefix("left ").and_then(|n| n.trim().parse::<i64>().ok()))
+        .find_map(|line| {
+            line.strip_prefix("left ")
+                .and_then(|n| n.trim().parse::<i64>().ok())
+        })
         .unwrap_or(0);
     (started, left.max(0) as usize)
 }

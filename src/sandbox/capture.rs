@@ -169,7 +169,13 @@ mod tests {
         check(8, &[b"abc"], b"abc", b"", false);
         check(8, &[b"abcdefgh"], b"abcd", b"efgh", false);
         check(8, &[b"abcdefghij"], b"abcd", b"ghij", true);
-        check(8, &[b"ab", b"cd", b"ef", b"gh", b"ij", b"k"], b"abcd", b"hijk", true);
+        check(
+            8,
+            &[b"ab", b"cd", b"ef", b"gh", b"ij", b"k"],
+            b"abcd",
+            b"hijk",
+            true,
+        );
         check(8, &[b"abcde", b"fghijklmnop", b"q"], b"abcd", b"nopq", true);
         check(7, &[b"abcdefghij"], b"abcd", b"hij", true);
         check(0, &[b"abc"], b"", b"", true);

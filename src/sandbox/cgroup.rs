@@ -6,6 +6,7 @@ use std::ffi::CString;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -19,11 +20,13 @@ pub(crate) struct Probe {
     pub(crate) error: Option<String>,
 }
 
-/// One trial's cgroup; removed (best effort) on drop.
+/// One trial's cgroup; removed (best effort) on drop, reused through `release`.
 pub(crate) struct TrialCgroup {
     dir: PathBuf,
     /// `<dir>/cgroup.procs`, ready for the child to write `0` into between fork and exec.
     pub(crate) procs_path: CString,
+    /// `pids.events` "max" count when this trial began (a pooled cgroup keeps counting).
+    refused_before: u64,
 }
 
 struct Mount {
@@ -49,7 +52,9 @@ pub(crate) fn probe() -> Probe {
     let mut pids_parent = None;
     // cgroup v2 first: it is what current systems use.
     for mount in mounts.iter().filter(|m| m.v2) {
-        let Some(path) = own_path(&own, |controllers| controllers.is_empty()) else { continue };
+        let Some(path) = own_path(&own, |controllers| controllers.is_empty()) else {
+            continue;
+        };
         let parent = join_cgroup(mount, &path);
         match try_child(&parent, false) {
             Ok(()) => v2_writable = true,
@@ -67,12 +72,17 @@ pub(crate) fn probe() -> Probe {
                 Err(err) => errors.push(format!("v2 {}: {err}", parent.display())),
             }
         } else {
-            errors.push(format!("v2 {}: pids controller not enabled", parent.display()));
+            errors.push(format!(
+                "v2 {}: pids controller not enabled",
+                parent.display()
+            ));
         }
     }
     if pids_parent.is_none() {
         for mount in mounts.iter().filter(|m| !m.v2) {
-            let Some(path) = own_path(&own, |controllers| controllers.split(',').any(|c| c == "pids")) else {
+            let Some(path) = own_path(&own, |controllers| {
+                controllers.split(',').any(|c| c == "pids")
+            }) else {
                 continue;
             };
             let parent = join_cgroup(mount, &path);
@@ -93,13 +103,19 @@ pub(crate) fn probe() -> Probe {
         (None, true) => Some("no cgroup hierarchy with the pids controller is mounted".to_string()),
         (None, false) => Some(errors.join("; ")),
     };
-    Probe { pids_parent, v2_writable, error }
+    Probe {
+        pids_parent,
+        v2_writable,
+        error,
+    }
 }
 
 fn parse_mounts(text: &str) -> Vec<Mount> {
     let mut mounts = Vec::new();
     for line in text.lines() {
-        let Some((left, right)) = line.split_once(" - ") else { continue };
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
         let fields: Vec<&str> = left.split(' ').collect();
         let rest: Vec<&str> = right.split(' ').collect();
         if fields.len() < 5 || rest.len() < 3 {
@@ -110,14 +126,22 @@ fn parse_mounts(text: &str) -> Vec<Mount> {
         if !(v2 || fstype == "cgroup" && options.split(',').any(|o| o == "pids")) {
             continue;
         }
-        mounts.push(Mount { point: PathBuf::from(unescape(fields[4])), root: unescape(fields[3]), v2 });
+        mounts.push(Mount {
+            point: PathBuf::from(unescape(fields[4])),
+            root: unescape(fields[3]),
+            v2,
+        });
     }
     mounts
 }
 
 /// mountinfo escapes space, tab, newline and backslash as octal.
 fn unescape(field: &str) -> String {
-    field.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+    field
+        .replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
 }
 
 /// Our cgroup path in the hierarchy whose controller list matches.
@@ -138,11 +162,17 @@ fn join_cgroup(mount: &Mount, path: &str) -> PathBuf {
 /// Turns the pids controller on for children of `parent` (cgroup v2), if it is not already.
 fn enable_pids(parent: &Path) -> bool {
     let control = parent.join("cgroup.subtree_control");
-    if std::fs::read_to_string(&control).is_ok_and(|text| text.split_whitespace().any(|c| c == "pids")) {
+    if std::fs::read_to_string(&control)
+        .is_ok_and(|text| text.split_whitespace().any(|c| c == "pids"))
+    {
         return true;
     }
     // Fails when `parent` holds processes itself (v2's "no internal processes" rule).
-    std::fs::OpenOptions::new().write(true).open(&control).and_then(|mut file| file.write_all(b"+pids")).is_ok()
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&control)
+        .and_then(|mut file| file.write_all(b"+pids"))
+        .is_ok()
 }
 
 /// Makes and removes a child cgroup, checking that it has `pids.max` when `need_pids`.
@@ -159,10 +189,14 @@ fn try_child(parent: &Path, need_pids: bool) -> Result<(), String> {
 
 /// Removes empty trial cgroups left by autoharness processes that no longer run.
 fn remove_stale(parent: &Path) {
-    let Ok(entries) = std::fs::read_dir(parent) else { return };
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix("autoharness-")) else { continue };
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix("autoharness-")) else {
+            continue;
+        };
         let pid = rest.split('-').find_map(|part| part.parse::<u32>().ok());
         if pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
             let _ = std::fs::remove_dir(entry.path());
@@ -170,36 +204,67 @@ fn remove_stale(parent: &Path) {
     }
 }
 
+/// Cgroups of finished trials, empty and ready for the next one: making and removing a
+/// cgroup costs milliseconds (RCU grace periods), reusing one costs a write.
+static POOL: Mutex<Vec<TrialCgroup>> = Mutex::new(Vec::new());
+
 impl TrialCgroup {
-    /// Makes a fresh cgroup under `parent` with `pids.max = processes`.
-    pub(crate) fn create(parent: &Path, processes: Option<u64>) -> std::io::Result<TrialCgroup> {
+    /// A cgroup under `parent` with `pids.max = processes`, fresh or from the pool.
+    pub(crate) fn acquire(parent: &Path, processes: Option<u64>) -> std::io::Result<TrialCgroup> {
+        let pooled = POOL.lock().ok().and_then(|mut pool| {
+            let index = pool
+                .iter()
+                .position(|cgroup| cgroup.dir.parent() == Some(parent))?;
+            Some(pool.swap_remove(index))
+        });
+        let mut cgroup = match pooled {
+            Some(cgroup) => cgroup,
+            None => Self::create(parent)?,
+        };
+        let max = processes
+            .map(|max| max.to_string())
+            .unwrap_or_else(|| "max".to_string());
+        std::fs::write(cgroup.dir.join("pids.max"), max)?;
+        cgroup.refused_before = cgroup.refused_total();
+        Ok(cgroup)
+    }
+
+    fn create(parent: &Path) -> std::io::Result<TrialCgroup> {
         static SEQUENCE: AtomicU64 = AtomicU64::new(0);
         let seq = SEQUENCE.fetch_add(1, Ordering::Relaxed);
         let dir = parent.join(format!("autoharness-{}-{seq}", std::process::id()));
         std::fs::create_dir(&dir)?;
-        let cgroup = TrialCgroup {
+        Ok(TrialCgroup {
             procs_path: CString::new(dir.join("cgroup.procs").as_os_str().as_bytes())
                 .map_err(std::io::Error::other)?,
             dir,
-        };
-        if let Some(max) = processes {
-            std::fs::write(cgroup.dir.join("pids.max"), max.to_string())?;
-        }
-        Ok(cgroup)
+            refused_before: 0,
+        })
     }
 
     /// Processes in the cgroup now.
     pub(crate) fn members(&self) -> Vec<i32> {
         std::fs::read_to_string(self.dir.join("cgroup.procs"))
-            .map(|text| text.lines().filter_map(|line| line.trim().parse().ok()).collect())
+            .map(|text| {
+                text.lines()
+                    .filter_map(|line| line.trim().parse().ok())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
-    /// How many forks the pids limit refused.
+    /// How many forks the pids limit refused during this trial.
     pub(crate) fn refused_forks(&self) -> u64 {
+        self.refused_total().saturating_sub(self.refused_before)
+    }
+
+    fn refused_total(&self) -> u64 {
         let text = std::fs::read_to_string(self.dir.join("pids.events")).unwrap_or_default();
         text.lines()
-            .find_map(|line| line.strip_prefix("max ").and_then(|n| n.trim().parse().ok()))
+            .find_map(|line| {
+                line.strip_prefix("max ")
+                    .and_then(|n| n.trim().parse().ok())
+            })
             .unwrap_or(0)
     }
 
@@ -225,24 +290,37 @@ impl TrialCgroup {
                     killed.insert(pid);
                 }
             }
-            // Killed processes leave the cgroup once their parent reaps them; a forking
-            // process may add new members between the read and the kill.
+            // Killed processes leave the cgroup once they are reaped; a forking process
+            // may add members between the read and the kill.
             tokio::time::sleep(Duration::from_millis(if round < 10 { 1 } else { 10 })).await;
         }
         killed.len()
     }
 
-    /// Removes the cgroup, retrying while the last processes finish exiting.
-    pub(crate) async fn remove(self) {
-        for _ in 0..50 {
-            if std::fs::remove_dir(&self.dir).is_ok() || !self.dir.exists() {
-                break;
+    /// Puts an empty cgroup back into the pool (one still busy is dropped, which removes
+    /// it if it can).
+    pub(crate) fn release(self) {
+        if self.members().is_empty() {
+            if let Ok(mut pool) = POOL.lock() {
+                if pool.len() < POOL_MAX {
+                    pool.push(self);
+                }
             }
-            tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        // The Drop below retries once more; a cgroup that is still busy is removed by a
-        // later probe.
     }
+}
+
+/// More idle cgroups than this are removed instead of kept.
+const POOL_MAX: usize = 64;
+
+/// Removes the idle cgroups of the pool (statics are not dropped at exit; a later probe
+/// would remove them otherwise).
+pub(crate) fn drain_pool() {
+    let idle = POOL
+        .lock()
+        .map(|mut pool| std::mem::take(&mut *pool))
+        .unwrap_or_default();
+    drop(idle);
 }
 
 impl Drop for TrialCgroup {
