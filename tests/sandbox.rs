@@ -605,3 +605,156 @@ async fn sandbox_runs_trials_in_parallel() {
         assert_eq!(outcome.stdout.text(), format!("{i}\n"));
     }
 }
+
+/// The private copy a trial runs in, and the content hash that names a harness version.
+mod workspace {
+    use std::fs;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::path::Path;
+    use std::time::Instant;
+
+    use autoharness::harness::workspace::{SKIPPED_DIRS, content_hash, private_copy};
+
+    fn write(root: &Path, relative: &str, bytes: &str) {
+        let path = root.join(relative);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, bytes).unwrap();
+    }
+
+    /// A small harness: nested files, an executable, links inside and out, skipped folders.
+    fn harness(root: &Path) {
+        write(root, "harness.toml", "name = \"bot\"\n");
+        write(root, "prompts/system.md", "You are helpful.\n");
+        write(root, "agent/main.py", "print('hi')\n");
+        fs::set_permissions(
+            root.join("agent/main.py"),
+            fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("prompts/system.md", root.join("current-prompt")).unwrap();
+        std::os::unix::fs::symlink("/etc", root.join("outside")).unwrap();
+        for dir in SKIPPED_DIRS {
+            write(root, &format!("{dir}/junk"), "junk");
+        }
+        write(root, "agent/__pycache__/main.cpython-311.pyc", "bytecode");
+    }
+
+    #[test]
+    fn sandbox_workspace_hash_is_stable_across_copies() {
+        let source = tempfile::tempdir().unwrap();
+        harness(source.path());
+        let hash = content_hash(source.path()).unwrap();
+        assert_eq!(hash.len(), 64);
+        assert_eq!(content_hash(source.path()).unwrap(), hash);
+
+        let dest = tempfile::tempdir().unwrap();
+        let copy = dest.path().join("copy");
+        let stats = private_copy(source.path(), &copy).unwrap();
+        assert_eq!(
+            (stats.files, stats.dirs, stats.symlinks),
+            (3, 2, 2),
+            "{stats:?}"
+        );
+        assert_eq!(content_hash(&copy).unwrap(), hash);
+        // Links are copied as links, not followed out of the root.
+        assert_eq!(
+            fs::read_link(copy.join("outside")).unwrap(),
+            Path::new("/etc")
+        );
+        assert!(
+            fs::symlink_metadata(copy.join("outside"))
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(
+            fs::metadata(copy.join("agent/main.py")).unwrap().mode() & 0o777,
+            0o755
+        );
+        for dir in SKIPPED_DIRS {
+            assert!(!copy.join(dir).exists(), "{dir} was copied");
+        }
+        assert!(!copy.join("agent/__pycache__").exists());
+    }
+
+    #[test]
+    fn sandbox_workspace_hash_changes_with_content() {
+        let source = tempfile::tempdir().unwrap();
+        let root = source.path();
+        harness(root);
+        let hash = content_hash(root).unwrap();
+
+        write(root, "prompts/system.md", "You are helpful!\n");
+        let changed_byte = content_hash(root).unwrap();
+        assert_ne!(changed_byte, hash);
+
+        fs::set_permissions(
+            root.join("prompts/system.md"),
+            fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        let changed_mode = content_hash(root).unwrap();
+        assert_ne!(changed_mode, changed_byte);
+
+        fs::rename(root.join("harness.toml"), root.join("manifest.toml")).unwrap();
+        assert_ne!(content_hash(root).unwrap(), changed_mode);
+    }
+
+    #[test]
+    fn sandbox_workspace_hash_ignores_skipped_folders() {
+        let source = tempfile::tempdir().unwrap();
+        let root = source.path();
+        harness(root);
+        let hash = content_hash(root).unwrap();
+        for dir in SKIPPED_DIRS {
+            write(root, &format!("{dir}/more/{dir}.bin"), "changed");
+            write(root, &format!("nested/{dir}/x"), "changed");
+        }
+        write(root, "nested/ok.txt", "");
+        let with_nested = content_hash(root).unwrap();
+        fs::remove_file(root.join("nested/ok.txt")).unwrap();
+        fs::remove_dir_all(root.join("nested")).unwrap();
+        assert_eq!(content_hash(root).unwrap(), hash);
+        assert_ne!(with_nested, hash);
+    }
+
+    #[test]
+    fn sandbox_workspace_copies_a_thousand_files() {
+        let source = tempfile::tempdir().unwrap();
+        let root = source.path();
+        for i in 0..1000 {
+            write(
+                root,
+                &format!("d{}/s{}/file{i}.txt", i % 10, i % 7),
+                &format!("content {i}\n").repeat(i % 50 + 1),
+            );
+        }
+        let dest = tempfile::tempdir().unwrap();
+        let copy = dest.path().join("copy");
+        let started = Instant::now();
+        let stats = private_copy(root, &copy).unwrap();
+        let elapsed = started.elapsed();
+        assert_eq!(stats.files, 1000);
+        assert_eq!(content_hash(&copy).unwrap(), content_hash(root).unwrap());
+        eprintln!(
+            "copied 1000 files ({} bytes, {} reflinked) in {elapsed:?}",
+            stats.bytes, stats.reflinked
+        );
+
+        // A trial writing to its copy never changes the original (no hard links).
+        let original = root.join("d3/s3/file3.txt");
+        let copied = copy.join("d3/s3/file3.txt");
+        assert_ne!(
+            fs::metadata(&original).unwrap().ino(),
+            fs::metadata(&copied).unwrap().ino()
+        );
+        fs::write(&copied, "trial wrote this").unwrap();
+        assert_eq!(
+            fs::read_to_string(&original).unwrap(),
+            "content 3\n".repeat(4)
+        );
+
+        // The destination must be new or empty.
+        assert!(private_copy(root, &copy).is_err());
+    }
+}
