@@ -375,11 +375,27 @@ async fn sandbox_contains_a_real_fork_bomb() {
         spec.limits.timeout = Duration::from_secs(3);
         let started = Instant::now();
         let outcome = sandbox::run(&spec).await;
-        eprintln!("{mode:?}: fork bomb in {:?}: {}", started.elapsed(), describe(&outcome));
+        eprintln!(
+            "{mode:?}: fork bomb in {:?}: {}",
+            started.elapsed(),
+            describe(&outcome)
+        );
         assert!(started.elapsed() < Duration::from_secs(20));
-        assert_eq!(survivors(&token), Vec::<String>::new(), "{mode:?}: survivors");
+        assert_eq!(
+            survivors(&token),
+            Vec::<String>::new(),
+            "{mode:?}: survivors"
+        );
         if outcome.isolation.processes == ProcessLimit::PidsCgroup {
-            assert!(outcome.reason.as_deref().unwrap_or("").contains("forks refused"), "{}", describe(&outcome));
+            assert!(
+                outcome
+                    .reason
+                    .as_deref()
+                    .unwrap_or("")
+                    .contains("forks refused"),
+                "{}",
+                describe(&outcome)
+            );
         }
     }
 }

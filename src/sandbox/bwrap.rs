@@ -44,7 +44,7 @@ pub(crate) struct Layout<'a> {
     pub(crate) root: bool,
     pub(crate) userns: bool,
     pub(crate) netns: bool,
-    /// Folders replaced by an empty tmpfs (the real home).
+    /// Folders replaced by an empty tmpfs (the real home, the host's temp folder).
     pub(crate) hidden: &'a [PathBuf],
     pub(crate) readable: &'a [PathBuf],
     /// Writable binds, in order (scratch folder, private copy, then the spec's).
@@ -55,8 +55,6 @@ pub(crate) struct Layout<'a> {
 /// Arguments for `bwrap`, up to but not including `--` and the command.
 pub(crate) fn trial_args(layout: &Layout<'_>) -> Vec<OsString> {
     let mut args = base_args(layout.root, layout.userns, layout.netns);
-    // The host's /tmp holds other trials' scratch folders and other users' files.
-    args.extend(["--tmpfs", "/tmp"].map(OsString::from));
     for dir in layout.hidden {
         args.push("--tmpfs".into());
         args.push(dir.into());

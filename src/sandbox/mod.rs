@@ -401,8 +401,19 @@ impl Plan {
                 hidden.push(home);
             }
         }
-        if Path::new("/root").is_dir() && !hidden.iter().any(|h| h == Path::new("/root")) {
-            hidden.push(PathBuf::from("/root"));
+        // Root's home, and the host's temp folder (other trials' scratch folders, other
+        // programs' files); the trial's own folders are bound or allowed again below.
+        for dir in [
+            PathBuf::from("/root"),
+            std::env::temp_dir(),
+            PathBuf::from("/tmp"),
+        ] {
+            let Ok(dir) = std::fs::canonicalize(dir) else {
+                continue;
+            };
+            if dir.is_dir() && dir != Path::new("/") && !hidden.contains(&dir) {
+                hidden.push(dir);
+            }
         }
         let mut writable = vec![scratch.root.clone(), cwd.clone()];
         writable.extend(extra_writable);
@@ -527,7 +538,7 @@ fn is_executable(path: &Path) -> bool {
         .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
 }
 
-/// Kills the trial's process group (and cgroup) if `run` is dropped before it finished.
+/// Kills the trial's process group if `run` is dropped before its command was reaped.
 struct KillGuard {
     pgid: Option<i32>,
 }
@@ -605,7 +616,7 @@ async fn execute(spec: &Spec, mut plan: Plan, started: Instant) -> Outcome {
         }
     };
     let pid = child.id().map(|id| id as i32);
-    let _guard = KillGuard { pgid: pid };
+    let mut guard = KillGuard { pgid: pid };
     // Only the child may hold the write end now, so the read end sees EOF once it is gone.
     let report_read: Option<OwnedFd> = report_pipe.map(|(read, _write)| read);
     // The ruleset descriptor was for the child only.
@@ -680,6 +691,8 @@ async fn execute(spec: &Spec, mut plan: Plan, started: Instant) -> Outcome {
         };
         (ended, killed, sandbox_started, captured)
     };
+    // The command is reaped: its pid, and so its group id, may now belong to a stranger.
+    guard.pgid = None;
     let (stdout, stderr) = match captured {
         Some(output) => output,
         None => match tokio::time::timeout(READ_GRACE, &mut readers).await {
