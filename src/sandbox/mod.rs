@@ -740,12 +740,16 @@ async fn execute(spec: &Spec, mut plan: Plan, started: Instant) -> Outcome {
         killed_leftovers,
         flood_bytes,
     );
+    let isolation = plan.isolation;
+    // Removing a folder that a (dying) sandbox still has bound detaches that mount, which
+    // waits for an RCU grace period: milliseconds, so it happens off the trial's path.
+    tokio::task::spawn_blocking(move || drop(plan));
     Outcome {
         status,
         stdout,
         stderr,
         duration: started.elapsed(),
-        isolation: plan.isolation,
+        isolation,
         reason,
         killed_leftovers,
     }
