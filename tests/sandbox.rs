@@ -583,6 +583,12 @@ async fn sandbox_enforces_file_size_and_memory_limits() {
             "{mode:?}: 600 MiB under a 256 MiB limit: {}",
             describe(&outcome)
         );
+        let reason = outcome.reason.clone().unwrap_or_default();
+        assert!(
+            reason.contains("memory limit 256 MiB?"),
+            "{mode:?}: {}",
+            describe(&outcome)
+        );
     }
 }
 

@@ -905,6 +905,14 @@ fn reason(
         }
         ExitStatus::FailedToStart { message } => parts.push(message.clone()),
     }
+    if let (ExitStatus::Exited { code }, Some(bytes)) = (status, limits.memory_bytes) {
+        if *code != 0 && mentions_out_of_memory(stderr) {
+            parts.push(format!(
+                "out of memory (memory limit {}?)",
+                human_bytes(bytes)
+            ));
+        }
+    }
     if refused_forks > 0 {
         let max = limits
             .processes
@@ -936,6 +944,21 @@ fn reason(
         parts.push("network not isolated: no mechanism on this host".to_string());
     }
     (!parts.is_empty()).then(|| parts.join("; "))
+}
+
+/// Whether stderr carries a common allocation-failure message (Python, Perl, C, C++, Rust,
+/// Node), the usual sign of `RLIMIT_DATA` being reached.
+fn mentions_out_of_memory(stderr: &Captured) -> bool {
+    const MESSAGES: [&str; 6] = [
+        "MemoryError",
+        "Out of memory",
+        "Cannot allocate memory",
+        "std::bad_alloc",
+        "memory allocation of",
+        "heap out of memory",
+    ];
+    let text = stderr.text();
+    MESSAGES.iter().any(|message| text.contains(message))
 }
 
 /// What the child does between fork and exec. Everything here was allocated before the
