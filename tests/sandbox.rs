@@ -306,6 +306,42 @@ async fn sandbox_kills_leftover_daemons() {
 }
 
 #[tokio::test]
+async fn sandbox_cancelled_trial_leaves_nothing() {
+    for (i, mode) in modes().into_iter().enumerate() {
+        let token = token(50 + i as u32);
+        let trial = Trial::new();
+        let spec = trial.spec(&format!("(setsid sleep {token} &); sleep {token}"), mode);
+        let cancelled = tokio::time::timeout(Duration::from_millis(300), sandbox::run(&spec)).await;
+        assert!(
+            cancelled.is_err(),
+            "{mode:?}: the trial should still be running"
+        );
+        // SIGKILL is delivered asynchronously; give the kernel a moment.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while !survivors(&token).is_empty() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let report = sandbox::probe();
+        if mode == IsolationChoice::Bwrap || report.pids_cgroup.is_some() {
+            assert_eq!(
+                survivors(&token),
+                Vec::<String>::new(),
+                "{mode:?}: survivors"
+            );
+        } else {
+            // Without a cgroup or pid namespace a cancelled trial's setsid daemon escapes.
+            for line in survivors(&token) {
+                let pid: i32 = line.split(':').next().unwrap().parse().unwrap();
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
 async fn sandbox_contains_a_thousand_forks() {
     for (i, mode) in modes().into_iter().enumerate() {
         let token = token(30 + i as u32);

@@ -242,6 +242,10 @@ impl TrialCgroup {
         })
     }
 
+    pub(crate) fn procs_file(&self) -> PathBuf {
+        self.dir.join("cgroup.procs")
+    }
+
     /// Processes in the cgroup now.
     pub(crate) fn members(&self) -> Vec<i32> {
         std::fs::read_to_string(self.dir.join("cgroup.procs"))

@@ -538,15 +538,38 @@ fn is_executable(path: &Path) -> bool {
         .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
 }
 
-/// Kills the trial's process group if `run` is dropped before its command was reaped.
+/// Kills the trial's process group and cgroup if `run` is dropped (cancelled) before its
+/// command was reaped. Without a cgroup, a daemon that left the group survives that.
 struct KillGuard {
-    pgid: Option<i32>,
+    /// 0 once there is nothing to kill. Atomic only so that `run`'s future stays `Send`.
+    pgid: std::sync::atomic::AtomicI32,
+    /// `cgroup.procs` of the trial's cgroup, whose members are killed too.
+    cgroup_procs: Option<PathBuf>,
+}
+
+impl KillGuard {
+    fn disarm(&self) {
+        self.pgid.store(0, Ordering::Relaxed);
+    }
 }
 
 impl Drop for KillGuard {
     fn drop(&mut self) {
-        if let Some(pgid) = self.pgid {
+        let pgid = self.pgid.load(Ordering::Relaxed);
+        if pgid > 0 {
             let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+            // One pass, without waiting: a drop cannot await the cgroup draining.
+            let members = self
+                .cgroup_procs
+                .as_ref()
+                .and_then(|path| std::fs::read_to_string(path).ok());
+            for pid in members
+                .iter()
+                .flat_map(|text| text.lines())
+                .filter_map(|line| line.parse().ok())
+            {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
         }
     }
 }
@@ -616,7 +639,10 @@ async fn execute(spec: &Spec, mut plan: Plan, started: Instant) -> Outcome {
         }
     };
     let pid = child.id().map(|id| id as i32);
-    let mut guard = KillGuard { pgid: pid };
+    let guard = KillGuard {
+        pgid: std::sync::atomic::AtomicI32::new(pid.unwrap_or(0)),
+        cgroup_procs: plan.cgroup.as_ref().map(|cg| cg.procs_file()),
+    };
     // Only the child may hold the write end now, so the read end sees EOF once it is gone.
     let report_read: Option<OwnedFd> = report_pipe.map(|(read, _write)| read);
     // The ruleset descriptor was for the child only.
@@ -660,8 +686,13 @@ async fn execute(spec: &Spec, mut plan: Plan, started: Instant) -> Outcome {
                 _ = tokio::time::sleep(spec.limits.timeout) => Ended::TimedOut,
                 _ = flood.notified() => Ended::Flooded,
             };
+            if matches!(ended, Ended::Exited(_)) {
+                // Reaped: its pid, and so its group id, may now belong to a stranger.
+                guard.disarm();
+            }
             if matches!(ended, Ended::TimedOut | Ended::Flooded) {
                 stop(&mut child, pid, plan.cgroup.as_ref(), bwrap_mode).await;
+                guard.disarm();
             }
             // Leftovers: whatever of the trial is still alive now that its command is done.
             let killed = match (&plan.cgroup, pid) {
@@ -691,8 +722,6 @@ async fn execute(spec: &Spec, mut plan: Plan, started: Instant) -> Outcome {
         };
         (ended, killed, sandbox_started, captured)
     };
-    // The command is reaped: its pid, and so its group id, may now belong to a stranger.
-    guard.pgid = None;
     let (stdout, stderr) = match captured {
         Some(output) => output,
         None => match tokio::time::timeout(READ_GRACE, &mut readers).await {
