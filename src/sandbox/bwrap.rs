@@ -5,7 +5,8 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-/// The shell script bwrap runs: it reports that the sandbox is up, runs the harness with
+/// The shell script bwrap runs, with the report pipe as fd 3 (bwrap writes its
+/// `--info-fd` JSON to the same pipe as fd 4, which it closes in the sandbox): it reports that the sandbox is up, runs the harness with
 /// fd 3 closed, then counts the processes the harness left behind (everything in the pid
 /// namespace but bwrap's init, pid 1, and this shell) before they are killed with the
 /// namespace. `$0` is the shell, `$1` the harness command. Only shell builtins run after
@@ -72,12 +73,23 @@ pub(crate) fn trial_args(layout: &Layout<'_>) -> Vec<OsString> {
     }
     args.push("--chdir".into());
     args.push(layout.cwd.into());
+    // The host pid of the sandbox's init, so that we can wait for the namespace to die.
+    args.extend(["--info-fd", "4"].map(OsString::from));
     args
 }
 
-/// Parses what the wrapper wrote to fd 3: whether the harness started, and how many of
-/// its processes were still alive when it exited.
-pub(crate) fn parse_report(text: &str) -> (bool, usize) {
+/// What came through the report pipe: bwrap's `--info-fd` JSON and the wrapper's lines.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Report {
+    /// The wrapper ran, so the sandbox was set up.
+    pub(crate) started: bool,
+    /// Processes of the harness still alive when it exited.
+    pub(crate) left: usize,
+    /// Host pid of the sandbox's init (bwrap's `child-pid`).
+    pub(crate) init_pid: Option<i32>,
+}
+
+pub(crate) fn parse_report(text: &str) -> Report {
     let started = text.lines().any(|line| line == "started");
     let left = text
         .lines()
@@ -86,7 +98,15 @@ pub(crate) fn parse_report(text: &str) -> (bool, usize) {
                 .and_then(|n| n.trim().parse::<i64>().ok())
         })
         .unwrap_or(0);
-    (started, left.max(0) as usize)
+    let init_pid = text.lines().find_map(|line| {
+        let value = line.trim().strip_prefix("\"child-pid\":")?;
+        value.trim().trim_end_matches(',').parse().ok()
+    });
+    Report {
+        started,
+        left: left.max(0) as usize,
+        init_pid,
+    }
 }
 
 #[cfg(test)]
@@ -95,9 +115,21 @@ mod tests {
 
     #[test]
     fn sandbox_bwrap_report_parsing() {
-        assert_eq!(parse_report("started\nleft 2\n"), (true, 2));
-        assert_eq!(parse_report("started\n"), (true, 0));
-        assert_eq!(parse_report(""), (false, 0));
-        assert_eq!(parse_report("started\nleft -1\n"), (true, 0));
+        let check = |text: &str, started, left, init_pid| {
+            assert_eq!(
+                parse_report(text),
+                Report {
+                    started,
+                    left,
+                    init_pid
+                },
+                "{text:?}"
+            );
+        };
+        let info = "{\n    \"child-pid\": 24167,\n    \"pid-namespace\": 4026532178\n}\n";
+        check(&format!("{info}started\nleft 2\n"), true, 2, Some(24167));
+        check("started\n", true, 0, None);
+        check("", false, 0, None);
+        check("started\nleft -1\n", true, 0, None);
     }
 }

@@ -71,6 +71,10 @@ pub(crate) fn prepare(
     let mut hidden_all: Vec<PathBuf> = hidden.to_vec();
     hidden_all.push(PathBuf::from("/dev"));
     for root in readable_roots(&hidden_all) {
+        // An entry listed a moment ago may be gone (another trial's scratch folder).
+        if !root.exists() {
+            continue;
+        }
         created = add(created, &root, read)
             .map_err(|err| format!("landlock rule for `{}`: {err}", root.display()))?;
     }
@@ -146,6 +150,8 @@ pub(crate) fn readable_roots(hidden: &[PathBuf]) -> Vec<PathBuf> {
             }
         }
     }
+    // Entries beneath a folder hidden later (a home inside the temp folder) go too.
+    roots.retain(|root| !hidden.iter().any(|hide| root.starts_with(hide)));
     roots.sort();
     roots
 }
@@ -184,5 +190,13 @@ mod tests {
         assert!(roots.contains(&dir.path().join("other")));
         assert!(roots.contains(&dir.path().join("file")));
         assert!(roots.contains(&PathBuf::from("/usr")) || !Path::new("/usr").exists());
+        // Hiding a parent after a child still hides everything beneath it.
+        let roots = readable_roots(&[home.join("secret"), dir.path().to_path_buf()]);
+        assert!(
+            !roots
+                .iter()
+                .any(|root| root.starts_with(dir.path()) || dir.path().starts_with(root)),
+            "{roots:?}"
+        );
     }
 }

@@ -703,10 +703,20 @@ async fn execute(spec: &Spec, mut plan: Plan, started: Instant) -> Outcome {
                 }
                 (None, None) => 0,
             };
-            let (sandbox_started, left_in_sandbox) = match &report_read {
+            let report = match &report_read {
                 Some(fd) => bwrap::parse_report(&read_available(fd.as_raw_fd())),
-                None => (true, 0),
+                None => bwrap::Report {
+                    started: true,
+                    ..Default::default()
+                },
             };
+            if bwrap_mode && plan.cgroup.is_none() {
+                // The outer bwrap exits before its init has finished killing the namespace.
+                if let Some(init) = report.init_pid {
+                    procs::wait_gone(init, since_ticks).await;
+                }
+            }
+            let (sandbox_started, left_in_sandbox) = (report.started, report.left);
             // In bwrap mode the cgroup still holds bwrap's init for a moment (the outer bwrap
             // does not wait for it to finish exiting): the wrapper's count is the true one.
             let leftovers = if bwrap_mode { left_in_sandbox } else { killed };
@@ -1019,12 +1029,15 @@ impl ChildSetup {
                 limits::apply(*limit)?;
             }
             if let Some(fd) = self.report_fd {
-                if fd == 3 {
-                    if libc::fcntl(3, libc::F_SETFD, 0) < 0 {
+                // fd 3 for the wrapper, fd 4 for bwrap's `--info-fd`; both the same pipe.
+                for target in [3, 4] {
+                    if fd == target {
+                        if libc::fcntl(target, libc::F_SETFD, 0) < 0 {
+                            return Err(os_error());
+                        }
+                    } else if libc::dup2(fd, target) < 0 {
                         return Err(os_error());
                     }
-                } else if libc::dup2(fd, 3) < 0 {
-                    return Err(os_error());
                 }
             }
             if self.unshare_flags != 0 {

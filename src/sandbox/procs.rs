@@ -90,6 +90,20 @@ pub(crate) async fn kill_trial_processes(leader: i32, marker: &[u8], since_ticks
     killed.len()
 }
 
+/// Waits (up to 2 s) until process `pid`, started at or after `since_ticks`, has exited.
+pub(crate) async fn wait_gone(pid: i32, since_ticks: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while std::time::Instant::now() < deadline {
+        match stat(pid) {
+            Some(stat) if !stat.zombie && stat.start_ticks >= since_ticks => {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            // Gone, a zombie, or the pid already reused by an older-looking process.
+            _ => return,
+        }
+    }
+}
+
 /// Tasks (threads) the real user `uid` runs now: what `RLIMIT_NPROC` counts.
 pub(crate) fn user_tasks(uid: u32) -> u64 {
     use std::os::unix::fs::MetadataExt;
