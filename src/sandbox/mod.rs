@@ -20,6 +20,11 @@
 //!
 //! Without a pid namespace or cgroup, leftovers are found in /proc by session and by a
 //! marker variable in their environment.
+//!
+//! Costs on the trial's path are kept to system calls: the host is probed once, per-trial
+//! cgroups are pooled (making one waits for an RCU grace period), the scratch folder is
+//! removed on a blocking thread after the outcome is known, and nothing sleeps unless a
+//! process must be waited for.
 
 mod bwrap;
 mod capture;
@@ -79,7 +84,8 @@ pub enum Network {
 pub enum IsolationChoice {
     /// bubblewrap if it works here, else landlock, else none.
     Auto,
-    /// No filesystem isolation (environment, limits, process-group kill still apply).
+    /// No filesystem isolation. The environment, limits, process-group kill, pids cgroup
+    /// and (for `Network::None`) network namespace still apply.
     None,
     /// bubblewrap, or fail to start.
     Bwrap,
