@@ -1,3 +1,2 @@
 //! Format adapter tests: see tests/fixtures/formats/.
-#[allow(unused_imports)]
-use crate::common::*;
+#[allow(unused_imports)] use crate::common::*;

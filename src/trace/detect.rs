@@ -28,23 +28,13 @@ fn hit(format: Format, reason: impl Into<String>) -> Option<Detection> {
 }
 
 fn not_trace(reason: impl Into<String>) -> Detection {
-    Detection::NotTrace {
-        reason: reason.into(),
-    }
+    Detection::NotTrace { reason: reason.into() }
 }
 
 /// Why a non-JSON file is not a trace, by what it looks like.
 pub fn classify_non_json(path: &Path, sniff: &Sniff) -> Detection {
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("")
-        .to_ascii_lowercase();
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("").to_ascii_lowercase();
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
     match sniff {
         Sniff::Empty => not_trace("empty file"),
         Sniff::Binary(what) => not_trace(format!("not a trace: {what}")),
@@ -90,12 +80,7 @@ fn has(v: &Value, key: &str) -> bool {
     v.get(key).is_some()
 }
 
-fn detect_values(
-    path: &Path,
-    container: Container,
-    head: &Value,
-    values: &[&Value],
-) -> Option<Detection> {
+fn detect_values(path: &Path, container: Container, head: &Value, values: &[&Value]) -> Option<Detection> {
     // Wrappers that hold records of another format: look inside, then decide.
     if let Some(arr) = head.as_array() {
         // A JSON array as a single record only happens for nested arrays; look at its head.
@@ -111,45 +96,29 @@ fn detect_values(
         return hit(Format::OtlpJson, "OTLP/JSON: records have `resourceSpans`");
     }
     if has(head, "resourceLogs") || has(head, "resource_logs") {
-        return hit(
-            Format::OtlpLogs,
-            "OTLP/JSON logs: records have `resourceLogs`",
-        );
+        return hit(Format::OtlpLogs, "OTLP/JSON logs: records have `resourceLogs`");
     }
     // 4: OTel SDK console exporter.
     if path_str(head, &["context", "span_id"]).is_some_and(|s| s.starts_with("0x"))
         && str_of(head, "kind").is_some_and(|k| k.starts_with("SpanKind."))
     {
-        return hit(
-            Format::OtelConsole,
-            "OTel SDK console JSON: `context.span_id` 0x… and `kind` SpanKind.*",
-        );
+        return hit(Format::OtelConsole, "OTel SDK console JSON: `context.span_id` 0x… and `kind` SpanKind.*");
     }
     // 5: Phoenix span JSON (trace file, REST page, or bare spans).
-    let phoenix_span =
-        |v: &Value| has(v, "span_kind") && has(v, "status_code") && has(v, "context");
+    let phoenix_span = |v: &Value| has(v, "span_kind") && has(v, "status_code") && has(v, "context");
     if (has(head, "traceId") && first_of(head, "spans").is_some_and(phoenix_span))
         || first_of(head, "data").is_some_and(phoenix_span)
         || phoenix_span(head)
     {
-        return hit(
-            Format::Phoenix,
-            "Phoenix span JSON: spans with `context`, `span_kind`, `status_code`",
-        );
+        return hit(Format::Phoenix, "Phoenix span JSON: spans with `context`, `span_kind`, `status_code`");
     }
     // 6: ClickHouse-style span rows (TRAIL).
     let span_row = |v: &Value| {
         (has(v, "span_attributes") || has(v, "SpanAttributes"))
-            && (has(v, "span_name")
-                || has(v, "SpanName")
-                || has(v, "service_name")
-                || has(v, "ServiceName"))
+            && (has(v, "span_name") || has(v, "SpanName") || has(v, "service_name") || has(v, "ServiceName"))
     };
     if first_of(head, "spans").is_some_and(span_row) || span_row(head) {
-        return hit(
-            Format::SpanRows,
-            "span rows: `span_name` + `span_attributes` (TRAIL / ClickHouse schema)",
-        );
+        return hit(Format::SpanRows, "span rows: `span_name` + `span_attributes` (TRAIL / ClickHouse schema)");
     }
     // 7: OpenAI Agents SDK.
     let agents_obj = |v: &Value| {
@@ -160,27 +129,17 @@ fn detect_values(
         || first_of(head, "data").is_some_and(agents_obj)
         || head.get("span").is_some_and(agents_obj)
     {
-        return hit(
-            Format::OpenaiAgents,
-            "OpenAI Agents SDK: `object: trace.span` records",
-        );
+        return hit(Format::OpenaiAgents, "OpenAI Agents SDK: `object: trace.span` records");
     }
     // 8: LangSmith.
-    let ls_run = |v: &Value| {
-        has(v, "run_type")
-            && (has(v, "id") || has(v, "run_id"))
-            && (has(v, "trace_id") || has(v, "dotted_order"))
-    };
+    let ls_run = |v: &Value| has(v, "run_type") && (has(v, "id") || has(v, "run_id")) && (has(v, "trace_id") || has(v, "dotted_order"));
     if ls_run(head)
         || first_of(head, "post").is_some_and(ls_run)
         || first_of(head, "patch").is_some_and(ls_run)
         || first_of(head, "runs").is_some_and(ls_run)
         || head.get("child_runs").is_some() && has(head, "run_type")
     {
-        return hit(
-            Format::Langsmith,
-            "LangSmith runs: `run_type` + `id`/`run_id` + `trace_id`",
-        );
+        return hit(Format::Langsmith, "LangSmith runs: `run_type` + `id`/`run_id` + `trace_id`");
     }
     // 9: Langfuse.
     let lf_obs = |v: &Value| {
@@ -189,47 +148,26 @@ fn detect_values(
                 && has(v, "startTime")
                 && str_of(v, "type").is_some_and(|t| LANGFUSE_TYPES.contains(&t)))
     };
-    let lf_score = |v: &Value| {
-        has(v, "traceId")
-            && has(v, "name")
-            && (has(v, "dataType") || has(v, "source"))
-            && (has(v, "value") || has(v, "stringValue"))
-    };
+    let lf_score = |v: &Value| has(v, "traceId") && has(v, "name") && (has(v, "dataType") || has(v, "source")) && (has(v, "value") || has(v, "stringValue"));
     if (has(head, "trace") && has(head, "observations"))
         || (has(head, "observations") && has(head, "scores"))
         || lf_obs(head)
         || lf_score(head)
-        || first_of(head, "data")
-            .is_some_and(|d| lf_obs(d) || (has(d, "observations") && has(d, "id")))
+        || first_of(head, "data").is_some_and(|d| lf_obs(d) || (has(d, "observations") && has(d, "id")))
         || first_of(head, "observations").is_some_and(lf_obs)
     {
-        return hit(
-            Format::Langfuse,
-            "Langfuse: `trace` + `observations` / observation rows",
-        );
+        return hit(Format::Langfuse, "Langfuse: `trace` + `observations` / observation rows");
     }
     // 10/11: Claude Code transcript and stream-json.
     if values.iter().any(|v| {
-        has(v, "sessionId")
-            && has(v, "uuid")
-            && str_of(v, "type").is_some_and(|t| CLAUDE_TYPES.contains(&t))
+        has(v, "sessionId") && has(v, "uuid") && str_of(v, "type").is_some_and(|t| CLAUDE_TYPES.contains(&t))
     }) || (has(head, "loglines"))
     {
-        return hit(
-            Format::ClaudeCode,
-            "Claude Code transcript: lines with `sessionId`, `uuid`, `type`",
-        );
+        return hit(Format::ClaudeCode, "Claude Code transcript: lines with `sessionId`, `uuid`, `type`");
     }
     let path_hint = path.to_string_lossy().contains("/.claude/projects/");
-    if path_hint
-        && values
-            .iter()
-            .any(|v| str_of(v, "type").is_some_and(|t| CLAUDE_TYPES.contains(&t)))
-    {
-        return hit(
-            Format::ClaudeCode,
-            "Claude Code transcript: path under `.claude/projects/`",
-        );
+    if path_hint && values.iter().any(|v| str_of(v, "type").is_some_and(|t| CLAUDE_TYPES.contains(&t))) {
+        return hit(Format::ClaudeCode, "Claude Code transcript: path under `.claude/projects/`");
     }
     if values.iter().any(|v| {
         has(v, "session_id")
@@ -237,10 +175,7 @@ fn detect_values(
                 || (str_of(v, "type") == Some("system") && str_of(v, "subtype") == Some("init"))
                 || (matches!(str_of(v, "type"), Some("assistant" | "user")) && has(v, "message")))
     }) {
-        return hit(
-            Format::ClaudeStreamJson,
-            "Claude stream-json: `session_id` lines with `type: system/init` or `result`",
-        );
+        return hit(Format::ClaudeStreamJson, "Claude stream-json: `session_id` lines with `type: system/init` or `result`");
     }
     // 12: Codex rollout.
     let codex_line = |v: &Value| {
@@ -252,43 +187,24 @@ fn detect_values(
             )
     };
     if values.iter().any(|v| codex_line(v)) {
-        return hit(
-            Format::Codex,
-            "Codex rollout: `{timestamp, type, payload}` lines",
-        );
+        return hit(Format::Codex, "Codex rollout: `{timestamp, type, payload}` lines");
     }
     // 13/14: SWE-agent and mini-swe-agent.
     if str_of(head, "trajectory_format").is_some_and(|f| f.starts_with("mini-swe-agent")) {
-        return hit(
-            Format::MiniSweAgent,
-            "mini-swe-agent: `trajectory_format: mini-swe-agent-*`",
-        );
+        return hit(Format::MiniSweAgent, "mini-swe-agent: `trajectory_format: mini-swe-agent-*`");
     }
-    if has(head, "trajectory")
-        && (path_str(head, &["info", "exit_status"]).is_some()
-            || has(head, "history")
-            || has(head, "info"))
-    {
-        return hit(
-            Format::SweAgent,
-            "SWE-agent .traj: `trajectory` + `info.exit_status`",
-        );
+    if has(head, "trajectory") && (path_str(head, &["info", "exit_status"]).is_some() || has(head, "history") || has(head, "info")) {
+        return hit(Format::SweAgent, "SWE-agent .traj: `trajectory` + `info.exit_status`");
     }
     if has(head, "messages")
         && json::path(head, &["info", "exit_status"]).is_some()
         && json::path(head, &["info", "model_stats"]).is_some()
     {
-        return hit(
-            Format::MiniSweAgent,
-            "mini-swe-agent: `messages` + `info.exit_status` + `model_stats`",
-        );
+        return hit(Format::MiniSweAgent, "mini-swe-agent: `messages` + `info.exit_status` + `model_stats`");
     }
     // 15: τ-bench / AgentRx.
     if has(head, "task_id") && has(head, "traj") && (has(head, "reward") || has(head, "info")) {
-        return hit(
-            Format::TauBench,
-            "τ-bench results: records with `task_id`, `reward`, `traj`",
-        );
+        return hit(Format::TauBench, "τ-bench results: records with `task_id`, `reward`, `traj`");
     }
     if has(head, "simulations") && head.get("simulations").is_some_and(Value::is_array) {
         return hit(Format::TauBench, "τ²-bench results: `simulations` list");
@@ -299,37 +215,23 @@ fn detect_values(
     }
     // MAST-style records: a free-text trace inside JSON.
     if head.get("trace").is_some_and(Value::is_string) {
-        return hit(
-            Format::TextLog,
-            "free-text log records: `trace` is a text blob",
-        );
+        return hit(Format::TextLog, "free-text log records: `trace` is a text blob");
     }
     // 16: generic transcripts.
     if head.get("history").is_some_and(Value::is_array) {
         return hit(Format::ChatHistory, "chat log: `history` list of messages");
     }
-    if head.get("messages").is_some_and(|m| {
-        m.as_array()
-            .is_some_and(|a| a.first().is_some_and(is_message))
-    }) {
+    if head.get("messages").is_some_and(|m| m.as_array().is_some_and(|a| a.first().is_some_and(is_message))) {
         return hit(Format::ChatHistory, "chat log: `messages` list");
     }
     if is_message(head) {
-        return hit(
-            Format::Messages,
-            "message list: records with `role` + `content`",
-        );
+        return hit(Format::Messages, "message list: records with `role` + `content`");
     }
     // Flat span attribute maps (OpenInference / GenAI fixtures).
     if obj.keys().any(|k| {
-        k == "openinference.span.kind"
-            || k.starts_with("gen_ai.")
-            || k.starts_with("llm.input_messages.")
+        k == "openinference.span.kind" || k.starts_with("gen_ai.") || k.starts_with("llm.input_messages.")
     }) {
-        return hit(
-            Format::SpanAttributes,
-            "a flat span attribute map with `gen_ai.*` / OpenInference keys",
-        );
+        return hit(Format::SpanAttributes, "a flat span attribute map with `gen_ai.*` / OpenInference keys");
     }
     None
 }
@@ -343,23 +245,14 @@ fn known_non_trace(path: &Path, head: &Value) -> Option<String> {
     if has(head, "trajectory_id") && has(head, "failures") {
         return Some("not a trace: failure labels (`trajectory_id` + `failures`)".into());
     }
-    if has(head, "$schema") || (has(head, "$defs") || has(head, "definitions")) && has(head, "type")
-    {
+    if has(head, "$schema") || (has(head, "$defs") || has(head, "definitions")) && has(head, "type") {
         return Some("not a trace: a JSON Schema".into());
     }
     if has(head, "resourceMetrics") || has(head, "resource_metrics") {
         return Some("not a trace: OTLP metrics (only traces and logs are read)".into());
     }
-    if name == "report.json"
-        || head.as_object().is_some_and(|o| {
-            o.values()
-                .any(|v| has(v, "resolved") && has(v, "tests_status"))
-        })
-    {
-        return Some(
-            "not a trace: SWE-bench evaluation report (an outcome, read beside the trajectory)"
-                .into(),
-        );
+    if name == "report.json" || head.as_object().is_some_and(|o| o.values().any(|v| has(v, "resolved") && has(v, "tests_status"))) {
+        return Some("not a trace: SWE-bench evaluation report (an outcome, read beside the trajectory)".into());
     }
     if name == "package.json" || name == "tsconfig.json" || name.ends_with(".lock") {
         return Some("not a trace: a project manifest".into());
@@ -382,16 +275,7 @@ fn is_message(v: &Value) -> bool {
 }
 
 const LANGFUSE_TYPES: [&str; 11] = [
-    "SPAN",
-    "GENERATION",
-    "EVENT",
-    "AGENT",
-    "TOOL",
-    "CHAIN",
-    "RETRIEVER",
-    "EVALUATOR",
-    "EMBEDDING",
-    "GUARDRAIL",
+    "SPAN", "GENERATION", "EVENT", "AGENT", "TOOL", "CHAIN", "RETRIEVER", "EVALUATOR", "EMBEDDING", "GUARDRAIL",
     "TRACE",
 ];
 
@@ -441,54 +325,18 @@ mod tests {
     fn rules_in_order() {
         check(json!({"resourceSpans": []}), Some(Format::OtlpJson));
         check(json!({"resource_logs": []}), Some(Format::OtlpLogs));
-        check(
-            json!({"context": {"span_id": "0xab"}, "kind": "SpanKind.INTERNAL"}),
-            Some(Format::OtelConsole),
-        );
-        check(
-            json!({"object": "trace.span", "id": "span_1"}),
-            Some(Format::OpenaiAgents),
-        );
-        check(
-            json!({"run_type": "llm", "id": "1", "trace_id": "1"}),
-            Some(Format::Langsmith),
-        );
-        check(
-            json!({"trace": {}, "observations": []}),
-            Some(Format::Langfuse),
-        );
-        check(
-            json!({"sessionId": "s", "uuid": "u", "type": "user"}),
-            Some(Format::ClaudeCode),
-        );
-        check(
-            json!({"timestamp": "t", "type": "session_meta", "payload": {}}),
-            Some(Format::Codex),
-        );
-        check(
-            json!({"trajectory_format": "mini-swe-agent-1"}),
-            Some(Format::MiniSweAgent),
-        );
-        check(
-            json!({"trajectory": [], "info": {"exit_status": "submitted"}}),
-            Some(Format::SweAgent),
-        );
-        check(
-            json!({"task_id": 1, "reward": 0.0, "traj": []}),
-            Some(Format::TauBench),
-        );
-        check(
-            json!({"history": [{"role": "user", "content": "hi"}]}),
-            Some(Format::ChatHistory),
-        );
-        check(
-            json!({"trace": "some log text", "trace_id": 1}),
-            Some(Format::TextLog),
-        );
-        check(
-            json!({"role": "user", "content": "hi"}),
-            Some(Format::Messages),
-        );
+        check(json!({"context": {"span_id": "0xab"}, "kind": "SpanKind.INTERNAL"}), Some(Format::OtelConsole));
+        check(json!({"object": "trace.span", "id": "span_1"}), Some(Format::OpenaiAgents));
+        check(json!({"run_type": "llm", "id": "1", "trace_id": "1"}), Some(Format::Langsmith));
+        check(json!({"trace": {}, "observations": []}), Some(Format::Langfuse));
+        check(json!({"sessionId": "s", "uuid": "u", "type": "user"}), Some(Format::ClaudeCode));
+        check(json!({"timestamp": "t", "type": "session_meta", "payload": {}}), Some(Format::Codex));
+        check(json!({"trajectory_format": "mini-swe-agent-1"}), Some(Format::MiniSweAgent));
+        check(json!({"trajectory": [], "info": {"exit_status": "submitted"}}), Some(Format::SweAgent));
+        check(json!({"task_id": 1, "reward": 0.0, "traj": []}), Some(Format::TauBench));
+        check(json!({"history": [{"role": "user", "content": "hi"}]}), Some(Format::ChatHistory));
+        check(json!({"trace": "some log text", "trace_id": 1}), Some(Format::TextLog));
+        check(json!({"role": "user", "content": "hi"}), Some(Format::Messages));
         check(json!({"errors": [], "scores": []}), None);
         check(json!({"trajectory_id": 2, "failures": []}), None);
         check(json!({"name": "x", "version": "1"}), None);

@@ -143,20 +143,12 @@ fn parse_iso(s: &str) -> Option<Nanos> {
         return dt.timestamp_nanos_opt().map(Nanos::from);
     }
     // Python isoformat with a space, or with an offset but no colon.
-    for fmt in [
-        "%Y-%m-%d %H:%M:%S%.f%:z",
-        "%Y-%m-%dT%H:%M:%S%.f%z",
-        "%Y-%m-%d %H:%M:%S%.f%z",
-    ] {
+    for fmt in ["%Y-%m-%d %H:%M:%S%.f%:z", "%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%z"] {
         if let Ok(dt) = DateTime::parse_from_str(s, fmt) {
             return dt.timestamp_nanos_opt().map(Nanos::from);
         }
     }
-    for fmt in [
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%d %H:%M:%S%.f",
-        "%Y%m%dT%H%M%S%.f",
-    ] {
+    for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y%m%dT%H%M%S%.f"] {
         if let Ok(dt) = NaiveDateTime::parse_from_str(s, fmt) {
             return dt.and_utc().timestamp_nanos_opt().map(Nanos::from);
         }
@@ -214,13 +206,9 @@ pub fn otlp_any_value(v: &Value) -> Value {
     for (k, inner) in obj {
         match k.as_str() {
             "stringValue" | "string_value" => return decode_json_string(inner.clone()),
-            "boolValue" | "bool_value" => {
-                return as_bool(inner).map(Value::Bool).unwrap_or(Value::Null);
-            }
+            "boolValue" | "bool_value" => return as_bool(inner).map(Value::Bool).unwrap_or(Value::Null),
             "intValue" | "int_value" => {
-                return as_i64(inner)
-                    .map(Value::from)
-                    .unwrap_or_else(|| inner.clone());
+                return as_i64(inner).map(Value::from).unwrap_or_else(|| inner.clone());
             }
             "doubleValue" | "double_value" => {
                 return as_f64(inner)
@@ -230,11 +218,7 @@ pub fn otlp_any_value(v: &Value) -> Value {
             }
             "arrayValue" | "array_value" => {
                 let values = inner.get("values").and_then(Value::as_array);
-                return Value::Array(
-                    values
-                        .map(|a| a.iter().map(otlp_any_value).collect())
-                        .unwrap_or_default(),
-                );
+                return Value::Array(values.map(|a| a.iter().map(otlp_any_value).collect()).unwrap_or_default());
             }
             "kvlistValue" | "kvlist_value" => {
                 return Value::Object(inner.get("values").map(otlp_key_values).unwrap_or_default());
@@ -244,11 +228,7 @@ pub fn otlp_any_value(v: &Value) -> Value {
         }
     }
     // `{}` is the empty AnyValue.
-    if obj.is_empty() {
-        Value::Null
-    } else {
-        v.clone()
-    }
+    if obj.is_empty() { Value::Null } else { v.clone() }
 }
 
 /// `[{key, value: AnyValue}]` → map. Also accepts an already-flat object.
@@ -275,11 +255,7 @@ pub fn otlp_key_values(v: &Value) -> AttrMap {
 /// Parse a Python literal (repr of dict/list/tuple/str/int/float/True/False/None) into
 /// JSON. TRAIL stores attribute maps this way. None when the text is not a literal.
 pub fn python_literal(s: &str) -> Option<Value> {
-    let mut p = PyParser {
-        s: s.as_bytes(),
-        i: 0,
-        depth: 0,
-    };
+    let mut p = PyParser { s: s.as_bytes(), i: 0, depth: 0 };
     let v = p.value()?;
     p.ws();
     (p.i == p.s.len()).then_some(v)
@@ -390,8 +366,7 @@ impl PyParser<'_> {
                 b'u' | b'U' => {
                     let n = if e == b'u' { 4 } else { 8 };
                     let hex = std::str::from_utf8(self.s.get(self.i..self.i + n)?).ok()?;
-                    let ch =
-                        char::from_u32(u32::from_str_radix(hex, 16).ok()?).unwrap_or('\u{FFFD}');
+                    let ch = char::from_u32(u32::from_str_radix(hex, 16).ok()?).unwrap_or('\u{FFFD}');
                     self.i += n;
                     out.extend_from_slice(ch.to_string().as_bytes());
                 }
@@ -415,9 +390,7 @@ impl PyParser<'_> {
                 if let Ok(i) = w.parse::<i64>() {
                     Value::from(i)
                 } else if let Ok(f) = w.parse::<f64>() {
-                    serde_json::Number::from_f64(f)
-                        .map(Value::Number)
-                        .unwrap_or(Value::Null)
+                    serde_json::Number::from_f64(f).map(Value::Number).unwrap_or(Value::Null)
                 } else {
                     return None;
                 }
@@ -430,10 +403,7 @@ impl PyParser<'_> {
 pub fn lenient_map(v: &Value) -> AttrMap {
     match v {
         Value::Object(m) => m.clone(),
-        Value::String(s) => match serde_json::from_str::<Value>(s)
-            .ok()
-            .or_else(|| python_literal(s))
-        {
+        Value::String(s) => match serde_json::from_str::<Value>(s).ok().or_else(|| python_literal(s)) {
             Some(Value::Object(m)) => m,
             _ => Map::new(),
         },
@@ -477,26 +447,11 @@ mod tests {
 
     #[test]
     fn times() {
-        assert_eq!(
-            parse_time(&json!("1544712660000000000")),
-            Some(1_544_712_660_000_000_000)
-        );
-        assert_eq!(
-            parse_time(&json!(1544712660000u64)),
-            Some(1_544_712_660_000_000_000)
-        );
-        assert_eq!(
-            parse_time(&json!("2025-12-24T10:00:05.000Z")),
-            Some(1_766_570_405_000_000_000)
-        );
-        assert_eq!(
-            parse_time(&json!("2025-12-24T10:00:05")),
-            Some(1_766_570_405_000_000_000)
-        );
-        assert_eq!(
-            parse_time(&json!("2025-12-24 10:00:05.000000+00:00")),
-            Some(1_766_570_405_000_000_000)
-        );
+        assert_eq!(parse_time(&json!("1544712660000000000")), Some(1_544_712_660_000_000_000));
+        assert_eq!(parse_time(&json!(1544712660000u64)), Some(1_544_712_660_000_000_000));
+        assert_eq!(parse_time(&json!("2025-12-24T10:00:05.000Z")), Some(1_766_570_405_000_000_000));
+        assert_eq!(parse_time(&json!("2025-12-24T10:00:05")), Some(1_766_570_405_000_000_000));
+        assert_eq!(parse_time(&json!("2025-12-24 10:00:05.000000+00:00")), Some(1_766_570_405_000_000_000));
         assert_eq!(parse_iso_duration("PT1M20.5S"), Some(80_500_000_000));
         assert_eq!(parse_iso_duration("nope"), None);
     }

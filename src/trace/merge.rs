@@ -37,8 +37,7 @@ pub fn merge_traces(traces: Vec<Trace>) -> Vec<Trace> {
     merged_any.dedup();
     for i in merged_any {
         let t = &mut out[i];
-        t.steps
-            .sort_by_key(|s| (s.start.unwrap_or(i128::MAX), s.seq));
+        t.steps.sort_by_key(|s| (s.start.unwrap_or(i128::MAX), s.seq));
         for (seq, step) in t.steps.iter_mut().enumerate() {
             step.seq = seq as u32;
         }
@@ -51,12 +50,7 @@ pub fn merge_traces(traces: Vec<Trace>) -> Vec<Trace> {
 }
 
 pub fn merge_into(into: &mut Trace, other: Trace) {
-    let mut by_id: HashMap<String, usize> = into
-        .steps
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.id.clone(), i))
-        .collect();
+    let mut by_id: HashMap<String, usize> = into.steps.iter().enumerate().map(|(i, s)| (s.id.clone(), i)).collect();
     for step in other.steps {
         match by_id.get(&step.id) {
             Some(&i) => merge_step(&mut into.steps[i], step),
@@ -93,10 +87,7 @@ fn merge_step(into: &mut Step, other: Step) {
         let events = std::mem::take(&mut into.events);
         let scores = std::mem::take(&mut into.scores);
         let attrs = std::mem::take(&mut into.attributes);
-        *into = Step {
-            seq: into.seq,
-            ..other
-        };
+        *into = Step { seq: into.seq, ..other };
         into.events.extend(events);
         into.scores.extend(scores);
         for (k, v) in attrs {
@@ -107,20 +98,7 @@ fn merge_step(into: &mut Step, other: Step) {
     macro_rules! fill {
         ($($f:ident),*) => { $( if into.$f.is_none() { into.$f = other.$f; } )* };
     }
-    fill!(
-        parent_id,
-        name,
-        start,
-        end,
-        error,
-        model,
-        agent,
-        tool_call,
-        tool_result,
-        input,
-        output,
-        cost_usd
-    );
+    fill!(parent_id, name, start, end, error, model, agent, tool_call, tool_result, input, output, cost_usd);
     if into.input_messages.is_empty() {
         into.input_messages = other.input_messages;
     }

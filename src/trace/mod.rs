@@ -86,9 +86,7 @@ pub fn read_file_with(path: &Path, display: &str, sink: &mut dyn FnMut(Trace)) -
         Sniff::Json(c) => *c,
         other => {
             match detect::classify_non_json(path, other) {
-                Detection::NotTrace { reason } | Detection::Trace { reason, .. } => {
-                    report.reason = reason
-                }
+                Detection::NotTrace { reason } | Detection::Trace { reason, .. } => report.reason = reason,
             }
             return report;
         }

@@ -117,9 +117,7 @@ pub struct Step {
     pub attributes: AttrMap,
 }
 
-#[derive(
-    Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, Default, PartialOrd, Ord,
-)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
 #[serde(rename_all = "snake_case")]
 pub enum StepKind {
     Agent,
@@ -188,9 +186,7 @@ pub struct ModelInfo {
 
 impl ModelInfo {
     pub fn name(&self) -> Option<&str> {
-        self.response_model
-            .as_deref()
-            .or(self.request_model.as_deref())
+        self.response_model.as_deref().or(self.request_model.as_deref())
     }
 }
 
@@ -411,11 +407,10 @@ impl Usage {
     }
     /// Total tokens: the explicit total, else input + output.
     pub fn total(&self) -> Option<u64> {
-        self.total_tokens
-            .or(match (self.input_tokens, self.output_tokens) {
-                (None, None) => None,
-                (i, o) => Some(i.unwrap_or(0) + o.unwrap_or(0)),
-            })
+        self.total_tokens.or(match (self.input_tokens, self.output_tokens) {
+            (None, None) => None,
+            (i, o) => Some(i.unwrap_or(0) + o.unwrap_or(0)),
+        })
     }
     pub fn add(&mut self, other: &Usage) {
         fn add(a: &mut Option<u64>, b: Option<u64>) {
@@ -457,9 +452,7 @@ impl Signal {
     }
 }
 
-#[derive(
-    Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, Default, PartialOrd, Ord,
-)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
 #[serde(rename_all = "snake_case")]
 pub enum OutcomeStatus {
     Passed,

@@ -17,24 +17,9 @@
 use super::model::{ErrorSource, Evidence, Outcome, OutcomeStatus, Step, StepKind, Trace};
 
 const FAILING_LABELS: [&str; 9] = [
-    "fail",
-    "failed",
-    "failure",
-    "incorrect",
-    "wrong",
-    "hallucinated",
-    "thumbs_down",
-    "negative",
-    "bad",
+    "fail", "failed", "failure", "incorrect", "wrong", "hallucinated", "thumbs_down", "negative", "bad",
 ];
-const PASSING_LABELS: [&str; 6] = [
-    "pass",
-    "passed",
-    "correct",
-    "success",
-    "thumbs_up",
-    "positive",
-];
+const PASSING_LABELS: [&str; 6] = ["pass", "passed", "correct", "success", "thumbs_up", "positive"];
 
 pub fn derive(trace: &mut Trace) {
     let mut failing = Vec::new();
@@ -54,12 +39,11 @@ pub fn derive(trace: &mut Trace) {
         }
     }
 
-    let scores = trace.scores.iter().map(|s| (s, None)).chain(
-        trace
-            .steps
-            .iter()
-            .flat_map(|st| st.scores.iter().map(move |s| (s, Some(st.id.clone())))),
-    );
+    let scores = trace
+        .scores
+        .iter()
+        .map(|s| (s, None))
+        .chain(trace.steps.iter().flat_map(|st| st.scores.iter().map(move |s| (s, Some(st.id.clone())))));
     for (score, step) in scores {
         let Some(label) = score.label.as_deref().map(str::to_ascii_lowercase) else {
             continue;
@@ -83,15 +67,10 @@ pub fn derive(trace: &mut Trace) {
     for (idx, step) in trace.steps.iter().enumerate() {
         let Some(error) = &step.error else { continue };
         // A parent that failed only because this child did is not separate evidence.
-        if parents.has_failing_child(idx, &trace.steps)
-            && error_is_inherited(step, &trace.steps, &parents, idx)
-        {
+        if parents.has_failing_child(idx, &trace.steps) && error_is_inherited(step, &trace.steps, &parents, idx) {
             continue;
         }
-        let source = error
-            .source
-            .map(|s| format!("{s:?}"))
-            .unwrap_or_else(|| "Unknown".into());
+        let source = error.source.map(|s| format!("{s:?}")).unwrap_or_else(|| "Unknown".into());
         let mut detail = String::new();
         if let Some(t) = &error.r#type {
             detail.push_str(t);
@@ -103,11 +82,7 @@ pub fn derive(trace: &mut Trace) {
             detail.push_str(&super::json::clip(m, 200));
         }
         if detail.is_empty() {
-            detail = format!(
-                "{} step `{}` failed",
-                step.kind.as_str(),
-                step.name.as_deref().unwrap_or(&step.id)
-            );
+            detail = format!("{} step `{}` failed", step.kind.as_str(), step.name.as_deref().unwrap_or(&step.id));
         }
         let was_handled = is_handled(idx, &trace.steps, &parents);
         let ev = Evidence {
@@ -158,11 +133,8 @@ struct ParentIndex {
 
 impl ParentIndex {
     fn new(steps: &[Step]) -> ParentIndex {
-        let by_id: std::collections::HashMap<&str, usize> = steps
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.id.as_str(), i))
-            .collect();
+        let by_id: std::collections::HashMap<&str, usize> =
+            steps.iter().enumerate().map(|(i, s)| (s.id.as_str(), i)).collect();
         let parent = steps
             .iter()
             .enumerate()
@@ -309,13 +281,7 @@ mod tests {
         let o = outcome(
             vec![
                 step("root", None, 0, StepKind::Agent, None),
-                step(
-                    "tool",
-                    Some("root"),
-                    1,
-                    StepKind::Tool,
-                    Some("PermissionError"),
-                ),
+                step("tool", Some("root"), 1, StepKind::Tool, Some("PermissionError")),
                 step("llm", Some("root"), 2, StepKind::Llm, None),
             ],
             vec![],

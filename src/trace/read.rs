@@ -122,17 +122,10 @@ pub fn open(path: &Path) -> io::Result<Opened> {
 
 pub fn open_reader(raw: Box<dyn Read + Send>, size: u64) -> io::Result<Opened> {
     let mut raw = BufReader::with_capacity(256 * 1024, raw);
-    let magic = raw
-        .fill_buf()?
-        .get(..4)
-        .map(|m| m.to_vec())
-        .unwrap_or_default();
+    let magic = raw.fill_buf()?.get(..4).map(|m| m.to_vec()).unwrap_or_default();
     let (compression, mut reader): (Compression, Box<dyn Read + Send>) =
         if magic.starts_with(&[0x1f, 0x8b]) {
-            (
-                Compression::Gzip,
-                Box::new(flate2::bufread::MultiGzDecoder::new(raw)),
-            )
+            (Compression::Gzip, Box::new(flate2::bufread::MultiGzDecoder::new(raw)))
         } else if magic == [0x28, 0xb5, 0x2f, 0xfd] {
             let decoder = ruzstd::decoding::StreamingDecoder::new(raw)
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("zstd: {e}")))?;
@@ -141,9 +134,7 @@ pub fn open_reader(raw: Box<dyn Read + Send>, size: u64) -> io::Result<Opened> {
             (Compression::None, Box::new(raw))
         };
     let mut head = Vec::with_capacity(HEAD_BYTES.min(size as usize + 16));
-    (&mut reader)
-        .take(HEAD_BYTES as u64)
-        .read_to_end(&mut head)?;
+    (&mut reader).take(HEAD_BYTES as u64).read_to_end(&mut head)?;
     let sniff = sniff(&head);
     let chained = Cursor::new(head.clone()).chain(reader);
     Ok(Opened {
@@ -179,9 +170,7 @@ pub fn sniff(head: &[u8]) -> Sniff {
             // JSONL when the first line holds one complete value and something follows it.
             let rest = &body[first..];
             match memchr::memchr(b'\n', rest) {
-                Some(nl)
-                    if serde_json::from_slice::<serde::de::IgnoredAny>(&rest[..nl]).is_ok() =>
-                {
+                Some(nl) if serde_json::from_slice::<serde::de::IgnoredAny>(&rest[..nl]).is_ok() => {
                     Sniff::Json(Container::Lines)
                 }
                 _ => Sniff::Json(Container::Documents),
@@ -412,14 +401,8 @@ impl Iterator for LineReader {
 
 fn trim_line(line: &[u8]) -> &[u8] {
     let line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
-    let start = line
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .unwrap_or(line.len());
-    let end = line
-        .iter()
-        .rposition(|b| !b.is_ascii_whitespace())
-        .map_or(start, |e| e + 1);
+    let start = line.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(line.len());
+    let end = line.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |e| e + 1);
     &line[start..end.max(start)]
 }
 
@@ -450,11 +433,7 @@ pub fn describe_json_error(e: &serde_json::Error) -> String {
     // serde_json appends " at line L column C"; keep the reason, we add the place.
     let reason = msg.split(" at line ").next().unwrap_or(&msg);
     if e.line() > 0 {
-        format!(
-            "{what} ({reason}) at line {} column {}",
-            e.line(),
-            e.column()
-        )
+        format!("{what} ({reason}) at line {} column {}", e.line(), e.column())
     } else {
         format!("{what} ({reason})")
     }
@@ -463,9 +442,7 @@ pub fn describe_json_error(e: &serde_json::Error) -> String {
 /// Replace bare `NaN`, `Infinity`, `-Infinity` outside strings with `null`. Returns None
 /// when there was nothing to rewrite.
 fn lenient_rewrite(bytes: &[u8]) -> Option<Vec<u8>> {
-    if memchr::memmem::find(bytes, b"NaN").is_none()
-        && memchr::memmem::find(bytes, b"Infinity").is_none()
-    {
+    if memchr::memmem::find(bytes, b"NaN").is_none() && memchr::memmem::find(bytes, b"Infinity").is_none() {
         return None;
     }
     let mut out = Vec::with_capacity(bytes.len());
@@ -511,15 +488,13 @@ fn parse_documents(bytes: &[u8], container: Container) -> Vec<Result<Record, Rec
     let mut out = Vec::new();
     let owned;
     let bytes = match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
-        Err(e) if e.classify() == serde_json::error::Category::Syntax => {
-            match lenient_rewrite(bytes) {
-                Some(fixed) => {
-                    owned = fixed;
-                    &owned[..]
-                }
-                None => bytes,
+        Err(e) if e.classify() == serde_json::error::Category::Syntax => match lenient_rewrite(bytes) {
+            Some(fixed) => {
+                owned = fixed;
+                &owned[..]
             }
-        }
+            None => bytes,
+        },
         _ => bytes,
     };
     if container == Container::Array {
@@ -590,9 +565,7 @@ fn byte_offset(bytes: &[u8], e: &serde_json::Error) -> u64 {
 
 /// Stream the elements of a large top-level array from a reader, on a thread, through a
 /// bounded channel, so only a few elements are in memory at once.
-fn stream_array(
-    reader: Box<dyn BufRead + Send>,
-) -> std::sync::mpsc::Receiver<Result<Record, RecordError>> {
+fn stream_array(reader: Box<dyn BufRead + Send>) -> std::sync::mpsc::Receiver<Result<Record, RecordError>> {
     let (tx, rx) = std::sync::mpsc::sync_channel(8);
     std::thread::spawn(move || {
         let mut de = serde_json::Deserializer::from_reader(reader);
@@ -649,8 +622,7 @@ mod tests {
     use super::*;
 
     fn records(bytes: &[u8]) -> (Sniff, Vec<Result<Record, RecordError>>) {
-        let opened =
-            open_reader(Box::new(Cursor::new(bytes.to_vec())), bytes.len() as u64).unwrap();
+        let opened = open_reader(Box::new(Cursor::new(bytes.to_vec())), bytes.len() as u64).unwrap();
         let sniff = opened.sniff.clone();
         match sniff.clone() {
             Sniff::Json(c) => (sniff, opened.records(c).collect()),
@@ -710,10 +682,7 @@ mod tests {
     fn sniffs_binary_and_text_and_empty() {
         assert_eq!(sniff(b"   \n"), Sniff::Empty);
         assert_eq!(sniff(b"# README\nhello"), Sniff::Text);
-        assert!(matches!(
-            sniff(b"\x00\x01\x02\x03garbage"),
-            Sniff::Binary(_)
-        ));
+        assert!(matches!(sniff(b"\x00\x01\x02\x03garbage"), Sniff::Binary(_)));
         assert!(matches!(sniff(b"ab\xff\xfecd"), Sniff::Binary(_)));
     }
 
@@ -728,13 +697,9 @@ mod tests {
     fn large_array_streams_through_the_channel() {
         let body = format!(
             "[{}]",
-            (0..1000)
-                .map(|i| format!("{{\"i\":{i}}}"))
-                .collect::<Vec<_>>()
-                .join(",")
+            (0..1000).map(|i| format!("{{\"i\":{i}}}")).collect::<Vec<_>>().join(",")
         );
-        let opened =
-            open_reader(Box::new(Cursor::new(body.clone().into_bytes())), u64::MAX).unwrap();
+        let opened = open_reader(Box::new(Cursor::new(body.clone().into_bytes())), u64::MAX).unwrap();
         let recs: Vec<_> = opened.records(Container::Array).collect();
         assert_eq!(recs.len(), 1000);
         assert_eq!(recs[999].as_ref().unwrap().value["i"], 999);

@@ -5,26 +5,18 @@ use std::path::PathBuf;
 
 use autoharness::trace::formats::Format;
 use autoharness::trace::model::Trace;
-use autoharness::trace::{FileReport, read_file};
+use autoharness::trace::{read_file, FileReport};
 
 /// Path of a fixture under `tests/fixtures/`.
 pub fn fixture(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(rel)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(rel)
 }
 
 /// Read a fixture, assert it is detected as `format` with no fatal error, return its report.
 pub fn read_as(rel: &str, format: Format) -> FileReport {
     let path = fixture(rel);
     let report = read_file(&path, rel);
-    assert_eq!(
-        report.format,
-        Some(format),
-        "{rel}: detected {:?} ({})",
-        report.format,
-        report.reason
-    );
+    assert_eq!(report.format, Some(format), "{rel}: detected {:?} ({})", report.format, report.reason);
     assert!(report.error.is_none(), "{rel}: {:?}", report.error);
     report
 }
@@ -41,10 +33,7 @@ pub fn shared_dir() -> Option<PathBuf> {
     if dir.join("datasets").is_dir() {
         return Some(dir);
     }
-    let msg = format!(
-        "SKIPPED: {} not found; this test needs ../shared/datasets",
-        dir.display()
-    );
+    let msg = format!("SKIPPED: {} not found; this test needs ../shared/datasets", dir.display());
     if std::env::var("AUTOHARNESS_REQUIRE_ALL").is_ok_and(|v| v == "1") {
         panic!("{msg} (AUTOHARNESS_REQUIRE_ALL=1 forbids skipping)");
     }

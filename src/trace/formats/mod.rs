@@ -197,12 +197,7 @@ pub struct ParseError {
 pub type Sink<'s> = dyn FnMut(Trace) + 's;
 
 /// Run the adapter for `format` over the records.
-pub fn parse(
-    format: Format,
-    records: &mut Records,
-    ctx: &mut FileCtx<'_>,
-    sink: &mut Sink<'_>,
-) -> Result<(), ParseError> {
+pub fn parse(format: Format, records: &mut Records, ctx: &mut FileCtx<'_>, sink: &mut Sink<'_>) -> Result<(), ParseError> {
     match format {
         Format::OtlpJson => otlp::parse_traces(records, ctx, sink),
         Format::OtlpLogs => otlp::parse_logs(records, ctx, sink),
