@@ -681,7 +681,7 @@ async fn execute(spec: &Spec, mut plan: Plan, started: Instant) -> Outcome {
     };
     let mut readers = std::pin::pin!(readers);
 
-    let (ended, killed_leftovers, sandbox_started, captured) = {
+    let (ended, killed_leftovers, sandbox_started, cgroup_busy, captured) = {
         let lifecycle = async {
             let ended = tokio::select! {
                 status = child.wait() => match status {
@@ -700,15 +700,6 @@ async fn execute(spec: &Spec, mut plan: Plan, started: Instant) -> Outcome {
                 stop(&mut child, pid, plan.cgroup.as_ref(), bwrap_mode).await;
                 guard.disarm();
             }
-            // Leftovers: whatever of the trial is still alive now that its command is done.
-            let killed = match (&plan.cgroup, pid) {
-                (Some(cgroup), _) => cgroup.kill_all().await,
-                (None, _) if bwrap_mode => 0,
-                (None, Some(leader)) => {
-                    procs::kill_trial_processes(leader, plan.marker.as_bytes(), since_ticks).await
-                }
-                (None, None) => 0,
-            };
             let report = match &report_read {
                 Some(fd) => bwrap::parse_report(&read_available(fd.as_raw_fd())),
                 None => bwrap::Report {
@@ -716,27 +707,43 @@ async fn execute(spec: &Spec, mut plan: Plan, started: Instant) -> Outcome {
                     ..Default::default()
                 },
             };
-            if bwrap_mode && plan.cgroup.is_none() {
+            // A bwrap trial that exited by itself with nothing left (the wrapper counted)
+            // leaves only bwrap's init, which is finishing on its own: waiting for it to
+            // tear down its namespaces would only cost the trial time.
+            let nothing_left = bwrap_mode
+                && matches!(ended, Ended::Exited(_))
+                && report.started
+                && report.left == 0;
+            // Leftovers: whatever of the trial is still alive now that its command is done.
+            let killed = match (&plan.cgroup, pid) {
+                (Some(_), _) if nothing_left => 0,
+                (Some(cgroup), _) => cgroup.kill_all().await,
+                (None, _) if bwrap_mode => 0,
+                (None, Some(leader)) => {
+                    procs::kill_trial_processes(leader, plan.marker.as_bytes(), since_ticks).await
+                }
+                (None, None) => 0,
+            };
+            if bwrap_mode && plan.cgroup.is_none() && !nothing_left {
                 // The outer bwrap exits before its init has finished killing the namespace.
                 if let Some(init) = report.init_pid {
                     procs::wait_gone(init, since_ticks).await;
                 }
             }
-            let (sandbox_started, left_in_sandbox) = (report.started, report.left);
             // In bwrap mode the cgroup still holds bwrap's init for a moment (the outer bwrap
             // does not wait for it to finish exiting): the wrapper's count is the true one.
-            let leftovers = if bwrap_mode { left_in_sandbox } else { killed };
-            (ended, leftovers, sandbox_started)
+            let leftovers = if bwrap_mode { report.left } else { killed };
+            (ended, leftovers, report.started, nothing_left)
         };
         let mut lifecycle = std::pin::pin!(lifecycle);
         let mut captured = None;
-        let (ended, killed, sandbox_started) = loop {
+        let (ended, killed, sandbox_started, cgroup_busy) = loop {
             tokio::select! {
                 result = &mut lifecycle => break result,
                 output = &mut readers, if captured.is_none() => captured = Some(output),
             }
         };
-        (ended, killed, sandbox_started, captured)
+        (ended, killed, sandbox_started, cgroup_busy, captured)
     };
     let (stdout, stderr) = match captured {
         Some(output) => output,
@@ -754,7 +761,14 @@ async fn execute(spec: &Spec, mut plan: Plan, started: Instant) -> Outcome {
         .map(|cg| cg.refused_forks())
         .unwrap_or(0);
     if let Some(cgroup) = plan.cgroup.take() {
-        cgroup.release();
+        if cgroup_busy {
+            tokio::spawn(async move {
+                cgroup.kill_all().await;
+                cgroup.release();
+            });
+        } else {
+            cgroup.release();
+        }
     }
 
     let status = match ended {
