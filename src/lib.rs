@@ -2,14 +2,16 @@
 //!
 //! The crate is organised by stage of the data flow (see ARCHITECTURE.md):
 //! `trace` (ingestion) → `mine` → `evals` → `gate` → `run`, with `store` and `report`
-//! as leaves every stage may use. `cli` parses arguments into `config::Settings` and
-//! dispatches to `commands`.
+//! as leaves every stage may use, and `sandbox` + `harness` for running trials.
+//! `cli` parses arguments into `config::Settings` and dispatches to `commands`.
 
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod exit;
+pub mod harness;
 pub mod mine;
 pub mod report;
+pub mod sandbox;
 pub mod store;
 pub mod trace;

@@ -4,3 +4,4 @@ mod common;
 mod formats_otel;
 mod formats_platforms;
 mod formats_transcripts;
+mod sandbox;

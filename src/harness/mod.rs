@@ -1,0 +1,4 @@
+//! The harness under optimization: its files on disk, hashed and copied privately for
+//! each trial (`workspace`).
+
+pub mod workspace;

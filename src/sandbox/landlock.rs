@@ -1,0 +1,202 @@
+//! The landlock ruleset for a trial when bubblewrap is absent: read and execute anywhere
+//! but the hidden folders (the real home) and raw devices, write only in the private copy,
+//! the scratch folder and the spec's writable paths; TCP denied for `Network::None` when
+//! the kernel has network rules (ABI 4); signals and abstract sockets scoped to the trial
+//! (ABI 6). The ruleset is built here, in the parent; the child only calls
+//! `landlock_restrict_self` on its descriptor between fork and exec.
+
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+
+use landlock::{
+    ABI, Access, AccessFs, AccessNet, BitFlags, PathBeneath, PathFd, Ruleset, RulesetAttr,
+    RulesetCreatedAttr, Scope,
+};
+
+/// The ABI whose access rights we ask for; older kernels get the subset they know.
+const TARGET_ABI: ABI = ABI::V6;
+
+/// Device nodes a harness may read and write; the rest of /dev (disks!) stays out of reach.
+const DEVICES: [&str; 7] = [
+    "/dev/null",
+    "/dev/zero",
+    "/dev/full",
+    "/dev/random",
+    "/dev/urandom",
+    "/dev/tty",
+    "/dev/ptmx",
+];
+/// Device folders a harness may use fully.
+const DEVICE_DIRS: [&str; 3] = ["/dev/shm", "/dev/pts", "/dev/fd"];
+
+/// A created ruleset, ready to be enforced by the child.
+pub(crate) struct Prepared {
+    fd: OwnedFd,
+    /// TCP connect and bind are denied.
+    pub(crate) tcp_denied: bool,
+}
+
+impl Prepared {
+    pub(crate) fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+/// Builds the ruleset. `hidden` folders get no access (unless a writable or readable path
+/// lies beneath them).
+pub(crate) fn prepare(
+    hidden: &[PathBuf],
+    readable: &[PathBuf],
+    writable: &[PathBuf],
+    deny_tcp: bool,
+    abi: i32,
+) -> Result<Prepared, String> {
+    let fail = |err: landlock::RulesetError| format!("landlock: {err}");
+    let mut ruleset = Ruleset::default()
+        .handle_access(AccessFs::from_all(TARGET_ABI))
+        .map_err(fail)?;
+    let tcp_denied = deny_tcp && abi >= 4;
+    if tcp_denied {
+        ruleset = ruleset
+            .handle_access(AccessNet::BindTcp | AccessNet::ConnectTcp)
+            .map_err(fail)?;
+    }
+    if abi >= 6 {
+        ruleset = ruleset.scope(Scope::from_all(TARGET_ABI)).map_err(fail)?;
+    }
+    let mut created = ruleset.create().map_err(fail)?;
+
+    let read = AccessFs::from_read(TARGET_ABI);
+    let all = AccessFs::from_all(TARGET_ABI);
+    let mut hidden_all: Vec<PathBuf> = hidden.to_vec();
+    hidden_all.push(PathBuf::from("/dev"));
+    for root in readable_roots(&hidden_all) {
+        // An entry listed a moment ago may be gone (another trial's scratch folder).
+        if !root.exists() {
+            continue;
+        }
+        created = add(created, &root, read)
+            .map_err(|err| format!("landlock rule for `{}`: {err}", root.display()))?;
+    }
+    for device in DEVICES {
+        if Path::new(device).exists() {
+            created = add(created, Path::new(device), all)
+                .map_err(|err| format!("landlock rule for `{device}`: {err}"))?;
+        }
+    }
+    for dir in DEVICE_DIRS {
+        if Path::new(dir).exists() {
+            created = add(created, Path::new(dir), all)
+                .map_err(|err| format!("landlock rule for `{dir}`: {err}"))?;
+        }
+    }
+    for path in readable {
+        created = add(created, path, read)
+            .map_err(|err| format!("landlock rule for `{}`: {err}", path.display()))?;
+    }
+    for path in writable {
+        created = add(created, path, all)
+            .map_err(|err| format!("landlock rule for `{}`: {err}", path.display()))?;
+    }
+    let fd: Option<OwnedFd> = created.into();
+    let fd = fd.ok_or_else(|| "landlock: the kernel refused to create a ruleset".to_string())?;
+    Ok(Prepared { fd, tcp_denied })
+}
+
+fn add(
+    created: landlock::RulesetCreated,
+    path: &Path,
+    access: BitFlags<AccessFs>,
+) -> Result<landlock::RulesetCreated, String> {
+    let fd = PathFd::new(path).map_err(|err| err.to_string())?;
+    // Rights that only make sense on folders are refused by the kernel for files.
+    let access = if path.is_dir() {
+        access
+    } else {
+        access & AccessFs::from_file(TARGET_ABI)
+    };
+    created
+        .add_rule(PathBeneath::new(fd, access))
+        .map_err(|err| err.to_string())
+}
+
+/// The smallest set of paths whose union is everything except `hidden`: each ancestor of a
+/// hidden folder is replaced by its entries, minus the one leading to the hidden folder.
+pub(crate) fn readable_roots(hidden: &[PathBuf]) -> Vec<PathBuf> {
+    let mut roots = vec![PathBuf::from("/")];
+    for hide in hidden {
+        if hide.as_os_str().is_empty() || hide == Path::new("/") {
+            continue;
+        }
+        while let Some(index) = roots.iter().position(|root| hide.starts_with(root)) {
+            let root = roots.swap_remove(index);
+            if &root == hide {
+                break;
+            }
+            let Ok(entries) = std::fs::read_dir(&root) else {
+                break;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                // A symlink that leads into a hidden folder would reopen it.
+                let is_symlink = entry.file_type().is_ok_and(|t| t.is_symlink());
+                if is_symlink
+                    && std::fs::canonicalize(&path)
+                        .is_ok_and(|target| hidden.iter().any(|h| target.starts_with(h)))
+                {
+                    continue;
+                }
+                roots.push(path);
+            }
+        }
+    }
+    // Entries beneath a folder hidden later (a home inside the temp folder) go too.
+    roots.retain(|root| !hidden.iter().any(|hide| root.starts_with(hide)));
+    roots.sort();
+    roots
+}
+
+/// Enforces the ruleset on the calling process. Runs between fork and exec, so it makes
+/// only raw system calls.
+pub(crate) fn restrict_self(ruleset_fd: RawFd) -> std::io::Result<()> {
+    // SAFETY: raw system calls with integer arguments.
+    unsafe {
+        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if libc::syscall(libc::SYS_landlock_restrict_self, ruleset_fd, 0u32) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sandbox_readable_roots_leave_out_hidden_folders() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        std::fs::create_dir_all(home.join("secret")).unwrap();
+        std::fs::create_dir_all(dir.path().join("other")).unwrap();
+        std::fs::write(dir.path().join("file"), "x").unwrap();
+        let roots = readable_roots(std::slice::from_ref(&home));
+        assert!(
+            !roots.iter().any(|root| home.starts_with(root)),
+            "{roots:?}"
+        );
+        assert!(roots.contains(&dir.path().join("other")));
+        assert!(roots.contains(&dir.path().join("file")));
+        assert!(roots.contains(&PathBuf::from("/usr")) || !Path::new("/usr").exists());
+        // Hiding a parent after a child still hides everything beneath it.
+        let roots = readable_roots(&[home.join("secret"), dir.path().to_path_buf()]);
+        assert!(
+            !roots
+                .iter()
+                .any(|root| root.starts_with(dir.path()) || dir.path().starts_with(root)),
+            "{roots:?}"
+        );
+    }
+}
