@@ -10,8 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use autoharness::sandbox::{
-    self, ExitStatus, FsIsolation, IsolationChoice, Limit, NetIsolation, Network, Outcome,
-    ProcessLimit, Spec,
+    self, ExitStatus, FsIsolation, IsolationChoice, Limit, NetIsolation, Network, Outcome, ProcessLimit, Spec,
 };
 
 fn require_all() -> bool {
@@ -51,9 +50,7 @@ struct Trial {
 
 impl Trial {
     fn new() -> Trial {
-        Trial {
-            dir: tempfile::tempdir().unwrap(),
-        }
+        Trial { dir: tempfile::tempdir().unwrap() }
     }
 
     fn spec(&self, command: &str, isolation: IsolationChoice) -> Spec {
@@ -116,11 +113,7 @@ async fn sandbox_probe_reports_the_host() {
     let report = sandbox::probe();
     eprintln!("sandbox probe: {}", report.summary());
     if require_all() {
-        assert!(
-            report.bwrap.is_some(),
-            "CI must have working bubblewrap: {}",
-            report.summary()
-        );
+        assert!(report.bwrap.is_some(), "CI must have working bubblewrap: {}", report.summary());
     }
 }
 
@@ -132,65 +125,36 @@ async fn sandbox_environment_is_scrubbed() {
     let real_home = std::env::var("HOME").unwrap_or_default();
     for mode in modes() {
         let trial = Trial::new();
-        let mut spec = trial.spec(
-            r#"env; echo x > "$HOME/f" && cat "$HOME/f"; echo "tmp=$TMPDIR""#,
-            mode,
-        );
+        let mut spec = trial.spec(r#"env; echo x > "$HOME/f" && cat "$HOME/f"; echo "tmp=$TMPDIR""#, mode);
         spec.env.push(("AUTOHARNESS_SEED".into(), "7".into()));
         let outcome = sandbox::run(&spec).await;
         let text = outcome.stdout.text();
         assert!(outcome.status.success(), "{mode:?}: {}", describe(&outcome));
         assert_eq!(outcome.isolation.filesystem, expected_fs(mode));
-        assert!(
-            !text.contains("AUTOHARNESS_TEST_HOST_SECRET"),
-            "{mode:?}: host variable leaked:\n{text}"
-        );
+        assert!(!text.contains("AUTOHARNESS_TEST_HOST_SECRET"), "{mode:?}: host variable leaked:\n{text}");
         assert!(text.contains("AUTOHARNESS_SEED=7"), "{mode:?}: {text}");
-        assert!(
-            text.contains(&format!("PATH={}", sandbox::TRIAL_PATH)),
-            "{mode:?}: {text}"
-        );
+        assert!(text.contains(&format!("PATH={}", sandbox::TRIAL_PATH)), "{mode:?}: {text}");
         assert!(text.contains("LANG=C.UTF-8"), "{mode:?}: {text}");
-        assert!(
-            !text.contains(&format!("HOME={real_home}\n")),
-            "{mode:?}: real HOME passed on:\n{text}"
-        );
-        assert!(
-            text.contains("\nx\n"),
-            "{mode:?}: private HOME not writable:\n{text}"
-        );
+        assert!(!text.contains(&format!("HOME={real_home}\n")), "{mode:?}: real HOME passed on:\n{text}");
+        assert!(text.contains("\nx\n"), "{mode:?}: private HOME not writable:\n{text}");
         assert!(text.contains("tmp=/"), "{mode:?}: {text}");
     }
 }
 
 #[tokio::test]
 async fn sandbox_hides_secrets_in_the_real_home() {
-    let Some(home) = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .filter(|h| h.is_dir() && h != Path::new("/"))
-    else {
+    let Some(home) = std::env::var_os("HOME").map(PathBuf::from).filter(|h| h.is_dir() && h != Path::new("/")) else {
         skip("no real HOME to hide");
         return;
     };
-    let mut secret = tempfile::Builder::new()
-        .prefix(".autoharness-test-secret-")
-        .tempfile_in(&home)
-        .unwrap();
+    let mut secret = tempfile::Builder::new().prefix(".autoharness-test-secret-").tempfile_in(&home).unwrap();
     secret.write_all(b"hunter2").unwrap();
     let path = secret.path().display().to_string();
     for mode in modes().into_iter().filter(|m| *m != IsolationChoice::None) {
         let trial = Trial::new();
         let outcome = sandbox::run(&trial.spec(&format!("cat '{path}'"), mode)).await;
-        assert!(
-            !outcome.stdout.text().contains("hunter2"),
-            "{mode:?}: read a secret: {}",
-            describe(&outcome)
-        );
-        assert!(
-            !outcome.status.success(),
-            "{mode:?}: {}",
-            describe(&outcome)
-        );
+        assert!(!outcome.stdout.text().contains("hunter2"), "{mode:?}: read a secret: {}", describe(&outcome));
+        assert!(!outcome.status.success(), "{mode:?}: {}", describe(&outcome));
     }
 }
 
@@ -210,33 +174,16 @@ async fn sandbox_writes_only_inside_the_copy() {
         spec.writable.push(allowed.path().to_path_buf());
         let outcome = sandbox::run(&spec).await;
         assert!(
-            outcome.stdout.text().contains("status=")
-                && !outcome.stdout.text().contains("status=0"),
+            outcome.stdout.text().contains("status=") && !outcome.stdout.text().contains("status=0"),
             "{mode:?}: {}",
             describe(&outcome)
         );
-        assert!(
-            !target.exists(),
-            "{mode:?}: wrote outside the copy: {}",
-            describe(&outcome)
-        );
-        assert!(
-            trial.dir.path().join("inside").exists(),
-            "{mode:?}: {}",
-            describe(&outcome)
-        );
-        assert!(
-            allowed.path().join("trace.json").exists(),
-            "{mode:?}: {}",
-            describe(&outcome)
-        );
+        assert!(!target.exists(), "{mode:?}: wrote outside the copy: {}", describe(&outcome));
+        assert!(trial.dir.path().join("inside").exists(), "{mode:?}: {}", describe(&outcome));
+        assert!(allowed.path().join("trace.json").exists(), "{mode:?}: {}", describe(&outcome));
         // Writing elsewhere on the host is refused too.
         let outcome = sandbox::run(&trial.spec("touch /etc/autoharness-escape", mode)).await;
-        assert!(
-            !outcome.status.success(),
-            "{mode:?}: {}",
-            describe(&outcome)
-        );
+        assert!(!outcome.status.success(), "{mode:?}: {}", describe(&outcome));
         assert!(!Path::new("/etc/autoharness-escape").exists());
     }
 }
@@ -250,29 +197,10 @@ async fn sandbox_timeout_kills_the_whole_group() {
         spec.limits.timeout = Duration::from_secs(1);
         let started = Instant::now();
         let outcome = sandbox::run(&spec).await;
-        assert_eq!(
-            outcome.status,
-            ExitStatus::TimedOut,
-            "{mode:?}: {}",
-            describe(&outcome)
-        );
-        assert_eq!(
-            outcome
-                .reason
-                .as_deref()
-                .map(|r| r.starts_with("timed out after 1s")),
-            Some(true)
-        );
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "{mode:?}: took {:?}",
-            started.elapsed()
-        );
-        assert_eq!(
-            survivors(&token),
-            Vec::<String>::new(),
-            "{mode:?}: survivors"
-        );
+        assert_eq!(outcome.status, ExitStatus::TimedOut, "{mode:?}: {}", describe(&outcome));
+        assert_eq!(outcome.reason.as_deref().map(|r| r.starts_with("timed out after 1s")), Some(true));
+        assert!(started.elapsed() < Duration::from_secs(5), "{mode:?}: took {:?}", started.elapsed());
+        assert_eq!(survivors(&token), Vec::<String>::new(), "{mode:?}: survivors");
     }
 }
 
@@ -287,21 +215,9 @@ async fn sandbox_kills_leftover_daemons() {
         );
         let outcome = sandbox::run(&trial.spec(&command, mode)).await;
         assert!(outcome.status.success(), "{mode:?}: {}", describe(&outcome));
-        assert!(
-            outcome.killed_leftovers >= 2,
-            "{mode:?}: {}",
-            describe(&outcome)
-        );
-        assert!(
-            outcome.reason.as_deref().unwrap_or("").contains("leftover"),
-            "{mode:?}: {}",
-            describe(&outcome)
-        );
-        assert_eq!(
-            survivors(&token),
-            Vec::<String>::new(),
-            "{mode:?}: survivors"
-        );
+        assert!(outcome.killed_leftovers >= 2, "{mode:?}: {}", describe(&outcome));
+        assert!(outcome.reason.as_deref().unwrap_or("").contains("leftover"), "{mode:?}: {}", describe(&outcome));
+        assert_eq!(survivors(&token), Vec::<String>::new(), "{mode:?}: survivors");
     }
 }
 
@@ -312,10 +228,7 @@ async fn sandbox_cancelled_trial_leaves_nothing() {
         let trial = Trial::new();
         let spec = trial.spec(&format!("(setsid sleep {token} &); sleep {token}"), mode);
         let cancelled = tokio::time::timeout(Duration::from_millis(300), sandbox::run(&spec)).await;
-        assert!(
-            cancelled.is_err(),
-            "{mode:?}: the trial should still be running"
-        );
+        assert!(cancelled.is_err(), "{mode:?}: the trial should still be running");
         // SIGKILL is delivered asynchronously; give the kernel a moment.
         let deadline = Instant::now() + Duration::from_secs(2);
         while !survivors(&token).is_empty() && Instant::now() < deadline {
@@ -323,19 +236,12 @@ async fn sandbox_cancelled_trial_leaves_nothing() {
         }
         let report = sandbox::probe();
         if mode == IsolationChoice::Bwrap || report.pids_cgroup.is_some() {
-            assert_eq!(
-                survivors(&token),
-                Vec::<String>::new(),
-                "{mode:?}: survivors"
-            );
+            assert_eq!(survivors(&token), Vec::<String>::new(), "{mode:?}: survivors");
         } else {
             // Without a cgroup or pid namespace a cancelled trial's setsid daemon escapes.
             for line in survivors(&token) {
                 let pid: i32 = line.split(':').next().unwrap().parse().unwrap();
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
             }
         }
     }
@@ -346,50 +252,25 @@ async fn sandbox_contains_a_thousand_forks() {
     for (i, mode) in modes().into_iter().enumerate() {
         let token = token(30 + i as u32);
         let trial = Trial::new();
-        let command = format!(
-            "i=0; while [ $i -lt 1000 ]; do sleep {token} & i=$((i+1)); done; echo spawned"
-        );
+        let command = format!("i=0; while [ $i -lt 1000 ]; do sleep {token} & i=$((i+1)); done; echo spawned");
         let mut spec = trial.spec(&command, mode);
         spec.limits.processes = Some(64);
         spec.limits.timeout = Duration::from_secs(30);
         let started = Instant::now();
         let outcome = sandbox::run(&spec).await;
         let elapsed = started.elapsed();
-        eprintln!(
-            "{mode:?}: 1000 forks: {:?} in {elapsed:?}: {}",
-            outcome.isolation.processes,
-            describe(&outcome)
-        );
-        assert!(
-            elapsed < Duration::from_secs(40),
-            "{mode:?}: took {elapsed:?}"
-        );
-        assert_eq!(
-            survivors(&token),
-            Vec::<String>::new(),
-            "{mode:?}: survivors"
-        );
+        eprintln!("{mode:?}: 1000 forks: {:?} in {elapsed:?}: {}", outcome.isolation.processes, describe(&outcome));
+        assert!(elapsed < Duration::from_secs(40), "{mode:?}: took {elapsed:?}");
+        assert_eq!(survivors(&token), Vec::<String>::new(), "{mode:?}: survivors");
         match outcome.isolation.processes {
             ProcessLimit::PidsCgroup => {
                 let reason = outcome.reason.clone().unwrap_or_default();
-                assert!(
-                    reason.contains("forks refused"),
-                    "{mode:?}: {}",
-                    describe(&outcome)
-                );
-                assert!(
-                    outcome.killed_leftovers <= 64,
-                    "{mode:?}: {}",
-                    describe(&outcome)
-                );
+                assert!(reason.contains("forks refused"), "{mode:?}: {}", describe(&outcome));
+                assert!(outcome.killed_leftovers <= 64, "{mode:?}: {}", describe(&outcome));
             }
             // RLIMIT_NPROC counts all of the user's tasks, which other tests start and end
             // meanwhile: the bound is loose, but it binds.
-            ProcessLimit::Rlimit => assert!(
-                outcome.killed_leftovers < 1000,
-                "{mode:?}: {}",
-                describe(&outcome)
-            ),
+            ProcessLimit::Rlimit => assert!(outcome.killed_leftovers < 1000, "{mode:?}: {}", describe(&outcome)),
             ProcessLimit::NotEnforced => skip("a process limit for root (no writable pids cgroup)"),
             ProcessLimit::Unlimited => unreachable!("a limit was set"),
         }
@@ -413,27 +294,11 @@ async fn sandbox_contains_a_real_fork_bomb() {
         spec.limits.timeout = Duration::from_secs(3);
         let started = Instant::now();
         let outcome = sandbox::run(&spec).await;
-        eprintln!(
-            "{mode:?}: fork bomb in {:?}: {}",
-            started.elapsed(),
-            describe(&outcome)
-        );
+        eprintln!("{mode:?}: fork bomb in {:?}: {}", started.elapsed(), describe(&outcome));
         assert!(started.elapsed() < Duration::from_secs(20));
-        assert_eq!(
-            survivors(&token),
-            Vec::<String>::new(),
-            "{mode:?}: survivors"
-        );
+        assert_eq!(survivors(&token), Vec::<String>::new(), "{mode:?}: survivors");
         if outcome.isolation.processes == ProcessLimit::PidsCgroup {
-            assert!(
-                outcome
-                    .reason
-                    .as_deref()
-                    .unwrap_or("")
-                    .contains("forks refused"),
-                "{}",
-                describe(&outcome)
-            );
+            assert!(outcome.reason.as_deref().unwrap_or("").contains("forks refused"), "{}", describe(&outcome));
         }
     }
 }
@@ -448,42 +313,24 @@ async fn sandbox_caps_a_gigabyte_of_output() {
         let cap = sandbox::Limits::default().output_bytes;
         assert_eq!(
             outcome.status,
-            ExitStatus::KilledForLimit {
-                limit: Limit::Output
-            },
+            ExitStatus::KilledForLimit { limit: Limit::Output },
             "{mode:?}: {}",
             describe(&outcome)
         );
         assert!(outcome.stdout.truncated);
         assert!(outcome.stdout.head.len() + outcome.stdout.tail.len() <= cap);
         assert!(outcome.stdout.total_bytes > cap as u64);
-        assert!(
-            outcome
-                .reason
-                .as_deref()
-                .unwrap_or("")
-                .contains("output over 1 MiB cut"),
-            "{:?}",
-            outcome.reason
-        );
-        assert!(
-            elapsed < Duration::from_secs(10),
-            "{mode:?}: took {elapsed:?}"
-        );
-        eprintln!(
-            "{mode:?}: 1 GiB of output stopped after {} bytes in {elapsed:?}",
-            outcome.stdout.total_bytes
-        );
+        assert!(outcome.reason.as_deref().unwrap_or("").contains("output over 1 MiB cut"), "{:?}", outcome.reason);
+        assert!(elapsed < Duration::from_secs(10), "{mode:?}: took {elapsed:?}");
+        eprintln!("{mode:?}: 1 GiB of output stopped after {} bytes in {elapsed:?}", outcome.stdout.total_bytes);
     }
 }
 
 #[tokio::test]
 async fn sandbox_keeps_head_and_tail_of_long_output() {
     let trial = Trial::new();
-    let mut spec = trial.spec(
-        "echo first; head -c 50000 /dev/zero | tr '\\0' x; echo; echo last; echo err >&2",
-        IsolationChoice::Auto,
-    );
+    let mut spec = trial
+        .spec("echo first; head -c 50000 /dev/zero | tr '\\0' x; echo; echo last; echo err >&2", IsolationChoice::Auto);
     spec.limits.output_bytes = 1000;
     spec.stdin = None;
     let outcome = sandbox::run(&spec).await;
@@ -494,15 +341,7 @@ async fn sandbox_keeps_head_and_tail_of_long_output() {
     assert_eq!(outcome.stdout.total_bytes, 6 + 50_000 + 1 + 5);
     assert_eq!(outcome.stderr.text(), "err\n");
     assert!(!outcome.stderr.truncated);
-    assert!(
-        outcome
-            .reason
-            .as_deref()
-            .unwrap_or("")
-            .contains("stdout over 1000 bytes cut"),
-        "{:?}",
-        outcome.reason
-    );
+    assert!(outcome.reason.as_deref().unwrap_or("").contains("stdout over 1000 bytes cut"), "{:?}", outcome.reason);
 }
 
 #[tokio::test]
@@ -520,31 +359,17 @@ async fn sandbox_network_none_cuts_loopback_and_host_keeps_it() {
         spec.network = Network::Host;
         let outcome = sandbox::run(&spec).await;
         assert_eq!(outcome.isolation.network, NetIsolation::Host);
-        assert!(
-            outcome.status.success(),
-            "{mode:?} host network: {}",
-            describe(&outcome)
-        );
+        assert!(outcome.status.success(), "{mode:?} host network: {}", describe(&outcome));
 
         spec.network = Network::None;
         let outcome = sandbox::run(&spec).await;
         match outcome.isolation.network {
             NetIsolation::Namespace | NetIsolation::LandlockTcp => {
-                assert!(
-                    !outcome.status.success(),
-                    "{mode:?}: connected without network: {}",
-                    describe(&outcome)
-                );
+                assert!(!outcome.status.success(), "{mode:?}: connected without network: {}", describe(&outcome));
             }
             NetIsolation::NotIsolated => {
                 assert!(!sandbox::probe().can_isolate_network() || mode == IsolationChoice::None);
-                assert!(
-                    outcome
-                        .reason
-                        .as_deref()
-                        .unwrap_or("")
-                        .contains("network not isolated")
-                );
+                assert!(outcome.reason.as_deref().unwrap_or("").contains("network not isolated"));
                 skip(&format!("network isolation in {mode:?} mode"));
             }
             NetIsolation::Host => unreachable!(),
@@ -559,30 +384,16 @@ async fn sandbox_reports_signals_and_exit_codes() {
         let outcome = sandbox::run(&trial.spec("kill -SEGV $$", mode)).await;
         assert_eq!(
             outcome.status,
-            ExitStatus::Signaled {
-                signal: 11,
-                name: "SIGSEGV".into()
-            },
+            ExitStatus::Signaled { signal: 11, name: "SIGSEGV".into() },
             "{mode:?}: {}",
             describe(&outcome)
         );
-        assert!(
-            outcome
-                .reason
-                .as_deref()
-                .unwrap_or("")
-                .contains("killed by SIGSEGV")
-        );
+        assert!(outcome.reason.as_deref().unwrap_or("").contains("killed by SIGSEGV"));
 
         let mut spec = trial.spec("cat; echo; exit 3", mode);
         spec.stdin = Some(b"hello".to_vec());
         let outcome = sandbox::run(&spec).await;
-        assert_eq!(
-            outcome.status,
-            ExitStatus::Exited { code: 3 },
-            "{mode:?}: {}",
-            describe(&outcome)
-        );
+        assert_eq!(outcome.status, ExitStatus::Exited { code: 3 }, "{mode:?}: {}", describe(&outcome));
         assert_eq!(outcome.stdout.text(), "hello\n");
         assert_eq!(outcome.reason, None, "{mode:?}");
     }
@@ -597,36 +408,18 @@ async fn sandbox_enforces_file_size_and_memory_limits() {
         let outcome = sandbox::run(&spec).await;
         assert_eq!(
             outcome.status,
-            ExitStatus::KilledForLimit {
-                limit: Limit::FileSize
-            },
+            ExitStatus::KilledForLimit { limit: Limit::FileSize },
             "{mode:?}: {}",
             describe(&outcome)
         );
-        assert!(
-            std::fs::metadata(trial.dir.path().join("big"))
-                .unwrap()
-                .len()
-                <= 1 << 20
-        );
+        assert!(std::fs::metadata(trial.dir.path().join("big")).unwrap().len() <= 1 << 20);
 
-        let mut spec = trial.spec(
-            "perl -e '$x = q(a) x (600 * 1024 * 1024); print length $x'",
-            mode,
-        );
+        let mut spec = trial.spec("perl -e '$x = q(a) x (600 * 1024 * 1024); print length $x'", mode);
         spec.limits.memory_bytes = Some(256 << 20);
         let outcome = sandbox::run(&spec).await;
-        assert!(
-            !outcome.status.success(),
-            "{mode:?}: 600 MiB under a 256 MiB limit: {}",
-            describe(&outcome)
-        );
+        assert!(!outcome.status.success(), "{mode:?}: 600 MiB under a 256 MiB limit: {}", describe(&outcome));
         let reason = outcome.reason.clone().unwrap_or_default();
-        assert!(
-            reason.contains("memory limit 256 MiB?"),
-            "{mode:?}: {}",
-            describe(&outcome)
-        );
+        assert!(reason.contains("memory limit 256 MiB?"), "{mode:?}: {}", describe(&outcome));
     }
 }
 
@@ -636,20 +429,12 @@ async fn sandbox_failed_to_start() {
     let mut spec = trial.spec("true", IsolationChoice::Auto);
     spec.shell = PathBuf::from("/nonexistent/sh");
     let outcome = sandbox::run(&spec).await;
-    assert!(
-        matches!(outcome.status, ExitStatus::FailedToStart { .. }),
-        "{}",
-        describe(&outcome)
-    );
+    assert!(matches!(outcome.status, ExitStatus::FailedToStart { .. }), "{}", describe(&outcome));
     assert!(outcome.reason.unwrap().contains("/nonexistent/sh"));
 
     let spec = Spec::new("true", "/nonexistent/copy");
     let outcome = sandbox::run(&spec).await;
-    assert!(
-        matches!(outcome.status, ExitStatus::FailedToStart { .. }),
-        "{}",
-        describe(&outcome)
-    );
+    assert!(matches!(outcome.status, ExitStatus::FailedToStart { .. }), "{}", describe(&outcome));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -687,11 +472,7 @@ mod workspace {
         write(root, "harness.toml", "name = \"bot\"\n");
         write(root, "prompts/system.md", "You are helpful.\n");
         write(root, "agent/main.py", "print('hi')\n");
-        fs::set_permissions(
-            root.join("agent/main.py"),
-            fs::Permissions::from_mode(0o755),
-        )
-        .unwrap();
+        fs::set_permissions(root.join("agent/main.py"), fs::Permissions::from_mode(0o755)).unwrap();
         std::os::unix::fs::symlink("prompts/system.md", root.join("current-prompt")).unwrap();
         std::os::unix::fs::symlink("/etc", root.join("outside")).unwrap();
         for dir in SKIPPED_DIRS {
@@ -711,27 +492,12 @@ mod workspace {
         let dest = tempfile::tempdir().unwrap();
         let copy = dest.path().join("copy");
         let stats = private_copy(source.path(), &copy).unwrap();
-        assert_eq!(
-            (stats.files, stats.dirs, stats.symlinks),
-            (3, 2, 2),
-            "{stats:?}"
-        );
+        assert_eq!((stats.files, stats.dirs, stats.symlinks), (3, 2, 2), "{stats:?}");
         assert_eq!(content_hash(&copy).unwrap(), hash);
         // Links are copied as links, not followed out of the root.
-        assert_eq!(
-            fs::read_link(copy.join("outside")).unwrap(),
-            Path::new("/etc")
-        );
-        assert!(
-            fs::symlink_metadata(copy.join("outside"))
-                .unwrap()
-                .file_type()
-                .is_symlink()
-        );
-        assert_eq!(
-            fs::metadata(copy.join("agent/main.py")).unwrap().mode() & 0o777,
-            0o755
-        );
+        assert_eq!(fs::read_link(copy.join("outside")).unwrap(), Path::new("/etc"));
+        assert!(fs::symlink_metadata(copy.join("outside")).unwrap().file_type().is_symlink());
+        assert_eq!(fs::metadata(copy.join("agent/main.py")).unwrap().mode() & 0o777, 0o755);
         for dir in SKIPPED_DIRS {
             assert!(!copy.join(dir).exists(), "{dir} was copied");
         }
@@ -749,11 +515,7 @@ mod workspace {
         let changed_byte = content_hash(root).unwrap();
         assert_ne!(changed_byte, hash);
 
-        fs::set_permissions(
-            root.join("prompts/system.md"),
-            fs::Permissions::from_mode(0o755),
-        )
-        .unwrap();
+        fs::set_permissions(root.join("prompts/system.md"), fs::Permissions::from_mode(0o755)).unwrap();
         let changed_mode = content_hash(root).unwrap();
         assert_ne!(changed_mode, changed_byte);
 
@@ -784,11 +546,7 @@ mod workspace {
         let source = tempfile::tempdir().unwrap();
         let root = source.path();
         for i in 0..1000 {
-            write(
-                root,
-                &format!("d{}/s{}/file{i}.txt", i % 10, i % 7),
-                &format!("content {i}\n").repeat(i % 50 + 1),
-            );
+            write(root, &format!("d{}/s{}/file{i}.txt", i % 10, i % 7), &format!("content {i}\n").repeat(i % 50 + 1));
         }
         let dest = tempfile::tempdir().unwrap();
         let copy = dest.path().join("copy");
@@ -797,23 +555,14 @@ mod workspace {
         let elapsed = started.elapsed();
         assert_eq!(stats.files, 1000);
         assert_eq!(content_hash(&copy).unwrap(), content_hash(root).unwrap());
-        eprintln!(
-            "copied 1000 files ({} bytes, {} reflinked) in {elapsed:?}",
-            stats.bytes, stats.reflinked
-        );
+        eprintln!("copied 1000 files ({} bytes, {} reflinked) in {elapsed:?}", stats.bytes, stats.reflinked);
 
         // A trial writing to its copy never changes the original (no hard links).
         let original = root.join("d3/s3/file3.txt");
         let copied = copy.join("d3/s3/file3.txt");
-        assert_ne!(
-            fs::metadata(&original).unwrap().ino(),
-            fs::metadata(&copied).unwrap().ino()
-        );
+        assert_ne!(fs::metadata(&original).unwrap().ino(), fs::metadata(&copied).unwrap().ino());
         fs::write(&copied, "trial wrote this").unwrap();
-        assert_eq!(
-            fs::read_to_string(&original).unwrap(),
-            "content 3\n".repeat(4)
-        );
+        assert_eq!(fs::read_to_string(&original).unwrap(), "content 3\n".repeat(4));
 
         // The destination must be new or empty.
         assert!(private_copy(root, &copy).is_err());

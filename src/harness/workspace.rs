@@ -16,14 +16,7 @@ use rayon::prelude::*;
 
 /// Folders never hashed nor copied: version control, build output, dependency caches and
 /// autoharness's own state.
-pub const SKIPPED_DIRS: [&str; 6] = [
-    ".git",
-    "target",
-    "node_modules",
-    ".venv",
-    "__pycache__",
-    ".autoharness",
-];
+pub const SKIPPED_DIRS: [&str; 6] = [".git", "target", "node_modules", ".venv", "__pycache__", ".autoharness"];
 
 /// Names skipped even when they are files (a worktree's or submodule's `.git` is a file).
 const SKIPPED_ANY: [&str; 2] = [".git", ".autoharness"];
@@ -63,8 +56,7 @@ struct Entry {
 /// Every entry under `root` (not `root` itself), parents before children, sorted by path
 /// bytes so that the order does not depend on the filesystem.
 fn walk(root: &Path) -> Result<Vec<Entry>> {
-    let meta = fs::metadata(root)
-        .with_context(|| format!("cannot read harness root `{}`", root.display()))?;
+    let meta = fs::metadata(root).with_context(|| format!("cannot read harness root `{}`", root.display()))?;
     if !meta.is_dir() {
         bail!("harness root `{}` is not a folder", root.display());
     }
@@ -72,18 +64,13 @@ fn walk(root: &Path) -> Result<Vec<Entry>> {
     let mut pending = vec![PathBuf::new()];
     while let Some(relative_dir) = pending.pop() {
         let dir = root.join(&relative_dir);
-        let listing =
-            fs::read_dir(&dir).with_context(|| format!("cannot list `{}`", dir.display()))?;
+        let listing = fs::read_dir(&dir).with_context(|| format!("cannot list `{}`", dir.display()))?;
         for item in listing {
             let item = item.with_context(|| format!("cannot list `{}`", dir.display()))?;
             let name = item.file_name();
-            let file_type = item
-                .file_type()
-                .with_context(|| format!("cannot stat `{}`", item.path().display()))?;
+            let file_type = item.file_type().with_context(|| format!("cannot stat `{}`", item.path().display()))?;
             let name_str = name.to_str().unwrap_or("");
-            if SKIPPED_ANY.contains(&name_str)
-                || (file_type.is_dir() && SKIPPED_DIRS.contains(&name_str))
-            {
+            if SKIPPED_ANY.contains(&name_str) || (file_type.is_dir() && SKIPPED_DIRS.contains(&name_str)) {
                 continue;
             }
             let relative = relative_dir.join(&name);
@@ -93,12 +80,8 @@ fn walk(root: &Path) -> Result<Vec<Entry>> {
                 pending.push(relative.clone());
                 Kind::Dir
             } else if file_type.is_file() {
-                let meta = item
-                    .metadata()
-                    .with_context(|| format!("cannot stat `{}`", item.path().display()))?;
-                Kind::File {
-                    executable: meta.mode() & 0o111 != 0,
-                }
+                let meta = item.metadata().with_context(|| format!("cannot stat `{}`", item.path().display()))?;
+                Kind::File { executable: meta.mode() & 0o111 != 0 }
             } else {
                 Kind::Special
             };
@@ -106,12 +89,7 @@ fn walk(root: &Path) -> Result<Vec<Entry>> {
         }
     }
     // A parent's path is a prefix of its children's, so byte order puts parents first.
-    entries.sort_by(|a, b| {
-        a.relative
-            .as_os_str()
-            .as_bytes()
-            .cmp(b.relative.as_os_str().as_bytes())
-    });
+    entries.sort_by(|a, b| a.relative.as_os_str().as_bytes().cmp(b.relative.as_os_str().as_bytes()));
     Ok(entries)
 }
 
@@ -128,13 +106,10 @@ pub fn content_hash(root: &Path) -> Result<String> {
             match entry.kind {
                 Kind::File { .. } => {
                     let mut hasher = blake3::Hasher::new();
-                    let mut file = File::open(&path)
-                        .with_context(|| format!("cannot read `{}`", path.display()))?;
+                    let mut file = File::open(&path).with_context(|| format!("cannot read `{}`", path.display()))?;
                     let mut buf = vec![0u8; 64 * 1024];
                     loop {
-                        let n = file
-                            .read(&mut buf)
-                            .with_context(|| format!("cannot read `{}`", path.display()))?;
+                        let n = file.read(&mut buf).with_context(|| format!("cannot read `{}`", path.display()))?;
                         if n == 0 {
                             break;
                         }
@@ -143,8 +118,8 @@ pub fn content_hash(root: &Path) -> Result<String> {
                     Ok(Some(hasher.finalize()))
                 }
                 Kind::Symlink => {
-                    let target = fs::read_link(&path)
-                        .with_context(|| format!("cannot read link `{}`", path.display()))?;
+                    let target =
+                        fs::read_link(&path).with_context(|| format!("cannot read link `{}`", path.display()))?;
                     Ok(Some(blake3::hash(target.as_os_str().as_bytes())))
                 }
                 Kind::Dir | Kind::Special => Ok(None),
@@ -183,27 +158,18 @@ pub fn private_copy(root: &Path, dest: &Path) -> Result<CopyStats> {
             }
         }
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-            fs::create_dir_all(dest)
-                .with_context(|| format!("cannot create `{}`", dest.display()))?;
+            fs::create_dir_all(dest).with_context(|| format!("cannot create `{}`", dest.display()))?;
         }
         Err(err) => {
-            return Err(err)
-                .with_context(|| format!("cannot use copy destination `{}`", dest.display()));
+            return Err(err).with_context(|| format!("cannot use copy destination `{}`", dest.display()));
         }
     }
-    let dest_abs =
-        fs::canonicalize(dest).with_context(|| format!("cannot resolve `{}`", dest.display()))?;
-    let root_abs =
-        fs::canonicalize(root).with_context(|| format!("cannot resolve `{}`", root.display()))?;
+    let dest_abs = fs::canonicalize(dest).with_context(|| format!("cannot resolve `{}`", dest.display()))?;
+    let root_abs = fs::canonicalize(root).with_context(|| format!("cannot resolve `{}`", root.display()))?;
     if dest_abs.starts_with(&root_abs)
-        && !dest_abs
-            .components()
-            .any(|c| SKIPPED_DIRS.iter().any(|s| c.as_os_str() == *s))
+        && !dest_abs.components().any(|c| SKIPPED_DIRS.iter().any(|s| c.as_os_str() == *s))
     {
-        bail!(
-            "copy destination `{}` lies inside the harness root and would be copied into itself",
-            dest.display()
-        );
+        bail!("copy destination `{}` lies inside the harness root and would be copied into itself", dest.display());
     }
 
     let mut stats = CopyStats::default();
@@ -227,8 +193,8 @@ pub fn private_copy(root: &Path, dest: &Path) -> Result<CopyStats> {
         match entry.kind {
             Kind::Symlink => {
                 let source = root.join(&entry.relative);
-                let target = fs::read_link(&source)
-                    .with_context(|| format!("cannot read link `{}`", source.display()))?;
+                let target =
+                    fs::read_link(&source).with_context(|| format!("cannot read link `{}`", source.display()))?;
                 let link = dest.join(&entry.relative);
                 std::os::unix::fs::symlink(&target, &link)
                     .with_context(|| format!("cannot create link `{}`", link.display()))?;
@@ -241,9 +207,7 @@ pub fn private_copy(root: &Path, dest: &Path) -> Result<CopyStats> {
     // Folder permissions last, so a read-only folder does not block copying into it.
     for entry in entries.iter().filter(|e| e.kind == Kind::Dir) {
         let source = root.join(&entry.relative);
-        let mode = fs::metadata(&source)
-            .with_context(|| format!("cannot stat `{}`", source.display()))?
-            .mode();
+        let mode = fs::metadata(&source).with_context(|| format!("cannot stat `{}`", source.display()))?.mode();
         let target = dest.join(&entry.relative);
         fs::set_permissions(&target, fs::Permissions::from_mode(mode & PERMISSION_BITS))
             .with_context(|| format!("cannot set permissions of `{}`", target.display()))?;
@@ -255,11 +219,8 @@ pub fn private_copy(root: &Path, dest: &Path) -> Result<CopyStats> {
 fn copy_file(source: &Path, target: &Path) -> Result<(u64, bool)> {
     use std::os::fd::AsRawFd;
     use std::os::unix::fs::OpenOptionsExt;
-    let input =
-        File::open(source).with_context(|| format!("cannot read `{}`", source.display()))?;
-    let meta = input
-        .metadata()
-        .with_context(|| format!("cannot stat `{}`", source.display()))?;
+    let input = File::open(source).with_context(|| format!("cannot read `{}`", source.display()))?;
+    let meta = input.metadata().with_context(|| format!("cannot stat `{}`", source.display()))?;
     let output = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -271,8 +232,7 @@ fn copy_file(source: &Path, target: &Path) -> Result<(u64, bool)> {
     let (mut input, mut output) = (input, output);
     if !cloned {
         // std::io::copy uses copy_file_range/sendfile between files: no userspace buffer.
-        std::io::copy(&mut input, &mut output)
-            .with_context(|| format!("cannot copy `{}`", source.display()))?;
+        std::io::copy(&mut input, &mut output).with_context(|| format!("cannot copy `{}`", source.display()))?;
     }
     // The umask may have cut bits from the mode given at creation.
     output
@@ -289,27 +249,13 @@ mod tests {
     fn workspace_walk_skips_and_sorts() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        for path in [
-            "b/z.txt",
-            "a.txt",
-            "b/a.txt",
-            ".git/HEAD",
-            "target/debug/x",
-            "sub/node_modules/m.js",
-        ] {
+        for path in ["b/z.txt", "a.txt", "b/a.txt", ".git/HEAD", "target/debug/x", "sub/node_modules/m.js"] {
             let full = root.join(path);
             fs::create_dir_all(full.parent().unwrap()).unwrap();
             fs::write(full, path).unwrap();
         }
         fs::write(root.join("target.txt"), "kept").unwrap();
-        let names: Vec<String> = walk(root)
-            .unwrap()
-            .iter()
-            .map(|e| e.relative.display().to_string())
-            .collect();
-        assert_eq!(
-            names,
-            ["a.txt", "b", "b/a.txt", "b/z.txt", "sub", "target.txt"]
-        );
+        let names: Vec<String> = walk(root).unwrap().iter().map(|e| e.relative.display().to_string()).collect();
+        assert_eq!(names, ["a.txt", "b", "b/a.txt", "b/z.txt", "sub", "target.txt"]);
     }
 }

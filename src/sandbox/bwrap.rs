@@ -17,15 +17,10 @@ pub(crate) const WRAPPER: &str = r#"trap : TERM; echo started >&3; "$0" -c "$1" 
 
 /// Flags shared by the probe and trials.
 pub(crate) fn base_args(root: bool, userns: bool, netns: bool) -> Vec<OsString> {
-    let mut args: Vec<OsString> = [
-        "--die-with-parent",
-        "--new-session",
-        "--unshare-pid",
-        "--unshare-ipc",
-    ]
-    .into_iter()
-    .map(OsString::from)
-    .collect();
+    let mut args: Vec<OsString> = ["--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc"]
+        .into_iter()
+        .map(OsString::from)
+        .collect();
     if userns {
         args.push("--unshare-user".into());
     }
@@ -93,20 +88,13 @@ pub(crate) fn parse_report(text: &str) -> Report {
     let started = text.lines().any(|line| line == "started");
     let left = text
         .lines()
-        .find_map(|line| {
-            line.strip_prefix("left ")
-                .and_then(|n| n.trim().parse::<i64>().ok())
-        })
+        .find_map(|line| line.strip_prefix("left ").and_then(|n| n.trim().parse::<i64>().ok()))
         .unwrap_or(0);
     let init_pid = text.lines().find_map(|line| {
         let value = line.trim().strip_prefix("\"child-pid\":")?;
         value.trim().trim_end_matches(',').parse().ok()
     });
-    Report {
-        started,
-        left: left.max(0) as usize,
-        init_pid,
-    }
+    Report { started, left: left.max(0) as usize, init_pid }
 }
 
 #[cfg(test)]
@@ -116,15 +104,7 @@ mod tests {
     #[test]
     fn sandbox_bwrap_report_parsing() {
         let check = |text: &str, started, left, init_pid| {
-            assert_eq!(
-                parse_report(text),
-                Report {
-                    started,
-                    left,
-                    init_pid
-                },
-                "{text:?}"
-            );
+            assert_eq!(parse_report(text), Report { started, left, init_pid }, "{text:?}");
         };
         let info = "{\n    \"child-pid\": 24167,\n    \"pid-namespace\": 4026532178\n}\n";
         check(&format!("{info}started\nleft 2\n"), true, 2, Some(24167));

@@ -56,14 +56,7 @@ impl Capture {
     pub(crate) fn new(cap: usize) -> Self {
         let head_cap = cap.div_ceil(2);
         let ring_cap = cap - head_cap;
-        Capture {
-            head: Vec::new(),
-            head_cap,
-            ring: Vec::new(),
-            ring_cap,
-            ring_pos: 0,
-            total_bytes: 0,
-        }
+        Capture { head: Vec::new(), head_cap, ring: Vec::new(), ring_cap, ring_pos: 0, total_bytes: 0 }
     }
 
     pub(crate) fn push(&mut self, mut bytes: &[u8]) {
@@ -98,12 +91,7 @@ impl Capture {
     pub(crate) fn finish(mut self) -> Captured {
         self.ring.rotate_left(self.ring_pos);
         let kept = (self.head.len() + self.ring.len()) as u64;
-        Captured {
-            head: self.head,
-            tail: self.ring,
-            total_bytes: self.total_bytes,
-            truncated: kept < self.total_bytes,
-        }
+        Captured { head: self.head, tail: self.ring, total_bytes: self.total_bytes, truncated: kept < self.total_bytes }
     }
 }
 
@@ -169,13 +157,7 @@ mod tests {
         check(8, &[b"abc"], b"abc", b"", false);
         check(8, &[b"abcdefgh"], b"abcd", b"efgh", false);
         check(8, &[b"abcdefghij"], b"abcd", b"ghij", true);
-        check(
-            8,
-            &[b"ab", b"cd", b"ef", b"gh", b"ij", b"k"],
-            b"abcd",
-            b"hijk",
-            true,
-        );
+        check(8, &[b"ab", b"cd", b"ef", b"gh", b"ij", b"k"], b"abcd", b"hijk", true);
         check(8, &[b"abcde", b"fghijklmnop", b"q"], b"abcd", b"nopq", true);
         check(7, &[b"abcdefghij"], b"abcd", b"hij", true);
         check(0, &[b"abc"], b"", b"", true);

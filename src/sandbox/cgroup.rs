@@ -72,17 +72,12 @@ pub(crate) fn probe() -> Probe {
                 Err(err) => errors.push(format!("v2 {}: {err}", parent.display())),
             }
         } else {
-            errors.push(format!(
-                "v2 {}: pids controller not enabled",
-                parent.display()
-            ));
+            errors.push(format!("v2 {}: pids controller not enabled", parent.display()));
         }
     }
     if pids_parent.is_none() {
         for mount in mounts.iter().filter(|m| !m.v2) {
-            let Some(path) = own_path(&own, |controllers| {
-                controllers.split(',').any(|c| c == "pids")
-            }) else {
+            let Some(path) = own_path(&own, |controllers| controllers.split(',').any(|c| c == "pids")) else {
                 continue;
             };
             let parent = join_cgroup(mount, &path);
@@ -103,11 +98,7 @@ pub(crate) fn probe() -> Probe {
         (None, true) => Some("no cgroup hierarchy with the pids controller is mounted".to_string()),
         (None, false) => Some(errors.join("; ")),
     };
-    Probe {
-        pids_parent,
-        v2_writable,
-        error,
-    }
+    Probe { pids_parent, v2_writable, error }
 }
 
 fn parse_mounts(text: &str) -> Vec<Mount> {
@@ -126,22 +117,14 @@ fn parse_mounts(text: &str) -> Vec<Mount> {
         if !(v2 || fstype == "cgroup" && options.split(',').any(|o| o == "pids")) {
             continue;
         }
-        mounts.push(Mount {
-            point: PathBuf::from(unescape(fields[4])),
-            root: unescape(fields[3]),
-            v2,
-        });
+        mounts.push(Mount { point: PathBuf::from(unescape(fields[4])), root: unescape(fields[3]), v2 });
     }
     mounts
 }
 
 /// mountinfo escapes space, tab, newline and backslash as octal.
 fn unescape(field: &str) -> String {
-    field
-        .replace("\\040", " ")
-        .replace("\\011", "\t")
-        .replace("\\012", "\n")
-        .replace("\\134", "\\")
+    field.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
 }
 
 /// Our cgroup path in the hierarchy whose controller list matches.
@@ -162,17 +145,11 @@ fn join_cgroup(mount: &Mount, path: &str) -> PathBuf {
 /// Turns the pids controller on for children of `parent` (cgroup v2), if it is not already.
 fn enable_pids(parent: &Path) -> bool {
     let control = parent.join("cgroup.subtree_control");
-    if std::fs::read_to_string(&control)
-        .is_ok_and(|text| text.split_whitespace().any(|c| c == "pids"))
-    {
+    if std::fs::read_to_string(&control).is_ok_and(|text| text.split_whitespace().any(|c| c == "pids")) {
         return true;
     }
     // Fails when `parent` holds processes itself (v2's "no internal processes" rule).
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&control)
-        .and_then(|mut file| file.write_all(b"+pids"))
-        .is_ok()
+    std::fs::OpenOptions::new().write(true).open(&control).and_then(|mut file| file.write_all(b"+pids")).is_ok()
 }
 
 /// Makes and removes a child cgroup, checking that it has `pids.max` when `need_pids`.
@@ -212,18 +189,14 @@ impl TrialCgroup {
     /// A cgroup under `parent` with `pids.max = processes`, fresh or from the pool.
     pub(crate) fn acquire(parent: &Path, processes: Option<u64>) -> std::io::Result<TrialCgroup> {
         let pooled = POOL.lock().ok().and_then(|mut pool| {
-            let index = pool
-                .iter()
-                .position(|cgroup| cgroup.dir.parent() == Some(parent))?;
+            let index = pool.iter().position(|cgroup| cgroup.dir.parent() == Some(parent))?;
             Some(pool.swap_remove(index))
         });
         let mut cgroup = match pooled {
             Some(cgroup) => cgroup,
             None => Self::create(parent)?,
         };
-        let max = processes
-            .map(|max| max.to_string())
-            .unwrap_or_else(|| "max".to_string());
+        let max = processes.map(|max| max.to_string()).unwrap_or_else(|| "max".to_string());
         std::fs::write(cgroup.dir.join("pids.max"), max)?;
         cgroup.refused_before = cgroup.refused_total();
         Ok(cgroup)
@@ -235,8 +208,7 @@ impl TrialCgroup {
         let dir = parent.join(format!("autoharness-{}-{seq}", std::process::id()));
         std::fs::create_dir(&dir)?;
         Ok(TrialCgroup {
-            procs_path: CString::new(dir.join("cgroup.procs").as_os_str().as_bytes())
-                .map_err(std::io::Error::other)?,
+            procs_path: CString::new(dir.join("cgroup.procs").as_os_str().as_bytes()).map_err(std::io::Error::other)?,
             dir,
             refused_before: 0,
         })
@@ -249,11 +221,7 @@ impl TrialCgroup {
     /// Processes in the cgroup now.
     pub(crate) fn members(&self) -> Vec<i32> {
         std::fs::read_to_string(self.dir.join("cgroup.procs"))
-            .map(|text| {
-                text.lines()
-                    .filter_map(|line| line.trim().parse().ok())
-                    .collect()
-            })
+            .map(|text| text.lines().filter_map(|line| line.trim().parse().ok()).collect())
             .unwrap_or_default()
     }
 
@@ -264,12 +232,7 @@ impl TrialCgroup {
 
     fn refused_total(&self) -> u64 {
         let text = std::fs::read_to_string(self.dir.join("pids.events")).unwrap_or_default();
-        text.lines()
-            .find_map(|line| {
-                line.strip_prefix("max ")
-                    .and_then(|n| n.trim().parse().ok())
-            })
-            .unwrap_or(0)
+        text.lines().find_map(|line| line.strip_prefix("max ").and_then(|n| n.trim().parse().ok())).unwrap_or(0)
     }
 
     /// Sends `signal` to every member except `spare`.
@@ -320,10 +283,7 @@ const POOL_MAX: usize = 64;
 /// Removes the idle cgroups of the pool (statics are not dropped at exit; a later probe
 /// would remove them otherwise).
 pub(crate) fn drain_pool() {
-    let idle = POOL
-        .lock()
-        .map(|mut pool| std::mem::take(&mut *pool))
-        .unwrap_or_default();
+    let idle = POOL.lock().map(|mut pool| std::mem::take(&mut *pool)).unwrap_or_default();
     drop(idle);
 }
 

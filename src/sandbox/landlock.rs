@@ -9,23 +9,15 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
 use landlock::{
-    ABI, Access, AccessFs, AccessNet, BitFlags, PathBeneath, PathFd, Ruleset, RulesetAttr,
-    RulesetCreatedAttr, Scope,
+    ABI, Access, AccessFs, AccessNet, BitFlags, PathBeneath, PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr, Scope,
 };
 
 /// The ABI whose access rights we ask for; older kernels get the subset they know.
 const TARGET_ABI: ABI = ABI::V6;
 
 /// Device nodes a harness may read and write; the rest of /dev (disks!) stays out of reach.
-const DEVICES: [&str; 7] = [
-    "/dev/null",
-    "/dev/zero",
-    "/dev/full",
-    "/dev/random",
-    "/dev/urandom",
-    "/dev/tty",
-    "/dev/ptmx",
-];
+const DEVICES: [&str; 7] =
+    ["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty", "/dev/ptmx"];
 /// Device folders a harness may use fully.
 const DEVICE_DIRS: [&str; 3] = ["/dev/shm", "/dev/pts", "/dev/fd"];
 
@@ -52,14 +44,10 @@ pub(crate) fn prepare(
     abi: i32,
 ) -> Result<Prepared, String> {
     let fail = |err: landlock::RulesetError| format!("landlock: {err}");
-    let mut ruleset = Ruleset::default()
-        .handle_access(AccessFs::from_all(TARGET_ABI))
-        .map_err(fail)?;
+    let mut ruleset = Ruleset::default().handle_access(AccessFs::from_all(TARGET_ABI)).map_err(fail)?;
     let tcp_denied = deny_tcp && abi >= 4;
     if tcp_denied {
-        ruleset = ruleset
-            .handle_access(AccessNet::BindTcp | AccessNet::ConnectTcp)
-            .map_err(fail)?;
+        ruleset = ruleset.handle_access(AccessNet::BindTcp | AccessNet::ConnectTcp).map_err(fail)?;
     }
     if abi >= 6 {
         ruleset = ruleset.scope(Scope::from_all(TARGET_ABI)).map_err(fail)?;
@@ -75,28 +63,24 @@ pub(crate) fn prepare(
         if !root.exists() {
             continue;
         }
-        created = add(created, &root, read)
-            .map_err(|err| format!("landlock rule for `{}`: {err}", root.display()))?;
+        created = add(created, &root, read).map_err(|err| format!("landlock rule for `{}`: {err}", root.display()))?;
     }
     for device in DEVICES {
         if Path::new(device).exists() {
-            created = add(created, Path::new(device), all)
-                .map_err(|err| format!("landlock rule for `{device}`: {err}"))?;
+            created =
+                add(created, Path::new(device), all).map_err(|err| format!("landlock rule for `{device}`: {err}"))?;
         }
     }
     for dir in DEVICE_DIRS {
         if Path::new(dir).exists() {
-            created = add(created, Path::new(dir), all)
-                .map_err(|err| format!("landlock rule for `{dir}`: {err}"))?;
+            created = add(created, Path::new(dir), all).map_err(|err| format!("landlock rule for `{dir}`: {err}"))?;
         }
     }
     for path in readable {
-        created = add(created, path, read)
-            .map_err(|err| format!("landlock rule for `{}`: {err}", path.display()))?;
+        created = add(created, path, read).map_err(|err| format!("landlock rule for `{}`: {err}", path.display()))?;
     }
     for path in writable {
-        created = add(created, path, all)
-            .map_err(|err| format!("landlock rule for `{}`: {err}", path.display()))?;
+        created = add(created, path, all).map_err(|err| format!("landlock rule for `{}`: {err}", path.display()))?;
     }
     let fd: Option<OwnedFd> = created.into();
     let fd = fd.ok_or_else(|| "landlock: the kernel refused to create a ruleset".to_string())?;
@@ -110,14 +94,8 @@ fn add(
 ) -> Result<landlock::RulesetCreated, String> {
     let fd = PathFd::new(path).map_err(|err| err.to_string())?;
     // Rights that only make sense on folders are refused by the kernel for files.
-    let access = if path.is_dir() {
-        access
-    } else {
-        access & AccessFs::from_file(TARGET_ABI)
-    };
-    created
-        .add_rule(PathBeneath::new(fd, access))
-        .map_err(|err| err.to_string())
+    let access = if path.is_dir() { access } else { access & AccessFs::from_file(TARGET_ABI) };
+    created.add_rule(PathBeneath::new(fd, access)).map_err(|err| err.to_string())
 }
 
 /// The smallest set of paths whose union is everything except `hidden`: each ancestor of a
@@ -141,8 +119,7 @@ pub(crate) fn readable_roots(hidden: &[PathBuf]) -> Vec<PathBuf> {
                 // A symlink that leads into a hidden folder would reopen it.
                 let is_symlink = entry.file_type().is_ok_and(|t| t.is_symlink());
                 if is_symlink
-                    && std::fs::canonicalize(&path)
-                        .is_ok_and(|target| hidden.iter().any(|h| target.starts_with(h)))
+                    && std::fs::canonicalize(&path).is_ok_and(|target| hidden.iter().any(|h| target.starts_with(h)))
                 {
                     continue;
                 }
@@ -183,20 +160,12 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("other")).unwrap();
         std::fs::write(dir.path().join("file"), "x").unwrap();
         let roots = readable_roots(std::slice::from_ref(&home));
-        assert!(
-            !roots.iter().any(|root| home.starts_with(root)),
-            "{roots:?}"
-        );
+        assert!(!roots.iter().any(|root| home.starts_with(root)), "{roots:?}");
         assert!(roots.contains(&dir.path().join("other")));
         assert!(roots.contains(&dir.path().join("file")));
         assert!(roots.contains(&PathBuf::from("/usr")) || !Path::new("/usr").exists());
         // Hiding a parent after a child still hides everything beneath it.
         let roots = readable_roots(&[home.join("secret"), dir.path().to_path_buf()]);
-        assert!(
-            !roots
-                .iter()
-                .any(|root| root.starts_with(dir.path()) || dir.path().starts_with(root)),
-            "{roots:?}"
-        );
+        assert!(!roots.iter().any(|root| root.starts_with(dir.path()) || dir.path().starts_with(root)), "{roots:?}");
     }
 }

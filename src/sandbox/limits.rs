@@ -75,20 +75,14 @@ impl Limits {
 /// Sets `limit` as both soft and hard limit, never above the current hard limit (which an
 /// unprivileged process may not raise). Async-signal-safe: runs between fork and exec.
 pub(crate) fn apply(limit: Rlimit) -> std::io::Result<()> {
-    let mut current = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
+    let mut current = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: plain system calls on a stack value.
     unsafe {
         if libc::getrlimit(limit.resource, &mut current) != 0 {
             return Err(std::io::Error::last_os_error());
         }
         let value = limit.value.min(current.rlim_max);
-        let wanted = libc::rlimit {
-            rlim_cur: value,
-            rlim_max: value,
-        };
+        let wanted = libc::rlimit { rlim_cur: value, rlim_max: value };
         if libc::setrlimit(limit.resource, &wanted) != 0 {
             return Err(std::io::Error::last_os_error());
         }

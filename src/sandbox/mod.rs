@@ -285,22 +285,12 @@ impl Scratch {
         use std::os::unix::fs::DirBuilderExt;
         static SEQUENCE: AtomicU64 = AtomicU64::new(0);
         let seq = SEQUENCE.fetch_add(1, Ordering::Relaxed);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .subsec_nanos();
-        let base =
-            std::fs::canonicalize(std::env::temp_dir()).unwrap_or_else(|_| PathBuf::from("/tmp"));
-        let root = base.join(format!(
-            "autoharness-trial-{}-{seq}-{nanos:08x}",
-            std::process::id()
-        ));
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos();
+        let base = std::fs::canonicalize(std::env::temp_dir()).unwrap_or_else(|_| PathBuf::from("/tmp"));
+        let root = base.join(format!("autoharness-trial-{}-{seq}-{nanos:08x}", std::process::id()));
         std::fs::DirBuilder::new().mode(0o700).create(&root)?;
-        let scratch = Scratch {
-            home: root.join("home"),
-            tmp: root.join("tmp"),
-            root,
-        };
+        let scratch = Scratch { home: root.join("home"), tmp: root.join("tmp"), root };
         std::fs::create_dir(&scratch.home)?;
         std::fs::create_dir(&scratch.tmp)?;
         Ok(scratch)
@@ -341,25 +331,18 @@ impl Plan {
         let cwd = std::fs::canonicalize(&spec.cwd)
             .map_err(|err| fail(format!("cannot use cwd `{}`: {err}", spec.cwd.display())))?;
         if !is_executable(&spec.shell) {
-            return Err(fail(format!(
-                "shell `{}` not found or not executable",
-                spec.shell.display()
-            )));
+            return Err(fail(format!("shell `{}` not found or not executable", spec.shell.display())));
         }
         let filesystem = match spec.isolation {
             IsolationChoice::None => FsIsolation::None,
             IsolationChoice::Bwrap if host.bwrap.is_some() => FsIsolation::Bwrap,
             IsolationChoice::Bwrap => {
                 let why = host.bwrap_error.as_deref().unwrap_or("not available");
-                return Err(fail(format!(
-                    "bwrap isolation requested but unusable here: {why}"
-                )));
+                return Err(fail(format!("bwrap isolation requested but unusable here: {why}")));
             }
             IsolationChoice::Landlock if host.landlock_abi.is_some() => FsIsolation::Landlock,
             IsolationChoice::Landlock => {
-                return Err(fail(
-                    "landlock isolation requested but this kernel has no landlock".to_string(),
-                ));
+                return Err(fail("landlock isolation requested but this kernel has no landlock".to_string()));
             }
             IsolationChoice::Auto if host.bwrap.is_some() => FsIsolation::Bwrap,
             IsolationChoice::Auto if host.landlock_abi.is_some() => FsIsolation::Landlock,
@@ -369,19 +352,14 @@ impl Plan {
             paths
                 .iter()
                 .map(|path| {
-                    std::fs::canonicalize(path).map_err(|err| {
-                        fail(format!(
-                            "cannot use {what} path `{}`: {err}",
-                            path.display()
-                        ))
-                    })
+                    std::fs::canonicalize(path)
+                        .map_err(|err| fail(format!("cannot use {what} path `{}`: {err}", path.display())))
                 })
                 .collect()
         };
         let extra_writable = canonical(&spec.writable, "writable")?;
         let readable = canonical(&spec.readable, "readable")?;
-        let scratch = Scratch::create()
-            .map_err(|err| fail(format!("cannot create a scratch folder: {err}")))?;
+        let scratch = Scratch::create().map_err(|err| fail(format!("cannot create a scratch folder: {err}")))?;
 
         let cgroup = host.pids_cgroup.as_deref().and_then(|parent| {
             cgroup::TrialCgroup::acquire(parent, spec.limits.processes)
@@ -400,20 +378,14 @@ impl Plan {
         let rlimits = spec.limits.rlimits(nproc);
 
         let mut hidden = Vec::new();
-        if let Some(home) =
-            std::env::var_os("HOME").and_then(|home| std::fs::canonicalize(home).ok())
-        {
+        if let Some(home) = std::env::var_os("HOME").and_then(|home| std::fs::canonicalize(home).ok()) {
             if home.is_dir() && home != Path::new("/") {
                 hidden.push(home);
             }
         }
         // Root's home, and the host's temp folder (other trials' scratch folders, other
         // programs' files); the trial's own folders are bound or allowed again below.
-        for dir in [
-            PathBuf::from("/root"),
-            std::env::temp_dir(),
-            PathBuf::from("/tmp"),
-        ] {
+        for dir in [PathBuf::from("/root"), std::env::temp_dir(), PathBuf::from("/tmp")] {
             let Ok(dir) = std::fs::canonicalize(dir) else {
                 continue;
             };
@@ -427,11 +399,7 @@ impl Plan {
         let want_no_network = spec.network == Network::None;
         let mut unshare_flags = 0;
         let mut id_maps = None;
-        let mut network = if want_no_network {
-            NetIsolation::NotIsolated
-        } else {
-            NetIsolation::Host
-        };
+        let mut network = if want_no_network { NetIsolation::NotIsolated } else { NetIsolation::Host };
         let mut landlock_prepared = None;
         let (program, args, pid_namespace) = match filesystem {
             FsIsolation::Bwrap => {
@@ -469,17 +437,13 @@ impl Plan {
                     } else {
                         unshare_flags = libc::CLONE_NEWUSER | libc::CLONE_NEWNET;
                         let gid = nix::unistd::getgid().as_raw();
-                        id_maps = Some((
-                            format!("{uid} {uid} 1").into_bytes(),
-                            format!("{gid} {gid} 1").into_bytes(),
-                        ));
+                        id_maps = Some((format!("{uid} {uid} 1").into_bytes(), format!("{gid} {gid} 1").into_bytes()));
                     }
                 }
                 if filesystem == FsIsolation::Landlock {
                     let abi = host.landlock_abi.unwrap_or(0);
                     let deny_tcp = want_no_network && network == NetIsolation::NotIsolated;
-                    let prepared = landlock::prepare(&hidden, &readable, &writable, deny_tcp, abi)
-                        .map_err(fail)?;
+                    let prepared = landlock::prepare(&hidden, &readable, &writable, deny_tcp, abi).map_err(fail)?;
                     if prepared.tcp_denied {
                         network = NetIsolation::LandlockTcp;
                     }
@@ -490,16 +454,9 @@ impl Plan {
             }
         };
 
-        let marker_value = scratch
-            .root
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned();
-        let mut env: Vec<(OsString, OsString)> = vec![
-            ("PATH".into(), TRIAL_PATH.into()),
-            ("LANG".into(), "C.UTF-8".into()),
-        ];
+        let marker_value = scratch.root.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let mut env: Vec<(OsString, OsString)> =
+            vec![("PATH".into(), TRIAL_PATH.into()), ("LANG".into(), "C.UTF-8".into())];
         for (key, value) in &spec.env {
             env.retain(|(k, _)| k != key.as_str());
             env.push((key.into(), value.into()));
@@ -515,12 +472,7 @@ impl Plan {
         }
 
         Ok(Plan {
-            isolation: IsolationUsed {
-                filesystem,
-                network,
-                processes,
-                pid_namespace,
-            },
+            isolation: IsolationUsed { filesystem, network, processes, pid_namespace },
             program,
             args,
             cwd,
@@ -540,8 +492,7 @@ impl Plan {
 
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    path.metadata()
-        .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+    path.metadata().is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
 }
 
 /// Kills the trial's process group and cgroup if `run` is dropped (cancelled) before its
@@ -565,15 +516,8 @@ impl Drop for KillGuard {
         if pgid > 0 {
             let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
             // One pass, without waiting: a drop cannot await the cgroup draining.
-            let members = self
-                .cgroup_procs
-                .as_ref()
-                .and_then(|path| std::fs::read_to_string(path).ok());
-            for pid in members
-                .iter()
-                .flat_map(|text| text.lines())
-                .filter_map(|line| line.parse().ok())
-            {
+            let members = self.cgroup_procs.as_ref().and_then(|path| std::fs::read_to_string(path).ok());
+            for pid in members.iter().flat_map(|text| text.lines()).filter_map(|line| line.parse().ok()) {
                 let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
             }
         }
@@ -614,11 +558,7 @@ async fn execute(spec: &Spec, mut plan: Plan, started: Instant) -> Outcome {
         .current_dir(&plan.cwd)
         .env_clear()
         .envs(plan.env.iter().map(|(k, v)| (k, v)))
-        .stdin(if spec.stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
+        .stdin(if spec.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
@@ -654,10 +594,7 @@ async fn execute(spec: &Spec, mut plan: Plan, started: Instant) -> Outcome {
     // The ruleset descriptor was for the child only.
     plan.landlock = None;
     // Every trial process starts at or after its leader; /proc scans ignore older ones.
-    let since_ticks = pid
-        .and_then(procs::stat)
-        .map(|stat| stat.start_ticks)
-        .unwrap_or(0);
+    let since_ticks = pid.and_then(procs::stat).map(|stat| stat.start_ticks).unwrap_or(0);
 
     if let (Some(bytes), Some(mut stdin)) = (spec.stdin.clone(), child.stdin.take()) {
         tokio::spawn(async move {
@@ -666,9 +603,7 @@ async fn execute(spec: &Spec, mut plan: Plan, started: Instant) -> Outcome {
         });
     }
     let cap = spec.limits.output_bytes;
-    let flood_bytes = (cap as u64)
-        .saturating_mul(limits::OUTPUT_FLOOD_FACTOR)
-        .max(64 * 1024);
+    let flood_bytes = (cap as u64).saturating_mul(limits::OUTPUT_FLOOD_FACTOR).max(64 * 1024);
     let flood = Arc::new(Notify::new());
     let (stop_readers, stop_rx) = watch::channel(false);
     let stdout = child.stdout.take().expect("stdout is piped");
@@ -702,26 +637,18 @@ async fn execute(spec: &Spec, mut plan: Plan, started: Instant) -> Outcome {
             }
             let report = match &report_read {
                 Some(fd) => bwrap::parse_report(&read_available(fd.as_raw_fd())),
-                None => bwrap::Report {
-                    started: true,
-                    ..Default::default()
-                },
+                None => bwrap::Report { started: true, ..Default::default() },
             };
             // A bwrap trial that exited by itself with nothing left (the wrapper counted)
             // leaves only bwrap's init, which is finishing on its own: waiting for it to
             // tear down its namespaces would only cost the trial time.
-            let nothing_left = bwrap_mode
-                && matches!(ended, Ended::Exited(_))
-                && report.started
-                && report.left == 0;
+            let nothing_left = bwrap_mode && matches!(ended, Ended::Exited(_)) && report.started && report.left == 0;
             // Leftovers: whatever of the trial is still alive now that its command is done.
             let killed = match (&plan.cgroup, pid) {
                 (Some(_), _) if nothing_left => 0,
                 (Some(cgroup), _) => cgroup.kill_all().await,
                 (None, _) if bwrap_mode => 0,
-                (None, Some(leader)) => {
-                    procs::kill_trial_processes(leader, plan.marker.as_bytes(), since_ticks).await
-                }
+                (None, Some(leader)) => procs::kill_trial_processes(leader, plan.marker.as_bytes(), since_ticks).await,
                 (None, None) => 0,
             };
             if bwrap_mode && plan.cgroup.is_none() && !nothing_left {
@@ -755,11 +682,7 @@ async fn execute(spec: &Spec, mut plan: Plan, started: Instant) -> Outcome {
             }
         },
     };
-    let refused_forks = plan
-        .cgroup
-        .as_ref()
-        .map(|cg| cg.refused_forks())
-        .unwrap_or(0);
+    let refused_forks = plan.cgroup.as_ref().map(|cg| cg.refused_forks()).unwrap_or(0);
     if let Some(cgroup) = plan.cgroup.take() {
         if cgroup_busy {
             tokio::spawn(async move {
@@ -773,45 +696,19 @@ async fn execute(spec: &Spec, mut plan: Plan, started: Instant) -> Outcome {
 
     let status = match ended {
         Ended::TimedOut => ExitStatus::TimedOut,
-        Ended::Flooded => ExitStatus::KilledForLimit {
-            limit: Limit::Output,
-        },
+        Ended::Flooded => ExitStatus::KilledForLimit { limit: Limit::Output },
         Ended::Exited(_) if bwrap_mode && !sandbox_started => {
-            let first_line = stderr
-                .text()
-                .lines()
-                .next()
-                .unwrap_or("bwrap failed")
-                .to_string();
-            ExitStatus::FailedToStart {
-                message: format!("the sandbox did not start: {first_line}"),
-            }
+            let first_line = stderr.text().lines().next().unwrap_or("bwrap failed").to_string();
+            ExitStatus::FailedToStart { message: format!("the sandbox did not start: {first_line}") }
         }
         Ended::Exited(raw) => classify(raw, bwrap_mode),
     };
-    let reason = reason(
-        spec,
-        &plan,
-        &status,
-        &stdout,
-        &stderr,
-        refused_forks,
-        killed_leftovers,
-        flood_bytes,
-    );
+    let reason = reason(spec, &plan, &status, &stdout, &stderr, refused_forks, killed_leftovers, flood_bytes);
     let isolation = plan.isolation;
     // Removing a folder that a (dying) sandbox still has bound detaches that mount, which
     // waits for an RCU grace period: milliseconds, so it happens off the trial's path.
     tokio::task::spawn_blocking(move || drop(plan));
-    Outcome {
-        status,
-        stdout,
-        stderr,
-        duration: started.elapsed(),
-        isolation,
-        reason,
-        killed_leftovers,
-    }
+    Outcome { status, stdout, stderr, duration: started.elapsed(), isolation, reason, killed_leftovers }
 }
 
 /// Stops a running trial: SIGTERM, up to `GRACE` to exit, then SIGKILL.
@@ -848,10 +745,7 @@ async fn stop(
     if let Some(cgroup) = cgroup {
         cgroup.signal_all(Signal::SIGKILL, None);
     }
-    child
-        .wait()
-        .await
-        .unwrap_or_else(|_| std::process::ExitStatus::from_raw(libc::SIGKILL))
+    child.wait().await.unwrap_or_else(|_| std::process::ExitStatus::from_raw(libc::SIGKILL))
 }
 
 /// Reads what is in a pipe without blocking (its writers are gone or about to be).
@@ -887,20 +781,13 @@ fn classify(raw: std::process::ExitStatus, bwrap_mode: bool) -> ExitStatus {
 fn from_signal(signal: i32) -> ExitStatus {
     match signal {
         libc::SIGXCPU => ExitStatus::KilledForLimit { limit: Limit::Cpu },
-        libc::SIGXFSZ => ExitStatus::KilledForLimit {
-            limit: Limit::FileSize,
-        },
-        _ => ExitStatus::Signaled {
-            signal,
-            name: signal_name(signal),
-        },
+        libc::SIGXFSZ => ExitStatus::KilledForLimit { limit: Limit::FileSize },
+        _ => ExitStatus::Signaled { signal, name: signal_name(signal) },
     }
 }
 
 fn signal_name(signal: i32) -> String {
-    Signal::try_from(signal)
-        .map(|s| s.as_str().to_string())
-        .unwrap_or_else(|_| format!("signal {signal}"))
+    Signal::try_from(signal).map(|s| s.as_str().to_string()).unwrap_or_else(|_| format!("signal {signal}"))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -919,45 +806,23 @@ fn reason(
     let mut parts = Vec::new();
     match status {
         ExitStatus::Exited { .. } => {}
-        ExitStatus::TimedOut => parts.push(format!(
-            "timed out after {}",
-            human_duration(limits.timeout)
-        )),
-        ExitStatus::KilledForLimit {
-            limit: Limit::Output,
-        } => {
-            parts.push(format!(
-                "output over {cap} cut; killed after {} on one stream",
-                human_bytes(flood_bytes)
-            ));
+        ExitStatus::TimedOut => parts.push(format!("timed out after {}", human_duration(limits.timeout))),
+        ExitStatus::KilledForLimit { limit: Limit::Output } => {
+            parts.push(format!("output over {cap} cut; killed after {} on one stream", human_bytes(flood_bytes)));
         }
         ExitStatus::KilledForLimit { limit: Limit::Cpu } => {
-            let cpu = limits
-                .cpu_seconds
-                .map(|s| format!(" {s} s"))
-                .unwrap_or_default();
+            let cpu = limits.cpu_seconds.map(|s| format!(" {s} s")).unwrap_or_default();
             parts.push(format!("cpu limit{cpu} reached (SIGXCPU)"));
         }
-        ExitStatus::KilledForLimit {
-            limit: Limit::FileSize,
-        } => {
-            let size = limits
-                .file_size_bytes
-                .map(|b| format!(" {}", human_bytes(b)))
-                .unwrap_or_default();
+        ExitStatus::KilledForLimit { limit: Limit::FileSize } => {
+            let size = limits.file_size_bytes.map(|b| format!(" {}", human_bytes(b))).unwrap_or_default();
             parts.push(format!("file size limit{size} reached (SIGXFSZ)"));
         }
         ExitStatus::Signaled { signal, name } => {
-            let memory_hint = matches!(
-                *signal,
-                libc::SIGKILL | libc::SIGSEGV | libc::SIGABRT | libc::SIGBUS
-            );
+            let memory_hint = matches!(*signal, libc::SIGKILL | libc::SIGSEGV | libc::SIGABRT | libc::SIGBUS);
             match limits.memory_bytes {
                 Some(bytes) if memory_hint => {
-                    parts.push(format!(
-                        "killed by {name} (memory limit {}?)",
-                        human_bytes(bytes)
-                    ));
+                    parts.push(format!("killed by {name} (memory limit {}?)", human_bytes(bytes)));
                 }
                 _ => parts.push(format!("killed by {name}")),
             }
@@ -966,27 +831,14 @@ fn reason(
     }
     if let (ExitStatus::Exited { code }, Some(bytes)) = (status, limits.memory_bytes) {
         if *code != 0 && mentions_out_of_memory(stderr) {
-            parts.push(format!(
-                "out of memory (memory limit {}?)",
-                human_bytes(bytes)
-            ));
+            parts.push(format!("out of memory (memory limit {}?)", human_bytes(bytes)));
         }
     }
     if refused_forks > 0 {
-        let max = limits
-            .processes
-            .map(|p| format!(" {p}"))
-            .unwrap_or_default();
-        parts.push(format!(
-            "process limit{max} reached: {refused_forks} forks refused"
-        ));
+        let max = limits.processes.map(|p| format!(" {p}")).unwrap_or_default();
+        parts.push(format!("process limit{max} reached: {refused_forks} forks refused"));
     }
-    if !matches!(
-        status,
-        ExitStatus::KilledForLimit {
-            limit: Limit::Output
-        }
-    ) {
+    if !matches!(status, ExitStatus::KilledForLimit { limit: Limit::Output }) {
         for (name, captured) in [("stdout", stdout), ("stderr", stderr)] {
             if captured.truncated {
                 parts.push(format!("{name} over {cap} cut"));
@@ -995,9 +847,7 @@ fn reason(
     }
     if killed_leftovers > 0 {
         let plural = if killed_leftovers == 1 { "" } else { "es" };
-        parts.push(format!(
-            "killed {killed_leftovers} leftover process{plural}"
-        ));
+        parts.push(format!("killed {killed_leftovers} leftover process{plural}"));
     }
     if plan.isolation.network == NetIsolation::NotIsolated {
         parts.push("network not isolated: no mechanism on this host".to_string());
@@ -1082,8 +932,7 @@ impl ChildSetup {
             if let Some(fd) = self.landlock_fd {
                 landlock::restrict_self(fd)?;
             }
-            if self.death_signal && libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0
-            {
+            if self.death_signal && libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
                 return Err(os_error());
             }
         }
@@ -1136,26 +985,11 @@ mod tests {
     #[test]
     fn sandbox_classify_signals() {
         let killed = std::process::ExitStatus::from_raw(libc::SIGKILL);
-        assert_eq!(
-            classify(killed, false),
-            ExitStatus::Signaled {
-                signal: 9,
-                name: "SIGKILL".into()
-            }
-        );
+        assert_eq!(classify(killed, false), ExitStatus::Signaled { signal: 9, name: "SIGKILL".into() });
         let exit_137 = std::process::ExitStatus::from_raw(137 << 8);
         assert_eq!(classify(exit_137, false), ExitStatus::Exited { code: 137 });
-        assert_eq!(
-            classify(exit_137, true),
-            ExitStatus::Signaled {
-                signal: 9,
-                name: "SIGKILL".into()
-            }
-        );
+        assert_eq!(classify(exit_137, true), ExitStatus::Signaled { signal: 9, name: "SIGKILL".into() });
         let xcpu = std::process::ExitStatus::from_raw(libc::SIGXCPU);
-        assert_eq!(
-            classify(xcpu, false),
-            ExitStatus::KilledForLimit { limit: Limit::Cpu }
-        );
+        assert_eq!(classify(xcpu, false), ExitStatus::KilledForLimit { limit: Limit::Cpu });
     }
 }

@@ -52,11 +52,9 @@ impl IsolationReport {
     pub fn summary(&self) -> String {
         let mut parts = Vec::new();
         match (&self.bwrap, &self.bwrap_error) {
-            (Some(support), _) => parts.push(format!(
-                "bwrap: yes (userns {}, netns {})",
-                yes_no(support.userns),
-                yes_no(support.netns)
-            )),
+            (Some(support), _) => {
+                parts.push(format!("bwrap: yes (userns {}, netns {})", yes_no(support.userns), yes_no(support.netns)))
+            }
             (None, Some(err)) => parts.push(format!("bwrap: no ({err})")),
             (None, None) => parts.push("bwrap: no".to_string()),
         }
@@ -68,24 +66,16 @@ impl IsolationReport {
         parts.push(format!("net namespaces: {}", yes_no(self.net_namespaces)));
         match &self.pids_cgroup {
             Some(dir) => parts.push(format!("pids cgroup: {}", dir.display())),
-            None => parts.push(format!(
-                "pids cgroup: no ({})",
-                self.cgroup_error.as_deref().unwrap_or("not found")
-            )),
+            None => parts.push(format!("pids cgroup: no ({})", self.cgroup_error.as_deref().unwrap_or("not found"))),
         }
-        parts.push(format!(
-            "cgroup v2 writable: {}",
-            yes_no(self.cgroup_v2_writable)
-        ));
+        parts.push(format!("cgroup v2 writable: {}", yes_no(self.cgroup_v2_writable)));
         parts.push(format!("root: {}", yes_no(self.root)));
         parts.join("; ")
     }
 
     /// Whether a trial with `Network::None` can be cut off from the network here.
     pub fn can_isolate_network(&self) -> bool {
-        self.bwrap.is_some_and(|b| b.netns)
-            || self.net_namespaces
-            || self.landlock_abi.is_some_and(|abi| abi >= 4)
+        self.bwrap.is_some_and(|b| b.netns) || self.net_namespaces || self.landlock_abi.is_some_and(|abi| abi >= 4)
     }
 }
 
@@ -106,17 +96,10 @@ pub(crate) fn cached() -> &'static IsolationReport {
 fn probe_now() -> IsolationReport {
     let root = nix::unistd::geteuid().is_root();
     let user_namespaces = try_unshare(libc::CLONE_NEWUSER);
-    let net_namespaces = if root {
-        try_unshare(libc::CLONE_NEWNET)
-    } else {
-        try_unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNET)
-    };
+    let net_namespaces =
+        if root { try_unshare(libc::CLONE_NEWNET) } else { try_unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNET) };
     let (bwrap_path, bwrap, bwrap_error) = match find_bwrap() {
-        None => (
-            None,
-            None,
-            Some("`bwrap` not found on PATH (apt-get install bubblewrap)".to_string()),
-        ),
+        None => (None, None, Some("`bwrap` not found on PATH (apt-get install bubblewrap)".to_string())),
         Some(path) => match probe_bwrap(&path, root) {
             Ok(support) => (Some(path), Some(support), None),
             Err(err) => (Some(path), None, Some(err)),
@@ -156,10 +139,7 @@ fn landlock_abi() -> Option<i32> {
 /// its namespaces.
 fn try_unshare(flags: libc::c_int) -> bool {
     let mut command = Command::new(true_program());
-    command
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
     // SAFETY: the closure only makes one raw system call.
     unsafe {
         command.pre_exec(move || {
@@ -173,11 +153,7 @@ fn try_unshare(flags: libc::c_int) -> bool {
 }
 
 fn true_program() -> &'static str {
-    if Path::new("/bin/true").exists() {
-        "/bin/true"
-    } else {
-        "/usr/bin/true"
-    }
+    if Path::new("/bin/true").exists() { "/bin/true" } else { "/usr/bin/true" }
 }
 
 fn find_bwrap() -> Option<PathBuf> {
@@ -190,8 +166,7 @@ fn find_bwrap() -> Option<PathBuf> {
 
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    path.metadata()
-        .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+    path.metadata().is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
 }
 
 /// Runs `bwrap ... true` with the flags trials use, most isolated first.
@@ -205,28 +180,19 @@ fn probe_bwrap(bwrap: &Path, root: bool) -> Result<BwrapSupport, String> {
         let mut command = Command::new(bwrap);
         command.args(super::bwrap::base_args(root, userns, netns));
         command.arg("--").arg(true_program());
-        command
-            .env_clear()
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        command.env_clear().stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
         match command.output() {
             Ok(output) if output.status.success() => return Ok(BwrapSupport { userns, netns }),
             Ok(output) => {
                 let stderr = String::from_utf8_lossy(&output.stderr);
                 first_error.get_or_insert_with(|| {
-                    format!(
-                        "`bwrap --ro-bind / / true` failed: {}",
-                        stderr.lines().next().unwrap_or("").trim()
-                    )
+                    format!("`bwrap --ro-bind / / true` failed: {}", stderr.lines().next().unwrap_or("").trim())
                 });
             }
             Err(err) => {
-                first_error
-                    .get_or_insert_with(|| format!("could not run `{}`: {err}", bwrap.display()));
+                first_error.get_or_insert_with(|| format!("could not run `{}`: {err}", bwrap.display()));
             }
         }
     }
-    Err(first_error
-        .unwrap_or_else(|| "bwrap needs user namespaces, which this host refuses".to_string()))
+    Err(first_error.unwrap_or_else(|| "bwrap needs user namespaces, which this host refuses".to_string()))
 }

@@ -31,9 +31,7 @@ fn parse_stat(text: &str) -> Option<Stat> {
     // `fields[0]` is field 3 (state).
     let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok());
     Some(Stat {
-        zombie: fields
-            .first()
-            .is_some_and(|state| *state == "Z" || *state == "X"),
+        zombie: fields.first().is_some_and(|state| *state == "Z" || *state == "X"),
         pgrp: field(5)? as i32,
         session: field(6)? as i32,
         threads: field(20)?,
@@ -45,10 +43,7 @@ fn all_pids() -> Vec<i32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
-    entries
-        .flatten()
-        .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
-        .collect()
+    entries.flatten().filter_map(|entry| entry.file_name().to_str()?.parse().ok()).collect()
 }
 
 /// Live processes of the trial whose leader (and session id) is `leader`.
@@ -66,8 +61,7 @@ pub(crate) fn trial_processes(leader: i32, marker: &[u8], since_ticks: u64) -> V
             if stat.session == leader || stat.pgrp == leader {
                 return true;
             }
-            std::fs::read(format!("/proc/{pid}/environ"))
-                .is_ok_and(|environ| finder.find(&environ).is_some())
+            std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|environ| finder.find(&environ).is_some())
         })
         .collect()
 }
