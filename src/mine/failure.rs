@@ -10,7 +10,7 @@
 //!
 //! **Invariant:** nothing here reads benchmark labels; the model never carries them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -183,8 +183,13 @@ fn handled_error(trace: &Trace) -> Option<Decisive> {
 }
 
 /// Compare the tool calls made with the task's expected actions (τ-bench
-/// `info.task.actions`): the first expected action never taken, or taken with other
-/// arguments, or a state-changing call that was not expected.
+/// `info.task.actions`). State-changing actions decide the verdict, so they are checked
+/// first: the first expected write never taken, or taken with other arguments, or a write
+/// that was not expected. Read-only lookups matter only when every write matched.
+///
+/// The tool stays part of the signature (DESIGN.md): "wrong arguments to
+/// `return_delivered_order_items`" is a cluster someone can fix; a cluster of every wrong
+/// argument to any tool is not (measured: it also scores worse on AgentRx, ARI 0.015).
 fn action_divergence(trace: &Trace, order: &[usize]) -> Option<Decisive> {
     let expected = trace.task.as_ref()?.get("actions")?.as_array()?;
     if expected.is_empty() {
@@ -201,49 +206,52 @@ fn action_divergence(trace: &Trace, order: &[usize]) -> Option<Decisive> {
         })
         .collect();
     let matches = |name: &str, args: &Value, en: &str, ea: &Value| name == en && args_equal(args, ea);
-    // Unexpected call with a name that is expected elsewhere with other args → wrong args.
-    for (en, ea) in &exp {
-        if calls.iter().any(|(_, n, a)| matches(n, a, en, ea)) {
-            continue;
-        }
-        if let Some((i, n, _)) = calls.iter().find(|(_, n, _)| n == en) {
+    let last_llm = order.iter().rev().find(|&&i| trace.steps[i].kind == StepKind::Llm).copied();
+    let writes: Vec<&(&str, &Value)> = exp.iter().filter(|(n, _)| !is_read_only(n)).collect();
+    let reads: Vec<&(&str, &Value)> = exp.iter().filter(|(n, _)| is_read_only(n)).collect();
+    for group in [&writes, &reads] {
+        for (en, ea) in group.iter() {
+            if calls.iter().any(|(_, n, a)| matches(n, a, en, ea)) {
+                continue;
+            }
+            if let Some((i, n, _)) = calls.iter().find(|(_, n, _)| n == en) {
+                return Some(Decisive {
+                    step: Some(*i),
+                    signal: "action:wrong_arguments".into(),
+                    message: format!("expected action {n} called with other arguments"),
+                    error_type: None,
+                });
+            }
             return Some(Decisive {
-                step: Some(*i),
-                signal: "action:wrong_arguments".into(),
-                message: format!("expected action {n} called with other arguments"),
+                step: last_llm,
+                signal: "action:missing".into(),
+                message: format!("expected action {en} was never called"),
                 error_type: None,
             });
         }
-        // Missing: decisive at the last model turn before the run ended.
-        let last_llm = order.iter().rev().find(|&&i| trace.steps[i].kind == StepKind::Llm).copied();
-        return Some(Decisive {
-            step: last_llm,
-            signal: "action:missing".into(),
-            message: format!("expected action {en} was never called"),
-            error_type: None,
-        });
-    }
-    // All expected actions happened; an extra state-changing call is the divergence.
-    let expected_names: Vec<&str> = exp.iter().map(|(n, _)| *n).collect();
-    if let Some((i, n, _)) = calls
-        .iter()
-        .find(|(_, n, a)| !exp.iter().any(|(en, ea)| matches(n, a, en, ea)) && is_write_like(n, &expected_names))
-    {
-        return Some(Decisive {
-            step: Some(*i),
-            signal: "action:unexpected".into(),
-            message: format!("unexpected action {n}"),
-            error_type: None,
-        });
+        if std::ptr::eq(group, &writes) {
+            // All expected writes happened; an extra write is the divergence.
+            let extra =
+                calls.iter().find(|(_, n, a)| !is_read_only(n) && !exp.iter().any(|(en, ea)| matches(n, a, en, ea)));
+            if let Some((i, n, _)) = extra {
+                return Some(Decisive {
+                    step: Some(*i),
+                    signal: "action:unexpected".into(),
+                    message: format!("unexpected state-changing action {n}"),
+                    error_type: None,
+                });
+            }
+        }
     }
     None
 }
 
-/// Read-only lookups (get_*, find_*, list_*, search_*, calculate, think) are free to repeat.
-fn is_write_like(name: &str, expected: &[&str]) -> bool {
+/// Read-only lookups (get_*, find_*, list_*, search_*, calculate, think) change nothing.
+fn is_read_only(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
-    let read = ["get_", "find_", "list_", "search_", "lookup", "read", "calculate", "think", "check_"];
-    !read.iter().any(|p| lower.starts_with(p)) || expected.contains(&name)
+    ["get_", "find_", "list_", "search_", "lookup", "read", "calculate", "think", "check_"]
+        .iter()
+        .any(|p| lower.starts_with(p))
 }
 
 /// Argument equality that ignores key order, number formats and string case/whitespace.
@@ -326,16 +334,74 @@ fn terminal_signal(trace: &Trace, order: &[usize]) -> Option<Decisive> {
     Some(Decisive { step, signal: format!("signal:{}", signal.kind), message: signal.detail.clone(), error_type: None })
 }
 
-/// No step-level evidence: the verdict is about the final answer; the last model turn
-/// is where the run went wrong as far as the trace can tell.
+/// No step-level evidence: the verdict is about the final answer. The decisive step is
+/// where that answer came from: the earliest agent step that already says what the last
+/// model turn says (a wrong value is usually produced once and then repeated), else the
+/// last model turn itself.
 fn last_turn(trace: &Trace, order: &[usize]) -> Option<Decisive> {
     let signal = trace.signals.iter().find(|s| !s.passed);
-    let step = order.iter().rev().find(|&&i| trace.steps[i].kind == StepKind::Llm).copied().or(order.last().copied());
+    let last = order.iter().rev().find(|&&i| trace.steps[i].kind == StepKind::Llm).copied().or(order.last().copied());
+    let step = last.map(|l| answer_origin(trace, order, l).unwrap_or(l));
     Some(Decisive {
         step,
         signal: signal.map(|s| format!("signal:{}", s.kind)).unwrap_or_else(|| "unknown".into()),
         message: signal.map(|s| s.detail.clone()).unwrap_or_default(),
         error_type: None,
+    })
+}
+
+/// Distinctive words of an answer: numbers and words of 3+ letters that are not common.
+fn answer_terms(text: &str) -> HashSet<String> {
+    const COMMON: [&str; 24] = [
+        "the",
+        "and",
+        "for",
+        "that",
+        "this",
+        "with",
+        "final",
+        "answer",
+        "terminate",
+        "is",
+        "are",
+        "was",
+        "based",
+        "on",
+        "task",
+        "result",
+        "results",
+        "therefore",
+        "so",
+        "thus",
+        "we",
+        "have",
+        "which",
+        "from",
+    ];
+    text.split(|c: char| !(c.is_alphanumeric() || c == '.'))
+        .map(|w| w.trim_matches('.').to_lowercase())
+        .filter(|w| (w.chars().any(|c| c.is_ascii_digit()) || w.chars().count() >= 4) && !COMMON.contains(&w.as_str()))
+        .take(16)
+        .collect()
+}
+
+fn answer_origin(trace: &Trace, order: &[usize], last: usize) -> Option<usize> {
+    let final_text = step_text(trace, &trace.steps[last]);
+    let lower = final_text.to_lowercase();
+    // The answer proper follows a "final answer" marker when there is one.
+    let answer = lower.rfind("final answer").map(|p| &lower[p..]).unwrap_or(&lower);
+    let key = answer_terms(answer);
+    if key.is_empty() {
+        return None;
+    }
+    let needed = (key.len() * 3).div_ceil(5).max(1);
+    order.iter().copied().take_while(|&i| i != last).find(|&i| {
+        let s = &trace.steps[i];
+        if matches!(s.kind, StepKind::User | StepKind::System) || s.seq == 0 {
+            return false;
+        }
+        let text = step_text(trace, s).to_lowercase();
+        key.iter().filter(|k| text.contains(k.as_str())).count() >= needed
     })
 }
 
