@@ -1,0 +1,207 @@
+//! `autoharness mine` end to end: clusters with stable ids, idempotent re-mining,
+//! hand-edited cases kept, new failures joining existing clusters, awkward inputs.
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use serde_json::Value;
+
+use crate::common::fixture;
+
+fn ah(cwd: &Path) -> Command {
+    let mut cmd = Command::cargo_bin("autoharness").unwrap();
+    cmd.current_dir(cwd)
+        .env("NO_COLOR", "1")
+        .env("CI", "1")
+        .env("HOME", cwd)
+        .env_remove("AUTOHARNESS_DB")
+        .args(["--db", cwd.join("state.db").to_str().unwrap()]);
+    cmd
+}
+
+fn mine_json(cwd: &Path, paths: &[&Path], extra: &[&str]) -> Value {
+    let mut cmd = ah(cwd);
+    cmd.args(["--json", "mine", "--harness", "demo"]).args(extra);
+    for p in paths {
+        cmd.arg(p);
+    }
+    let out = cmd.assert().success().get_output().stdout.clone();
+    serde_json::from_slice(&out).expect("mine --json is JSON")
+}
+
+fn cluster_ids(doc: &Value) -> Vec<String> {
+    let mut ids: Vec<String> =
+        doc["clusters"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap().to_string()).collect();
+    ids.sort();
+    ids
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let dest = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &dest);
+        } else {
+            std::fs::copy(entry.path(), dest).unwrap();
+        }
+    }
+}
+
+fn case_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().unwrap().is_dir() {
+                out.extend(case_files(&e.path()));
+            } else if e.path().extension().is_some_and(|x| x == "json") {
+                out.push(e.path());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn mine_writes_ranked_clusters_and_valid_cases_then_remining_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let traces = tmp.path().join("traces");
+    copy_dir(&fixture("formats"), &traces);
+    let first = mine_json(tmp.path(), &[&traces], &[]);
+    assert_eq!(first["schema"], "autoharness.mine/v1");
+    let clusters = first["clusters"].as_array().unwrap();
+    assert!(clusters.len() >= 5, "fixtures hold failures of several kinds: {}", clusters.len());
+    // Ranked by impact: counts never increase down the table.
+    let counts: Vec<u64> = clusters.iter().map(|c| c["count"].as_u64().unwrap()).collect();
+    assert!(counts.windows(2).all(|w| w[0] >= w[1]), "{counts:?}");
+    // Both kinds are labelled; the model HTTP 500 is infrastructure.
+    assert!(clusters.iter().any(|c| c["kind"] == "infra" && c["label"].as_str().unwrap().contains("<n>")));
+    assert!(clusters.iter().any(|c| c["kind"] == "capability"));
+    let written = first["summary"]["cases_written"].as_u64().unwrap();
+    assert!(written >= clusters.len() as u64);
+
+    let files = case_files(&tmp.path().join("evals/demo"));
+    assert_eq!(files.len() as u64, written);
+    for f in &files {
+        let case: Value = serde_json::from_slice(&std::fs::read(f).unwrap()).unwrap();
+        assert_eq!(case["schema"], "autoharness.case/v1");
+        let id = case["id"].as_str().unwrap();
+        assert!(f.ends_with(format!("{}/{id}.json", case["cluster"].as_str().unwrap())));
+        assert!(matches!(case["split"].as_str(), Some("train" | "holdout")));
+        let checks = case["checks"].as_array().unwrap();
+        assert!(checks.iter().any(|c| c["kind"] == "not_signature"));
+        assert!(!case["provenance"]["traces"].as_array().unwrap().is_empty());
+    }
+    // Every cluster keeps at least one train case.
+    for c in clusters {
+        let id = c["id"].as_str().unwrap();
+        let splits: Vec<Value> = case_files(&tmp.path().join("evals/demo").join(id))
+            .iter()
+            .map(|f| serde_json::from_slice::<Value>(&std::fs::read(f).unwrap()).unwrap()["split"].clone())
+            .collect();
+        assert!(splits.iter().any(|s| s == "train"), "cluster {id} has no train case");
+    }
+
+    // Re-mining the unchanged folder: files skipped, same clusters, no new files.
+    let second = mine_json(tmp.path(), &[&traces], &[]);
+    assert_eq!(second["summary"]["skipped_unchanged"], first["summary"]["files"]);
+    assert_eq!(second["summary"]["new_failures"], 0);
+    assert_eq!(second["summary"]["cases_written"], 0);
+    assert_eq!(cluster_ids(&first), cluster_ids(&second));
+    assert_eq!(case_files(&tmp.path().join("evals/demo")), files);
+}
+
+#[test]
+fn hand_edited_case_is_never_overwritten() {
+    let tmp = tempfile::tempdir().unwrap();
+    let traces = tmp.path().join("traces");
+    copy_dir(&fixture("formats/tau-bench"), &traces);
+    mine_json(tmp.path(), &[&traces], &[]);
+    let files = case_files(&tmp.path().join("evals/demo"));
+    assert!(!files.is_empty());
+    let edited = "{\"schema\": \"autoharness.case/v1\", \"note\": \"edited by a person\"}\n";
+    std::fs::write(&files[0], edited).unwrap();
+    let out = ah(tmp.path()).args(["mine", "--harness", "demo"]).arg(&traces).assert().success();
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    assert!(stderr.contains("edited by hand"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&files[0]).unwrap(), edited);
+}
+
+#[test]
+fn cluster_ids_are_stable_across_stores_and_new_failures_join_existing_clusters() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    let traces = a.path().join("traces");
+    copy_dir(&fixture("formats/otlp-json"), &traces);
+    let first = mine_json(a.path(), &[&traces], &["--no-cases"]);
+    // A different machine, a fresh store, the same failures: the same ids.
+    let other = b.path().join("elsewhere");
+    copy_dir(&fixture("formats/otlp-json"), &other);
+    let again = mine_json(b.path(), &[&other], &["--no-cases"]);
+    assert_eq!(cluster_ids(&first), cluster_ids(&again));
+    // Next week: the same failures in a new file join the existing clusters.
+    let next_week = a.path().join("next-week");
+    std::fs::create_dir_all(&next_week).unwrap();
+    std::fs::copy(traces.join("captured_openai-agents_openinference_traces.jsonl"), next_week.join("week2.jsonl"))
+        .unwrap();
+    let week2 = mine_json(a.path(), &[&next_week], &["--no-cases"]);
+    assert!(week2["summary"]["new_failures"].as_u64().unwrap() > 0);
+    assert_eq!(week2["summary"]["new_clusters"], 0, "{week2:#}");
+}
+
+#[test]
+fn awkward_failures_still_make_sensible_clusters_and_cases() {
+    let tmp = tempfile::tempdir().unwrap();
+    let traces = tmp.path().join("traces");
+    std::fs::create_dir_all(&traces).unwrap();
+    // A failed run with no steps, one with no text at all, and unicode/emoji/RTL text.
+    std::fs::write(traces.join("empty.json"), r#"[{"task_id": 1, "reward": 0.0, "traj": []}]"#).unwrap();
+    std::fs::write(
+        traces.join("notext.json"),
+        r#"[{"task_id": 2, "reward": 0.0, "traj": [{"role": "assistant", "content": ""}]}]"#,
+    )
+    .unwrap();
+    std::fs::write(
+        traces.join("unicode.json"),
+        r#"[{"task_id": 3, "reward": 0.0, "traj": [{"role": "user", "content": "طلب استرداد 🙃 für Bestellung #W123"},
+            {"role": "assistant", "content": "Désolé — échec du remboursement 💥 مرحبا"}]}]"#,
+    )
+    .unwrap();
+    let doc = mine_json(tmp.path(), &[&traces], &[]);
+    assert_eq!(doc["summary"]["failed"], 3);
+    let members: usize =
+        doc["clusters"].as_array().unwrap().iter().map(|c| c["members"].as_array().unwrap().len()).sum();
+    assert_eq!(members, 3, "every failure lands in a cluster");
+    for f in case_files(&tmp.path().join("evals/demo")) {
+        let case: Value = serde_json::from_slice(&std::fs::read(&f).unwrap()).unwrap();
+        assert_eq!(case["schema"], "autoharness.case/v1");
+    }
+    // The report renders all of it.
+    ah(tmp.path())
+        .args(["mine", "--harness", "demo", "--report"])
+        .arg(tmp.path().join("r.html"))
+        .arg(&traces)
+        .assert()
+        .success();
+    let html = std::fs::read_to_string(tmp.path().join("r.html")).unwrap();
+    assert!(html.starts_with("<!doctype html>") && !html.contains("http://") && !html.contains("https://"));
+}
+
+#[test]
+fn clusters_and_cases_commands_show_what_mine_stored() {
+    let tmp = tempfile::tempdir().unwrap();
+    let traces = tmp.path().join("traces");
+    copy_dir(&fixture("formats/tau-bench"), &traces);
+    let doc = mine_json(tmp.path(), &[&traces], &[]);
+    let id = doc["clusters"][0]["id"].as_str().unwrap().to_string();
+    let out = ah(tmp.path()).args(["--json", "clusters", &id]).assert().success().get_output().stdout.clone();
+    let detail: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(detail["id"], id);
+    assert!(!detail["members"].as_array().unwrap().is_empty());
+    let out = ah(tmp.path()).args(["--json", "cases", "--cluster", &id]).assert().success().get_output().stdout.clone();
+    let cases: Value = serde_json::from_slice(&out).unwrap();
+    assert!(!cases["cases"].as_array().unwrap().is_empty());
+    ah(tmp.path()).args(["clusters", "k-00000000"]).assert().code(2);
+}
