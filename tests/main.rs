@@ -1,8 +1,11 @@
 //! The one integration test binary (see ARCHITECTURE.md, "Tests"): a module per area.
 
+mod bad_input;
 mod cli_mine;
+mod cli_traces;
 mod common;
 mod formats_otel;
 mod formats_platforms;
 mod formats_transcripts;
+mod fuzz;
 mod sandbox;

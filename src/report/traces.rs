@@ -86,10 +86,10 @@ pub fn render_ls(out: &Output, doc: &LsDoc<'_>) -> String {
     let mut t = table(&["FILE", "FORMAT", "TRACES", "PASSED", "FAILED", "UNKNOWN", "NOTE"], c);
     for f in &doc.files {
         let note = match (f.error, f.format) {
-            (Some(e), _) => out.paint(Style::Red, &clip(e, 100)),
-            (None, None) => out.paint(Style::Dim, &clip(f.reason, 100)),
+            (Some(e), _) => out.paint(Style::Red, &one_line(e, 100)),
+            (None, None) => out.paint(Style::Dim, &one_line(f.reason, 100)),
             (None, Some(_)) if !f.warnings.is_empty() => {
-                out.paint(Style::Yellow, &format!("{} warning(s): {}", f.warnings.len(), clip(&f.warnings[0], 80)))
+                out.paint(Style::Yellow, &format!("{} warning(s): {}", f.warnings.len(), one_line(&f.warnings[0], 80)))
             }
             _ => String::new(),
         };
@@ -113,8 +113,10 @@ pub fn render_ls(out: &Output, doc: &LsDoc<'_>) -> String {
         ]);
     }
     let tt = &doc.totals;
+    // The borderless table pads every cell, the last column too: drop the trailing blanks.
+    let t: String = t.to_string().lines().map(|line| format!("{}\n", line.trim_end())).collect();
     format!(
-        "{t}\n\n{} files: {} with traces, {} not traces, {} with errors · {} traces: {} passed, {} failed, {} unknown\n",
+        "{t}\n{} files: {} with traces, {} not traces, {} with errors · {} traces: {} passed, {} failed, {} unknown\n",
         tt.files,
         tt.trace_files,
         tt.not_traces,
@@ -222,7 +224,9 @@ fn show_trace(t: &Trace) -> ShowTrace<'_> {
 fn error_line(s: &Step) -> Option<String> {
     let e = s.error.as_ref()?;
     let mut line = String::new();
-    if let Some(t) = &e.r#type {
+    // A traceback's last line (`TimeoutError: …`) already starts with its class: say it once.
+    let says_type = |m: &str| e.r#type.as_deref().is_some_and(|t| m.starts_with(t));
+    if let Some(t) = e.r#type.as_ref().filter(|_| !e.message.as_deref().is_some_and(says_type)) {
         line.push_str(t);
     }
     if let Some(m) = &e.message {
@@ -235,6 +239,23 @@ fn error_line(s: &Step) -> Option<String> {
         line = "error".into();
     }
     Some(line)
+}
+
+/// `text` on one terminal line: whitespace runs (newlines included) become one space and
+/// other control characters (escape sequences in trace data) are replaced, then clipped to
+/// `max` bytes. Multi-line tool output in evidence would otherwise break the layout.
+fn one_line(text: &str, max: usize) -> String {
+    let mut line = String::with_capacity(text.len().min(max + 8));
+    for word in text.split_whitespace() {
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.extend(word.chars().map(|c| if c.is_control() { '\u{fffd}' } else { c }));
+        if line.len() > max {
+            break;
+        }
+    }
+    clip(&line, max)
 }
 
 /// Depth-first order of the step tree (children in `seq` order), with depths. Orphans
@@ -322,10 +343,10 @@ pub fn render_show(out: &Output, doc: &ShowDoc<'_>, all: bool) -> String {
     }
     let _ = writeln!(s, "  size     {}", human_bytes(doc.size));
     if let Some(e) = doc.error {
-        let _ = writeln!(s, "  {} {e}", out.paint(Style::Red, "error   "));
+        let _ = writeln!(s, "  {} {}", out.paint(Style::Red, "error   "), one_line(e, 300));
     }
     for w in &doc.warnings {
-        let _ = writeln!(s, "  {} {w}", out.paint(Style::Yellow, "warning "));
+        let _ = writeln!(s, "  {} {}", out.paint(Style::Yellow, "warning "), one_line(w, 300));
     }
     if doc.format.is_some() {
         let _ = writeln!(s, "  traces   {}", doc.traces.len());
@@ -337,9 +358,9 @@ pub fn render_show(out: &Output, doc: &ShowDoc<'_>, all: bool) -> String {
             OutcomeStatus::Failed => ("FAILED", Style::Red),
             OutcomeStatus::Unknown => ("UNKNOWN", Style::Yellow),
         };
-        let _ = write!(s, "{} {}", out.paint(Style::Bold, "trace"), clip(t.id, 60));
+        let _ = write!(s, "{} {}", out.paint(Style::Bold, "trace"), one_line(t.id, 60));
         if let Some(n) = t.name {
-            let _ = write!(s, "  {}", out.paint(Style::Dim, &format!("\"{}\"", clip(n, 60))));
+            let _ = write!(s, "  {}", out.paint(Style::Dim, &format!("\"{}\"", one_line(n, 60))));
         }
         let _ = writeln!(s, "  {}", out.paint(style, &out.paint(Style::Bold, label)));
         if !t.dialects.is_empty() {
@@ -353,10 +374,17 @@ pub fn render_show(out: &Output, doc: &ShowDoc<'_>, all: bool) -> String {
             let head = if i == 0 { "  evidence  " } else { "            " };
             let handled =
                 if ev.handled { out.paint(Style::Dim, " (handled: the agent went on)") } else { String::new() };
-            let step =
-                ev.step.as_deref().map(|st| out.paint(Style::Dim, &format!(" @ {}", clip(st, 40)))).unwrap_or_default();
-            let _ =
-                writeln!(s, "{head}{} {}{step}{handled}", out.paint(Style::Magenta, &ev.signal), clip(&ev.detail, 140));
+            let step = ev
+                .step
+                .as_deref()
+                .map(|st| out.paint(Style::Dim, &format!(" @ {}", one_line(st, 40))))
+                .unwrap_or_default();
+            let _ = writeln!(
+                s,
+                "{head}{} {}{step}{handled}",
+                out.paint(Style::Magenta, &ev.signal),
+                one_line(&ev.detail, 140)
+            );
         }
         let mut facts = Vec::new();
         if let Some(tok) = t.total_tokens {
@@ -386,17 +414,23 @@ pub fn render_show(out: &Output, doc: &ShowDoc<'_>, all: bool) -> String {
             let indent = "  ".repeat(step.depth.min(12));
             let mut line = format!("    {indent}{} ", out.paint(Style::Cyan, &format!("{:<9}", step.kind)));
             let name = step.tool.or(step.name).unwrap_or("");
-            line.push_str(&clip(name, 50));
+            line.push_str(&one_line(name, 50));
             if let Some(a) = step.agent {
-                line.push_str(&out.paint(Style::Dim, &format!(" by {}", clip(a, 30))));
+                line.push_str(&out.paint(Style::Dim, &format!(" by {}", one_line(a, 30))));
             }
-            if let Some(m) = step.model {
-                line.push_str(&out.paint(Style::Dim, &format!(" [{m}]")));
+            // Transcript formats name model turns after the model: say it once.
+            if let Some(m) = step.model.filter(|&m| m != name) {
+                line.push_str(&out.paint(Style::Dim, &format!(" [{}]", one_line(m, 60))));
             }
             if let Some(e) = &step.error {
-                line.push_str(&format!("  {} {}", out.paint(Style::Red, "✗"), out.paint(Style::Red, &clip(e, 120))));
+                line.push_str(&format!(
+                    "  {} {}",
+                    out.paint(Style::Red, "✗"),
+                    out.paint(Style::Red, &one_line(e, 120))
+                ));
             }
-            let _ = writeln!(s, "{line}");
+            // A step without a name would leave the padded kind column dangling.
+            let _ = writeln!(s, "{}", line.trim_end());
         }
         if hidden > 0 {
             let _ = writeln!(s, "    {}", out.paint(Style::Dim, &format!("… {hidden} steps (--all shows them)")));

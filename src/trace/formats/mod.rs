@@ -148,25 +148,30 @@ pub struct FileCtx<'a> {
     /// The path as shown to the user.
     pub path: &'a str,
     pub warnings: Vec<Warning>,
+    /// The read error that ended the file, if any (see [`FileCtx::record_error`]).
+    pub fatal: Option<ParseError>,
 }
 
 impl<'a> FileCtx<'a> {
     pub fn new(path: &'a str) -> FileCtx<'a> {
-        FileCtx { path, warnings: Vec::new() }
+        FileCtx { path, warnings: Vec::new(), fatal: None }
     }
 
     pub fn warn(&mut self, pos: Pos, message: impl Into<String>) {
         self.warnings.push(Warning { location: pos.to_string(), message: message.into() });
     }
 
-    /// Record a non-fatal read error and go on; a fatal one ends the file.
+    /// Record a read error and go on. A non-fatal one is a warning. A fatal one ends the
+    /// file: the record stream yields nothing after it, so the adapter's loop ends and it
+    /// hands over the traces it has collected so far, and [`parse`] then reports the error.
+    /// (Returning the error here made every adapter drop those traces on its `?`.)
     pub fn record_error(&mut self, e: RecordError) -> Result<(), ParseError> {
         if e.fatal {
-            Err(ParseError { location: e.pos.to_string(), message: e.message })
+            self.fatal.get_or_insert(ParseError { location: e.pos.to_string(), message: e.message });
         } else {
             self.warn(e.pos, e.message);
-            Ok(())
         }
+        Ok(())
     }
 
     /// A new trace whose source names this file and format.
@@ -187,8 +192,22 @@ pub struct ParseError {
 
 pub type Sink<'s> = dyn FnMut(Trace) + 's;
 
-/// Run the adapter for `format` over the records.
+/// Run the adapter for `format` over the records. A fatal read error is returned after the
+/// adapter has handed over the traces read before it.
 pub fn parse(
+    format: Format,
+    records: &mut Records,
+    ctx: &mut FileCtx<'_>,
+    sink: &mut Sink<'_>,
+) -> Result<(), ParseError> {
+    run_adapter(format, records, ctx, sink)?;
+    match ctx.fatal.take() {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+fn run_adapter(
     format: Format,
     records: &mut Records,
     ctx: &mut FileCtx<'_>,

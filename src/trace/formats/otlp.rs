@@ -327,7 +327,9 @@ pub fn parse_attribute_map(
     ctx: &mut FileCtx<'_>,
     sink: &mut Sink<'_>,
 ) -> Result<(), ParseError> {
-    let stem = std::path::Path::new(ctx.path).file_stem().and_then(|s| s.to_str()).unwrap_or("span").to_string();
+    // The id is the file name without its trace and compression extensions, so a gzip or
+    // zstd copy reads as the same trace (`x.json.gz` → `x`, not `x.json`).
+    let stem = super::chat::file_stem(ctx.path);
     let mut n = 0usize;
     for item in records {
         let rec = match item {
@@ -740,7 +742,13 @@ pub(crate) fn map_span(span: SpanIn, opts: MapOpts) -> SpanOut {
     // Status and error.
     let exception = events.iter().find(|e| is_exception_event(e));
     let error = if opts.from_logs {
-        exception.map(exception_error)
+        // A log record knows no span status; its exception event, or the `error.type` the
+        // GenAI inference details event carries when the operation failed, is the error.
+        exception.map(exception_error).or_else(|| {
+            first_s(a, &["error.type"])
+                .filter(|t| t != "_OTHER")
+                .map(|t| ErrorInfo::new(ErrorSource::ErrorField).with_type(t))
+        })
     } else {
         span_error(a, status, status_message.as_deref(), exception, &step)
     };
