@@ -151,9 +151,12 @@ pub fn sniff(head: &[u8]) -> Sniff {
     if body[..body.len().min(8192)].contains(&0) {
         return Sniff::Binary("binary data (NUL bytes)".into());
     }
+    let json_start = matches!(body[first], b'{' | b'[');
     if let Err(e) = std::str::from_utf8(body) {
-        // A multi-byte character cut at the end of the head is fine.
-        if e.error_len().is_some() {
+        // A multi-byte character cut at the end of the head is fine, and in a file that
+        // starts as JSON a bad byte is one bad record (reported with its line), not a
+        // binary file.
+        if e.error_len().is_some() && !json_start {
             return Sniff::Binary(format!("invalid UTF-8 at byte {}", e.valid_up_to()));
         }
     }
@@ -163,14 +166,19 @@ pub fn sniff(head: &[u8]) -> Sniff {
             // JSONL when the first line holds one complete value and something follows it.
             let rest = &body[first..];
             match memchr::memchr(b'\n', rest) {
-                Some(nl) if serde_json::from_slice::<serde::de::IgnoredAny>(&rest[..nl]).is_ok() => {
-                    Sniff::Json(Container::Lines)
-                }
+                Some(nl) if first_line_is_a_value(&rest[..nl]) => Sniff::Json(Container::Lines),
                 _ => Sniff::Json(Container::Documents),
             }
         }
         _ => Sniff::Text,
     }
+}
+
+/// A line holding one complete JSON value (bad UTF-8 inside strings forgiven: it is that
+/// line's problem, reported when it is read).
+fn first_line_is_a_value(line: &[u8]) -> bool {
+    serde_json::from_slice::<serde::de::IgnoredAny>(line).is_ok()
+        || serde_json::from_str::<serde::de::IgnoredAny>(&String::from_utf8_lossy(line)).is_ok()
 }
 
 fn is_length_prefixed_proto(body: &[u8]) -> bool {
@@ -214,6 +222,17 @@ impl Records {
                         ),
                         fatal: true,
                     })],
+                    Ok(_) if container == Container::Documents && looks_like_lines(&bytes) => {
+                        return Records {
+                            source: Source::Lines(LineReader {
+                                reader: Box::new(Cursor::new(bytes)),
+                                line_no: 0,
+                                buf: Vec::new(),
+                            }),
+                            peeked: VecDeque::new(),
+                            done: false,
+                        };
+                    }
                     Ok(_) => parse_documents(&bytes, container),
                 };
                 Source::Values(items.into_iter())
@@ -360,6 +379,15 @@ fn trim_line(line: &[u8]) -> &[u8] {
     &line[start..end.max(start)]
 }
 
+/// JSONL whose first line was longer than the sniffed head: the first line is one
+/// complete value and another value starts on the next line.
+fn looks_like_lines(bytes: &[u8]) -> bool {
+    let Some(nl) = memchr::memchr(b'\n', bytes) else { return false };
+    let rest = &bytes[nl + 1..];
+    let next = rest.iter().position(|b| !b.is_ascii_whitespace());
+    next.is_some_and(|i| matches!(rest[i], b'{' | b'[')) && first_line_is_a_value(trim_line(&bytes[..nl]))
+}
+
 /// Strict JSON first; on failure, retry with the lenient rewrite of Python's bare
 /// `NaN`/`Infinity` (seen in real research dumps) before giving up.
 fn parse_value(bytes: &[u8]) -> Result<Value, serde_json::Error> {
@@ -474,6 +502,9 @@ fn parse_documents(bytes: &[u8], container: Container) -> Vec<Result<Record, Rec
                 return out;
             }
             Err(e) => {
+                // Keep the complete elements before the problem, as the streamed path does.
+                let mut de = serde_json::Deserializer::from_slice(bytes);
+                let _ = CollectElements { out: &mut out }.deserialize(&mut de);
                 out.push(Err(RecordError {
                     pos: Pos::Byte(byte_offset(bytes, &e)),
                     message: describe_json_error(&e),
@@ -559,6 +590,33 @@ impl<'de> Visitor<'de> for ElementSink {
                 // The consumer stopped reading; drain nothing more.
                 return Ok(());
             }
+            i += 1;
+        }
+        Ok(())
+    }
+}
+
+/// Collects the elements of a top-level array until the first error.
+struct CollectElements<'a> {
+    out: &'a mut Vec<Result<Record, RecordError>>,
+}
+
+impl<'de> DeserializeSeed<'de> for CollectElements<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for CollectElements<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON array")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut i = 0u64;
+        while let Some(value) = seq.next_element::<Value>()? {
+            self.out.push(Ok(Record { value, pos: Pos::Element(i) }));
             i += 1;
         }
         Ok(())
