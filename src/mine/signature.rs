@@ -59,9 +59,11 @@ pub fn template(message: &str) -> String {
     let mut i = 0;
     let mut last_space = true;
     let push_mask = |out: &mut String, mask: &str| {
-        // Collapse runs of the same mask ("<n> <n>" → "<n>").
-        let trimmed = out.trim_end();
-        if !trimmed.ends_with(mask) {
+        // Collapse runs of the same mask ("<n> <n>" → "<n>"), leaving no double space.
+        let kept = out.trim_end().len();
+        if out[..kept].ends_with(mask) {
+            out.truncate(kept);
+        } else {
             out.push_str(mask);
         }
     };
@@ -108,6 +110,7 @@ pub fn template(message: &str) -> String {
             end -= 1;
         }
         t.truncate(end);
+        t.truncate(t.trim_end().len());
     }
     t
 }

@@ -70,7 +70,9 @@ pub fn derive(trace: &mut Trace) {
             detail.push_str(t);
         }
         if let Some(m) = &error.message {
-            if !detail.is_empty() {
+            // Messages often repeat their type ("TimeoutError: …"): say it once.
+            let m = m.strip_prefix(detail.as_str()).map(|r| r.trim_start_matches([':', ' '])).unwrap_or(m);
+            if !detail.is_empty() && !m.is_empty() {
                 detail.push_str(": ");
             }
             detail.push_str(&super::json::clip(m, 200));
