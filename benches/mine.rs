@@ -154,7 +154,9 @@ fn main() {
     let python = Path::new(PYTHON).exists() && Path::new(BASELINE).exists();
     if !python {
         eprintln!("\n*** BASELINE SKIPPED: {PYTHON} or {BASELINE} is missing ***");
-        eprintln!("*** set it up: python3 -m venv /tmp/benchvenv && /tmp/benchvenv/bin/pip install scikit-learn numpy ***\n");
+        eprintln!(
+            "*** set it up: python3 -m venv /tmp/benchvenv && /tmp/benchvenv/bin/pip install scikit-learn numpy ***\n"
+        );
     }
     let rt = runtime().expect("runtime");
 
@@ -278,7 +280,11 @@ fn main() {
     println!("  mine + cases {:>8.3} s {:>6.0} MB/s   (fresh store)", cases, mb_total / cases);
     println!("  re-mine      {:>8.4} s               (unchanged folder, same store, cases on)", remine);
     if baseline.is_finite() {
-        println!("  python       {:>8.3} s {:>6.0} MB/s   (baseline_mine.py, subprocess)", baseline, mb_total / baseline);
+        println!(
+            "  python       {:>8.3} s {:>6.0} MB/s   (baseline_mine.py, subprocess)",
+            baseline,
+            mb_total / baseline
+        );
     } else {
         println!("  python       SKIPPED");
     }
