@@ -176,15 +176,17 @@ pub async fn mine(store: &Store, opts: &MineOptions, tick: &(dyn Fn(&str) + Sync
     // 3. Cluster what is unassigned.
     let stored = store.failures().await?;
     let existing: Vec<Cluster> = store.clusters().await?.into_iter().map(|c| c.cluster).collect();
-    let mut idf = Idf::default();
-    for s in &stored {
-        idf.add(&term_counts(&s.failure));
-    }
     let unassigned: Vec<&StoredFailure> = stored.iter().filter(|s| s.cluster_id.is_none()).collect();
     let mut cluster_of: HashMap<i64, String> =
         stored.iter().filter_map(|s| Some((s.id, s.cluster_id.clone()?))).collect();
     let mut clusters = existing;
     if !unassigned.is_empty() {
+        // The IDF covers every stored failure; it is only needed when something is to be assigned
+        // (a re-mine of unchanged traces assigns nothing and must not pay for it).
+        let mut idf = Idf::default();
+        for s in &stored {
+            idf.add(&term_counts(&s.failure));
+        }
         let new: Vec<Failure> = unassigned.iter().map(|s| s.failure.clone()).collect();
         let assignment = cluster::assign(&new, clusters, &idf, opts.join_threshold);
         summary.new_clusters = assignment.new_clusters;
@@ -224,8 +226,9 @@ pub async fn mine(store: &Store, opts: &MineOptions, tick: &(dyn Fn(&str) + Sync
         }
     }
     let total_failed: usize = members.values().map(Vec::len).sum();
-    let existing_cases: HashMap<String, String> =
-        store.cases(None).await?.into_iter().map(|c| (c.id, c.content_hash)).collect();
+    // Case id → (content hash, path) as last recorded.
+    let existing_cases: HashMap<String, (String, String)> =
+        store.cases(None).await?.into_iter().map(|c| (c.id, (c.content_hash, c.path))).collect();
     let now = crate::store::now_rfc3339();
     let mut views = Vec::new();
     for sc in &stored_clusters {
@@ -242,8 +245,13 @@ pub async fn mine(store: &Store, opts: &MineOptions, tick: &(dyn Fn(&str) + Sync
                 &opts.evals_dir,
                 &now,
             ) {
-                let last = existing_cases.get(&planned.case.id).map(String::as_str);
+                let recorded = existing_cases.get(&planned.case.id);
+                let last = recorded.map(|(h, _)| h.as_str());
                 let (result, hash) = write_case(&planned, last)?;
+                let path = planned.path.display().to_string();
+                // The row already says exactly this (a re-mine of unchanged traces): writing it
+                // again would change nothing but its time, at one store commit per case.
+                let recorded_as_is = recorded.is_some_and(|(h, p)| *h == hash && *p == path);
                 match result {
                     WriteResult::Written => {
                         written += 1;
@@ -252,14 +260,14 @@ pub async fn mine(store: &Store, opts: &MineOptions, tick: &(dyn Fn(&str) + Sync
                     WriteResult::Unchanged => summary.cases_unchanged += 1,
                     WriteResult::KeptEdited => summary.cases_kept_edited.push(planned.path.display().to_string()),
                 }
-                if result != WriteResult::KeptEdited {
+                if result != WriteResult::KeptEdited && !recorded_as_is {
                     let row = crate::store::mine::StoredCase {
                         id: planned.case.id.clone(),
                         cluster_id: sc.cluster.id.clone(),
                         harness: opts.harness.clone(),
                         split: planned.case.split.clone(),
                         status: planned.case.status.clone(),
-                        path: planned.path.display().to_string(),
+                        path,
                         content_hash: hash,
                     };
                     store.upsert_case(&row, &planned.input_hash, Some(planned.failure_id)).await?;
