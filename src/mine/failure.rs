@@ -149,7 +149,7 @@ fn decisive_from_step(trace: &Trace, idx: usize, prefix: &str) -> Decisive {
     }
     Decisive {
         step: Some(idx),
-        signal: format!("{prefix}:{}", snake(&source)),
+        signal: format!("{prefix}:{}", crate::trace::outcome::to_snake(&source)),
         message: first_lines(&message, 3),
         error_type: err.r#type.clone(),
     }
@@ -514,21 +514,6 @@ fn neighbourhood_text(
 
 fn first_lines(s: &str, n: usize) -> String {
     s.lines().filter(|l| !l.trim().is_empty()).take(n).collect::<Vec<_>>().join("\n")
-}
-
-fn snake(debug_name: &str) -> String {
-    let mut out = String::new();
-    for (i, c) in debug_name.chars().enumerate() {
-        if c.is_ascii_uppercase() {
-            if i > 0 {
-                out.push('_');
-            }
-            out.push(c.to_ascii_lowercase());
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// The task input (without its expected answer), recorded tool results, and checks from

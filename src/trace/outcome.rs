@@ -107,7 +107,8 @@ pub fn derive(trace: &mut Trace) {
     trace.outcome = Outcome { status, evidence };
 }
 
-fn to_snake(debug_name: &str) -> String {
+/// `SpanStatus` → `span_status` (error sources in evidence and signatures).
+pub(crate) fn to_snake(debug_name: &str) -> String {
     let mut out = String::new();
     for (i, c) in debug_name.chars().enumerate() {
         if c.is_ascii_uppercase() {
