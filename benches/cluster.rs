@@ -12,7 +12,7 @@
 use std::collections::HashSet;
 use std::time::Instant;
 
-use autoharness::mine::cluster::{self, Idf, term_counts};
+use autoharness::mine::cluster::{self, Idf};
 use autoharness::mine::failure::{CaseSeed, Failure};
 use autoharness::mine::signature::{Signature, template};
 
@@ -96,623 +96,90 @@ const fn t(
 
 const ANY: Option<&str> = Some("*");
 
+#[rustfmt::skip]
 const TEMPLATES: &[Tpl] = &[
-    t(
-        "error:tool_result_flag",
-        "tool",
-        ANY,
-        None,
-        false,
-        "Error: command exited with code {n}: {path}: No such file or directory",
-        &["file", "directory", "missing"],
-    ),
-    t(
-        "error:exception",
-        "tool",
-        ANY,
-        Some("PermissionError"),
-        false,
-        "PermissionError: [Errno 13] Permission denied: '{path}'",
-        &["permission", "denied", "chmod"],
-    ),
-    t(
-        "error:exception",
-        "tool",
-        ANY,
-        Some("KeyError"),
-        false,
-        "Traceback (most recent call last):\n  File \"{path}\", line {n}, in {word}\nKeyError: '{word}'",
-        &["traceback", "key", "dict"],
-    ),
-    t(
-        "error:span_status",
-        "llm",
-        None,
-        Some("RateLimitError"),
-        true,
-        "Error code: 429 - {'error': {'message': 'Rate limit reached for gpt-4o in organization org-{id} on tokens per min (TPM): Limit {n}, Used {n}, Requested {n}. Please try again in {n}ms.', 'type': 'tokens'}}",
-        &["rate", "limit", "retry"],
-    ),
-    t(
-        "error:span_status",
-        "llm",
-        None,
-        Some("InternalServerError"),
-        true,
-        "Error code: 500 - {'error': {'message': 'The server had an error while processing your request. Sorry about that!', 'type': 'server_error'}} request_id req_{hex}",
-        &["server", "error", "upstream"],
-    ),
-    t(
-        "error:exception",
-        "llm",
-        None,
-        Some("InternalServerError"),
-        true,
-        "anthropic.InternalServerError: Error code: 529 - {'type': 'error', 'error': {'type': 'overloaded_error', 'message': 'Overloaded'}}",
-        &["overloaded", "capacity"],
-    ),
-    t(
-        "error:tool_result_flag",
-        "tool",
-        ANY,
-        None,
-        false,
-        "Command timed out after {n} seconds: {word} --{word} {path}",
-        &["timeout", "command", "killed"],
-    ),
-    t(
-        "error:exception",
-        "llm",
-        None,
-        Some("ReadTimeout"),
-        true,
-        "httpx.ReadTimeout: timed out after {n}s waiting for {url}",
-        &["timeout", "network", "read"],
-    ),
-    t(
-        "action:missing",
-        "llm",
-        None,
-        None,
-        false,
-        "expected action {action} was never called",
-        &["order", "user", "request"],
-    ),
-    t(
-        "action:wrong_arguments",
-        "tool",
-        ANY,
-        None,
-        false,
-        "expected action {action} called with other arguments",
-        &["arguments", "item", "order"],
-    ),
+    t("error:tool_result_flag", "tool", ANY, None, false, "Error: command exited with code {n}: {path}: No such file or directory", &["file", "directory", "missing"]),
+    t("error:exception", "tool", ANY, Some("PermissionError"), false, "PermissionError: [Errno 13] Permission denied: '{path}'", &["permission", "denied", "chmod"]),
+    t("error:exception", "tool", ANY, Some("KeyError"), false, "Traceback (most recent call last):\n  File \"{path}\", line {n}, in {word}\nKeyError: '{word}'", &["traceback", "key", "dict"]),
+    t("error:span_status", "llm", None, Some("RateLimitError"), true, "Error code: 429 - {'error': {'message': 'Rate limit reached for gpt-4o in organization org-{id} on tokens per min (TPM): Limit {n}, Used {n}, Requested {n}. Please try again in {n}ms.', 'type': 'tokens'}}", &["rate", "limit", "retry"]),
+    t("error:span_status", "llm", None, Some("InternalServerError"), true, "Error code: 500 - {'error': {'message': 'The server had an error while processing your request. Sorry about that!', 'type': 'server_error'}} request_id req_{hex}", &["server", "error", "upstream"]),
+    t("error:exception", "llm", None, Some("InternalServerError"), true, "anthropic.InternalServerError: Error code: 529 - {'type': 'error', 'error': {'type': 'overloaded_error', 'message': 'Overloaded'}}", &["overloaded", "capacity"]),
+    t("error:tool_result_flag", "tool", ANY, None, false, "Command timed out after {n} seconds: {word} --{word} {path}", &["timeout", "command", "killed"]),
+    t("error:exception", "llm", None, Some("ReadTimeout"), true, "httpx.ReadTimeout: timed out after {n}s waiting for {url}", &["timeout", "network", "read"]),
+    t("action:missing", "llm", None, None, false, "expected action {action} was never called", &["order", "user", "request"]),
+    t("action:wrong_arguments", "tool", ANY, None, false, "expected action {action} called with other arguments", &["arguments", "item", "order"]),
     t("action:unexpected", "tool", ANY, None, false, "unexpected action {action}", &["cancel", "modify", "policy"]),
-    t(
-        "loop:repeated_call",
-        "tool",
-        ANY,
-        None,
-        false,
-        "{tool} called 3+ times with the same arguments",
-        &["again", "retry", "same"],
-    ),
-    t(
-        "refusal",
-        "llm",
-        None,
-        None,
-        false,
-        "i'm sorry, but i can't help with {word} requests for user {id}",
-        &["policy", "cannot", "sorry"],
-    ),
+    t("loop:repeated_call", "tool", ANY, None, false, "{tool} called 3+ times with the same arguments", &["again", "retry", "same"]),
+    t("refusal", "llm", None, None, false, "i'm sorry, but i can't help with {word} requests for user {id}", &["policy", "cannot", "sorry"]),
     t("signal:reward", "llm", None, None, false, "reward {n} below 1", &["answer", "final", "wrong"]),
-    t(
-        "error:exception",
-        "tool",
-        ANY,
-        Some("ModuleNotFoundError"),
-        false,
-        "ModuleNotFoundError: No module named '{word}'",
-        &["import", "module", "install"],
-    ),
-    t(
-        "error:exception",
-        "tool",
-        ANY,
-        Some("NameError"),
-        false,
-        "NameError: name {word} is not defined",
-        &["name", "variable", "defined"],
-    ),
-    t(
-        "error:exception",
-        "tool",
-        ANY,
-        Some("AttributeError"),
-        false,
-        "AttributeError: {Word} object has no attribute {word}",
-        &["attribute", "object", "method"],
-    ),
-    t(
-        "error:exception",
-        "tool",
-        ANY,
-        Some("TypeError"),
-        false,
-        "TypeError: {word}() missing {n} required positional argument: '{word}'",
-        &["argument", "function", "call"],
-    ),
-    t(
-        "error:exception",
-        "tool",
-        ANY,
-        Some("FileNotFoundError"),
-        false,
-        "FileNotFoundError: [Errno 2] No such file or directory: '{path}'",
-        &["file", "open", "path"],
-    ),
-    t(
-        "error:tool_result_flag",
-        "tool",
-        Some("bash"),
-        None,
-        false,
-        "fatal: not a git repository (or any of the parent directories): .git",
-        &["git", "repository", "commit"],
-    ),
-    t(
-        "error:tool_result_flag",
-        "tool",
-        Some("bash"),
-        None,
-        false,
-        "FAILED tests/test_{word}.py::test_{word} - AssertionError: assert {n} == {n}",
-        &["test", "assert", "pytest"],
-    ),
-    t(
-        "error:exit_code",
-        "tool",
-        Some("bash"),
-        None,
-        false,
-        "npm ERR! code E404 npm ERR! 404 Not Found - GET {url} - Not found",
-        &["npm", "package", "install"],
-    ),
-    t(
-        "error:exit_code",
-        "tool",
-        Some("bash"),
-        None,
-        false,
-        "docker: Error response from daemon: pull access denied for {word}, repository does not exist or may require 'docker login'",
-        &["docker", "image", "pull"],
-    ),
-    t(
-        "error:exception",
-        "tool",
-        ANY,
-        Some("OperationalError"),
-        false,
-        "sqlite3.OperationalError: no such table: {word}",
-        &["table", "database", "query"],
-    ),
-    t(
-        "error:exception",
-        "tool",
-        ANY,
-        Some("JSONDecodeError"),
-        false,
-        "json.decoder.JSONDecodeError: Expecting ',' delimiter: line {n} column {n} (char {n})",
-        &["json", "parse", "delimiter"],
-    ),
-    t(
-        "error:exception",
-        "tool",
-        ANY,
-        Some("ValidationError"),
-        false,
-        "ValidationError: 1 validation error for {Word}Input\n{word}\n  field required (type=value_error.missing)",
-        &["validation", "field", "schema"],
-    ),
-    t(
-        "error:tool_result_flag",
-        "tool",
-        ANY,
-        None,
-        false,
-        "Tool {word} not found. Available tools: {tool}, {tool}, {tool}",
-        &["tool", "available", "name"],
-    ),
-    t(
-        "error:tool_result_flag",
-        "tool",
-        ANY,
-        None,
-        false,
-        "Invalid arguments for {tool}: missing required property '{word}'",
-        &["arguments", "schema", "property"],
-    ),
-    t(
-        "error:exception",
-        "llm",
-        None,
-        Some("BadRequestError"),
-        false,
-        "openai.BadRequestError: Error code: 400 - This model's maximum context length is {n} tokens. However, your messages resulted in {n} tokens.",
-        &["context", "length", "tokens"],
-    ),
-    t(
-        "error:exception",
-        "llm",
-        None,
-        Some("AuthenticationError"),
-        true,
-        "openai.AuthenticationError: Error code: 401 - Incorrect API key provided: sk-{hex}. You can find your API key at {url}",
-        &["key", "auth", "account"],
-    ),
-    t(
-        "error:exception",
-        "llm",
-        None,
-        Some("ConnectionError"),
-        true,
-        "ConnectionRefusedError: [Errno 111] Connection refused while connecting to {url}",
-        &["connection", "refused", "network"],
-    ),
-    t(
-        "error:span_status",
-        "llm",
-        None,
-        None,
-        true,
-        "502 Bad Gateway: upstream {url} returned an invalid response at {time}",
-        &["gateway", "upstream", "proxy"],
-    ),
-    t(
-        "error:tool_result_flag",
-        "tool",
-        ANY,
-        None,
-        false,
-        "Error: order #W{n} not found for user {word}_{word}_{n}",
-        &["order", "user", "lookup"],
-    ),
-    t(
-        "error:tool_result_flag",
-        "tool",
-        ANY,
-        None,
-        false,
-        "Error: payment method credit_card_{n} not found",
-        &["payment", "card", "refund"],
-    ),
-    t(
-        "error:tool_result_flag",
-        "tool",
-        ANY,
-        None,
-        false,
-        "Error: reservation {ID} cannot be cancelled: status is {word}",
-        &["reservation", "cancel", "flight"],
-    ),
-    t(
-        "error:exit_code",
-        "tool",
-        Some("bash"),
-        None,
-        false,
-        "Process exited with status {n} after {n}ms",
-        &["process", "exit", "status"],
-    ),
-    t(
-        "error:exception",
-        "tool",
-        ANY,
-        Some("OutOfMemoryError"),
-        false,
-        "torch.cuda.OutOfMemoryError: CUDA out of memory. Tried to allocate {n} MiB (GPU {n}; {n} GiB total capacity)",
-        &["memory", "gpu", "batch"],
-    ),
-    t(
-        "error:tool_result_flag",
-        "tool",
-        Some("bash"),
-        None,
-        false,
-        "{path}:{n}:{n}: E501 line too long ({n} > {n} characters)",
-        &["lint", "line", "style"],
-    ),
-    t(
-        "error:exit_code",
-        "tool",
-        Some("bash"),
-        None,
-        false,
-        "error[E0425]: cannot find value {word} in this scope --> {path}:{n}:{n}",
-        &["compile", "scope", "rust"],
-    ),
-    t(
-        "error:exception",
-        "tool",
-        ANY,
-        Some("RecursionError"),
-        false,
-        "RecursionError: maximum recursion depth exceeded while calling a Python object",
-        &["recursion", "depth", "stack"],
-    ),
-    t(
-        "handled:tool_result_flag",
-        "tool",
-        ANY,
-        None,
-        false,
-        "HTTP 404 Not Found: GET {url} (request {uuid})",
-        &["http", "found", "endpoint"],
-    ),
+    t("error:exception", "tool", ANY, Some("ModuleNotFoundError"), false, "ModuleNotFoundError: No module named '{word}'", &["import", "module", "install"]),
+    t("error:exception", "tool", ANY, Some("NameError"), false, "NameError: name {word} is not defined", &["name", "variable", "defined"]),
+    t("error:exception", "tool", ANY, Some("AttributeError"), false, "AttributeError: {Word} object has no attribute {word}", &["attribute", "object", "method"]),
+    t("error:exception", "tool", ANY, Some("TypeError"), false, "TypeError: {word}() missing {n} required positional argument: '{word}'", &["argument", "function", "call"]),
+    t("error:exception", "tool", ANY, Some("FileNotFoundError"), false, "FileNotFoundError: [Errno 2] No such file or directory: '{path}'", &["file", "open", "path"]),
+    t("error:tool_result_flag", "tool", Some("bash"), None, false, "fatal: not a git repository (or any of the parent directories): .git", &["git", "repository", "commit"]),
+    t("error:tool_result_flag", "tool", Some("bash"), None, false, "FAILED tests/test_{word}.py::test_{word} - AssertionError: assert {n} == {n}", &["test", "assert", "pytest"]),
+    t("error:exit_code", "tool", Some("bash"), None, false, "npm ERR! code E404 npm ERR! 404 Not Found - GET {url} - Not found", &["npm", "package", "install"]),
+    t("error:exit_code", "tool", Some("bash"), None, false, "docker: Error response from daemon: pull access denied for {word}, repository does not exist or may require 'docker login'", &["docker", "image", "pull"]),
+    t("error:exception", "tool", ANY, Some("OperationalError"), false, "sqlite3.OperationalError: no such table: {word}", &["table", "database", "query"]),
+    t("error:exception", "tool", ANY, Some("JSONDecodeError"), false, "json.decoder.JSONDecodeError: Expecting ',' delimiter: line {n} column {n} (char {n})", &["json", "parse", "delimiter"]),
+    t("error:exception", "tool", ANY, Some("ValidationError"), false, "ValidationError: 1 validation error for {Word}Input\n{word}\n  field required (type=value_error.missing)", &["validation", "field", "schema"]),
+    t("error:tool_result_flag", "tool", ANY, None, false, "Tool {word} not found. Available tools: {tool}, {tool}, {tool}", &["tool", "available", "name"]),
+    t("error:tool_result_flag", "tool", ANY, None, false, "Invalid arguments for {tool}: missing required property '{word}'", &["arguments", "schema", "property"]),
+    t("error:exception", "llm", None, Some("BadRequestError"), false, "openai.BadRequestError: Error code: 400 - This model's maximum context length is {n} tokens. However, your messages resulted in {n} tokens.", &["context", "length", "tokens"]),
+    t("error:exception", "llm", None, Some("AuthenticationError"), true, "openai.AuthenticationError: Error code: 401 - Incorrect API key provided: sk-{hex}. You can find your API key at {url}", &["key", "auth", "account"]),
+    t("error:exception", "llm", None, Some("ConnectionError"), true, "ConnectionRefusedError: [Errno 111] Connection refused while connecting to {url}", &["connection", "refused", "network"]),
+    t("error:span_status", "llm", None, None, true, "502 Bad Gateway: upstream {url} returned an invalid response at {time}", &["gateway", "upstream", "proxy"]),
+    t("error:tool_result_flag", "tool", ANY, None, false, "Error: order #W{n} not found for user {word}_{word}_{n}", &["order", "user", "lookup"]),
+    t("error:tool_result_flag", "tool", ANY, None, false, "Error: payment method credit_card_{n} not found", &["payment", "card", "refund"]),
+    t("error:tool_result_flag", "tool", ANY, None, false, "Error: reservation {ID} cannot be cancelled: status is {word}", &["reservation", "cancel", "flight"]),
+    t("error:exit_code", "tool", Some("bash"), None, false, "Process exited with status {n} after {n} ms", &["process", "exit", "status"]),
+    t("error:exception", "tool", ANY, Some("OutOfMemoryError"), false, "torch.cuda.OutOfMemoryError: CUDA out of memory. Tried to allocate {n} MiB (GPU {n}; {n} GiB total capacity)", &["memory", "gpu", "batch"]),
+    t("error:tool_result_flag", "tool", Some("bash"), None, false, "{path}:{n}:{n}: E501 line too long ({n} > {n} characters)", &["lint", "line", "style"]),
+    t("error:exit_code", "tool", Some("bash"), None, false, "error[E0425]: cannot find value {word} in this scope --> {path}:{n}:{n}", &["compile", "scope", "rust"]),
+    t("error:exception", "tool", ANY, Some("RecursionError"), false, "RecursionError: maximum recursion depth exceeded while calling a Python object", &["recursion", "depth", "stack"]),
+    t("handled:tool_result_flag", "tool", ANY, None, false, "HTTP 404 Not Found: GET {url} (request {uuid})", &["http", "found", "endpoint"]),
     t("unknown", "none", None, None, false, "", &["done", "task", "finished"]),
 ];
 
+#[rustfmt::skip]
 const TOOLS: &[&str] = &[
-    "bash",
-    "python",
-    "read_file",
-    "write_file",
-    "edit_file",
-    "search",
-    "web_search",
-    "browse",
-    "get_user_details",
-    "get_order_details",
-    "cancel_pending_order",
-    "modify_pending_order_items",
-    "exchange_delivered_order_items",
-    "return_delivered_order_items",
-    "update_reservation_flights",
-    "book_reservation",
-    "list_directory",
-    "grep",
-    "run_tests",
-    "git_commit",
-    "sql_query",
-    "http_request",
-    "calculate",
-    "transfer_to_human_agents",
+    "bash", "python", "read_file", "write_file", "edit_file", "search", "web_search", "browse", "get_user_details",
+    "get_order_details", "cancel_pending_order", "modify_pending_order_items", "exchange_delivered_order_items",
+    "return_delivered_order_items", "update_reservation_flights", "book_reservation", "list_directory", "grep",
+    "run_tests", "git_commit", "sql_query", "http_request", "calculate", "transfer_to_human_agents",
 ];
 
+#[rustfmt::skip]
 const ACTIONS: &[&str] = &[
-    "cancel_pending_order",
-    "modify_pending_order_address",
-    "modify_pending_order_items",
-    "modify_user_address",
-    "return_delivered_order_items",
-    "exchange_delivered_order_items",
-    "book_reservation",
-    "cancel_reservation",
-    "update_reservation_baggages",
-    "update_reservation_flights",
-    "update_reservation_passengers",
-    "send_certificate",
-    "transfer_to_human_agents",
-    "get_user_details",
-    "find_user_id_by_email",
+    "cancel_pending_order", "modify_pending_order_address", "modify_pending_order_items", "modify_user_address",
+    "return_delivered_order_items", "exchange_delivered_order_items", "book_reservation", "cancel_reservation",
+    "update_reservation_baggages", "update_reservation_flights", "update_reservation_passengers", "send_certificate",
+    "transfer_to_human_agents", "get_user_details", "find_user_id_by_email",
 ];
 
 /// Words of agent transcripts, most common first (drawn skewed towards the front).
+#[rustfmt::skip]
 const WORDS: &[&str] = &[
-    "user",
-    "order",
-    "tool",
-    "file",
-    "error",
-    "request",
-    "result",
-    "call",
-    "function",
-    "assistant",
-    "need",
-    "check",
-    "item",
-    "code",
-    "test",
-    "run",
-    "command",
-    "output",
-    "value",
-    "data",
-    "list",
-    "name",
-    "status",
-    "return",
-    "found",
-    "update",
-    "change",
-    "first",
-    "next",
-    "address",
-    "payment",
-    "method",
-    "using",
-    "because",
-    "before",
-    "after",
-    "again",
-    "still",
-    "already",
-    "instead",
-    "failed",
-    "success",
-    "details",
-    "information",
-    "customer",
-    "account",
-    "email",
-    "number",
-    "price",
-    "total",
-    "amount",
-    "refund",
-    "exchange",
-    "cancel",
-    "reservation",
-    "flight",
-    "passenger",
-    "baggage",
-    "cabin",
-    "economy",
-    "business",
-    "date",
-    "time",
-    "policy",
-    "allowed",
-    "confirm",
-    "proceed",
-    "look",
-    "see",
-    "get",
-    "make",
-    "take",
-    "give",
-    "find",
-    "try",
-    "use",
-    "know",
-    "think",
-    "want",
-    "help",
-    "issue",
-    "problem",
-    "fix",
-    "bug",
-    "patch",
-    "repository",
-    "branch",
-    "commit",
-    "diff",
-    "line",
-    "module",
-    "import",
-    "class",
-    "method",
-    "variable",
-    "parameter",
-    "argument",
-    "type",
-    "string",
-    "integer",
-    "object",
-    "array",
-    "dict",
-    "key",
-    "field",
-    "schema",
-    "json",
-    "response",
-    "server",
-    "client",
-    "network",
-    "timeout",
-    "retry",
-    "limit",
-    "rate",
-    "token",
-    "model",
-    "prompt",
-    "context",
-    "message",
-    "content",
-    "role",
-    "system",
-    "question",
-    "answer",
-    "final",
-    "search",
-    "query",
-    "page",
-    "browser",
-    "click",
-    "link",
-    "website",
-    "article",
-    "source",
-    "table",
-    "row",
-    "column",
-    "database",
-    "record",
-    "entry",
-    "path",
-    "directory",
-    "folder",
-    "script",
-    "python",
-    "install",
-    "package",
-    "version",
-    "dependency",
-    "build",
-    "compile",
-    "warning",
-    "exception",
-    "trace",
-    "stack",
-    "frame",
-    "thread",
-    "process",
-    "memory",
-    "disk",
-    "space",
-    "permission",
-    "access",
-    "denied",
-    "owner",
-    "group",
-    "read",
-    "write",
-    "execute",
-    "shell",
-    "environment",
-    "config",
-    "setting",
-    "option",
-    "flag",
-    "default",
-    "missing",
-    "invalid",
-    "unknown",
-    "unexpected",
-    "expected",
-    "actual",
-    "different",
-    "same",
-    "correct",
-    "wrong",
-    "right",
-    "left",
-    "step",
-    "plan",
-    "goal",
-    "task",
-    "done",
-    "complete",
-    "finish",
-    "start",
-    "begin",
-    "end",
-    "wait",
-    "stop",
-    "continue",
-    "skip",
-    "ignore",
-    "handle",
-    "catch",
-    "raise",
-    "throw",
-    "log",
-    "debug",
-    "info",
-    "note",
-    "summary",
+    "user", "order", "tool", "file", "error", "request", "result", "call", "function", "assistant", "need", "check",
+    "item", "code", "test", "run", "command", "output", "value", "data", "list", "name", "status", "return", "found",
+    "update", "change", "first", "next", "address", "payment", "method", "using", "because", "before", "after",
+    "again", "still", "already", "instead", "failed", "success", "details", "information", "customer", "account",
+    "email", "number", "price", "total", "amount", "refund", "exchange", "cancel", "reservation", "flight",
+    "passenger", "baggage", "cabin", "economy", "business", "date", "time", "policy", "allowed", "confirm", "proceed",
+    "look", "see", "get", "make", "take", "give", "find", "try", "use", "know", "think", "want", "help", "issue",
+    "problem", "fix", "bug", "patch", "repository", "branch", "commit", "diff", "line", "module", "import", "class",
+    "method", "variable", "parameter", "argument", "type", "string", "integer", "object", "array", "dict", "key",
+    "field", "schema", "json", "response", "server", "client", "network", "timeout", "retry", "limit", "rate",
+    "token", "model", "prompt", "context", "message", "content", "role", "system", "question", "answer", "final",
+    "search", "query", "page", "browser", "click", "link", "website", "article", "source", "table", "row", "column",
+    "database", "record", "entry", "path", "directory", "folder", "script", "python", "install", "package", "version",
+    "dependency", "build", "compile", "warning", "exception", "trace", "stack", "frame", "thread", "process",
+    "memory", "disk", "space", "permission", "access", "denied", "owner", "group", "read", "write", "execute",
+    "shell", "environment", "config", "setting", "option", "flag", "default", "missing", "invalid", "unknown",
+    "unexpected", "expected", "actual", "different", "same", "correct", "wrong", "right", "left", "step", "plan",
+    "goal", "task", "done", "complete", "finish", "start", "begin", "end", "wait", "stop", "continue", "skip",
+    "ignore", "handle", "catch", "raise", "throw", "log", "debug", "info", "note", "summary",
 ];
 
 /// Identifiers (function, table, module names): pseudo-words from syllables, no digits.
@@ -740,6 +207,9 @@ fn identifiers(rng: &mut Rng, n: usize) -> Vec<String> {
 struct Gen {
     rng: Rng,
     idents: Vec<String>,
+    /// Long-tail prose: most words drawn evenly from a large vocabulary, so failures of one
+    /// template rarely read alike and the cluster count grows with N.
+    tail: Vec<String>,
 }
 
 impl Gen {
@@ -819,6 +289,11 @@ impl Gen {
             if i > 0 {
                 out.push(' ');
             }
+            if !self.tail.is_empty() && self.rng.below(10) < 7 {
+                let i = self.rng.below(self.tail.len());
+                out.push_str(&self.tail[i]);
+                continue;
+            }
             match self.rng.below(20) {
                 0..=2 => out.push_str(self.rng.pick(topic)),
                 3 => {
@@ -894,10 +369,11 @@ impl Gen {
     }
 }
 
-fn generate(n: usize, seed: u64, one_template: Option<usize>) -> Vec<Failure> {
+fn generate(n: usize, seed: u64, one_template: Option<usize>, long_tail: bool) -> Vec<Failure> {
     let mut rng = Rng::new(seed);
     let idents = identifiers(&mut rng, 4000);
-    let mut g = Gen { rng, idents };
+    let tail = if long_tail { identifiers(&mut rng, 30_000) } else { Vec::new() };
+    let mut g = Gen { rng, idents, tail };
     (0..n)
         .map(|i| {
             let ti = one_template.unwrap_or_else(|| g.rng.skewed(TEMPLATES.len()));
@@ -917,6 +393,8 @@ struct Row {
     biggest: usize,
     base_kb: u64,
     peak_kb: u64,
+    /// CPU time of the thread over the three phases (less sensitive to other load than wall time).
+    cpu: f64,
 }
 
 impl Row {
@@ -925,10 +403,18 @@ impl Row {
     }
 }
 
+fn thread_cpu_secs() -> f64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid timespec for the call to fill in.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
+
 fn run(label: &str, mut failures: Vec<Failure>) -> Row {
     let n = failures.len();
     reset_peak_rss();
     let base_kb = rss_kb();
+    let cpu = thread_cpu_secs();
 
     let t = Instant::now();
     for f in &mut failures {
@@ -939,13 +425,14 @@ fn run(label: &str, mut failures: Vec<Failure>) -> Row {
     let t = Instant::now();
     let mut idf = Idf::default();
     for f in &failures {
-        idf.add(&term_counts(f));
+        idf.add_failure(f);
     }
     let t_idf = t.elapsed().as_secs_f64();
 
     let t = Instant::now();
     let assignment = cluster::assign(&failures, Vec::new(), &idf, THRESHOLD);
     let t_assign = t.elapsed().as_secs_f64();
+    let cpu = thread_cpu_secs() - cpu;
     let peak_kb = peak_rss_kb();
 
     let signatures: HashSet<String> = failures.iter().map(|f| f.signature.canonical()).collect();
@@ -962,6 +449,7 @@ fn run(label: &str, mut failures: Vec<Failure>) -> Row {
         biggest,
         base_kb,
         peak_kb,
+        cpu,
     }
 }
 
@@ -970,35 +458,27 @@ fn main() {
     let sizes = if sizes.is_empty() { vec![1_000, 10_000, 100_000] } else { sizes };
 
     let mut rows = Vec::new();
-    for &n in &sizes {
-        let failures = generate(n, 42, None);
-        rows.push(run(&format!("mixed {n}"), failures));
-        eprintln!("done: {n}");
+    for (series, long_tail) in [("mixed", false), ("long tail", true)] {
+        for &n in &sizes {
+            let failures = generate(n, 42, None, long_tail);
+            rows.push(run(&format!("{series} {n}"), failures));
+            eprintln!("done: {series} {n}");
+        }
     }
     // 50,000 failures, one signature: a tool error whose every variable part is masked.
-    let same = generate(50_000, 7, Some(0));
-    let tools: HashSet<Option<&String>> = same.iter().map(|f| f.signature.tool.as_ref()).collect();
-    let same: Vec<Failure> = if tools.len() > 1 {
-        same.into_iter()
-            .map(|mut f| {
-                f.signature.tool = Some("bash".into());
-                f
-            })
-            .collect()
-    } else {
-        same
-    };
-    let same_row = run("same sig 50000", same);
+    let ti = TEMPLATES.iter().position(|t| t.msg.starts_with("Process exited")).expect("template");
+    rows.push(run("same sig 50000", generate(50_000, 7, Some(ti), false)));
 
     println!("cluster benchmark: {} templates, join threshold {THRESHOLD}, times in seconds", TEMPLATES.len());
     println!(
-        "{:<16} {:>8} {:>9} {:>8} {:>8} {:>8} {:>9} {:>8} {:>8} {:>10} {:>9} {:>9} {:>9}",
+        "{:<16} {:>8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>9} {:>8} {:>8} {:>10} {:>9} {:>9} {:>9}",
         "case",
         "N",
         "template",
         "idf",
         "assign",
         "total",
+        "cpu",
         "µs/fail",
         "sigs",
         "clusters",
@@ -1007,22 +487,24 @@ fn main() {
         "peak MB",
         "growth"
     );
+    let series = |r: &Row| r.label.rsplit_once(' ').map_or(String::new(), |(s, _)| s.to_string());
     let mut prev: Option<&Row> = None;
-    for r in rows.iter().chain(std::iter::once(&same_row)) {
+    for r in &rows {
         let growth = match prev {
-            Some(p) if r.label.starts_with("mixed") && p.n > 0 && p.total() > 0.0 => {
-                format!("{:.1}x/{:.0}x", r.total() / p.total(), r.n as f64 / p.n as f64)
+            Some(p) if series(p) == series(r) && p.total() > 0.0 => {
+                format!("{:.1}x/{:.0}x", r.cpu / p.cpu, r.n as f64 / p.n as f64)
             }
             _ => "-".into(),
         };
         println!(
-            "{:<16} {:>8} {:>9.3} {:>8.3} {:>8.3} {:>8.3} {:>9.1} {:>8} {:>8} {:>10} {:>9.0} {:>9.0} {:>9}",
+            "{:<16} {:>8} {:>9.3} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>9.1} {:>8} {:>8} {:>10} {:>9.0} {:>9.0} {:>9}",
             r.label,
             r.n,
             r.template,
             r.idf,
             r.assign,
             r.total(),
+            r.cpu,
             r.total() * 1e6 / r.n as f64,
             r.signatures,
             r.clusters,
@@ -1031,16 +513,18 @@ fn main() {
             r.peak_kb as f64 / 1024.0,
             growth
         );
-        if r.label.starts_with("mixed") {
-            prev = Some(r);
-        }
+        prev = Some(r);
     }
-    println!("growth = time ratio / size ratio against the previous mixed size (near-linear: the two are close)");
-    if let Some(r) = rows.iter().find(|r| r.n == 100_000) {
-        let ok = |b: bool| if b { "ok" } else { "MISSED" };
+    println!(
+        "growth = CPU time ratio / size ratio against the previous size of the same case (near-linear: the two are close)"
+    );
+    let ok = |b: bool| if b { "ok" } else { "MISSED" };
+    for r in rows.iter().filter(|r| r.n == 100_000) {
         println!(
-            "100k: {:.2} s (target ≤ 10 s: {}), peak RSS {:.0} MB (target ≤ 1024 MB: {})",
+            "{}: {:.2} s wall, {:.2} s CPU (target ≤ 10 s: {}), peak RSS {:.0} MB (target ≤ 1024 MB: {})",
+            r.label,
             r.total(),
+            r.cpu,
             ok(r.total() <= 10.0),
             r.peak_kb as f64 / 1024.0,
             ok(r.peak_kb <= 1024 * 1024)

@@ -22,7 +22,7 @@ use crate::store::Store;
 use crate::store::mine::StoredFailure;
 use crate::trace::json::clip;
 use crate::trace::scan::{OutcomeCounts, scan};
-use cluster::{Cluster, Idf, term_counts};
+use cluster::{Cluster, Idf};
 use emit::{WriteResult, plan_cases, write_case};
 use failure::{Failure, analyze};
 
@@ -185,7 +185,7 @@ pub async fn mine(store: &Store, opts: &MineOptions, tick: &(dyn Fn(&str) + Sync
         // (a re-mine of unchanged traces assigns nothing and must not pay for it).
         let mut idf = Idf::default();
         for s in &stored {
-            idf.add(&term_counts(&s.failure));
+            idf.add_failure(&s.failure);
         }
         let new: Vec<Failure> = unassigned.iter().map(|s| s.failure.clone()).collect();
         let assignment = cluster::assign(&new, clusters, &idf, opts.join_threshold);
