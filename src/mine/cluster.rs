@@ -112,7 +112,8 @@ pub struct Cluster {
     pub signature: String,
     /// All signatures seen in the cluster (exact matches join without similarity).
     pub signatures: Vec<String>,
-    /// Sum of member vectors (top terms only when persisted).
+    /// Sum of member vectors: its `CENTROID_TERMS` strongest terms once persisted or
+    /// returned by `assign`.
     pub centroid: SparseVec,
     pub members: usize,
     pub infra: bool,
@@ -484,10 +485,12 @@ impl LiveCentroid {
     }
 
     fn dot(&self, group: &GroupSum) -> f64 {
-        if group.terms.len() <= self.weights.len() {
-            group.terms.iter().filter_map(|&t| self.weights.get(&t).map(|y| group.sum[t as usize] * y)).sum()
-        } else {
+        // Walking the cluster's entries needs no hashing (the group is dense): cheaper unless
+        // the cluster holds many more terms than the group.
+        if self.weights.len() <= 2 * group.terms.len() {
             self.weights.iter().filter_map(|(&t, y)| group.get(t).map(|x| x * y)).sum()
+        } else {
+            group.terms.iter().filter_map(|&t| self.weights.get(&t).map(|y| group.sum[t as usize] * y)).sum()
         }
     }
 }
@@ -515,6 +518,7 @@ impl TermIndex {
 
 /// Assign `failures` to `existing` clusters or new ones. `idf` should cover the whole
 /// corpus (old and new failures); `threshold` is the cosine similarity needed to join.
+/// The centroids of the clusters returned are truncated (`Cluster::truncate`), as persisted.
 pub fn assign(failures: &[Failure], existing: Vec<Cluster>, idf: &Idf, threshold: f64) -> Assignment {
     // Groups by canonical signature, in first-seen order.
     let mut group_index: HashMap<String, usize, FxBuildHasher> = HashMap::default();
@@ -687,9 +691,13 @@ pub fn assign(failures: &[Failure], existing: Vec<Cluster>, idf: &Idf, threshold
             cluster_of[m] = clusters[ci].id.clone();
         }
     }
+    // Centroids come back as they are persisted: their strongest terms (`top` is exactly
+    // what `Cluster::truncate` keeps), not every term of every member.
     for (c, l) in clusters.iter_mut().zip(live) {
         if l.changed {
-            c.centroid = l.weights.into_iter().map(|(t, w)| (vocab.term(t).to_owned(), w)).collect();
+            c.centroid = l.top.iter().map(|t| (vocab.term(*t).to_owned(), l.weights[t])).collect();
+        } else {
+            c.truncate();
         }
     }
     Assignment { cluster_of, clusters, new_clusters }
@@ -904,7 +912,22 @@ mod tests {
             .collect()
     }
 
+    /// `fast` from `assign`, `plain` from `assign_plain` (whose centroids are whole).
     fn same(a: &Assignment, b: &Assignment) {
+        let b = Assignment {
+            cluster_of: b.cluster_of.clone(),
+            new_clusters: b.new_clusters,
+            clusters: b
+                .clusters
+                .iter()
+                .map(|c| {
+                    let mut c = c.clone();
+                    c.truncate();
+                    c
+                })
+                .collect(),
+        };
+        let b = &b;
         assert_eq!(a.cluster_of, b.cluster_of);
         assert_eq!(a.new_clusters, b.new_clusters);
         assert_eq!(a.clusters.len(), b.clusters.len());
