@@ -234,3 +234,17 @@ fn run_adapter(
         Format::Messages => chat::parse_messages(records, ctx, sink),
     }
 }
+
+/// Run one adapter over in-memory records: its traces and its warnings' messages.
+#[cfg(test)]
+pub(crate) fn run_on_values(
+    parse: fn(&mut Records, &mut FileCtx<'_>, &mut Sink<'_>) -> Result<(), ParseError>,
+    path: &str,
+    values: Vec<serde_json::Value>,
+) -> (Vec<Trace>, Vec<String>) {
+    let mut records = Records::from_values(values);
+    let mut ctx = FileCtx::new(path);
+    let mut out = Vec::new();
+    parse(&mut records, &mut ctx, &mut |t| out.push(t)).unwrap();
+    (out, ctx.warnings.into_iter().map(|w| w.message).collect())
+}

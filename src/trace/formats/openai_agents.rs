@@ -436,11 +436,7 @@ mod tests {
     use serde_json::json;
 
     fn run(values: Vec<Value>) -> (Vec<Trace>, Vec<String>) {
-        let mut records = Records::from_values(values);
-        let mut ctx = FileCtx::new("t.jsonl");
-        let mut out = Vec::new();
-        parse(&mut records, &mut ctx, &mut |t| out.push(t)).unwrap();
-        (out, ctx.warnings.into_iter().map(|w| w.message).collect())
+        crate::trace::formats::run_on_values(parse, "t.jsonl", values)
     }
 
     #[test]

@@ -240,11 +240,7 @@ mod tests {
     use serde_json::json;
 
     fn run(values: Vec<Value>) -> (Vec<Trace>, Vec<String>) {
-        let mut records = Records::from_values(values);
-        let mut ctx = FileCtx::new("t.json");
-        let mut traces = Vec::new();
-        parse(&mut records, &mut ctx, &mut |t| traces.push(t)).unwrap();
-        (traces, ctx.warnings.into_iter().map(|w| w.message).collect())
+        crate::trace::formats::run_on_values(parse, "t.json", values)
     }
 
     #[test]
