@@ -178,16 +178,24 @@ pub struct RunArgs {
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    #[arg(long)]
+    /// Harness to run (folder name under harnesses/) [default: the config's, or the only one]
+    #[arg(long, env = "AUTOHARNESS_HARNESS")]
     pub harness: Option<String>,
+    /// Only cases of this cluster (an id or its prefix)
     #[arg(long, value_name = "ID")]
     pub cluster: Option<String>,
-    #[arg(long, default_value = "train")]
+    /// Which cases: train, holdout or all
+    #[arg(long, default_value = "train", value_name = "SPLIT")]
     pub split: String,
-    #[arg(long, default_value_t = 1)]
+    /// Trials per case (seeds 0..k); more than one shows flaky cases
+    #[arg(long, default_value_t = 3, value_name = "K")]
     pub trials: u32,
+    /// Also write JUnit XML (one testcase per case)
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
+    /// Run every trial even when the same harness, case, seed and environment ran before
+    #[arg(long)]
+    pub no_cache: bool,
 }
 
 #[derive(Debug, Args)]
@@ -211,9 +219,12 @@ pub struct ReportArgs {
 
 #[derive(Debug, Args)]
 pub struct InitArgs {
-    /// Directory to scaffold in
+    /// Directory to scaffold in (your agent's repository)
     #[arg(default_value = ".")]
     pub dir: PathBuf,
+    /// Harness name [default: the folder's name]
+    #[arg(long)]
+    pub name: Option<String>,
 }
 
 /// Parse the process arguments and run; returns the process exit code.
@@ -267,9 +278,9 @@ fn dispatch(command: Command, settings: &crate::config::Settings, out: &Output) 
         Command::Mine(args) => commands::mine::mine(settings, out, &args),
         Command::Clusters(args) => commands::mine::clusters(settings, out, args.id.as_deref()),
         Command::Cases(args) => commands::mine::cases(settings, out, args.cluster.as_deref()),
-        Command::Eval(_) => not_yet("eval", 5),
-        Command::Init(_) => not_yet("init", 5),
-        Command::Doctor => not_yet("doctor", 5),
+        Command::Eval(args) => commands::eval::eval(settings, out, &args),
+        Command::Init(args) => commands::setup::init(out, &args),
+        Command::Doctor => commands::setup::doctor(settings, out),
         Command::Gate(_) => not_yet("gate", 6),
         Command::Run(_) => not_yet("run", 7),
         Command::Report(_) => not_yet("report", 7),

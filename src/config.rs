@@ -87,6 +87,15 @@ impl Settings {
         Ok(Settings { project_root, config, db_path, jobs })
     }
 
+    /// `.autoharness/`: the folder of the store, trial folders and run reports.
+    pub fn state_dir(&self) -> PathBuf {
+        self.db_path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| self.project_root.join(".autoharness"))
+    }
+
     /// Settings for tests and library use: a store at `db_path`, defaults elsewhere.
     pub fn for_store(db_path: PathBuf) -> Settings {
         Settings {

@@ -8,7 +8,9 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod evals;
 pub mod exit;
+pub mod gate;
 pub mod harness;
 pub mod mine;
 pub mod report;

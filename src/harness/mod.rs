@@ -1,4 +1,5 @@
 //! The harness under optimization: its files on disk, hashed and copied privately for
 //! each trial (`workspace`).
 
+pub mod manifest;
 pub mod workspace;

@@ -2,8 +2,11 @@
 //! Markdown, JUnit and HTML. Only this module and `main.rs` write to stdout/stderr.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod eval;
+pub mod junit;
 pub mod mine;
 pub mod output;
+pub mod setup;
 pub mod traces;
 
 pub use output::{Output, Style};

@@ -7,6 +7,7 @@
 
 pub mod mine;
 pub mod traces;
+pub mod trials;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;

@@ -1,0 +1,92 @@
+//! `autoharness eval`: run the eval suite on the current harness.
+
+use std::time::Instant;
+
+use crate::cli::EvalArgs;
+use crate::config::Settings;
+use crate::evals::case::{self, Case};
+use crate::evals::summary::summarize;
+use crate::exit::{self, ExitCode, hinted};
+use crate::gate::trials::{Runner, Trial, Version, run_check};
+use crate::harness::manifest::{self, Manifest};
+use crate::report::Output;
+use crate::report::eval as render;
+use crate::store::{Store, runtime};
+
+pub fn eval(settings: &Settings, out: &Output, args: &EvalArgs) -> anyhow::Result<ExitCode> {
+    let manifest = select_harness(settings, args.harness.as_deref())?;
+    let split = args.split.as_str();
+    if !matches!(split, "train" | "holdout" | "all") {
+        return Err(hinted(format!("--split `{split}`"), "use train, holdout or all"));
+    }
+    let cases = load_cases(settings, out, &manifest)?;
+    let cases: Vec<Case> = cases
+        .into_iter()
+        .filter(|c| split == "all" || c.file.split == split)
+        .filter(|c| c.file.status != "retired")
+        .filter(|c| args.cluster.as_deref().is_none_or(|k| c.file.cluster.starts_with(k)))
+        .collect();
+    if cases.is_empty() {
+        return Err(hinted(
+            format!("no {split} cases to run for harness `{}`", manifest.name),
+            "check --cluster / --split, or run `autoharness mine` to write cases",
+        ));
+    }
+    let k = args.trials.max(1);
+    let trials: Vec<Trial> =
+        (0..cases.len()).flat_map(|c| (0..k as u64).map(move |seed| Trial { case: c, seed })).collect();
+    let version = Version::new(manifest.clone(), manifest.root.clone())?;
+    let bar = out.progress(trials.len() as u64, "trials");
+    let started = Instant::now();
+    let rt = runtime()?;
+    let records = rt.block_on(async {
+        let store = Store::open(&settings.db_path).await?;
+        let mut runner = Runner::new(Some(store.clone()), settings.jobs, settings.state_dir().join("trials"));
+        runner.use_cache = !args.no_cache;
+        if let Some(Err(why)) = run_check(&version, &settings.state_dir().join("check"), runner.isolation).await? {
+            return Err(hinted(
+                format!("the harness check failed: {why}"),
+                format!("fix it, or remove `check` from `{}`", manifest.path.display()),
+            ));
+        }
+        let tick = |_: &crate::gate::trials::TrialRecord| bar.inc(1);
+        let records = tokio::select! {
+            r = runner.run(&version, &cases, &trials, &tick) => r?,
+            _ = tokio::signal::ctrl_c() => {
+                return Err(anyhow::anyhow!("interrupted: trials stopped; finished trials are recorded in the store"));
+            }
+        };
+        store.close().await;
+        Ok(records)
+    })?;
+    bar.finish_and_clear();
+    let isolation = crate::sandbox::probe().summary();
+    let report =
+        summarize(&manifest.name, &version.hash, k, &cases, &records, started.elapsed().as_millis() as u64, isolation);
+    if let Some(path) = &args.junit {
+        std::fs::write(path, render::junit(&report))
+            .map_err(|e| anyhow::anyhow!("cannot write `{}`: {e}", path.display()))?;
+        out.note(&format!("JUnit written to `{}`", path.display()));
+    }
+    if out.json {
+        out.print_json(&report)?;
+    } else {
+        out.print(&render::table(out, &report));
+    }
+    Ok(exit::SUCCESS)
+}
+
+/// The harness named by `--harness`, the config, or the only one under harnesses/.
+pub fn select_harness(settings: &Settings, name: Option<&str>) -> anyhow::Result<Manifest> {
+    let name = name.map(str::to_string).or_else(|| settings.config.harness.clone());
+    manifest::select(&settings.project_root, name.as_deref())
+}
+
+/// The harness's cases under evals/, with unreadable files reported and skipped.
+pub fn load_cases(settings: &Settings, out: &Output, manifest: &Manifest) -> anyhow::Result<Vec<Case>> {
+    let (cases, problems) = case::load(&settings.project_root.join("evals"), &manifest.name);
+    for p in &problems {
+        out.warn(&format!("skipped {p}"));
+    }
+    Ok(cases)
+}

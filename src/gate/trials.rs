@@ -1,0 +1,579 @@
+//! Running trials: one case on one harness version with one seed, in a private copy of
+//! the harness, through the sandbox, judged by the case's checks, recorded in the store
+//! and cached by (harness hash, case hash, seed, environment fingerprint).
+//!
+//! The trial protocol (DESIGN.md): cwd is a private copy of the harness root;
+//! `AUTOHARNESS_CASE`, `AUTOHARNESS_INPUT`, `AUTOHARNESS_SEED`, `AUTOHARNESS_TRIAL`,
+//! `AUTOHARNESS_TRACE_OUT`, `AUTOHARNESS_RESULT`; stdout is the output; a non-zero exit,
+//! a timeout or a kill is a failed trial with that reason.
+//!
+//! Batch harnesses (`batch = "..."`, the auto-harness style) get every case at once in
+//! `AUTOHARNESS_CASES` and print `{case_id: reward}`; a case passes when its reward is
+//! at least 1 (or `true`).
+//!
+//! Trials of a case use seeds 0, 1, 2…: the same seed on baseline and candidate pairs
+//! them, and distinct seeds keep the cache from turning k trials into one.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::Semaphore;
+
+use crate::evals::case::Case;
+use crate::evals::checks::{self, CheckOutcome, ResultFile, TrialView};
+use crate::harness::manifest::Manifest;
+use crate::harness::workspace;
+use crate::sandbox::{self, ExitStatus, IsolationChoice, Spec};
+use crate::store::Store;
+
+/// Bytes of stdout kept in a trial record (checks see all of what the sandbox kept).
+const OUTPUT_KEPT: usize = 4000;
+const STDERR_KEPT: usize = 2000;
+
+/// A harness version ready for trials: its manifest and the tree trials copy from.
+#[derive(Debug, Clone)]
+pub struct Version {
+    pub manifest: Manifest,
+    /// The root trials copy from: the user's tree for the baseline, a patched private copy
+    /// for a candidate. Never written by a trial.
+    pub root: PathBuf,
+    /// Content hash of `root`.
+    pub hash: String,
+}
+
+impl Version {
+    pub fn new(manifest: Manifest, root: PathBuf) -> anyhow::Result<Version> {
+        let hash = workspace::content_hash(&root)?;
+        Ok(Version { manifest, root, hash })
+    }
+}
+
+/// One trial to run: a case (index into the cases given) and a seed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Trial {
+    pub case: usize,
+    pub seed: u64,
+}
+
+/// How one trial went, as recorded.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TrialRecord {
+    pub harness: String,
+    pub harness_hash: String,
+    pub case_id: String,
+    pub case_hash: String,
+    pub seed: u64,
+    #[serde(skip)]
+    pub env_fp: String,
+    pub passed: bool,
+    /// `exited`, `signaled`, `timed_out`, `killed_for_limit`, `failed_to_start`, `batch`.
+    pub status: String,
+    pub exit_code: Option<i32>,
+    /// Why it failed, one line for people.
+    pub reason: Option<String>,
+    pub checks: Vec<CheckOutcome>,
+    pub duration_ms: u64,
+    pub tokens: Option<u64>,
+    pub cost_usd: Option<f64>,
+    pub output: String,
+    pub stderr_tail: String,
+    pub trace_path: Option<String>,
+    /// JSON of the isolation in effect.
+    pub isolation: String,
+    /// Taken from the cache, not run now.
+    pub cached: bool,
+}
+
+/// Runs trials in parallel and records them.
+#[derive(Clone)]
+pub struct Runner {
+    pub store: Option<Store>,
+    pub jobs: usize,
+    pub use_cache: bool,
+    /// Where trial folders (inputs, traces, results) are kept.
+    pub trials_dir: PathBuf,
+    pub isolation: IsolationChoice,
+}
+
+impl Runner {
+    pub fn new(store: Option<Store>, jobs: usize, trials_dir: PathBuf) -> Runner {
+        Runner { store, jobs: jobs.max(1), use_cache: true, trials_dir, isolation: IsolationChoice::Auto }
+    }
+
+    /// Run `trials` of `cases` on `version`; `on_done` sees each record as it finishes.
+    /// Results come back in the order of `trials`.
+    pub async fn run(
+        &self,
+        version: &Version,
+        cases: &[Case],
+        trials: &[Trial],
+        on_done: &(dyn Fn(&TrialRecord) + Sync),
+    ) -> anyhow::Result<Vec<TrialRecord>> {
+        let env_fp = env_fingerprint(&version.manifest, self.isolation);
+        if version.manifest.run.is_none() {
+            return self.run_batch(version, cases, trials, &env_fp, on_done).await;
+        }
+        let semaphore = Arc::new(Semaphore::new(self.jobs));
+        let shared = Arc::new((self.clone(), version.clone(), cases.to_vec(), env_fp));
+        let mut set = tokio::task::JoinSet::new();
+        for (i, &trial) in trials.iter().enumerate() {
+            let shared = shared.clone();
+            let semaphore = semaphore.clone();
+            set.spawn(async move {
+                let _permit = semaphore.acquire_owned().await;
+                let (runner, version, cases, env_fp) = &*shared;
+                (i, runner.one(version, &cases[trial.case], trial.seed, env_fp).await)
+            });
+        }
+        let mut out: Vec<Option<TrialRecord>> = vec![None; trials.len()];
+        let mut first_error = None;
+        while let Some(joined) = set.join_next().await {
+            let (i, result) = joined.context("a trial task panicked")?;
+            match result {
+                Ok(rec) => {
+                    on_done(&rec);
+                    out[i] = Some(rec);
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        Ok(out.into_iter().flatten().collect())
+    }
+
+    async fn one(&self, version: &Version, case: &Case, seed: u64, env_fp: &str) -> anyhow::Result<TrialRecord> {
+        if self.use_cache
+            && let Some(store) = &self.store
+            && let Some(rec) = store.cached_trial(&version.hash, &case.hash, seed, env_fp).await?
+        {
+            return Ok(rec);
+        }
+        let dir = self.trial_dir(version, case, seed);
+        let rec = run_one(version, case, seed, env_fp, &dir, self.isolation).await?;
+        if let Some(store) = &self.store {
+            store.record_trial(&rec).await?;
+        }
+        Ok(rec)
+    }
+
+    fn trial_dir(&self, version: &Version, case: &Case, seed: u64) -> PathBuf {
+        self.trials_dir.join(&version.hash[..12.min(version.hash.len())]).join(case.id()).join(format!("seed-{seed}"))
+    }
+
+    async fn run_batch(
+        &self,
+        version: &Version,
+        cases: &[Case],
+        trials: &[Trial],
+        env_fp: &str,
+        on_done: &(dyn Fn(&TrialRecord) + Sync),
+    ) -> anyhow::Result<Vec<TrialRecord>> {
+        let mut out: Vec<Option<TrialRecord>> = vec![None; trials.len()];
+        // One process per seed, with every case that needs that seed and is not cached.
+        let mut seeds: Vec<u64> = trials.iter().map(|t| t.seed).collect();
+        seeds.sort_unstable();
+        seeds.dedup();
+        for seed in seeds {
+            let mut todo = Vec::new();
+            for (i, t) in trials.iter().enumerate().filter(|(_, t)| t.seed == seed) {
+                let case = &cases[t.case];
+                let cached = match (&self.store, self.use_cache) {
+                    (Some(s), true) => s.cached_trial(&version.hash, &case.hash, seed, env_fp).await?,
+                    _ => None,
+                };
+                match cached {
+                    Some(rec) => {
+                        on_done(&rec);
+                        out[i] = Some(rec);
+                    }
+                    None => todo.push((i, t.case)),
+                }
+            }
+            if todo.is_empty() {
+                continue;
+            }
+            let dir = self.trials_dir.join(&version.hash[..12.min(version.hash.len())]).join(format!("batch-{seed}"));
+            let batch_cases: Vec<&Case> = todo.iter().map(|&(_, c)| &cases[c]).collect();
+            let records = run_batch_once(version, &batch_cases, seed, env_fp, &dir, self.isolation).await?;
+            for ((i, _), rec) in todo.into_iter().zip(records) {
+                if let Some(store) = &self.store {
+                    store.record_trial(&rec).await?;
+                }
+                on_done(&rec);
+                out[i] = Some(rec);
+            }
+        }
+        Ok(out.into_iter().flatten().collect())
+    }
+}
+
+/// Run the manifest's `check` command (if any) in a private copy of the version:
+/// `Ok(None)` when there is none, `Ok(Some(Err(why)))` when it failed.
+pub async fn run_check(
+    version: &Version,
+    dir: &Path,
+    isolation: IsolationChoice,
+) -> anyhow::Result<Option<Result<(), String>>> {
+    let Some(check) = version.manifest.check.clone() else { return Ok(None) };
+    let (io, work) = {
+        let version = version.clone();
+        let dir = dir.to_path_buf();
+        tokio::task::spawn_blocking(move || prepare_dir(&version, &dir)).await??
+    };
+    let o = sandbox::run(&spec_for(version, &check, &work, &io, isolation)).await;
+    let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(work)).await;
+    if o.status.success() {
+        return Ok(Some(Ok(())));
+    }
+    let mut text = o.stderr.text();
+    if text.trim().is_empty() {
+        text = o.stdout.text();
+    }
+    let why = o.reason.clone().unwrap_or_else(|| status_line(&o.status));
+    Ok(Some(Err(format!("`{check}` failed ({why}): {}", tail(text.trim(), 600)))))
+}
+
+/// What makes two trials of the same harness and case comparable: autoharness's version,
+/// the command, limits, network, the passed-through variables (values hashed, never
+/// stored) and the isolation choice.
+pub fn env_fingerprint(m: &Manifest, isolation: IsolationChoice) -> String {
+    let mut h = blake3::Hasher::new();
+    h.update(env!("CARGO_PKG_VERSION").as_bytes());
+    h.update(format!("{:?}|{:?}|{:?}|{:?}|{:?}", m.run, m.batch, m.network, m.limits, isolation).as_bytes());
+    for name in &m.env {
+        h.update(name.as_bytes());
+        h.update(b"=");
+        h.update(blake3::hash(std::env::var(name).unwrap_or_default().as_bytes()).as_bytes());
+    }
+    h.update(std::env::consts::ARCH.as_bytes());
+    h.finalize().to_hex()[..16].to_string()
+}
+
+/// The host variables a harness may see: its allowlist, when set on the host.
+fn passed_env(m: &Manifest) -> Vec<(String, String)> {
+    m.env.iter().filter_map(|n| std::env::var(n).ok().map(|v| (n.clone(), v))).collect()
+}
+
+fn spec_for(version: &Version, command: &str, work: &Path, io: &Path, isolation: IsolationChoice) -> Spec {
+    let mut spec = Spec::new(command, work);
+    spec.env = passed_env(&version.manifest);
+    spec.writable = vec![io.to_path_buf()];
+    spec.readable = vec![io.to_path_buf()];
+    spec.network = version.manifest.network;
+    spec.limits = version.manifest.limits.clone();
+    spec.isolation = isolation;
+    spec
+}
+
+/// Fresh trial folder: `io/` (inputs, trace, result) and `work/` (the private copy).
+fn prepare_dir(version: &Version, dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).with_context(|| format!("cannot clear `{}`", dir.display()))?;
+    }
+    let io = dir.join("io");
+    let work = dir.join("work");
+    std::fs::create_dir_all(&io).with_context(|| format!("cannot create `{}`", io.display()))?;
+    workspace::private_copy(&version.root, &work)?;
+    Ok((io, work))
+}
+
+async fn run_one(
+    version: &Version,
+    case: &Case,
+    seed: u64,
+    env_fp: &str,
+    dir: &Path,
+    isolation: IsolationChoice,
+) -> anyhow::Result<TrialRecord> {
+    let started = Instant::now();
+    let m = &version.manifest;
+    let (io, work) = {
+        let version = version.clone();
+        let dir = dir.to_path_buf();
+        tokio::task::spawn_blocking(move || prepare_dir(&version, &dir)).await??
+    };
+    let input_path = io.join("input.json");
+    let case_path = io.join("case.json");
+    let trace_path = io.join("trace.json");
+    let result_path = io.join("result.json");
+    std::fs::write(&input_path, serde_json::to_vec_pretty(&case.file.input)?)?;
+    std::fs::write(&case_path, serde_json::to_vec_pretty(&case.file)?)?;
+
+    let command = m.run.as_deref().unwrap_or_default();
+    let mut spec = spec_for(version, command, &work, &io, isolation);
+    let trial_no = seed.to_string();
+    for (k, v) in [
+        ("AUTOHARNESS_CASE", case_path.display().to_string()),
+        ("AUTOHARNESS_CASE_ID", case.id().to_string()),
+        ("AUTOHARNESS_INPUT", input_path.display().to_string()),
+        ("AUTOHARNESS_SEED", seed.to_string()),
+        ("AUTOHARNESS_TRIAL", trial_no),
+        ("AUTOHARNESS_TRACE_OUT", trace_path.display().to_string()),
+        ("AUTOHARNESS_RESULT", result_path.display().to_string()),
+    ] {
+        spec.env.push((k.to_string(), v));
+    }
+    let outcome = sandbox::run(&spec).await;
+    let output = outcome.stdout.text();
+
+    let result: Option<ResultFile> = std::fs::read(&result_path).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    let (trace, trace_problem) = read_trial_trace(&trace_path);
+    let exited_ok = outcome.status.success();
+    let view = TrialView {
+        output: &output,
+        exited_ok,
+        trace: trace.as_ref(),
+        trace_problem: trace_problem.as_deref(),
+        result: result.as_ref(),
+    };
+    let mut outcomes = Vec::new();
+    for check in &case.file.checks {
+        match checks::evaluate(check, &view) {
+            Some(o) => outcomes.push(o),
+            None => outcomes.push(run_command_check(version, check, &work, &io, &output, isolation).await?),
+        }
+    }
+    if let Some(o) = checks::result_pass(&view) {
+        outcomes.push(o);
+    }
+    let passed = exited_ok && outcomes.iter().all(|o| o.passed);
+    let stderr = outcome.stderr.text();
+    let reason = if !exited_ok {
+        let why = outcome.reason.clone().unwrap_or_else(|| status_line(&outcome.status));
+        let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).map(str::trim).unwrap_or("");
+        Some(if last.is_empty() { why } else { format!("{why}: {}", crate::trace::json::clip(last, 200)) })
+    } else {
+        outcomes.iter().find(|o| !o.passed).map(|o| format!("{}: {}", o.kind, o.detail))
+    };
+    let tokens = result.as_ref().and_then(|r| r.tokens).or_else(|| trace.as_ref().and_then(trace_tokens));
+    let cost = result.as_ref().and_then(|r| r.cost_usd).or_else(|| trace.as_ref().and_then(|t| t.cost_usd));
+    let (status, exit_code) = status_fields(&outcome.status);
+    // The private copy is no longer needed; the io folder (trace, result) is kept as evidence.
+    let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(work)).await;
+    Ok(TrialRecord {
+        harness: m.name.clone(),
+        harness_hash: version.hash.clone(),
+        case_id: case.id().to_string(),
+        case_hash: case.hash.clone(),
+        seed,
+        env_fp: env_fp.to_string(),
+        passed,
+        status,
+        exit_code,
+        reason,
+        checks: outcomes,
+        duration_ms: started.elapsed().as_millis() as u64,
+        tokens,
+        cost_usd: cost,
+        output: crate::trace::json::clip(&output, OUTPUT_KEPT),
+        stderr_tail: tail(&stderr, STDERR_KEPT),
+        trace_path: trace_path.exists().then(|| trace_path.display().to_string()),
+        isolation: serde_json::to_string(&outcome.isolation).unwrap_or_default(),
+        cached: false,
+    })
+}
+
+async fn run_command_check(
+    version: &Version,
+    check: &Value,
+    work: &Path,
+    io: &Path,
+    output: &str,
+    isolation: IsolationChoice,
+) -> anyhow::Result<CheckOutcome> {
+    let Some(run) = check.get("run").and_then(Value::as_str) else {
+        return Ok(CheckOutcome { kind: "command".into(), passed: false, detail: "check has no `run`".into() });
+    };
+    let output_path = io.join("output.txt");
+    std::fs::write(&output_path, output)?;
+    let mut spec = spec_for(version, run, work, io, isolation);
+    spec.stdin = Some(output.as_bytes().to_vec());
+    for (k, p) in [
+        ("AUTOHARNESS_OUTPUT", output_path),
+        ("AUTOHARNESS_TRACE", io.join("trace.json")),
+        ("AUTOHARNESS_CASE", io.join("case.json")),
+    ] {
+        spec.env.push((k.to_string(), p.display().to_string()));
+    }
+    let o = sandbox::run(&spec).await;
+    let passed = o.status.success();
+    let detail = if passed {
+        format!("`{run}` exited 0")
+    } else {
+        let err = o.stderr.text();
+        let last = err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
+        format!("`{run}`: {} {}", o.reason.unwrap_or_else(|| status_line(&o.status)), last)
+    };
+    Ok(CheckOutcome { kind: "command".into(), passed, detail })
+}
+
+/// The trial's own trace: the failed one when the file holds several.
+fn read_trial_trace(path: &Path) -> (Option<crate::trace::model::Trace>, Option<String>) {
+    if !path.exists() {
+        return (None, Some("the harness wrote no trace".into()));
+    }
+    let report = crate::trace::read_file(path, &path.display().to_string());
+    if report.traces.is_empty() {
+        let why = report.error.clone().unwrap_or(report.reason.clone());
+        return (None, Some(format!("the trace it wrote could not be read: {why}")));
+    }
+    let mut traces = report.traces;
+    let idx = traces.iter().position(|t| t.outcome.status == crate::trace::model::OutcomeStatus::Failed).unwrap_or(0);
+    (Some(traces.swap_remove(idx)), None)
+}
+
+fn trace_tokens(t: &crate::trace::model::Trace) -> Option<u64> {
+    let u = &t.usage;
+    u.total_tokens.or(match (u.input_tokens, u.output_tokens) {
+        (None, None) => None,
+        (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
+    })
+}
+
+fn status_fields(s: &ExitStatus) -> (String, Option<i32>) {
+    match s {
+        ExitStatus::Exited { code } => ("exited".into(), Some(*code)),
+        ExitStatus::Signaled { .. } => ("signaled".into(), None),
+        ExitStatus::TimedOut => ("timed_out".into(), None),
+        ExitStatus::KilledForLimit { .. } => ("killed_for_limit".into(), None),
+        ExitStatus::FailedToStart { .. } => ("failed_to_start".into(), None),
+    }
+}
+
+fn status_line(s: &ExitStatus) -> String {
+    match s {
+        ExitStatus::Exited { code } => format!("exit code {code}"),
+        ExitStatus::Signaled { name, .. } => format!("killed by {name}"),
+        ExitStatus::TimedOut => "timed out".into(),
+        ExitStatus::KilledForLimit { limit } => format!("killed for the {limit:?} limit"),
+        ExitStatus::FailedToStart { message } => format!("failed to start: {message}"),
+    }
+}
+
+fn tail(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut start = s.len() - max;
+    while !s.is_char_boundary(start) {
+        start += 1;
+    }
+    format!("…{}", &s[start..])
+}
+
+async fn run_batch_once(
+    version: &Version,
+    cases: &[&Case],
+    seed: u64,
+    env_fp: &str,
+    dir: &Path,
+    isolation: IsolationChoice,
+) -> anyhow::Result<Vec<TrialRecord>> {
+    let started = Instant::now();
+    let (io, work) = {
+        let version = version.clone();
+        let dir = dir.to_path_buf();
+        tokio::task::spawn_blocking(move || prepare_dir(&version, &dir)).await??
+    };
+    let mut listing = Vec::new();
+    for c in cases {
+        let input = io.join(format!("{}.input.json", c.id()));
+        let case_path = io.join(format!("{}.case.json", c.id()));
+        std::fs::write(&input, serde_json::to_vec_pretty(&c.file.input)?)?;
+        std::fs::write(&case_path, serde_json::to_vec_pretty(&c.file)?)?;
+        listing.push(serde_json::json!({"id": c.id(), "input": input, "case": case_path}));
+    }
+    let cases_path = io.join("cases.json");
+    std::fs::write(&cases_path, serde_json::to_vec_pretty(&listing)?)?;
+    let command = version.manifest.batch.as_deref().unwrap_or_default();
+    let mut spec = spec_for(version, command, &work, &io, isolation);
+    spec.env.push(("AUTOHARNESS_CASES".into(), cases_path.display().to_string()));
+    spec.env.push(("AUTOHARNESS_SEED".into(), seed.to_string()));
+    let outcome = sandbox::run(&spec).await;
+    let stdout = outcome.stdout.text();
+    let rewards = parse_rewards(&stdout);
+    let (status, exit_code) = status_fields(&outcome.status);
+    let per_case_ms = started.elapsed().as_millis() as u64 / cases.len().max(1) as u64;
+    let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(work)).await;
+    Ok(cases
+        .iter()
+        .map(|c| {
+            let reward = rewards.as_ref().and_then(|m| m.get(c.id())).and_then(|v| match v {
+                Value::Bool(b) => Some(if *b { 1.0 } else { 0.0 }),
+                other => other.as_f64(),
+            });
+            let (passed, detail) = match (reward, &rewards) {
+                (Some(r), _) => (r >= 1.0, format!("reward {r}")),
+                (None, Some(_)) => (false, "the batch printed no reward for this case".to_string()),
+                (None, None) => (false, "the batch printed no {case_id: reward} JSON object".to_string()),
+            };
+            let passed = passed && outcome.status.success();
+            TrialRecord {
+                harness: version.manifest.name.clone(),
+                harness_hash: version.hash.clone(),
+                case_id: c.id().to_string(),
+                case_hash: c.hash.clone(),
+                seed,
+                env_fp: env_fp.to_string(),
+                passed,
+                status: status.clone(),
+                exit_code,
+                reason: (!passed).then(|| {
+                    if outcome.status.success() {
+                        detail.clone()
+                    } else {
+                        outcome.reason.clone().unwrap_or(status_line(&outcome.status))
+                    }
+                }),
+                checks: vec![CheckOutcome { kind: "batch_reward".into(), passed, detail }],
+                duration_ms: per_case_ms,
+                tokens: None,
+                cost_usd: None,
+                output: String::new(),
+                stderr_tail: tail(&outcome.stderr.text(), STDERR_KEPT),
+                trace_path: None,
+                isolation: serde_json::to_string(&outcome.isolation).unwrap_or_default(),
+                cached: false,
+            }
+        })
+        .collect())
+}
+
+/// The last JSON object on stdout (a batch runner may log before it).
+fn parse_rewards(stdout: &str) -> Option<serde_json::Map<String, Value>> {
+    if let Ok(Value::Object(m)) = serde_json::from_str::<Value>(stdout.trim()) {
+        return Some(m);
+    }
+    stdout.lines().rev().find_map(|l| match serde_json::from_str::<Value>(l.trim()) {
+        Ok(Value::Object(m)) => Some(m),
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rewards_are_the_last_json_object() {
+        let m = parse_rewards("loading...\n{\"c-1\": 1.0, \"c-2\": 0}\n").unwrap();
+        assert_eq!(m["c-1"], 1.0);
+        assert!(parse_rewards("no json here").is_none());
+        let whole = parse_rewards("{\n \"c-1\": true\n}\n").unwrap();
+        assert_eq!(whole["c-1"], true);
+    }
+
+    #[test]
+    fn tail_keeps_char_boundaries() {
+        assert_eq!(tail("héllo", 3), "…llo");
+        assert_eq!(tail("ab", 5), "ab");
+    }
+}

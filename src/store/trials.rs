@@ -1,0 +1,134 @@
+//! Trials: recording each one, and the cache lookup by (harness hash, case hash, seed,
+//! environment fingerprint).
+
+use sqlx::Row;
+
+use super::{Store, now_rfc3339};
+use crate::gate::trials::TrialRecord;
+
+const COLUMNS: &str = "harness, harness_hash, case_id, case_hash, seed, env_fp, passed, status, exit_code, reason,
+    checks, duration_ms, tokens, cost_usd, output, stderr_tail, trace_path, isolation, created_at";
+
+impl Store {
+    /// A trial with this key ran before: its record, marked cached.
+    pub async fn cached_trial(
+        &self,
+        harness_hash: &str,
+        case_hash: &str,
+        seed: u64,
+        env_fp: &str,
+    ) -> anyhow::Result<Option<TrialRecord>> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM trials WHERE harness_hash = ? AND case_hash = ? AND seed = ? AND env_fp = ?"
+        ))
+        .bind(harness_hash)
+        .bind(case_hash)
+        .bind(seed as i64)
+        .bind(env_fp)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| {
+            let mut t = from_row(&r);
+            t.cached = true;
+            t
+        }))
+    }
+
+    /// Record a trial, replacing an earlier one with the same key (a `--no-cache` rerun).
+    pub async fn record_trial(&self, t: &TrialRecord) -> anyhow::Result<()> {
+        sqlx::query(&format!(
+            "INSERT INTO trials ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (harness_hash, case_hash, seed, env_fp) DO UPDATE SET
+               passed = excluded.passed, status = excluded.status, exit_code = excluded.exit_code,
+               reason = excluded.reason, checks = excluded.checks, duration_ms = excluded.duration_ms,
+               tokens = excluded.tokens, cost_usd = excluded.cost_usd, output = excluded.output,
+               stderr_tail = excluded.stderr_tail, trace_path = excluded.trace_path,
+               isolation = excluded.isolation, created_at = excluded.created_at"
+        ))
+        .bind(&t.harness)
+        .bind(&t.harness_hash)
+        .bind(&t.case_id)
+        .bind(&t.case_hash)
+        .bind(t.seed as i64)
+        .bind(&t.env_fp)
+        .bind(t.passed)
+        .bind(&t.status)
+        .bind(t.exit_code)
+        .bind(&t.reason)
+        .bind(serde_json::to_string(&t.checks)?)
+        .bind(t.duration_ms as i64)
+        .bind(t.tokens.map(|x| x as i64))
+        .bind(t.cost_usd)
+        .bind(&t.output)
+        .bind(&t.stderr_tail)
+        .bind(&t.trace_path)
+        .bind(&t.isolation)
+        .bind(now_rfc3339())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Every recorded trial of a case, oldest first (for `cases` history).
+    pub async fn trials_of_case(&self, case_id: &str) -> anyhow::Result<Vec<TrialRecord>> {
+        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM trials WHERE case_id = ? ORDER BY id"))
+            .bind(case_id)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(from_row).collect())
+    }
+
+    /// Record a case's status change with its reason.
+    pub async fn record_case_event(&self, case_id: &str, status: &str, reason: &str) -> anyhow::Result<()> {
+        let now = now_rfc3339();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT INTO case_events (case_id, status, reason, at) VALUES (?, ?, ?, ?)")
+            .bind(case_id)
+            .bind(status)
+            .bind(reason)
+            .bind(&now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE cases SET status = ?, updated_at = ? WHERE id = ?")
+            .bind(status)
+            .bind(&now)
+            .bind(case_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A case's status history: (status, reason, at), oldest first.
+    pub async fn case_events(&self, case_id: &str) -> anyhow::Result<Vec<(String, String, String)>> {
+        let rows = sqlx::query("SELECT status, reason, at FROM case_events WHERE case_id = ? ORDER BY id")
+            .bind(case_id)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+    }
+}
+
+fn from_row(r: &sqlx::sqlite::SqliteRow) -> TrialRecord {
+    TrialRecord {
+        harness: r.get(0),
+        harness_hash: r.get(1),
+        case_id: r.get(2),
+        case_hash: r.get(3),
+        seed: r.get::<i64, _>(4) as u64,
+        env_fp: r.get(5),
+        passed: r.get(6),
+        status: r.get(7),
+        exit_code: r.get(8),
+        reason: r.get(9),
+        checks: serde_json::from_str(r.get::<&str, _>(10)).unwrap_or_default(),
+        duration_ms: r.get::<i64, _>(11) as u64,
+        tokens: r.get::<Option<i64>, _>(12).map(|x| x as u64),
+        cost_usd: r.get(13),
+        output: r.get(14),
+        stderr_tail: r.get(15),
+        trace_path: r.get(16),
+        isolation: r.get(17),
+        cached: false,
+    }
+}
