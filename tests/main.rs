@@ -5,6 +5,7 @@ mod cli_eval;
 mod cli_mine;
 mod cli_traces;
 mod common;
+mod example;
 mod formats_otel;
 mod formats_platforms;
 mod formats_transcripts;

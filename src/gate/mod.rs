@@ -1,5 +1,6 @@
-//! Running and judging trials: `trials` (the sandboxed runner with its cache) and `stats`
-//! (intervals and tests the reports and the gate use).
+//! Running and judging trials: `trials` (the sandboxed runner with its cache), `stats`
+//! (intervals and exact tests) and `engine` (the adaptive gate's pure decision rules).
 
+pub mod engine;
 pub mod stats;
 pub mod trials;

@@ -2,4 +2,5 @@
 //! each trial (`workspace`).
 
 pub mod manifest;
+pub mod patch;
 pub mod workspace;

@@ -125,7 +125,7 @@ pub fn plan_cases(
                 checks,
                 provenance: Provenance {
                     traces: vec![f.trace_id.clone()],
-                    files: vec![m.path.clone()],
+                    files: vec![project_relative(&m.path, evals_dir)],
                     signature: f.signature.canonical(),
                     mined_at: now.into(),
                 },
@@ -144,6 +144,16 @@ pub fn plan_cases(
         planned[0].case.split = "train".into();
     }
     planned
+}
+
+/// A trace file's path relative to the project (the folder holding `evals/`) when it lies
+/// inside it, so committed case files do not carry one machine's absolute paths.
+fn project_relative(path: &str, evals_dir: &Path) -> String {
+    let project = evals_dir.parent().and_then(|p| p.canonicalize().ok());
+    match project.as_deref().and_then(|root| Path::new(path).strip_prefix(root).ok()) {
+        Some(rel) => rel.display().to_string(),
+        None => path.to_string(),
+    }
 }
 
 fn jaccard_distance(a: &HashSet<String>, b: &HashSet<String>) -> f64 {

@@ -119,9 +119,14 @@ pub fn label_for(c: &Cluster, founding: Option<&Failure>) -> String {
 
 pub async fn mine(store: &Store, opts: &MineOptions, tick: &(dyn Fn(&str) + Sync)) -> anyhow::Result<MineResult> {
     // 1. Scan.
+    // Only files whose failures were analysed at their current content count as known:
+    // `traces ls` records files without mining them.
     let known: HashMap<String, (u64, Option<i64>, String)> = {
-        let rows: Vec<(String, i64, Option<i64>, String)> =
-            sqlx::query_as("SELECT path, size, mtime_ns, hash FROM trace_files").fetch_all(&store.pool).await?;
+        let rows: Vec<(String, i64, Option<i64>, String)> = sqlx::query_as(
+            "SELECT path, size, mtime_ns, hash FROM trace_files WHERE mined_hash IS NOT NULL AND mined_hash = hash",
+        )
+        .fetch_all(&store.pool)
+        .await?;
         rows.into_iter().map(|(p, s, m, h)| (p, (s as u64, m, h))).collect()
     };
     let skip = |key: &str, size: u64, mtime: Option<i64>| {
@@ -171,6 +176,7 @@ pub async fn mine(store: &Store, opts: &MineOptions, tick: &(dyn Fn(&str) + Sync
         }
         summary.new_failures += failures.len();
         store.replace_failures(&f.key, &failures).await?;
+        store.mark_mined(&f.key, &f.report.hash).await?;
     }
 
     // 3. Cluster what is unassigned.

@@ -204,6 +204,16 @@ impl Store {
         Ok(())
     }
 
+    /// Remember that a file's failures were analysed at this content hash.
+    pub async fn mark_mined(&self, file_key: &str, hash: &str) -> anyhow::Result<()> {
+        sqlx::query("UPDATE trace_files SET mined_hash = ? WHERE path = ?")
+            .bind(hash)
+            .bind(file_key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     pub async fn cases(&self, cluster: Option<&str>) -> anyhow::Result<Vec<StoredCase>> {
         let rows = sqlx::query(
             "SELECT id, cluster_id, harness, split, status, path, content_hash FROM cases

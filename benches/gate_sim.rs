@@ -1,0 +1,491 @@
+//! Gate decisions under known truth: how often each gating method accepts patches whose true
+//! effect we set, and what it spends.
+//!
+//! Each run draws a synthetic world from a seeded PRNG — 12 suite cases (8 stable at 0.95–1.0,
+//! 3 flaky at 0.5–0.8, 1 broken at 0–0.03), 4 target cases (0–0.3) and 4 holdout cases (3 stable,
+//! 1 flaky) — then a candidate whose per-case pass probabilities a scenario changes. Every trial
+//! outcome is a fixed function of (run, case, arm, trial), so all methods see the same trials and
+//! the adaptive engine's trials are a prefix of the fixed design's: their disagreements come from
+//! stopping early, not from luck. Arms draw independently (seeds do not make an agent
+//! deterministic), the pessimistic case for paired tests. The last two scenarios start with 30
+//! cached baseline trials per case, as a baseline reused across gates would have; cached trials
+//! are not counted as spent.
+//!
+//! Methods: (a) the adaptive engine (`next_requests` loop, then `decide`), (b) the same rules
+//! with `k_max` trials of every case (`decide` on the full data), (c) a single-run gate like the
+//! peers' (one trial per case and arm; accept if the candidate's suite + holdout passes ≥ the
+//! baseline's and, when improvement is required, its target passes are strictly higher).
+//!
+//! `cargo bench --bench gate_sim [-- --seeds N --eps X --step N --kmax N]` (defaults: 1000 seeds,
+//! the engine's default config). Prints the table, the rejections by rule, and whether the
+//! targets are met: adaptive agrees with fixed-k_max on ≥ 95% of decisions using ≤ 50% of its
+//! trials, and accepts < 5% of the patches that break a case. Ends with the cost of one engine
+//! call on a 500-case gate.
+#![allow(clippy::print_stdout)]
+
+use std::time::Instant;
+
+use autoharness::gate::engine::{Arm, CaseTrials, Decision, GateConfig, Role, Rule, Verdict, decide, next_requests};
+use autoharness::gate::stats::{Counts, wilson_confidence};
+
+fn splitmix64(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+struct Rng(u64);
+
+impl Rng {
+    fn next_f64(&mut self) -> f64 {
+        self.0 = splitmix64(self.0);
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (hi - lo) * self.next_f64()
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        ((self.next_f64() * n as f64) as usize).min(n - 1)
+    }
+}
+
+const SUITE: usize = 12;
+const TARGET: usize = 4;
+const HOLDOUT: usize = 4;
+const STABLE: std::ops::Range<usize> = 0..8;
+const FLAKY: std::ops::Range<usize> = 8..11;
+const HOLDOUT_STABLE: std::ops::Range<usize> = 16..19;
+
+struct World {
+    roles: Vec<Role>,
+    base: Vec<f64>,
+    cand: Vec<f64>,
+}
+
+fn base_world(rng: &mut Rng) -> World {
+    let mut roles = Vec::new();
+    let mut base = Vec::new();
+    for i in 0..SUITE {
+        roles.push(Role::Suite);
+        base.push(match i {
+            _ if STABLE.contains(&i) => rng.uniform(0.95, 1.0),
+            _ if FLAKY.contains(&i) => rng.uniform(0.5, 0.8),
+            _ => rng.uniform(0.0, 0.03),
+        });
+    }
+    for _ in 0..TARGET {
+        roles.push(Role::Target);
+        base.push(rng.uniform(0.0, 0.3));
+    }
+    for i in 0..HOLDOUT {
+        roles.push(Role::Holdout);
+        base.push(if i < 3 { rng.uniform(0.9, 1.0) } else { rng.uniform(0.5, 0.8) });
+    }
+    let cand = base.clone();
+    World { roles, base, cand }
+}
+
+struct Scenario {
+    name: &'static str,
+    accept_is_right: bool,
+    require_improvement: bool,
+    /// Baseline trials already in the cache from earlier gates (free; not counted as spent).
+    cached_baseline: u32,
+    /// The patch drops some suite or holdout case a lot (the "< 5% false accepts" target).
+    breaks_case: bool,
+    patch: fn(&mut World, &mut Rng),
+}
+
+fn fix_targets(w: &mut World, rng: &mut Rng) {
+    for i in SUITE..SUITE + TARGET {
+        w.cand[i] = rng.uniform(0.8, 0.95);
+    }
+}
+
+fn break_stable(w: &mut World, rng: &mut Rng, n: usize) {
+    let first = rng.below(STABLE.len());
+    for j in 0..n {
+        w.cand[STABLE.start + (first + j) % STABLE.len()] = 0.1;
+    }
+}
+
+const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "clear fix",
+        accept_is_right: true,
+        require_improvement: true,
+        cached_baseline: 0,
+        breaks_case: false,
+        patch: fix_targets,
+    },
+    Scenario {
+        name: "clear regression (1-2 cases -> 0.1)",
+        accept_is_right: false,
+        require_improvement: false,
+        cached_baseline: 0,
+        breaks_case: true,
+        patch: |w, rng| {
+            let n = 1 + rng.below(2);
+            break_stable(w, rng, n);
+        },
+    },
+    Scenario {
+        name: "fix that breaks 2 suite cases",
+        accept_is_right: false,
+        require_improvement: true,
+        cached_baseline: 0,
+        breaks_case: true,
+        patch: |w, rng| {
+            fix_targets(w, rng);
+            break_stable(w, rng, 2);
+        },
+    },
+    Scenario {
+        name: "neutral (pre-merge)",
+        accept_is_right: true,
+        require_improvement: false,
+        cached_baseline: 0,
+        breaks_case: false,
+        patch: |_, _| {},
+    },
+    Scenario {
+        name: "tiny real effect (target +0.1)",
+        accept_is_right: false,
+        require_improvement: true,
+        cached_baseline: 0,
+        breaks_case: false,
+        patch: |w, _| {
+            for i in SUITE..SUITE + TARGET {
+                w.cand[i] = (w.base[i] + 0.1).min(1.0);
+            }
+        },
+    },
+    Scenario {
+        name: "noise only (±0.05 everywhere)",
+        accept_is_right: false,
+        require_improvement: true,
+        cached_baseline: 0,
+        breaks_case: false,
+        patch: |w, rng| {
+            for i in 0..w.cand.len() {
+                w.cand[i] = (w.base[i] + rng.uniform(-0.05, 0.05)).clamp(0.0, 1.0);
+            }
+        },
+    },
+    Scenario {
+        name: "flaky case breaks (-> 0.05)",
+        accept_is_right: false,
+        require_improvement: false,
+        cached_baseline: 0,
+        breaks_case: true,
+        patch: |w, rng| {
+            let i = FLAKY.start + rng.below(FLAKY.len());
+            w.cand[i] = 0.05;
+        },
+    },
+    Scenario {
+        name: "fix, holdout drops (2 -> 0.2)",
+        accept_is_right: false,
+        require_improvement: true,
+        cached_baseline: 0,
+        breaks_case: true,
+        patch: |w, rng| {
+            fix_targets(w, rng);
+            let first = rng.below(HOLDOUT_STABLE.len());
+            for j in 0..2 {
+                w.cand[HOLDOUT_STABLE.start + (first + j) % HOLDOUT_STABLE.len()] = 0.2;
+            }
+        },
+    },
+    Scenario {
+        name: "neutral, 30 cached baseline trials",
+        accept_is_right: true,
+        require_improvement: false,
+        cached_baseline: 30,
+        breaks_case: false,
+        patch: |_, _| {},
+    },
+    Scenario {
+        name: "flaky breaks, 30 cached baseline",
+        accept_is_right: false,
+        require_improvement: false,
+        cached_baseline: 30,
+        breaks_case: true,
+        patch: |w, rng| {
+            let i = FLAKY.start + rng.below(FLAKY.len());
+            w.cand[i] = 0.05;
+        },
+    },
+];
+
+/// Trial outcomes are a fixed function of (run, case, arm, trial); arms draw independently.
+fn outcome(run: u64, world: &World, case: usize, arm: Arm, trial: u32) -> bool {
+    let key = run
+        .wrapping_mul(0x2545_F491_4F6C_DD1D)
+        .wrapping_add((case as u64) << 40)
+        .wrapping_add(u64::from(arm == Arm::Candidate) << 32)
+        .wrapping_add(u64::from(trial));
+    let u = (splitmix64(splitmix64(key)) >> 11) as f64 / (1u64 << 53) as f64;
+    u < if arm == Arm::Candidate { world.cand[case] } else { world.base[case] }
+}
+
+/// Cases with only the cached baseline trials.
+fn initial_cases(run: u64, world: &World, cached: u32) -> Vec<CaseTrials> {
+    world
+        .roles
+        .iter()
+        .enumerate()
+        .map(|(i, &role)| {
+            let mut c = CaseTrials::new(format!("c{i}"), role);
+            c.prior_fail_rate = 1.0 - world.base[i];
+            c.push(Arm::Baseline, (0..cached).map(|t| outcome(run, world, i, Arm::Baseline, t)));
+            c
+        })
+        .collect()
+}
+
+fn spent(d: &Decision, cases: usize, cached: u32) -> u32 {
+    d.trials_baseline + d.trials_candidate - cached * u32::try_from(cases).unwrap_or(0)
+}
+
+struct Run {
+    accept: bool,
+    rule: char,
+    trials: u32,
+    rounds: u32,
+}
+
+/// R = regression, F = flaky pool, H = holdout drop, N = no improvement, '-' = passed.
+fn rule_letter(rule: &Rule) -> char {
+    match rule {
+        Rule::Passed => '-',
+        Rule::Regression { .. } => 'R',
+        Rule::FlakyRegression => 'F',
+        Rule::HoldoutDrop => 'H',
+        Rule::NoImprovement => 'N',
+    }
+}
+
+fn adaptive(cfg: &GateConfig, run: u64, world: &World, cached: u32) -> Run {
+    let mut cases = initial_cases(run, world, cached);
+    let mut rounds = 0;
+    loop {
+        let reqs = next_requests(cfg, &cases);
+        if reqs.is_empty() {
+            break;
+        }
+        rounds += 1;
+        for r in reqs {
+            let outs: Vec<bool> =
+                (r.first_trial..r.first_trial + r.trials).map(|t| outcome(run, world, r.case, r.arm, t)).collect();
+            cases[r.case].push(r.arm, outs);
+        }
+    }
+    let d = decide(cfg, &cases);
+    Run {
+        accept: d.verdict == Verdict::Pass,
+        rule: rule_letter(&d.rule),
+        trials: spent(&d, cases.len(), cached),
+        rounds,
+    }
+}
+
+fn fixed(cfg: &GateConfig, run: u64, world: &World, cached: u32) -> Run {
+    let mut cases = initial_cases(run, world, cached);
+    for (i, c) in cases.iter_mut().enumerate() {
+        if c.role == Role::Target && !cfg.require_improvement {
+            continue; // the rules ignore them; running them would only inflate the count
+        }
+        c.push(Arm::Baseline, (cached..cfg.k_max).map(|t| outcome(run, world, i, Arm::Baseline, t)));
+        c.push(Arm::Candidate, (0..cfg.k_max).map(|t| outcome(run, world, i, Arm::Candidate, t)));
+    }
+    let d = decide(cfg, &cases);
+    Run {
+        accept: d.verdict == Verdict::Pass,
+        rule: rule_letter(&d.rule),
+        trials: spent(&d, cases.len(), cached),
+        rounds: 1,
+    }
+}
+
+fn single_run(cfg: &GateConfig, run: u64, world: &World) -> Run {
+    let (mut base, mut cand, mut base_t, mut cand_t, mut trials) = (0, 0, 0, 0, 0);
+    for (i, &role) in world.roles.iter().enumerate() {
+        if role == Role::Target && !cfg.require_improvement {
+            continue;
+        }
+        let b = u32::from(outcome(run, world, i, Arm::Baseline, 0));
+        let c = u32::from(outcome(run, world, i, Arm::Candidate, 0));
+        trials += 2;
+        if role == Role::Target {
+            (base_t, cand_t) = (base_t + b, cand_t + c);
+        } else {
+            (base, cand) = (base + b, cand + c);
+        }
+    }
+    let accept = cand >= base && (!cfg.require_improvement || cand_t > base_t);
+    Run { accept, rule: if accept { '-' } else { 'X' }, trials, rounds: 1 }
+}
+
+#[derive(Default)]
+struct Tally {
+    accepts: u32,
+    rules: std::collections::BTreeMap<char, u32>,
+    trials: u64,
+    rounds: u64,
+}
+
+impl Tally {
+    fn add(&mut self, r: &Run) {
+        self.accepts += u32::from(r.accept);
+        *self.rules.entry(r.rule).or_default() += 1;
+        self.trials += u64::from(r.trials);
+        self.rounds += u64::from(r.rounds);
+    }
+}
+
+fn pct(x: u32, n: u32) -> f64 {
+    100.0 * f64::from(x) / f64::from(n)
+}
+
+fn main() {
+    let mut cfg = GateConfig::default();
+    let mut seeds = 1000u32;
+    let args: Vec<String> = std::env::args().collect();
+    for w in args.windows(2) {
+        match w[0].as_str() {
+            "--seeds" => seeds = w[1].parse().expect("--seeds N"),
+            "--eps" => cfg.flip_tolerance = w[1].parse().expect("--eps X"),
+            "--step" => cfg.step = w[1].parse().expect("--step N"),
+            "--kmax" => cfg.k_max = w[1].parse().expect("--kmax N"),
+            _ => {}
+        }
+    }
+    println!(
+        "gate_sim: {seeds} runs per scenario; k = {}, k_max = {}, step = {}, alpha = {}, holdout_alpha = {}, \
+         min_effect = {}, flip_tolerance = {}",
+        cfg.k, cfg.k_max, cfg.step, cfg.alpha, cfg.holdout_alpha, cfg.min_effect, cfg.flip_tolerance
+    );
+    println!("acc = % accepted; wrong = % false accepts if the truth is reject, % false rejects if it is accept;");
+    println!(
+        "trials = mean trials spent per decision (both arms); agree = % same verdict as fixed; a/b = trial ratio\n"
+    );
+    println!(
+        "| {:<36} | {:<6} | adaptive acc | wrong | trials | rounds | fixed acc | wrong | trials | single acc | wrong \
+         | trials | agree | a/b |",
+        "scenario", "truth"
+    );
+    println!(
+        "|{:-<38}|{:-<8}|{:->14}|{:->7}|{:->8}|{:->8}|{:->11}|{:->7}|{:->8}|{:->12}|{:->7}|{:->8}|{:->7}|{:->5}|",
+        "", "", "", "", "", "", "", "", "", "", "", "", "", ""
+    );
+    let started = Instant::now();
+    let (mut agree_all, mut n_all, mut trials_a_all, mut trials_b_all) = (0u32, 0u32, 0u64, 0u64);
+    let mut notes = Vec::new();
+    let mut breaking = Vec::new();
+    for (s, sc) in SCENARIOS.iter().enumerate() {
+        let cfg = GateConfig { require_improvement: sc.require_improvement, ..cfg.clone() };
+        let (mut a, mut b, mut c) = (Tally::default(), Tally::default(), Tally::default());
+        let mut agree = 0u32;
+        for seed in 0..seeds {
+            let run = (s as u64) << 32 | u64::from(seed);
+            let mut rng = Rng(splitmix64(run ^ 0xA5A5_A5A5));
+            let mut world = base_world(&mut rng);
+            (sc.patch)(&mut world, &mut rng);
+            let (ra, rb, rc) = (
+                adaptive(&cfg, run, &world, sc.cached_baseline),
+                fixed(&cfg, run, &world, sc.cached_baseline),
+                single_run(&cfg, run, &world),
+            );
+            agree += u32::from(ra.accept == rb.accept);
+            a.add(&ra);
+            b.add(&rb);
+            c.add(&rc);
+        }
+        let wrong = |t: &Tally| if sc.accept_is_right { pct(seeds - t.accepts, seeds) } else { pct(t.accepts, seeds) };
+        let mean = |x: u64| x as f64 / f64::from(seeds);
+        println!(
+            "| {:<36} | {:<6} | {:>12.1} | {:>5.1} | {:>6.1} | {:>6.1} | {:>9.1} | {:>5.1} | {:>6.1} | {:>10.1} | {:>5.1} \
+             | {:>6.1} | {:>5.1} | {:>2.0}% |",
+            sc.name,
+            if sc.accept_is_right { "accept" } else { "reject" },
+            pct(a.accepts, seeds),
+            wrong(&a),
+            mean(a.trials),
+            mean(a.rounds),
+            pct(b.accepts, seeds),
+            wrong(&b),
+            mean(b.trials),
+            pct(c.accepts, seeds),
+            wrong(&c),
+            mean(c.trials),
+            pct(agree, seeds),
+            100.0 * a.trials as f64 / b.trials as f64
+        );
+        let rules = |t: &Tally| {
+            t.rules.iter().filter(|(k, _)| **k != '-').map(|(k, v)| format!("{k}{v}")).collect::<Vec<_>>().join(" ")
+        };
+        notes.push(format!("  {:<36} adaptive {:<16} fixed {}", sc.name, rules(&a), rules(&b)));
+        agree_all += agree;
+        n_all += seeds;
+        trials_a_all += a.trials;
+        trials_b_all += b.trials;
+        if sc.breaks_case {
+            breaking.push((sc.name, wrong(&a)));
+        }
+    }
+    println!("\nrejections by rule (R regression, F flaky pool, H holdout drop, N no improvement):");
+    for n in notes {
+        println!("{n}");
+    }
+    let agreement = pct(agree_all, n_all);
+    let ratio = 100.0 * trials_a_all as f64 / trials_b_all as f64;
+    let (lo, _) = wilson_confidence(Counts::new(agree_all, n_all), 0.95);
+    println!();
+    println!(
+        "adaptive vs fixed k_max: agreement {agreement:.1}% (95% Wilson lower bound {:.1}%), trials {ratio:.1}% -> {}",
+        100.0 * lo,
+        if agreement >= 95.0 && ratio <= 50.0 {
+            "target met"
+        } else {
+            "TARGET MISSED (>= 95% agreement, <= 50% trials)"
+        }
+    );
+    println!("adaptive false accepts on patches that break a case (target < 5%):");
+    for (name, fa) in breaking {
+        println!("  {name:<36} {fa:5.1}% {}", if fa < 5.0 { "met" } else { "MISSED" });
+    }
+    println!("elapsed {:.1} s", started.elapsed().as_secs_f64());
+    scale(&cfg);
+}
+
+/// One `next_requests` + `decide` on a large gate after the first round, where every case has
+/// k noisy trials: the engine's per-call cost is what a runner pays between trial batches.
+fn scale(cfg: &GateConfig) {
+    let cfg = GateConfig { require_improvement: true, ..cfg.clone() };
+    let mut rng = Rng(42);
+    let roles = [(Role::Suite, 300), (Role::Target, 50), (Role::Holdout, 150)];
+    let mut cases = Vec::new();
+    for (role, n) in roles {
+        for _ in 0..n {
+            let p = rng.uniform(0.3, 1.0);
+            let mut c = CaseTrials::new(format!("c{}", cases.len()), role);
+            c.push(Arm::Baseline, (0..cfg.k).map(|_| rng.next_f64() < p));
+            let q = if role == Role::Target { (p + 0.25).min(1.0) } else { p };
+            c.push(Arm::Candidate, (0..cfg.k).map(|_| rng.next_f64() < q));
+            cases.push(c);
+        }
+    }
+    let started = Instant::now();
+    let reqs = next_requests(&cfg, &cases);
+    let d = decide(&cfg, &cases);
+    println!(
+        "scale: 300 suite + 50 target + 150 holdout cases at k trials: next_requests + decide in {:.1} ms ({} requests; {})",
+        started.elapsed().as_secs_f64() * 1e3,
+        reqs.len(),
+        d.summary
+    );
+}
