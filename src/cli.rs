@@ -134,28 +134,41 @@ pub struct MineArgs {
 
 #[derive(Debug, Args)]
 pub struct GateArgs {
-    /// The unified diff to gate (`-` reads stdin)
+    /// The unified diff to gate (`git diff` or `diff -u` output; `-` reads stdin)
     pub patch: String,
-    #[arg(long)]
+    /// Harness the patch is for [default: the config's, or the one whose folder the patch touches]
+    #[arg(long, env = "AUTOHARNESS_HARNESS")]
     pub harness: Option<String>,
-    /// Cluster whose cases must improve
+    /// Cluster whose cases must improve significantly (id or prefix)
     #[arg(long, value_name = "CLUSTER")]
     pub target: Option<String>,
-    /// Trials per case to start with
-    #[arg(long, default_value_t = 3)]
+    /// Trials per case and arm to start with
+    #[arg(long, default_value_t = 3, value_name = "K")]
     pub trials: u32,
-    /// Most trials per case
-    #[arg(long, default_value_t = 10)]
+    /// Most trials per case and arm; more are added only where a verdict is uncertain
+    #[arg(long, default_value_t = 10, value_name = "N")]
     pub max_trials: u32,
-    /// Significance level of the paired test
-    #[arg(long, default_value_t = 0.05)]
+    /// Significance level of the regression and improvement tests
+    #[arg(long, default_value_t = 0.05, value_name = "A")]
     pub alpha: f64,
+    /// Smallest target pass-rate gain that counts as an improvement [default: 0.2]
+    #[arg(long, value_name = "GAIN")]
+    pub min_effect: Option<f64>,
+    /// Share by which the candidate's mean cost or tokens per trial may exceed the baseline's [default: 0.25, or [gate] cost_tolerance]
+    #[arg(long, value_name = "SHARE")]
+    pub cost_tolerance: Option<f64>,
+    /// Write the evidence as Markdown (for a PR comment; also appended to $GITHUB_STEP_SUMMARY)
     #[arg(long, value_name = "FILE")]
     pub markdown: Option<PathBuf>,
+    /// Write JUnit XML (one testcase per case)
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
+    /// Write a self-contained HTML page
     #[arg(long, value_name = "FILE")]
     pub html: Option<PathBuf>,
+    /// Run every trial even when it ran before with the same harness, case, seed and environment
+    #[arg(long)]
+    pub no_cache: bool,
 }
 
 #[derive(Debug, Args)]
@@ -281,7 +294,7 @@ fn dispatch(command: Command, settings: &crate::config::Settings, out: &Output) 
         Command::Eval(args) => commands::eval::eval(settings, out, &args),
         Command::Init(args) => commands::setup::init(out, &args),
         Command::Doctor => commands::setup::doctor(settings, out),
-        Command::Gate(_) => not_yet("gate", 6),
+        Command::Gate(args) => commands::gate::gate(settings, out, &args),
         Command::Run(_) => not_yet("run", 7),
         Command::Report(_) => not_yet("report", 7),
     }

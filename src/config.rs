@@ -30,6 +30,21 @@ pub struct ProjectConfig {
     pub db: Option<PathBuf>,
     #[serde(default)]
     pub mine: MineConfig,
+    #[serde(default)]
+    pub gate: GateSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GateSettings {
+    /// Share by which a candidate's mean cost or tokens per trial may exceed the baseline's.
+    pub cost_tolerance: f64,
+}
+
+impl Default for GateSettings {
+    fn default() -> Self {
+        GateSettings { cost_tolerance: 0.25 }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -112,7 +127,7 @@ pub fn load_config(path: &Path) -> anyhow::Result<ProjectConfig> {
     toml::from_str(&text).map_err(|e| {
         crate::exit::hinted(
             format!("`{}` is not a valid autoharness config: {}", path.display(), e.message()),
-            "allowed keys: harness, db, [mine] join_threshold, holdout_share",
+            "allowed keys: harness, db, [mine] join_threshold, holdout_share, [gate] cost_tolerance",
         )
     })
 }

@@ -2,6 +2,7 @@
 //! results to a renderer in `report/`.
 
 pub mod eval;
+pub mod gate;
 pub mod mine;
 pub mod setup;
 pub mod traces;

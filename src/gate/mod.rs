@@ -2,5 +2,6 @@
 //! (intervals and exact tests) and `engine` (the adaptive gate's pure decision rules).
 
 pub mod engine;
+pub mod session;
 pub mod stats;
 pub mod trials;

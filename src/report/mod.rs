@@ -3,6 +3,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod eval;
+pub mod gate;
 pub mod junit;
 pub mod mine;
 pub mod output;

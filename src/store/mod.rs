@@ -5,6 +5,7 @@
 //! **Architecture Invariant:** every write that belongs together happens in one
 //! transaction, so a crash or a bad file never leaves half a record behind.
 
+pub mod gates;
 pub mod mine;
 pub mod traces;
 pub mod trials;

@@ -1,0 +1,139 @@
+//! `autoharness gate PATCH`: exit 0 pass, 1 fail, 2 error.
+
+use std::io::Read;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::cli::GateArgs;
+use crate::commands::eval::load_cases;
+use crate::config::Settings;
+use crate::exit::{self, ExitCode, hinted};
+use crate::gate::engine::GateConfig;
+use crate::gate::session::{self, GateOptions, Progress};
+use crate::gate::trials::{Runner, TrialRecord};
+use crate::harness::manifest;
+use crate::report::Output;
+use crate::report::gate as render;
+use crate::store::{Store, runtime};
+
+/// Patches bigger than this are refused before parsing: no harness diff is this large.
+const MAX_PATCH_BYTES: u64 = 64 << 20;
+
+pub fn gate(settings: &Settings, out: &Output, args: &GateArgs) -> anyhow::Result<ExitCode> {
+    let text = read_patch(&args.patch)?;
+    let manifest = match args.harness.clone().or_else(|| settings.config.harness.clone()) {
+        Some(name) => manifest::select(&settings.project_root, Some(&name))?,
+        None => {
+            let all = manifest::discover(&settings.project_root)?;
+            if all.is_empty() {
+                return Err(hinted("no harness found under harnesses/", "run `autoharness init`, or pass --harness"));
+            }
+            session::harness_for_patch(&text, &all, &settings.project_root)?.clone()
+        }
+    };
+    let patch = session::prepare_patch(&text, &manifest, &settings.project_root)?;
+    let cases = load_cases(settings, out, &manifest)?;
+    let mut cfg = GateConfig {
+        k: args.trials.max(1),
+        k_max: args.max_trials.max(args.trials.max(1)),
+        alpha: args.alpha,
+        ..GateConfig::default()
+    };
+    if let Some(m) = args.min_effect {
+        cfg.min_effect = m;
+    }
+    let work_dir = settings.state_dir().join("gate").join(format!("{}", std::process::id()));
+    let opts = GateOptions {
+        cfg,
+        target: args.target.clone(),
+        cost_tolerance: args.cost_tolerance.unwrap_or(settings.config.gate.cost_tolerance),
+        work_dir: work_dir.clone(),
+    };
+    let bar = out.progress(0, "gate");
+    let done = AtomicU32::new(0);
+    struct Bar<'a> {
+        bar: &'a indicatif::ProgressBar,
+        done: &'a AtomicU32,
+    }
+    impl Progress for Bar<'_> {
+        fn round(&self, round: u32, trials: usize) {
+            self.bar.inc_length(trials as u64);
+            self.bar.set_message(format!("gate round {round}"));
+        }
+        fn trial(&self, _rec: &TrialRecord) {
+            self.done.fetch_add(1, Ordering::Relaxed);
+            self.bar.inc(1);
+        }
+    }
+    let progress = Bar { bar: &bar, done: &done };
+    let rt = runtime()?;
+    let patch_hash = blake3::hash(text.as_bytes()).to_hex().to_string();
+    let result = rt.block_on(async {
+        let store = Store::open(&settings.db_path).await?;
+        let mut runner = Runner::new(Some(store.clone()), settings.jobs, settings.state_dir().join("trials"));
+        runner.use_cache = !args.no_cache;
+        let report = tokio::select! {
+            r = session::run(&manifest, &patch, &cases, &runner, &opts, &progress) => r,
+            _ = tokio::signal::ctrl_c() => Err(hinted(
+                format!("interrupted after {} trials: no verdict", done.load(Ordering::Relaxed)),
+                "finished trials are recorded in the store and cached; run the gate again to resume from them",
+            )),
+        };
+        if let Ok(r) = &report {
+            store.record_gate(r, &patch_hash).await?;
+        }
+        store.close().await;
+        report
+    });
+    bar.finish_and_clear();
+    let _ = std::fs::remove_dir_all(&work_dir);
+    let report = result?;
+    if let Some(path) = &args.markdown {
+        write(path, &render::markdown(&report))?;
+    }
+    if let Ok(summary) = std::env::var("GITHUB_STEP_SUMMARY")
+        && !summary.is_empty()
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().append(true).create(true).open(&summary)?;
+        f.write_all(render::markdown(&report).as_bytes())?;
+    }
+    if let Some(path) = &args.junit {
+        write(path, &render::junit(&report))?;
+    }
+    if let Some(path) = &args.html {
+        write(path, &render::html(&report))?;
+    }
+    if out.json {
+        out.print_json(&report)?;
+    } else {
+        out.print(&render::terminal(out, &report));
+    }
+    Ok(if report.passed() { exit::SUCCESS } else { exit::FAILURE })
+}
+
+fn write(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    std::fs::write(path, text).map_err(|e| anyhow::anyhow!("cannot write `{}`: {e}", path.display()))
+}
+
+fn read_patch(arg: &str) -> anyhow::Result<String> {
+    let mut bytes = Vec::new();
+    if arg == "-" {
+        std::io::stdin().take(MAX_PATCH_BYTES + 1).read_to_end(&mut bytes)?;
+    } else {
+        let f = std::fs::File::open(arg)
+            .map_err(|e| hinted(format!("cannot read the patch `{arg}`: {e}"), "pass a diff file, or `-` for stdin"))?;
+        f.take(MAX_PATCH_BYTES + 1).read_to_end(&mut bytes)?;
+    }
+    if bytes.len() as u64 > MAX_PATCH_BYTES {
+        return Err(hinted(
+            format!("the patch `{arg}` is over {} MiB", MAX_PATCH_BYTES >> 20),
+            "gate a harness diff, not a whole repository",
+        ));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        hinted(
+            format!("the patch `{arg}` is not UTF-8 text (byte {})", e.utf8_error().valid_up_to()),
+            "binary patches are refused",
+        )
+    })
+}

@@ -1,0 +1,479 @@
+//! One gate: a patch → a candidate harness (private copy) → adaptive paired trials of
+//! baseline and candidate → a verdict with every number behind it (`autoharness.gate/v1`).
+//!
+//! Order of checks, cheapest and most certain first: the patch must parse and stay inside
+//! the editable files (else an error, exit 2); it must not leak the holdout (fail); it
+//! must apply (else exit 2); the manifest's `check` must pass on the candidate (fail);
+//! then the trials, whose decision rules live in `engine`; then the cost rule.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use serde::Serialize;
+
+use super::engine::{self, Arm, CaseTrials, Decision, GateConfig, Request, Role, Verdict};
+use super::trials::{Runner, Trial, TrialRecord, Version, run_check};
+use crate::evals::case::{Case, input_text};
+use crate::exit::hinted;
+use crate::harness::manifest::Manifest;
+use crate::harness::patch::{self, Patch};
+use crate::harness::workspace;
+
+pub const GATE_SCHEMA: &str = "autoharness.gate/v1";
+
+/// What a gate needs besides the patch.
+#[derive(Debug, Clone)]
+pub struct GateOptions {
+    pub cfg: GateConfig,
+    /// Cluster (id or prefix) whose cases must improve.
+    pub target: Option<String>,
+    /// Candidate mean cost (and tokens) per trial may exceed the baseline's by this share.
+    pub cost_tolerance: f64,
+    /// Folder for the candidate copy and trial folders of this gate.
+    pub work_dir: PathBuf,
+}
+
+/// An error that means "this patch cannot be gated" (exit 2), with a hint.
+pub fn refuse(message: impl Into<String>, hint: impl Into<String>) -> anyhow::Error {
+    hinted(message, hint)
+}
+
+/// A parsed patch, its paths made relative to the harness root and checked.
+pub fn prepare_patch(text: &str, manifest: &Manifest, project_root: &Path) -> anyhow::Result<Patch> {
+    if text.trim().is_empty() {
+        return Err(refuse(
+            "empty patch: no file changes found",
+            "pass a unified diff (`git diff` or `diff -u` output)",
+        ));
+    }
+    let mut p = patch::parse(text).map_err(|e| refuse(format!("bad patch: {e}"), "pass a unified diff"))?;
+    if p.is_empty() {
+        return Err(refuse(
+            "empty patch: no file changes found",
+            "pass a unified diff (`git diff` or `diff -u` output)",
+        ));
+    }
+    patch::normalize_paths(&mut p, manifest.root_prefix(project_root).as_deref());
+    if let Err(refusals) = patch::check_paths(&p, &manifest.root, manifest.editable_set()) {
+        let lines: Vec<String> = refusals.iter().map(|r| format!("  {r}")).collect();
+        return Err(refuse(
+            format!("the patch touches files it may not change:\n{}", lines.join("\n")),
+            format!("editable files of `{}`: {}", manifest.name, manifest.editable.join(", ")),
+        ));
+    }
+    Ok(p)
+}
+
+/// The harness a patch is for, when not named: the one whose folder its paths are in.
+pub fn harness_for_patch<'a>(
+    text: &str,
+    manifests: &'a [Manifest],
+    project_root: &Path,
+) -> anyhow::Result<&'a Manifest> {
+    if manifests.len() == 1 {
+        return Ok(&manifests[0]);
+    }
+    let parsed = patch::parse(text).ok();
+    let paths: Vec<String> = parsed
+        .as_ref()
+        .map(|p| {
+            p.files.iter().map(|f| f.path().trim_start_matches("a/").trim_start_matches("b/").to_string()).collect()
+        })
+        .unwrap_or_default();
+    let matching: Vec<&Manifest> = manifests
+        .iter()
+        .filter(|m| {
+            m.root_prefix(project_root)
+                .is_some_and(|prefix| !paths.is_empty() && paths.iter().all(|p| p.starts_with(&format!("{prefix}/"))))
+        })
+        .collect();
+    match matching.as_slice() {
+        [one] => Ok(one),
+        _ => Err(refuse(
+            "cannot tell which harness this patch is for",
+            format!(
+                "pass --harness with one of: {}",
+                manifests.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+        )),
+    }
+}
+
+/// A holdout case whose id or distinctive input text appears in the patch's added lines.
+#[derive(Debug, Clone, Serialize)]
+pub struct Leak {
+    pub case: String,
+    pub what: String,
+}
+
+/// Words in a run that make input text distinctive: a phrase this long copied from a
+/// holdout case's input is not a coincidence.
+const LEAK_SHINGLE: usize = 8;
+
+pub fn find_leaks(p: &Patch, holdout: &[&Case]) -> Vec<Leak> {
+    let added: String = p
+        .files
+        .iter()
+        .flat_map(|f| f.hunks.iter())
+        .flat_map(|h| h.lines.iter())
+        .filter_map(|l| match l {
+            patch::HunkLine::Add(t) => Some(t.as_str()),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let added_lower = added.to_lowercase();
+    let added_words = words(&added_lower).join(" ");
+    let mut leaks = Vec::new();
+    for c in holdout {
+        if added.contains(c.id()) {
+            leaks.push(Leak { case: c.id().to_string(), what: format!("the patch names holdout case `{}`", c.id()) });
+            continue;
+        }
+        let text = input_text(c).to_lowercase();
+        let w = words(&text);
+        if let Some(run) = w.windows(LEAK_SHINGLE).map(|run| run.join(" ")).find(|s| added_words.contains(s.as_str())) {
+            leaks.push(Leak {
+                case: c.id().to_string(),
+                what: format!("the patch copies holdout input text: \"{}…\"", crate::trace::json::clip(&run, 60)),
+            });
+        }
+    }
+    leaks
+}
+
+fn words(s: &str) -> Vec<&str> {
+    s.split(|c: char| !c.is_alphanumeric() && c != '#' && c != '_').filter(|w| !w.is_empty()).collect()
+}
+
+/// Which cases a gate runs, and in which role.
+pub fn roles(cases: &[Case], target: Option<&str>) -> (Vec<(usize, Role)>, bool) {
+    let has_active = cases.iter().any(|c| c.file.status == "active");
+    let mut out = Vec::new();
+    for (i, c) in cases.iter().enumerate() {
+        let f = &c.file;
+        if matches!(f.status.as_str(), "retired" | "quarantined") {
+            continue;
+        }
+        let in_target = target.is_some_and(|t| f.cluster.starts_with(t));
+        let role = if f.split == "holdout" {
+            Role::Holdout
+        } else if in_target && f.status != "active" {
+            Role::Target
+        } else if f.status == "active" || !has_active {
+            // No active suite yet (nothing was ever promoted): guard every train case.
+            Role::Suite
+        } else {
+            continue;
+        };
+        out.push((i, role));
+    }
+    (out, !has_active)
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CaseRow {
+    pub id: String,
+    pub cluster: String,
+    pub role: Role,
+    /// e.g. `3/3 → 0/5`.
+    pub flip: String,
+    /// The first reason a candidate trial failed, for people.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub candidate_failure: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline_failure: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CostStats {
+    pub baseline_mean_usd: Option<f64>,
+    pub candidate_mean_usd: Option<f64>,
+    pub baseline_mean_tokens: Option<f64>,
+    pub candidate_mean_tokens: Option<f64>,
+    pub tolerance: f64,
+    pub exceeded: bool,
+    pub total_usd: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TrialCounts {
+    pub baseline: u32,
+    pub candidate: u32,
+    pub cached: u32,
+    pub rounds: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GateReport {
+    pub schema: &'static str,
+    pub harness: String,
+    pub baseline_hash: String,
+    pub candidate_hash: String,
+    /// `pass` or `fail`.
+    pub verdict: String,
+    /// The rule that decided: passed, regression, flaky_regression, no_improvement,
+    /// holdout_drop, leakage, check, cost, interrupted.
+    pub rule: String,
+    /// One sentence for people.
+    pub reason: String,
+    pub target: Option<String>,
+    pub files: Vec<String>,
+    /// Where each hunk landed (offset, whitespace fuzz).
+    pub applied: Vec<String>,
+    pub check: Option<String>,
+    pub leaks: Vec<Leak>,
+    pub note: Option<String>,
+    pub decision: Option<Decision>,
+    pub cases: Vec<CaseRow>,
+    pub cost: CostStats,
+    pub trials: TrialCounts,
+    pub wall_ms: u64,
+    pub config: GateConfig,
+}
+
+impl GateReport {
+    pub fn passed(&self) -> bool {
+        self.verdict == "pass"
+    }
+}
+
+/// What the gate reports as it goes (progress bars, notes).
+pub trait Progress: Sync {
+    fn round(&self, _round: u32, _trials: usize) {}
+    fn trial(&self, _rec: &TrialRecord) {}
+}
+
+impl Progress for () {}
+
+/// Run one gate. Errors (exit 2) are for patches that cannot be gated; every verdict,
+/// pass or fail, is an `Ok(GateReport)`.
+pub async fn run(
+    manifest: &Manifest,
+    patch: &Patch,
+    cases: &[Case],
+    runner: &Runner,
+    opts: &GateOptions,
+    progress: &dyn Progress,
+) -> anyhow::Result<GateReport> {
+    let started = Instant::now();
+    let baseline = Version::new(manifest.clone(), manifest.root.clone())?;
+    let (selected, guarding_all) = roles(cases, opts.target.as_deref());
+    let mut report = GateReport {
+        schema: GATE_SCHEMA,
+        harness: manifest.name.clone(),
+        baseline_hash: baseline.hash.clone(),
+        candidate_hash: String::new(),
+        verdict: "fail".into(),
+        rule: String::new(),
+        reason: String::new(),
+        target: opts.target.clone(),
+        files: patch.touched_paths().iter().map(|s| s.to_string()).collect(),
+        applied: Vec::new(),
+        check: None,
+        leaks: Vec::new(),
+        note: guarding_all.then(|| "no active suite yet: every train case guards against regressions".to_string()),
+        decision: None,
+        cases: Vec::new(),
+        cost: CostStats { tolerance: opts.cost_tolerance, ..CostStats::default() },
+        trials: TrialCounts { baseline: 0, candidate: 0, cached: 0, rounds: 0 },
+        wall_ms: 0,
+        config: opts.cfg.clone(),
+    };
+    if selected.is_empty() {
+        return Err(refuse(
+            format!("no cases to gate on for harness `{}`", manifest.name),
+            "run `autoharness mine` to write eval cases under evals/",
+        ));
+    }
+    let mut cfg = opts.cfg.clone();
+    if opts.target.is_some() {
+        if !selected.iter().any(|(_, r)| *r == Role::Target) {
+            return Err(refuse(
+                format!("no candidate train cases in cluster `{}`", opts.target.as_deref().unwrap_or("")),
+                "`autoharness cases` lists clusters and their cases",
+            ));
+        }
+        cfg.require_improvement = true;
+    }
+
+    // Leakage: the holdout's ids and distinctive text must not appear in the patch.
+    let holdout: Vec<&Case> = selected.iter().filter(|(_, r)| *r == Role::Holdout).map(|(i, _)| &cases[*i]).collect();
+    report.leaks = find_leaks(patch, &holdout);
+    if !report.leaks.is_empty() {
+        return Ok(finish(report, "leakage", "the patch contains sealed holdout material".into(), started));
+    }
+
+    // The candidate: a private copy of the baseline with the patch applied.
+    let cand_root = opts.work_dir.join("candidate");
+    if cand_root.exists() {
+        std::fs::remove_dir_all(&cand_root).with_context(|| format!("cannot clear `{}`", cand_root.display()))?;
+    }
+    workspace::private_copy(&manifest.root, &cand_root)?;
+    let applied = patch::apply(patch, &cand_root).map_err(|e| {
+        refuse(
+            format!("the patch does not apply to `{}`:\n{e}", manifest.name),
+            "regenerate the diff against the current harness",
+        )
+    })?;
+    report.applied = applied.to_string().lines().map(str::to_string).collect();
+    let mut cand_manifest = manifest.clone();
+    cand_manifest.root = cand_root.clone();
+    let candidate = Version::new(cand_manifest, cand_root)?;
+    report.candidate_hash = candidate.hash.clone();
+    if candidate.hash == baseline.hash {
+        return Err(refuse("the patch changes nothing in the harness", "pass a diff that changes an editable file"));
+    }
+    if let Some(Err(why)) = run_check(&candidate, &opts.work_dir.join("check"), runner.isolation).await? {
+        report.check = Some(why.clone());
+        return Ok(finish(report, "check", format!("the harness check failed on the candidate: {why}"), started));
+    }
+
+    // Adaptive paired trials.
+    let mut state: Vec<CaseTrials> = selected.iter().map(|(i, role)| CaseTrials::new(cases[*i].id(), *role)).collect();
+    let selected_cases: Vec<Case> = selected.iter().map(|(i, _)| cases[*i].clone()).collect();
+    let mut records: HashMap<(Arm, usize, u64), TrialRecord> = HashMap::new();
+    loop {
+        let requests = engine::next_requests(&cfg, &state);
+        if requests.is_empty() {
+            break;
+        }
+        report.trials.rounds += 1;
+        let (cand_trials, base_trials) = split_requests(&requests);
+        progress.round(report.trials.rounds, cand_trials.len() + base_trials.len());
+        let on_done = |r: &TrialRecord| progress.trial(r);
+        // Candidate first: a broken candidate shows itself while the baseline is still cached.
+        let cand = runner.run(&candidate, &selected_cases, &cand_trials, &on_done).await?;
+        let base = runner.run(&baseline, &selected_cases, &base_trials, &on_done).await?;
+        for (arm, trials, recs) in [(Arm::Candidate, &cand_trials, cand), (Arm::Baseline, &base_trials, base)] {
+            for (t, rec) in trials.iter().zip(recs) {
+                records.insert((arm, t.case, t.seed), rec);
+            }
+        }
+        // Append in seed order so index = seed on both arms.
+        for (ci, ct) in state.iter_mut().enumerate() {
+            for arm in [Arm::Baseline, Arm::Candidate] {
+                while let Some(rec) = records.get(&(arm, ci, ct.trials(arm).len() as u64)) {
+                    let passed = rec.passed;
+                    ct.push(arm, [passed]);
+                }
+            }
+        }
+    }
+    let decision = engine::decide(&cfg, &state);
+    let all: Vec<(&(Arm, usize, u64), &TrialRecord)> = records.iter().collect();
+    report.trials.baseline = all.iter().filter(|((a, _, _), _)| *a == Arm::Baseline).count() as u32;
+    report.trials.candidate = all.iter().filter(|((a, _, _), _)| *a == Arm::Candidate).count() as u32;
+    report.trials.cached = all.iter().filter(|(_, r)| r.cached).count() as u32;
+    report.cases = state
+        .iter()
+        .enumerate()
+        .map(|(ci, ct)| {
+            let c = &selected_cases[ci];
+            let first_failure = |arm: Arm| {
+                (0..ct.trials(arm).len() as u64)
+                    .filter_map(|s| records.get(&(arm, ci, s)))
+                    .find(|r| !r.passed)
+                    .and_then(|r| r.reason.clone())
+            };
+            CaseRow {
+                id: c.id().to_string(),
+                cluster: c.file.cluster.clone(),
+                role: ct.role,
+                flip: format!(
+                    "{}/{} → {}/{}",
+                    ct.baseline.iter().filter(|b| **b).count(),
+                    ct.baseline.len(),
+                    ct.candidate.iter().filter(|b| **b).count(),
+                    ct.candidate.len()
+                ),
+                candidate_failure: first_failure(Arm::Candidate),
+                baseline_failure: first_failure(Arm::Baseline),
+            }
+        })
+        .collect();
+    report.cost = cost_stats(&records, opts.cost_tolerance);
+    let verdict_rule = match &decision.rule {
+        engine::Rule::Passed => "passed",
+        engine::Rule::Regression { .. } => "regression",
+        engine::Rule::FlakyRegression => "flaky_regression",
+        engine::Rule::NoImprovement => "no_improvement",
+        engine::Rule::HoldoutDrop => "holdout_drop",
+    };
+    let summary = decision.summary.clone();
+    let passed = decision.verdict == Verdict::Pass;
+    report.decision = Some(decision);
+    if !passed {
+        return Ok(finish(report, verdict_rule, summary, started));
+    }
+    if report.cost.exceeded {
+        let c = &report.cost;
+        let reason = format!(
+            "the candidate costs more than the baseline by over {:.0}%: ${:.5} vs ${:.5} per trial, {:.0} vs {:.0} tokens",
+            c.tolerance * 100.0,
+            c.candidate_mean_usd.unwrap_or(0.0),
+            c.baseline_mean_usd.unwrap_or(0.0),
+            c.candidate_mean_tokens.unwrap_or(0.0),
+            c.baseline_mean_tokens.unwrap_or(0.0)
+        );
+        return Ok(finish(report, "cost", reason, started));
+    }
+    report.verdict = "pass".into();
+    Ok(finish(report, "passed", summary, started))
+}
+
+fn finish(mut report: GateReport, rule: &str, reason: String, started: Instant) -> GateReport {
+    report.rule = rule.to_string();
+    report.reason = reason;
+    report.wall_ms = started.elapsed().as_millis() as u64;
+    report
+}
+
+fn split_requests(requests: &[Request]) -> (Vec<Trial>, Vec<Trial>) {
+    let mut cand = Vec::new();
+    let mut base = Vec::new();
+    for r in requests {
+        let list = if r.arm == Arm::Candidate { &mut cand } else { &mut base };
+        for i in r.first_trial..r.first_trial + r.trials {
+            list.push(Trial { case: r.case, seed: i as u64 });
+        }
+    }
+    (cand, base)
+}
+
+fn cost_stats(records: &HashMap<(Arm, usize, u64), TrialRecord>, tolerance: f64) -> CostStats {
+    // Only pairs (same case and seed) that passed on both arms: a run that aborts early is
+    // cheap, so comparing it with one that finishes the task would punish every fix.
+    let other = |arm: Arm| if arm == Arm::Baseline { Arm::Candidate } else { Arm::Baseline };
+    let both_passed = |arm: Arm, c: usize, s: u64, r: &TrialRecord| {
+        r.passed && records.get(&(other(arm), c, s)).is_some_and(|o| o.passed)
+    };
+    let mean = |arm: Arm, f: &dyn Fn(&TrialRecord) -> Option<f64>| {
+        let v: Vec<f64> = records
+            .iter()
+            .filter(|((a, c, s), r)| *a == arm && both_passed(arm, *c, *s, r))
+            .filter_map(|(_, r)| f(r))
+            .collect();
+        (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+    };
+    let cost = |r: &TrialRecord| r.cost_usd;
+    let tokens = |r: &TrialRecord| r.tokens.map(|t| t as f64);
+    let s = CostStats {
+        baseline_mean_usd: mean(Arm::Baseline, &cost),
+        candidate_mean_usd: mean(Arm::Candidate, &cost),
+        baseline_mean_tokens: mean(Arm::Baseline, &tokens),
+        candidate_mean_tokens: mean(Arm::Candidate, &tokens),
+        tolerance,
+        exceeded: false,
+        total_usd: records.values().filter(|r| !r.cached).filter_map(|r| r.cost_usd).sum(),
+    };
+    let over =
+        |b: Option<f64>, c: Option<f64>| matches!((b, c), (Some(b), Some(c)) if c > b * (1.0 + tolerance) + 1e-12);
+    CostStats {
+        exceeded: over(s.baseline_mean_usd, s.candidate_mean_usd)
+            || over(s.baseline_mean_tokens, s.candidate_mean_tokens),
+        ..s
+    }
+}

@@ -1,0 +1,361 @@
+//! Rendering a gate: the terminal summary, Markdown fit for a PR comment, JUnit XML (one
+//! testcase per case) and a self-contained HTML page. `--json` is the `GateReport` itself
+//! (`autoharness.gate/v1`, docs/json.md).
+
+use std::fmt::Write as _;
+
+use super::junit::{JunitCase, esc, render};
+use super::output::{Output, Style};
+use super::table as new_table;
+use crate::gate::engine::{CaseOutcome, CaseVerdict, Role};
+use crate::gate::session::{CaseRow, GateReport};
+use crate::trace::json::clip;
+
+fn role_name(r: Role) -> &'static str {
+    match r {
+        Role::Suite => "suite",
+        Role::Target => "target",
+        Role::Holdout => "holdout",
+    }
+}
+
+fn outcome_name(o: CaseOutcome) -> &'static str {
+    match o {
+        CaseOutcome::Regressed => "regressed",
+        CaseOutcome::Improved => "improved",
+        CaseOutcome::Unchanged => "unchanged",
+        CaseOutcome::Uncertain => "uncertain",
+    }
+}
+
+fn verdict_of<'a>(r: &'a GateReport, id: &str) -> Option<&'a CaseVerdict> {
+    r.decision.as_ref()?.cases.iter().find(|c| c.id == id)
+}
+
+fn p(x: Option<f64>) -> String {
+    match x {
+        Some(v) if v < 0.0001 => "<0.0001".into(),
+        Some(v) => format!("{v:.4}"),
+        None => "-".into(),
+    }
+}
+
+fn short(h: &str) -> &str {
+    &h[..12.min(h.len())]
+}
+
+/// Rows in the order a reader wants: what decided first (regressions, then target, holdout).
+fn ordered(r: &GateReport) -> Vec<&CaseRow> {
+    let rank = |c: &CaseRow| {
+        let o = verdict_of(r, &c.id).map(|v| v.outcome);
+        let role = match c.role {
+            Role::Suite => 1,
+            Role::Target => 2,
+            Role::Holdout => 3,
+        };
+        (if o == Some(CaseOutcome::Regressed) { 0 } else { role }, c.id.clone())
+    };
+    let mut rows: Vec<&CaseRow> = r.cases.iter().collect();
+    rows.sort_by_key(|c| rank(c));
+    rows
+}
+
+pub fn terminal(out: &Output, r: &GateReport) -> String {
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "gate {}: candidate {} vs baseline {} ({})",
+        out.paint(Style::Bold, &r.harness),
+        short(&r.candidate_hash),
+        short(&r.baseline_hash),
+        r.files.join(", ")
+    );
+    for a in r.applied.iter().filter(|a| a.contains("offset") || a.contains("whitespace")) {
+        let _ = writeln!(t, "  {}", out.paint(Style::Dim, a));
+    }
+    if let Some(n) = &r.note {
+        let _ = writeln!(t, "  {}", out.paint(Style::Dim, n));
+    }
+    if !r.cases.is_empty() {
+        let mut table =
+            new_table(&["ROLE", "CASE", "CLUSTER", "BASELINE → CANDIDATE", "P", "OUTCOME", "WHY"], out.color_stdout);
+        let rows = ordered(r);
+        let shown = rows.len().min(30);
+        for c in &rows[..shown] {
+            let v = verdict_of(r, &c.id);
+            let outcome = v.map(|v| outcome_name(v.outcome)).unwrap_or("-");
+            let painted = match outcome {
+                "regressed" => out.paint(Style::Red, outcome),
+                "improved" => out.paint(Style::Green, outcome),
+                "uncertain" => out.paint(Style::Yellow, outcome),
+                o => o.to_string(),
+            };
+            table.add_row(vec![
+                role_name(c.role).to_string(),
+                c.id.clone(),
+                c.cluster.clone(),
+                c.flip.clone(),
+                p(v.and_then(|v| v.p_value)),
+                painted,
+                c.candidate_failure.as_deref().map(|s| clip(s, 60)).unwrap_or_default(),
+            ]);
+        }
+        let _ = writeln!(t, "\n{table}");
+        if rows.len() > shown {
+            let _ = writeln!(t, "  … {} more cases (--json, --markdown or --html list all)", rows.len() - shown);
+        }
+    }
+    if let Some(d) = &r.decision {
+        if let Some(tg) = &d.target {
+            let _ = writeln!(
+                t,
+                "\ntarget: {}/{} → {}/{} ({:+.2}, need ≥ {:.2}), {} flips to pass vs {} to fail, sign test p = {}",
+                tg.paired.baseline_passes,
+                tg.paired.baseline_n,
+                tg.paired.candidate_passes,
+                tg.paired.candidate_n,
+                tg.paired.effect,
+                tg.min_effect,
+                tg.paired.flips_to_pass,
+                tg.paired.flips_to_fail,
+                p(Some(tg.paired.p_value))
+            );
+        }
+        if let Some(h) = &d.holdout {
+            let _ = writeln!(
+                t,
+                "holdout: {}/{} → {}/{} ({:+.2}), drop test p = {}",
+                h.paired.baseline_passes,
+                h.paired.baseline_n,
+                h.paired.candidate_passes,
+                h.paired.candidate_n,
+                h.paired.effect,
+                p(Some(h.paired.p_value))
+            );
+        }
+        let _ = writeln!(
+            t,
+            "suite: {} cases, {} testable, per-case α = {}",
+            d.suite.cases,
+            d.suite.testable_hypotheses,
+            p(Some(d.suite.per_case_alpha))
+        );
+    }
+    for l in &r.leaks {
+        let _ = writeln!(t, "{} {}: {}", out.paint(Style::Red, "leak"), l.case, l.what);
+    }
+    let c = &r.cost;
+    let cost = match (c.baseline_mean_usd, c.candidate_mean_usd) {
+        (Some(b), Some(cand)) => format!(" · cost/trial ${b:.5} → ${cand:.5}"),
+        _ => String::new(),
+    };
+    let _ = writeln!(
+        t,
+        "trials: {} baseline + {} candidate ({} cached) in {} rounds{} · spent ${:.4} · {:.1}s",
+        r.trials.baseline,
+        r.trials.candidate,
+        r.trials.cached,
+        r.trials.rounds,
+        cost,
+        c.total_usd,
+        r.wall_ms as f64 / 1000.0
+    );
+    let banner = if r.passed() {
+        out.paint(Style::Green, &out.paint(Style::Bold, "✔ PASS"))
+    } else {
+        out.paint(Style::Red, &out.paint(Style::Bold, "✘ FAIL"))
+    };
+    let reason = r.reason.trim_start_matches("PASS: ").trim_start_matches("FAIL: ");
+    let _ = writeln!(t, "\n{banner} [{}] {reason}", r.rule);
+    t
+}
+
+pub fn markdown(r: &GateReport) -> String {
+    let mut md = String::new();
+    let icon = if r.passed() { "✅" } else { "❌" };
+    let reason = r.reason.trim_start_matches("PASS: ").trim_start_matches("FAIL: ");
+    let _ = writeln!(md, "### {icon} autoharness gate: **{}** (`{}`)\n", r.verdict.to_uppercase(), r.rule);
+    let _ = writeln!(md, "{}\n", reason.replace('|', "\\|"));
+    let _ = writeln!(
+        md,
+        "Harness `{}`: baseline `{}` → candidate `{}`; files: {}\n",
+        r.harness,
+        short(&r.baseline_hash),
+        short(&r.candidate_hash),
+        r.files.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", ")
+    );
+    if let Some(d) = &r.decision {
+        if let Some(tg) = &d.target {
+            let _ = writeln!(
+                md,
+                "- **Target**: {}/{} → {}/{} ({:+.2}, need ≥ {:.2}), sign test p = {}",
+                tg.paired.baseline_passes,
+                tg.paired.baseline_n,
+                tg.paired.candidate_passes,
+                tg.paired.candidate_n,
+                tg.paired.effect,
+                tg.min_effect,
+                p(Some(tg.paired.p_value))
+            );
+        }
+        if let Some(h) = &d.holdout {
+            let _ = writeln!(
+                md,
+                "- **Holdout** (veto only): {}/{} → {}/{}, drop test p = {}",
+                h.paired.baseline_passes,
+                h.paired.baseline_n,
+                h.paired.candidate_passes,
+                h.paired.candidate_n,
+                p(Some(h.paired.p_value))
+            );
+        }
+        let regressed = d.cases.iter().filter(|c| c.outcome == CaseOutcome::Regressed && c.role == Role::Suite).count();
+        let _ = writeln!(md, "- **Suite**: {} cases, {regressed} regressed", d.suite.cases);
+    }
+    for l in &r.leaks {
+        let _ = writeln!(md, "- **Leak** `{}`: {}", l.case, l.what.replace('|', "\\|"));
+    }
+    let _ = writeln!(
+        md,
+        "- **Trials**: {} baseline + {} candidate ({} cached), {} rounds, ${:.4}, {:.1}s\n",
+        r.trials.baseline,
+        r.trials.candidate,
+        r.trials.cached,
+        r.trials.rounds,
+        r.cost.total_usd,
+        r.wall_ms as f64 / 1000.0
+    );
+    if !r.cases.is_empty() {
+        let _ = writeln!(md, "<details><summary>{} cases</summary>\n", r.cases.len());
+        md.push_str("| role | case | cluster | baseline → candidate | p | outcome | first candidate failure |\n|---|---|---|---|---|---|---|\n");
+        for c in ordered(r) {
+            let v = verdict_of(r, &c.id);
+            let _ = writeln!(
+                md,
+                "| {} | `{}` | `{}` | {} | {} | {} | {} |",
+                role_name(c.role),
+                c.id,
+                c.cluster,
+                c.flip,
+                p(v.and_then(|v| v.p_value)),
+                v.map(|v| outcome_name(v.outcome)).unwrap_or("-"),
+                c.candidate_failure.as_deref().map(|s| clip(s, 80)).unwrap_or_default().replace('|', "\\|")
+            );
+        }
+        md.push_str("\n</details>\n");
+    }
+    md
+}
+
+pub fn junit(r: &GateReport) -> String {
+    let failed_rule = !r.passed();
+    let cases: Vec<JunitCase> = r
+        .cases
+        .iter()
+        .map(|c| {
+            let v = verdict_of(r, &c.id);
+            let regressed = v.is_some_and(|v| v.outcome == CaseOutcome::Regressed && v.role != Role::Target);
+            let target_miss = failed_rule && r.rule == "no_improvement" && c.role == Role::Target;
+            let failure = (regressed || target_miss).then(|| {
+                (
+                    format!(
+                        "{} {}: {}",
+                        role_name(c.role),
+                        if regressed { "regressed" } else { "did not improve" },
+                        c.flip
+                    ),
+                    c.candidate_failure.clone().unwrap_or_default(),
+                )
+            });
+            JunitCase {
+                classname: format!("{}.{}", role_name(c.role), c.cluster),
+                name: c.id.clone(),
+                seconds: 0.0,
+                failure,
+                out: c.flip.clone(),
+            }
+        })
+        .collect();
+    render(&format!("autoharness gate {}", r.harness), &cases)
+}
+
+pub fn html(r: &GateReport) -> String {
+    let mut h = String::new();
+    let color = if r.passed() { "#1a7f37" } else { "#cf222e" };
+    let reason = r.reason.trim_start_matches("PASS: ").trim_start_matches("FAIL: ");
+    let _ = write!(
+        h,
+        "<!doctype html><html lang=en><meta charset=utf-8><title>autoharness gate: {verdict}</title>\
+         <style>body{{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#1f2328}}\
+         .v{{background:{color};color:#fff;padding:.6em 1em;border-radius:6px;font-size:1.2em}}\
+         table{{border-collapse:collapse;width:100%;margin-top:1em}}td,th{{border-bottom:1px solid #d0d7de;padding:4px 8px;text-align:left;vertical-align:top}}\
+         th{{background:#f6f8fa}}code{{font:12px ui-monospace,monospace}}.regressed{{color:#cf222e;font-weight:600}}.improved{{color:#1a7f37;font-weight:600}}\
+         .bar{{display:inline-block;height:8px;background:#8c959f;vertical-align:middle}}.bar.c{{background:{color}}}</style>\
+         <div class=v>{verdict_up} · {rule}</div><p>{reason}</p>",
+        verdict = esc(&r.verdict),
+        verdict_up = esc(&r.verdict.to_uppercase()),
+        rule = esc(&r.rule),
+        reason = esc(reason),
+    );
+    let _ = write!(
+        h,
+        "<p>Harness <code>{}</code>: baseline <code>{}</code> → candidate <code>{}</code>. Files: {}.<br>\
+         Trials: {} baseline + {} candidate ({} cached) in {} rounds · ${:.4} · {:.1}s.</p>",
+        esc(&r.harness),
+        esc(short(&r.baseline_hash)),
+        esc(short(&r.candidate_hash)),
+        r.files.iter().map(|f| format!("<code>{}</code>", esc(f))).collect::<Vec<_>>().join(", "),
+        r.trials.baseline,
+        r.trials.candidate,
+        r.trials.cached,
+        r.trials.rounds,
+        r.cost.total_usd,
+        r.wall_ms as f64 / 1000.0
+    );
+    for l in &r.leaks {
+        let _ = write!(h, "<p class=regressed>leak <code>{}</code>: {}</p>", esc(&l.case), esc(&l.what));
+    }
+    h.push_str("<table><tr><th>role<th>case<th>cluster<th>baseline<th>candidate<th>p<th>outcome<th>first candidate failure</tr>");
+    for c in ordered(r) {
+        let v = verdict_of(r, &c.id);
+        let (bp, bn, cp, cn, wb, wc) = v
+            .map(|v| {
+                (
+                    v.baseline_passes,
+                    v.baseline_n,
+                    v.candidate_passes,
+                    v.candidate_n,
+                    v.wilson_baseline,
+                    v.wilson_candidate,
+                )
+            })
+            .unwrap_or_default();
+        let bar = |p: u32, n: u32, w: (f64, f64), cls: &str| {
+            let rate = if n == 0 { 0.0 } else { p as f64 / n as f64 };
+            format!(
+                "{p}/{n} <span class='bar {cls}' style='width:{:.0}px' title='95% CI {:.0}–{:.0}%'></span>",
+                rate * 60.0,
+                w.0 * 100.0,
+                w.1 * 100.0
+            )
+        };
+        let outcome = v.map(|v| outcome_name(v.outcome)).unwrap_or("-");
+        let _ = write!(
+            h,
+            "<tr><td>{}<td><code>{}</code><td><code>{}</code><td>{}<td>{}<td>{}<td class={outcome}>{outcome}<td>{}</tr>",
+            role_name(c.role),
+            esc(&c.id),
+            esc(&c.cluster),
+            bar(bp, bn, wb, ""),
+            bar(cp, cn, wc, "c"),
+            p(v.and_then(|v| v.p_value)),
+            esc(&c.candidate_failure.clone().unwrap_or_default())
+        );
+    }
+    h.push_str("</table>");
+    if !r.applied.is_empty() {
+        let _ = write!(h, "<h3>Patch applied</h3><pre>{}</pre>", esc(&r.applied.join("\n")));
+    }
+    h.push_str("</html>\n");
+    h
+}

@@ -1,0 +1,30 @@
+//! Gate decisions, each with its full report.
+
+use super::{Store, now_rfc3339};
+use crate::gate::session::GateReport;
+
+impl Store {
+    /// Record a gate's decision; returns its id.
+    pub async fn record_gate(&self, r: &GateReport, patch_hash: &str) -> anyhow::Result<i64> {
+        let id = sqlx::query(
+            "INSERT INTO gates (harness, baseline_hash, candidate_hash, patch_hash, target, verdict, rule, reason, trials,
+               cost_usd, report, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&r.harness)
+        .bind(&r.baseline_hash)
+        .bind(&r.candidate_hash)
+        .bind(patch_hash)
+        .bind(&r.target)
+        .bind(&r.verdict)
+        .bind(&r.rule)
+        .bind(&r.reason)
+        .bind((r.trials.baseline + r.trials.candidate) as i64)
+        .bind(r.cost.total_usd)
+        .bind(serde_json::to_string(r)?)
+        .bind(now_rfc3339())
+        .execute(&self.pool)
+        .await?
+        .last_insert_rowid();
+        Ok(id)
+    }
+}
