@@ -21,6 +21,7 @@ CREATE TABLE trials (
     stderr_tail   TEXT    NOT NULL,
     trace_path    TEXT,                         -- the trace the trial wrote, kept on disk
     isolation     TEXT    NOT NULL,             -- JSON of the isolation in effect
+    signature     TEXT,                         -- the failure's signature (canonical), when it failed
     created_at    TEXT    NOT NULL,
     UNIQUE (harness_hash, case_hash, seed, env_fp)
 );

@@ -6,7 +6,7 @@
 //! must apply (else exit 2); the manifest's `check` must pass on the candidate (fail);
 //! then the trials, whose decision rules live in `engine`; then the cost rule.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -215,7 +215,7 @@ pub struct GateReport {
     /// `pass` or `fail`.
     pub verdict: String,
     /// The rule that decided: passed, regression, flaky_regression, no_improvement,
-    /// holdout_drop, leakage, check, cost, interrupted.
+    /// holdout_drop, leakage, check, new_failure, cost.
     pub rule: String,
     /// One sentence for people.
     pub reason: String,
@@ -225,6 +225,8 @@ pub struct GateReport {
     pub applied: Vec<String>,
     pub check: Option<String>,
     pub leaks: Vec<Leak>,
+    /// Failures on candidate trials whose signature no case and no baseline trial has.
+    pub new_failures: Vec<NewFailure>,
     pub note: Option<String>,
     pub decision: Option<Decision>,
     pub cases: Vec<CaseRow>,
@@ -274,6 +276,7 @@ pub async fn run(
         applied: Vec::new(),
         check: None,
         leaks: Vec::new(),
+        new_failures: Vec::new(),
         note: guarding_all.then(|| "no active suite yet: every train case guards against regressions".to_string()),
         decision: None,
         cases: Vec::new(),
@@ -331,6 +334,8 @@ pub async fn run(
         return Ok(finish(report, "check", format!("the harness check failed on the candidate: {why}"), started));
     }
 
+    // Failures a gate may see without alarm: every signature mined for this harness.
+    let mut known: HashSet<String> = cases.iter().flat_map(|c| case_signatures(c)).collect();
     // Adaptive paired trials.
     let mut state: Vec<CaseTrials> = selected.iter().map(|(i, role)| CaseTrials::new(cases[*i].id(), *role)).collect();
     let selected_cases: Vec<Case> = selected.iter().map(|(i, _)| cases[*i].clone()).collect();
@@ -356,8 +361,12 @@ pub async fn run(
         for (ci, ct) in state.iter_mut().enumerate() {
             for arm in [Arm::Baseline, Arm::Candidate] {
                 while let Some(rec) = records.get(&(arm, ci, ct.trials(arm).len() as u64)) {
-                    let passed = rec.passed;
-                    ct.push(arm, [passed]);
+                    let ok = if ct.role == Role::Target && cfg.require_improvement {
+                        target_fixed(rec, &known)
+                    } else {
+                        rec.passed
+                    };
+                    ct.push(arm, [ok]);
                 }
             }
         }
@@ -395,6 +404,20 @@ pub async fn run(
         })
         .collect();
     report.cost = cost_stats(&records, opts.cost_tolerance);
+    // A fix that trades the target's failure for a failure never seen before is no fix.
+    known.extend(records.iter().filter(|((a, _, _), _)| *a == Arm::Baseline).filter_map(|(_, r)| r.signature.clone()));
+    let mut new_failures: HashMap<String, (u32, String)> = HashMap::new();
+    for ((arm, ci, _), r) in &records {
+        if let (Arm::Candidate, Some(sig)) = (arm, &r.signature)
+            && !known.contains(sig)
+        {
+            let e = new_failures.entry(sig.clone()).or_insert((0, selected_cases[*ci].id().to_string()));
+            e.0 += 1;
+        }
+    }
+    report.new_failures =
+        new_failures.into_iter().map(|(signature, (trials, case))| NewFailure { signature, trials, case }).collect();
+    report.new_failures.sort_by(|a, b| b.trials.cmp(&a.trials).then(a.signature.cmp(&b.signature)));
     let verdict_rule = match &decision.rule {
         engine::Rule::Passed => "passed",
         engine::Rule::Regression { .. } => "regression",
@@ -407,6 +430,17 @@ pub async fn run(
     report.decision = Some(decision);
     if !passed {
         return Ok(finish(report, verdict_rule, summary, started));
+    }
+    if cfg.require_improvement
+        && let Some(nf) = report.new_failures.iter().find(|n| n.trials >= NEW_FAILURE_TRIALS)
+    {
+        let reason = format!(
+            "the candidate fails in a way never seen before ({} trials, e.g. case {}): {}",
+            nf.trials,
+            nf.case,
+            crate::trace::json::clip(&nf.signature, 160)
+        );
+        return Ok(finish(report, "new_failure", reason, started));
     }
     if report.cost.exceeded {
         let c = &report.cost;
@@ -422,6 +456,48 @@ pub async fn run(
     }
     report.verdict = "pass".into();
     Ok(finish(report, "passed", summary, started))
+}
+
+/// Candidate trials showing one unknown failure before it fails a targeted gate.
+const NEW_FAILURE_TRIALS: u32 = 2;
+
+/// A failure signature seen on candidate trials and never before.
+#[derive(Debug, Clone, Serialize)]
+pub struct NewFailure {
+    pub signature: String,
+    pub trials: u32,
+    pub case: String,
+}
+
+/// The signatures a case's `not_signature` checks and provenance name.
+fn case_signatures(c: &Case) -> Vec<String> {
+    let mut v: Vec<String> = c
+        .file
+        .checks
+        .iter()
+        .filter(|k| crate::evals::checks::kind_of(k) == "not_signature")
+        .filter_map(|k| k.get("signature")?.as_str().map(str::to_string))
+        .collect();
+    if !c.file.provenance.signature.is_empty() {
+        v.push(c.file.provenance.signature.clone());
+    }
+    v
+}
+
+/// For a targeted gate, a target case counts as fixed on a trial when the trial passed,
+/// or when the harness ran to its end, the cluster's own failure did not come back and
+/// whatever failed instead is a failure already known (another cluster's): the root cause
+/// is gone even if the case has another one. A crash, a timeout, or a failure with no
+/// trace to show is never a fix.
+pub fn target_fixed(rec: &TrialRecord, known: &HashSet<String>) -> bool {
+    if rec.passed {
+        return true;
+    }
+    let sig_checks: Vec<_> = rec.checks.iter().filter(|c| c.kind == "not_signature").collect();
+    if sig_checks.is_empty() || rec.trace_path.is_none() || rec.status != "exited" {
+        return false;
+    }
+    sig_checks.iter().all(|c| c.passed) && rec.signature.as_ref().is_none_or(|s| known.contains(s))
 }
 
 fn finish(mut report: GateReport, rule: &str, reason: String, started: Instant) -> GateReport {

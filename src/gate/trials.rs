@@ -75,6 +75,9 @@ pub struct TrialRecord {
     pub exit_code: Option<i32>,
     /// Why it failed, one line for people.
     pub reason: Option<String>,
+    /// The failure's signature: the mining signature of the trial's own trace when it
+    /// failed, else `exit|<reason template>` for a failure the trace does not show.
+    pub signature: Option<String>,
     pub checks: Vec<CheckOutcome>,
     pub duration_ms: u64,
     pub tokens: Option<u64>,
@@ -353,6 +356,15 @@ async fn run_one(
     } else {
         outcomes.iter().find(|o| !o.passed).map(|o| format!("{}: {}", o.kind, o.detail))
     };
+    let signature = if passed {
+        None
+    } else {
+        trace
+            .as_ref()
+            .and_then(|t| crate::mine::failure::analyze(t, 0, false))
+            .map(|f| f.signature.canonical())
+            .or_else(|| reason.as_deref().map(|r| format!("exit|{}", crate::mine::signature::template(r))))
+    };
     let tokens = result.as_ref().and_then(|r| r.tokens).or_else(|| trace.as_ref().and_then(trace_tokens));
     let cost = result.as_ref().and_then(|r| r.cost_usd).or_else(|| trace.as_ref().and_then(|t| t.cost_usd));
     let (status, exit_code) = status_fields(&outcome.status);
@@ -369,6 +381,7 @@ async fn run_one(
         status,
         exit_code,
         reason,
+        signature,
         checks: outcomes,
         duration_ms: started.elapsed().as_millis() as u64,
         tokens,
@@ -526,6 +539,7 @@ async fn run_batch_once(
                 passed,
                 status: status.clone(),
                 exit_code,
+                signature: None,
                 reason: (!passed).then(|| {
                     if outcome.status.success() {
                         detail.clone()

@@ -7,7 +7,7 @@ use super::{Store, now_rfc3339};
 use crate::gate::trials::TrialRecord;
 
 const COLUMNS: &str = "harness, harness_hash, case_id, case_hash, seed, env_fp, passed, status, exit_code, reason,
-    checks, duration_ms, tokens, cost_usd, output, stderr_tail, trace_path, isolation, created_at";
+    checks, duration_ms, tokens, cost_usd, output, stderr_tail, trace_path, isolation, signature, created_at";
 
 impl Store {
     /// A trial with this key ran before: its record, marked cached.
@@ -37,13 +37,13 @@ impl Store {
     /// Record a trial, replacing an earlier one with the same key (a `--no-cache` rerun).
     pub async fn record_trial(&self, t: &TrialRecord) -> anyhow::Result<()> {
         sqlx::query(&format!(
-            "INSERT INTO trials ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            "INSERT INTO trials ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT (harness_hash, case_hash, seed, env_fp) DO UPDATE SET
                passed = excluded.passed, status = excluded.status, exit_code = excluded.exit_code,
                reason = excluded.reason, checks = excluded.checks, duration_ms = excluded.duration_ms,
                tokens = excluded.tokens, cost_usd = excluded.cost_usd, output = excluded.output,
                stderr_tail = excluded.stderr_tail, trace_path = excluded.trace_path,
-               isolation = excluded.isolation, created_at = excluded.created_at"
+               isolation = excluded.isolation, signature = excluded.signature, created_at = excluded.created_at"
         ))
         .bind(&t.harness)
         .bind(&t.harness_hash)
@@ -63,6 +63,7 @@ impl Store {
         .bind(&t.stderr_tail)
         .bind(&t.trace_path)
         .bind(&t.isolation)
+        .bind(&t.signature)
         .bind(now_rfc3339())
         .execute(&self.pool)
         .await?;
@@ -129,6 +130,7 @@ fn from_row(r: &sqlx::sqlite::SqliteRow) -> TrialRecord {
         stderr_tail: r.get(15),
         trace_path: r.get(16),
         isolation: r.get(17),
+        signature: r.get(18),
         cached: false,
     }
 }
