@@ -335,7 +335,7 @@ pub async fn run(
     }
 
     // Failures a gate may see without alarm: every signature mined for this harness.
-    let mut known: HashSet<String> = cases.iter().flat_map(|c| case_signatures(c)).collect();
+    let mut known: HashSet<String> = cases.iter().flat_map(case_signatures).collect();
     // Adaptive paired trials.
     let mut state: Vec<CaseTrials> = selected.iter().map(|(i, role)| CaseTrials::new(cases[*i].id(), *role)).collect();
     let selected_cases: Vec<Case> = selected.iter().map(|(i, _)| cases[*i].clone()).collect();
