@@ -173,18 +173,31 @@ pub struct GateArgs {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    /// Folder of new trace files to mine first (unchanged files are skipped)
     #[arg(long, value_name = "DIR")]
     pub traces: Option<PathBuf>,
-    #[arg(long)]
+    /// Harness to improve [default: the config's, or the only one]
+    #[arg(long, env = "AUTOHARNESS_HARNESS")]
     pub harness: Option<String>,
-    #[arg(long, default_value_t = 3)]
+    /// Most iterations (one target cluster and at most one accepted patch each)
+    #[arg(long, default_value_t = 3, value_name = "N")]
     pub max_iterations: u32,
-    #[arg(long, default_value_t = 2)]
+    /// Candidates gated per iteration
+    #[arg(long, default_value_t = 2, value_name = "C")]
     pub candidates: u32,
+    /// Stop once trials and proposer calls have cost this many dollars
     #[arg(long, value_name = "USD")]
     pub budget_usd: Option<f64>,
+    /// Stop after this long (e.g. 30m)
     #[arg(long, value_name = "DURATION")]
     pub time_limit: Option<String>,
+    /// Apply the accepted patches to your working tree at the end
+    #[arg(long)]
+    pub apply: bool,
+    /// Commit the accepted patches on a new git branch (for a PR)
+    #[arg(long, value_name = "NAME")]
+    pub branch: Option<String>,
+    /// Continue the newest unfinished run (after a crash or a kill)
     #[arg(long)]
     pub resume: bool,
 }
@@ -295,13 +308,9 @@ fn dispatch(command: Command, settings: &crate::config::Settings, out: &Output) 
         Command::Init(args) => commands::setup::init(out, &args),
         Command::Doctor => commands::setup::doctor(settings, out),
         Command::Gate(args) => commands::gate::gate(settings, out, &args),
-        Command::Run(_) => not_yet("run", 7),
-        Command::Report(_) => not_yet("report", 7),
+        Command::Run(args) => commands::run::run(settings, out, &args),
+        Command::Report(args) => commands::run::report(settings, out, &args),
     }
-}
-
-fn not_yet(command: &str, issue: u32) -> anyhow::Result<ExitCode> {
-    Err(crate::exit::NotYet { command: command.to_string(), issue }.into())
 }
 
 #[cfg(test)]

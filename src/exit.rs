@@ -17,14 +17,6 @@ pub fn code_for_error(_e: &anyhow::Error) -> ExitCode {
     ERROR
 }
 
-/// A subcommand whose stage a later issue builds.
-#[derive(Debug, thiserror::Error)]
-#[error("`autoharness {command}` is not implemented yet (planned in issue #{issue})")]
-pub struct NotYet {
-    pub command: String,
-    pub issue: u32,
-}
-
 /// An error with a hint for the person reading it.
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]

@@ -4,5 +4,6 @@
 pub mod eval;
 pub mod gate;
 pub mod mine;
+pub mod run;
 pub mod setup;
 pub mod traces;

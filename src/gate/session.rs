@@ -185,6 +185,10 @@ pub struct CaseRow {
     pub candidate_failure: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub baseline_failure: Option<String>,
+    /// Candidate trials that passed every check (for target cases the engine may count a
+    /// trial as fixed without a full pass).
+    pub candidate_passes: u32,
+    pub candidate_trials: u32,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -400,6 +404,11 @@ pub async fn run(
                 ),
                 candidate_failure: first_failure(Arm::Candidate),
                 baseline_failure: first_failure(Arm::Baseline),
+                candidate_passes: (0..ct.candidate.len() as u64)
+                    .filter_map(|s| records.get(&(Arm::Candidate, ci, s)))
+                    .filter(|r| r.passed)
+                    .count() as u32,
+                candidate_trials: ct.candidate.len() as u32,
             }
         })
         .collect();

@@ -7,6 +7,7 @@ pub mod gate;
 pub mod junit;
 pub mod mine;
 pub mod output;
+pub mod run;
 pub mod setup;
 pub mod traces;
 

@@ -7,6 +7,7 @@
 
 pub mod gates;
 pub mod mine;
+pub mod runs;
 pub mod traces;
 pub mod trials;
 

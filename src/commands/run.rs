@@ -1,0 +1,114 @@
+//! `autoharness run`: the nightly loop, and `autoharness report`: a past run's summary.
+
+use crate::cli::{ReportArgs, RunArgs};
+use crate::commands::eval::select_harness;
+use crate::config::Settings;
+use crate::exit::{self, ExitCode, hinted};
+use crate::gate::engine::GateConfig;
+use crate::harness::manifest::parse_duration;
+use crate::report::Output;
+use crate::report::run as render;
+use crate::run::{RunContext, RunOptions, lock, run as run_loop};
+use crate::store::{Store, runtime};
+
+pub fn run(settings: &Settings, out: &Output, args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let manifest = select_harness(settings, args.harness.as_deref())?;
+    let time_limit = match &args.time_limit {
+        Some(t) => Some(parse_duration(t).ok_or_else(|| hinted(format!("--time-limit `{t}`"), "e.g. 30m, 1h, 90s"))?),
+        None => None,
+    };
+    if args.apply && args.branch.is_some() {
+        return Err(hinted("--apply and --branch both given", "--branch applies and commits; pass one of them"));
+    }
+    if let Some(t) = &args.traces
+        && !t.exists()
+    {
+        return Err(hinted(
+            format!("`{}` does not exist", t.display()),
+            "pass the folder of trace files with --traces",
+        ));
+    }
+    let opts = RunOptions {
+        traces: args.traces.clone(),
+        max_iterations: args.max_iterations,
+        candidates: args.candidates.max(1),
+        budget_usd: args.budget_usd,
+        time_limit,
+        apply: args.apply,
+        branch: args.branch.clone(),
+        resume: args.resume,
+        gate: GateConfig::default(),
+        cost_tolerance: settings.config.gate.cost_tolerance,
+        join_threshold: settings.config.mine.join_threshold,
+        holdout_share: settings.config.mine.holdout_share,
+    };
+    let _lock = lock(&settings.state_dir())?;
+    let rt = runtime()?;
+    let emit = |e: crate::run::RunEvent| {
+        if !out.json
+            && let Some(line) = render::event(out, &e)
+        {
+            out.note(&line);
+        }
+    };
+    let summary = rt.block_on(async {
+        let store = Store::open(&settings.db_path).await?;
+        let state_dir = settings.state_dir();
+        let ctx = RunContext {
+            store: &store,
+            project_root: &settings.project_root,
+            state_dir: &state_dir,
+            jobs: settings.jobs,
+            emit: &emit,
+        };
+        let r = tokio::select! {
+            r = run_loop(&ctx, &manifest, &opts) => r,
+            _ = tokio::signal::ctrl_c() => Err(hinted(
+                "interrupted: the run stopped; everything finished so far is recorded",
+                "continue it with `autoharness run --resume`",
+            )),
+        };
+        store.close().await;
+        r
+    })?;
+    if out.json {
+        out.print_json(&summary)?;
+    } else {
+        out.print(&render::terminal(out, &summary));
+    }
+    Ok(exit::SUCCESS)
+}
+
+pub fn report(settings: &Settings, out: &Output, args: &ReportArgs) -> anyhow::Result<ExitCode> {
+    let rt = runtime()?;
+    let found = rt.block_on(async {
+        let store = Store::open(&settings.db_path).await?;
+        let r = match &args.run {
+            Some(id) => store.run_by_id(id).await?,
+            None => {
+                let harness = select_harness(settings, None).map(|m| m.name).unwrap_or_default();
+                store.latest_run(&harness, false).await?
+            }
+        };
+        store.close().await;
+        anyhow::Ok(r)
+    })?;
+    let Some(run) = found else {
+        return Err(hinted("no such run in the store", "`autoharness run` makes one; pass a run id to pick one"));
+    };
+    let Some(json) = run.summary else {
+        return Err(hinted(
+            format!("run {} has no summary yet (status {})", run.id, run.status),
+            "an unfinished run continues with `autoharness run --resume`",
+        ));
+    };
+    let summary: serde_json::Value = serde_json::from_str(&json)?;
+    if out.json {
+        out.print_json(&summary)?;
+    } else {
+        let dir = summary["run_dir"].as_str().unwrap_or("");
+        let md = std::fs::read_to_string(std::path::Path::new(dir).join("summary.md")).unwrap_or(json);
+        out.print(&md);
+    }
+    Ok(exit::SUCCESS)
+}
