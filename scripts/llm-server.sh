@@ -72,8 +72,26 @@ free_port() {
     "$VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
+# A pid from an old env file may have been reused by an unrelated process: check before acting on it.
+is_our_server() {
+    [[ "$1" =~ ^[0-9]+$ ]] && tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -q 'llama_cpp.server'
+}
+
+# Prints nothing, successfully, when the file does not exist yet.
+envfile_value() {
+    [[ -f "$1" ]] || return 0
+    sed -n "s/^$2=//p" "$1"
+}
+
 cmd_start() {
     local envfile="${1:-$DEFAULT_ENVFILE}"
+    local old_pid old_url
+    old_pid="$(envfile_value "$envfile" AUTOHARNESS_LLM_PID)"
+    old_url="$(envfile_value "$envfile" AUTOHARNESS_LLM_URL)"
+    if is_our_server "$old_pid" && curl -fsS --max-time 2 "$old_url/models" >/dev/null 2>&1; then
+        echo "llm-server.sh: already serving at $old_url (pid $old_pid, env in $envfile)" >&2
+        return 0
+    fi
     local model
     model="$(cmd_setup)"
     local port log pid
@@ -106,9 +124,9 @@ cmd_stop() {
     local envfile="${1:-$DEFAULT_ENVFILE}"
     [[ -f "$envfile" ]] || die "no $envfile; nothing to stop (was the server started with this file?)"
     local pid
-    pid="$(sed -n 's/^AUTOHARNESS_LLM_PID=//p' "$envfile")"
+    pid="$(envfile_value "$envfile" AUTOHARNESS_LLM_PID)"
     [[ "$pid" =~ ^[0-9]+$ ]] || die "$envfile has no valid AUTOHARNESS_LLM_PID line"
-    if kill -0 "$pid" 2>/dev/null; then
+    if is_our_server "$pid"; then
         kill "$pid"
         for _ in $(seq 1 50); do
             kill -0 "$pid" 2>/dev/null || break

@@ -4,6 +4,7 @@ mod bad_input;
 mod cli_eval;
 mod cli_gate;
 mod cli_mine;
+mod cli_run;
 mod cli_traces;
 mod common;
 mod example;

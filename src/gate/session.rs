@@ -229,6 +229,8 @@ pub struct GateReport {
     pub applied: Vec<String>,
     pub check: Option<String>,
     pub leaks: Vec<Leak>,
+    /// Suite cases not run on the candidate: their baseline failed every first trial.
+    pub skipped_stable_fail: Vec<String>,
     /// Failures on candidate trials whose signature no case and no baseline trial has.
     pub new_failures: Vec<NewFailure>,
     pub note: Option<String>,
@@ -281,6 +283,7 @@ pub async fn run(
         check: None,
         leaks: Vec::new(),
         new_failures: Vec::new(),
+        skipped_stable_fail: Vec::new(),
         note: guarding_all.then(|| "no active suite yet: every train case guards against regressions".to_string()),
         decision: None,
         cases: Vec::new(),
@@ -340,10 +343,37 @@ pub async fn run(
 
     // Failures a gate may see without alarm: every signature mined for this harness.
     let mut known: HashSet<String> = cases.iter().flat_map(case_signatures).collect();
+    // Suite cases whose baseline fails every one of its first k trials cannot regress
+    // (no exact test can reject with a baseline that never passes), so they are not run
+    // on the candidate. The baseline's trials are usually cached, so this costs little.
+    let suite: Vec<usize> = selected.iter().filter(|(_, r)| *r == Role::Suite).map(|(i, _)| *i).collect();
+    let pre_trials: Vec<Trial> =
+        suite.iter().flat_map(|&i| (0..cfg.k as u64).map(move |seed| Trial { case: i, seed })).collect();
+    let pre = runner.run(&baseline, cases, &pre_trials, &|r| progress.trial(r)).await?;
+    let mut stable_fail: HashSet<usize> = suite.iter().copied().collect();
+    for (t, r) in pre_trials.iter().zip(&pre) {
+        if r.passed {
+            stable_fail.remove(&t.case);
+        }
+    }
+    report.skipped_stable_fail = stable_fail.iter().map(|&i| cases[i].id().to_string()).collect();
+    report.skipped_stable_fail.sort();
+    let selected: Vec<(usize, Role)> = selected.into_iter().filter(|(i, _)| !stable_fail.contains(i)).collect();
     // Adaptive paired trials.
     let mut state: Vec<CaseTrials> = selected.iter().map(|(i, role)| CaseTrials::new(cases[*i].id(), *role)).collect();
     let selected_cases: Vec<Case> = selected.iter().map(|(i, _)| cases[*i].clone()).collect();
     let mut records: HashMap<(Arm, usize, u64), TrialRecord> = HashMap::new();
+    for (t, r) in pre_trials.iter().zip(pre) {
+        if let Some(ci) = selected.iter().position(|(i, _)| *i == t.case) {
+            records.insert((Arm::Baseline, ci, t.seed), r);
+        }
+    }
+    for (ci, ct) in state.iter_mut().enumerate() {
+        while let Some(rec) = records.get(&(Arm::Baseline, ci, ct.baseline.len() as u64)) {
+            let passed = rec.passed;
+            ct.push(Arm::Baseline, [passed]);
+        }
+    }
     loop {
         let requests = engine::next_requests(&cfg, &state);
         if requests.is_empty() {

@@ -1,0 +1,160 @@
+//! `autoharness run` end to end on the bundled example: the offline knobs proposer finds
+//! fixes that the gate accepts, nothing that regresses is accepted, budgets stop the loop,
+//! a run killed with SIGKILL resumes, and two runs never share a store.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::cli::{Sandbox, stderr, stdout};
+
+fn copy(from: &Path, to: &Path) {
+    if from.is_dir() {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap().flatten() {
+            copy(&e.path(), &to.join(e.file_name()));
+        }
+    } else {
+        std::fs::copy(from, to).unwrap();
+    }
+}
+
+fn example() -> Sandbox {
+    let sb = Sandbox::new();
+    for rel in ["harnesses/support-bot", "evals/support-bot", "examples/support-bot/traces"] {
+        copy(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel), &sb.path().join(rel));
+    }
+    sb
+}
+
+fn status_of(sb: &Sandbox, id: &str) -> String {
+    for dir in std::fs::read_dir(sb.path().join("evals/support-bot")).unwrap().flatten() {
+        let p = dir.path().join(format!("{id}.json"));
+        if p.exists() {
+            let v: Value = serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
+            return v["status"].as_str().unwrap().to_string();
+        }
+    }
+    panic!("no case {id}");
+}
+
+#[test]
+fn run_finds_fixes_offline_and_never_accepts_a_regression() {
+    let sb = example();
+    let config_before = std::fs::read_to_string(sb.path().join("harnesses/support-bot/config.toml")).unwrap();
+    let out = sb.run(&["--json", "run", "--traces", "examples/support-bot/traces", "--max-iterations", "2"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["schema"], "autoharness.run/v1");
+    assert!(s["accepted"].as_u64().unwrap() >= 1, "{s:#}");
+    for it in s["iterations"].as_array().unwrap() {
+        for c in it["candidates"].as_array().unwrap() {
+            if it["accepted"] == c["description"] {
+                assert_eq!(c["verdict"], "pass", "accepted only what passed: {it:#}");
+            }
+        }
+        if let Some(patch) = it["patch"].as_str() {
+            let text = std::fs::read_to_string(patch).unwrap();
+            assert!(text.contains("config.toml"), "{text}");
+            let evidence = std::fs::read_to_string(it["evidence"].as_str().unwrap()).unwrap();
+            assert!(evidence.contains("PASS"), "{evidence}");
+            for id in it["promoted"].as_array().unwrap() {
+                assert_eq!(status_of(&sb, id.as_str().unwrap()), "active");
+            }
+        }
+    }
+    // The first target is the costliest cluster (the orders-API timeouts), fixed by retries.
+    assert_eq!(s["iterations"][0]["cluster"], "k-2b933bfd", "{s:#}");
+    assert!(s["iterations"][0]["accepted"].as_str().unwrap_or("").contains("retry_attempts"), "{s:#}");
+    // Without --apply the user's tree is untouched; the combined patch applies to it.
+    let config_after = std::fs::read_to_string(sb.path().join("harnesses/support-bot/config.toml")).unwrap();
+    assert_eq!(config_before, config_after);
+    let run_dir = PathBuf::from(s["run_dir"].as_str().unwrap());
+    assert!(run_dir.join("accepted.patch").exists() && run_dir.join("summary.md").exists());
+    // `report` renders the run from the store.
+    let report = sb.run(&["report"]);
+    assert!(stdout(&report).contains("Iteration 1"), "{}", stdout(&report));
+    // A second run mines nothing new and does not retry what was fixed.
+    let again =
+        sb.json(&["run", "--traces", "examples/support-bot/traces", "--max-iterations", "1", "--candidates", "1"]);
+    assert_ne!(again["iterations"][0]["cluster"], "k-2b933bfd", "{again:#}");
+}
+
+#[test]
+fn budgets_stop_the_loop_and_apply_changes_the_tree() {
+    let sb = example();
+    let s = sb.json(&["run", "--budget-usd", "0", "--max-iterations", "5"]);
+    assert!(s["stopped_because"].as_str().unwrap().contains("budget"), "{s:#}");
+    assert_eq!(s["iterations"].as_array().unwrap().len(), 0);
+    let s = sb.json(&["run", "--max-iterations", "1", "--candidates", "1", "--apply"]);
+    assert_eq!(s["applied_to_tree"], true, "{s:#}");
+    let config = std::fs::read_to_string(sb.path().join("harnesses/support-bot/config.toml")).unwrap();
+    assert!(!config.contains("retry_attempts = 1 "), "the accepted change is in the tree: {config}");
+}
+
+#[test]
+fn a_second_run_on_the_same_store_refuses() {
+    let sb = example();
+    // The sandbox's store is <tmp>/state.db, so its state folder (and lock) is <tmp>.
+    let _held = autoharness::run::lock(sb.path()).unwrap();
+    let out = sb.run(&["run"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("another `autoharness run`"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_killed_run_resumes_without_losing_or_repeating_work() {
+    let sb = example();
+    let mut child = sb
+        .std_command(crate::common::cli::bin())
+        .args(sb.db_args())
+        .args(["run", "--traces", "examples/support-bot/traces", "--max-iterations", "2", "--candidates", "1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it once it has recorded a proposal (mid-iteration), or after a while.
+    let started = Instant::now();
+    let db = sb.db();
+    while started.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(300));
+        if proposals(&db) > 0 {
+            break;
+        }
+    }
+    let _ = child.kill(); // SIGKILL
+    let _ = child.wait();
+    let before = trials(&db);
+    let out = sb.run(&["--json", "run", "--resume", "--max-iterations", "2", "--candidates", "1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["resumed"], true);
+    assert!(s["accepted"].as_u64().unwrap() >= 1, "{s:#}");
+    assert!(trials(&db) >= before, "no trial record was lost");
+    if before > 0 {
+        assert!(s["cached_trials"].as_u64().unwrap() > 0, "finished trials are reused, not rerun: {s:#}");
+    }
+    // Nothing is left to resume.
+    let out = sb.run(&["run", "--resume"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("no unfinished run"), "{}", stderr(&out));
+}
+
+fn count(db: &Path, sql: &str) -> i64 {
+    let rt = autoharness::store::runtime().unwrap();
+    rt.block_on(async {
+        let store = autoharness::store::Store::open(db).await.unwrap();
+        let n: (i64,) = sqlx::query_as(sql).fetch_one(&store.pool).await.unwrap_or((0,));
+        store.close().await;
+        n.0
+    })
+}
+
+fn proposals(db: &Path) -> i64 {
+    count(db, "SELECT COUNT(*) FROM proposals")
+}
+
+fn trials(db: &Path) -> i64 {
+    count(db, "SELECT COUNT(*) FROM trials")
+}
