@@ -200,6 +200,15 @@ pub struct RunArgs {
     /// Continue the newest unfinished run (after a crash or a kill)
     #[arg(long)]
     pub resume: bool,
+    /// Where diffs come from: knobs (offline, default), openai, anthropic, command [default: [proposer] provider]
+    #[arg(long, value_name = "NAME")]
+    pub proposer: Option<String>,
+    /// Model for openai / anthropic [default: [proposer] model]
+    #[arg(long, value_name = "MODEL")]
+    pub model: Option<String>,
+    /// Endpoint for openai-compatible servers, e.g. http://127.0.0.1:8080/v1 [default: [proposer] base_url]
+    #[arg(long, value_name = "URL")]
+    pub base_url: Option<String>,
 }
 
 #[derive(Debug, Args)]

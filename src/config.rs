@@ -32,6 +32,8 @@ pub struct ProjectConfig {
     pub mine: MineConfig,
     #[serde(default)]
     pub gate: GateSettings,
+    #[serde(default)]
+    pub proposer: crate::propose::ProposerConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -127,7 +129,7 @@ pub fn load_config(path: &Path) -> anyhow::Result<ProjectConfig> {
     toml::from_str(&text).map_err(|e| {
         crate::exit::hinted(
             format!("`{}` is not a valid autoharness config: {}", path.display(), e.message()),
-            "allowed keys: harness, db, [mine] join_threshold, holdout_share, [gate] cost_tolerance",
+            "allowed keys: harness, db, [mine] join_threshold, holdout_share, [gate] cost_tolerance, [proposer] provider/base_url/model/api_key_env/command/timeout/max_tokens/temperature/input_per_mtok/output_per_mtok/context_tokens",
         )
     })
 }

@@ -48,6 +48,7 @@ pub struct RunOptions {
     pub cost_tolerance: f64,
     pub join_threshold: f64,
     pub holdout_share: f64,
+    pub proposer: crate::propose::ProposerConfig,
 }
 
 /// What the loop reports as it goes; `report::run` renders these.
@@ -58,6 +59,7 @@ pub enum RunEvent {
     Target { iteration: u32, cluster: String, label: String, failures: i64, share: f64 },
     Screening { candidates: usize, cases: usize },
     NoCandidate { cluster: String },
+    Unusable { provider: String, why: String },
     Gated { description: String, report: Box<GateReport> },
     Accepted { iteration: u32, patch: PathBuf, description: String },
     Promoted { cases: Vec<String>, quarantined: Vec<String> },
@@ -292,9 +294,34 @@ pub async fn run(ctx: &RunContext<'_>, manifest: &Manifest, opts: &RunOptions) -
         // 2. Propose.
         let baseline = Version::new(base_manifest.clone(), base_root.clone())?;
         let gated: HashSet<String> = store.gated_diffs(&target.id).await?.into_iter().map(|(h, _)| h).collect();
-        let (proposals, screening_trials, screening_cost) =
+        let (proposals, screening_trials, screening_cost) = if opts.proposer.provider == "knobs" {
             propose_knobs(&runner, &baseline, &cases, &target.id, opts.candidates as usize, &gated, &run_dir, emit)
-                .await?;
+                .await?
+        } else {
+            let ps =
+                propose_model(store, &opts.proposer, &baseline, &cases, &target, opts.candidates, &run_dir).await?;
+            // Unusable answers are recorded (prompt, answer, tokens, cost) and not gated.
+            let mut usable = Vec::new();
+            for p in ps {
+                spent += p.cost_usd;
+                if p.error.is_some() && p.diff.is_empty() {
+                    let id = store.insert_proposal(&run_id, iteration as i64, &target.id, &p).await?;
+                    store.set_proposal_verdict(id, "error", "unusable_answer", None, false).await?;
+                    it.candidates.push(CandidateSummary {
+                        description: format!("{} proposal", p.provider),
+                        verdict: "error".into(),
+                        rule: "unusable_answer".into(),
+                        reason: p.error.clone().unwrap_or_default(),
+                        trials: 0,
+                        cost_usd: p.cost_usd,
+                    });
+                    emit(RunEvent::Unusable { provider: p.provider.clone(), why: p.error.clone().unwrap_or_default() });
+                } else {
+                    usable.push(Proposal { cost_usd: 0.0, ..p });
+                }
+            }
+            (usable, 0, 0.0)
+        };
         it.screening_trials = screening_trials;
         summary.trials += screening_trials;
         spent += screening_cost;
@@ -313,8 +340,12 @@ pub async fn run(ctx: &RunContext<'_>, manifest: &Manifest, opts: &RunOptions) -
                 cost_usd: 0.0,
                 error: Some("no candidate".into()),
             };
-            let id = store.insert_proposal(&run_id, iteration as i64, &target.id, &none).await?;
-            store.set_proposal_verdict(id, "error", "no_candidate", None, false).await?;
+            // Model answers were recorded one by one; the knobs search leaves one record saying
+            // nothing helped, so the cluster's failed attempts count.
+            if opts.proposer.provider == "knobs" {
+                let id = store.insert_proposal(&run_id, iteration as i64, &target.id, &none).await?;
+                store.set_proposal_verdict(id, "error", "no_candidate", None, false).await?;
+            }
             store.set_cluster_state(&target.id, "observed").await?;
             skipped_this_run.insert(target.id.clone());
             store.update_run(&run_id, iteration as i64, spent, "running", None).await?;
@@ -585,6 +616,70 @@ async fn propose_knobs(
         })
         .collect();
     Ok((proposals, spent_trials, cost))
+}
+
+/// Ask a model (or a coding agent) for `n` candidates for the target cluster.
+async fn propose_model(
+    store: &Store,
+    cfg: &crate::propose::ProposerConfig,
+    baseline: &Version,
+    cases: &[Case],
+    target: &Target,
+    n: u32,
+    run_dir: &Path,
+) -> anyhow::Result<Vec<Proposal>> {
+    let failures = store.failures().await?;
+    let evidence: Vec<String> = failures
+        .iter()
+        .filter(|f| f.cluster_id.as_deref() == Some(target.id.as_str()))
+        .map(|f| f.failure.text.clone())
+        .collect();
+    let holdout_inputs: Vec<String> = cases
+        .iter()
+        .filter(|c| c.file.split == "holdout")
+        .map(|c| case::input_text(c).chars().take(80).collect())
+        .collect();
+    let others: Vec<(String, String)> = store
+        .clusters()
+        .await?
+        .into_iter()
+        .filter(|c| c.cluster.id != target.id)
+        .map(|c| (c.cluster.id.clone(), c.label.clone()))
+        .collect();
+    let brief_text = crate::propose::brief::render(&crate::propose::brief::BriefInput {
+        manifest: &baseline.manifest,
+        root: &baseline.root,
+        cluster: &target.id,
+        label: &target.label,
+        failures: target.failures,
+        evidence,
+        holdout_inputs,
+        others,
+        rejected: store.rejected_proposals(&target.id).await?,
+        budget_chars: (cfg.context_tokens.saturating_sub(cfg.max_tokens) as usize).saturating_mul(3),
+    });
+    let editable = baseline.manifest.editable_set();
+    let mut out = Vec::new();
+    for i in 0..n {
+        let p = match cfg.provider.as_str() {
+            "openai" | "anthropic" => {
+                let llm = cfg.llm()?;
+                crate::propose::ask_llm(&llm, &brief_text, &baseline.root, editable, &cfg.provider).await
+            }
+            "command" => {
+                let command = cfg.command.clone().ok_or_else(|| {
+                    crate::exit::hinted("the `command` proposer needs a command", "set [proposer] command = \"...\"")
+                })?;
+                let timeout =
+                    crate::harness::manifest::parse_duration(&cfg.timeout).unwrap_or(Duration::from_secs(600));
+                let scratch = run_dir.join(format!("command-{i}"));
+                crate::propose::ask_command(&command, &brief_text, &baseline.root, editable, &scratch, timeout).await
+            }
+            other => anyhow::bail!("unknown proposer `{other}` (known: knobs, openai, anthropic, command)"),
+        };
+        out.push(p);
+    }
+    Ok(out)
 }
 
 /// After an accepted gate: target cases whose every candidate trial passed join the active

@@ -12,4 +12,5 @@ mod formats_otel;
 mod formats_platforms;
 mod formats_transcripts;
 mod fuzz;
+mod llm_e2e;
 mod sandbox;

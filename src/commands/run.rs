@@ -28,6 +28,25 @@ pub fn run(settings: &Settings, out: &Output, args: &RunArgs) -> anyhow::Result<
             "pass the folder of trace files with --traces",
         ));
     }
+    let mut proposer = settings.config.proposer.clone();
+    if let Some(p) = &args.proposer {
+        proposer.provider = p.clone();
+    }
+    if let Some(m) = &args.model {
+        proposer.model = Some(m.clone());
+    }
+    if let Some(u) = &args.base_url {
+        proposer.base_url = Some(u.clone());
+    }
+    if !matches!(proposer.provider.as_str(), "knobs" | "openai" | "anthropic" | "command") {
+        return Err(hinted(
+            format!("unknown proposer `{}`", proposer.provider),
+            "use knobs, openai, anthropic or command",
+        ));
+    }
+    if matches!(proposer.provider.as_str(), "openai" | "anthropic") {
+        proposer.llm()?;
+    }
     let opts = RunOptions {
         traces: args.traces.clone(),
         max_iterations: args.max_iterations,
@@ -41,6 +60,7 @@ pub fn run(settings: &Settings, out: &Output, args: &RunArgs) -> anyhow::Result<
         cost_tolerance: settings.config.gate.cost_tolerance,
         join_threshold: settings.config.mine.join_threshold,
         holdout_share: settings.config.mine.holdout_share,
+        proposer,
     };
     let _lock = lock(&settings.state_dir())?;
     let rt = runtime()?;

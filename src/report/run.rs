@@ -34,7 +34,7 @@ pub fn event(out: &Output, e: &RunEvent) -> Option<String> {
             format!("  screening {candidates} knob changes on {cases} target cases")
         }
         RunEvent::NoCandidate { cluster } => {
-            format!("  {} no knob change helps {cluster}; moving on", paint(Style::Yellow, "–"))
+            format!("  {} no usable candidate for {cluster}; moving on", paint(Style::Yellow, "–"))
         }
         RunEvent::Gated { description, report } => {
             let mark = if report.passed() { paint(Style::Green, "✔ pass") } else { paint(Style::Red, "✘ fail") };
@@ -65,6 +65,9 @@ pub fn event(out: &Output, e: &RunEvent) -> Option<String> {
                 report.rule,
                 report.trials.baseline + report.trials.candidate
             )
+        }
+        RunEvent::Unusable { provider, why } => {
+            format!("  {} {provider} answer not usable: {}", paint(Style::Yellow, "–"), clip(why, 160))
         }
         RunEvent::Accepted { iteration, patch, description } => {
             format!("  {} {description} → {}", paint(Style::Green, &format!("accepted #{iteration}")), patch.display())

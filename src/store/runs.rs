@@ -161,6 +161,19 @@ impl Store {
         Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
+    /// Earlier rejected proposals for a cluster: (description, rule, the gate's reason).
+    pub async fn rejected_proposals(&self, cluster: &str) -> anyhow::Result<Vec<(String, String, String)>> {
+        let rows = sqlx::query(
+            "SELECT p.description, COALESCE(p.rule, ''), COALESCE(g.reason, p.error, '') FROM proposals p
+             LEFT JOIN gates g ON g.id = p.gate_id
+             WHERE p.cluster_id = ? AND p.verdict IS NOT NULL AND p.accepted = 0 AND p.diff != '' ORDER BY p.id DESC LIMIT 10",
+        )
+        .bind(cluster)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+    }
+
     /// Iterations (any run) that targeted a cluster and accepted nothing.
     pub async fn failed_attempts(&self, cluster: &str) -> anyhow::Result<i64> {
         let n: i64 = sqlx::query(
