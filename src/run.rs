@@ -250,6 +250,12 @@ pub async fn run(ctx: &RunContext<'_>, manifest: &Manifest, opts: &RunOptions) -
         branch: None,
     };
     let mut skipped_this_run: HashSet<String> = HashSet::new();
+    // Suite changes of this run (case id → status): in the store at once, in the case files
+    // only with --apply / --branch, so the tree changes only when asked to.
+    let mut statuses: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    for (id, status) in store.case_statuses_of_run(&run_id).await? {
+        statuses.insert(id, status);
+    }
     let stop = loop {
         if iteration >= opts.max_iterations {
             break format!("reached --max-iterations {}", opts.max_iterations);
@@ -264,7 +270,12 @@ pub async fn run(ctx: &RunContext<'_>, manifest: &Manifest, opts: &RunOptions) -
         {
             break format!("reached the time limit ({}s)", t.as_secs());
         }
-        let (cases, _) = case::load(&ctx.project_root.join("evals"), &manifest.name);
+        let (mut cases, _) = case::load(&ctx.project_root.join("evals"), &manifest.name);
+        for c in &mut cases {
+            if let Some(st) = statuses.get(c.id()) {
+                c.file.status = st.clone();
+            }
+        }
         let Some(target) = choose_target(store, &cases, &skipped_this_run).await? else {
             break "no cluster left to work on (every cluster fixed, without cases, or tried too often)".into();
         };
@@ -420,7 +431,13 @@ pub async fn run(ctx: &RunContext<'_>, manifest: &Manifest, opts: &RunOptions) -
             it.evidence = Some(md.display().to_string());
             emit(RunEvent::Accepted { iteration, patch: patch_path, description: p.description.clone() });
             // 5. Suite lifecycle: promote what the accepted harness passes, quarantine what flips.
-            let (promoted, quarantined) = lifecycle(store, &cases, &report).await?;
+            let (promoted, quarantined) = lifecycle(store, &run_id, &cases, &report).await?;
+            for id in &promoted {
+                statuses.insert(id.clone(), "active".into());
+            }
+            for id in &quarantined {
+                statuses.insert(id.clone(), "quarantined".into());
+            }
             emit(RunEvent::Promoted { cases: promoted.clone(), quarantined: quarantined.clone() });
             it.promoted = promoted;
             it.quarantined = quarantined;
@@ -448,9 +465,19 @@ pub async fn run(ctx: &RunContext<'_>, manifest: &Manifest, opts: &RunOptions) -
                 patch::apply(&parsed, &manifest.root)
                     .map_err(|e| anyhow::anyhow!("the accepted patch does not apply to your tree: {e}"))?;
             }
+            let (cases, _) = case::load(&ctx.project_root.join("evals"), &manifest.name);
+            for c in &cases {
+                if let Some(st) = statuses.get(c.id()).filter(|st| **st != c.file.status) {
+                    case::write_status(&c.path, st)?;
+                }
+            }
             summary.applied_to_tree = true;
             if opts.branch.is_some() {
-                git(ctx.project_root, &["add", "--", &manifest.root.display().to_string()])?;
+                let evals = ctx.project_root.join("evals").join(&manifest.name);
+                git(
+                    ctx.project_root,
+                    &["add", "--", &manifest.root.display().to_string(), &evals.display().to_string()],
+                )?;
                 let msg =
                     format!("autoharness: {} accepted change(s) to {} (run {run_id})", accepted.len(), manifest.name);
                 git(ctx.project_root, &["commit", "-q", "-m", &msg])?;
@@ -685,20 +712,20 @@ async fn propose_model(
 /// After an accepted gate: target cases whose every candidate trial passed join the active
 /// suite (k-of-n with k = n ≥ 3); suite cases whose baseline flipped under the unchanged
 /// harness are quarantined (reported, out of the hard rule).
-async fn lifecycle(store: &Store, cases: &[Case], report: &GateReport) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+async fn lifecycle(
+    store: &Store,
+    run_id: &str,
+    cases: &[Case],
+    report: &GateReport,
+) -> anyhow::Result<(Vec<String>, Vec<String>)> {
     let mut promoted = Vec::new();
     let mut quarantined = Vec::new();
     for row in &report.cases {
         let Some(c) = cases.iter().find(|c| c.id() == row.id) else { continue };
+        // The case files change only with --apply / --branch (see `run`).
         if row.role == Role::Target && row.candidate_passes >= 3 && row.candidate_passes == row.candidate_trials {
-            case::write_status(&c.path, "active")?;
-            store
-                .record_case_event(
-                    &row.id,
-                    "active",
-                    &format!("passed {0}/{0} on the accepted harness", row.candidate_passes),
-                )
-                .await?;
+            let why = format!("run {run_id}: passed {0}/{0} on the accepted harness", row.candidate_passes);
+            store.record_case_event(&row.id, "active", &why).await?;
             promoted.push(row.id.clone());
         }
         let v = report.decision.as_ref().and_then(|d| d.cases.iter().find(|v| v.id == row.id));
@@ -708,12 +735,14 @@ async fn lifecycle(store: &Store, cases: &[Case], report: &GateReport) -> anyhow
             && v.class_baseline == crate::gate::engine::Class::Flaky
             && v.baseline_n >= 5
         {
-            case::write_status(&c.path, "quarantined")?;
             store
                 .record_case_event(
                     &row.id,
                     "quarantined",
-                    &format!("flipped under an unchanged harness: {}/{} on baseline", v.baseline_passes, v.baseline_n),
+                    &format!(
+                        "run {run_id}: flipped under an unchanged harness: {}/{} on baseline",
+                        v.baseline_passes, v.baseline_n
+                    ),
                 )
                 .await?;
             quarantined.push(row.id.clone());

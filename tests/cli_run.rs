@@ -59,8 +59,9 @@ fn run_finds_fixes_offline_and_never_accepts_a_regression() {
             assert!(text.contains("config.toml"), "{text}");
             let evidence = std::fs::read_to_string(it["evidence"].as_str().unwrap()).unwrap();
             assert!(evidence.contains("PASS"), "{evidence}");
+            // Promotions are recorded; the case files change only with --apply / --branch.
             for id in it["promoted"].as_array().unwrap() {
-                assert_eq!(status_of(&sb, id.as_str().unwrap()), "active");
+                assert_eq!(status_of(&sb, id.as_str().unwrap()), "candidate");
             }
         }
     }
@@ -89,6 +90,9 @@ fn budgets_stop_the_loop_and_apply_changes_the_tree() {
     assert_eq!(s["iterations"].as_array().unwrap().len(), 0);
     let s = sb.json(&["run", "--max-iterations", "1", "--candidates", "1", "--apply"]);
     assert_eq!(s["applied_to_tree"], true, "{s:#}");
+    for id in s["iterations"][0]["promoted"].as_array().unwrap() {
+        assert_eq!(status_of(&sb, id.as_str().unwrap()), "active", "--apply writes the promotions");
+    }
     let config = std::fs::read_to_string(sb.path().join("harnesses/support-bot/config.toml")).unwrap();
     assert!(!config.contains("retry_attempts = 1 "), "the accepted change is in the tree: {config}");
 }

@@ -100,6 +100,18 @@ impl Store {
         Ok(())
     }
 
+    /// The latest status each case got from a run (its events' reasons name the run).
+    pub async fn case_statuses_of_run(&self, run_id: &str) -> anyhow::Result<Vec<(String, String)>> {
+        let rows = sqlx::query(
+            "SELECT case_id, status FROM case_events WHERE id IN
+               (SELECT MAX(id) FROM case_events WHERE reason LIKE ? GROUP BY case_id)",
+        )
+        .bind(format!("run {run_id}:%"))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
     /// A case's status history: (status, reason, at), oldest first.
     pub async fn case_events(&self, case_id: &str) -> anyhow::Result<Vec<(String, String, String)>> {
         let rows = sqlx::query("SELECT status, reason, at FROM case_events WHERE case_id = ? ORDER BY id")
