@@ -117,11 +117,43 @@ pub fn clusters(settings: &Settings, out: &Output, id: Option<&str>) -> anyhow::
 
 pub fn cases(settings: &Settings, out: &Output, cluster: Option<&str>) -> anyhow::Result<ExitCode> {
     let rt = runtime()?;
+    // The case files are the truth for status (a CI runner starts with an empty store); the
+    // store adds each case's history and trial record.
+    let harness = crate::commands::eval::select_harness(settings, None).ok();
     let cases = rt.block_on(async {
         let store = Store::open(&settings.db_path).await?;
-        let r = store.cases(cluster).await?;
+        let mut rows = store.cases(cluster).await?;
+        if let Some(m) = &harness {
+            let (files, _) = crate::evals::case::load(&settings.project_root.join("evals"), &m.name);
+            for c in files.iter().filter(|c| cluster.is_none_or(|k| c.file.cluster.starts_with(k))) {
+                let path = c.path.display().to_string();
+                match rows.iter_mut().find(|r| r.id == c.file.id) {
+                    Some(r) => {
+                        r.status = c.file.status.clone();
+                        r.split = c.file.split.clone();
+                    }
+                    None => rows.push(crate::store::mine::StoredCase {
+                        id: c.file.id.clone(),
+                        cluster_id: c.file.cluster.clone(),
+                        harness: c.file.harness.clone(),
+                        split: c.file.split.clone(),
+                        status: c.file.status.clone(),
+                        path,
+                        content_hash: String::new(),
+                    }),
+                }
+            }
+        }
+        rows.sort_by(|a, b| (a.cluster_id.as_str(), a.id.as_str()).cmp(&(b.cluster_id.as_str(), b.id.as_str())));
+        let mut out = Vec::new();
+        for r in rows {
+            let history = store.case_events(&r.id).await?;
+            let trials = store.trials_of_case(&r.id).await?;
+            let passed = trials.iter().filter(|t| t.passed).count();
+            out.push(render::CaseRow { case: r, history, trials_passed: passed, trials_total: trials.len() });
+        }
         store.close().await;
-        anyhow::Ok(r)
+        anyhow::Ok(out)
     })?;
     if out.json {
         out.print_json(&serde_json::json!({"schema": "autoharness.cases/v1", "cases": cases}))?;

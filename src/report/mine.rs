@@ -322,19 +322,39 @@ pub fn cluster_detail(out: &Output, c: &StoredCluster, members: &[&StoredFailure
     s
 }
 
-pub fn cases_table(out: &Output, cases: &[StoredCase]) -> String {
+/// One case with its history (status changes) and its trials so far.
+#[derive(Debug, Serialize)]
+pub struct CaseRow {
+    #[serde(flatten)]
+    pub case: StoredCase,
+    /// (status, reason, at), oldest first.
+    pub history: Vec<(String, String, String)>,
+    pub trials_passed: usize,
+    pub trials_total: usize,
+}
+
+pub fn cases_table(out: &Output, cases: &[CaseRow]) -> String {
     if cases.is_empty() {
         return "no cases yet: `autoharness mine TRACES...` writes them\n".into();
     }
-    let mut t = new_table(&["CASE", "CLUSTER", "HARNESS", "SPLIT", "STATUS", "FILE"], out.color_stdout);
+    let mut t = new_table(&["CASE", "CLUSTER", "SPLIT", "STATUS", "TRIALS", "LAST CHANGE", "FILE"], out.color_stdout);
     for c in cases {
+        let status = match c.case.status.as_str() {
+            "active" => out.paint(Style::Green, "active"),
+            "quarantined" => out.paint(Style::Yellow, "quarantined"),
+            s => s.to_string(),
+        };
         t.add_row(vec![
-            c.id.clone(),
-            c.cluster_id.clone(),
-            c.harness.clone(),
-            c.split.clone(),
-            c.status.clone(),
-            c.path.clone(),
+            c.case.id.clone(),
+            c.case.cluster_id.clone(),
+            c.case.split.clone(),
+            status,
+            if c.trials_total == 0 { "-".into() } else { format!("{}/{}", c.trials_passed, c.trials_total) },
+            c.history
+                .last()
+                .map(|(s, r, at)| format!("{} {s}: {}", day(&Some(at.clone())), clip(r, 50)))
+                .unwrap_or_default(),
+            c.case.path.clone(),
         ]);
     }
     format!("{t}\n")
