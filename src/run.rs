@@ -339,17 +339,9 @@ pub async fn run(ctx: &RunContext<'_>, manifest: &Manifest, opts: &RunOptions) -
         if proposals.is_empty() {
             emit(RunEvent::NoCandidate { cluster: target.id.clone() });
             let none = Proposal {
-                provider: "knobs".into(),
                 description: "no knob change improved the target cases in screening".into(),
-                diff: String::new(),
-                fixes: vec![],
-                risks: vec![],
-                prompt: None,
-                answer: None,
-                tokens_in: None,
-                tokens_out: None,
-                cost_usd: 0.0,
                 error: Some("no candidate".into()),
+                ..Proposal::empty("knobs")
             };
             // Model answers were recorded one by one; the knobs search leaves one record saying
             // nothing helped, so the cluster's failed attempts count.
@@ -629,17 +621,11 @@ async fn propose_knobs(
         .filter(|(s, _, _)| *s > base_score)
         .take(want.max(1))
         .map(|(s, _, cand)| Proposal {
-            provider: "knobs".into(),
             description: cand.description.clone(),
             diff: cand.diff,
             fixes: vec![cluster.to_string()],
-            risks: vec![],
-            prompt: None,
             answer: Some(format!("screened: {s}/{} target trials fixed (baseline {base_score})", trials.len())),
-            tokens_in: None,
-            tokens_out: None,
-            cost_usd: 0.0,
-            error: None,
+            ..Proposal::empty("knobs")
         })
         .collect();
     Ok((proposals, spent_trials, cost))

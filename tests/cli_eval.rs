@@ -5,25 +5,13 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::common::cli::{Sandbox, stderr, stdout};
+use crate::common::cli::{Sandbox, copy_tree, stderr, stdout};
 
 fn project(fixture: &str) -> Sandbox {
     let sb = Sandbox::new();
     let from = crate::common::fixture(&format!("harnesses/{fixture}"));
-    copy(&from, sb.path());
+    copy_tree(&from, sb.path());
     sb
-}
-
-fn copy(from: &Path, to: &Path) {
-    for e in std::fs::read_dir(from).unwrap().flatten() {
-        let dest = to.join(e.file_name());
-        if e.path().is_dir() {
-            std::fs::create_dir_all(&dest).unwrap();
-            copy(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
-    }
 }
 
 fn case<'a>(doc: &'a Value, id: &str) -> &'a Value {

@@ -6,22 +6,11 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::common::cli::{Sandbox, stderr, stdout};
-
-fn copy(from: &Path, to: &Path) {
-    if from.is_dir() {
-        std::fs::create_dir_all(to).unwrap();
-        for e in std::fs::read_dir(from).unwrap().flatten() {
-            copy(&e.path(), &to.join(e.file_name()));
-        }
-    } else {
-        std::fs::copy(from, to).unwrap();
-    }
-}
+use crate::common::cli::{Sandbox, copy_tree, stderr, stdout};
 
 fn steady() -> Sandbox {
     let sb = Sandbox::new();
-    copy(&crate::common::fixture("harnesses/steady"), sb.path());
+    copy_tree(&crate::common::fixture("harnesses/steady"), sb.path());
     sb
 }
 
@@ -167,7 +156,7 @@ fn repo(rel: &str) -> PathBuf {
 fn example_with_suite(config: &str, min_active: usize) -> Sandbox {
     let sb = Sandbox::new();
     for rel in ["harnesses/support-bot", "evals/support-bot"] {
-        copy(&repo(rel), &sb.path().join(rel));
+        copy_tree(&repo(rel), &sb.path().join(rel));
     }
     sb.write("harnesses/support-bot/config.toml", config);
     let doc = sb.json(&["eval", "--trials", "3"]);

@@ -7,23 +7,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::cli::{Sandbox, stderr, stdout};
-
-fn copy(from: &Path, to: &Path) {
-    if from.is_dir() {
-        std::fs::create_dir_all(to).unwrap();
-        for e in std::fs::read_dir(from).unwrap().flatten() {
-            copy(&e.path(), &to.join(e.file_name()));
-        }
-    } else {
-        std::fs::copy(from, to).unwrap();
-    }
-}
+use crate::common::cli::{Sandbox, copy_tree, stderr, stdout};
 
 fn example() -> Sandbox {
     let sb = Sandbox::new();
     for rel in ["harnesses/support-bot", "evals/support-bot", "examples/support-bot/traces"] {
-        copy(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel), &sb.path().join(rel));
+        copy_tree(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel), &sb.path().join(rel));
     }
     sb
 }

@@ -2,32 +2,21 @@
 //! tells a true story: its traces mine into the committed cases, and the cases fail on the
 //! production config and pass once the root causes are fixed.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde_json::Value;
 
-use crate::common::cli::Sandbox;
+use crate::common::cli::{Sandbox, copy_tree};
 
 fn repo(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
-}
-
-fn copy(from: &Path, to: &Path) {
-    if from.is_dir() {
-        std::fs::create_dir_all(to).unwrap();
-        for e in std::fs::read_dir(from).unwrap().flatten() {
-            copy(&e.path(), &to.join(e.file_name()));
-        }
-    } else {
-        std::fs::copy(from, to).unwrap();
-    }
 }
 
 /// A project with the example laid out as in the repository.
 fn example_project() -> Sandbox {
     let sb = Sandbox::new();
     for rel in ["harnesses/support-bot", "examples/support-bot/traces", "evals/support-bot"] {
-        copy(&repo(rel), &sb.path().join(rel));
+        copy_tree(&repo(rel), &sb.path().join(rel));
     }
     sb
 }

@@ -5,22 +5,11 @@
 //! every answer is parsed or rejected cleanly, token usage and cost are recorded, and
 //! nothing that regresses is accepted.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde_json::Value;
 
-use crate::common::cli::{Sandbox, stderr};
-
-fn copy(from: &Path, to: &Path) {
-    if from.is_dir() {
-        std::fs::create_dir_all(to).unwrap();
-        for e in std::fs::read_dir(from).unwrap().flatten() {
-            copy(&e.path(), &to.join(e.file_name()));
-        }
-    } else {
-        std::fs::copy(from, to).unwrap();
-    }
-}
+use crate::common::cli::{Sandbox, copy_tree, stderr};
 
 #[allow(clippy::print_stderr)]
 fn server_url() -> Option<String> {
@@ -46,7 +35,7 @@ fn run_with_a_real_local_llm_completes_and_accepts_no_regression() {
     let Some(url) = server_url() else { return };
     let sb = Sandbox::new();
     for rel in ["harnesses/support-bot", "evals/support-bot", "examples/support-bot/traces"] {
-        copy(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel), &sb.path().join(rel));
+        copy_tree(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel), &sb.path().join(rel));
     }
     // A 4k-token model: the brief must be cut to fit. A price, so cost accounting shows.
     sb.write(

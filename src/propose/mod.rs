@@ -120,19 +120,22 @@ impl ProposerConfig {
     }
 }
 
-fn empty(provider: &str) -> Proposal {
-    Proposal {
-        provider: provider.into(),
-        description: String::new(),
-        diff: String::new(),
-        fixes: vec![],
-        risks: vec![],
-        prompt: None,
-        answer: None,
-        tokens_in: None,
-        tokens_out: None,
-        cost_usd: 0.0,
-        error: None,
+impl Proposal {
+    /// A proposal with nothing in it yet, from `provider`.
+    pub fn empty(provider: &str) -> Proposal {
+        Proposal {
+            provider: provider.into(),
+            description: String::new(),
+            diff: String::new(),
+            fixes: vec![],
+            risks: vec![],
+            prompt: None,
+            answer: None,
+            tokens_in: None,
+            tokens_out: None,
+            cost_usd: 0.0,
+            error: None,
+        }
     }
 }
 
@@ -144,7 +147,7 @@ pub async fn ask_llm(
     editable: &GlobSet,
     provider: &str,
 ) -> Proposal {
-    let mut p = empty(provider);
+    let mut p = Proposal::empty(provider);
     p.prompt = Some(brief.to_string());
     let mut user = brief.to_string();
     for attempt in 0..2 {
@@ -199,7 +202,7 @@ pub async fn ask_command(
     scratch: &Path,
     timeout: Duration,
 ) -> Proposal {
-    let mut p = empty("command");
+    let mut p = Proposal::empty("command");
     p.prompt = Some(brief.to_string());
     let result: anyhow::Result<String> = async {
         if scratch.exists() {

@@ -96,7 +96,8 @@ pub fn bin() -> PathBuf {
     assert_cmd::cargo::cargo_bin("autoharness")
 }
 
-fn copy_tree(from: &Path, to: &Path) {
+/// Copy a file or a folder (recursively).
+pub fn copy_tree(from: &Path, to: &Path) {
     if from.is_dir() {
         std::fs::create_dir_all(to).expect("create dir");
         for entry in std::fs::read_dir(from).expect("read dir") {
