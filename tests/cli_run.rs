@@ -151,3 +151,23 @@ fn proposals(db: &Path) -> i64 {
 fn trials(db: &Path) -> i64 {
     count(db, "SELECT COUNT(*) FROM trials")
 }
+
+#[test]
+fn a_command_proposer_s_changes_are_gated_like_any_diff() {
+    let sb = example();
+    // A stand-in for a coding agent: it reads the brief on stdin and edits the prompt.
+    sb.write(
+        "autoharness.toml",
+        "[proposer]\nprovider = \"command\"\ncommand = \"cat > /dev/null; printf 'Verify the customer identity before any refund.\\\\n' >> prompts/system.md\"\n",
+    );
+    let s = sb.json(&["run", "--traces", "examples/support-bot/traces", "--max-iterations", "2", "--candidates", "1"]);
+    let its = s["iterations"].as_array().unwrap();
+    assert_eq!(its.len(), 2, "{s:#}");
+    // The same edit does nothing for the timeouts and fixes the refund policy violations.
+    assert_eq!(its[0]["cluster"], "k-2b933bfd");
+    assert_eq!(its[0]["candidates"][0]["verdict"], "fail", "{s:#}");
+    assert_eq!(its[1]["cluster"], "k-77a207b7", "{s:#}");
+    assert_eq!(its[1]["candidates"][0]["verdict"], "pass", "{s:#}");
+    let patch = std::fs::read_to_string(its[1]["patch"].as_str().unwrap()).unwrap();
+    assert!(patch.contains("prompts/system.md") && patch.contains("+Verify the customer identity"), "{patch}");
+}
