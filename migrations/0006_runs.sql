@@ -22,6 +22,7 @@ CREATE TABLE proposals (
     diff         TEXT    NOT NULL,
     diff_hash    TEXT    NOT NULL,
     prediction   TEXT,                         -- JSON {fixes: [...], risks: [...]}
+    prediction_score TEXT,                     -- JSON: how the prediction held up after the gate
     prompt       TEXT,
     answer       TEXT,
     tokens_in    INTEGER,

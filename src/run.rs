@@ -374,6 +374,8 @@ pub async fn run(ctx: &RunContext<'_>, manifest: &Manifest, opts: &RunOptions) -
             match outcome {
                 Ok(report) => {
                     let gate_id = store.record_gate(&report, &p.diff_hash()).await?;
+                    let prediction = score_prediction(&p, &target.id, &report);
+                    store.set_prediction_score(pid, &prediction.to_string()).await?;
                     store.set_proposal_verdict(pid, &report.verdict, &report.rule, Some(gate_id), false).await?;
                     spent += report.cost.total_usd + p.cost_usd;
                     summary.trials += report.trials.baseline + report.trials.candidate;
@@ -494,6 +496,31 @@ fn parse_relative(diff: &str) -> anyhow::Result<patch::Patch> {
     let mut p = patch::parse(diff)?;
     patch::normalize_paths(&mut p, None);
     Ok(p)
+}
+
+/// How a proposal's prediction held up: did the clusters it expected fixed improve, and
+/// did the clusters it put at risk (or others) regress?
+fn score_prediction(p: &Proposal, target: &str, r: &GateReport) -> serde_json::Value {
+    let improved = r.decision.as_ref().and_then(|d| d.target.as_ref()).is_some_and(|t| t.improved);
+    let regressed: Vec<String> = r
+        .decision
+        .as_ref()
+        .map(|d| {
+            d.cases
+                .iter()
+                .filter(|c| c.outcome == crate::gate::engine::CaseOutcome::Regressed && c.role != Role::Target)
+                .filter_map(|c| r.cases.iter().find(|row| row.id == c.id).map(|row| row.cluster.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    serde_json::json!({
+        "predicted_fix": p.fixes.iter().any(|f| f == target),
+        "target_improved": improved,
+        "fix_prediction_right": p.fixes.iter().any(|f| f == target) == improved,
+        "regressed_clusters": regressed,
+        "risks_foreseen": regressed.iter().filter(|c| p.risks.contains(c)).count(),
+        "risks_missed": regressed.iter().filter(|c| !p.risks.contains(c)).count(),
+    })
 }
 
 fn effect(r: &GateReport) -> f64 {

@@ -161,6 +161,15 @@ impl Store {
         Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
+    pub async fn set_prediction_score(&self, id: i64, score: &str) -> anyhow::Result<()> {
+        sqlx::query("UPDATE proposals SET prediction_score = ? WHERE id = ?")
+            .bind(score)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Earlier rejected proposals for a cluster: (description, rule, the gate's reason).
     pub async fn rejected_proposals(&self, cluster: &str) -> anyhow::Result<Vec<(String, String, String)>> {
         let rows = sqlx::query(
