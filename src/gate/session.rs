@@ -361,6 +361,16 @@ pub async fn run(
     let selected: Vec<(usize, Role)> = selected.into_iter().filter(|(i, _)| !stable_fail.contains(i)).collect();
     // Adaptive paired trials.
     let mut state: Vec<CaseTrials> = selected.iter().map(|(i, role)| CaseTrials::new(cases[*i].id(), *role)).collect();
+    // History orders the trials: cases that failed most often before run first, so a broken
+    // candidate shows itself in the first round.
+    if let Some(store) = &runner.store {
+        for ct in &mut state {
+            let past = store.trials_of_case(&ct.id).await?;
+            if !past.is_empty() {
+                ct.prior_fail_rate = past.iter().filter(|t| !t.passed).count() as f64 / past.len() as f64;
+            }
+        }
+    }
     let selected_cases: Vec<Case> = selected.iter().map(|(i, _)| cases[*i].clone()).collect();
     let mut records: HashMap<(Arm, usize, u64), TrialRecord> = HashMap::new();
     for (t, r) in pre_trials.iter().zip(pre) {
