@@ -29,7 +29,7 @@ use crate::store::Store;
 pub const RUN_SCHEMA: &str = "autoharness.run/v1";
 
 /// Seeds each knob candidate is screened with on the target cases before any gate.
-const SCREEN_SEEDS: u64 = 1;
+const SCREEN_SEEDS: u64 = 2;
 /// Iterations without an accepted diff after which a cluster is skipped.
 const MAX_FAILED_ATTEMPTS: i64 = 2;
 
