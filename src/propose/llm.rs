@@ -1181,11 +1181,16 @@ mod tests {
     /// Against a real server: `scripts/llm-server.sh start`, then
     /// `AUTOHARNESS_LLM_URL=... cargo test -- --ignored real_server --nocapture`.
     #[tokio::test]
-    #[ignore = "needs a running OpenAI-compatible server in AUTOHARNESS_LLM_URL"]
-    #[allow(clippy::print_stdout, reason = "the figures are the point of this manual test")]
+    #[allow(clippy::print_stdout, clippy::print_stderr, reason = "the figures are the point of this test")]
     async fn real_server() {
-        let url =
-            std::env::var("AUTOHARNESS_LLM_URL").expect("set AUTOHARNESS_LLM_URL, e.g. from scripts/llm-server.sh");
+        // The real local server CI starts (scripts/llm-server.sh); skipped loudly without it,
+        // and a failure under AUTOHARNESS_REQUIRE_ALL=1.
+        let Some(url) = std::env::var("AUTOHARNESS_LLM_URL").ok().filter(|u| !u.is_empty()) else {
+            let msg = "SKIPPED: AUTOHARNESS_LLM_URL is not set (scripts/llm-server.sh start)";
+            assert!(std::env::var("AUTOHARNESS_REQUIRE_ALL").as_deref() != Ok("1"), "{msg}");
+            eprintln!("{msg}");
+            return;
+        };
         let mut cfg = ProviderConfig::new(ProviderKind::OpenAi, url, "SmolLM2-135M-Instruct");
         cfg.max_tokens = 64;
         cfg.temperature = Some(0.0);
