@@ -42,11 +42,15 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use autoharness::evals::case::{self, Case};
-use autoharness::gate::engine::{Arm, CaseTrials, Decision, GateConfig, Role, Rule, Verdict, decide, next_requests};
-use autoharness::gate::stats::{Counts, wilson_confidence};
+use autoharness::gate::engine::{Arm, CaseTrials, Decision, GateConfig, Role};
 use autoharness::gate::trials::{Runner, Trial, Version};
 use autoharness::harness::manifest::Manifest;
 use autoharness::harness::workspace;
+use autoharness::propose::edits::set_toml;
+
+#[path = "gate_common.rs"]
+mod common;
+use common::{Run, Table, Tally, splitmix64};
 
 /// A suite or holdout case losing this much pass rate (absolute, over the recorded seeds) is a
 /// regression the gate should reject.
@@ -181,13 +185,6 @@ const SCENARIOS: &[Scenario] = &[
     },
 ];
 
-fn splitmix64(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
-}
-
 /// A random permutation of `0..n` (Fisher–Yates on splitmix64).
 fn permutation(n: usize, key: u64) -> Vec<usize> {
     let mut p: Vec<usize> = (0..n).collect();
@@ -200,35 +197,17 @@ fn permutation(n: usize, key: u64) -> Vec<usize> {
     p
 }
 
-/// `text` with `key = value` set in `[section]`, keeping the line's trailing comment.
-fn set_key(text: &str, section: &str, key: &str, value: &str) -> String {
-    let mut current = String::new();
-    let mut found = false;
-    let mut out = String::new();
-    for line in text.lines() {
-        let trimmed = line.trim();
-        if trimmed.starts_with('[') {
-            current = trimmed.trim_matches(|c| c == '[' || c == ']').to_string();
-        }
-        let is_key = trimmed.split('=').next().is_some_and(|k| k.trim() == key) && trimmed.contains('=');
-        if current == section && is_key && !found {
-            found = true;
-            let comment = line.find('#').map(|i| format!("  {}", &line[i..])).unwrap_or_default();
-            out.push_str(&format!("{key} = {value}{comment}\n"));
-        } else {
-            out.push_str(line);
-            out.push('\n');
-        }
-    }
-    assert!(found, "config.toml has no `{key}` in [{section}]");
-    out
-}
-
 fn config_text(original: &str, v: &VersionSpec) -> String {
-    let mut text = set_key(original, "model", "temperature", v.temperature);
-    text = set_key(&text, "agent", "max_steps", &v.max_steps.to_string());
-    text = set_key(&text, "tools", "retry_attempts", &v.retry_attempts.to_string());
-    text = set_key(&text, "policy", "verify_identity", &format!("\"{}\"", v.verify_identity));
+    let temperature: f64 = v.temperature.parse().expect("a temperature");
+    let mut text = original.to_string();
+    for (key, value) in [
+        ("model.temperature", toml::Value::Float(temperature)),
+        ("agent.max_steps", toml::Value::Integer(v.max_steps.into())),
+        ("tools.retry_attempts", toml::Value::Integer(v.retry_attempts.into())),
+        ("policy.verify_identity", toml::Value::String(v.verify_identity.into())),
+    ] {
+        text = set_toml(&text, key, &value).unwrap_or_else(|e| panic!("config.toml: {key}: {e}"));
+    }
     if let Some(c) = v.comment {
         text.push_str(c);
         text.push('\n');
@@ -390,24 +369,6 @@ fn setup<'a>(sc: &Scenario, cases: &[Case], outcomes: &'a [Vec<Vec<bool>>], cfg:
     Setup { roles, base, cand, cfg, accept_is_right: !regresses && !no_gain, regresses, worst_drop, why }
 }
 
-struct Run {
-    accept: bool,
-    rule: char,
-    trials: u32,
-    rounds: u32,
-}
-
-/// R = regression, F = flaky pool, H = holdout drop, N = no improvement, '-' = passed.
-fn rule_letter(rule: &Rule) -> char {
-    match rule {
-        Rule::Passed => '-',
-        Rule::Regression { .. } => 'R',
-        Rule::FlakyRegression => 'F',
-        Rule::HoldoutDrop => 'H',
-        Rule::NoImprovement => 'N',
-    }
-}
-
 fn empty_cases(s: &Setup, cases: &[Case]) -> Vec<CaseTrials> {
     s.roles.iter().map(|&(i, role)| CaseTrials::new(cases[i].id(), role)).collect()
 }
@@ -422,81 +383,24 @@ fn outcome(s: &Setup, perm: &[usize], j: usize, arm: Arm, t: u32) -> bool {
     }
 }
 
-fn finish(d: &Decision, rounds: u32) -> Run {
-    Run {
-        accept: d.verdict == Verdict::Pass,
-        rule: rule_letter(&d.rule),
-        trials: d.trials_baseline + d.trials_candidate,
-        rounds,
-    }
+fn spent(d: &Decision) -> u32 {
+    d.trials_baseline + d.trials_candidate
 }
 
+/// The three methods on one seed permutation of the recorded outcomes.
 fn adaptive(s: &Setup, cases: &[Case], perm: &[usize]) -> Run {
-    let mut state = empty_cases(s, cases);
-    let mut rounds = 0;
-    loop {
-        let reqs = next_requests(&s.cfg, &state);
-        if reqs.is_empty() {
-            break;
-        }
-        rounds += 1;
-        for r in reqs {
-            let outs: Vec<bool> =
-                (r.first_trial..r.first_trial + r.trials).map(|t| outcome(s, perm, r.case, r.arm, t)).collect();
-            state[r.case].push(r.arm, outs);
-        }
-    }
-    finish(&decide(&s.cfg, &state), rounds)
+    let (d, rounds) = common::adaptive(&s.cfg, empty_cases(s, cases), |j, arm, t| outcome(s, perm, j, arm, t));
+    Run::of(&d, spent(&d), rounds)
 }
 
 fn fixed(s: &Setup, cases: &[Case], perm: &[usize]) -> Run {
-    let mut state = empty_cases(s, cases);
-    for (j, c) in state.iter_mut().enumerate() {
-        if c.role == Role::Target && !s.cfg.require_improvement {
-            continue;
-        }
-        for arm in [Arm::Baseline, Arm::Candidate] {
-            c.push(arm, (0..s.cfg.k_max).map(|t| outcome(s, perm, j, arm, t)));
-        }
-    }
-    finish(&decide(&s.cfg, &state), 1)
+    let d = common::fixed(&s.cfg, empty_cases(s, cases), |j, arm, t| outcome(s, perm, j, arm, t));
+    Run::of(&d, spent(&d), 1)
 }
 
 fn single_run(s: &Setup, perm: &[usize]) -> Run {
-    let (mut base, mut cand, mut base_t, mut cand_t, mut trials) = (0, 0, 0, 0, 0);
-    for (j, &(_, role)) in s.roles.iter().enumerate() {
-        let b = u32::from(outcome(s, perm, j, Arm::Baseline, 0));
-        let c = u32::from(outcome(s, perm, j, Arm::Candidate, 0));
-        trials += 2;
-        if role == Role::Target {
-            (base_t, cand_t) = (base_t + b, cand_t + c);
-        } else {
-            (base, cand) = (base + b, cand + c);
-        }
-    }
-    let accept = cand >= base && (!s.cfg.require_improvement || cand_t > base_t);
-    Run { accept, rule: if accept { '-' } else { 'X' }, trials, rounds: 1 }
-}
-
-#[derive(Default)]
-struct Tally {
-    accepts: u32,
-    rules: BTreeMap<char, u32>,
-    trials: u64,
-    rounds: u64,
-}
-
-impl Tally {
-    fn add(&mut self, r: &Run) {
-        self.accepts += u32::from(r.accept);
-        *self.rules.entry(r.rule).or_default() += 1;
-        self.trials += u64::from(r.trials);
-        self.rounds += u64::from(r.rounds);
-    }
-}
-
-fn pct(x: u32, n: u32) -> f64 {
-    100.0 * f64::from(x) / f64::from(n)
+    let roles: Vec<Role> = s.roles.iter().map(|&(_, r)| r).collect();
+    common::single_run(&s.cfg, &roles, |j, arm, t| outcome(s, perm, j, arm, t))
 }
 
 fn main() {
@@ -578,22 +482,9 @@ fn main() {
         );
     }
 
-    println!("\nacc = % accepted; wrong = % false accepts if the truth is reject, % false rejects if it is accept;");
-    println!(
-        "trials = mean trials spent per decision (both arms); agree = % same verdict as fixed; a/b = trial ratio\n"
-    );
-    println!(
-        "| {:<42} | {:<6} | adaptive acc | wrong | trials | rounds | fixed acc | wrong | trials | single acc | wrong \
-         | trials | agree | a/b |",
-        "scenario", "truth"
-    );
-    println!(
-        "|{:-<44}|{:-<8}|{:->14}|{:->7}|{:->8}|{:->8}|{:->11}|{:->7}|{:->8}|{:->12}|{:->7}|{:->8}|{:->7}|{:->5}|",
-        "", "", "", "", "", "", "", "", "", "", "", "", "", ""
-    );
+    println!();
+    let mut table = Table::new(42);
     let sim_started = Instant::now();
-    let (mut agree_all, mut n_all, mut trials_a_all, mut trials_b_all) = (0u32, 0u32, 0u64, 0u64);
-    let mut notes = Vec::new();
     let mut regressing = Vec::new();
     for (si, (sc, s)) in SCENARIOS.iter().zip(&setups).enumerate() {
         let (mut a, mut b, mut c) = (Tally::default(), Tally::default(), Tally::default());
@@ -606,55 +497,12 @@ fn main() {
             b.add(&rb);
             c.add(&rc);
         }
-        let wrong = |t: &Tally| if s.accept_is_right { pct(reps - t.accepts, reps) } else { pct(t.accepts, reps) };
-        let mean = |x: u64| x as f64 / f64::from(reps);
-        println!(
-            "| {:<42} | {:<6} | {:>12.1} | {:>5.1} | {:>6.1} | {:>6.1} | {:>9.1} | {:>5.1} | {:>6.1} | {:>10.1} | {:>5.1} \
-             | {:>6.1} | {:>5.1} | {:>2.0}% |",
-            sc.name,
-            if s.accept_is_right { "accept" } else { "reject" },
-            pct(a.accepts, reps),
-            wrong(&a),
-            mean(a.trials),
-            mean(a.rounds),
-            pct(b.accepts, reps),
-            wrong(&b),
-            mean(b.trials),
-            pct(c.accepts, reps),
-            wrong(&c),
-            mean(c.trials),
-            pct(agree, reps),
-            100.0 * a.trials as f64 / b.trials as f64
-        );
-        let rules = |t: &Tally| {
-            t.rules.iter().filter(|(k, _)| **k != '-').map(|(k, v)| format!("{k}{v}")).collect::<Vec<_>>().join(" ")
-        };
-        notes.push(format!("  {:<42} adaptive {:<16} fixed {}", sc.name, rules(&a), rules(&b)));
-        agree_all += agree;
-        n_all += reps;
-        trials_a_all += a.trials;
-        trials_b_all += b.trials;
+        let (wrong_a, wrong_c) = table.row(sc.name, s.accept_is_right, &a, &b, &c, agree, reps);
         if s.regresses {
-            regressing.push((sc.name, s.worst_drop, wrong(&a), wrong(&c)));
+            regressing.push((sc.name, s.worst_drop, wrong_a, wrong_c));
         }
     }
-    println!("\nrejections by rule (R regression, F flaky pool, H holdout drop, N no improvement):");
-    for n in notes {
-        println!("{n}");
-    }
-    let agreement = pct(agree_all, n_all);
-    let ratio = 100.0 * trials_a_all as f64 / trials_b_all as f64;
-    let (lo, _) = wilson_confidence(Counts::new(agree_all, n_all), 0.95);
-    println!();
-    println!(
-        "adaptive vs fixed k_max: agreement {agreement:.1}% (95% Wilson lower bound {:.1}%), trials {ratio:.1}% -> {}",
-        100.0 * lo,
-        if agreement >= 95.0 && ratio <= 50.0 {
-            "target met"
-        } else {
-            "TARGET MISSED (>= 95% agreement, <= 50% trials)"
-        }
-    );
+    table.finish();
     println!("false accepts on patches that break a suite/holdout case (target: adaptive < 5%; single-run shown):");
     for (name, drop, fa, single) in regressing {
         println!(

@@ -25,15 +25,11 @@
 
 use std::time::Instant;
 
-use autoharness::gate::engine::{Arm, CaseTrials, Decision, GateConfig, Role, Rule, Verdict, decide, next_requests};
-use autoharness::gate::stats::{Counts, wilson_confidence};
+use autoharness::gate::engine::{Arm, CaseTrials, Decision, GateConfig, Role, decide, next_requests};
 
-fn splitmix64(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
-}
+#[path = "gate_common.rs"]
+mod common;
+use common::{Run, Table, Tally, splitmix64};
 
 struct Rng(u64);
 
@@ -251,104 +247,23 @@ fn spent(d: &Decision, cases: usize, cached: u32) -> u32 {
     d.trials_baseline + d.trials_candidate - cached * u32::try_from(cases).unwrap_or(0)
 }
 
-struct Run {
-    accept: bool,
-    rule: char,
-    trials: u32,
-    rounds: u32,
-}
-
-/// R = regression, F = flaky pool, H = holdout drop, N = no improvement, '-' = passed.
-fn rule_letter(rule: &Rule) -> char {
-    match rule {
-        Rule::Passed => '-',
-        Rule::Regression { .. } => 'R',
-        Rule::FlakyRegression => 'F',
-        Rule::HoldoutDrop => 'H',
-        Rule::NoImprovement => 'N',
-    }
-}
-
+/// The three methods on one world (trials of `run`), cached baseline trials not counted.
 fn adaptive(cfg: &GateConfig, run: u64, world: &World, cached: u32) -> Run {
-    let mut cases = initial_cases(run, world, cached);
-    let mut rounds = 0;
-    loop {
-        let reqs = next_requests(cfg, &cases);
-        if reqs.is_empty() {
-            break;
-        }
-        rounds += 1;
-        for r in reqs {
-            let outs: Vec<bool> =
-                (r.first_trial..r.first_trial + r.trials).map(|t| outcome(run, world, r.case, r.arm, t)).collect();
-            cases[r.case].push(r.arm, outs);
-        }
-    }
-    let d = decide(cfg, &cases);
-    Run {
-        accept: d.verdict == Verdict::Pass,
-        rule: rule_letter(&d.rule),
-        trials: spent(&d, cases.len(), cached),
-        rounds,
-    }
+    let cases = initial_cases(run, world, cached);
+    let n = cases.len();
+    let (d, rounds) = common::adaptive(cfg, cases, |i, arm, t| outcome(run, world, i, arm, t));
+    Run::of(&d, spent(&d, n, cached), rounds)
 }
 
 fn fixed(cfg: &GateConfig, run: u64, world: &World, cached: u32) -> Run {
-    let mut cases = initial_cases(run, world, cached);
-    for (i, c) in cases.iter_mut().enumerate() {
-        if c.role == Role::Target && !cfg.require_improvement {
-            continue; // the rules ignore them; running them would only inflate the count
-        }
-        c.push(Arm::Baseline, (cached..cfg.k_max).map(|t| outcome(run, world, i, Arm::Baseline, t)));
-        c.push(Arm::Candidate, (0..cfg.k_max).map(|t| outcome(run, world, i, Arm::Candidate, t)));
-    }
-    let d = decide(cfg, &cases);
-    Run {
-        accept: d.verdict == Verdict::Pass,
-        rule: rule_letter(&d.rule),
-        trials: spent(&d, cases.len(), cached),
-        rounds: 1,
-    }
+    let cases = initial_cases(run, world, cached);
+    let n = cases.len();
+    let d = common::fixed(cfg, cases, |i, arm, t| outcome(run, world, i, arm, t));
+    Run::of(&d, spent(&d, n, cached), 1)
 }
 
 fn single_run(cfg: &GateConfig, run: u64, world: &World) -> Run {
-    let (mut base, mut cand, mut base_t, mut cand_t, mut trials) = (0, 0, 0, 0, 0);
-    for (i, &role) in world.roles.iter().enumerate() {
-        if role == Role::Target && !cfg.require_improvement {
-            continue;
-        }
-        let b = u32::from(outcome(run, world, i, Arm::Baseline, 0));
-        let c = u32::from(outcome(run, world, i, Arm::Candidate, 0));
-        trials += 2;
-        if role == Role::Target {
-            (base_t, cand_t) = (base_t + b, cand_t + c);
-        } else {
-            (base, cand) = (base + b, cand + c);
-        }
-    }
-    let accept = cand >= base && (!cfg.require_improvement || cand_t > base_t);
-    Run { accept, rule: if accept { '-' } else { 'X' }, trials, rounds: 1 }
-}
-
-#[derive(Default)]
-struct Tally {
-    accepts: u32,
-    rules: std::collections::BTreeMap<char, u32>,
-    trials: u64,
-    rounds: u64,
-}
-
-impl Tally {
-    fn add(&mut self, r: &Run) {
-        self.accepts += u32::from(r.accept);
-        *self.rules.entry(r.rule).or_default() += 1;
-        self.trials += u64::from(r.trials);
-        self.rounds += u64::from(r.rounds);
-    }
-}
-
-fn pct(x: u32, n: u32) -> f64 {
-    100.0 * f64::from(x) / f64::from(n)
+    common::single_run(cfg, &world.roles, |i, arm, t| outcome(run, world, i, arm, t))
 }
 
 fn main() {
@@ -369,22 +284,8 @@ fn main() {
          min_effect = {}, flip_tolerance = {}",
         cfg.k, cfg.k_max, cfg.step, cfg.alpha, cfg.holdout_alpha, cfg.min_effect, cfg.flip_tolerance
     );
-    println!("acc = % accepted; wrong = % false accepts if the truth is reject, % false rejects if it is accept;");
-    println!(
-        "trials = mean trials spent per decision (both arms); agree = % same verdict as fixed; a/b = trial ratio\n"
-    );
-    println!(
-        "| {:<36} | {:<6} | adaptive acc | wrong | trials | rounds | fixed acc | wrong | trials | single acc | wrong \
-         | trials | agree | a/b |",
-        "scenario", "truth"
-    );
-    println!(
-        "|{:-<38}|{:-<8}|{:->14}|{:->7}|{:->8}|{:->8}|{:->11}|{:->7}|{:->8}|{:->12}|{:->7}|{:->8}|{:->7}|{:->5}|",
-        "", "", "", "", "", "", "", "", "", "", "", "", "", ""
-    );
+    let mut table = Table::new(36);
     let started = Instant::now();
-    let (mut agree_all, mut n_all, mut trials_a_all, mut trials_b_all) = (0u32, 0u32, 0u64, 0u64);
-    let mut notes = Vec::new();
     let mut breaking = Vec::new();
     for (s, sc) in SCENARIOS.iter().enumerate() {
         let cfg = GateConfig { require_improvement: sc.require_improvement, ..cfg.clone() };
@@ -405,55 +306,12 @@ fn main() {
             b.add(&rb);
             c.add(&rc);
         }
-        let wrong = |t: &Tally| if sc.accept_is_right { pct(seeds - t.accepts, seeds) } else { pct(t.accepts, seeds) };
-        let mean = |x: u64| x as f64 / f64::from(seeds);
-        println!(
-            "| {:<36} | {:<6} | {:>12.1} | {:>5.1} | {:>6.1} | {:>6.1} | {:>9.1} | {:>5.1} | {:>6.1} | {:>10.1} | {:>5.1} \
-             | {:>6.1} | {:>5.1} | {:>2.0}% |",
-            sc.name,
-            if sc.accept_is_right { "accept" } else { "reject" },
-            pct(a.accepts, seeds),
-            wrong(&a),
-            mean(a.trials),
-            mean(a.rounds),
-            pct(b.accepts, seeds),
-            wrong(&b),
-            mean(b.trials),
-            pct(c.accepts, seeds),
-            wrong(&c),
-            mean(c.trials),
-            pct(agree, seeds),
-            100.0 * a.trials as f64 / b.trials as f64
-        );
-        let rules = |t: &Tally| {
-            t.rules.iter().filter(|(k, _)| **k != '-').map(|(k, v)| format!("{k}{v}")).collect::<Vec<_>>().join(" ")
-        };
-        notes.push(format!("  {:<36} adaptive {:<16} fixed {}", sc.name, rules(&a), rules(&b)));
-        agree_all += agree;
-        n_all += seeds;
-        trials_a_all += a.trials;
-        trials_b_all += b.trials;
+        let (wrong_a, _) = table.row(sc.name, sc.accept_is_right, &a, &b, &c, agree, seeds);
         if sc.breaks_case {
-            breaking.push((sc.name, wrong(&a)));
+            breaking.push((sc.name, wrong_a));
         }
     }
-    println!("\nrejections by rule (R regression, F flaky pool, H holdout drop, N no improvement):");
-    for n in notes {
-        println!("{n}");
-    }
-    let agreement = pct(agree_all, n_all);
-    let ratio = 100.0 * trials_a_all as f64 / trials_b_all as f64;
-    let (lo, _) = wilson_confidence(Counts::new(agree_all, n_all), 0.95);
-    println!();
-    println!(
-        "adaptive vs fixed k_max: agreement {agreement:.1}% (95% Wilson lower bound {:.1}%), trials {ratio:.1}% -> {}",
-        100.0 * lo,
-        if agreement >= 95.0 && ratio <= 50.0 {
-            "target met"
-        } else {
-            "TARGET MISSED (>= 95% agreement, <= 50% trials)"
-        }
-    );
+    table.finish();
     println!("adaptive false accepts on patches that break a case (target < 5%):");
     for (name, fa) in breaking {
         println!("  {name:<36} {fa:5.1}% {}", if fa < 5.0 { "met" } else { "MISSED" });
