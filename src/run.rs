@@ -587,12 +587,8 @@ async fn propose_knobs(
         .filter(|c| c.file.cluster == cluster && c.file.split == "train" && c.file.status == "candidate")
         .cloned()
         .collect();
-    let known: HashSet<String> = cases
-        .iter()
-        .flat_map(|c| c.file.checks.iter())
-        .filter(|k| crate::evals::checks::kind_of(k) == "not_signature")
-        .filter_map(|k| k.get("signature")?.as_str().map(str::to_string))
-        .collect();
+    // The same failures the gate takes as known, so screening and gate judge alike.
+    let known: HashSet<String> = cases.iter().flat_map(session::case_signatures).collect();
     let trials: Vec<Trial> =
         (0..targets.len()).flat_map(|c| (0..SCREEN_SEEDS).map(move |seed| Trial { case: c, seed })).collect();
     let mut spent_trials = 0u32;

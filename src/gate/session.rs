@@ -378,12 +378,7 @@ pub async fn run(
             records.insert((Arm::Baseline, ci, t.seed), r);
         }
     }
-    for (ci, ct) in state.iter_mut().enumerate() {
-        while let Some(rec) = records.get(&(Arm::Baseline, ci, ct.baseline.len() as u64)) {
-            let passed = rec.passed;
-            ct.push(Arm::Baseline, [passed]);
-        }
-    }
+    append(&mut state, &records, &cfg, &known);
     loop {
         let requests = engine::next_requests(&cfg, &state);
         if requests.is_empty() {
@@ -401,19 +396,7 @@ pub async fn run(
                 records.insert((arm, t.case, t.seed), rec);
             }
         }
-        // Append in seed order so index = seed on both arms.
-        for (ci, ct) in state.iter_mut().enumerate() {
-            for arm in [Arm::Baseline, Arm::Candidate] {
-                while let Some(rec) = records.get(&(arm, ci, ct.trials(arm).len() as u64)) {
-                    let ok = if ct.role == Role::Target && cfg.require_improvement {
-                        target_fixed(rec, &known)
-                    } else {
-                        rec.passed
-                    };
-                    ct.push(arm, [ok]);
-                }
-            }
-        }
+        append(&mut state, &records, &cfg, &known);
     }
     let decision = engine::decide(&cfg, &state);
     let all: Vec<(&(Arm, usize, u64), &TrialRecord)> = records.iter().collect();
@@ -507,6 +490,29 @@ pub async fn run(
     Ok(finish(report, "passed", summary, started))
 }
 
+/// Move finished trials into the engine's state in seed order (index = seed on both arms),
+/// stopping at the first seed not run yet. A targeted gate's target cases count a trial as
+/// fixed by `target_fixed`; everything else by a full pass.
+fn append(
+    state: &mut [CaseTrials],
+    records: &HashMap<(Arm, usize, u64), TrialRecord>,
+    cfg: &GateConfig,
+    known: &HashSet<String>,
+) {
+    for (ci, ct) in state.iter_mut().enumerate() {
+        for arm in [Arm::Baseline, Arm::Candidate] {
+            while let Some(rec) = records.get(&(arm, ci, ct.trials(arm).len() as u64)) {
+                let ok = if ct.role == Role::Target && cfg.require_improvement {
+                    target_fixed(rec, known)
+                } else {
+                    rec.passed
+                };
+                ct.push(arm, [ok]);
+            }
+        }
+    }
+}
+
 /// Candidate trials showing one unknown failure before it fails a targeted gate.
 const NEW_FAILURE_TRIALS: u32 = 2;
 
@@ -519,7 +525,7 @@ pub struct NewFailure {
 }
 
 /// The signatures a case's `not_signature` checks and provenance name.
-fn case_signatures(c: &Case) -> Vec<String> {
+pub fn case_signatures(c: &Case) -> Vec<String> {
     let mut v: Vec<String> = c
         .file
         .checks

@@ -226,11 +226,7 @@ pub async fn run_check(
     isolation: IsolationChoice,
 ) -> anyhow::Result<Option<Result<(), String>>> {
     let Some(check) = version.manifest.check.clone() else { return Ok(None) };
-    let (io, work) = {
-        let version = version.clone();
-        let dir = dir.to_path_buf();
-        tokio::task::spawn_blocking(move || prepare_dir(&version, &dir)).await??
-    };
+    let (io, work) = prepare(version, dir).await?;
     let o = sandbox::run(&spec_for(version, &check, &work, &io, isolation)).await;
     let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(work)).await;
     if o.status.success() {
@@ -288,6 +284,13 @@ fn prepare_dir(version: &Version, dir: &Path) -> anyhow::Result<(PathBuf, PathBu
     Ok((io, work))
 }
 
+/// `prepare_dir` on a blocking thread: copying a harness tree must not stall the runtime.
+async fn prepare(version: &Version, dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let version = version.clone();
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || prepare_dir(&version, &dir)).await?
+}
+
 async fn run_one(
     version: &Version,
     case: &Case,
@@ -298,11 +301,7 @@ async fn run_one(
 ) -> anyhow::Result<TrialRecord> {
     let started = Instant::now();
     let m = &version.manifest;
-    let (io, work) = {
-        let version = version.clone();
-        let dir = dir.to_path_buf();
-        tokio::task::spawn_blocking(move || prepare_dir(&version, &dir)).await??
-    };
+    let (io, work) = prepare(version, dir).await?;
     let input_path = io.join("input.json");
     let case_path = io.join("case.json");
     let trace_path = io.join("trace.json");
@@ -491,11 +490,7 @@ async fn run_batch_once(
     isolation: IsolationChoice,
 ) -> anyhow::Result<Vec<TrialRecord>> {
     let started = Instant::now();
-    let (io, work) = {
-        let version = version.clone();
-        let dir = dir.to_path_buf();
-        tokio::task::spawn_blocking(move || prepare_dir(&version, &dir)).await??
-    };
+    let (io, work) = prepare(version, dir).await?;
     let mut listing = Vec::new();
     for c in cases {
         let input = io.join(format!("{}.input.json", c.id()));

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use super::junit::{JunitCase, esc, render};
 use super::output::{Output, Style};
 use super::table as new_table;
-use crate::gate::engine::{CaseOutcome, CaseVerdict, Role};
+use crate::gate::engine::{CaseOutcome, CaseVerdict, PairedStats, Role};
 use crate::gate::session::{CaseRow, GateReport};
 use crate::trace::json::clip;
 
@@ -38,6 +38,11 @@ fn p(x: Option<f64>) -> String {
         Some(v) => format!("{v:.4}"),
         None => "-".into(),
     }
+}
+
+/// Passes on each arm, as `6/12 → 12/12`.
+pub fn flip(s: &PairedStats) -> String {
+    format!("{}/{} → {}/{}", s.baseline_passes, s.baseline_n, s.candidate_passes, s.candidate_n)
 }
 
 fn short(h: &str) -> &str {
@@ -109,11 +114,8 @@ pub fn terminal(out: &Output, r: &GateReport) -> String {
         if let Some(tg) = &d.target {
             let _ = writeln!(
                 t,
-                "\ntarget: {}/{} → {}/{} ({:+.2}, need ≥ {:.2}), {} flips to pass vs {} to fail, sign test p = {}",
-                tg.paired.baseline_passes,
-                tg.paired.baseline_n,
-                tg.paired.candidate_passes,
-                tg.paired.candidate_n,
+                "\ntarget: {} ({:+.2}, need ≥ {:.2}), {} flips to pass vs {} to fail, sign test p = {}",
+                flip(&tg.paired),
                 tg.paired.effect,
                 tg.min_effect,
                 tg.paired.flips_to_pass,
@@ -124,11 +126,8 @@ pub fn terminal(out: &Output, r: &GateReport) -> String {
         if let Some(h) = &d.holdout {
             let _ = writeln!(
                 t,
-                "holdout: {}/{} → {}/{} ({:+.2}), drop test p = {}",
-                h.paired.baseline_passes,
-                h.paired.baseline_n,
-                h.paired.candidate_passes,
-                h.paired.candidate_n,
+                "holdout: {} ({:+.2}), drop test p = {}",
+                flip(&h.paired),
                 h.paired.effect,
                 p(Some(h.paired.p_value))
             );
@@ -188,11 +187,8 @@ pub fn markdown(r: &GateReport) -> String {
         if let Some(tg) = &d.target {
             let _ = writeln!(
                 md,
-                "- **Target**: {}/{} → {}/{} ({:+.2}, need ≥ {:.2}), sign test p = {}",
-                tg.paired.baseline_passes,
-                tg.paired.baseline_n,
-                tg.paired.candidate_passes,
-                tg.paired.candidate_n,
+                "- **Target**: {} ({:+.2}, need ≥ {:.2}), sign test p = {}",
+                flip(&tg.paired),
                 tg.paired.effect,
                 tg.min_effect,
                 p(Some(tg.paired.p_value))
@@ -201,11 +197,8 @@ pub fn markdown(r: &GateReport) -> String {
         if let Some(h) = &d.holdout {
             let _ = writeln!(
                 md,
-                "- **Holdout** (veto only): {}/{} → {}/{}, drop test p = {}",
-                h.paired.baseline_passes,
-                h.paired.baseline_n,
-                h.paired.candidate_passes,
-                h.paired.candidate_n,
+                "- **Holdout** (veto only): {}, drop test p = {}",
+                flip(&h.paired),
                 p(Some(h.paired.p_value))
             );
         }

@@ -42,16 +42,7 @@ pub fn event(out: &Output, e: &RunEvent) -> Option<String> {
                 .decision
                 .as_ref()
                 .and_then(|d| d.target.as_ref())
-                .map(|t| {
-                    format!(
-                        "target {}/{} → {}/{} (p {})",
-                        t.paired.baseline_passes,
-                        t.paired.baseline_n,
-                        t.paired.candidate_passes,
-                        t.paired.candidate_n,
-                        fmt_p(t.paired.p_value)
-                    )
-                })
+                .map(|t| format!("target {} (p {})", super::gate::flip(&t.paired), fmt_p(t.paired.p_value)))
                 .unwrap_or_default();
             let suite = report.decision.as_ref().map(|d| format!("suite {} cases", d.suite.cases)).unwrap_or_default();
             let why = if report.passed() {
