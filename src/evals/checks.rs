@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::mine::failure::Failure;
 use crate::trace::model::{OutcomeStatus, StepKind, Trace};
 
 /// The optional `AUTOHARNESS_RESULT` file a harness may write.
@@ -35,6 +36,8 @@ pub struct TrialView<'a> {
     pub trace: Option<&'a Trace>,
     /// Why there is no usable trace (not written, unreadable, not a trace format).
     pub trace_problem: Option<&'a str>,
+    /// The trace's failure as mining analyses it (`None` when the trace did not fail).
+    pub failure: Option<&'a Failure>,
     pub result: Option<&'a ResultFile>,
 }
 
@@ -173,11 +176,11 @@ fn no_error(view: &TrialView) -> CheckOutcome {
 }
 
 fn not_signature(signature: &str, view: &TrialView) -> CheckOutcome {
-    let Some(trace) = view.trace else {
+    if view.trace.is_none() {
         // Without a trace the failure cannot be recognised; `no_error` judges the exit.
         return CheckOutcome::new("not_signature", true, format!("no trace to compare ({})", no_trace(view)));
-    };
-    match crate::mine::failure::analyze(trace, 0, false) {
+    }
+    match view.failure {
         Some(f) if f.signature.canonical() == signature => {
             CheckOutcome::new("not_signature", false, format!("the mined failure came back: {}", clip(&f.message, 200)))
         }
@@ -236,7 +239,7 @@ mod tests {
     use serde_json::json;
 
     fn view<'a>(output: &'a str, result: Option<&'a ResultFile>) -> TrialView<'a> {
-        TrialView { output, exited_ok: true, trace: None, trace_problem: None, result }
+        TrialView { output, exited_ok: true, trace: None, trace_problem: None, failure: None, result }
     }
 
     #[test]

@@ -329,11 +329,14 @@ async fn run_one(
     let result: Option<ResultFile> = std::fs::read(&result_path).ok().and_then(|b| serde_json::from_slice(&b).ok());
     let (trace, trace_problem) = read_trial_trace(&trace_path);
     let exited_ok = outcome.status.success();
+    // Analysed once: `not_signature` checks and the record's signature both read it.
+    let failure = trace.as_ref().and_then(|t| crate::mine::failure::analyze(t, 0, false));
     let view = TrialView {
         output: &output,
         exited_ok,
         trace: trace.as_ref(),
         trace_problem: trace_problem.as_deref(),
+        failure: failure.as_ref(),
         result: result.as_ref(),
     };
     let mut outcomes = Vec::new();
@@ -358,9 +361,8 @@ async fn run_one(
     let signature = if passed {
         None
     } else {
-        trace
+        failure
             .as_ref()
-            .and_then(|t| crate::mine::failure::analyze(t, 0, false))
             .map(|f| f.signature.canonical())
             .or_else(|| reason.as_deref().map(|r| format!("exit|{}", crate::mine::signature::template(r))))
     };
