@@ -83,8 +83,29 @@ def main():
     ww = os.path.join(DATA, "who-and-when")
 
     print("== AgentRx tau-retail root causes (29 failed runs)")
-    print("  autoharness :", fmt(score(py, mapping(mine(a.bin, [rx])), "agentrx-tau")))
+    d = mine(a.bin, [rx])
+    print("  autoharness :", fmt(score(py, mapping(d), "agentrx-tau")))
     print("  baseline    :", fmt(score(py, baseline(py, rx), "agentrx-tau")))
+    # Localisation: the root-cause failure's step_number is the 1-based `index` of the
+    # message in `traj` (system = 1); the tool's steps are 0-based message positions.
+    gold = {}
+    for g in json.load(open(os.path.join(DATA, "agentrx-tau-retail", "tau_ground_truth.json"))):
+        root = [f for f in g["failures"] if f["failure_id"] == g["root_cause"]["failure_id"]]
+        if root:
+            gold[g["trajectory_id"]] = root[0]["step_number"]
+    exact = near = n = 0
+    for c in d["clusters"]:
+        for m in c["members"]:
+            task = int(m["id"].split("#task-")[1].split("/")[0])
+            if task not in gold:
+                continue
+            n += 1
+            if m["step"] and m["step"].startswith("msg:"):
+                diff = int(m["step"][4:]) + 1 - gold[task]
+                exact += diff == 0
+                near += abs(diff) <= 3
+    if n:
+        print(f"  root-cause step: n={n} exact={exact / n:.3f} within±3={near / n:.3f}")
 
     print("== TRAIL primary_category (every trace assumed failed)")
     d = mine(a.bin, [trail], ["--assume-failed"])
@@ -113,23 +134,31 @@ def main():
     print("== Who&When: decisive-step localisation vs mistake_step")
     d = mine(a.bin, [ww])
     steps = {m["file"]: m["step"] for c in d["clusters"] for m in c["members"]}
-    exact = near = n = 0
+    tot = [0, 0, 0, 0]
     for sub in ("Algorithm-Generated", "Hand-Crafted"):
         folder = os.path.join(ww, sub)
+        exact = near = agent = n = 0
         for name in os.listdir(folder):
             if not name.endswith(".json"):
                 continue
-            gold = json.load(open(os.path.join(folder, name))).get("mistake_step")
+            run = json.load(open(os.path.join(folder, name)))
+            gold = run.get("mistake_step")
             key = next((k for k in steps if k.endswith(f"{sub}/{name}")), None)
+            n += 1
             if gold is None or key is None or steps[key] is None:
-                n += 1
                 continue
             pred = int(str(steps[key]).split(":")[-1])
             g = int(gold)
-            n += 1
             exact += pred == g
             near += abs(pred - g) <= 3
-    print(f"  n={n} exact={exact / n:.3f} within±3={near / n:.3f}")
+            # The agent that spoke at the predicted step (`name`, or `role` in Hand-Crafted).
+            said = run["history"][pred] if pred < len(run["history"]) else {}
+            who = (said.get("name") or said.get("role") or "").lower()
+            agent += bool(run.get("mistake_agent")) and run["mistake_agent"].lower() in who
+        print(f"  {sub}: n={n} exact={exact / n:.3f} within±3={near / n:.3f} agent={agent / n:.3f}")
+        tot = [tot[0] + n, tot[1] + exact, tot[2] + near, tot[3] + agent]
+    n = tot[0]
+    print(f"  all: n={n} exact={tot[1] / n:.3f} within±3={tot[2] / n:.3f} agent={tot[3] / n:.3f}")
     print("  agent clustering:", fmt(score(py, mapping(d), "who-and-when")))
 
 

@@ -205,3 +205,62 @@ fn clusters_and_cases_commands_show_what_mine_stored() {
     assert!(!cases["cases"].as_array().unwrap().is_empty());
     ah(tmp.path()).args(["clusters", "k-00000000"]).assert().code(2);
 }
+
+#[test]
+fn a_right_state_with_a_wrong_answer_is_decided_by_the_answer() {
+    // τ-bench scores the final state and the outputs the user was told; lookups on the way
+    // do not count. Here the only write is right and an extra lookup is off, but the user
+    // is told 11 where the task expects 10: the answer that said 11 is the decisive step.
+    let tmp = tempfile::tempdir().unwrap();
+    let traces = tmp.path().join("traces");
+    std::fs::create_dir_all(&traces).unwrap();
+    let call = |id: &str, name: &str, args: &str| {
+        serde_json::json!({"role": "assistant", "content": null,
+            "tool_calls": [{"id": id, "type": "function", "function": {"name": name, "arguments": args}}]})
+    };
+    let tool = |id: &str, content: &str| serde_json::json!({"role": "tool", "tool_call_id": id, "content": content});
+    let traj = vec![
+        serde_json::json!({"role": "system", "content": "policy"}),
+        serde_json::json!({"role": "user", "content": "How many t-shirt options are there? Then return my lamp."}),
+        call("a", "get_product_details", r#"{"product_id": "1"}"#),
+        tool("a", r#"{"variants": 10}"#),
+        serde_json::json!({"role": "assistant", "content": "There are 11 t-shirt options available."}),
+        call("b", "return_delivered_order_items", r##"{"order_id": "#W1", "item_ids": ["7"]}"##),
+        tool("b", "ok"),
+        serde_json::json!({"role": "assistant", "content": "Done: your lamp is returned. Again, 11 options."}),
+    ];
+    let record = serde_json::json!([{"task_id": 7, "reward": 0.0, "traj": traj, "info": {"task": {
+        "user_id": "u", "instruction": "ask, then return",
+        "actions": [{"name": "get_product_details", "kwargs": {"product_id": "2"}},
+                    {"name": "return_delivered_order_items", "kwargs": {"order_id": "#W1", "item_ids": ["7"]}}],
+        "outputs": ["10"]}}}]);
+    std::fs::write(traces.join("run.json"), serde_json::to_vec(&record).unwrap()).unwrap();
+    let doc = mine_json(tmp.path(), &[&traces], &["--no-cases"]);
+    let cluster = &doc["clusters"][0];
+    assert!(cluster["signature"].as_str().unwrap().contains("output:missing"), "{cluster:#}");
+    assert_eq!(cluster["members"][0]["step"], "msg:4", "{cluster:#}");
+}
+
+#[test]
+fn a_failing_terminal_turn_is_blamed_on_the_agent_that_ran_it() {
+    // A chat log logs a tool's output as a turn of its own, with no call in it: the
+    // signature names the terminal that failed, the decisive step is the agent turn that
+    // wrote the code it ran.
+    let tmp = tempfile::tempdir().unwrap();
+    let traces = tmp.path().join("traces");
+    std::fs::create_dir_all(&traces).unwrap();
+    let run = serde_json::json!({
+        "question": "How many rows?", "ground_truth": "4", "is_correct": false,
+        "history": [
+            {"role": "assistant", "name": "Planner_Expert", "content": "Plan: load the sheet, count the rows."},
+            {"role": "assistant", "name": "Coder_Expert", "content": "```python\nimport pandas\nprint(len(pandas.read_excel('x.xlsx')))\n```"},
+            {"role": "user", "name": "Computer_terminal", "content": "exitcode: 1 (execution failed)\nCode output: Traceback (most recent call last):\nFileNotFoundError: x.xlsx"},
+            {"role": "assistant", "name": "Verifier_Expert", "content": "The file is missing, so the answer is 0. TERMINATE"}
+        ]
+    });
+    std::fs::write(traces.join("1.json"), serde_json::to_vec(&run).unwrap()).unwrap();
+    let doc = mine_json(tmp.path(), &[&traces], &["--no-cases"]);
+    let cluster = &doc["clusters"][0];
+    assert!(cluster["signature"].as_str().unwrap().contains("Computer_terminal"), "{cluster:#}");
+    assert_eq!(cluster["members"][0]["step"], "msg:1", "{cluster:#}");
+}

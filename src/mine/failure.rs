@@ -68,6 +68,7 @@ pub fn analyze(trace: &Trace, trace_seq: usize, assume_failed: bool) -> Option<F
     let order = source_order(trace);
     let found = unhandled_error(trace)
         .or_else(|| action_divergence(trace, &order))
+        .or_else(|| output_divergence(trace, &order))
         .or_else(|| repeated_call(trace, &order))
         .or_else(|| handled_error(trace))
         .or_else(|| refusal(trace, &order))
@@ -95,6 +96,9 @@ pub fn analyze(trace: &Trace, trace_seq: usize, assume_failed: bool) -> Option<F
     let excerpt = step
         .map(|i| clip(&step_text(trace, &trace.steps[i]), EXCERPT_MAX))
         .unwrap_or_else(|| clip(&message, EXCERPT_MAX));
+    // The signature names what failed (a terminal's exit code); the step names who decided it.
+    let step = step.map(|i| caller(trace, &order, i));
+    let step_ref = step.map(|i| &trace.steps[i]);
     Some(Failure {
         trace_id: trace.id.clone(),
         file: trace.source.path.clone(),
@@ -185,7 +189,8 @@ fn handled_error(trace: &Trace) -> Option<Decisive> {
 /// Compare the tool calls made with the task's expected actions (τ-bench
 /// `info.task.actions`). State-changing actions decide the verdict, so they are checked
 /// first: the first expected write never taken, or taken with other arguments, or a write
-/// that was not expected. Read-only lookups matter only when every write matched.
+/// that was not expected; then an expected output the user was never told. Read-only
+/// lookups matter only when all of that matched.
 ///
 /// The tool stays part of the signature (DESIGN.md): "wrong arguments to
 /// `return_delivered_order_items`" is a cluster someone can fix; a cluster of every wrong
@@ -241,9 +246,52 @@ fn action_divergence(trace: &Trace, order: &[usize]) -> Option<Decisive> {
                     error_type: None,
                 });
             }
+            // The state is right; what the user was told decides the rest of the verdict
+            // (τ-bench scores state and outputs, never the lookups on the way).
+            if let Some(d) = output_divergence(trace, order) {
+                return Some(d);
+            }
         }
     }
     None
+}
+
+/// An expected output (τ-bench `info.task.outputs`: a value the user must be told) that no
+/// agent turn states. The decisive step is the turn that gave an answer of the same shape
+/// instead (a count, an amount, an id: the digits masked alike), the earliest one, as a
+/// wrong value is produced once and then repeated; else the last model turn.
+fn output_divergence(trace: &Trace, order: &[usize]) -> Option<Decisive> {
+    let outputs = trace.task.as_ref()?.get("outputs")?.as_array()?;
+    let turns: Vec<(usize, String)> = order
+        .iter()
+        .filter(|&&i| trace.steps[i].kind == StepKind::Llm)
+        .map(|&i| (i, step_text(trace, &trace.steps[i]).to_lowercase().replace(',', "")))
+        .collect();
+    let missing = outputs
+        .iter()
+        .filter_map(Value::as_str)
+        .map(|o| o.trim().to_lowercase())
+        .find(|o| !o.is_empty() && !turns.iter().any(|(_, t)| t.contains(o.as_str())))?;
+    let shape = value_shape(&missing);
+    let step = turns
+        .iter()
+        .find(|(_, t)| {
+            t.split(|c: char| c.is_whitespace() || "*()[]:;\"'!?$".contains(c))
+                .any(|w| value_shape(w.trim_end_matches('.')) == shape)
+        })
+        .or_else(|| turns.last())
+        .map(|(i, _)| *i);
+    Some(Decisive {
+        step,
+        signal: "output:missing".into(),
+        message: format!("expected output {missing} was never given"),
+        error_type: None,
+    })
+}
+
+/// A value with its digits masked: "10" and "11" alike, "918.43" and "1.50" not.
+fn value_shape(s: &str) -> String {
+    s.chars().map(|c| if c.is_ascii_digit() { '0' } else { c }).collect()
 }
 
 /// Read-only lookups (get_*, find_*, list_*, search_*, calculate, think) change nothing.
@@ -340,7 +388,14 @@ fn terminal_signal(trace: &Trace, order: &[usize]) -> Option<Decisive> {
 /// last model turn itself.
 fn last_turn(trace: &Trace, order: &[usize]) -> Option<Decisive> {
     let signal = trace.signals.iter().find(|s| !s.passed);
-    let last = order.iter().rev().find(|&&i| trace.steps[i].kind == StepKind::Llm).copied().or(order.last().copied());
+    // The last model turn that says something: a closing "TERMINATE" or "thanks" carries
+    // no answer to trace back.
+    let llm_turns = || order.iter().rev().filter(|&&i| trace.steps[i].kind == StepKind::Llm);
+    let last = llm_turns()
+        .find(|&&i| !answer_terms(&step_text(trace, &trace.steps[i])).is_empty())
+        .or_else(|| llm_turns().next())
+        .copied()
+        .or(order.last().copied());
     let step = last.map(|l| answer_origin(trace, order, l).unwrap_or(l));
     Some(Decisive {
         step,
@@ -352,7 +407,8 @@ fn last_turn(trace: &Trace, order: &[usize]) -> Option<Decisive> {
 
 /// Distinctive words of an answer: numbers and words of 3+ letters that are not common.
 fn answer_terms(text: &str) -> HashSet<String> {
-    const COMMON: [&str; 24] = [
+    const COMMON: [&str; 25] = [
+        "terminate",
         "the",
         "and",
         "for",
@@ -510,6 +566,21 @@ fn neighbourhood_text(
         }
     }
     clip(&text, TEXT_MAX)
+}
+
+/// A tool result logged as a message of its own (a chat log's `Computer_terminal` turn)
+/// carries no call: the decision behind it is the agent turn just before, which wrote the
+/// code or chose the arguments. Steps that hold their own call (a tool span) stay.
+fn caller(trace: &Trace, order: &[usize], idx: usize) -> usize {
+    let step = &trace.steps[idx];
+    if step.kind != StepKind::Tool || step.tool_call.is_some() {
+        return idx;
+    }
+    let pos = order.iter().position(|&i| i == idx).unwrap_or(0);
+    match pos.checked_sub(1).map(|p| order[p]) {
+        Some(prev) if trace.steps[prev].kind == StepKind::Llm => prev,
+        _ => idx,
+    }
 }
 
 fn first_lines(s: &str, n: usize) -> String {
