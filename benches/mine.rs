@@ -80,6 +80,7 @@ fn options(dir: &Path, work: &Path, jobs: usize, write_cases: bool) -> MineOptio
         holdout_share: 0.2,
         evals_dir: work.join("evals"),
         write_cases,
+        summarize: None,
     }
 }
 

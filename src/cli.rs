@@ -130,6 +130,10 @@ pub struct MineArgs {
     /// Analyse and cluster, but write no case files
     #[arg(long)]
     pub no_cases: bool,
+    /// Ask the [proposer] LLM for a one-line root cause of each cluster that has none yet
+    /// (optional: mining is offline without it; a failed request only warns)
+    #[arg(long)]
+    pub summarize: bool,
 }
 
 #[derive(Debug, Args)]

@@ -209,6 +209,7 @@ pub async fn run(ctx: &RunContext<'_>, manifest: &Manifest, opts: &RunOptions) -
     // 1. Mine what is new.
     if let Some(traces) = &opts.traces {
         let mopts = crate::mine::MineOptions {
+            summarize: None,
             paths: vec![traces.clone()],
             harness: manifest.name.clone(),
             since: None,

@@ -264,3 +264,27 @@ fn a_failing_terminal_turn_is_blamed_on_the_agent_that_ran_it() {
     assert!(cluster["signature"].as_str().unwrap().contains("Computer_terminal"), "{cluster:#}");
     assert_eq!(cluster["members"][0]["step"], "msg:1", "{cluster:#}");
 }
+
+#[test]
+fn summaries_need_an_llm_and_a_failing_one_only_warns() {
+    let tmp = tempfile::tempdir().unwrap();
+    let traces = tmp.path().join("traces");
+    copy_dir(&fixture("formats/tau-bench"), &traces);
+    // The default proposer is offline: asking for summaries says what to configure.
+    let out = ah(tmp.path()).args(["mine", "--no-cases", "--summarize"]).arg(&traces).assert().failure();
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    assert!(stderr.contains("--summarize needs an LLM") && stderr.contains("[proposer]"), "{stderr}");
+    // A server that is not there: every cluster keeps its label, the mine succeeds, each
+    // missing summary is a warning.
+    std::fs::write(
+        tmp.path().join("autoharness.toml"),
+        "[proposer]\nprovider = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\nmodel = \"m\"\ntimeout = \"5s\"\n",
+    )
+    .unwrap();
+    let out = ah(tmp.path()).args(["--json", "mine", "--no-cases", "--summarize"]).arg(&traces).assert().success();
+    let doc: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    assert!(stderr.contains("no summary for cluster"), "{stderr}");
+    assert_eq!(doc["summary"]["summaries_written"], 0);
+    assert!(doc["clusters"].as_array().unwrap().iter().all(|c| c["summary"].is_null()));
+}

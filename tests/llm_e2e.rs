@@ -89,3 +89,37 @@ fn run_with_a_real_local_llm_completes_and_accepts_no_regression() {
     let cost: f64 = rows.iter().map(|r| r.5).sum();
     assert!(cost > 0.0, "cost from usage and the configured price: {rows:?}");
 }
+
+#[test]
+fn mine_summarizes_each_cluster_once_with_a_real_local_llm() {
+    let Some(url) = server_url() else { return };
+    let sb = Sandbox::new();
+    copy_tree(
+        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/formats/tau-bench"),
+        &sb.path().join("traces"),
+    );
+    sb.write(
+        "autoharness.toml",
+        format!("[proposer]\nprovider = \"openai\"\nbase_url = \"{url}\"\nmodel = \"smollm2\"\ntimeout = \"120s\"\ninput_per_mtok = 1.0\noutput_per_mtok = 2.0\n"),
+    );
+    let first = sb.json(&["mine", "--no-cases", "--summarize", "traces"]);
+    let clusters = first["clusters"].as_array().unwrap();
+    assert!(!clusters.is_empty());
+    assert_eq!(first["summary"]["summaries_written"].as_u64().unwrap() as usize, clusters.len(), "{first:#}");
+    assert!(first["summary"]["summary_cost_usd"].as_f64().unwrap() > 0.0, "usage is priced: {first:#}");
+    for c in clusters {
+        let s = c["summary"].as_str().unwrap_or_else(|| panic!("no summary: {c:#}"));
+        assert!(!s.trim().is_empty() && s.chars().count() <= 201, "{s:?}");
+    }
+    // Summaries are kept in the store: a re-mine asks for none and shows the same ones.
+    let again = sb.json(&["mine", "--no-cases", "--summarize", "traces"]);
+    assert_eq!(again["summary"]["summaries_written"], 0, "{again:#}");
+    let ids = |d: &Value| -> Vec<(String, String)> {
+        d["clusters"].as_array().unwrap().iter().map(|c| (c["id"].to_string(), c["summary"].to_string())).collect()
+    };
+    assert_eq!(ids(&first), ids(&again));
+    // And `clusters ID` shows it.
+    let id = clusters[0]["id"].as_str().unwrap();
+    let detail = sb.json(&["clusters", id]);
+    assert_eq!(detail["summary"], clusters[0]["summary"]);
+}

@@ -27,6 +27,7 @@ pub fn mine(settings: &Settings, out: &Output, args: &MineArgs) -> anyhow::Resul
         holdout_share: settings.config.mine.holdout_share,
         evals_dir: settings.project_root.join("evals"),
         write_cases: !args.no_cases,
+        summarize: if args.summarize { Some(summary_provider(settings)?) } else { None },
     };
     for p in &opts.paths {
         if !p.exists() {
@@ -52,6 +53,9 @@ pub fn mine(settings: &Settings, out: &Output, args: &MineArgs) -> anyhow::Resul
     } else if !result.errors.is_empty() {
         out.warn(&format!("{} file(s) could not be read completely (-v lists them)", result.errors.len()));
     }
+    for w in &result.warnings {
+        out.warn(w);
+    }
     for path in &result.summary.cases_kept_edited {
         out.note(&format!("kept `{path}`: edited by hand, not overwritten"));
     }
@@ -70,6 +74,18 @@ pub fn mine(settings: &Settings, out: &Output, args: &MineArgs) -> anyhow::Resul
         out.print(&render::table(out, &result));
     }
     Ok(exit::SUCCESS)
+}
+
+/// The LLM `--summarize` asks: the `[proposer]` one, which must speak HTTP.
+fn summary_provider(settings: &Settings) -> anyhow::Result<crate::propose::llm::ProviderConfig> {
+    let proposer = &settings.config.proposer;
+    if !matches!(proposer.provider.as_str(), "openai" | "anthropic") {
+        return Err(exit::hinted(
+            format!("--summarize needs an LLM, and the [proposer] provider is `{}`", proposer.provider),
+            "set [proposer] provider = \"openai\" (with base_url and model) or \"anthropic\" in autoharness.toml",
+        ));
+    }
+    proposer.llm()
 }
 
 fn parse_since(date: &str) -> anyhow::Result<i128> {

@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod emit;
 pub mod failure;
 pub mod signature;
+pub mod summarize;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -39,6 +40,8 @@ pub struct MineOptions {
     pub holdout_share: f64,
     pub evals_dir: PathBuf,
     pub write_cases: bool,
+    /// Ask this LLM for a one-line root cause of each cluster that has none yet.
+    pub summarize: Option<crate::propose::llm::ProviderConfig>,
 }
 
 /// One cluster in the ranked table.
@@ -57,6 +60,8 @@ pub struct ClusterView {
     pub example_trace: String,
     pub example_file: String,
     pub signature: String,
+    /// One-line root cause from an LLM (`mine --summarize`), when one was asked for.
+    pub summary: Option<String>,
     pub cases_written: usize,
     pub cases: Vec<String>,
     /// Failures per day (YYYY-MM-DD), for the report's timeline.
@@ -94,12 +99,18 @@ pub struct MineSummary {
     pub cases_unchanged: usize,
     /// Case files a person edited: never overwritten.
     pub cases_kept_edited: Vec<String>,
+    /// Cluster summaries written by the LLM this time, and what they cost.
+    pub summaries_written: usize,
+    pub summary_cost_usd: f64,
 }
 
 pub struct MineResult {
     pub summary: MineSummary,
     pub clusters: Vec<ClusterView>,
+    /// Files that could not be read completely.
     pub errors: Vec<String>,
+    /// Things that went wrong without costing the mine (a summary the LLM did not give).
+    pub warnings: Vec<String>,
 }
 
 /// The label people read: the template of the founding signature, prefixed by where it
@@ -301,6 +312,7 @@ pub async fn mine(store: &Store, opts: &MineOptions, tick: &(dyn Fn(&str) + Sync
             example_trace: example.failure.trace_id.clone(),
             example_file: example.path.clone(),
             signature: sc.cluster.signature.clone(),
+            summary: sc.summary.clone(),
             cases_written: written,
             cases,
             per_day,
@@ -324,5 +336,25 @@ pub async fn mine(store: &Store, opts: &MineOptions, tick: &(dyn Fn(&str) + Sync
             .then_with(|| b.cost_usd.unwrap_or(0.0).total_cmp(&a.cost_usd.unwrap_or(0.0)))
             .then_with(|| a.id.cmp(&b.id))
     });
-    Ok(MineResult { summary, clusters: views, errors })
+    // 5. Optional summaries, for the clusters shown that have none yet.
+    let mut warnings = Vec::new();
+    if let Some(cfg) = &opts.summarize {
+        let mut spent = summarize::Spent::default();
+        for v in views.iter_mut().filter(|v| v.summary.is_none()) {
+            let excerpts: Vec<&str> = members
+                .get(&v.id)
+                .map(|ms| ms.iter().map(|s| s.failure.excerpt.as_str()).collect())
+                .unwrap_or_default();
+            match summarize::summarize(cfg, &v.id, &v.label, &v.signature, v.count, &excerpts, &mut spent).await {
+                Ok(text) => {
+                    store.set_cluster_summary(&v.id, &text).await?;
+                    v.summary = Some(text);
+                    summary.summaries_written += 1;
+                }
+                Err(e) => warnings.push(format!("{e:#}")),
+            }
+        }
+        summary.summary_cost_usd = spent.cost_usd;
+    }
+    Ok(MineResult { summary, clusters: views, errors, warnings })
 }

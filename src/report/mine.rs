@@ -70,7 +70,7 @@ pub fn table(out: &Output, r: &MineResult) -> String {
             day(&c.first_seen),
             day(&c.last_seen),
             c.cases.len().to_string(),
-            clip(&c.label, 70),
+            clip(c.summary.as_deref().unwrap_or(&c.label), 70),
             clip(&c.example_trace, 40),
         ]);
     }
@@ -88,6 +88,10 @@ pub fn table(out: &Output, r: &MineResult) -> String {
             format!(", {} edited by hand and kept", s.cases_kept_edited.len())
         }
     );
+    if s.summaries_written > 0 {
+        let _ =
+            writeln!(text, "{} cluster summaries written by the LLM (${:.4})", s.summaries_written, s.summary_cost_usd);
+    }
     let _ = writeln!(
         text,
         "{}",
@@ -117,7 +121,7 @@ pub fn markdown(r: &MineResult) -> String {
             day(&c.first_seen),
             day(&c.last_seen),
             c.cases.len(),
-            c.label.replace('|', "\\|")
+            c.summary.as_deref().unwrap_or(&c.label).replace('|', "\\|")
         );
     }
     md
@@ -203,6 +207,9 @@ pub fn html(r: &MineResult) -> String {
     h.push_str("</table>");
     for c in &r.clusters {
         let _ = write!(h, "<h2 id=\"{id}\"><code>{id}</code> {label}</h2>", id = esc(&c.id), label = esc(&c.label));
+        if let Some(summary) = &c.summary {
+            let _ = write!(h, "<p><b>root cause</b> (LLM summary): {}</p>", esc(summary));
+        }
         let _ = write!(h, "<p class=\"muted\">signature: <code>{}</code></p>", esc(&c.signature));
         h.push_str(&sparkline(c, &days));
         let _ = write!(
@@ -285,7 +292,7 @@ pub fn cluster_detail_doc(c: &StoredCluster, members: &[&StoredFailure], cases: 
         .collect();
     serde_json::json!({
         "schema": "autoharness.cluster/v1",
-        "id": c.cluster.id, "label": c.label, "kind": c.kind, "state": c.state,
+        "id": c.cluster.id, "label": c.label, "summary": c.summary, "kind": c.kind, "state": c.state,
         "signature": c.cluster.signature, "signatures": c.cluster.signatures,
         "top_terms": c.cluster.top_terms(10), "members": members, "cases": cases,
     })
@@ -294,6 +301,9 @@ pub fn cluster_detail_doc(c: &StoredCluster, members: &[&StoredFailure], cases: 
 pub fn cluster_detail(out: &Output, c: &StoredCluster, members: &[&StoredFailure], cases: &[StoredCase]) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "{} {}", out.paint(Style::Bold, &c.cluster.id), c.label);
+    if let Some(summary) = &c.summary {
+        let _ = writeln!(s, "  root cause {summary}");
+    }
     let _ = writeln!(s, "  kind       {}  state {}", c.kind, c.state);
     let _ = writeln!(s, "  signature  {}", c.cluster.signature);
     if c.cluster.signatures.len() > 1 {

@@ -204,6 +204,12 @@ impl Store {
         Ok(())
     }
 
+    /// Keep a cluster's one-line root cause (from `mine --summarize`).
+    pub async fn set_cluster_summary(&self, id: &str, summary: &str) -> anyhow::Result<()> {
+        sqlx::query("UPDATE clusters SET summary = ? WHERE id = ?").bind(summary).bind(id).execute(&self.pool).await?;
+        Ok(())
+    }
+
     /// Remember that a file's failures were analysed at this content hash.
     pub async fn mark_mined(&self, file_key: &str, hash: &str) -> anyhow::Result<()> {
         sqlx::query("UPDATE trace_files SET mined_hash = ? WHERE path = ?")
