@@ -165,7 +165,8 @@ pub async fn mine(store: &Store, opts: &MineOptions, tick: &(dyn Fn(&str) + Sync
             failures_by_file[i].push(failure);
         }
     }
-    for (f, failures) in result.files.iter().zip(failures_by_file) {
+    let mut batch = Vec::with_capacity(result.files.len());
+    for (f, failures) in result.files.iter().zip(&failures_by_file) {
         summary.files += 1;
         if f.skipped {
             summary.skipped_unchanged += 1;
@@ -180,15 +181,21 @@ pub async fn mine(store: &Store, opts: &MineOptions, tick: &(dyn Fn(&str) + Sync
         }
         summary.counts.merge(&f.counts);
         let same_content = known.get(&f.key).is_some_and(|(_, _, h)| *h == f.report.hash);
-        store.record_file(&f.key, f.mtime_ns, &f.report, &f.summaries).await?;
         if same_content {
             summary.unchanged_content += 1;
-            continue;
+        } else {
+            summary.new_failures += failures.len();
         }
-        summary.new_failures += failures.len();
-        store.replace_failures(&f.key, &failures).await?;
-        store.mark_mined(&f.key, &f.report.hash).await?;
+        batch.push(crate::store::mine::MinedFile {
+            key: &f.key,
+            mtime_ns: f.mtime_ns,
+            report: &f.report,
+            traces: &f.summaries,
+            failures: (!same_content).then_some(failures.as_slice()),
+        });
     }
+    store.record_mined(&batch).await?;
+    drop(batch);
 
     // 3. Cluster what is unassigned.
     let stored = store.failures().await?;

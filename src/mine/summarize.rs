@@ -38,14 +38,18 @@ pub fn sentence(answer: &str) -> Option<String> {
         None => answer,
     };
     let line = answer.lines().map(str::trim).find(|l| l.chars().any(char::is_alphanumeric))?;
-    let mut s = line.trim_matches(|c: char| matches!(c, '*' | '#' | '>' | '-' | '"' | '\'' | '`') || c.is_whitespace());
+    let mut s = undecorate(line);
     for lead in ["root cause:", "summary:", "answer:"] {
         if s.get(..lead.len()).is_some_and(|head| head.eq_ignore_ascii_case(lead)) {
-            s = s[lead.len()..].trim_start();
+            s = undecorate(&s[lead.len()..]);
         }
     }
     let s = clip(s, SUMMARY_MAX);
     s.chars().any(char::is_alphanumeric).then_some(s)
+}
+
+fn undecorate(s: &str) -> &str {
+    s.trim_matches(|c: char| matches!(c, '*' | '#' | '>' | '-' | '"' | '\'' | '`') || c.is_whitespace())
 }
 
 /// What asking cost.
