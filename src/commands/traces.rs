@@ -76,9 +76,17 @@ pub fn record<T>(settings: &Settings, files: &[crate::trace::scan::ScannedFile<T
     let rt = runtime()?;
     rt.block_on(async {
         let store = Store::open(&settings.db_path).await?;
-        for f in files.iter().filter(|f| !f.skipped) {
-            store.record_file(&f.key, f.mtime_ns, &f.report, &f.summaries).await?;
-        }
+        let rows: Vec<crate::store::traces::FileRow<'_>> = files
+            .iter()
+            .filter(|f| !f.skipped)
+            .map(|f| crate::store::traces::FileRow {
+                key: &f.key,
+                mtime_ns: f.mtime_ns,
+                report: &f.report,
+                traces: &f.summaries,
+            })
+            .collect();
+        store.record_files(&rows).await?;
         store.close().await;
         anyhow::Ok(())
     })

@@ -1,13 +1,14 @@
 //! Failures, clusters and cases.
 
 use serde::Serialize;
+use serde_json::{Value, json};
 use sqlx::Row;
 
 use super::{Store, now_rfc3339};
 use crate::mine::cluster::Cluster;
 use crate::mine::failure::{CaseSeed, Failure};
 use crate::mine::signature::Signature;
-use crate::store::traces::record_file_in;
+use crate::store::traces::{FileRow, ROWS_PER_STATEMENT, record_files_in};
 use crate::trace::FileReport;
 use crate::trace::json::format_time;
 use crate::trace::scan::TraceSummary;
@@ -60,19 +61,14 @@ impl Store {
     /// commits were most of `mine`'s time over ../shared/datasets).
     pub async fn record_mined(&self, files: &[MinedFile<'_>]) -> anyhow::Result<()> {
         let mut tx = self.pool.begin().await?;
-        let now = now_rfc3339();
-        for f in files {
-            let file_id = record_file_in(&mut tx, f.key, f.mtime_ns, f.report, f.traces).await?;
-            if let Some(failures) = f.failures {
-                replace_failures_in(&mut tx, file_id, failures, &now).await?;
-                // Analysed at this content: `traces ls` records files without mining them.
-                sqlx::query("UPDATE trace_files SET mined_hash = ? WHERE id = ?")
-                    .bind(&f.report.hash)
-                    .bind(file_id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-        }
+        let rows: Vec<FileRow<'_>> = files
+            .iter()
+            .map(|f| FileRow { key: f.key, mtime_ns: f.mtime_ns, report: f.report, traces: f.traces })
+            .collect();
+        let ids = record_files_in(&mut tx, &rows).await?;
+        let analysed: Vec<(i64, &MinedFile<'_>)> =
+            files.iter().filter(|f| f.failures.is_some()).filter_map(|f| Some((*ids.get(f.key)?, f))).collect();
+        replace_failures_in(&mut tx, &analysed).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -167,32 +163,38 @@ impl Store {
     ) -> anyhow::Result<()> {
         let mut tx = self.pool.begin().await?;
         let now = now_rfc3339();
-        for (c, label) in clusters {
-            sqlx::query(
-                "INSERT INTO clusters (id, signature, signatures, label, kind, centroid, members, created_at, updated_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-                 ON CONFLICT(id) DO UPDATE SET signatures = excluded.signatures, label = excluded.label,
-                   centroid = excluded.centroid, members = excluded.members, updated_at = excluded.updated_at",
-            )
-            .bind(&c.id)
-            .bind(&c.signature)
-            .bind(serde_json::to_string(&c.signatures)?)
-            .bind(label)
-            .bind(if c.infra { "infra" } else { "capability" })
-            .bind(serde_json::to_string(&c.centroid)?)
-            .bind(c.members as i64)
-            .bind(&now)
-            .bind(&now)
-            .execute(&mut *tx)
-            .await?;
-        }
-        for (failure_id, cluster_id) in memberships {
-            sqlx::query("UPDATE failures SET cluster_id = ? WHERE id = ?")
-                .bind(cluster_id)
-                .bind(failure_id)
-                .execute(&mut *tx)
-                .await?;
-        }
+        let rows: Vec<Value> = clusters
+            .iter()
+            .map(|(c, label)| {
+                Ok(json!([
+                    c.id,
+                    c.signature,
+                    serde_json::to_string(&c.signatures)?,
+                    label,
+                    if c.infra { "infra" } else { "capability" },
+                    serde_json::to_string(&c.centroid)?,
+                    c.members
+                ]))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        // One statement per table (see `record_files_in` for why).
+        sqlx::query(
+            "INSERT INTO clusters (id, signature, signatures, label, kind, centroid, members, created_at, updated_at)
+             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, ?1, ?1
+             FROM json_each(?2) WHERE true
+             ON CONFLICT(id) DO UPDATE SET signatures = excluded.signatures, label = excluded.label,
+               centroid = excluded.centroid, members = excluded.members, updated_at = excluded.updated_at",
+        )
+        .bind(&now)
+        .bind(serde_json::to_string(&rows)?)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE failures SET cluster_id = m.value ->> 1 FROM json_each(?) AS m WHERE failures.id = m.value ->> 0",
+        )
+        .bind(serde_json::to_string(memberships)?)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -255,44 +257,67 @@ impl Store {
     }
 }
 
-/// Replace the failures of one file (after it was scanned again).
-async fn replace_failures_in(
-    tx: &mut sqlx::SqliteConnection,
-    file_id: i64,
-    failures: &[Failure],
-    now: &str,
-) -> anyhow::Result<()> {
-    sqlx::query("DELETE FROM failures WHERE file_id = ?").bind(file_id).execute(&mut *tx).await?;
-    for f in failures {
-        sqlx::query(
-                "INSERT INTO failures (file_id, trace_seq, trace_id, format, infra, signature, signal, step_kind, tool,
-                   error_type, template, step_id, step_index, message, text, excerpt, seen_at, cost_usd, tokens, seed, mined_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                 ON CONFLICT (file_id, trace_seq) DO NOTHING",
-            )
-            .bind(file_id)
-            .bind(f.trace_seq as i64)
-            .bind(&f.trace_id)
-            .bind(&f.format)
-            .bind(f.infra)
-            .bind(f.signature.canonical())
-            .bind(&f.signature.signal)
-            .bind(&f.signature.step_kind)
-            .bind(&f.signature.tool)
-            .bind(&f.signature.error_type)
-            .bind(&f.signature.template)
-            .bind(&f.step_id)
-            .bind(f.step_index.map(|i| i as i64))
-            .bind(&f.message)
-            .bind(&f.text)
-            .bind(&f.excerpt)
-            .bind(f.time.map(format_time))
-            .bind(f.cost_usd)
-            .bind(f.tokens.map(|t| t as i64))
-            .bind(serde_json::to_string(&f.seed)?)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+/// Replace the failures of files scanned again, and remember the content they were
+/// analysed at (`traces ls` records files without mining them).
+async fn replace_failures_in(tx: &mut sqlx::SqliteConnection, files: &[(i64, &MinedFile<'_>)]) -> anyhow::Result<()> {
+    if files.is_empty() {
+        return Ok(());
     }
+    let now = now_rfc3339();
+    let ids: Vec<i64> = files.iter().map(|(id, _)| *id).collect();
+    sqlx::query("DELETE FROM failures WHERE file_id IN (SELECT value FROM json_each(?))")
+        .bind(serde_json::to_string(&ids)?)
+        .execute(&mut *tx)
+        .await?;
+    let mut rows: Vec<Value> = Vec::new();
+    for (file_id, file) in files {
+        for f in file.failures.unwrap_or_default() {
+            rows.push(json!([
+                file_id,
+                f.trace_seq,
+                f.trace_id,
+                f.format,
+                f.infra,
+                f.signature.canonical(),
+                f.signature.signal,
+                f.signature.step_kind,
+                f.signature.tool,
+                f.signature.error_type,
+                f.signature.template,
+                f.step_id,
+                f.step_index,
+                f.message,
+                f.text,
+                f.excerpt,
+                f.time.map(format_time),
+                f.cost_usd,
+                f.tokens,
+                serde_json::to_string(&f.seed)?
+            ]));
+        }
+    }
+    // In chunks: one JSON text per statement stays small however big the folder.
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        sqlx::query(
+            "INSERT INTO failures (file_id, trace_seq, trace_id, format, infra, signature, signal, step_kind, tool,
+               error_type, template, step_id, step_index, message, text, excerpt, seen_at, cost_usd, tokens, seed, mined_at)
+             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, value ->> 7,
+                    value ->> 8, value ->> 9, value ->> 10, value ->> 11, value ->> 12, value ->> 13, value ->> 14,
+                    value ->> 15, value ->> 16, value ->> 17, value ->> 18, value ->> 19, ?1
+             FROM json_each(?2) WHERE true
+             ON CONFLICT (file_id, trace_seq) DO NOTHING",
+        )
+        .bind(&now)
+        .bind(serde_json::to_string(chunk)?)
+        .execute(&mut *tx)
+        .await?;
+    }
+    let hashes: Vec<(i64, &str)> = files.iter().map(|(id, f)| (*id, f.report.hash.as_str())).collect();
+    sqlx::query(
+        "UPDATE trace_files SET mined_hash = h.value ->> 1 FROM json_each(?) AS h WHERE trace_files.id = h.value ->> 0",
+    )
+    .bind(serde_json::to_string(&hashes)?)
+    .execute(&mut *tx)
+    .await?;
     Ok(())
 }
