@@ -288,3 +288,22 @@ fn summaries_need_an_llm_and_a_failing_one_only_warns() {
     assert_eq!(doc["summary"]["summaries_written"], 0);
     assert!(doc["clusters"].as_array().unwrap().iter().all(|c| c["summary"].is_null()));
 }
+
+#[test]
+fn a_user_complaint_points_at_the_turn_complained_about() {
+    let tmp = tempfile::tempdir().unwrap();
+    let traces = tmp.path().join("traces");
+    std::fs::create_dir_all(&traces).unwrap();
+    let record = serde_json::json!([{"task_id": 3, "reward": 0.0, "traj": [
+        {"role": "system", "content": "policy"},
+        {"role": "user", "content": "Please cancel order #W1, it was a mistake."},
+        {"role": "assistant", "content": "I have cancelled order #W2 for you."},
+        {"role": "user", "content": "That's not what I asked, I said #W1!"},
+        {"role": "assistant", "content": "Sorry about that."}
+    ]}]);
+    std::fs::write(traces.join("run.json"), serde_json::to_vec(&record).unwrap()).unwrap();
+    let doc = mine_json(tmp.path(), &[&traces], &["--no-cases"]);
+    let cluster = &doc["clusters"][0];
+    assert!(cluster["signature"].as_str().unwrap().contains("user:complaint"), "{cluster:#}");
+    assert_eq!(cluster["members"][0]["step"], "msg:2", "{cluster:#}");
+}

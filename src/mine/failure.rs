@@ -4,9 +4,10 @@
 //! needs (the task input, recorded tool results, ground truth).
 //!
 //! Signals, in the order they are trusted: unhandled errors (explicit error fields first,
-//! text heuristics last), missing or wrong actions against the task's expected actions,
-//! repeated identical tool calls, handled errors that preceded a failing verdict, policy
-//! refusals, complaints of the (simulated) user, and finally the last model turn.
+//! text heuristics last), missing or wrong actions against the task's expected actions and
+//! expected outputs never given, repeated identical tool calls, complaints of the
+//! (simulated) user, handled errors that preceded a failing verdict, policy refusals, a
+//! failing run-level signal with a step, and finally the last model turn.
 //!
 //! **Invariant:** nothing here reads benchmark labels; the model never carries them.
 
@@ -70,6 +71,7 @@ pub fn analyze(trace: &Trace, trace_seq: usize, assume_failed: bool) -> Option<F
         .or_else(|| action_divergence(trace, &order))
         .or_else(|| output_divergence(trace, &order))
         .or_else(|| repeated_call(trace, &order))
+        .or_else(|| user_complaint(trace, &order))
         .or_else(|| handled_error(trace))
         .or_else(|| refusal(trace, &order))
         .or_else(|| terminal_signal(trace, &order))
@@ -333,6 +335,51 @@ fn repeated_call(trace: &Trace, order: &[usize]) -> Option<Decisive> {
                 message: format!("{} called 3+ times with the same arguments", call.name),
                 error_type: None,
             });
+        }
+    }
+    None
+}
+
+/// What a (simulated) user says when the agent just got it wrong. Phrases, not words: "wrong"
+/// alone is as often about the user's own order as about the agent.
+const COMPLAINTS: [&str; 14] = [
+    "that's not what i",
+    "that is not what i",
+    "not what i asked",
+    "i didn't ask",
+    "i did not ask",
+    "i never asked",
+    "you made a mistake",
+    "that's wrong",
+    "that is wrong",
+    "that's incorrect",
+    "that is incorrect",
+    "i already told you",
+    "why did you",
+    "you didn't do what i",
+];
+
+/// A user turn that complains about what the agent just did: the decisive step is the
+/// agent turn complained about (the last one before it).
+fn user_complaint(trace: &Trace, order: &[usize]) -> Option<Decisive> {
+    let mut last_agent: Option<usize> = None;
+    for &i in order {
+        let s = &trace.steps[i];
+        match s.kind {
+            StepKind::Llm => last_agent = Some(i),
+            StepKind::User => {
+                let Some(agent) = last_agent else { continue };
+                let text = step_text(trace, s).to_lowercase();
+                if let Some(phrase) = COMPLAINTS.iter().find(|p| text.contains(*p)) {
+                    return Some(Decisive {
+                        step: Some(agent),
+                        signal: "user:complaint".into(),
+                        message: format!("the user said \"{phrase}…\" after this turn"),
+                        error_type: None,
+                    });
+                }
+            }
+            _ => {}
         }
     }
     None
