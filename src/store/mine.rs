@@ -189,12 +189,19 @@ impl Store {
         .bind(serde_json::to_string(&rows)?)
         .execute(&mut *tx)
         .await?;
-        sqlx::query(
-            "UPDATE failures SET cluster_id = m.value ->> 1 FROM json_each(?) AS m WHERE failures.id = m.value ->> 0",
-        )
-        .bind(serde_json::to_string(memberships)?)
-        .execute(&mut *tx)
-        .await?;
+        // One statement per cluster, its members by id (a join with `json_each` on both
+        // columns was measured quadratic).
+        let mut by_cluster: std::collections::BTreeMap<&str, Vec<i64>> = std::collections::BTreeMap::new();
+        for (failure_id, cluster_id) in memberships {
+            by_cluster.entry(cluster_id.as_str()).or_default().push(*failure_id);
+        }
+        for (cluster_id, ids) in by_cluster {
+            sqlx::query("UPDATE failures SET cluster_id = ? WHERE id IN (SELECT value FROM json_each(?))")
+                .bind(cluster_id)
+                .bind(serde_json::to_string(&ids)?)
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -312,12 +319,11 @@ async fn replace_failures_in(tx: &mut sqlx::SqliteConnection, files: &[(i64, &Mi
         .execute(&mut *tx)
         .await?;
     }
-    let hashes: Vec<(i64, &str)> = files.iter().map(|(id, f)| (*id, f.report.hash.as_str())).collect();
-    sqlx::query(
-        "UPDATE trace_files SET mined_hash = h.value ->> 1 FROM json_each(?) AS h WHERE trace_files.id = h.value ->> 0",
-    )
-    .bind(serde_json::to_string(&hashes)?)
-    .execute(&mut *tx)
-    .await?;
+    // The content just recorded is the content analysed. (An `UPDATE … FROM json_each` join
+    // here was measured quadratic: SQLite evaluated it for every pair.)
+    sqlx::query("UPDATE trace_files SET mined_hash = hash WHERE id IN (SELECT value FROM json_each(?))")
+        .bind(serde_json::to_string(&ids)?)
+        .execute(&mut *tx)
+        .await?;
     Ok(())
 }
