@@ -665,7 +665,7 @@ async fn propose_model(
     n: u32,
     run_dir: &Path,
 ) -> anyhow::Result<Vec<Proposal>> {
-    let failures = store.failures().await?;
+    let failures = store.failures(true).await?;
     let evidence: Vec<String> = failures
         .iter()
         .filter(|f| f.cluster_id.as_deref() == Some(target.id.as_str()))

@@ -307,3 +307,25 @@ fn a_user_complaint_points_at_the_turn_complained_about() {
     assert!(cluster["signature"].as_str().unwrap().contains("user:complaint"), "{cluster:#}");
     assert_eq!(cluster["members"][0]["step"], "msg:2", "{cluster:#}");
 }
+
+#[test]
+fn an_unchanged_re_mine_plans_nothing_yet_restores_a_deleted_case() {
+    let tmp = tempfile::tempdir().unwrap();
+    let traces = tmp.path().join("traces");
+    copy_dir(&fixture("formats/tau-bench"), &traces);
+    let first = mine_json(tmp.path(), &[&traces], &[]);
+    let written = first["summary"]["cases_written"].as_u64().unwrap();
+    assert!(written > 0);
+    // Unchanged: every case counted as unchanged, listed per cluster as before.
+    let again = mine_json(tmp.path(), &[&traces], &[]);
+    assert_eq!(again["summary"]["cases_unchanged"].as_u64().unwrap(), written, "{again:#}");
+    let cases =
+        |d: &Value| -> Vec<Value> { d["clusters"].as_array().unwrap().iter().map(|c| c["cases"].clone()).collect() };
+    assert_eq!(cases(&first), cases(&again));
+    // A case file deleted: the next mine plans again and writes it back.
+    let files = case_files(&tmp.path().join("evals/demo"));
+    std::fs::remove_file(&files[0]).unwrap();
+    let third = mine_json(tmp.path(), &[&traces], &[]);
+    assert_eq!(third["summary"]["cases_written"], 1, "{third:#}");
+    assert!(files[0].exists());
+}

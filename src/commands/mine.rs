@@ -98,7 +98,7 @@ pub fn clusters(settings: &Settings, out: &Output, id: Option<&str>) -> anyhow::
     let rt = runtime()?;
     let (clusters, failures, cases) = rt.block_on(async {
         let store = Store::open(&settings.db_path).await?;
-        let r = (store.clusters().await?, store.failures().await?, store.cases(id).await?);
+        let r = (store.clusters().await?, store.failures(false).await?, store.cases(id).await?);
         store.close().await;
         anyhow::Ok(r)
     })?;

@@ -128,6 +128,32 @@ pub fn label_for(c: &Cluster, founding: Option<&Failure>) -> String {
     }
 }
 
+/// What case planning is made from: the failures in the window with their clusters, and
+/// the options that shape the cases. Failures are only ever added or replaced with new row
+/// ids, so the same ids and clusters mean the same inputs.
+fn plan_key<'a>(
+    opts: &MineOptions,
+    failures: impl Iterator<Item = &'a StoredFailure>,
+    cluster_of: &HashMap<i64, String>,
+) -> String {
+    let mut pairs: Vec<(i64, &str)> = failures.filter_map(|s| Some((s.id, cluster_of.get(&s.id)?.as_str()))).collect();
+    pairs.sort_unstable();
+    let mut h = blake3::Hasher::new();
+    let head = format!(
+        "{}\n{}\n{}\n{}\n{:?}\n",
+        opts.harness,
+        opts.max_cases_per_cluster,
+        opts.holdout_share,
+        opts.evals_dir.display(),
+        opts.since
+    );
+    h.update(head.as_bytes());
+    for (id, cluster) in pairs {
+        h.update(format!("{id} {cluster}\n").as_bytes());
+    }
+    h.finalize().to_hex().to_string()
+}
+
 pub async fn mine(store: &Store, opts: &MineOptions, tick: &(dyn Fn(&str) + Sync)) -> anyhow::Result<MineResult> {
     // 1. Scan.
     // Only files whose failures were analysed at their current content count as known:
@@ -195,10 +221,17 @@ pub async fn mine(store: &Store, opts: &MineOptions, tick: &(dyn Fn(&str) + Sync
         });
     }
     store.record_mined(&batch).await?;
+    let replaced_any = batch.iter().any(|f| f.failures.is_some());
     drop(batch);
 
-    // 3. Cluster what is unassigned.
-    let stored = store.failures().await?;
+    // 3. Cluster what is unassigned. Nothing new analysed: the failures are read without
+    // their text and seeds, unless some were left unassigned (a mine that stopped halfway).
+    let mut full = replaced_any;
+    let mut stored = store.failures(full).await?;
+    if !full && stored.iter().any(|s| s.cluster_id.is_none()) {
+        full = true;
+        stored = store.failures(true).await?;
+    }
     let existing: Vec<Cluster> = store.clusters().await?.into_iter().map(|c| c.cluster).collect();
     let unassigned: Vec<&StoredFailure> = stored.iter().filter(|s| s.cluster_id.is_none()).collect();
     let mut cluster_of: HashMap<i64, String> =
@@ -243,6 +276,23 @@ pub async fn mine(store: &Store, opts: &MineOptions, tick: &(dyn Fn(&str) + Sync
         (Some(_), None) => true,
         (None, _) => true,
     };
+    let recorded_cases = store.cases(None).await?;
+    // Planning again what the last planning made from the same failures, clusters and
+    // options, with every case file still as recorded, would change nothing: skip it.
+    let plan = opts.write_cases.then(|| plan_key(opts, stored.iter().filter(|s| in_window(s)), &cluster_of));
+    let skip_planning = match &plan {
+        Some(key) if !full => {
+            store.case_plan(&opts.harness).await?.as_ref() == Some(key)
+                && recorded_cases
+                    .iter()
+                    .filter(|c| c.harness == opts.harness)
+                    .all(|c| std::fs::read(&c.path).is_ok_and(|b| blake3::hash(&b).to_hex().as_str() == c.content_hash))
+        }
+        _ => false,
+    };
+    if plan.is_some() && !skip_planning && !full {
+        stored = store.failures(true).await?;
+    }
     let mut members: BTreeMap<String, Vec<&StoredFailure>> = BTreeMap::new();
     for s in stored.iter().filter(|s| in_window(s)) {
         if let Some(c) = cluster_of.get(&s.id) {
@@ -252,14 +302,22 @@ pub async fn mine(store: &Store, opts: &MineOptions, tick: &(dyn Fn(&str) + Sync
     let total_failed: usize = members.values().map(Vec::len).sum();
     // Case id → (content hash, path) as last recorded.
     let existing_cases: HashMap<String, (String, String)> =
-        store.cases(None).await?.into_iter().map(|c| (c.id, (c.content_hash, c.path))).collect();
+        recorded_cases.iter().map(|c| (c.id.clone(), (c.content_hash.clone(), c.path.clone()))).collect();
     let now = crate::store::now_rfc3339();
     let mut views = Vec::new();
     for sc in &stored_clusters {
         let Some(ms) = members.get(&sc.cluster.id) else { continue };
         let mut cases = Vec::new();
         let mut written = 0;
-        if opts.write_cases {
+        if skip_planning {
+            cases.extend(
+                recorded_cases
+                    .iter()
+                    .filter(|c| c.cluster_id == sc.cluster.id && c.harness == opts.harness)
+                    .map(|c| c.id.clone()),
+            );
+            summary.cases_unchanged += cases.len();
+        } else if opts.write_cases {
             for planned in plan_cases(
                 &sc.cluster.id,
                 ms,
@@ -299,6 +357,7 @@ pub async fn mine(store: &Store, opts: &MineOptions, tick: &(dyn Fn(&str) + Sync
                 cases.push(planned.case.id.clone());
             }
         }
+        cases.sort();
         let times: Vec<&String> = ms.iter().filter_map(|s| s.seen_at.as_ref()).collect();
         let costs: Vec<f64> = ms.iter().filter_map(|s| s.failure.cost_usd).collect();
         let example = ms[0];
@@ -343,6 +402,9 @@ pub async fn mine(store: &Store, opts: &MineOptions, tick: &(dyn Fn(&str) + Sync
             .then_with(|| b.cost_usd.unwrap_or(0.0).total_cmp(&a.cost_usd.unwrap_or(0.0)))
             .then_with(|| a.id.cmp(&b.id))
     });
+    if let (Some(key), false) = (&plan, skip_planning) {
+        store.set_case_plan(&opts.harness, key).await?;
+    }
     // 5. Optional summaries, for the clusters shown that have none yet.
     let mut warnings = Vec::new();
     if let Some(cfg) = &opts.summarize {

@@ -73,13 +73,17 @@ impl Store {
         Ok(())
     }
 
-    pub async fn failures(&self) -> anyhow::Result<Vec<StoredFailure>> {
+    /// Every stored failure. Without `full`, `text` and `seed` are left empty: they are most
+    /// of the bytes, and only clustering and case planning read them.
+    pub async fn failures(&self, full: bool) -> anyhow::Result<Vec<StoredFailure>> {
         let rows = sqlx::query(
             "SELECT f.id, t.path, f.cluster_id, f.trace_seq, f.trace_id, f.format, f.infra, f.signal, f.step_kind, f.tool,
-                    f.error_type, f.template, f.step_id, f.step_index, f.message, f.text, f.excerpt, f.seen_at,
-                    f.cost_usd, f.tokens, f.seed, f.signature
+                    f.error_type, f.template, f.step_id, f.step_index, f.message,
+                    CASE WHEN ?1 THEN f.text ELSE '' END, f.excerpt, f.seen_at,
+                    f.cost_usd, f.tokens, CASE WHEN ?1 THEN f.seed ELSE 'null' END, f.signature
              FROM failures f JOIN trace_files t ON t.id = f.file_id ORDER BY f.id",
         )
+        .bind(full)
         .fetch_all(&self.pool)
         .await?;
         let mut out = Vec::with_capacity(rows.len());
@@ -203,6 +207,27 @@ impl Store {
                 .await?;
         }
         tx.commit().await?;
+        Ok(())
+    }
+
+    /// The plan key of a harness's last case planning (`mine::plan_key`).
+    pub async fn case_plan(&self, harness: &str) -> anyhow::Result<Option<String>> {
+        Ok(sqlx::query_scalar("SELECT plan_hash FROM case_plans WHERE harness = ?")
+            .bind(harness)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    pub async fn set_case_plan(&self, harness: &str, plan_hash: &str) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO case_plans (harness, plan_hash, planned_at) VALUES (?, ?, ?)
+             ON CONFLICT(harness) DO UPDATE SET plan_hash = excluded.plan_hash, planned_at = excluded.planned_at",
+        )
+        .bind(harness)
+        .bind(plan_hash)
+        .bind(now_rfc3339())
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
