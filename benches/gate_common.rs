@@ -152,24 +152,9 @@ impl Table {
              wrong | trials | agree | a/b |",
             "scenario", "truth"
         );
-        println!(
-            "|{:-<w2$}|{:-<8}|{:->14}|{:->7}|{:->8}|{:->8}|{:->11}|{:->7}|{:->8}|{:->12}|{:->7}|{:->8}|{:->7}|{:->5}|",
-            "",
-            "",
-            "",
-            "",
-            "",
-            "",
-            "",
-            "",
-            "",
-            "",
-            "",
-            "",
-            "",
-            "",
-            w2 = width + 2
-        );
+        let rule: Vec<String> =
+            [width + 2, 8, 14, 7, 8, 8, 11, 7, 8, 12, 7, 8, 7, 5].iter().map(|&n| "-".repeat(n)).collect();
+        println!("|{}|", rule.join("|"));
         Table { width, agree: 0, n: 0, trials_a: 0, trials_b: 0, notes: Vec::new() }
     }
 

@@ -69,7 +69,6 @@ pub fn analyze(trace: &Trace, trace_seq: usize, assume_failed: bool) -> Option<F
     let order = source_order(trace);
     let found = unhandled_error(trace)
         .or_else(|| action_divergence(trace, &order))
-        .or_else(|| output_divergence(trace, &order))
         .or_else(|| repeated_call(trace, &order))
         .or_else(|| user_complaint(trace, &order))
         .or_else(|| handled_error(trace))
@@ -192,16 +191,17 @@ fn handled_error(trace: &Trace) -> Option<Decisive> {
 /// `info.task.actions`). State-changing actions decide the verdict, so they are checked
 /// first: the first expected write never taken, or taken with other arguments, or a write
 /// that was not expected; then an expected output the user was never told. Read-only
-/// lookups matter only when all of that matched.
+/// lookups matter only when all of that matched. A task without expected actions is
+/// judged on its outputs alone.
 ///
 /// The tool stays part of the signature (DESIGN.md): "wrong arguments to
 /// `return_delivered_order_items`" is a cluster someone can fix; a cluster of every wrong
 /// argument to any tool is not (measured: it also scores worse on AgentRx, ARI 0.015).
 fn action_divergence(trace: &Trace, order: &[usize]) -> Option<Decisive> {
-    let expected = trace.task.as_ref()?.get("actions")?.as_array()?;
-    if expected.is_empty() {
-        return None;
-    }
+    let expected = match trace.task.as_ref().and_then(|t| t.get("actions")).and_then(Value::as_array) {
+        Some(e) if !e.is_empty() => e,
+        _ => return output_divergence(trace, order),
+    };
     let calls: Vec<(usize, &str, &Value)> = order
         .iter()
         .filter_map(|&i| trace.steps[i].tool_call.as_ref().map(|c| (i, c.name.as_str(), &c.arguments)))
@@ -214,48 +214,43 @@ fn action_divergence(trace: &Trace, order: &[usize]) -> Option<Decisive> {
         .collect();
     let matches = |name: &str, args: &Value, en: &str, ea: &Value| name == en && args_equal(args, ea);
     let last_llm = order.iter().rev().find(|&&i| trace.steps[i].kind == StepKind::Llm).copied();
-    let writes: Vec<&(&str, &Value)> = exp.iter().filter(|(n, _)| !is_read_only(n)).collect();
-    let reads: Vec<&(&str, &Value)> = exp.iter().filter(|(n, _)| is_read_only(n)).collect();
-    for group in [&writes, &reads] {
-        for (en, ea) in group.iter() {
-            if calls.iter().any(|(_, n, a)| matches(n, a, en, ea)) {
-                continue;
-            }
-            if let Some((i, n, _)) = calls.iter().find(|(_, n, _)| n == en) {
-                return Some(Decisive {
-                    step: Some(*i),
-                    signal: "action:wrong_arguments".into(),
-                    message: format!("expected action {n} called with other arguments"),
-                    error_type: None,
-                });
-            }
-            return Some(Decisive {
+    // The first expected action (of those that pass `wanted`) never taken as expected.
+    let first_unmatched = |wanted: fn(&str) -> bool| -> Option<Decisive> {
+        let (en, _) = exp
+            .iter()
+            .filter(|(n, _)| wanted(n))
+            .find(|(en, ea)| !calls.iter().any(|(_, n, a)| matches(n, a, en, ea)))?;
+        Some(match calls.iter().find(|(_, n, _)| n == en) {
+            Some((i, n, _)) => Decisive {
+                step: Some(*i),
+                signal: "action:wrong_arguments".into(),
+                message: format!("expected action {n} called with other arguments"),
+                error_type: None,
+            },
+            None => Decisive {
                 step: last_llm,
                 signal: "action:missing".into(),
                 message: format!("expected action {en} was never called"),
                 error_type: None,
-            });
-        }
-        if std::ptr::eq(group, &writes) {
-            // All expected writes happened; an extra write is the divergence.
-            let extra =
-                calls.iter().find(|(_, n, a)| !is_read_only(n) && !exp.iter().any(|(en, ea)| matches(n, a, en, ea)));
-            if let Some((i, n, _)) = extra {
-                return Some(Decisive {
-                    step: Some(*i),
-                    signal: "action:unexpected".into(),
-                    message: format!("unexpected state-changing action {n}"),
-                    error_type: None,
-                });
-            }
-            // The state is right; what the user was told decides the rest of the verdict
-            // (τ-bench scores state and outputs, never the lookups on the way).
-            if let Some(d) = output_divergence(trace, order) {
-                return Some(d);
-            }
-        }
+            },
+        })
+    };
+    if let Some(d) = first_unmatched(|n| !is_read_only(n)) {
+        return Some(d);
     }
-    None
+    // All expected writes happened; an extra write is the divergence.
+    let extra = calls.iter().find(|(_, n, a)| !is_read_only(n) && !exp.iter().any(|(en, ea)| matches(n, a, en, ea)));
+    if let Some((i, n, _)) = extra {
+        return Some(Decisive {
+            step: Some(*i),
+            signal: "action:unexpected".into(),
+            message: format!("unexpected state-changing action {n}"),
+            error_type: None,
+        });
+    }
+    // The state is right; what the user was told decides the rest of the verdict
+    // (τ-bench scores state and outputs, never the lookups on the way).
+    output_divergence(trace, order).or_else(|| first_unmatched(is_read_only))
 }
 
 /// An expected output (τ-bench `info.task.outputs`: a value the user must be told) that no

@@ -408,13 +408,13 @@ pub async fn mine(store: &Store, opts: &MineOptions, tick: &(dyn Fn(&str) + Sync
     // 5. Optional summaries, for the clusters shown that have none yet.
     let mut warnings = Vec::new();
     if let Some(cfg) = &opts.summarize {
-        let mut spent = summarize::Spent::default();
+        let mut cost_usd = 0.0;
         for v in views.iter_mut().filter(|v| v.summary.is_none()) {
             let excerpts: Vec<&str> = members
                 .get(&v.id)
                 .map(|ms| ms.iter().map(|s| s.failure.excerpt.as_str()).collect())
                 .unwrap_or_default();
-            match summarize::summarize(cfg, &v.id, &v.label, &v.signature, v.count, &excerpts, &mut spent).await {
+            match summarize::summarize(cfg, &v.id, &v.label, &v.signature, v.count, &excerpts, &mut cost_usd).await {
                 Ok(text) => {
                     store.set_cluster_summary(&v.id, &text).await?;
                     v.summary = Some(text);
@@ -423,7 +423,7 @@ pub async fn mine(store: &Store, opts: &MineOptions, tick: &(dyn Fn(&str) + Sync
                 Err(e) => warnings.push(format!("{e:#}")),
             }
         }
-        summary.summary_cost_usd = spent.cost_usd;
+        summary.summary_cost_usd = cost_usd;
     }
     Ok(MineResult { summary, clusters: views, errors, warnings })
 }

@@ -52,15 +52,8 @@ fn undecorate(s: &str) -> &str {
     s.trim_matches(|c: char| matches!(c, '*' | '#' | '>' | '-' | '"' | '\'' | '`') || c.is_whitespace())
 }
 
-/// What asking cost.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Spent {
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-    pub cost_usd: f64,
-}
-
-/// Ask for one cluster's summary. Errors say which cluster and what the provider said.
+/// Ask for one cluster's summary, adding what it cost to `cost_usd`. Errors say which
+/// cluster and what the provider said.
 pub async fn summarize(
     cfg: &ProviderConfig,
     id: &str,
@@ -68,16 +61,14 @@ pub async fn summarize(
     signature: &str,
     count: usize,
     excerpts: &[&str],
-    spent: &mut Spent,
+    cost_usd: &mut f64,
 ) -> anyhow::Result<String> {
     let mut cfg = cfg.clone();
     cfg.max_tokens = cfg.max_tokens.min(120);
     let answer = llm::complete(&cfg, &request(label, signature, count, excerpts))
         .await
         .map_err(|e| anyhow::anyhow!("no summary for cluster {id}: {e}"))?;
-    spent.input_tokens += answer.input_tokens;
-    spent.output_tokens += answer.output_tokens;
-    spent.cost_usd += answer.cost_usd;
+    *cost_usd += answer.cost_usd;
     sentence(&answer.text).ok_or_else(|| anyhow::anyhow!("no summary for cluster {id}: the model's answer was empty"))
 }
 
