@@ -16,6 +16,10 @@
 use std::collections::HashSet;
 use std::time::Instant;
 
+// The allocator of the `autoharness` binary (src/main.rs).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use autoharness::mine::cluster::{self, Idf};
 use autoharness::mine::failure::{CaseSeed, Failure};
 use autoharness::mine::signature::{Signature, template};

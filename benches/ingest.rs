@@ -7,6 +7,10 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+// The allocator of the `autoharness` binary (src/main.rs).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use autoharness::trace::scan::scan;
 use autoharness::trace::walk::walk;
 

@@ -17,7 +17,12 @@ use autoharness::mine::{MineOptions, MineResult, mine};
 use autoharness::store::{Store, runtime};
 use autoharness::trace::walk::walk;
 
-const ROUNDS: usize = 3;
+// The allocator of the `autoharness` binary (src/main.rs), so `mine` here runs as it does
+// for users; the bare parse gets the same allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const ROUNDS: usize = 5;
 const PYTHON: &str = "/tmp/benchvenv/bin/python";
 const BASELINE: &str = "/work/shared/bench/mining/baseline_mine.py";
 

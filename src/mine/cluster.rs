@@ -24,6 +24,7 @@
 //! sorting the whole centroid on every join. `benches/cluster.rs` holds it to near-linear
 //! time up to 100,000 failures; the tests below hold it to the plain implementation.
 
+use std::borrow::Borrow;
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -519,12 +520,12 @@ impl TermIndex {
 /// Assign `failures` to `existing` clusters or new ones. `idf` should cover the whole
 /// corpus (old and new failures); `threshold` is the cosine similarity needed to join.
 /// The centroids of the clusters returned are truncated (`Cluster::truncate`), as persisted.
-pub fn assign(failures: &[Failure], existing: Vec<Cluster>, idf: &Idf, threshold: f64) -> Assignment {
+pub fn assign<F: Borrow<Failure>>(failures: &[F], existing: Vec<Cluster>, idf: &Idf, threshold: f64) -> Assignment {
     // Groups by canonical signature, in first-seen order.
     let mut group_index: HashMap<String, usize, FxBuildHasher> = HashMap::default();
     let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
     for (i, f) in failures.iter().enumerate() {
-        let key = f.signature.canonical();
+        let key = f.borrow().signature.canonical();
         let g = match group_index.get(&key) {
             Some(&g) => g,
             None => {
@@ -569,7 +570,7 @@ pub fn assign(failures: &[Failure], existing: Vec<Cluster>, idf: &Idf, threshold
     for (gi, (key, members)) in groups.iter().enumerate() {
         group.clear();
         for &m in members {
-            vectorizer.vector(&mut vocab, &failures[m], &mut vector);
+            vectorizer.vector(&mut vocab, failures[m].borrow(), &mut vector);
             for &(t, x) in &vector {
                 group.add(t, x);
             }
@@ -584,7 +585,7 @@ pub fn assign(failures: &[Failure], existing: Vec<Cluster>, idf: &Idf, threshold
             seen_at.resize(live.len(), 0);
             shared.resize(live.len(), 0.0);
             candidates.clear();
-            let infra = failures[members[0]].infra;
+            let infra = failures[members[0]].borrow().infra;
             for &t in &probe {
                 let postings = index.postings.get(t as usize).map(Vec::as_slice).unwrap_or_default();
                 for &ci in postings.iter().take(MAX_POSTINGS) {
@@ -659,7 +660,7 @@ pub fn assign(failures: &[Failure], existing: Vec<Cluster>, idf: &Idf, threshold
                 ci
             }
             None => {
-                let sig = &failures[members[0]].signature;
+                let sig = &failures[members[0]].borrow().signature;
                 let mut id = sig.cluster_id();
                 // Two different signatures with the same short hash: extend deterministically.
                 let mut salt = 1;
@@ -673,7 +674,7 @@ pub fn assign(failures: &[Failure], existing: Vec<Cluster>, idf: &Idf, threshold
                     signatures: vec![key.clone()],
                     centroid: SparseVec::new(),
                     members: members.len(),
-                    infra: failures[members[0]].infra,
+                    infra: failures[members[0]].borrow().infra,
                 });
                 let weights: HashMap<u32, f64, FxBuildHasher> =
                     group.terms.iter().map(|&t| (t, group.sum[t as usize])).collect();

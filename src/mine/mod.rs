@@ -14,7 +14,7 @@ pub mod failure;
 pub mod signature;
 pub mod summarize;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 
 use serde::Serialize;
@@ -25,7 +25,7 @@ use crate::trace::json::clip;
 use crate::trace::scan::{OutcomeCounts, scan};
 use cluster::{Cluster, Idf};
 use emit::{WriteResult, plan_cases, write_case};
-use failure::{Failure, analyze};
+use failure::{CaseSeed, Failure, analyze};
 
 #[derive(Debug, Clone)]
 pub struct MineOptions {
@@ -172,27 +172,34 @@ pub async fn mine(store: &Store, opts: &MineOptions, tick: &(dyn Fn(&str) + Sync
     let assume_failed = opts.assume_failed;
     let paths = opts.paths.clone();
     let jobs = opts.jobs;
-    let result = scan(&paths, jobs, skip, |t| analyze(t, t.source.seq, assume_failed), tick);
+    let mut result = scan(&paths, jobs, skip, |t| analyze(t, t.source.seq, assume_failed), tick);
 
     let mut summary = MineSummary::default();
     let mut errors = Vec::new();
     for (p, e) in &result.walk_errors {
         errors.push(format!("{}: {e}", p.display()));
     }
-    // 2. Store files and their failures.
+    // 2. The failures of each file, joined traces included. Of two with the same place
+    // (file and trace), the first is kept: the store holds one per place.
     let mut by_display: HashMap<String, usize> = HashMap::new();
     let mut failures_by_file: Vec<Vec<Failure>> = Vec::with_capacity(result.files.len());
-    for (i, f) in result.files.iter().enumerate() {
+    for (i, f) in result.files.iter_mut().enumerate() {
         by_display.insert(f.walked.display.clone(), i);
-        failures_by_file.push(f.extracted.clone());
+        failures_by_file.push(std::mem::take(&mut f.extracted));
     }
     for failure in result.joined {
         if let Some(&i) = by_display.get(&failure.file) {
             failures_by_file[i].push(failure);
         }
     }
-    let mut batch = Vec::with_capacity(result.files.len());
-    for (f, failures) in result.files.iter().zip(&failures_by_file) {
+    for failures in &mut failures_by_file {
+        let mut seen = HashSet::new();
+        failures.retain(|f| seen.insert(f.trace_seq));
+    }
+    // Files whose content changed since they were last mined: their failures replace the
+    // stored ones.
+    let mut replaced: HashSet<&str> = HashSet::new();
+    for f in &result.files {
         summary.files += 1;
         if f.skipped {
             summary.skipped_unchanged += 1;
@@ -206,56 +213,56 @@ pub async fn mine(store: &Store, opts: &MineOptions, tick: &(dyn Fn(&str) + Sync
             errors.push(format!("{}: {e}", f.report.path));
         }
         summary.counts.merge(&f.counts);
-        let same_content = known.get(&f.key).is_some_and(|(_, _, h)| *h == f.report.hash);
-        if same_content {
+        if known.get(&f.key).is_some_and(|(_, _, h)| *h == f.report.hash) {
             summary.unchanged_content += 1;
         } else {
-            summary.new_failures += failures.len();
+            replaced.insert(&f.key);
         }
-        batch.push(crate::store::mine::MinedFile {
-            key: &f.key,
-            mtime_ns: f.mtime_ns,
-            report: &f.report,
-            traces: &f.summaries,
-            failures: (!same_content).then_some(failures.as_slice()),
-        });
     }
-    store.record_mined(&batch).await?;
-    let replaced_any = batch.iter().any(|f| f.failures.is_some());
-    drop(batch);
+    let new: Vec<(usize, Failure)> = failures_by_file
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| replaced.contains(result.files[*i].key.as_str()))
+        .flat_map(|(i, failures)| failures.into_iter().map(move |f| (i, f)))
+        .collect();
+    summary.new_failures = new.len();
 
-    // 3. Cluster what is unassigned. Nothing new analysed: the failures are read without
-    // their text and seeds, unless some were left unassigned (a mine that stopped halfway).
-    let mut full = replaced_any;
-    let mut stored = store.failures(full).await?;
-    if !full && stored.iter().any(|s| s.cluster_id.is_none()) {
-        full = true;
-        stored = store.failures(true).await?;
+    // 3. Cluster the new failures, and any stored ones left without a cluster (a store from
+    // an older version), before storing anything. Stored failures are read without their
+    // text and seeds unless clustering needs them: the IDF covers every failure.
+    let mut kept: Vec<StoredFailure> = store.failures(false).await?;
+    kept.retain(|s| !replaced.contains(s.path.as_str()));
+    let fresh = !new.is_empty() || kept.iter().any(|s| s.cluster_id.is_none());
+    let mut kept_whole = kept.is_empty();
+    if fresh && !kept_whole {
+        kept = store.failures(true).await?;
+        kept.retain(|s| !replaced.contains(s.path.as_str()));
+        kept_whole = true;
     }
-    let existing: Vec<Cluster> = store.clusters().await?.into_iter().map(|c| c.cluster).collect();
-    let unassigned: Vec<&StoredFailure> = stored.iter().filter(|s| s.cluster_id.is_none()).collect();
-    let mut cluster_of: HashMap<i64, String> =
-        stored.iter().filter_map(|s| Some((s.id, s.cluster_id.clone()?))).collect();
-    let mut clusters = existing;
-    if !unassigned.is_empty() {
-        // The IDF covers every stored failure; it is only needed when something is to be assigned
-        // (a re-mine of unchanged traces assigns nothing and must not pay for it).
+    let mut stored_clusters = store.clusters().await?;
+    let mut clustering = crate::store::mine::Clustering::default();
+    let mut new_clusters: Vec<String> = Vec::new();
+    if fresh {
         let mut idf = Idf::default();
-        for s in &stored {
-            idf.add_failure(&s.failure);
+        for f in kept.iter().map(|s| &s.failure).chain(new.iter().map(|(_, f)| f)) {
+            idf.add_failure(f);
         }
-        let new: Vec<Failure> = unassigned.iter().map(|s| s.failure.clone()).collect();
-        let assignment = cluster::assign(&new, clusters, &idf, opts.join_threshold);
+        let unassigned: Vec<&StoredFailure> = kept.iter().filter(|s| s.cluster_id.is_none()).collect();
+        let to_assign: Vec<&Failure> =
+            unassigned.iter().map(|s| &s.failure).chain(new.iter().map(|(_, f)| f)).collect();
+        let clusters: Vec<Cluster> = stored_clusters.iter().map(|c| c.cluster.clone()).collect();
+        let mut assignment = cluster::assign(&to_assign, clusters, &idf, opts.join_threshold);
         summary.new_clusters = assignment.new_clusters;
-        clusters = assignment.clusters;
-        let memberships: Vec<(i64, String)> =
-            unassigned.iter().zip(assignment.cluster_of).map(|(s, c)| (s.id, c)).collect();
-        for (id, c) in &memberships {
-            cluster_of.insert(*id, c.clone());
-        }
-        let by_sig: HashMap<String, &Failure> =
-            stored.iter().map(|s| (s.failure.signature.canonical(), &s.failure)).collect();
-        let labelled: Vec<(Cluster, String)> = clusters
+        new_clusters = assignment.cluster_of.split_off(unassigned.len());
+        clustering.memberships = unassigned.iter().zip(assignment.cluster_of).map(|(s, c)| (s.id, c)).collect();
+        let by_sig: HashMap<String, &Failure> = to_assign
+            .iter()
+            .copied()
+            .chain(kept.iter().map(|s| &s.failure))
+            .map(|f| (f.signature.canonical(), f))
+            .collect();
+        clustering.clusters = assignment
+            .clusters
             .iter()
             .map(|c| {
                 let mut c = c.clone();
@@ -264,13 +271,59 @@ pub async fn mine(store: &Store, opts: &MineOptions, tick: &(dyn Fn(&str) + Sync
                 (c, label)
             })
             .collect();
-        store.save_clustering(&labelled, &memberships).await?;
     }
-    let stored_clusters = store.clusters().await?;
+
+    // 4. Store the whole mine in one transaction.
+    let mut assigned: Vec<Vec<(Failure, String)>> = result.files.iter().map(|_| Vec::new()).collect();
+    for ((i, f), c) in new.into_iter().zip(new_clusters) {
+        assigned[i].push((f, c));
+    }
+    let batch: Vec<crate::store::mine::MinedFile<'_>> = result
+        .files
+        .iter()
+        .zip(&assigned)
+        .filter(|(f, _)| !f.skipped)
+        .map(|(f, failures)| crate::store::mine::MinedFile {
+            key: &f.key,
+            mtime_ns: f.mtime_ns,
+            report: &f.report,
+            traces: &f.summaries,
+            failures: replaced.contains(f.key.as_str()).then_some(failures.as_slice()),
+        })
+        .collect();
+    let ids = store.record_mined(&batch, &clustering).await?;
+    drop(batch);
+    if fresh {
+        stored_clusters = store.clusters().await?;
+    }
+    // Failures as stored (ids, clusters, times as the store keeps them), with the text and
+    // seed of those at hand rather than read back: that was most of a first mine's reading.
+    let mut heavy: HashMap<i64, (String, CaseSeed)> = HashMap::new();
+    if kept_whole {
+        for s in kept {
+            heavy.insert(s.id, (s.failure.text, s.failure.seed));
+        }
+    }
+    for (f, failures) in result.files.iter().zip(assigned) {
+        for (failure, _) in failures {
+            if let Some(&id) = ids.get(&(f.key.clone(), failure.trace_seq)) {
+                heavy.insert(id, (failure.text, failure.seed));
+            }
+        }
+    }
+    let mut stored = store.failures(false).await?;
+    let mut complete = true;
+    for s in &mut stored {
+        match heavy.remove(&s.id) {
+            Some((text, seed)) => (s.failure.text, s.failure.seed) = (text, seed),
+            None => complete = false,
+        }
+    }
+    let cluster_of: HashMap<i64, String> = stored.iter().filter_map(|s| Some((s.id, s.cluster_id.clone()?))).collect();
     summary.clusters_total = stored_clusters.len();
     summary.failures_total = stored.len();
 
-    // 4. Rank clusters over the failures in the window, emit cases.
+    // 5. Rank clusters over the failures in the window, emit cases.
     let in_window = |s: &StoredFailure| match (opts.since, s.failure.time) {
         (Some(since), Some(t)) => t >= since,
         (Some(_), None) => true,
@@ -281,7 +334,7 @@ pub async fn mine(store: &Store, opts: &MineOptions, tick: &(dyn Fn(&str) + Sync
     // options, with every case file still as recorded, would change nothing: skip it.
     let plan = opts.write_cases.then(|| plan_key(opts, stored.iter().filter(|s| in_window(s)), &cluster_of));
     let skip_planning = match &plan {
-        Some(key) if !full => {
+        Some(key) if !fresh => {
             store.case_plan(&opts.harness).await?.as_ref() == Some(key)
                 && recorded_cases
                     .iter()
@@ -290,7 +343,7 @@ pub async fn mine(store: &Store, opts: &MineOptions, tick: &(dyn Fn(&str) + Sync
         }
         _ => false,
     };
-    if plan.is_some() && !skip_planning && !full {
+    if plan.is_some() && !skip_planning && !complete {
         stored = store.failures(true).await?;
     }
     let mut members: BTreeMap<String, Vec<&StoredFailure>> = BTreeMap::new();
@@ -405,7 +458,7 @@ pub async fn mine(store: &Store, opts: &MineOptions, tick: &(dyn Fn(&str) + Sync
     if let (Some(key), false) = (&plan, skip_planning) {
         store.set_case_plan(&opts.harness, key).await?;
     }
-    // 5. Optional summaries, for the clusters shown that have none yet.
+    // 6. Optional summaries, for the clusters shown that have none yet.
     let mut warnings = Vec::new();
     if let Some(cfg) = &opts.summarize {
         let mut cost_usd = 0.0;

@@ -15,7 +15,7 @@ pub mod read;
 pub mod scan;
 pub mod walk;
 
-use std::io::{Cursor, Read};
+use std::io::Read;
 use std::path::Path;
 
 use serde::Serialize;
@@ -148,8 +148,7 @@ fn open_hashed(path: &Path, report: &mut FileReport) -> std::io::Result<read::Op
     if meta.len() <= read::IN_MEMORY_BYTES {
         let bytes = std::fs::read(path)?;
         report.hash = blake3::hash(&bytes).to_hex().to_string();
-        let size = bytes.len() as u64;
-        return read::open_reader(Box::new(Cursor::new(bytes)), size);
+        return read::open_bytes(bytes);
     }
     report.hash = hash_file(path)?;
     read::open(path)

@@ -104,13 +104,23 @@ pub struct Opened {
     pub sniff: Sniff,
     /// Size on disk (compressed size for compressed files).
     pub size: u64,
-    reader: Box<dyn BufRead + Send>,
+    body: Body,
+}
+
+/// The whole file, head included.
+enum Body {
+    Stream(Box<dyn BufRead + Send>),
+    /// An uncompressed file already read whole (to hash it): parsed where it lies.
+    Memory(Vec<u8>),
 }
 
 impl Opened {
     /// Turn the file into a record stream (consumes the reader).
     pub fn records(self, container: Container) -> Records {
-        Records::new(self.reader, container, self.size, self.compression)
+        match self.body {
+            Body::Stream(reader) => Records::new(reader, container, self.size, self.compression),
+            Body::Memory(bytes) => Records::from_bytes(bytes, container),
+        }
     }
 }
 
@@ -136,7 +146,20 @@ pub fn open_reader(raw: Box<dyn Read + Send>, size: u64) -> io::Result<Opened> {
     (&mut reader).take(HEAD_BYTES as u64).read_to_end(&mut head)?;
     let sniff = sniff(&head);
     let chained = Cursor::new(head.clone()).chain(reader);
-    Ok(Opened { compression, head, sniff, size, reader: Box::new(BufReader::with_capacity(256 * 1024, chained)) })
+    let body = Body::Stream(Box::new(BufReader::with_capacity(256 * 1024, chained)));
+    Ok(Opened { compression, head, sniff, size, body })
+}
+
+/// [`open_reader`] for a file already in memory. Uncompressed bytes are not copied
+/// through readers again: they are parsed in place.
+pub fn open_bytes(bytes: Vec<u8>) -> io::Result<Opened> {
+    let size = bytes.len() as u64;
+    if bytes.starts_with(&[0x1f, 0x8b]) || bytes.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        return open_reader(Box::new(Cursor::new(bytes)), size);
+    }
+    let head = bytes[..bytes.len().min(HEAD_BYTES)].to_vec();
+    let sniff = sniff(&head);
+    Ok(Opened { compression: Compression::None, head, sniff, size, body: Body::Memory(bytes) })
 }
 
 /// Classify the head bytes: JSON and its container, empty, binary, or text.
@@ -207,38 +230,44 @@ impl Records {
             Container::Array if !small => Source::Channel(stream_array(reader)),
             Container::Array | Container::Documents => {
                 let mut bytes = Vec::new();
-                let read = (&mut reader).take(MAX_RECORD_BYTES + 1).read_to_end(&mut bytes);
-                let items = match read {
-                    Err(e) => vec![Err(RecordError {
-                        pos: Pos::Byte(bytes.len() as u64),
-                        message: format!("read error: {e}"),
-                        fatal: true,
-                    })],
-                    Ok(_) if bytes.len() as u64 > MAX_RECORD_BYTES => vec![Err(RecordError {
-                        pos: Pos::Byte(0),
-                        message: format!(
-                            "a single JSON document over the {} MiB record limit; split it into JSONL",
-                            MAX_RECORD_BYTES >> 20
-                        ),
-                        fatal: true,
-                    })],
-                    Ok(_) if container == Container::Documents && looks_like_lines(&bytes) => {
-                        return Records {
-                            source: Source::Lines(LineReader {
-                                reader: Box::new(Cursor::new(bytes)),
-                                line_no: 0,
-                                buf: Vec::new(),
-                            }),
-                            peeked: VecDeque::new(),
-                            done: false,
-                        };
-                    }
-                    Ok(_) => parse_documents(&bytes, container),
-                };
-                Source::Values(items.into_iter())
+                if compression == Compression::None {
+                    bytes.reserve_exact(size.min(MAX_RECORD_BYTES + 1) as usize);
+                }
+                match read_bounded(&mut reader, &mut bytes) {
+                    Err(e) => Source::Values(
+                        vec![Err(RecordError {
+                            pos: Pos::Byte(bytes.len() as u64),
+                            message: format!("read error: {e}"),
+                            fatal: true,
+                        })]
+                        .into_iter(),
+                    ),
+                    Ok(_) => return Records::from_bytes(bytes, container),
+                }
             }
         };
         Records { source, peeked: VecDeque::new(), done: false }
+    }
+
+    /// Records of a whole file's bytes.
+    fn from_bytes(bytes: Vec<u8>, container: Container) -> Records {
+        let items = match container {
+            Container::Lines => {
+                let lines = LineReader { reader: Box::new(Cursor::new(bytes)), line_no: 0, buf: Vec::new() };
+                return Records { source: Source::Lines(lines), peeked: VecDeque::new(), done: false };
+            }
+            _ if bytes.len() as u64 > MAX_RECORD_BYTES => vec![Err(RecordError {
+                pos: Pos::Byte(0),
+                message: format!(
+                    "a single JSON document over the {} MiB record limit; split it into JSONL",
+                    MAX_RECORD_BYTES >> 20
+                ),
+                fatal: true,
+            })],
+            Container::Documents if looks_like_lines(&bytes) => return Records::from_bytes(bytes, Container::Lines),
+            _ => parse_documents(&bytes, container),
+        };
+        Records { source: Source::Values(items.into_iter()), peeked: VecDeque::new(), done: false }
     }
 
     /// Records from values already in memory (tests, nested containers).
@@ -296,6 +325,40 @@ impl Iterator for Records {
     }
 }
 
+/// Append `chunk` to `buf`. Past 32 MiB the buffer is sized for the whole record limit at
+/// once: pages never written cost no memory, while doubling to the limit would hold the
+/// old buffers too (mimalloc's `realloc` copies where glibc's remaps, and keeps what it
+/// frees for a while), about 2.4× the record at the peak.
+fn push_bounded(buf: &mut Vec<u8>, chunk: &[u8]) {
+    const JUMP: usize = 32 << 20;
+    let limit = MAX_RECORD_BYTES as usize + 1;
+    let needed = buf.len() + chunk.len();
+    if needed > buf.capacity() && needed > JUMP && buf.capacity() < limit {
+        buf.reserve_exact(limit.max(needed) - buf.len());
+    }
+    buf.extend_from_slice(chunk);
+}
+
+/// Read `reader` into `buf` up to `MAX_RECORD_BYTES + 1` bytes (one more than the limit, so
+/// the caller can tell a record over the limit).
+fn read_bounded(reader: &mut dyn BufRead, buf: &mut Vec<u8>) -> io::Result<()> {
+    let limit = MAX_RECORD_BYTES as usize + 1;
+    while buf.len() < limit {
+        let available = match reader.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if available.is_empty() {
+            break;
+        }
+        let n = available.len().min(limit - buf.len());
+        push_bounded(buf, &available[..n]);
+        reader.consume(n);
+    }
+    Ok(())
+}
+
 struct LineReader {
     reader: Box<dyn BufRead + Send>,
     line_no: u64,
@@ -328,7 +391,7 @@ impl LineReader {
                     too_long = true;
                     self.buf = Vec::new();
                 } else {
-                    self.buf.extend_from_slice(chunk);
+                    push_bounded(&mut self.buf, chunk);
                 }
             }
             let consumed = found.unwrap_or(available.len());
@@ -475,31 +538,34 @@ fn lenient_rewrite(bytes: &[u8]) -> Option<Vec<u8>> {
     changed.then_some(out)
 }
 
+/// Strict JSON first. Only when that meets a syntax error is the lenient rewrite (Python's
+/// bare `NaN`, trailing commas…) tried: a pre-pass to find out would read every byte twice.
 fn parse_documents(bytes: &[u8], container: Container) -> Vec<Result<Record, RecordError>> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let (out, syntax_error) = parse_strict(bytes, container);
+    if syntax_error {
+        if let Some(fixed) = lenient_rewrite(bytes) {
+            return parse_strict(&fixed, container).0;
+        }
+    }
+    out
+}
+
+/// The records of `bytes`, and whether reading stopped at a syntax error.
+fn parse_strict(bytes: &[u8], container: Container) -> (Vec<Result<Record, RecordError>>, bool) {
     let mut out = Vec::new();
-    let owned;
-    let bytes = match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
-        Err(e) if e.classify() == serde_json::error::Category::Syntax => match lenient_rewrite(bytes) {
-            Some(fixed) => {
-                owned = fixed;
-                &owned[..]
-            }
-            None => bytes,
-        },
-        _ => bytes,
-    };
+    let syntax = |e: &serde_json::Error| e.classify() == serde_json::error::Category::Syntax;
     if container == Container::Array {
         match serde_json::from_slice::<Value>(bytes) {
             Ok(Value::Array(items)) => {
                 for (i, value) in items.into_iter().enumerate() {
                     out.push(Ok(Record { value, pos: Pos::Element(i as u64) }));
                 }
-                return out;
+                return (out, false);
             }
             Ok(other) => {
                 out.push(Ok(Record { value: other, pos: Pos::Byte(0) }));
-                return out;
+                return (out, false);
             }
             Err(e) => {
                 // Keep the complete elements before the problem, as the streamed path does.
@@ -510,7 +576,7 @@ fn parse_documents(bytes: &[u8], container: Container) -> Vec<Result<Record, Rec
                     message: describe_json_error(&e),
                     fatal: true,
                 }));
-                return out;
+                return (out, syntax(&e));
             }
         }
     }
@@ -526,11 +592,11 @@ fn parse_documents(bytes: &[u8], container: Container) -> Vec<Result<Record, Rec
                     message: describe_json_error(&e),
                     fatal: true,
                 }));
-                break;
+                return (out, syntax(&e));
             }
         }
     }
-    out
+    (out, false)
 }
 
 /// Byte offset of a serde_json error from its line/column.

@@ -13,7 +13,7 @@ use super::formats::Format;
 use super::json::format_time;
 use super::merge::merge_traces;
 use super::model::{Evidence, OutcomeStatus, Trace};
-use super::walk::{WalkedFile, file_key, walk};
+use super::walk::{WalkedFile, walk};
 use super::{FileReport, read_file_with};
 
 /// The stored summary of one trace (no steps).
@@ -121,7 +121,7 @@ where
     let (files, walk_errors) = walk(paths);
     let pool = rayon::ThreadPoolBuilder::new().num_threads(jobs.max(1)).build();
     let work = |walked: WalkedFile| -> (ScannedFile<T>, Vec<Trace>) {
-        let key = file_key(&walked.path);
+        let key = walked.key.clone();
         let meta = std::fs::metadata(&walked.path).ok();
         let size = meta.as_ref().map(|m| m.len()).unwrap_or(0);
         let mtime = meta.as_ref().and_then(mtime_ns);

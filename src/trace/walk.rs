@@ -10,6 +10,8 @@ pub struct WalkedFile {
     pub path: PathBuf,
     /// The path as the user will see it (relative to what they typed).
     pub display: String,
+    /// The store's key for the file: its canonical path when it has one.
+    pub key: String,
 }
 
 /// All files under `paths` (files are taken as given), sorted, deduplicated.
@@ -23,9 +25,12 @@ pub fn walk(paths: &[PathBuf]) -> (Vec<WalkedFile>, Vec<(PathBuf, String)>) {
             continue;
         }
         if root.is_file() {
-            files.push(WalkedFile { path: root.clone(), display: root.display().to_string() });
+            files.push(WalkedFile { path: root.clone(), display: root.display().to_string(), key: file_key(root) });
             continue;
         }
+        // Links are not followed, so a file's canonical path is the canonical root joined with
+        // the rest of its path: one `realpath` per root instead of one per file.
+        let canonical_root = std::fs::canonicalize(root).ok();
         let walker = ignore::WalkBuilder::new(root)
             .standard_filters(false)
             .hidden(true)
@@ -35,7 +40,11 @@ pub fn walk(paths: &[PathBuf]) -> (Vec<WalkedFile>, Vec<(PathBuf, String)>) {
         for entry in walker {
             match entry {
                 Ok(e) if e.file_type().is_some_and(|t| t.is_file()) => {
-                    files.push(WalkedFile { display: e.path().display().to_string(), path: e.into_path() })
+                    let key = match (&canonical_root, e.path().strip_prefix(root)) {
+                        (Some(c), Ok(rest)) => c.join(rest).display().to_string(),
+                        _ => file_key(e.path()),
+                    };
+                    files.push(WalkedFile { display: e.path().display().to_string(), path: e.into_path(), key })
                 }
                 Ok(_) => {}
                 Err(e) => errors.push((root.clone(), e.to_string())),

@@ -16,6 +16,9 @@
 //! * Resource attributes go on `trace.attributes` with a `resource.` prefix
 //!   (`resource.service.name`). The instrumentation scope name is kept on each step as
 //!   `otel.scope.name`, the OTel span kind as `otel.span.kind`.
+//! * The attribute that becomes `step.input` / `step.output` (`input.value`,
+//!   `output.value`, …) moves there and leaves `step.attributes`, which holds what was not
+//!   mapped (trace-formats.md §9): a payload is kept once.
 //! * Usage and cost are kept on a step only when no descendant step carries usage
 //!   itself: agent/workflow spans that repeat the sum of their children (TRAIL `AGENT`
 //!   spans, Vercel `ai.generateText`) would otherwise be counted twice. The raw numbers
@@ -345,7 +348,8 @@ pub fn parse_attribute_map(
         }
         n += 1;
         let id = if n == 1 { stem.clone() } else { format!("{stem}#{n}") };
-        let span = SpanIn { span_id: Some("span".into()), attributes: flat_attrs(&rec.value), ..SpanIn::default() };
+        let span =
+            SpanIn { span_id: Some("span".into()), attributes: flat_attrs_owned(rec.value), ..SpanIn::default() };
         let out = map_span(span, MapOpts::default());
         let mut col = Collector::new(Format::SpanAttributes);
         col.add(ctx, rec.pos, &id, &Map::new(), out);
@@ -378,6 +382,15 @@ fn flatten_docs<'a>(v: &'a Value, out: &mut Vec<&'a Value>, depth: u32) {
 
 fn resource_attrs(container: &Value) -> AttrMap {
     container.get("resource").and_then(|r| r.get("attributes")).map(otlp_key_values).unwrap_or_default()
+}
+
+/// [`flat_attrs`] of a value the caller gives up: an object's values move instead of
+/// being copied.
+pub(crate) fn flat_attrs_owned(v: Value) -> AttrMap {
+    match v {
+        Value::Object(m) => m.into_iter().map(|(k, v)| (k, decode_json_string(v))).collect(),
+        other => flat_attrs(&other),
+    }
 }
 
 /// A flat attribute map given as an object (JSON strings decoded), a `[{key, value}]`
@@ -573,6 +586,23 @@ fn first_s(a: &A, keys: &[&str]) -> Option<String> {
     keys.iter().find_map(|k| a.get(*k).and_then(scalar_string)).filter(|s| !s.trim().is_empty())
 }
 
+/// Where a step's generic input and output come from, first present wins.
+const INPUT_KEYS: [&str; 6] =
+    ["input.value", "traceloop.entity.input", "langfuse.observation.input", "ai.prompt", "input", "gen_ai.prompt"];
+const OUTPUT_KEYS: [&str; 7] = [
+    "output.value",
+    "traceloop.entity.output",
+    "langfuse.observation.output",
+    "ai.response.text",
+    "ai.response.object",
+    "output",
+    "gen_ai.completion",
+];
+
+fn first_key(a: &A, keys: &[&'static str]) -> Option<&'static str> {
+    keys.iter().copied().find(|k| a.get(*k).is_some_and(|v| !v.is_null()))
+}
+
 fn first_v<'a>(a: &'a A, keys: &[&str]) -> Option<&'a Value> {
     keys.iter().find_map(|k| a.get(*k).filter(|v| !v.is_null()))
 }
@@ -696,26 +726,10 @@ pub(crate) fn map_span(span: SpanIn, opts: MapOpts) -> SpanOut {
     }
 
     // Generic input / output.
-    step.input = first_v(
-        a,
-        &["input.value", "traceloop.entity.input", "langfuse.observation.input", "ai.prompt", "input", "gen_ai.prompt"],
-    )
-    .cloned()
-    .or_else(|| step.tool_call.as_ref().map(|c| c.arguments.clone()).filter(|v| !v.is_null()));
-    step.output = first_v(
-        a,
-        &[
-            "output.value",
-            "traceloop.entity.output",
-            "langfuse.observation.output",
-            "ai.response.text",
-            "ai.response.object",
-            "output",
-            "gen_ai.completion",
-        ],
-    )
-    .cloned()
-    .or_else(|| step.tool_result.as_ref().map(|r| r.content.clone()));
+    // Moved out of the attributes at the end, not cloned: in OpenInference traces these
+    // payloads are most of the bytes (each LLM span repeats the whole conversation).
+    let input_key = first_key(a, &INPUT_KEYS);
+    let output_key = first_key(a, &OUTPUT_KEYS);
 
     // Usage and cost.
     step.usage = usage_of(a);
@@ -780,6 +794,12 @@ pub(crate) fn map_span(span: SpanIn, opts: MapOpts) -> SpanOut {
     out.trace_name = first_s(a, &["langfuse.trace.name"]);
 
     step.events = events;
+    step.input = input_key
+        .and_then(|k| attributes.shift_remove(k))
+        .or_else(|| step.tool_call.as_ref().map(|c| c.arguments.clone()).filter(|v| !v.is_null()));
+    step.output = output_key
+        .and_then(|k| attributes.shift_remove(k))
+        .or_else(|| step.tool_result.as_ref().map(|r| r.content.clone()));
     if let Some(scope) = scope {
         attributes.insert("otel.scope.name".into(), Value::String(scope));
     }

@@ -13,7 +13,9 @@
 
 use serde_json::{Map, Value};
 
-use super::otlp::{Collector, MapOpts, SpanIn, flat_attrs, flat_events, id_of, map_span, span_kind_name, status_code};
+use super::otlp::{
+    Collector, MapOpts, SpanIn, flat_attrs, flat_attrs_owned, flat_events, id_of, map_span, span_kind_name, status_code,
+};
 use super::{FileCtx, Format, ParseError, Sink};
 use crate::trace::json::{self, parse_iso_duration, parse_time};
 use crate::trace::model::{AttrMap, Event, Nanos};
@@ -32,19 +34,25 @@ pub fn parse(records: &mut Records, ctx: &mut FileCtx<'_>, sink: &mut Sink<'_>) 
                 continue;
             }
         };
+        // An object always yields itself, so only other values can yield nothing; their
+        // description is cheap.
+        let what = if rec.value.is_object() { String::new() } else { json::keys_of(&rec.value) };
+        // The rows are taken apart rather than copied: attribute payloads are most of the
+        // bytes of such dumps.
         let mut docs = Vec::new();
-        flatten(&rec.value, &mut docs, 0);
+        flatten(rec.value, &mut docs, 0);
         if docs.is_empty() {
-            ctx.warn(rec.pos, format!("not a span row: {}", json::keys_of(&rec.value)));
+            ctx.warn(rec.pos, format!("not a span row: {what}"));
         }
-        for doc in docs {
-            if let Some(spans) = doc.get("spans").and_then(Value::as_array) {
-                let trace_id = field(doc, &["trace_id", "TraceId", "traceId"]).and_then(id_of);
+        for mut doc in docs {
+            if doc.get("spans").is_some_and(Value::is_array) {
+                let trace_id = field(&doc, &["trace_id", "TraceId", "traceId"]).and_then(id_of);
+                let Some(Value::Array(spans)) = doc.get_mut("spans").map(Value::take) else { continue };
                 walk(spans, trace_id.as_deref(), rec.pos, ctx, &mut col);
-            } else if is_row(doc) {
-                walk(std::slice::from_ref(doc), None, rec.pos, ctx, &mut col);
+            } else if is_row(&doc) {
+                walk(vec![doc], None, rec.pos, ctx, &mut col);
             } else {
-                ctx.warn(rec.pos, format!("not a span row: {}", json::keys_of(doc)));
+                ctx.warn(rec.pos, format!("not a span row: {}", json::keys_of(&doc)));
             }
         }
     }
@@ -52,7 +60,7 @@ pub fn parse(records: &mut Records, ctx: &mut FileCtx<'_>, sink: &mut Sink<'_>) 
     Ok(())
 }
 
-fn flatten<'a>(v: &'a Value, out: &mut Vec<&'a Value>, depth: u32) {
+fn flatten(v: Value, out: &mut Vec<Value>, depth: u32) {
     match v {
         Value::Array(items) if depth < 4 => {
             for item in items {
@@ -74,28 +82,33 @@ fn field<'a>(v: &'a Value, keys: &[&str]) -> Option<&'a Value> {
     keys.iter().find_map(|k| v.get(*k)).filter(|v| !v.is_null())
 }
 
+/// [`field`], taken out of the row.
+fn take_field(v: &mut Value, keys: &[&str]) -> Option<Value> {
+    let key = keys.iter().find(|k| v.get(**k).is_some())?;
+    v.get_mut(*key).map(Value::take).filter(|v| !v.is_null())
+}
+
 /// Walk a span forest (children under `child_spans`) iteratively, depth-capped.
-fn walk(roots: &[Value], file_trace: Option<&str>, pos: Pos, ctx: &mut FileCtx<'_>, col: &mut Collector) {
-    let mut stack: Vec<(&Value, Option<String>, usize)> = roots.iter().rev().map(|r| (r, None, 0)).collect();
+fn walk(roots: Vec<Value>, file_trace: Option<&str>, pos: Pos, ctx: &mut FileCtx<'_>, col: &mut Collector) {
+    let mut stack: Vec<(Value, Option<String>, usize)> = roots.into_iter().rev().map(|r| (r, None, 0)).collect();
     let mut cut = false;
-    while let Some((row, nest_parent, depth)) = stack.pop() {
+    while let Some((mut row, nest_parent, depth)) = stack.pop() {
         if !row.is_object() {
             ctx.warn(pos, "a span row that is not an object");
             continue;
         }
-        let span_id = field(row, &["span_id", "SpanId", "spanId"]).and_then(id_of);
-        let children = field(row, &["child_spans", "ChildSpans", "children"]).and_then(Value::as_array);
-        if let Some(children) = children {
+        let span_id = field(&row, &["span_id", "SpanId", "spanId"]).and_then(id_of);
+        if let Some(Value::Array(children)) = take_field(&mut row, &["child_spans", "ChildSpans", "children"]) {
             if depth >= MAX_DEPTH {
                 cut = true;
             } else {
-                for c in children.iter().rev() {
+                for c in children.into_iter().rev() {
                     stack.push((c, span_id.clone(), depth + 1));
                 }
             }
         }
         let trace_id =
-            field(row, &["trace_id", "TraceId", "traceId"]).and_then(id_of).or_else(|| file_trace.map(str::to_string));
+            field(&row, &["trace_id", "TraceId", "traceId"]).and_then(id_of).or_else(|| file_trace.map(str::to_string));
         let Some(trace_id) = trace_id else {
             ctx.warn(pos, "a span row without a trace id was skipped");
             continue;
@@ -109,7 +122,10 @@ fn walk(roots: &[Value], file_trace: Option<&str>, pos: Pos, ctx: &mut FileCtx<'
     }
 }
 
-fn row_span(row: &Value, span_id: Option<String>, nest_parent: Option<String>) -> (SpanIn, AttrMap) {
+fn row_span(mut row: Value, span_id: Option<String>, nest_parent: Option<String>) -> (SpanIn, AttrMap) {
+    let attributes =
+        take_field(&mut row, &["span_attributes", "SpanAttributes"]).map(flat_attrs_owned).unwrap_or_default();
+    let row = &row;
     let start = field(row, &["timestamp", "Timestamp", "start_time", "StartTime"]).and_then(parse_time);
     let end = field(row, &["end_time", "EndTime"]).and_then(parse_time).or_else(|| {
         let d = field(row, &["duration", "Duration"])?;
@@ -145,7 +161,7 @@ fn row_span(row: &Value, span_id: Option<String>, nest_parent: Option<String>) -
             .and_then(Value::as_str)
             .filter(|m| !m.is_empty())
             .map(str::to_string),
-        attributes: field(row, &["span_attributes", "SpanAttributes"]).map(flat_attrs).unwrap_or_default(),
+        attributes,
         events,
         scope: field(row, &["scope_name", "ScopeName"])
             .and_then(Value::as_str)
