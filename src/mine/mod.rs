@@ -159,11 +159,13 @@ pub async fn mine(store: &Store, opts: &MineOptions, tick: &(dyn Fn(&str) + Sync
     // Only files whose failures were analysed at their current content count as known:
     // `traces ls` records files without mining them.
     let known: HashMap<String, (u64, Option<i64>, String)> = {
-        let rows: Vec<(String, i64, Option<i64>, String)> = sqlx::query_as(
-            "SELECT path, size, mtime_ns, hash FROM trace_files WHERE mined_hash IS NOT NULL AND mined_hash = hash",
+        let text: String = sqlx::query_scalar(
+            "SELECT json_group_array(json_array(path, size, mtime_ns, hash)) FROM trace_files
+             WHERE mined_hash IS NOT NULL AND mined_hash = hash",
         )
-        .fetch_all(&store.pool)
+        .fetch_one(&store.pool)
         .await?;
+        let rows: Vec<(String, i64, Option<i64>, String)> = crate::store::parse_rows(&text, "trace files")?;
         rows.into_iter().map(|(p, s, m, h)| (p, (s as u64, m, h))).collect()
     };
     let skip = |key: &str, size: u64, mtime: Option<i64>| {
@@ -298,25 +300,30 @@ pub async fn mine(store: &Store, opts: &MineOptions, tick: &(dyn Fn(&str) + Sync
     }
     // Failures as stored (ids, clusters, times as the store keeps them), with the text and
     // seed of those at hand rather than read back: that was most of a first mine's reading.
-    let mut heavy: HashMap<i64, (String, CaseSeed)> = HashMap::new();
-    if kept_whole {
-        for s in kept {
-            heavy.insert(s.id, (s.failure.text, s.failure.seed));
-        }
-    }
-    for (f, failures) in result.files.iter().zip(assigned) {
-        for (failure, _) in failures {
-            if let Some(&id) = ids.get(&(f.key.clone(), failure.trace_seq)) {
-                heavy.insert(id, (failure.text, failure.seed));
+    // Nothing new assigned: they are the ones kept (a replaced file without failures only
+    // took its old ones away).
+    let (mut stored, mut complete) = (kept, kept_whole);
+    if fresh {
+        let mut heavy: HashMap<i64, (String, CaseSeed)> = HashMap::new();
+        if kept_whole {
+            for s in stored {
+                heavy.insert(s.id, (s.failure.text, s.failure.seed));
             }
         }
-    }
-    let mut stored = store.failures(false).await?;
-    let mut complete = true;
-    for s in &mut stored {
-        match heavy.remove(&s.id) {
-            Some((text, seed)) => (s.failure.text, s.failure.seed) = (text, seed),
-            None => complete = false,
+        for (f, failures) in result.files.iter().zip(assigned) {
+            for (failure, _) in failures {
+                if let Some(&id) = ids.get(&(f.key.clone(), failure.trace_seq)) {
+                    heavy.insert(id, (failure.text, failure.seed));
+                }
+            }
+        }
+        stored = store.failures(false).await?;
+        complete = true;
+        for s in &mut stored {
+            match heavy.remove(&s.id) {
+                Some((text, seed)) => (s.failure.text, s.failure.seed) = (text, seed),
+                None => complete = false,
+            }
         }
     }
     let cluster_of: HashMap<i64, String> = stored.iter().filter_map(|s| Some((s.id, s.cluster_id.clone()?))).collect();

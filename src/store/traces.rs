@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 
-use serde_json::{Value, json};
 use sqlx::Row;
 
 use super::{Store, now_rfc3339};
@@ -45,7 +44,7 @@ impl Store {
     }
 }
 
-/// Rows sent in one statement (one JSON text) at most.
+/// Rows sent in one `INSERT` at most: up to 14 parameters each, under SQLite's 32,766.
 pub(crate) const ROWS_PER_STATEMENT: usize = 2000;
 
 /// One scanned file and the summaries of its traces.
@@ -59,9 +58,10 @@ pub struct FileRow<'a> {
 /// [`Store::record_files`] inside a transaction the caller commits (`mine` stores a whole
 /// scan in one); returns each path's file id.
 ///
-/// Rows travel as one JSON array per table, unpacked by `json_each`: a statement costs
-/// sqlx a round trip to its worker thread (~50–100 µs measured), which, one row at a time,
-/// was most of the time `mine` spent storing.
+/// Rows travel as many-row `INSERT`s with bound parameters: a statement costs sqlx a round
+/// trip to its worker thread (~50–100 µs measured), which, one row at a time, was most of
+/// the time `mine` spent storing; and rows sent as one JSON text were parsed again by
+/// SQLite for every column taken out with `->>`.
 pub(crate) async fn record_files_in(
     tx: &mut sqlx::SqliteConnection,
     files: &[FileRow<'_>],
@@ -70,37 +70,31 @@ pub(crate) async fn record_files_in(
         return Ok(HashMap::new());
     }
     let now = now_rfc3339();
-    let rows: Vec<Value> = files
-        .iter()
-        .map(|f| {
+    for chunk in files.chunks(ROWS_PER_STATEMENT) {
+        let mut q = sqlx::QueryBuilder::new(
+            "INSERT INTO trace_files (path, size, mtime_ns, hash, format, reason, error, warnings, n_traces, scanned_at) ",
+        );
+        q.push_values(chunk, |mut b, f| {
             let r = f.report;
-            json!([
-                f.key,
-                r.size,
-                f.mtime_ns,
-                r.hash,
-                r.format.map(|f| f.name()),
-                r.reason,
-                r.error,
-                r.warnings.len(),
-                f.traces.len(),
-                now
-            ])
-        })
-        .collect();
-    sqlx::query(
-        "INSERT INTO trace_files (path, size, mtime_ns, hash, format, reason, error, warnings, n_traces, scanned_at)
-         SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6,
-                value ->> 7, value ->> 8, value ->> 9
-         FROM json_each(?) WHERE true
-         ON CONFLICT(path) DO UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns,
-           hash = excluded.hash, format = excluded.format, reason = excluded.reason,
-           error = excluded.error, warnings = excluded.warnings, n_traces = excluded.n_traces,
-           scanned_at = excluded.scanned_at",
-    )
-    .bind(serde_json::to_string(&rows)?)
-    .execute(&mut *tx)
-    .await?;
+            b.push_bind(f.key)
+                .push_bind(r.size as i64)
+                .push_bind(f.mtime_ns)
+                .push_bind(r.hash.as_str())
+                .push_bind(r.format.map(|f| f.name()))
+                .push_bind(r.reason.as_str())
+                .push_bind(r.error.as_deref())
+                .push_bind(r.warnings.len() as i64)
+                .push_bind(f.traces.len() as i64)
+                .push_bind(now.as_str());
+        });
+        q.push(
+            " ON CONFLICT(path) DO UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns,
+               hash = excluded.hash, format = excluded.format, reason = excluded.reason,
+               error = excluded.error, warnings = excluded.warnings, n_traces = excluded.n_traces,
+               scanned_at = excluded.scanned_at",
+        );
+        q.build().execute(&mut *tx).await?;
+    }
     let keys: Vec<&str> = files.iter().map(|f| f.key).collect();
     let ids: HashMap<String, i64> = sqlx::query_as::<_, (String, i64)>(
         "SELECT path, id FROM trace_files WHERE path IN (SELECT value FROM json_each(?))",
@@ -115,40 +109,35 @@ pub(crate) async fn record_files_in(
         .bind(serde_json::to_string(&file_ids)?)
         .execute(&mut *tx)
         .await?;
-    let mut rows: Vec<Value> = Vec::new();
+    let mut rows: Vec<(i64, &TraceSummary, String)> = Vec::new();
     for f in files {
         let Some(&file_id) = ids.get(f.key) else { continue };
         for t in f.traces {
-            rows.push(json!([
-                file_id,
-                t.seq,
-                t.trace_id,
-                t.format,
-                t.name,
-                t.outcome.as_str(),
-                serde_json::to_string(&t.evidence)?,
-                t.n_steps,
-                t.n_errors,
-                t.total_tokens,
-                t.cost_usd,
-                t.start,
-                t.end,
-                t.location
-            ]));
+            rows.push((file_id, t, serde_json::to_string(&t.evidence)?));
         }
     }
-    // In chunks: one JSON text per statement stays small however big the folder.
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        sqlx::query(
+        let mut q = sqlx::QueryBuilder::new(
             "INSERT INTO traces (file_id, seq, trace_id, format, name, outcome, evidence, n_steps, n_errors,
-               total_tokens, cost_usd, started_at, ended_at, location)
-             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6,
-                    value ->> 7, value ->> 8, value ->> 9, value ->> 10, value ->> 11, value ->> 12, value ->> 13
-             FROM json_each(?)",
-        )
-        .bind(serde_json::to_string(chunk)?)
-        .execute(&mut *tx)
-        .await?;
+               total_tokens, cost_usd, started_at, ended_at, location) ",
+        );
+        q.push_values(chunk, |mut b, (file_id, t, evidence)| {
+            b.push_bind(*file_id)
+                .push_bind(t.seq as i64)
+                .push_bind(t.trace_id.as_str())
+                .push_bind(t.format.as_str())
+                .push_bind(t.name.as_deref())
+                .push_bind(t.outcome.as_str())
+                .push_bind(evidence.as_str())
+                .push_bind(t.n_steps as i64)
+                .push_bind(t.n_errors as i64)
+                .push_bind(t.total_tokens.map(|n| n as i64))
+                .push_bind(t.cost_usd)
+                .push_bind(t.start.as_deref())
+                .push_bind(t.end.as_deref())
+                .push_bind(t.location.as_deref());
+        });
+        q.build().execute(&mut *tx).await?;
     }
     Ok(ids)
 }
