@@ -174,8 +174,12 @@ pub async fn mine(store: &Store, opts: &MineOptions, tick: &(dyn Fn(&str) + Sync
     let assume_failed = opts.assume_failed;
     let paths = opts.paths.clone();
     let jobs = opts.jobs;
+    // Phase times at `AUTOHARNESS_LOG=autoharness=debug`, for whoever makes this faster next.
+    let started = std::time::Instant::now();
+    let phase = |name: &str| tracing::debug!("mine: {name} done at {:.1} ms", started.elapsed().as_secs_f64() * 1e3);
     let mut result = scan(&paths, jobs, skip, |t| analyze(t, t.source.seq, assume_failed), tick);
 
+    phase("scan");
     let mut summary = MineSummary::default();
     let mut errors = Vec::new();
     for (p, e) in &result.walk_errors {
@@ -241,6 +245,7 @@ pub async fn mine(store: &Store, opts: &MineOptions, tick: &(dyn Fn(&str) + Sync
         kept.retain(|s| !replaced.contains(s.path.as_str()));
         kept_whole = true;
     }
+    phase("read stored failures");
     let mut stored_clusters = store.clusters().await?;
     let mut clustering = crate::store::mine::Clustering::default();
     let mut new_clusters: Vec<String> = Vec::new();
@@ -275,6 +280,7 @@ pub async fn mine(store: &Store, opts: &MineOptions, tick: &(dyn Fn(&str) + Sync
             .collect();
     }
 
+    phase("clustering");
     // 4. Store the whole mine in one transaction.
     let mut assigned: Vec<Vec<(Failure, String)>> = result.files.iter().map(|_| Vec::new()).collect();
     for ((i, f), c) in new.into_iter().zip(new_clusters) {
@@ -295,6 +301,7 @@ pub async fn mine(store: &Store, opts: &MineOptions, tick: &(dyn Fn(&str) + Sync
         .collect();
     let ids = store.record_mined(&batch, &clustering).await?;
     drop(batch);
+    phase("store");
     if fresh {
         stored_clusters = store.clusters().await?;
     }
@@ -326,6 +333,7 @@ pub async fn mine(store: &Store, opts: &MineOptions, tick: &(dyn Fn(&str) + Sync
             }
         }
     }
+    phase("read back");
     let cluster_of: HashMap<i64, String> = stored.iter().filter_map(|s| Some((s.id, s.cluster_id.clone()?))).collect();
     summary.clusters_total = stored_clusters.len();
     summary.failures_total = stored.len();
@@ -462,6 +470,7 @@ pub async fn mine(store: &Store, opts: &MineOptions, tick: &(dyn Fn(&str) + Sync
             .then_with(|| b.cost_usd.unwrap_or(0.0).total_cmp(&a.cost_usd.unwrap_or(0.0)))
             .then_with(|| a.id.cmp(&b.id))
     });
+    phase("cases and ranking");
     if let (Some(key), false) = (&plan, skip_planning) {
         store.set_case_plan(&opts.harness, key).await?;
     }

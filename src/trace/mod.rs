@@ -146,7 +146,7 @@ fn open_hashed(path: &Path, report: &mut FileReport) -> std::io::Result<read::Op
     }
     report.size = meta.len();
     if meta.len() <= read::IN_MEMORY_BYTES {
-        let bytes = std::fs::read(path)?;
+        let bytes = read::read_whole(path)?;
         report.hash = blake3::hash(&bytes).to_hex().to_string();
         return read::open_bytes(bytes);
     }
