@@ -329,3 +329,53 @@ fn an_unchanged_re_mine_plans_nothing_yet_restores_a_deleted_case() {
     assert_eq!(third["summary"]["cases_written"], 1, "{third:#}");
     assert!(files[0].exists());
 }
+
+/// The case ids of each cluster, sorted.
+fn cases_by_cluster(doc: &Value) -> Vec<(String, Vec<String>)> {
+    let mut out: Vec<(String, Vec<String>)> = doc["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let cases = c["cases"].as_array().unwrap().iter().map(|x| x.as_str().unwrap().to_string()).collect();
+            (c["id"].as_str().unwrap().to_string(), cases)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// A re-mine plans from failures read back whole (text and seeds), and a file whose
+/// content changed replaces its failures: either way the store ends as a fresh store mined
+/// from the same files would.
+#[test]
+fn a_re_mine_ends_where_a_fresh_mine_of_the_same_files_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    let traces = tmp.path().join("traces");
+    copy_dir(&fixture("formats/tau-bench"), &traces);
+    copy_dir(&fixture("formats/otlp-json"), &traces);
+
+    // Other options on an unchanged folder: the cases are planned again, from whole failures.
+    mine_json(tmp.path(), &[&traces], &["--max-cases-per-cluster", "1"]);
+    let replanned = mine_json(tmp.path(), &[&traces], &["--max-cases-per-cluster", "3"]);
+    let fresh_dir = tempfile::tempdir().unwrap();
+    let fresh = mine_json(fresh_dir.path(), &[&traces], &["--max-cases-per-cluster", "3"]);
+    assert!(fresh["summary"]["failures_total"].as_u64().unwrap() >= 2, "{fresh:#}");
+    assert_eq!(cases_by_cluster(&replanned), cases_by_cluster(&fresh));
+
+    // An edited file: its failed run removed.
+    let file = traces.join("gpt-4o-airline.subset.json");
+    let runs: Vec<Value> = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    let passing: Vec<&Value> = runs.iter().filter(|r| r["reward"].as_f64() == Some(1.0)).collect();
+    assert_eq!(passing.len(), runs.len() - 1);
+    std::fs::write(&file, serde_json::to_vec(&passing).unwrap()).unwrap();
+    let edited = mine_json(tmp.path(), &[&traces], &["--no-cases"]);
+    let fresh_dir = tempfile::tempdir().unwrap();
+    let fresh = mine_json(fresh_dir.path(), &[&traces], &["--no-cases"]);
+    assert_eq!(edited["summary"]["failures_total"], fresh["summary"]["failures_total"]);
+    assert_eq!(
+        edited["summary"]["failures_total"].as_u64().unwrap() + 1,
+        replanned["summary"]["failures_total"].as_u64().unwrap()
+    );
+    assert_eq!(cluster_ids(&edited), cluster_ids(&fresh));
+}
