@@ -1366,16 +1366,32 @@ pub(crate) fn indexed(a: &A, prefix: &str) -> BTreeMap<u64, A> {
 /// OpenInference flattened messages.
 fn oi_messages(a: &A, prefix: &str) -> Vec<Message> {
     let mut msgs = Vec::new();
-    for m in indexed(a, prefix).into_values() {
+    for mut m in indexed(a, prefix).into_values() {
         let role = m
             .get("message.role")
             .and_then(Value::as_str)
             .filter(|r| !r.is_empty())
             .unwrap_or(if prefix.contains("output") { "assistant" } else { "user" })
             .to_string();
+        // Moved out of the grouped copy, not cloned again: message contents are most of an
+        // OpenInference trace's bytes.
+        let content = m.remove("message.content");
+        if role == "tool" {
+            msgs.push(Message {
+                role,
+                name: m.get("message.name").and_then(Value::as_str).map(str::to_string),
+                parts: vec![Part::ToolResult(ToolResult {
+                    call_id: m.get("message.tool_call_id").and_then(scalar_string),
+                    content: content.unwrap_or(Value::Null),
+                    ..ToolResult::default()
+                })],
+                finish_reason: m.get("message.finish_reason").and_then(scalar_string),
+            });
+            continue;
+        }
         let mut parts = Vec::new();
-        match m.get("message.content") {
-            Some(Value::String(t)) if !t.is_empty() => parts.push(Part::Text { text: t.clone() }),
+        match content {
+            Some(Value::String(t)) if !t.is_empty() => parts.push(Part::Text { text: t }),
             Some(Value::Array(items)) => parts.extend(items.iter().map(part_from_value)),
             Some(v @ (Value::Object(_) | Value::Number(_) | Value::Bool(_))) => {
                 parts.push(Part::Text { text: v.to_string() })
@@ -1415,14 +1431,6 @@ fn oi_messages(a: &A, prefix: &str) -> Vec<Message> {
                     .map(decode_json_string)
                     .unwrap_or(Value::Null),
             }));
-        }
-        if role == "tool" {
-            let content = m.get("message.content").cloned().unwrap_or(Value::Null);
-            parts = vec![Part::ToolResult(ToolResult {
-                call_id: m.get("message.tool_call_id").and_then(scalar_string),
-                content,
-                ..ToolResult::default()
-            })];
         }
         msgs.push(Message {
             role,
