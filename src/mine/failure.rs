@@ -449,8 +449,7 @@ fn last_turn(trace: &Trace, order: &[usize]) -> Option<Decisive> {
 
 /// Distinctive words of an answer: numbers and words of 3+ letters that are not common.
 fn answer_terms(text: &str) -> HashSet<String> {
-    const COMMON: [&str; 25] = [
-        "terminate",
+    const COMMON: [&str; 24] = [
         "the",
         "and",
         "for",

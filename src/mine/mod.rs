@@ -236,10 +236,12 @@ pub async fn mine(store: &Store, opts: &MineOptions, tick: &(dyn Fn(&str) + Sync
     // 3. Cluster the new failures, and any stored ones left without a cluster (a store from
     // an older version), before storing anything. Stored failures are read without their
     // text and seeds unless clustering needs them: the IDF covers every failure.
-    let mut kept: Vec<StoredFailure> = store.failures(false).await?;
+    // New failures are clustered against every stored one: read them whole at once.
+    let mut kept_whole = !new.is_empty();
+    let mut kept: Vec<StoredFailure> = store.failures(kept_whole).await?;
     kept.retain(|s| !replaced.contains(s.path.as_str()));
     let fresh = !new.is_empty() || kept.iter().any(|s| s.cluster_id.is_none());
-    let mut kept_whole = kept.is_empty();
+    kept_whole |= kept.is_empty();
     if fresh && !kept_whole {
         kept = store.failures(true).await?;
         kept.retain(|s| !replaced.contains(s.path.as_str()));

@@ -3,14 +3,14 @@
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use sqlx::Row;
 
 use super::{Store, now_rfc3339, parse_rows};
 use crate::mine::cluster::Cluster;
 use crate::mine::failure::{CaseSeed, Failure};
 use crate::mine::signature::Signature;
-use crate::store::traces::{FileRow, record_files_in};
+use crate::store::traces::{FileRow, ROWS_PER_STATEMENT, record_files_in};
 use crate::trace::FileReport;
 use crate::trace::json::format_time;
 use crate::trace::scan::TraceSummary;
@@ -25,7 +25,6 @@ pub struct StoredFailure {
     pub seen_at: Option<String>,
 }
 
-/// A cluster row with its label and state.
 /// A `failures` row as [`Store::failures`] reads it (a JSON array, in this order).
 #[derive(Deserialize)]
 struct FailureRow {
@@ -90,6 +89,7 @@ impl FailureRow {
     }
 }
 
+/// A cluster row with its label and state.
 #[derive(Debug, Clone, Serialize)]
 pub struct StoredCluster {
     pub cluster: Cluster,
@@ -283,40 +283,40 @@ impl Store {
     }
 }
 
-/// Replace the failures of files scanned again, and remember the content they were
-/// analysed at (`traces ls` records files without mining them).
 /// Upsert clusters with their labels.
 async fn save_clusters_in(tx: &mut sqlx::SqliteConnection, clusters: &[(Cluster, String)]) -> anyhow::Result<()> {
     if clusters.is_empty() {
         return Ok(());
     }
     let now = now_rfc3339();
-    let rows: Vec<Value> = clusters
+    let rows: Vec<(&Cluster, &str, String, String)> = clusters
         .iter()
         .map(|(c, label)| {
-            Ok(json!([
-                c.id,
-                c.signature,
-                serde_json::to_string(&c.signatures)?,
-                label,
-                if c.infra { "infra" } else { "capability" },
-                serde_json::to_string(&c.centroid)?,
-                c.members
-            ]))
+            Ok((c, label.as_str(), serde_json::to_string(&c.signatures)?, serde_json::to_string(&c.centroid)?))
         })
         .collect::<anyhow::Result<_>>()?;
-    // One statement per table (see `record_files_in` for why).
-    sqlx::query(
-        "INSERT INTO clusters (id, signature, signatures, label, kind, centroid, members, created_at, updated_at)
-         SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, ?1, ?1
-         FROM json_each(?2) WHERE true
-         ON CONFLICT(id) DO UPDATE SET signatures = excluded.signatures, label = excluded.label,
-           centroid = excluded.centroid, members = excluded.members, updated_at = excluded.updated_at",
-    )
-    .bind(&now)
-    .bind(serde_json::to_string(&rows)?)
-    .execute(&mut *tx)
-    .await?;
+    // Bound parameters, as for every many-row write (see `record_files_in` for why).
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let mut q = sqlx::QueryBuilder::new(
+            "INSERT INTO clusters (id, signature, signatures, label, kind, centroid, members, created_at, updated_at) ",
+        );
+        q.push_values(chunk, |mut b, (c, label, signatures, centroid)| {
+            b.push_bind(c.id.as_str())
+                .push_bind(c.signature.as_str())
+                .push_bind(signatures.as_str())
+                .push_bind(*label)
+                .push_bind(if c.infra { "infra" } else { "capability" })
+                .push_bind(centroid.as_str())
+                .push_bind(c.members as i64)
+                .push_bind(now.as_str())
+                .push_bind(now.as_str());
+        });
+        q.push(
+            " ON CONFLICT(id) DO UPDATE SET signatures = excluded.signatures, label = excluded.label,
+               centroid = excluded.centroid, members = excluded.members, updated_at = excluded.updated_at",
+        );
+        q.build().execute(&mut *tx).await?;
+    }
     Ok(())
 }
 
@@ -341,7 +341,9 @@ async fn set_memberships_in(tx: &mut sqlx::SqliteConnection, memberships: &[(i64
 /// Failure rows per `INSERT`: 22 parameters each, well under SQLite's 32,766.
 const FAILURE_ROWS_PER_STATEMENT: usize = 500;
 
-/// Returns `(id, file_id, trace_seq)` of every failure now stored for `files`.
+/// Replace the failures of files scanned again, and remember the content they were
+/// analysed at (`traces ls` records files without mining them). Returns `(id, file_id,
+/// trace_seq)` of every failure now stored for `files`.
 async fn replace_failures_in(
     tx: &mut sqlx::SqliteConnection,
     files: &[(i64, &MinedFile<'_>)],
@@ -417,7 +419,6 @@ async fn replace_failures_in(
         .bind(serde_json::to_string(&ids)?)
         .execute(&mut *tx)
         .await?;
-    // One JSON text rather than a row each (see `Store::failures`).
     let stored: String = sqlx::query_scalar(
         "SELECT json_group_array(json_array(id, file_id, trace_seq)) FROM failures
          WHERE file_id IN (SELECT value FROM json_each(?))",
@@ -425,5 +426,5 @@ async fn replace_failures_in(
     .bind(serde_json::to_string(&ids)?)
     .fetch_one(&mut *tx)
     .await?;
-    Ok(serde_json::from_str(&stored)?)
+    parse_rows(&stored, "failures")
 }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use sqlx::Row;
 
-use super::{Store, now_rfc3339};
+use super::{Store, now_rfc3339, parse_rows};
 use crate::trace::FileReport;
 use crate::trace::scan::TraceSummary;
 
@@ -96,14 +96,13 @@ pub(crate) async fn record_files_in(
         q.build().execute(&mut *tx).await?;
     }
     let keys: Vec<&str> = files.iter().map(|f| f.key).collect();
-    let ids: HashMap<String, i64> = sqlx::query_as::<_, (String, i64)>(
-        "SELECT path, id FROM trace_files WHERE path IN (SELECT value FROM json_each(?))",
+    let text: String = sqlx::query_scalar(
+        "SELECT json_group_array(json_array(path, id)) FROM trace_files WHERE path IN (SELECT value FROM json_each(?))",
     )
     .bind(serde_json::to_string(&keys)?)
-    .fetch_all(&mut *tx)
-    .await?
-    .into_iter()
-    .collect();
+    .fetch_one(&mut *tx)
+    .await?;
+    let ids: HashMap<String, i64> = parse_rows::<(String, i64)>(&text, "trace files")?.into_iter().collect();
     let file_ids: Vec<i64> = keys.iter().filter_map(|k| ids.get(*k).copied()).collect();
     sqlx::query("DELETE FROM traces WHERE file_id IN (SELECT value FROM json_each(?))")
         .bind(serde_json::to_string(&file_ids)?)

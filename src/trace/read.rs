@@ -584,29 +584,19 @@ fn parse_strict(bytes: &[u8], container: Container) -> (Vec<Result<Record, Recor
     // The common case, one well-formed value, goes through sonic-rs's SIMD scanner; anything
     // else (several documents, an error to report) through serde_json, whose positions and
     // messages the records carry.
-    if let Ok(value) = sonic_rs::from_slice::<Value>(bytes) {
-        match (container, value) {
-            (Container::Array, Value::Array(items)) => {
-                for (i, value) in items.into_iter().enumerate() {
-                    out.push(Ok(Record { value, pos: Pos::Element(i as u64) }));
-                }
-            }
-            (_, value) => out.push(Ok(Record { value, pos: Pos::Byte(0) })),
+    // A whole file that is one value: an array's elements are the records of an array file.
+    let whole = |value: Value| match (container, value) {
+        (Container::Array, Value::Array(items)) => {
+            items.into_iter().enumerate().map(|(i, value)| Ok(Record { value, pos: Pos::Element(i as u64) })).collect()
         }
-        return (out, false);
+        (_, value) => vec![Ok(Record { value, pos: Pos::Byte(0) })],
+    };
+    if let Ok(value) = sonic_rs::from_slice::<Value>(bytes) {
+        return (whole(value), false);
     }
     if container == Container::Array {
         match serde_json::from_slice::<Value>(bytes) {
-            Ok(Value::Array(items)) => {
-                for (i, value) in items.into_iter().enumerate() {
-                    out.push(Ok(Record { value, pos: Pos::Element(i as u64) }));
-                }
-                return (out, false);
-            }
-            Ok(other) => {
-                out.push(Ok(Record { value: other, pos: Pos::Byte(0) }));
-                return (out, false);
-            }
+            Ok(value) => return (whole(value), false),
             Err(e) => {
                 // Keep the complete elements before the problem, as the streamed path does.
                 let mut de = serde_json::Deserializer::from_slice(bytes);

@@ -1376,62 +1376,15 @@ fn oi_messages(a: &A, prefix: &str) -> Vec<Message> {
         // Moved out of the grouped copy, not cloned again: message contents are most of an
         // OpenInference trace's bytes.
         let content = m.remove("message.content");
-        if role == "tool" {
-            msgs.push(Message {
-                role,
-                name: m.get("message.name").and_then(Value::as_str).map(str::to_string),
-                parts: vec![Part::ToolResult(ToolResult {
-                    call_id: m.get("message.tool_call_id").and_then(scalar_string),
-                    content: content.unwrap_or(Value::Null),
-                    ..ToolResult::default()
-                })],
-                finish_reason: m.get("message.finish_reason").and_then(scalar_string),
-            });
-            continue;
-        }
-        let mut parts = Vec::new();
-        match content {
-            Some(Value::String(t)) if !t.is_empty() => parts.push(Part::Text { text: t }),
-            Some(Value::Array(items)) => parts.extend(items.iter().map(part_from_value)),
-            Some(v @ (Value::Object(_) | Value::Number(_) | Value::Bool(_))) => {
-                parts.push(Part::Text { text: v.to_string() })
-            }
-            _ => {}
-        }
-        for c in indexed(&m, "message.contents.").into_values() {
-            let ty = c.get("message_content.type").and_then(Value::as_str).unwrap_or("text");
-            match ty {
-                "text" => {
-                    if let Some(t) = c.get("message_content.text").and_then(Value::as_str) {
-                        parts.push(Part::Text { text: t.to_string() });
-                    }
-                }
-                "reasoning" => parts.push(Part::Reasoning {
-                    text: c.get("message_content.text").and_then(Value::as_str).map(str::to_string),
-                    redacted: false,
-                }),
-                "image" | "audio" => parts.push(Part::Media {
-                    modality: ty.to_string(),
-                    mime: None,
-                    uri: c.get("message_content.image.image.url").and_then(Value::as_str).map(str::to_string),
-                }),
-                other => parts.push(Part::Other { kind: other.to_string(), raw: Value::Object(c.clone()) }),
-            }
-        }
-        for tc in indexed(&m, "message.tool_calls.").into_values() {
-            let Some(name) = tc.get("tool_call.function.name").and_then(scalar_string) else {
-                continue;
-            };
-            parts.push(Part::ToolCall(ToolCall {
-                id: tc.get("tool_call.id").and_then(scalar_string),
-                name,
-                arguments: tc
-                    .get("tool_call.function.arguments")
-                    .cloned()
-                    .map(decode_json_string)
-                    .unwrap_or(Value::Null),
-            }));
-        }
+        let parts = if role == "tool" {
+            vec![Part::ToolResult(ToolResult {
+                call_id: m.get("message.tool_call_id").and_then(scalar_string),
+                content: content.unwrap_or(Value::Null),
+                ..ToolResult::default()
+            })]
+        } else {
+            oi_parts(&m, content)
+        };
         msgs.push(Message {
             role,
             name: m.get("message.name").and_then(Value::as_str).map(str::to_string),
@@ -1440,6 +1393,51 @@ fn oi_messages(a: &A, prefix: &str) -> Vec<Message> {
         });
     }
     msgs
+}
+
+/// The parts of one OpenInference message (`m`, its keys without the message prefix):
+/// its content, its `message.contents.N`, its `message.tool_calls.N`.
+fn oi_parts(m: &A, content: Option<Value>) -> Vec<Part> {
+    let mut parts = Vec::new();
+    match content {
+        Some(Value::String(t)) if !t.is_empty() => parts.push(Part::Text { text: t }),
+        Some(Value::Array(items)) => parts.extend(items.iter().map(part_from_value)),
+        Some(v @ (Value::Object(_) | Value::Number(_) | Value::Bool(_))) => {
+            parts.push(Part::Text { text: v.to_string() })
+        }
+        _ => {}
+    }
+    for c in indexed(m, "message.contents.").into_values() {
+        let ty = c.get("message_content.type").and_then(Value::as_str).unwrap_or("text");
+        match ty {
+            "text" => {
+                if let Some(t) = c.get("message_content.text").and_then(Value::as_str) {
+                    parts.push(Part::Text { text: t.to_string() });
+                }
+            }
+            "reasoning" => parts.push(Part::Reasoning {
+                text: c.get("message_content.text").and_then(Value::as_str).map(str::to_string),
+                redacted: false,
+            }),
+            "image" | "audio" => parts.push(Part::Media {
+                modality: ty.to_string(),
+                mime: None,
+                uri: c.get("message_content.image.image.url").and_then(Value::as_str).map(str::to_string),
+            }),
+            other => parts.push(Part::Other { kind: other.to_string(), raw: Value::Object(c.clone()) }),
+        }
+    }
+    for tc in indexed(m, "message.tool_calls.").into_values() {
+        let Some(name) = tc.get("tool_call.function.name").and_then(scalar_string) else {
+            continue;
+        };
+        parts.push(Part::ToolCall(ToolCall {
+            id: tc.get("tool_call.id").and_then(scalar_string),
+            name,
+            arguments: tc.get("tool_call.function.arguments").cloned().map(decode_json_string).unwrap_or(Value::Null),
+        }));
+    }
+    parts
 }
 
 /// OpenLLMetry indexed messages: `gen_ai.prompt.N.role|content|tool_call_id`,
