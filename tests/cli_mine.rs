@@ -64,6 +64,19 @@ fn case_files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// Mine one trace file, alone in a fresh folder and store; its one cluster must come from
+/// `signal` and point at `step`.
+fn assert_decided(file_name: &str, content: &Value, signal: &str, step: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    let traces = tmp.path().join("traces");
+    std::fs::create_dir_all(&traces).unwrap();
+    std::fs::write(traces.join(file_name), serde_json::to_vec(content).unwrap()).unwrap();
+    let doc = mine_json(tmp.path(), &[&traces], &["--no-cases"]);
+    let cluster = &doc["clusters"][0];
+    assert!(cluster["signature"].as_str().unwrap().contains(signal), "{cluster:#}");
+    assert_eq!(cluster["members"][0]["step"], step, "{cluster:#}");
+}
+
 #[test]
 fn mine_writes_ranked_clusters_and_valid_cases_then_remining_changes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
@@ -211,9 +224,6 @@ fn a_right_state_with_a_wrong_answer_is_decided_by_the_answer() {
     // τ-bench scores the final state and the outputs the user was told; lookups on the way
     // do not count. Here the only write is right and an extra lookup is off, but the user
     // is told 11 where the task expects 10: the answer that said 11 is the decisive step.
-    let tmp = tempfile::tempdir().unwrap();
-    let traces = tmp.path().join("traces");
-    std::fs::create_dir_all(&traces).unwrap();
     let call = |id: &str, name: &str, args: &str| {
         serde_json::json!({"role": "assistant", "content": null,
             "tool_calls": [{"id": id, "type": "function", "function": {"name": name, "arguments": args}}]})
@@ -234,11 +244,7 @@ fn a_right_state_with_a_wrong_answer_is_decided_by_the_answer() {
         "actions": [{"name": "get_product_details", "kwargs": {"product_id": "2"}},
                     {"name": "return_delivered_order_items", "kwargs": {"order_id": "#W1", "item_ids": ["7"]}}],
         "outputs": ["10"]}}}]);
-    std::fs::write(traces.join("run.json"), serde_json::to_vec(&record).unwrap()).unwrap();
-    let doc = mine_json(tmp.path(), &[&traces], &["--no-cases"]);
-    let cluster = &doc["clusters"][0];
-    assert!(cluster["signature"].as_str().unwrap().contains("output:missing"), "{cluster:#}");
-    assert_eq!(cluster["members"][0]["step"], "msg:4", "{cluster:#}");
+    assert_decided("run.json", &record, "output:missing", "msg:4");
 }
 
 #[test]
@@ -246,9 +252,6 @@ fn a_failing_terminal_turn_is_blamed_on_the_agent_that_ran_it() {
     // A chat log logs a tool's output as a turn of its own, with no call in it: the
     // signature names the terminal that failed, the decisive step is the agent turn that
     // wrote the code it ran.
-    let tmp = tempfile::tempdir().unwrap();
-    let traces = tmp.path().join("traces");
-    std::fs::create_dir_all(&traces).unwrap();
     let run = serde_json::json!({
         "question": "How many rows?", "ground_truth": "4", "is_correct": false,
         "history": [
@@ -258,11 +261,7 @@ fn a_failing_terminal_turn_is_blamed_on_the_agent_that_ran_it() {
             {"role": "assistant", "name": "Verifier_Expert", "content": "The file is missing, so the answer is 0. TERMINATE"}
         ]
     });
-    std::fs::write(traces.join("1.json"), serde_json::to_vec(&run).unwrap()).unwrap();
-    let doc = mine_json(tmp.path(), &[&traces], &["--no-cases"]);
-    let cluster = &doc["clusters"][0];
-    assert!(cluster["signature"].as_str().unwrap().contains("Computer_terminal"), "{cluster:#}");
-    assert_eq!(cluster["members"][0]["step"], "msg:1", "{cluster:#}");
+    assert_decided("1.json", &run, "Computer_terminal", "msg:1");
 }
 
 #[test]
@@ -291,9 +290,6 @@ fn summaries_need_an_llm_and_a_failing_one_only_warns() {
 
 #[test]
 fn a_user_complaint_points_at_the_turn_complained_about() {
-    let tmp = tempfile::tempdir().unwrap();
-    let traces = tmp.path().join("traces");
-    std::fs::create_dir_all(&traces).unwrap();
     let record = serde_json::json!([{"task_id": 3, "reward": 0.0, "traj": [
         {"role": "system", "content": "policy"},
         {"role": "user", "content": "Please cancel order #W1, it was a mistake."},
@@ -301,11 +297,7 @@ fn a_user_complaint_points_at_the_turn_complained_about() {
         {"role": "user", "content": "That's not what I asked, I said #W1!"},
         {"role": "assistant", "content": "Sorry about that."}
     ]}]);
-    std::fs::write(traces.join("run.json"), serde_json::to_vec(&record).unwrap()).unwrap();
-    let doc = mine_json(tmp.path(), &[&traces], &["--no-cases"]);
-    let cluster = &doc["clusters"][0];
-    assert!(cluster["signature"].as_str().unwrap().contains("user:complaint"), "{cluster:#}");
-    assert_eq!(cluster["members"][0]["step"], "msg:2", "{cluster:#}");
+    assert_decided("run.json", &record, "user:complaint", "msg:2");
 }
 
 #[test]
