@@ -92,8 +92,11 @@ impl Settings {
         };
         let project_root =
             config_path.parent().filter(|p| !p.as_os_str().is_empty()).map(Path::to_path_buf).unwrap_or(cwd.clone());
+        // Absolute from here on: trial folders live beside the store and their paths are handed
+        // to a harness running in another folder, where a relative path would not resolve.
+        let project_root = std::path::absolute(&project_root).unwrap_or(project_root);
         let db_path = match (&global.db, &config.db) {
-            (Some(p), _) => p.clone(),
+            (Some(p), _) => std::path::absolute(p).unwrap_or_else(|_| p.clone()),
             (None, Some(p)) => project_root.join(p),
             (None, None) => project_root.join(".autoharness/state.db"),
         };

@@ -166,6 +166,8 @@ pub async fn run(ctx: &RunContext<'_>, manifest: &Manifest, opts: &RunOptions) -
     let store = ctx.store;
     let emit = ctx.emit;
 
+    // Invalid case files stop the run before it starts (and before a run record exists).
+    case::load_checked(&ctx.project_root.join("evals"), &manifest.name)?;
     // The run: a new one, or the newest unfinished one with --resume.
     let existing = if opts.resume { store.latest_run(&manifest.name, true).await? } else { None };
     if opts.resume && existing.is_none() {
@@ -271,10 +273,10 @@ pub async fn run(ctx: &RunContext<'_>, manifest: &Manifest, opts: &RunOptions) -
         {
             break format!("reached the time limit ({}s)", t.as_secs());
         }
-        let (mut cases, _) = case::load(&ctx.project_root.join("evals"), &manifest.name);
+        let mut cases = case::load_checked(&ctx.project_root.join("evals"), &manifest.name)?;
         for c in &mut cases {
-            if let Some(st) = statuses.get(c.id()) {
-                c.file.status = st.clone();
+            if let Some(st) = statuses.get(c.id()).and_then(|s| case::CaseStatus::parse(s)) {
+                c.file.status = st;
             }
         }
         let Some(target) = choose_target(store, &cases, &skipped_this_run).await? else {
@@ -412,7 +414,10 @@ pub async fn run(ctx: &RunContext<'_>, manifest: &Manifest, opts: &RunOptions) -
             accepted_so_far += 1;
             let n = accepted_so_far;
             let patch_path = run_dir.join(format!("accepted-{n}.patch"));
-            std::fs::write(&patch_path, &p.diff)?;
+            std::fs::write(
+                &patch_path,
+                patch::prefix_paths(&p.diff, manifest.root_prefix(ctx.project_root).as_deref()),
+            )?;
             let md = run_dir.join(format!("accepted-{n}.md"));
             std::fs::write(&md, crate::report::gate::markdown(&report))?;
             std::fs::write(run_dir.join(format!("accepted-{n}.html")), crate::report::gate::html(&report))?;
@@ -448,7 +453,9 @@ pub async fn run(ctx: &RunContext<'_>, manifest: &Manifest, opts: &RunOptions) -
     // 6. Hand the accepted patches over.
     let accepted: Vec<_> = store.proposals_of_run(&run_id).await?.into_iter().filter(|p| p.accepted).collect();
     if !accepted.is_empty() {
-        let combined: String = accepted.iter().map(|p| p.diff.clone()).collect::<Vec<_>>().join("");
+        // Relative to the repository root (where `git apply` and `gate` are run), not the harness root.
+        let prefix = manifest.root_prefix(ctx.project_root);
+        let combined: String = accepted.iter().map(|p| patch::prefix_paths(&p.diff, prefix.as_deref())).collect();
         std::fs::write(run_dir.join("accepted.patch"), &combined)?;
         if opts.apply || opts.branch.is_some() {
             if let Some(branch) = &opts.branch {
@@ -462,7 +469,7 @@ pub async fn run(ctx: &RunContext<'_>, manifest: &Manifest, opts: &RunOptions) -
             }
             let (cases, _) = case::load(&ctx.project_root.join("evals"), &manifest.name);
             for c in &cases {
-                if let Some(st) = statuses.get(c.id()).filter(|st| **st != c.file.status) {
+                if let Some(st) = statuses.get(c.id()).filter(|st| **st != c.file.status.as_str()) {
                     case::write_status(&c.path, st)?;
                 }
             }
@@ -542,14 +549,16 @@ async fn choose_target(store: &Store, cases: &[Case], skipped: &HashSet<String>)
     let stored = store.clusters().await?;
     let mut targets: Vec<Target> = Vec::new();
     let mut seen = HashSet::new();
-    for c in cases.iter().filter(|c| c.file.split == "train" && c.file.status == "candidate") {
+    for c in
+        cases.iter().filter(|c| c.file.split == "train" && c.file.status == "candidate" && !c.file.cluster.is_empty())
+    {
         if !seen.insert(c.file.cluster.clone()) {
             continue;
         }
         let s = stored.iter().find(|s| s.cluster.id == c.file.cluster);
         targets.push(Target {
             id: c.file.cluster.clone(),
-            label: s.map(|s| s.label.clone()).unwrap_or_else(|| c.file.provenance.signature.clone()),
+            label: s.map(|s| s.label.clone()).unwrap_or_else(|| c.signature().unwrap_or_default().to_string()),
             failures: s
                 .map(|s| s.cluster.members as i64)
                 .unwrap_or_else(|| cases.iter().filter(|x| x.file.cluster == c.file.cluster).count() as i64),
@@ -588,8 +597,6 @@ async fn propose_knobs(
         .filter(|c| c.file.cluster == cluster && c.file.split == "train" && c.file.status == "candidate")
         .cloned()
         .collect();
-    // The same failures the gate takes as known, so screening and gate judge alike.
-    let known: HashSet<String> = cases.iter().flat_map(session::case_signatures).collect();
     let trials: Vec<Trial> =
         (0..targets.len()).flat_map(|c| (0..SCREEN_SEEDS).map(move |seed| Trial { case: c, seed })).collect();
     let mut spent_trials = 0u32;
@@ -598,7 +605,9 @@ async fn propose_knobs(
         let recs = runner.run(version, &targets, &trials, &|_| {}).await?;
         spent_trials += recs.iter().filter(|r| !r.cached).count() as u32;
         cost += recs.iter().filter(|r| !r.cached).filter_map(|r| r.cost_usd).sum::<f64>();
-        Ok(recs.iter().filter(|r| target_fixed(r, &known)).count())
+        // As the gate judges: the cluster's failure gone; a full pass ranks above a trial
+        // that now fails in another way.
+        Ok(recs.iter().map(|r| usize::from(target_fixed(r)) + usize::from(r.passed)).sum())
     };
     let base_score = score(baseline).await?;
     let singles = knobs::singles(&baseline.manifest, &baseline.root);

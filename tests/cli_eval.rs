@@ -114,11 +114,11 @@ fn bad_manifests_and_missing_cases_are_clear_errors() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("known harnesses: echo"), "{}", stderr(&out));
 
-    // A case file that is not a case is skipped with its path named.
+    // A case file that is not a case stops eval before any trial, with its path named.
     sb.write("evals/echo/k-1/broken.json", "{\"schema\": \"autoharness.case/v1\"");
     let out = sb.run(&["eval", "--trials", "1"]);
-    assert!(out.status.success());
-    assert!(stderr(&out).contains("broken.json"), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("broken.json") && stderr(&out).contains("not JSON"), "{}", stderr(&out));
 }
 
 #[test]

@@ -19,10 +19,10 @@ pub fn eval(settings: &Settings, out: &Output, args: &EvalArgs) -> anyhow::Resul
     if !matches!(split, "train" | "holdout" | "all") {
         return Err(hinted(format!("--split `{split}`"), "use train, holdout or all"));
     }
-    let cases = load_cases(settings, out, &manifest)?;
+    let cases = load_cases(settings, &manifest)?;
     let cases: Vec<Case> = cases
         .into_iter()
-        .filter(|c| split == "all" || c.file.split == split)
+        .filter(|c| split == "all" || c.file.split == *split)
         .filter(|c| c.file.status != "retired")
         .filter(|c| args.cluster.as_deref().is_none_or(|k| c.file.cluster.starts_with(k)))
         .collect();
@@ -82,11 +82,7 @@ pub fn select_harness(settings: &Settings, name: Option<&str>) -> anyhow::Result
     manifest::select(&settings.project_root, name.as_deref())
 }
 
-/// The harness's cases under evals/, with unreadable files reported and skipped.
-pub fn load_cases(settings: &Settings, out: &Output, manifest: &Manifest) -> anyhow::Result<Vec<Case>> {
-    let (cases, problems) = case::load(&settings.project_root.join("evals"), &manifest.name);
-    for p in &problems {
-        out.warn(&format!("skipped {p}"));
-    }
-    Ok(cases)
+/// The harness's cases under evals/; an invalid case file is an error before any trial.
+pub fn load_cases(settings: &Settings, manifest: &Manifest) -> anyhow::Result<Vec<Case>> {
+    case::load_checked(&settings.project_root.join("evals"), &manifest.name)
 }

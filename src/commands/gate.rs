@@ -31,7 +31,7 @@ pub fn gate(settings: &Settings, out: &Output, args: &GateArgs) -> anyhow::Resul
         }
     };
     let patch = session::prepare_patch(&text, &manifest, &settings.project_root)?;
-    let cases = load_cases(settings, out, &manifest)?;
+    let cases = load_cases(settings, &manifest)?;
     let mut cfg = GateConfig {
         k: args.trials.max(1),
         k_max: args.max_trials.max(args.trials.max(1)),

@@ -136,24 +136,26 @@ pub fn cases(settings: &Settings, out: &Output, cluster: Option<&str>) -> anyhow
     // The case files are the truth for status (a CI runner starts with an empty store); the
     // store adds each case's history and trial record.
     let harness = crate::commands::eval::select_harness(settings, None).ok();
+    let mut invalid = Vec::new();
     let cases = rt.block_on(async {
         let store = Store::open(&settings.db_path).await?;
         let mut rows = store.cases(cluster).await?;
         if let Some(m) = &harness {
-            let (files, _) = crate::evals::case::load(&settings.project_root.join("evals"), &m.name);
+            let (files, problems) = crate::evals::case::load(&settings.project_root.join("evals"), &m.name);
+            invalid = problems;
             for c in files.iter().filter(|c| cluster.is_none_or(|k| c.file.cluster.starts_with(k))) {
                 let path = c.path.display().to_string();
                 match rows.iter_mut().find(|r| r.id == c.file.id) {
                     Some(r) => {
-                        r.status = c.file.status.clone();
-                        r.split = c.file.split.clone();
+                        r.status = c.file.status.to_string();
+                        r.split = c.file.split.to_string();
                     }
                     None => rows.push(crate::store::mine::StoredCase {
                         id: c.file.id.clone(),
                         cluster_id: c.file.cluster.clone(),
                         harness: c.file.harness.clone(),
-                        split: c.file.split.clone(),
-                        status: c.file.status.clone(),
+                        split: c.file.split.to_string(),
+                        status: c.file.status.to_string(),
                         path,
                         content_hash: String::new(),
                     }),
@@ -172,9 +174,10 @@ pub fn cases(settings: &Settings, out: &Output, cluster: Option<&str>) -> anyhow
         anyhow::Ok(out)
     })?;
     if out.json {
-        out.print_json(&serde_json::json!({"schema": "autoharness.cases/v1", "cases": cases}))?;
+        out.print_json(&serde_json::json!({"schema": "autoharness.cases/v1", "cases": cases, "invalid": invalid}))?;
     } else {
-        out.print(&render::cases_table(out, &cases));
+        out.print(&render::cases_table(out, &cases, &invalid));
     }
-    Ok(exit::SUCCESS)
+    // Invalid case files make `cases` a lint: eval, gate and run refuse to start with them.
+    Ok(if invalid.is_empty() { exit::SUCCESS } else { exit::FAILURE })
 }

@@ -97,8 +97,8 @@ pub fn summarize(
         out_cases.push(CaseSummary {
             id: c.id().to_string(),
             cluster: c.file.cluster.clone(),
-            split: c.file.split.clone(),
-            status: c.file.status.clone(),
+            split: c.file.split.to_string(),
+            status: c.file.status.to_string(),
             passes,
             trials: n,
             pass_rate: rate(passes, n),

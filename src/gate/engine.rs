@@ -134,8 +134,9 @@ pub struct GateConfig {
     pub step: u32,
     /// Family-wise level of the suite's regression tests and level of the target test (0.05).
     pub alpha: f64,
-    /// Smallest mean per-case pass-rate gain on the target cases that counts as an improvement
-    /// (0.2, absolute).
+    /// Smallest mean per-case gain on the target cases that counts as an improvement (0.05,
+    /// absolute): the one-sided 1 − α lower confidence bound of the gain must reach it, so a
+    /// tiny real gain that looks large in one draw does not pass.
     pub min_effect: f64,
     /// Whether the candidate must improve the target cases (`run`: yes; a pre-merge `gate`
     /// of a human change usually only guards against regressions). Default false.
@@ -146,6 +147,9 @@ pub struct GateConfig {
     /// predictive probability of at most this (0.05). 0 = stop early only where nothing can flip
     /// it (a suite case whose candidate never failed still needs no top-up).
     pub flip_tolerance: f64,
+    /// Most trials per target case per arm (20): showing a gain with a confidence bound needs
+    /// more pairs than ruling out a regression, and the target pool stops as soon as it is settled.
+    pub target_k_max: u32,
 }
 
 impl Default for GateConfig {
@@ -155,10 +159,11 @@ impl Default for GateConfig {
             k_max: 10,
             step: 2,
             alpha: 0.05,
-            min_effect: 0.2,
+            min_effect: 0.05,
             require_improvement: false,
             holdout_alpha: 0.05,
             flip_tolerance: 0.05,
+            target_k_max: 20,
         }
     }
 }
@@ -172,11 +177,26 @@ pub struct CaseTrials {
     pub candidate: Vec<bool>,
     /// How likely the case is to fail a candidate, 0..1 (history); only orders requests.
     pub prior_fail_rate: f64,
+    /// Target cases of a targeted gate: full passes (every check), seed-paired with
+    /// `baseline`/`candidate` (which say whether the cluster's own failure is gone). A target
+    /// case whose full-pass rate drops is a regression like any suite case's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub baseline_full: Vec<bool>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub candidate_full: Vec<bool>,
 }
 
 impl CaseTrials {
     pub fn new(id: impl Into<String>, role: Role) -> Self {
-        CaseTrials { id: id.into(), role, baseline: Vec::new(), candidate: Vec::new(), prior_fail_rate: 0.0 }
+        CaseTrials {
+            id: id.into(),
+            role,
+            baseline: Vec::new(),
+            candidate: Vec::new(),
+            prior_fail_rate: 0.0,
+            baseline_full: Vec::new(),
+            candidate_full: Vec::new(),
+        }
     }
 
     pub fn trials(&self, arm: Arm) -> &[bool] {
@@ -191,6 +211,21 @@ impl CaseTrials {
         match arm {
             Arm::Baseline => self.baseline.extend(outcomes),
             Arm::Candidate => self.candidate.extend(outcomes),
+        }
+    }
+
+    /// Append a target case's trials: whether the cluster's own failure is gone, and whether
+    /// the trial passed every check.
+    pub fn push_target(&mut self, arm: Arm, fixed: bool, full: bool) {
+        match arm {
+            Arm::Baseline => {
+                self.baseline.push(fixed);
+                self.baseline_full.push(full);
+            }
+            Arm::Candidate => {
+                self.candidate.push(fixed);
+                self.candidate_full.push(full);
+            }
         }
     }
 }
@@ -227,6 +262,10 @@ pub enum Rule {
     NoImprovement,
     /// The holdout dropped significantly.
     HoldoutDrop,
+    /// One holdout case dropped significantly on its own (same per-case test as the suite).
+    HoldoutRegression {
+        case: String,
+    },
 }
 
 /// A case's behaviour on the baseline.
@@ -292,6 +331,10 @@ pub struct PairedStats {
     pub effect: f64,
     /// One-sided exact sign test on the flips, in the direction the rule looks for.
     pub p_value: f64,
+    /// Target pool: the one-sided 1 − α lower confidence bound of the mean gain, which
+    /// `min_effect` is judged against.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gain_lower_bound: Option<f64>,
     /// The level `p_value` is compared with.
     pub alpha: f64,
     pub significant: bool,
@@ -375,6 +418,7 @@ impl Status {
 struct Cfg {
     k: u32,
     k_max: u32,
+    target_k_max: u32,
     step: u32,
     alpha: f64,
     holdout_alpha: f64,
@@ -392,6 +436,7 @@ fn sanitize(cfg: &GateConfig) -> Cfg {
     Cfg {
         k: cfg.k.clamp(1, k_max),
         k_max,
+        target_k_max: cfg.target_k_max.clamp(k_max, MAX_TRIALS),
         step: cfg.step.max(1),
         alpha: level(cfg.alpha, 0.05),
         holdout_alpha: level(cfg.holdout_alpha, 0.05),
@@ -411,14 +456,21 @@ struct CaseData {
     pending: bool,
     at_max: bool,
     risk: f64,
+    /// Most trials per arm for this case (`k_max`, or `target_k_max` for target cases).
+    kmax: u32,
 }
 
 impl CaseData {
     fn new(cfg: &Cfg, c: &CaseTrials) -> Self {
-        let base = Counts::from_outcomes(&c.baseline);
-        let cand = Counts::from_outcomes(&c.candidate);
+        let kmax = if c.role == Role::Target { cfg.target_k_max } else { cfg.k_max };
+        Self::of(cfg, &c.baseline, &c.candidate, c.prior_fail_rate, kmax)
+    }
+
+    fn of(cfg: &Cfg, baseline: &[bool], candidate: &[bool], prior_fail_rate: f64, kmax: u32) -> Self {
+        let base = Counts::from_outcomes(baseline);
+        let cand = Counts::from_outcomes(candidate);
         let (mut pairs, mut to_fail, mut to_pass) = (0u32, 0u32, 0u32);
-        for (&b, &k) in c.baseline.iter().zip(&c.candidate) {
+        for (&b, &k) in baseline.iter().zip(candidate) {
             pairs = pairs.saturating_add(1);
             to_fail = to_fail.saturating_add(u32::from(b && !k));
             to_pass = to_pass.saturating_add(u32::from(!b && k));
@@ -429,7 +481,7 @@ impl CaseData {
             (_, 0) => Class::StableFail,
             _ => Class::Flaky,
         };
-        let prior = if c.prior_fail_rate.is_finite() { c.prior_fail_rate.clamp(0.0, 1.0) } else { 0.0 };
+        let prior = if prior_fail_rate.is_finite() { prior_fail_rate.clamp(0.0, 1.0) } else { 0.0 };
         // Observed candidate failure rate shrunk towards the prior with the weight of two trials.
         let risk = (f64::from(cand.failures()) + 2.0 * prior) / (f64::from(cand.trials) + 2.0);
         CaseData {
@@ -440,8 +492,9 @@ impl CaseData {
             to_pass,
             class,
             pending: base.trials < cfg.k || cand.trials < cfg.k,
-            at_max: base.trials >= cfg.k_max && cand.trials >= cfg.k_max,
+            at_max: base.trials >= kmax && cand.trials >= kmax,
             risk,
+            kmax,
         }
     }
 
@@ -451,20 +504,20 @@ impl CaseData {
 
     /// Per-arm trial count after one more round.
     fn top_up(&self, cfg: &Cfg) -> u32 {
-        self.min_trials().saturating_add(cfg.step).min(cfg.k_max)
+        self.min_trials().saturating_add(cfg.step).min(self.kmax)
     }
 }
 
-/// Trials a prediction adds to an arm: up to `k_max`, at most [`LOOKAHEAD`].
-fn horizon(cfg: &Cfg, arm: Counts) -> u32 {
-    cfg.k_max.saturating_sub(arm.trials).min(LOOKAHEAD)
+/// Trials a prediction adds to an arm: up to the case's `k_max`, at most [`LOOKAHEAD`].
+fn horizon(d: &CaseData, arm: Counts) -> u32 {
+    d.kmax.saturating_sub(arm.trials).min(LOOKAHEAD)
 }
 
 /// Smallest attainable Fisher p of a suite case if both arms had `k_max` trials at today's pass
 /// rates (plain rates, so a case that never failed keeps its degenerate margins).
-fn project(cfg: &Cfg, d: &CaseData) -> f64 {
+fn project(d: &CaseData) -> f64 {
     let arm = |c: Counts| {
-        let n = c.trials.max(cfg.k_max);
+        let n = c.trials.max(d.kmax);
         let extra = f64::from(n - c.trials) * c.rate();
         Counts::new(c.passes + extra.round() as u32, n)
     };
@@ -533,8 +586,8 @@ struct PoolFuture {
 /// Mass below which a margin row or column of the predictive grid is dropped.
 const TRIM: f64 = 1e-13;
 
-fn pool_future(cfg: &Cfg, data: &[CaseData], members: &[usize]) -> PoolFuture {
-    let full: Vec<u32> = members.iter().map(|&i| cfg.k_max.saturating_sub(data[i].pairs).min(LOOKAHEAD)).collect();
+fn pool_future(data: &[CaseData], members: &[usize]) -> PoolFuture {
+    let full: Vec<u32> = members.iter().map(|&i| data[i].kmax.saturating_sub(data[i].pairs).min(LOOKAHEAD)).collect();
     // Shorten the look-ahead for big pools so the convolution stays within budget.
     let mut cap = full.iter().copied().max().unwrap_or(0);
     while cap > 1 {
@@ -636,6 +689,7 @@ fn paired_stats(data: &[CaseData], members: &[usize]) -> PairedStats {
         wilson_candidate: (0.0, 1.0),
         effect: 0.0,
         p_value: 1.0,
+        gain_lower_bound: None,
         alpha: 0.0,
         significant: false,
         settled: false,
@@ -680,7 +734,7 @@ fn drop_status(cfg: &Cfg, data: &[CaseData], members: &[usize], s: &PairedStats,
     if sig && members.iter().map(|&i| data[i].min_trials()).min().unwrap_or(0) <= cfg.k {
         return Status::Uncertain;
     }
-    let future = pool_future(cfg, data, members);
+    let future = pool_future(data, members);
     let crit = future.critical(s.flips_to_fail, s.flips_to_pass, threshold);
     let flip = future.flip(s.flips_to_fail, s.flips_to_pass, sig, |b, c| crit.significant(b, b + c));
     match (flip <= cfg.eps, sig) {
@@ -703,10 +757,12 @@ struct SuiteEval {
     flaky_pool: Option<Pool>,
 }
 
-fn eval_suite(cfg: &Cfg, data: &[CaseData], suite: &[usize]) -> SuiteEval {
+/// `suite` are the per-case hypotheses (suite cases, holdout cases, target guards);
+/// `pooled` the cases whose flaky members form the pooled drop test (the suite's).
+fn eval_suite(cfg: &Cfg, data: &[CaseData], suite: &[usize], pooled: &[usize]) -> SuiteEval {
     let p_lower: Vec<f64> = data.iter().map(|d| stats::fisher_lower(d.cand, d.base)).collect();
     let flaky: Vec<usize> =
-        suite.iter().copied().filter(|&i| data[i].class == Class::Flaky && !data[i].pending).collect();
+        pooled.iter().copied().filter(|&i| data[i].class == Class::Flaky && !data[i].pending).collect();
     let mut flaky_stats = (!flaky.is_empty()).then(|| paired_stats(data, &flaky));
     if let Some(s) = flaky_stats.as_mut() {
         s.p_value = stats::sign_test(s.flips_to_fail, s.flips_to_pass);
@@ -717,7 +773,7 @@ fn eval_suite(cfg: &Cfg, data: &[CaseData], suite: &[usize]) -> SuiteEval {
     // the fixed-k_max design never grants. Any larger K is also valid (fewer hypotheses can reach
     // the lower level), so take the larger of today's K and the K the margins would have at k_max
     // at today's pass rates.
-    let mut projected: Vec<f64> = suite.iter().map(|&i| project(cfg, &data[i])).collect();
+    let mut projected: Vec<f64> = suite.iter().map(|&i| project(&data[i])).collect();
     let mut pool_min_p = 1.0;
     if let Some(s) = &flaky_stats {
         pool_min_p = stats::sign_test_min_p(s.flips_to_fail + s.flips_to_pass);
@@ -737,7 +793,7 @@ fn eval_suite(cfg: &Cfg, data: &[CaseData], suite: &[usize]) -> SuiteEval {
         let d = &data[i];
         let sig = p_lower[i] <= t;
         let flip = || {
-            let (hc, hb) = (horizon(cfg, d.cand), horizon(cfg, d.base));
+            let (hc, hb) = (horizon(d, d.cand), horizon(d, d.base));
             stats::fisher_lower_flip_probability(d.cand, d.base, hc, hb, t_for(min_p))
         };
         status[i] = if d.pending {
@@ -773,7 +829,8 @@ fn eval_target(cfg: &Cfg, data: &[CaseData], target: &[usize]) -> (Pool, bool) {
     s.p_value = stats::sign_test(s.flips_to_pass, s.flips_to_fail);
     s.alpha = cfg.alpha;
     s.significant = s.p_value <= cfg.alpha;
-    let met = s.significant && s.effect >= cfg.min_effect;
+    let lower = stats::paired_gain_lower_bound(s.flips_to_pass, s.flips_to_fail, s.pairs, cfg.alpha);
+    let met = s.significant && lower >= cfg.min_effect;
     let status = if target.is_empty() {
         Status::Fail
     } else if target.iter().any(|&i| data[i].pending) {
@@ -781,12 +838,12 @@ fn eval_target(cfg: &Cfg, data: &[CaseData], target: &[usize]) -> (Pool, bool) {
     } else if target.iter().all(|&i| data[i].at_max) {
         if met { Status::Pass } else { Status::Fail }
     } else {
-        let future = pool_future(cfg, data, target);
+        let future = pool_future(data, target);
         let crit = future.critical(s.flips_to_fail, s.flips_to_pass, cfg.alpha);
-        // With every case at the same trial count, the mean per-case gain is (to_pass − to_fail) / pairs.
-        let n = f64::from(future.final_pairs.max(1));
-        let verdict =
-            |b: u32, c: u32| crit.significant(c, b + c) && (f64::from(c) - f64::from(b)) / n >= cfg.min_effect;
+        let n = future.final_pairs.max(1);
+        let verdict = |b: u32, c: u32| {
+            crit.significant(c, b + c) && stats::paired_gain_lower_bound(c, b, n, cfg.alpha) >= cfg.min_effect
+        };
         let flip = future.flip(s.flips_to_fail, s.flips_to_pass, met, verdict);
         match (flip <= cfg.eps, met) {
             (true, true) => Status::Pass,
@@ -795,6 +852,7 @@ fn eval_target(cfg: &Cfg, data: &[CaseData], target: &[usize]) -> (Pool, bool) {
         }
     };
     s.settled = status.settled();
+    s.gain_lower_bound = Some(lower);
     (Pool { stats: s, status }, met)
 }
 
@@ -811,7 +869,10 @@ fn eval_holdout(cfg: &Cfg, data: &[CaseData], holdout: &[usize]) -> Pool {
 
 /// Component statuses the request planner needs.
 struct Plan<'a> {
+    /// Per-case hypotheses (suite, holdout, target guards), as indices into the data.
     suite: &'a [usize],
+    /// The case each data index runs (target guards are virtual copies of their case).
+    real: &'a [usize],
     eval: &'a SuiteEval,
     /// Pools other than per-case suite tests: members, status, tier.
     pools: [(&'a [usize], Status, u8); 3],
@@ -821,7 +882,7 @@ fn plan_requests(cfg: &Cfg, data: &[CaseData], plan: &Plan) -> Vec<Request> {
     // Per case: wanted trials per arm, tier, sort key (ascending).
     let mut want: Vec<Option<(u32, u8, f64)>> = vec![None; data.len()];
     let mut bump = |i: usize, n: u32, tier: u8, key: f64| {
-        let w = want[i].get_or_insert((n, tier, key));
+        let w = want[plan.real[i]].get_or_insert((n, tier, key));
         if (tier, key) < (w.1, w.2) {
             (w.1, w.2) = (tier, key);
         }
@@ -867,11 +928,27 @@ struct Analysis {
 
 fn analyze(config: &GateConfig, cases: &[CaseTrials]) -> Analysis {
     let cfg = sanitize(config);
-    let data: Vec<CaseData> = cases.iter().map(|c| CaseData::new(&cfg, c)).collect();
+    let mut data: Vec<CaseData> = cases.iter().map(|c| CaseData::new(&cfg, c)).collect();
     let of_role = |r: Role| -> Vec<usize> { (0..cases.len()).filter(|&i| cases[i].role == r).collect() };
     let (suite, target, holdout) = (of_role(Role::Suite), of_role(Role::Target), of_role(Role::Holdout));
+    // Target guards: a target case's full passes, judged like a suite case's (a fix of the
+    // cluster's failure must not make the case pass less often). Virtual data entries after the
+    // real ones; `real` maps every entry to the case it runs.
+    let mut real: Vec<usize> = (0..cases.len()).collect();
+    if cfg.require_improvement {
+        for &i in &target {
+            let c = &cases[i];
+            if !c.baseline_full.is_empty() || !c.candidate_full.is_empty() {
+                data.push(CaseData::of(&cfg, &c.baseline_full, &c.candidate_full, c.prior_fail_rate, cfg.target_k_max));
+                real.push(i);
+            }
+        }
+    }
+    // Per-case hypotheses, one Tarone family: suite cases, holdout cases (a lone holdout case
+    // that drops is a regression with the same evidence a suite case needs), target guards.
+    let per_case: Vec<usize> = suite.iter().chain(&holdout).copied().chain(cases.len()..data.len()).collect();
 
-    let eval = eval_suite(&cfg, &data, &suite);
+    let eval = eval_suite(&cfg, &data, &per_case, &suite);
     // Target cases are not run at all unless improvement is required: they cannot change the decision.
     let target_pool = cfg.require_improvement.then(|| eval_target(&cfg, &data, &target));
     let holdout_pool = (!holdout.is_empty()).then(|| eval_holdout(&cfg, &data, &holdout));
@@ -882,14 +959,15 @@ fn analyze(config: &GateConfig, cases: &[CaseTrials]) -> Analysis {
     let target_st = pool_status(target_pool.as_ref().map(|(p, _)| p));
     let holdout_st = pool_status(holdout_pool.as_ref());
     let components: Vec<Status> =
-        suite.iter().map(|&i| eval.status[i]).chain([flaky_st, target_st, holdout_st]).collect();
+        per_case.iter().map(|&i| eval.status[i]).chain([flaky_st, target_st, holdout_st]).collect();
     let complete = components.contains(&Status::Fail) || components.iter().all(|s| s.settled());
 
     let requests = if complete {
         Vec::new()
     } else {
         let plan = Plan {
-            suite: &suite,
+            suite: &per_case,
+            real: &real,
             eval: &eval,
             pools: [(&eval.flaky, flaky_st, 1), (&target, target_st, 1), (&holdout, holdout_st, 2)],
         };
@@ -898,7 +976,15 @@ fn analyze(config: &GateConfig, cases: &[CaseTrials]) -> Analysis {
 
     // Rule: settled failures first, then the current evidence.
     let most_significant = |filter: &dyn Fn(usize) -> bool| {
-        suite.iter().copied().filter(|&i| filter(i)).min_by(|&a, &b| eval.p_lower[a].total_cmp(&eval.p_lower[b]))
+        per_case.iter().copied().filter(|&i| filter(i)).min_by(|&a, &b| eval.p_lower[a].total_cmp(&eval.p_lower[b]))
+    };
+    let regression = |i: usize| {
+        let case = cases[real[i]].id.clone();
+        if i < cases.len() && cases[i].role == Role::Holdout {
+            Rule::HoldoutRegression { case }
+        } else {
+            Rule::Regression { case }
+        }
     };
     let regressed_settled = most_significant(&|i| eval.status[i] == Status::Fail);
     let regressed_now = most_significant(&|i| eval.p_lower[i] <= eval.t);
@@ -906,7 +992,7 @@ fn analyze(config: &GateConfig, cases: &[CaseTrials]) -> Analysis {
     let flaky_sig = eval.flaky_pool.as_ref().is_some_and(|p| p.stats.significant);
     let holdout_sig = holdout_pool.as_ref().is_some_and(|p| p.stats.significant);
     let rule = if let Some(i) = regressed_settled {
-        Rule::Regression { case: cases[i].id.clone() }
+        regression(i)
     } else if flaky_st == Status::Fail {
         Rule::FlakyRegression
     } else if holdout_st == Status::Fail {
@@ -914,7 +1000,7 @@ fn analyze(config: &GateConfig, cases: &[CaseTrials]) -> Analysis {
     } else if target_st == Status::Fail {
         Rule::NoImprovement
     } else if let Some(i) = regressed_now {
-        Rule::Regression { case: cases[i].id.clone() }
+        regression(i)
     } else if flaky_sig {
         Rule::FlakyRegression
     } else if holdout_sig {
@@ -945,8 +1031,10 @@ fn analyze(config: &GateConfig, cases: &[CaseTrials]) -> Analysis {
                 Role::Target => cfg.require_improvement && !target_st.settled(),
                 Role::Holdout => !holdout_st.settled(),
             };
+            let guard_failed = (cases.len()..data.len()).any(|j| real[j] == i && eval.status[j] == Status::Fail);
             let outcome = match (c.role, eval.status[i]) {
-                (Role::Suite, Status::Fail) => CaseOutcome::Regressed,
+                (Role::Suite | Role::Holdout, Status::Fail) => CaseOutcome::Regressed,
+                (Role::Target, _) if guard_failed => CaseOutcome::Regressed,
                 // An unconfirmed significant drop is what the rule says on the evidence so far.
                 (Role::Suite, Status::Pending | Status::Uncertain) if p_lower <= eval.t && !complete => {
                     CaseOutcome::Regressed
@@ -1035,6 +1123,20 @@ fn summarize(d: &Decision) -> String {
             ),
             None => format!("FAIL: suite case {case} regressed"),
         },
+        Rule::HoldoutRegression { case } => match d.cases.iter().find(|c| &c.id == case) {
+            Some(c) => format!(
+                "FAIL: holdout case {case} regressed: {}/{} on baseline, {}/{} on candidate, one-sided Fisher p = {} ≤ {} \
+                 (α/{} Tarone)",
+                c.baseline_passes,
+                c.baseline_n,
+                c.candidate_passes,
+                c.candidate_n,
+                fmt_p(c.p_value.unwrap_or(1.0)),
+                fmt_p(d.suite.per_case_alpha),
+                d.suite.testable_hypotheses
+            ),
+            None => format!("FAIL: holdout case {case} regressed"),
+        },
         Rule::FlakyRegression => match &d.suite.flaky {
             Some(f) => format!(
                 "FAIL: flaky suite cases dropped together: {} flips to fail vs {} to pass, sign test p = {} ≤ {}",
@@ -1057,9 +1159,10 @@ fn summarize(d: &Decision) -> String {
         },
         Rule::NoImprovement => match &d.target {
             Some(t) if t.paired.cases > 0 => format!(
-                "FAIL: no significant improvement on target: gain {:+.2} (need ≥ {:.2}), {} flips to pass vs {} to fail, \
-                 sign test p = {} (need ≤ {})",
+                "FAIL: no significant improvement on target: gain {:+.2}, lower bound {:+.2} (need ≥ {:.2}), {} flips to \
+                 pass vs {} to fail, sign test p = {} (need ≤ {})",
                 t.paired.effect,
+                t.paired.gain_lower_bound.unwrap_or(-1.0),
                 t.min_effect,
                 t.paired.flips_to_pass,
                 t.paired.flips_to_fail,
@@ -1255,8 +1358,83 @@ mod tests {
         let mut cases: Vec<CaseTrials> = (0..4).map(|i| CaseTrials::new(format!("s{i}"), Role::Suite)).collect();
         cases.extend((0..4).map(|i| CaseTrials::new(format!("h{i}"), Role::Holdout)));
         let d = run(&cfg, &mut cases, |c, arm, _| c < 4 || arm == Arm::Baseline);
-        assert_eq!(d.rule, Rule::HoldoutDrop, "{}", d.summary);
-        assert!(d.holdout.as_ref().unwrap().dropped);
+        // Every holdout case broke: the first confirmed per-case regression decides.
+        assert!(matches!(d.rule, Rule::HoldoutRegression { .. }), "{}", d.summary);
+        assert_eq!(d.verdict, Verdict::Fail);
+    }
+
+    #[test]
+    fn a_lone_holdout_case_regresses_on_its_own() {
+        // One holdout case of two goes from ~6/7 to 0/7: the pooled drop over two cases is not
+        // significant, the case's own test is (as it would be for a suite case).
+        let cfg = GateConfig::default();
+        let mut cases: Vec<CaseTrials> = (0..4).map(|i| CaseTrials::new(format!("s{i}"), Role::Suite)).collect();
+        cases.push(CaseTrials::new("h-broken", Role::Holdout));
+        cases.push(CaseTrials::new("h-flaky", Role::Holdout));
+        let d = run(&cfg, &mut cases, |c, arm, t| match c {
+            4 => arm == Arm::Baseline && t % 7 != 3,
+            5 => t % 2 == 0,
+            _ => true,
+        });
+        assert_eq!(d.rule, Rule::HoldoutRegression { case: "h-broken".into() }, "{}", d.summary);
+        let row = d.cases.iter().find(|c| c.id == "h-broken").unwrap();
+        assert_eq!(row.outcome, CaseOutcome::Regressed);
+    }
+
+    #[test]
+    fn a_target_case_whose_full_passes_drop_is_a_regression() {
+        // The cluster's own failure goes away (fixed 0 → all), but the case used to pass fully
+        // 9 times in 10 and now never does: the fix broke what worked.
+        let cfg = GateConfig { require_improvement: true, ..GateConfig::default() };
+        let mut cases: Vec<CaseTrials> = (0..4).map(|i| CaseTrials::new(format!("s{i}"), Role::Suite)).collect();
+        for i in 0..3 {
+            cases.push(CaseTrials::new(format!("t{i}"), Role::Target));
+        }
+        let mut n = [[0usize; 2]; 7];
+        for _ in 0..40 {
+            let reqs = next_requests(&cfg, &cases);
+            if reqs.is_empty() {
+                break;
+            }
+            for r in reqs {
+                for t in r.first_trial..r.first_trial + r.trials {
+                    let c = &mut cases[r.case];
+                    if c.role == Role::Target {
+                        let base = r.arm == Arm::Baseline;
+                        // Baseline: the cluster's failure shows on odd trials only; full pass otherwise.
+                        let fixed = !base || t % 2 == 0;
+                        let full = if r.case == 4 { base && t % 10 != 9 } else { base && t % 2 == 0 };
+                        c.push_target(r.arm, fixed, full);
+                    } else {
+                        c.push(r.arm, [true]);
+                    }
+                    n[r.case][usize::from(r.arm == Arm::Candidate)] += 1;
+                }
+            }
+        }
+        let d = decide(&cfg, &cases);
+        assert_eq!(d.verdict, Verdict::Fail, "{}", d.summary);
+        assert!(matches!(d.rule, Rule::Regression { ref case } if case.starts_with('t')), "{}", d.summary);
+    }
+
+    #[test]
+    fn the_minimum_effect_is_judged_against_a_lower_bound() {
+        // 12 flips to pass, 2 to fail in 40 pairs: significant, observed gain +0.25 — but with
+        // min_effect 0.2 the lower confidence bound (~+0.12) does not reach it.
+        let cfg = GateConfig { require_improvement: true, min_effect: 0.2, ..GateConfig::default() };
+        let mut t: Vec<CaseTrials> = Vec::new();
+        for i in 0..4 {
+            let base: Vec<bool> = (0..10).map(|j| j < 2).collect();
+            let cand: Vec<bool> = (0..10).map(|j| (j < 2 && !(i < 2 && j == 0)) || (2..5).contains(&j)).collect();
+            t.push(case(&format!("t{i}"), Role::Target, &base, &cand));
+        }
+        let d = decide(&cfg, &t);
+        let ts = d.target.as_ref().unwrap();
+        assert!(ts.paired.significant && ts.paired.effect >= 0.2, "{:?}", ts.paired);
+        assert!(ts.paired.gain_lower_bound.unwrap() < 0.2);
+        assert!(!ts.improved);
+        let lenient = GateConfig { min_effect: 0.05, ..cfg };
+        assert!(decide(&lenient, &t).target.unwrap().improved);
     }
 
     #[test]
@@ -1269,7 +1447,8 @@ mod tests {
         assert_eq!(json["rule"]["kind"], "regression");
         assert_eq!(json["rule"]["case"], "broken");
         assert_eq!(json["cases"][11]["class_baseline"], "stable_pass");
-        assert_eq!(json["target"]["min_effect"], 0.2);
+        assert_eq!(json["target"]["min_effect"], 0.05);
+        assert!(json["target"]["gain_lower_bound"].is_f64());
         assert!(json["target"]["flips_to_pass"].is_u64());
     }
 
@@ -1278,6 +1457,13 @@ mod tests {
             .prop_map(|(r, baseline, candidate, prior)| CaseTrials {
                 id: "c".into(),
                 role: [Role::Suite, Role::Target, Role::Holdout][usize::from(r)],
+                // Full passes imply the cluster's failure is gone; ragged on purpose sometimes.
+                baseline_full: if r == 1 { baseline.iter().map(|&b| b && prior > 0.5).collect() } else { Vec::new() },
+                candidate_full: if r == 1 {
+                    candidate.iter().skip(usize::from(prior > 0.9)).copied().collect()
+                } else {
+                    Vec::new()
+                },
                 baseline,
                 candidate,
                 prior_fail_rate: prior,
@@ -1310,7 +1496,8 @@ mod tests {
             for r in &reqs {
                 let have = u32::try_from(cases[r.case].trials(r.arm).len()).unwrap();
                 prop_assert_eq!(r.first_trial, have);
-                prop_assert!(r.trials >= 1 && have + r.trials <= k_max, "{:?} with {} trials", r, have);
+                let max = if cases[r.case].role == Role::Target { cfg.target_k_max.clamp(k_max, MAX_TRIALS) } else { k_max };
+                prop_assert!(r.trials >= 1 && have + r.trials <= max, "{:?} with {} trials", r, have);
             }
             for c in &d.cases {
                 if let Some(p) = c.p_value {

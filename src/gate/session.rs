@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use super::engine::{self, Arm, CaseTrials, Decision, GateConfig, Request, Role, Verdict};
 use super::trials::{Runner, Trial, TrialRecord, Version, run_check};
-use crate::evals::case::{Case, input_text};
+use crate::evals::case::{Case, CaseStatus, Split, input_text};
 use crate::exit::hinted;
 use crate::harness::manifest::Manifest;
 use crate::harness::patch::{self, Patch};
@@ -148,29 +148,40 @@ fn words(s: &str) -> Vec<&str> {
     s.split(|c: char| !c.is_alphanumeric() && c != '#' && c != '_').filter(|w| !w.is_empty()).collect()
 }
 
-/// Which cases a gate runs, and in which role.
-pub fn roles(cases: &[Case], target: Option<&str>) -> (Vec<(usize, Role)>, bool) {
-    let has_active = cases.iter().any(|c| c.file.status == "active");
+/// Which cases a gate runs, and in which role; and the cases it does not run, with why.
+///
+/// Status says how a case is reported and promoted, never whether a regression on it counts:
+/// every train case guards (candidate or active alike), every holdout case vetoes, and adding
+/// or promoting a case can only add to what a gate protects. Only quarantined (known flaky
+/// beyond use) and retired cases are left out. A targeted gate's cluster cases are targets,
+/// and they are guarded too (their full-pass rate must not drop).
+pub fn roles(cases: &[Case], target: Option<&str>) -> (Vec<(usize, Role)>, Vec<NotGuarded>) {
     let mut out = Vec::new();
+    let mut left_out = Vec::new();
     for (i, c) in cases.iter().enumerate() {
         let f = &c.file;
-        if matches!(f.status.as_str(), "retired" | "quarantined") {
+        if matches!(f.status, CaseStatus::Retired | CaseStatus::Quarantined) {
+            left_out.push(NotGuarded { case: f.id.clone(), why: format!("{} (status)", f.status) });
             continue;
         }
-        let in_target = target.is_some_and(|t| f.cluster.starts_with(t));
-        let role = if f.split == "holdout" {
+        let in_target = target.is_some_and(|t| !f.cluster.is_empty() && f.cluster.starts_with(t));
+        let role = if f.split == Split::Holdout {
             Role::Holdout
-        } else if in_target && f.status != "active" {
+        } else if in_target {
             Role::Target
-        } else if f.status == "active" || !has_active {
-            // No active suite yet (nothing was ever promoted): guard every train case.
-            Role::Suite
         } else {
-            continue;
+            Role::Suite
         };
         out.push((i, role));
     }
-    (out, !has_active)
+    (out, left_out)
+}
+
+/// A case a gate did not test, and why (so a report never guards less than it seems to).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct NotGuarded {
+    pub case: String,
+    pub why: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -202,6 +213,14 @@ pub struct CostStats {
     pub total_usd: f64,
 }
 
+/// Cases a gate tested, by role.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Guarded {
+    pub suite: u32,
+    pub target: u32,
+    pub holdout: u32,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct TrialCounts {
     pub baseline: u32,
@@ -231,6 +250,10 @@ pub struct GateReport {
     pub leaks: Vec<Leak>,
     /// Suite cases not run on the candidate: their baseline failed every first trial.
     pub skipped_stable_fail: Vec<String>,
+    /// What the gate tested, by role.
+    pub guarded: Guarded,
+    /// Every case it did not test, and why (status, or a baseline that never passes).
+    pub not_guarded: Vec<NotGuarded>,
     /// Failures on candidate trials whose signature no case and no baseline trial has.
     pub new_failures: Vec<NewFailure>,
     pub note: Option<String>,
@@ -268,7 +291,7 @@ pub async fn run(
 ) -> anyhow::Result<GateReport> {
     let started = Instant::now();
     let baseline = Version::new(manifest.clone(), manifest.root.clone())?;
-    let (selected, guarding_all) = roles(cases, opts.target.as_deref());
+    let (selected, left_out) = roles(cases, opts.target.as_deref());
     let mut report = GateReport {
         schema: GATE_SCHEMA,
         harness: manifest.name.clone(),
@@ -284,7 +307,9 @@ pub async fn run(
         leaks: Vec::new(),
         new_failures: Vec::new(),
         skipped_stable_fail: Vec::new(),
-        note: guarding_all.then(|| "no active suite yet: every train case guards against regressions".to_string()),
+        guarded: Guarded::default(),
+        not_guarded: left_out,
+        note: None,
         decision: None,
         cases: Vec::new(),
         cost: CostStats { tolerance: opts.cost_tolerance, ..CostStats::default() },
@@ -358,7 +383,16 @@ pub async fn run(
     }
     report.skipped_stable_fail = stable_fail.iter().map(|&i| cases[i].id().to_string()).collect();
     report.skipped_stable_fail.sort();
+    for id in &report.skipped_stable_fail {
+        report.not_guarded.push(NotGuarded {
+            case: id.clone(),
+            why: format!("not testable: the baseline failed all {} first trials", cfg.k),
+        });
+    }
     let selected: Vec<(usize, Role)> = selected.into_iter().filter(|(i, _)| !stable_fail.contains(i)).collect();
+    let count = |r: Role| selected.iter().filter(|(_, x)| *x == r).count() as u32;
+    report.guarded = Guarded { suite: count(Role::Suite), target: count(Role::Target), holdout: count(Role::Holdout) };
+    report.note = Some(guard_note(&report.guarded, &report.not_guarded));
     // Adaptive paired trials.
     let mut state: Vec<CaseTrials> = selected.iter().map(|(i, role)| CaseTrials::new(cases[*i].id(), *role)).collect();
     // History orders the trials: cases that failed most often before run first, so a broken
@@ -378,7 +412,7 @@ pub async fn run(
             records.insert((Arm::Baseline, ci, t.seed), r);
         }
     }
-    append(&mut state, &records, &cfg, &known);
+    append(&mut state, &records, &cfg);
     loop {
         let requests = engine::next_requests(&cfg, &state);
         if requests.is_empty() {
@@ -396,7 +430,7 @@ pub async fn run(
                 records.insert((arm, t.case, t.seed), rec);
             }
         }
-        append(&mut state, &records, &cfg, &known);
+        append(&mut state, &records, &cfg);
     }
     let decision = engine::decide(&cfg, &state);
     let all: Vec<(&(Arm, usize, u64), &TrialRecord)> = records.iter().collect();
@@ -456,23 +490,13 @@ pub async fn run(
         engine::Rule::FlakyRegression => "flaky_regression",
         engine::Rule::NoImprovement => "no_improvement",
         engine::Rule::HoldoutDrop => "holdout_drop",
+        engine::Rule::HoldoutRegression { .. } => "holdout_regression",
     };
     let summary = decision.summary.clone();
     let passed = decision.verdict == Verdict::Pass;
     report.decision = Some(decision);
     if !passed {
         return Ok(finish(report, verdict_rule, summary, started));
-    }
-    if cfg.require_improvement
-        && let Some(nf) = report.new_failures.iter().find(|n| n.trials >= NEW_FAILURE_TRIALS)
-    {
-        let reason = format!(
-            "the candidate fails in a way never seen before ({} trials, e.g. case {}): {}",
-            nf.trials,
-            nf.case,
-            crate::trace::json::clip(&nf.signature, 160)
-        );
-        return Ok(finish(report, "new_failure", reason, started));
     }
     if report.cost.exceeded {
         let c = &report.cost;
@@ -493,28 +517,19 @@ pub async fn run(
 /// Move finished trials into the engine's state in seed order (index = seed on both arms),
 /// stopping at the first seed not run yet. A targeted gate's target cases count a trial as
 /// fixed by `target_fixed`; everything else by a full pass.
-fn append(
-    state: &mut [CaseTrials],
-    records: &HashMap<(Arm, usize, u64), TrialRecord>,
-    cfg: &GateConfig,
-    known: &HashSet<String>,
-) {
+fn append(state: &mut [CaseTrials], records: &HashMap<(Arm, usize, u64), TrialRecord>, cfg: &GateConfig) {
     for (ci, ct) in state.iter_mut().enumerate() {
         for arm in [Arm::Baseline, Arm::Candidate] {
             while let Some(rec) = records.get(&(arm, ci, ct.trials(arm).len() as u64)) {
-                let ok = if ct.role == Role::Target && cfg.require_improvement {
-                    target_fixed(rec, known)
+                if ct.role == Role::Target && cfg.require_improvement {
+                    ct.push_target(arm, target_fixed(rec), rec.passed);
                 } else {
-                    rec.passed
-                };
-                ct.push(arm, [ok]);
+                    ct.push(arm, [rec.passed]);
+                }
             }
         }
     }
 }
-
-/// Candidate trials showing one unknown failure before it fails a targeted gate.
-const NEW_FAILURE_TRIALS: u32 = 2;
 
 /// A failure signature seen on candidate trials and never before.
 #[derive(Debug, Clone, Serialize)]
@@ -527,24 +542,24 @@ pub struct NewFailure {
 /// The signatures a case's `not_signature` checks and provenance name.
 pub fn case_signatures(c: &Case) -> Vec<String> {
     let mut v: Vec<String> = c
-        .file
         .checks
         .iter()
-        .filter(|k| crate::evals::checks::kind_of(k) == "not_signature")
-        .filter_map(|k| k.get("signature")?.as_str().map(str::to_string))
+        .filter_map(|k| match k {
+            crate::evals::checks::Check::NotSignature { signature } => Some(signature.clone()),
+            _ => None,
+        })
         .collect();
-    if !c.file.provenance.signature.is_empty() {
-        v.push(c.file.provenance.signature.clone());
-    }
+    v.extend(c.signature().map(str::to_string));
     v
 }
 
-/// For a targeted gate, a target case counts as fixed on a trial when the trial passed,
-/// or when the harness ran to its end, the cluster's own failure did not come back and
-/// whatever failed instead is a failure already known (another cluster's): the root cause
-/// is gone even if the case has another one. A crash, a timeout, or a failure with no
-/// trace to show is never a fix.
-pub fn target_fixed(rec: &TrialRecord, known: &HashSet<String>) -> bool {
+/// For a targeted gate, a target case counts as fixed on a trial when the trial passed, or
+/// when the harness ran to its end and the cluster's own failure did not come back: the root
+/// cause is gone even if the case now fails later, in another way (an agent that no longer
+/// hits its step limit gets far enough to fail a later check). Whatever fails instead is
+/// reported (`new_failures`) and guarded by the case's full-pass rate, which must not drop.
+/// A crash, a timeout, or a failure with no trace to show is never a fix.
+pub fn target_fixed(rec: &TrialRecord) -> bool {
     if rec.passed {
         return true;
     }
@@ -552,7 +567,28 @@ pub fn target_fixed(rec: &TrialRecord, known: &HashSet<String>) -> bool {
     if sig_checks.is_empty() || rec.trace_path.is_none() || rec.status != "exited" {
         return false;
     }
-    sig_checks.iter().all(|c| c.passed) && rec.signature.as_ref().is_none_or(|s| known.contains(s))
+    sig_checks.iter().all(|c| c.passed)
+}
+
+/// One line for people: what the gate guarded and what it did not.
+fn guard_note(g: &Guarded, left_out: &[NotGuarded]) -> String {
+    let mut s = format!("guarded {} suite and {} holdout case(s)", g.suite, g.holdout);
+    if g.target > 0 {
+        s.push_str(&format!(", {} target case(s)", g.target));
+    }
+    if !left_out.is_empty() {
+        let testless = left_out.iter().filter(|n| n.why.starts_with("not testable")).count();
+        let by_status = left_out.len() - testless;
+        let mut parts = Vec::new();
+        if testless > 0 {
+            parts.push(format!("{testless} not testable: the baseline fails them"));
+        }
+        if by_status > 0 {
+            parts.push(format!("{by_status} quarantined or retired"));
+        }
+        s.push_str(&format!("; not guarded: {}", parts.join(", ")));
+    }
+    s
 }
 
 fn finish(mut report: GateReport, rule: &str, reason: String, started: Instant) -> GateReport {

@@ -275,6 +275,20 @@ pub struct McNemar {
     pub two_sided: f64,
 }
 
+/// One-sided `1 − alpha` lower confidence bound of the mean paired gain
+/// `(to_pass − to_fail) / pairs` (normal approximation on the paired trinomial; with few
+/// discordant pairs it is wide, which is the point: a large gain in a small draw is not
+/// enough). −1 without pairs.
+pub fn paired_gain_lower_bound(to_pass: u32, to_fail: u32, pairs: u32, alpha: f64) -> f64 {
+    if pairs == 0 {
+        return -1.0;
+    }
+    let n = f64::from(pairs);
+    let d = (f64::from(to_pass) - f64::from(to_fail)) / n;
+    let var = ((f64::from(to_pass) + f64::from(to_fail)) / n - d * d).max(0.0) / n;
+    d - normal_quantile(1.0 - alpha) * var.sqrt()
+}
+
 pub fn mcnemar_exact(b: u32, c: u32) -> McNemar {
     let first_better = sign_test(b, c);
     let second_better = sign_test(c, b);

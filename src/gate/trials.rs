@@ -89,6 +89,19 @@ pub struct TrialRecord {
     pub isolation: String,
     /// Taken from the cache, not run now.
     pub cached: bool,
+    /// Why this trial says nothing about the harness (the model API or the network failed,
+    /// the harness could not start). Such a trial is retried, never cached, never a verdict.
+    #[serde(skip)]
+    pub infra: Option<String>,
+}
+
+/// Trials that kept failing for infrastructure reasons after their retries: no verdict can
+/// rest on them (exit 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct InfraFailure {
+    pub message: String,
+    pub trials: u32,
 }
 
 /// Runs trials in parallel and records them.
@@ -97,6 +110,10 @@ pub struct Runner {
     pub store: Option<Store>,
     pub jobs: usize,
     pub use_cache: bool,
+    /// Extra attempts of a trial that failed for infrastructure reasons (2).
+    pub infra_retries: u32,
+    /// First wait before such a retry; doubled each time (`AUTOHARNESS_RETRY_BACKOFF_MS`, 2000).
+    pub infra_backoff: std::time::Duration,
     /// Where trial folders (inputs, traces, results) are kept.
     pub trials_dir: PathBuf,
     pub isolation: IsolationChoice,
@@ -104,7 +121,17 @@ pub struct Runner {
 
 impl Runner {
     pub fn new(store: Option<Store>, jobs: usize, trials_dir: PathBuf) -> Runner {
-        Runner { store, jobs: jobs.max(1), use_cache: true, trials_dir, isolation: IsolationChoice::Auto }
+        let backoff_ms =
+            std::env::var("AUTOHARNESS_RETRY_BACKOFF_MS").ok().and_then(|v| v.parse::<u64>().ok()).unwrap_or(2000);
+        Runner {
+            store,
+            jobs: jobs.max(1),
+            use_cache: true,
+            infra_retries: 2,
+            infra_backoff: std::time::Duration::from_millis(backoff_ms.min(60_000)),
+            trials_dir,
+            isolation: IsolationChoice::Auto,
+        }
     }
 
     /// Run `trials` of `cases` on `version`; `on_done` sees each record as it finishes.
@@ -134,9 +161,13 @@ impl Runner {
         }
         let mut out: Vec<Option<TrialRecord>> = vec![None; trials.len()];
         let mut first_error = None;
+        let mut infra: Vec<String> = Vec::new();
         while let Some(joined) = set.join_next().await {
             let (i, result) = joined.context("a trial task panicked")?;
             match result {
+                Ok(rec) if rec.infra.is_some() => {
+                    infra.push(format!("{} seed {}: {}", rec.case_id, rec.seed, rec.infra.unwrap_or_default()))
+                }
                 Ok(rec) => {
                     on_done(&rec);
                     out[i] = Some(rec);
@@ -149,6 +180,9 @@ impl Runner {
         if let Some(e) = first_error {
             return Err(e);
         }
+        if !infra.is_empty() {
+            return Err(infra_failure(&infra, self.infra_retries, &version.manifest.name));
+        }
         Ok(out.into_iter().flatten().collect())
     }
 
@@ -156,15 +190,28 @@ impl Runner {
         if self.use_cache
             && let Some(store) = &self.store
             && let Some(rec) = store.cached_trial(&version.hash, &case.hash, seed, env_fp).await?
+            // A store written before infrastructure failures were told apart may hold one.
+            && (rec.passed || infra_reason(&status_of(&rec), &rec.stderr_tail, &rec.output, None).is_none())
         {
             return Ok(rec);
         }
         let dir = self.trial_dir(version, case, seed);
-        let rec = run_one(version, case, seed, env_fp, &dir, self.isolation).await?;
-        if let Some(store) = &self.store {
-            store.record_trial(&rec).await?;
+        let mut attempt = 0u32;
+        loop {
+            let rec = run_one(version, case, seed, env_fp, &dir, self.isolation).await?;
+            if rec.infra.is_none() {
+                if let Some(store) = &self.store {
+                    store.record_trial(&rec).await?;
+                }
+                return Ok(rec);
+            }
+            if attempt >= self.infra_retries {
+                return Ok(rec);
+            }
+            tracing::warn!(case = case.id(), seed, why = rec.infra.as_deref(), "infrastructure failure; retrying");
+            tokio::time::sleep(self.infra_backoff.saturating_mul(1 << attempt.min(10))).await;
+            attempt += 1;
         }
-        Ok(rec)
     }
 
     fn trial_dir(&self, version: &Version, case: &Case, seed: u64) -> PathBuf {
@@ -340,7 +387,7 @@ async fn run_one(
         result: result.as_ref(),
     };
     let mut outcomes = Vec::new();
-    for check in &case.file.checks {
+    for check in &case.checks {
         match checks::evaluate(check, &view) {
             Some(o) => outcomes.push(o),
             None => outcomes.push(run_command_check(version, check, &work, &io, &output, isolation).await?),
@@ -369,6 +416,7 @@ async fn run_one(
     let tokens = result.as_ref().and_then(|r| r.tokens).or_else(|| trace.as_ref().and_then(trace_tokens));
     let cost = result.as_ref().and_then(|r| r.cost_usd).or_else(|| trace.as_ref().and_then(|t| t.cost_usd));
     let (status, exit_code) = status_fields(&outcome.status);
+    let infra = if passed { None } else { infra_reason(&outcome.status, &stderr, &output, failure.as_ref()) };
     // The private copy is no longer needed; the io folder (trace, result) is kept as evidence.
     let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(work)).await;
     Ok(TrialRecord {
@@ -392,19 +440,109 @@ async fn run_one(
         trace_path: trace_path.exists().then(|| trace_path.display().to_string()),
         isolation: serde_json::to_string(&outcome.isolation).unwrap_or_default(),
         cached: false,
+        infra,
     })
+}
+
+/// Why a failed trial says nothing about the harness, if it does not: the harness could not
+/// start (command or interpreter missing, not executable, a script path that does not
+/// resolve), or its own trace or stderr shows the model API or the network failing (the
+/// classifier mining uses).
+fn infra_reason(
+    status: &ExitStatus,
+    stderr: &str,
+    stdout: &str,
+    failure: Option<&crate::mine::failure::Failure>,
+) -> Option<String> {
+    let last_line =
+        |s: &str| s.lines().rev().find(|l| !l.trim().is_empty()).map(|l| crate::trace::json::clip(l.trim(), 200));
+    match status {
+        ExitStatus::FailedToStart { message } => return Some(format!("the harness could not start: {message}")),
+        // The shell's "command not found" / "not executable".
+        ExitStatus::Exited { code: 126 | 127 } => {
+            return Some(format!(
+                "the harness could not start: {}",
+                last_line(stderr).unwrap_or_else(|| "command not found".into())
+            ));
+        }
+        _ => {}
+    }
+    let last = last_line(stderr);
+    if let ExitStatus::Exited { code } = status
+        && *code != 0
+        && let Some(l) = &last
+    {
+        let l = l.to_lowercase();
+        if (l.contains("can't open file") || l.contains("cannot open file")) && l.contains("no such file") {
+            return Some(format!("the harness could not start: {}", last.clone().unwrap_or_default()));
+        }
+    }
+    if let Some(f) = failure
+        && f.infra
+    {
+        return Some(format!("the model API or network failed: {}", crate::trace::json::clip(&f.message, 200)));
+    }
+    // The error a crashed harness ends its stderr with (a Python traceback's last line, a
+    // Node error, a log line): judged alone, so an order number such as #W5002 elsewhere in
+    // the log is not read as an HTTP 500.
+    let exited_badly = !matches!(status, ExitStatus::Exited { code: 0 });
+    let last = last.or_else(|| if stderr.trim().is_empty() { last_line(stdout) } else { None });
+    if exited_badly && let Some(l) = last.filter(|l| is_api_failure(l)) {
+        return Some(format!("the model API or network failed: {l}"));
+    }
+    None
+}
+
+/// A line that says a model API or the network failed: the exception classes of the common
+/// clients (openai, anthropic, httpx, requests, urllib, aiohttp), an HTTP status of 429, 401
+/// or 5xx named as such, and the phrases servers and proxies use.
+pub fn is_api_failure(line: &str) -> bool {
+    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let re = RE.get_or_init(|| {
+        regex::Regex::new(
+            r"(?ix)
+            \b(ratelimiterror|apiconnectionerror|apitimeouterror|internalservererror|serviceunavailableerror
+              |authenticationerror|overloadederror|apistatuserror|connecterror|connecttimeout|readtimeout
+              |remoteprotocolerror|connectionrefusederror|connectionreseterror|clientconnectorerror
+              |servertimeouterror|gatewaytimeout|maxretryerror)\b
+            | (error\ code|status(_|\ )?code|status|http(/\d(\.\d)?)?)\s*[:=]?\s*(429|401|5\d\d)\b
+            | \b(429|5\d\d)\s+(too\ many\ requests|internal\ server\ error|bad\ gateway|service\ unavailable|gateway\ time-?out)
+            | connection\ (refused|reset|aborted|error)
+            | too\ many\ requests | rate\ limit(ed)?\b | service\ unavailable | bad\ gateway | overloaded
+            | request\ timed\ out | insufficient_quota | (invalid|incorrect)\ api\ key | urlopen\ error
+            ",
+        )
+        .expect("a valid regex")
+    });
+    re.is_match(line)
+}
+
+fn infra_failure(lines: &[String], retries: u32, harness: &str) -> anyhow::Error {
+    let n = lines.len();
+    let shown: Vec<String> = lines.iter().take(5).map(|l| format!("  {l}")).collect();
+    let more = if n > 5 { format!("\n  … and {} more", n - 5) } else { String::new() };
+    let message = format!(
+        "cannot decide: {n} trial(s) of `{harness}` failed for infrastructure reasons, {} times each:\n{}{more}",
+        retries + 1,
+        shown.join("\n")
+    );
+    crate::exit::hinted(
+        InfraFailure { message, trials: u32::try_from(n).unwrap_or(u32::MAX) }.to_string(),
+        "nothing was cached from these trials; check the model endpoint, API key and the harness's `run` command \
+         (`autoharness doctor`), then run again: finished trials are reused",
+    )
 }
 
 async fn run_command_check(
     version: &Version,
-    check: &Value,
+    check: &checks::Check,
     work: &Path,
     io: &Path,
     output: &str,
     isolation: IsolationChoice,
 ) -> anyhow::Result<CheckOutcome> {
-    let Some(run) = check.get("run").and_then(Value::as_str) else {
-        return Ok(CheckOutcome { kind: "command".into(), passed: false, detail: "check has no `run`".into() });
+    let checks::Check::Command { run } = check else {
+        return Ok(CheckOutcome { kind: check.kind().into(), passed: false, detail: "not a command check".into() });
     };
     let output_path = io.join("output.txt");
     std::fs::write(&output_path, output)?;
@@ -450,6 +588,15 @@ fn trace_tokens(t: &crate::trace::model::Trace) -> Option<u64> {
         (None, None) => None,
         (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
     })
+}
+
+/// The exit status a stored record describes, as far as infrastructure checks need it.
+fn status_of(rec: &TrialRecord) -> ExitStatus {
+    match rec.status.as_str() {
+        "failed_to_start" => ExitStatus::FailedToStart { message: rec.reason.clone().unwrap_or_default() },
+        "timed_out" => ExitStatus::TimedOut,
+        _ => ExitStatus::Exited { code: rec.exit_code.unwrap_or(1) },
+    }
 }
 
 fn status_fields(s: &ExitStatus) -> (String, Option<i32>) {
@@ -553,6 +700,7 @@ async fn run_batch_once(
                 trace_path: None,
                 isolation: serde_json::to_string(&outcome.isolation).unwrap_or_default(),
                 cached: false,
+                infra: None,
             }
         })
         .collect())
@@ -580,6 +728,41 @@ mod tests {
         assert!(parse_rewards("no json here").is_none());
         let whole = parse_rewards("{\n \"c-1\": true\n}\n").unwrap();
         assert_eq!(whole["c-1"], true);
+    }
+
+    #[test]
+    fn api_failures_are_told_from_agent_errors() {
+        for infra in [
+            "openai.InternalServerError: Error code: 500 - {'error': 'boom'}",
+            "openai.RateLimitError: Error code: 429 - rate limited",
+            "openai.APIConnectionError: Connection error.",
+            "openai.APITimeoutError: Request timed out.",
+            "anthropic.AuthenticationError: Error code: 401 - invalid x-api-key",
+            "httpx.ConnectError: [Errno 111] Connection refused",
+            "urllib.error.URLError: <urlopen error [Errno 111] Connection refused>",
+            "requests.exceptions.HTTPError: 503 Server Error: Service Unavailable for url: http://x",
+            "Error: status code 502",
+        ] {
+            assert!(is_api_failure(infra), "{infra}");
+        }
+        for agent in [
+            "ValueError: payment method 'gift_card' cannot be refunded automatically (order #W5002841)",
+            "TimeoutError: orders API did not answer within 5s (order #W8150219)",
+            "KeyError: 'refund_amount'",
+            "AssertionError: expected 3 items, got 500 items",
+        ] {
+            assert!(!is_api_failure(agent), "{agent}");
+        }
+        let started = infra_reason(&ExitStatus::Exited { code: 127 }, "sh: 1: .venv/bin/python: not found\n", "", None);
+        assert!(started.unwrap().contains("could not start"));
+        let missing = infra_reason(
+            &ExitStatus::Exited { code: 2 },
+            "python3: can't open file '/w/agent.py': [Errno 2] No such file or directory\n",
+            "",
+            None,
+        );
+        assert!(missing.unwrap().contains("could not start"));
+        assert!(infra_reason(&ExitStatus::Exited { code: 1 }, "KeyError: 'x'\n", "", None).is_none());
     }
 
     #[test]

@@ -986,6 +986,62 @@ fn excerpt(text: &str) -> String {
 /// path, the patch was made at the repository root: the prefix is stripped, and a path outside
 /// it becomes the `../` path it really is from the harness folder, which the checks refuse.
 /// Call it once: a second call would strip a real `a/` folder.
+/// The same diff with every file path put under `prefix` (a harness root's path inside the
+/// repository), so a patch written relative to the harness root applies with `git apply` at
+/// the repository root, where users stand. Only header lines change; hunks are untouched.
+pub fn prefix_paths(diff: &str, prefix: Option<&str>) -> String {
+    let Some(prefix) = prefix.map(|p| p.trim_matches('/')).filter(|p| !p.is_empty() && *p != ".") else {
+        return diff.to_string();
+    };
+    let under = |path: &str| -> String {
+        if path == "/dev/null" {
+            return path.to_string();
+        }
+        for side in ["a/", "b/"] {
+            if let Some(rest) = path.strip_prefix(side) {
+                return format!("{side}{prefix}/{rest}");
+            }
+        }
+        format!("{prefix}/{path}")
+    };
+    let mut out = String::with_capacity(diff.len() + 64);
+    let mut in_hunk_header_zone = true;
+    for line in diff.split_inclusive('\n') {
+        let (body, nl) = match line.strip_suffix('\n') {
+            Some(b) => (b, "\n"),
+            None => (line, ""),
+        };
+        if body.starts_with("diff --git ") {
+            in_hunk_header_zone = true;
+        } else if body.starts_with("@@") {
+            in_hunk_header_zone = false;
+        }
+        let rewritten = if let Some(rest) = body.strip_prefix("diff --git ") {
+            match rest.split_once(" b/") {
+                Some((a, b)) => Some(format!("diff --git {} {}", under(a), under(&format!("b/{b}")))),
+                None => None,
+            }
+        } else if !in_hunk_header_zone {
+            None
+        } else if let Some(rest) = body.strip_prefix("--- ") {
+            let (path, tail) = rest.split_once('\t').map_or((rest, None), |(p, t)| (p, Some(t)));
+            Some(format!("--- {}{}", under(path), tail.map(|t| format!("\t{t}")).unwrap_or_default()))
+        } else if let Some(rest) = body.strip_prefix("+++ ") {
+            let (path, tail) = rest.split_once('\t').map_or((rest, None), |(p, t)| (p, Some(t)));
+            Some(format!("+++ {}{}", under(path), tail.map(|t| format!("\t{t}")).unwrap_or_default()))
+        } else if let Some(rest) = body.strip_prefix("rename from ") {
+            Some(format!("rename from {prefix}/{rest}"))
+        } else if let Some(rest) = body.strip_prefix("rename to ") {
+            Some(format!("rename to {prefix}/{rest}"))
+        } else {
+            None
+        };
+        out.push_str(rewritten.as_deref().unwrap_or(body));
+        out.push_str(nl);
+    }
+    out
+}
+
 pub fn normalize_paths(patch: &mut Patch, prefix: Option<&str>) {
     let sides = side_prefixes(&patch.files);
     for f in &mut patch.files {

@@ -17,28 +17,125 @@ use crate::store::mine::StoredFailure;
 
 pub const CASE_SCHEMA: &str = "autoharness.case/v1";
 
+/// One case file (`autoharness.case/v1`; the contract is docs/cases.md and
+/// docs/case.schema.json). Mined cases carry every field; a person may leave out what only
+/// mining knows (`provenance`, `cluster`) and what has a default (`schema`, `id` = the file
+/// name, `harness` = the folder, `split`, `status`, `fixtures`, `checks`). Unknown fields are
+/// refused so that a typo (`chekcs`) is an error, not a case with no checks.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct CaseFile {
+    #[serde(default = "default_schema")]
     pub schema: String,
+    #[serde(default)]
     pub id: String,
+    #[serde(default)]
     pub harness: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub cluster: String,
-    pub split: String,
-    pub status: String,
+    /// What the case is about, for people (hand-written cases).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub split: Split,
+    #[serde(default)]
+    pub status: CaseStatus,
     pub input: Value,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fixtures: Vec<Value>,
+    #[serde(default)]
     pub checks: Vec<Value>,
-    pub provenance: Provenance,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<Provenance>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+fn default_schema() -> String {
+    CASE_SCHEMA.to_string()
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct Provenance {
+    #[serde(default)]
     pub traces: Vec<String>,
+    #[serde(default)]
     pub files: Vec<String>,
+    #[serde(default)]
     pub signature: String,
+    #[serde(default)]
     pub mined_at: String,
 }
+
+/// Which side of the train/holdout wall a case is on. The holdout is never shown to a
+/// proposer and only vetoes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Split {
+    #[default]
+    Train,
+    Holdout,
+}
+
+/// Where a case is in its life (DESIGN.md "case"). A case written by hand defaults to
+/// `active`: a person who wrote it wants it guarded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CaseStatus {
+    Candidate,
+    #[default]
+    Active,
+    Quarantined,
+    Retired,
+}
+
+impl Split {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Holdout => "holdout",
+        }
+    }
+}
+
+impl CaseStatus {
+    pub const ALL: [CaseStatus; 4] =
+        [CaseStatus::Candidate, CaseStatus::Active, CaseStatus::Quarantined, CaseStatus::Retired];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CaseStatus::Candidate => "candidate",
+            CaseStatus::Active => "active",
+            CaseStatus::Quarantined => "quarantined",
+            CaseStatus::Retired => "retired",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<CaseStatus> {
+        CaseStatus::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+}
+
+macro_rules! str_like {
+    ($t:ty) => {
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+        impl PartialEq<&str> for $t {
+            fn eq(&self, other: &&str) -> bool {
+                self.as_str() == *other
+            }
+        }
+        impl PartialEq<str> for $t {
+            fn eq(&self, other: &str) -> bool {
+                self.as_str() == other
+            }
+        }
+    };
+}
+str_like!(Split);
+str_like!(CaseStatus);
 
 /// A case chosen for a cluster, before it is written.
 #[derive(Debug, Clone)]
@@ -107,7 +204,7 @@ pub fn plan_cases(
             let (m, input_hash, _) = &distinct[i];
             let f = &m.failure;
             let id = short_id("c-", &format!("{cluster_id}\n{input_hash}"));
-            let split = if is_holdout(&id, holdout_share) { "holdout" } else { "train" };
+            let split = if is_holdout(&id, holdout_share) { Split::Holdout } else { Split::Train };
             let mut checks = vec![
                 json!({"kind": "no_error"}),
                 json!({"kind": "not_signature", "signature": f.signature.canonical()}),
@@ -118,17 +215,18 @@ pub fn plan_cases(
                 id: id.clone(),
                 harness: harness.into(),
                 cluster: cluster_id.into(),
-                split: split.into(),
-                status: "candidate".into(),
+                description: None,
+                split,
+                status: CaseStatus::Candidate,
                 input: f.seed.input.clone(),
                 fixtures: f.seed.fixtures.clone(),
                 checks,
-                provenance: Provenance {
+                provenance: Some(Provenance {
                     traces: vec![f.trace_id.clone()],
                     files: vec![project_relative(&m.path, evals_dir)],
                     signature: f.signature.canonical(),
                     mined_at: now.into(),
-                },
+                }),
             };
             PlannedCase {
                 path: evals_dir.join(harness).join(cluster_id).join(format!("{id}.json")),
@@ -139,9 +237,9 @@ pub fn plan_cases(
         })
         .collect();
     // At least one train case per cluster: a cluster nobody may look at cannot be fixed.
-    if !planned.is_empty() && planned.iter().all(|p| p.case.split == "holdout") {
+    if !planned.is_empty() && planned.iter().all(|p| p.case.split == Split::Holdout) {
         planned.sort_by(|a, b| a.case.id.cmp(&b.case.id));
-        planned[0].case.split = "train".into();
+        planned[0].case.split = Split::Train;
     }
     planned
 }
@@ -199,7 +297,9 @@ pub fn write_case(planned: &PlannedCase, last_written_hash: Option<&str>) -> std
             Some(h) => h == hash,
             // No record (a fresh store): the file is ours if only its mining time differs.
             None => serde_json::from_slice::<CaseFile>(&existing).is_ok_and(|mut c| {
-                c.provenance.mined_at = planned.case.provenance.mined_at.clone();
+                if let (Some(p), Some(ours)) = (c.provenance.as_mut(), planned.case.provenance.as_ref()) {
+                    p.mined_at = ours.mined_at.clone();
+                }
                 c == planned.case
             }),
         };

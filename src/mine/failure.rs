@@ -527,6 +527,12 @@ const INFRA_PATTERNS: [&str; 22] = [
     "quota",
 ];
 
+/// Whether free text from a run (a trial's stderr, an error line) says the model API or the
+/// network failed rather than the agent: the classifier mining uses, without a step.
+pub fn is_infra_text(text: &str) -> bool {
+    is_infra(text, None, None)
+}
+
 /// Infrastructure: rate limits, timeouts, auth and 5xx of the model API, not the agent's
 /// own mistakes. A tool's "permission denied" on a file is a capability failure.
 fn is_infra(message: &str, error_type: Option<&str>, step: Option<&Step>) -> bool {

@@ -417,8 +417,8 @@ pub async fn mine(store: &Store, opts: &MineOptions, tick: &(dyn Fn(&str) + Sync
                         id: planned.case.id.clone(),
                         cluster_id: sc.cluster.id.clone(),
                         harness: opts.harness.clone(),
-                        split: planned.case.split.clone(),
-                        status: planned.case.status.clone(),
+                        split: planned.case.split.to_string(),
+                        status: planned.case.status.to_string(),
                         path,
                         content_hash: hash,
                     };

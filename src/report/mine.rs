@@ -343,9 +343,20 @@ pub struct CaseRow {
     pub trials_total: usize,
 }
 
-pub fn cases_table(out: &Output, cases: &[CaseRow]) -> String {
+pub fn cases_table(out: &Output, cases: &[CaseRow], invalid: &[crate::evals::case::CaseProblem]) -> String {
+    let mut bad = String::new();
+    if !invalid.is_empty() {
+        bad = format!(
+            "\n{} {} invalid case file(s) (eval, gate and run refuse to start until they are fixed; see docs/cases.md):\n",
+            out.paint(Style::Red, "✘"),
+            invalid.len()
+        );
+        for p in invalid {
+            bad.push_str(&format!("  {}\n", p));
+        }
+    }
     if cases.is_empty() {
-        return "no cases yet: `autoharness mine TRACES...` writes them\n".into();
+        return format!("no cases yet: `autoharness mine TRACES...` writes them\n{bad}");
     }
     let mut t = new_table(&["CASE", "CLUSTER", "SPLIT", "STATUS", "TRIALS", "LAST CHANGE", "FILE"], out.color_stdout);
     for c in cases {
@@ -367,5 +378,5 @@ pub fn cases_table(out: &Output, cases: &[CaseRow]) -> String {
             c.case.path.clone(),
         ]);
     }
-    format!("{t}\n")
+    format!("{t}\n{bad}")
 }

@@ -144,5 +144,6 @@ fn from_row(r: &sqlx::sqlite::SqliteRow) -> TrialRecord {
         isolation: r.get(17),
         signature: r.get(18),
         cached: false,
+        infra: None,
     }
 }
