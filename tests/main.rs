@@ -1,6 +1,7 @@
 //! The one integration test binary (see ARCHITECTURE.md, "Tests"): a module per area.
 
 mod bad_input;
+mod cli_cases;
 mod cli_eval;
 mod cli_gate;
 mod cli_mine;
