@@ -229,3 +229,130 @@ pub fn input_text(case: &Case) -> String {
     walk(&case.file.input, &mut out);
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn check() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(json!({"kind": "no_error"})),
+            "[a-z|<*> ]{1,20}".prop_map(|s| json!({"kind": "not_signature", "signature": s})),
+            "[a-zA-Z0-9 ]{1,20}".prop_map(|v| json!({"kind": "output_contains", "value": v})),
+            "[a-z]{1,8}".prop_map(|p| json!({"kind": "output_regex", "pattern": format!("^{p}\\d*$")})),
+            ("[a-z_]{1,10}", 0..3u64, proptest::option::of(3..9u64)).prop_map(|(n, min, max)| match max {
+                Some(m) => json!({"kind": "tool_called", "name": n, "min": min, "max": m}),
+                None => json!({"kind": "tool_called", "name": n}),
+            }),
+            (0..50u64).prop_map(|v| json!({"kind": "max_steps", "value": v})),
+            (proptest::option::of("[a-z]{1,8}"), -5.0..5.0f64).prop_map(|(n, v)| match n {
+                Some(n) => json!({"kind": "score_at_least", "name": n, "value": v}),
+                None => json!({"kind": "score_at_least", "value": v}),
+            }),
+            "[a-z ]{1,12}".prop_map(|r| json!({"kind": "command", "run": format!("true {r}")})),
+        ]
+    }
+
+    /// Case files as the schema allows them: every optional field present or not.
+    fn case_file() -> impl Strategy<Value = Value> {
+        (
+            proptest::option::of("[A-Za-z0-9._-]{1,30}".prop_filter("not . or ..", |s| s != "." && s != "..")),
+            proptest::option::of("k-[0-9a-f]{8}"),
+            proptest::option::of(prop_oneof![Just("train"), Just("holdout")]),
+            proptest::option::of(prop_oneof![Just("candidate"), Just("active"), Just("quarantined"), Just("retired")]),
+            prop_oneof![
+                "[ -~]{0,40}".prop_map(Value::String),
+                Just(json!([{"role": "user", "content": "hi"}])),
+                Just(json!({"task": "refund", "order": 7}))
+            ],
+            proptest::option::of(proptest::collection::vec(check(), 0..5)),
+            any::<(bool, bool, bool)>(),
+        )
+            .prop_map(|(id, cluster, split, status, input, checks, (schema, harness, prov))| {
+                let mut m = serde_json::Map::new();
+                if schema {
+                    m.insert("schema".into(), json!(CASE_SCHEMA));
+                }
+                if let Some(id) = id {
+                    m.insert("id".into(), json!(id));
+                }
+                if harness {
+                    m.insert("harness".into(), json!("h"));
+                }
+                if let Some(c) = cluster {
+                    m.insert("cluster".into(), json!(c));
+                }
+                if let Some(s) = split {
+                    m.insert("split".into(), json!(s));
+                }
+                if let Some(s) = status {
+                    m.insert("status".into(), json!(s));
+                }
+                m.insert("input".into(), input);
+                if let Some(c) = checks {
+                    m.insert("checks".into(), Value::Array(c));
+                }
+                if prov {
+                    m.insert("provenance".into(), json!({"traces": ["t"], "signature": "x"}));
+                }
+                Value::Object(m)
+            })
+    }
+
+    fn load_value(v: &Value) -> Result<Case, CaseProblem> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("case-1.json");
+        std::fs::write(&path, serde_json::to_vec(v).unwrap()).unwrap();
+        read_case(&path, Some("h"))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+        #[test]
+        fn schema_cases_load(v in case_file()) {
+            let c = load_value(&v).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(c.checks.len(), v.get("checks").and_then(Value::as_array).map_or(0, Vec::len));
+            prop_assert_eq!(c.file.harness.as_str(), "h");
+        }
+
+        #[test]
+        fn mutated_cases_fail_naming_the_field(v in case_file(), which in 0..5u8, name in "[a-z]{3,10}") {
+            let mut v = v;
+            let m = v.as_object_mut().unwrap();
+            let at = match which {
+                0 => { m.insert(format!("x{name}"), json!(1)); String::new() }
+                1 => { m.insert("status".into(), json!(format!("x{name}"))); "status".into() }
+                2 => { m.insert("split".into(), json!(3)); "split".into() }
+                3 => { m.insert("checks".into(), json!([{"kind": format!("x{name}")}])); "checks[0]".into() }
+                _ => { m.insert("id".into(), json!(format!("../{name}"))); "id".into() }
+            };
+            let e = load_value(&v).err().ok_or_else(|| TestCaseError::fail(format!("loaded: {v}")))?;
+            if at.is_empty() {
+                prop_assert!(e.message.contains(&format!("x{name}")), "{}", e);
+            } else {
+                prop_assert_eq!(&e.at, &at, "{}", e);
+            }
+        }
+    }
+
+    #[test]
+    fn the_published_schema_lists_exactly_the_fields() {
+        let schema: Value = serde_json::from_str(include_str!("../../docs/case.schema.json")).unwrap();
+        let mut published: Vec<String> = schema["properties"].as_object().unwrap().keys().cloned().collect();
+        published.sort();
+        let full = load_value(&json!({
+            "schema": CASE_SCHEMA, "id": "a", "harness": "h", "cluster": "k", "description": "d", "split": "train",
+            "status": "active", "input": 1, "fixtures": [1], "checks": [{"kind": "no_error"}],
+            "provenance": {}
+        }))
+        .unwrap();
+        let written = serde_json::to_value(&full.file).unwrap();
+        let mut fields: Vec<String> = written.as_object().unwrap().keys().cloned().collect();
+        fields.sort();
+        assert_eq!(published, fields);
+        assert!(check_id("/etc/passwd").is_err() && check_id("..").is_err() && check_id("c-1.b_2").is_ok());
+    }
+}
