@@ -39,6 +39,7 @@ fn rule_letter(rule: &Rule) -> char {
         Rule::FlakyRegression => 'F',
         Rule::HoldoutDrop => 'H',
         Rule::NoImprovement => 'N',
+        Rule::HoldoutRegression { .. } => 'h',
     }
 }
 
@@ -46,8 +47,36 @@ fn rule_letter(rule: &Rule) -> char {
 /// arm, trial)` is trial `trial`'s result. Returns the decision and the rounds it took.
 pub fn adaptive(
     cfg: &GateConfig,
-    mut cases: Vec<CaseTrials>,
+    cases: Vec<CaseTrials>,
     outcome: impl Fn(usize, Arm, u32) -> bool,
+) -> (Decision, u32) {
+    adaptive_full(cfg, cases, &outcome, &outcome)
+}
+
+/// A trial's outcome appended as the gate does: target cases of a targeted gate record
+/// whether the cluster's failure is gone (`outcome`) and whether every check passed (`full`).
+fn push(
+    cfg: &GateConfig,
+    c: &mut CaseTrials,
+    i: usize,
+    arm: Arm,
+    t: u32,
+    outcome: &dyn Fn(usize, Arm, u32) -> bool,
+    full: &dyn Fn(usize, Arm, u32) -> bool,
+) {
+    if c.role == Role::Target && cfg.require_improvement {
+        c.push_target(arm, outcome(i, arm, t), full(i, arm, t));
+    } else {
+        c.push(arm, [outcome(i, arm, t)]);
+    }
+}
+
+/// [`adaptive`] with target cases whose full passes differ from "the failure is gone".
+pub fn adaptive_full(
+    cfg: &GateConfig,
+    mut cases: Vec<CaseTrials>,
+    outcome: &dyn Fn(usize, Arm, u32) -> bool,
+    full: &dyn Fn(usize, Arm, u32) -> bool,
 ) -> (Decision, u32) {
     let mut rounds = 0;
     loop {
@@ -57,9 +86,9 @@ pub fn adaptive(
         }
         rounds += 1;
         for r in reqs {
-            let outs: Vec<bool> =
-                (r.first_trial..r.first_trial + r.trials).map(|t| outcome(r.case, r.arm, t)).collect();
-            cases[r.case].push(r.arm, outs);
+            for t in r.first_trial..r.first_trial + r.trials {
+                push(cfg, &mut cases[r.case], r.case, r.arm, t, outcome, full);
+            }
         }
     }
     (decide(cfg, &cases), rounds)
@@ -68,14 +97,28 @@ pub fn adaptive(
 /// (b) The same rules on `k_max` trials of every case and arm (each arm topped up from what it
 /// already has). Target cases are not run when improvement is not required: the rules ignore
 /// them, running them would only inflate the count.
-pub fn fixed(cfg: &GateConfig, mut cases: Vec<CaseTrials>, outcome: impl Fn(usize, Arm, u32) -> bool) -> Decision {
+pub fn fixed(cfg: &GateConfig, cases: Vec<CaseTrials>, outcome: impl Fn(usize, Arm, u32) -> bool) -> Decision {
+    fixed_full(cfg, cases, &outcome, &outcome)
+}
+
+/// [`fixed`] with separate full passes for target cases (see [`adaptive_full`]); target cases
+/// get `target_k_max` trials, as many as the adaptive gate may give them.
+pub fn fixed_full(
+    cfg: &GateConfig,
+    mut cases: Vec<CaseTrials>,
+    outcome: &dyn Fn(usize, Arm, u32) -> bool,
+    full: &dyn Fn(usize, Arm, u32) -> bool,
+) -> Decision {
     for (i, c) in cases.iter_mut().enumerate() {
         if c.role == Role::Target && !cfg.require_improvement {
             continue;
         }
+        let n = if c.role == Role::Target { cfg.target_k_max.max(cfg.k_max) } else { cfg.k_max };
         for arm in [Arm::Baseline, Arm::Candidate] {
             let have = c.trials(arm).len() as u32;
-            c.push(arm, (have..cfg.k_max).map(|t| outcome(i, arm, t)));
+            for t in have..n {
+                push(cfg, c, i, arm, t, outcome, full);
+            }
         }
     }
     decide(cfg, &cases)
@@ -85,13 +128,24 @@ pub fn fixed(cfg: &GateConfig, mut cases: Vec<CaseTrials>, outcome: impl Fn(usiz
 /// suite + holdout passes are ≥ the baseline's and, when improvement is required, its target
 /// passes are strictly higher.
 pub fn single_run(cfg: &GateConfig, roles: &[Role], outcome: impl Fn(usize, Arm, u32) -> bool) -> Run {
+    single_run_full(cfg, roles, &outcome, &outcome)
+}
+
+/// [`single_run`] judging target cases on full passes, as a one-run gate does.
+pub fn single_run_full(
+    cfg: &GateConfig,
+    roles: &[Role],
+    outcome: &dyn Fn(usize, Arm, u32) -> bool,
+    full: &dyn Fn(usize, Arm, u32) -> bool,
+) -> Run {
     let (mut base, mut cand, mut base_t, mut cand_t, mut trials) = (0, 0, 0, 0, 0);
     for (i, &role) in roles.iter().enumerate() {
         if role == Role::Target && !cfg.require_improvement {
             continue;
         }
-        let b = u32::from(outcome(i, Arm::Baseline, 0));
-        let c = u32::from(outcome(i, Arm::Candidate, 0));
+        let judge = if role == Role::Target { full } else { outcome };
+        let b = u32::from(judge(i, Arm::Baseline, 0));
+        let c = u32::from(judge(i, Arm::Candidate, 0));
         trials += 2;
         if role == Role::Target {
             (base_t, cand_t) = (base_t + b, cand_t + c);

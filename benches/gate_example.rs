@@ -451,7 +451,7 @@ fn main() {
     }
     println!();
     for (i, c) in cases.iter().enumerate() {
-        print!("{:<11} {:<11} {:<5}", c.id(), c.file.cluster, &c.file.split[..c.file.split.len().min(5)]);
+        print!("{:<11} {:<11} {:<5}", c.id(), c.file.cluster, c.file.split.as_str());
         for m in &outcomes {
             print!(" {:>13.0}", 100.0 * rate(&m[i]));
         }

@@ -59,6 +59,9 @@ struct World {
     roles: Vec<Role>,
     base: Vec<f64>,
     cand: Vec<f64>,
+    /// Target cases: the chance that a candidate trial whose cluster failure is gone also
+    /// passes every check (1 = a fix is a full pass; lower = the failure mode changed).
+    full_share: Vec<f64>,
 }
 
 fn base_world(rng: &mut Rng) -> World {
@@ -81,7 +84,8 @@ fn base_world(rng: &mut Rng) -> World {
         base.push(if i < 3 { rng.uniform(0.9, 1.0) } else { rng.uniform(0.5, 0.8) });
     }
     let cand = base.clone();
-    World { roles, base, cand }
+    let full_share = vec![1.0; base.len()];
+    World { roles, base, cand, full_share }
 }
 
 struct Scenario {
@@ -111,6 +115,13 @@ fn break_stable(w: &mut World, rng: &mut Rng, n: usize) {
     let first = rng.below(STABLE.len());
     for j in 0..n {
         w.cand[STABLE.start + (first + j) % STABLE.len()] = 0.1;
+    }
+}
+
+fn target_gain(w: &mut World, rng: &mut Rng, lo: f64, hi: f64) {
+    let d = rng.uniform(lo, hi);
+    for i in SUITE..SUITE + TARGET {
+        w.cand[i] = (w.base[i] + d).min(1.0);
     }
 }
 
@@ -164,6 +175,58 @@ const SCENARIOS: &[Scenario] = &[
                 w.cand[i] = (w.base[i] + 0.1).min(1.0);
             }
         },
+    },
+    Scenario {
+        name: "tiny true effect (target +0.03)",
+        accept_is_right: false,
+        require_improvement: true,
+        cached_baseline: 0,
+        breaks_case: false,
+        patch: |w, rng| target_gain(w, rng, 0.03, 0.03),
+    },
+    Scenario {
+        name: "moderate true fix (target +0.25..0.35)",
+        accept_is_right: true,
+        require_improvement: true,
+        cached_baseline: 0,
+        breaks_case: false,
+        patch: |w, rng| target_gain(w, rng, 0.25, 0.35),
+    },
+    Scenario {
+        name: "fix that changes the failure mode",
+        accept_is_right: true,
+        require_improvement: true,
+        cached_baseline: 0,
+        breaks_case: false,
+        // The cluster's failure is gone on 80–95% of trials, but the case now fails a later
+        // check as often as it failed before: full passes stay at the baseline's rate.
+        patch: |w, rng| {
+            fix_targets(w, rng);
+            for i in SUITE..SUITE + TARGET {
+                w.full_share[i] = w.base[i] / w.cand[i];
+            }
+        },
+    },
+    Scenario {
+        name: "lone holdout case regresses (-> 0)",
+        accept_is_right: false,
+        require_improvement: false,
+        cached_baseline: 0,
+        breaks_case: true,
+        patch: |w, rng| {
+            let i = HOLDOUT_STABLE.start + rng.below(HOLDOUT_STABLE.len());
+            w.cand[i] = 0.0;
+        },
+    },
+    Scenario {
+        name: "mined case breaks, 1 hand-written active",
+        accept_is_right: false,
+        require_improvement: false,
+        cached_baseline: 0,
+        breaks_case: true,
+        // Every train case is a suite case whatever its status (the gate's `roles`); a gate
+        // that guarded only `active` cases would not have run the broken one at all.
+        patch: |w, rng| break_stable(w, rng, 1),
     },
     Scenario {
         name: "noise only (±0.05 everywhere)",
@@ -228,6 +291,19 @@ fn outcome(run: u64, world: &World, case: usize, arm: Arm, trial: u32) -> bool {
     u < if arm == Arm::Candidate { world.cand[case] } else { world.base[case] }
 }
 
+/// Whether a trial passed every check: for target cases, the cluster's failure is gone and
+/// (on the candidate) a second draw against `full_share`.
+fn full(run: u64, world: &World, case: usize, arm: Arm, trial: u32) -> bool {
+    if !outcome(run, world, case, arm, trial) {
+        return false;
+    }
+    if arm == Arm::Baseline || world.full_share[case] >= 1.0 {
+        return true;
+    }
+    let key = splitmix64(run ^ 0x5EED).wrapping_add((case as u64) << 40).wrapping_add(u64::from(trial));
+    ((splitmix64(key) >> 11) as f64 / (1u64 << 53) as f64) < world.full_share[case]
+}
+
 /// Cases with only the cached baseline trials.
 fn initial_cases(run: u64, world: &World, cached: u32) -> Vec<CaseTrials> {
     world
@@ -251,19 +327,25 @@ fn spent(d: &Decision, cases: usize, cached: u32) -> u32 {
 fn adaptive(cfg: &GateConfig, run: u64, world: &World, cached: u32) -> Run {
     let cases = initial_cases(run, world, cached);
     let n = cases.len();
-    let (d, rounds) = common::adaptive(cfg, cases, |i, arm, t| outcome(run, world, i, arm, t));
+    let (d, rounds) = common::adaptive_full(cfg, cases, &|i, arm, t| outcome(run, world, i, arm, t), &|i, arm, t| {
+        full(run, world, i, arm, t)
+    });
     Run::of(&d, spent(&d, n, cached), rounds)
 }
 
 fn fixed(cfg: &GateConfig, run: u64, world: &World, cached: u32) -> Run {
     let cases = initial_cases(run, world, cached);
     let n = cases.len();
-    let d = common::fixed(cfg, cases, |i, arm, t| outcome(run, world, i, arm, t));
+    let d = common::fixed_full(cfg, cases, &|i, arm, t| outcome(run, world, i, arm, t), &|i, arm, t| {
+        full(run, world, i, arm, t)
+    });
     Run::of(&d, spent(&d, n, cached), 1)
 }
 
 fn single_run(cfg: &GateConfig, run: u64, world: &World) -> Run {
-    common::single_run(cfg, &world.roles, |i, arm, t| outcome(run, world, i, arm, t))
+    common::single_run_full(cfg, &world.roles, &|i, arm, t| outcome(run, world, i, arm, t), &|i, arm, t| {
+        full(run, world, i, arm, t)
+    })
 }
 
 fn main() {

@@ -204,6 +204,10 @@ pub struct RunArgs {
     /// Continue the newest unfinished run (after a crash or a kill)
     #[arg(long)]
     pub resume: bool,
+    /// Work on this cluster only (id or prefix), whatever its past attempts: how to retry a
+    /// cluster `run` gave up on
+    #[arg(long, value_name = "CLUSTER")]
+    pub target: Option<String>,
     /// Where diffs come from: knobs (offline, default), openai, anthropic, command [default: [proposer] provider]
     #[arg(long, value_name = "NAME")]
     pub proposer: Option<String>,

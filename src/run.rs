@@ -49,6 +49,10 @@ pub struct RunOptions {
     pub join_threshold: f64,
     pub holdout_share: f64,
     pub proposer: crate::propose::ProposerConfig,
+    /// Work on this cluster (id or prefix) only, whatever its attempts or state (`--target`):
+    /// the way to retry a cluster `run` gave up on.
+    #[serde(default)]
+    pub target: Option<String>,
 }
 
 /// What the loop reports as it goes; `report::run` renders these.
@@ -279,11 +283,15 @@ pub async fn run(ctx: &RunContext<'_>, manifest: &Manifest, opts: &RunOptions) -
                 c.file.status = st;
             }
         }
-        let Some(target) = choose_target(store, &cases, &skipped_this_run).await? else {
-            break "no cluster left to work on (every cluster fixed, without cases, or tried too often)".into();
+        let (target, passed_over) = choose_target(store, &cases, &skipped_this_run, opts.target.as_deref()).await?;
+        let Some(target) = target else {
+            break no_target_reason(opts.target.as_deref(), &passed_over);
         };
         iteration += 1;
-        let total: i64 = store.clusters().await?.iter().map(|c| c.cluster.members as i64).sum::<i64>().max(1);
+        // Without mined clusters in this store (a fresh CI runner) `failures` counts cases:
+        // the share is then of at least that many, never over 100%.
+        let total: i64 =
+            store.clusters().await?.iter().map(|c| c.cluster.members as i64).sum::<i64>().max(target.failures).max(1);
         emit(RunEvent::Target {
             iteration,
             cluster: target.id.clone(),
@@ -424,7 +432,9 @@ pub async fn run(ctx: &RunContext<'_>, manifest: &Manifest, opts: &RunOptions) -
             let parsed = parse_relative(&p.diff)?;
             patch::apply(&parsed, &base_root).map_err(|e| anyhow::anyhow!("the accepted patch did not apply: {e}"))?;
             store.set_proposal_verdict(pid, &report.verdict, &report.rule, None, true).await?;
-            store.set_cluster_state(&target.id, "fixed").await?;
+            // "fixed" only once the fix is in the tree (--apply / --branch, below); until then
+            // the cluster stays targeted, with a fix proposed in this run.
+            skipped_this_run.insert(target.id.clone());
             summary.clusters_fixed.push(target.id.clone());
             it.accepted = Some(p.description.clone());
             it.patch = Some(patch_path.display().to_string());
@@ -474,6 +484,9 @@ pub async fn run(ctx: &RunContext<'_>, manifest: &Manifest, opts: &RunOptions) -
                 }
             }
             summary.applied_to_tree = true;
+            for p in &accepted {
+                store.set_cluster_state(&p.cluster_id, "fixed").await?;
+            }
             if opts.branch.is_some() {
                 let evals = ctx.project_root.join("evals").join(&manifest.name);
                 git(
@@ -545,7 +558,16 @@ fn git(dir: &Path, args: &[&str]) -> anyhow::Result<()> {
 
 /// The most costly cluster still worth a try: not fixed, with train cases to improve,
 /// not tried too often without success. Impact = mined failures (or cases when not mined here).
-async fn choose_target(store: &Store, cases: &[Case], skipped: &HashSet<String>) -> anyhow::Result<Option<Target>> {
+/// The next cluster to work on: the costliest with candidate train cases that is not fixed,
+/// has no fix proposed by an earlier run that was never applied, and has not failed
+/// [`MAX_FAILED_ATTEMPTS`] gated attempts. `only` (`--target`) picks one cluster whatever
+/// its attempts and state. Returns the clusters passed over with why, for the report.
+async fn choose_target(
+    store: &Store,
+    cases: &[Case],
+    skipped: &HashSet<String>,
+    only: Option<&str>,
+) -> anyhow::Result<(Option<Target>, Vec<(String, String)>)> {
     let stored = store.clusters().await?;
     let mut targets: Vec<Target> = Vec::new();
     let mut seen = HashSet::new();
@@ -566,16 +588,43 @@ async fn choose_target(store: &Store, cases: &[Case], skipped: &HashSet<String>)
         });
     }
     targets.sort_by(|a, b| b.failures.cmp(&a.failures).then(a.id.cmp(&b.id)));
+    let mut passed_over = Vec::new();
     for t in targets {
-        if t.state == "fixed" || skipped.contains(&t.id) {
+        if let Some(only) = only {
+            if t.id.starts_with(only) && !skipped.contains(&t.id) {
+                return Ok((Some(t), passed_over));
+            }
             continue;
         }
-        if store.failed_attempts(&t.id).await? >= MAX_FAILED_ATTEMPTS {
-            continue;
+        let why = if skipped.contains(&t.id) {
+            Some("already worked on in this run".to_string())
+        } else if t.state == "fixed" {
+            Some("fixed (its fix was applied)".to_string())
+        } else if let Some(run) = store.unapplied_fix(&t.id).await? {
+            Some(format!("fix proposed in run {run}, not applied yet (its accepted.patch)"))
+        } else {
+            let n = store.failed_attempts(&t.id).await?;
+            (n >= MAX_FAILED_ATTEMPTS)
+                .then(|| format!("tried too often: {n} gated attempts accepted nothing (retry with --target {})", t.id))
+        };
+        match why {
+            Some(why) => passed_over.push((t.id.clone(), why)),
+            None => return Ok((Some(t), passed_over)),
         }
-        return Ok(Some(t));
     }
-    Ok(None)
+    Ok((None, passed_over))
+}
+
+/// Why the loop found nothing to work on, naming each cluster passed over.
+fn no_target_reason(only: Option<&str>, passed_over: &[(String, String)]) -> String {
+    if let Some(only) = only {
+        return format!("no cluster `{only}` with candidate train cases left to work on");
+    }
+    if passed_over.is_empty() {
+        return "no cluster left to work on: no candidate train cases (run `autoharness mine`)".into();
+    }
+    let list: Vec<String> = passed_over.iter().take(8).map(|(id, why)| format!("{id}: {why}")).collect();
+    format!("no cluster left to work on ({})", list.join("; "))
 }
 
 /// Knob candidates for a cluster, screened on its train cases: singles first, then pairs

@@ -15,7 +15,23 @@ pub fn mine(settings: &Settings, out: &Output, args: &MineArgs) -> anyhow::Resul
         Some(d) => Some(parse_since(d)?),
         None => None,
     };
-    let harness = args.harness.clone().or_else(|| settings.config.harness.clone()).unwrap_or_else(|| "default".into());
+    let harness = match args.harness.clone().or_else(|| settings.config.harness.clone()) {
+        Some(h) => h,
+        // The cases are for the project's harness: the only one under harnesses/, so that
+        // the `eval` the summary suggests finds them.
+        None => match crate::harness::manifest::discover(&settings.project_root) {
+            Ok(all) if all.len() == 1 => all[0].name.clone(),
+            Ok(all) if all.len() > 1 => {
+                let names: Vec<&str> = all.iter().map(|m| m.name.as_str()).collect();
+                out.warn(&format!(
+                    "several harnesses ({}): cases go to evals/default/; pass --harness NAME (or set `harness` in autoharness.toml)",
+                    names.join(", ")
+                ));
+                "default".into()
+            }
+            _ => "default".into(),
+        },
+    };
     let opts = MineOptions {
         paths: args.paths.clone(),
         harness,

@@ -61,6 +61,7 @@ pub fn run(settings: &Settings, out: &Output, args: &RunArgs) -> anyhow::Result<
         join_threshold: settings.config.mine.join_threshold,
         holdout_share: settings.config.mine.holdout_share,
         proposer,
+        target: args.target.clone(),
     };
     let _lock = lock(&settings.state_dir())?;
     let rt = runtime()?;

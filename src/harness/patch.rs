@@ -989,6 +989,7 @@ fn excerpt(text: &str) -> String {
 /// The same diff with every file path put under `prefix` (a harness root's path inside the
 /// repository), so a patch written relative to the harness root applies with `git apply` at
 /// the repository root, where users stand. Only header lines change; hunks are untouched.
+#[allow(clippy::manual_map)]
 pub fn prefix_paths(diff: &str, prefix: Option<&str>) -> String {
     let Some(prefix) = prefix.map(|p| p.trim_matches('/')).filter(|p| !p.is_empty() && *p != ".") else {
         return diff.to_string();
@@ -1017,10 +1018,7 @@ pub fn prefix_paths(diff: &str, prefix: Option<&str>) -> String {
             in_hunk_header_zone = false;
         }
         let rewritten = if let Some(rest) = body.strip_prefix("diff --git ") {
-            match rest.split_once(" b/") {
-                Some((a, b)) => Some(format!("diff --git {} {}", under(a), under(&format!("b/{b}")))),
-                None => None,
-            }
+            rest.split_once(" b/").map(|(a, b)| format!("diff --git {} {}", under(a), under(&format!("b/{b}"))))
         } else if !in_hunk_header_zone {
             None
         } else if let Some(rest) = body.strip_prefix("--- ") {
@@ -1031,10 +1029,8 @@ pub fn prefix_paths(diff: &str, prefix: Option<&str>) -> String {
             Some(format!("+++ {}{}", under(path), tail.map(|t| format!("\t{t}")).unwrap_or_default()))
         } else if let Some(rest) = body.strip_prefix("rename from ") {
             Some(format!("rename from {prefix}/{rest}"))
-        } else if let Some(rest) = body.strip_prefix("rename to ") {
-            Some(format!("rename to {prefix}/{rest}"))
         } else {
-            None
+            body.strip_prefix("rename to ").map(|rest| format!("rename to {prefix}/{rest}"))
         };
         out.push_str(rewritten.as_deref().unwrap_or(body));
         out.push_str(nl);

@@ -96,8 +96,9 @@ pub fn terminal(out: &Output, s: &RunSummary) -> String {
         s.iterations.len(),
         s.trials,
         s.cached_trials,
-        s.cost_usd,
-        s.cost_per_fix_usd.map(|c| format!(" (${c:.4} per fix)")).unwrap_or_default(),
+        // Costs are never negative; this also keeps a -0.0 sum from printing as "$-0.0000".
+        s.cost_usd.max(0.0),
+        s.cost_per_fix_usd.map(|c| format!(" (${:.4} per fix)", c.max(0.0))).unwrap_or_default(),
         s.wall_ms as f64 / 1000.0
     );
     for it in &s.iterations {
@@ -137,7 +138,8 @@ pub fn markdown(s: &RunSummary) -> String {
         if s.clusters_fixed.is_empty() { "none".into() } else { s.clusters_fixed.join(", ") },
         s.trials,
         s.cached_trials,
-        s.cost_usd,
+        // Costs are never negative; this also keeps a -0.0 sum from printing as "$-0.0000".
+        s.cost_usd.max(0.0),
         s.cost_per_fix_usd.map(|c| format!(" (${c:.4} per accepted fix)")).unwrap_or_default(),
         s.wall_ms as f64 / 1000.0,
         s.stopped_because

@@ -183,17 +183,31 @@ impl Store {
         Ok(rows.into_iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
     }
 
-    /// Iterations (any run) that targeted a cluster and accepted nothing.
+    /// Iterations (any run) that gated a proposal for a cluster and accepted nothing.
+    /// Proposals that never reached a verdict (a provider error, an answer that did not
+    /// parse, a patch that did not apply) say nothing about the cluster and do not count.
     pub async fn failed_attempts(&self, cluster: &str) -> anyhow::Result<i64> {
         let n: i64 = sqlx::query(
-            "SELECT COUNT(*) FROM (SELECT run_id, iteration FROM proposals WHERE cluster_id = ? AND verdict IS NOT NULL
-               GROUP BY run_id, iteration HAVING MAX(accepted) = 0)",
+            "SELECT COUNT(*) FROM (SELECT run_id, iteration FROM proposals WHERE cluster_id = ?
+               AND verdict IN ('pass', 'fail') GROUP BY run_id, iteration HAVING MAX(accepted) = 0)",
         )
         .bind(cluster)
         .fetch_one(&self.pool)
         .await?
         .get(0);
         Ok(n)
+    }
+
+    /// The newest run that accepted a fix for this cluster without applying it to the tree.
+    pub async fn unapplied_fix(&self, cluster: &str) -> anyhow::Result<Option<String>> {
+        let row = sqlx::query(
+            "SELECT p.run_id FROM proposals p JOIN clusters c ON c.id = p.cluster_id
+             WHERE p.cluster_id = ? AND p.accepted = 1 AND c.state != 'fixed' ORDER BY p.id DESC LIMIT 1",
+        )
+        .bind(cluster)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| r.get(0)))
     }
 
     pub async fn set_cluster_state(&self, id: &str, state: &str) -> anyhow::Result<()> {
