@@ -100,11 +100,13 @@ pub struct Runner {
     /// Where trial folders (inputs, traces, results) are kept.
     pub trials_dir: PathBuf,
     pub isolation: IsolationChoice,
+    /// The `run` whose spend each trial's cost is added to when it is recorded.
+    pub run_id: Option<String>,
 }
 
 impl Runner {
     pub fn new(store: Option<Store>, jobs: usize, trials_dir: PathBuf) -> Runner {
-        Runner { store, jobs: jobs.max(1), use_cache: true, trials_dir, isolation: IsolationChoice::Auto }
+        Runner { store, jobs: jobs.max(1), use_cache: true, trials_dir, isolation: IsolationChoice::Auto, run_id: None }
     }
 
     /// Run `trials` of `cases` on `version`; `on_done` sees each record as it finishes.
@@ -162,7 +164,7 @@ impl Runner {
         let dir = self.trial_dir(version, case, seed);
         let rec = run_one(version, case, seed, env_fp, &dir, self.isolation).await?;
         if let Some(store) = &self.store {
-            store.record_trial(&rec).await?;
+            store.record_trial_for(&rec, self.run_id.as_deref()).await?;
         }
         Ok(rec)
     }
@@ -208,7 +210,7 @@ impl Runner {
             let records = run_batch_once(version, &batch_cases, seed, env_fp, &dir, self.isolation).await?;
             for ((i, _), rec) in todo.into_iter().zip(records) {
                 if let Some(store) = &self.store {
-                    store.record_trial(&rec).await?;
+                    store.record_trial_for(&rec, self.run_id.as_deref()).await?;
                 }
                 on_done(&rec);
                 out[i] = Some(rec);

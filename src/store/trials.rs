@@ -10,7 +10,8 @@ const COLUMNS: &str = "harness, harness_hash, case_id, case_hash, seed, env_fp, 
     checks, duration_ms, tokens, cost_usd, output, stderr_tail, trace_path, isolation, signature, created_at";
 
 impl Store {
-    /// A trial with this key ran before: its record, marked cached.
+    /// A trial with this key ran before: its record, marked cached. A trial that could not
+    /// start says nothing about the harness (a sandbox or setup problem): never reused.
     pub async fn cached_trial(
         &self,
         harness_hash: &str,
@@ -19,7 +20,8 @@ impl Store {
         env_fp: &str,
     ) -> anyhow::Result<Option<TrialRecord>> {
         let row = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM trials WHERE harness_hash = ? AND case_hash = ? AND seed = ? AND env_fp = ?"
+            "SELECT {COLUMNS} FROM trials WHERE harness_hash = ? AND case_hash = ? AND seed = ? AND env_fp = ?
+               AND status != 'failed_to_start'"
         ))
         .bind(harness_hash)
         .bind(case_hash)
@@ -36,6 +38,13 @@ impl Store {
 
     /// Record a trial, replacing an earlier one with the same key (a `--no-cache` rerun).
     pub async fn record_trial(&self, t: &TrialRecord) -> anyhow::Result<()> {
+        self.record_trial_for(t, None).await
+    }
+
+    /// Record a trial and, in the same transaction, add its cost to what run `run` spent:
+    /// a run killed mid-gate has still counted every trial that ended.
+    pub async fn record_trial_for(&self, t: &TrialRecord, run: Option<&str>) -> anyhow::Result<()> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query(&format!(
             "INSERT INTO trials ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT (harness_hash, case_hash, seed, env_fp) DO UPDATE SET
@@ -65,8 +74,17 @@ impl Store {
         .bind(&t.isolation)
         .bind(&t.signature)
         .bind(now_rfc3339())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        if let (Some(run), Some(cost)) = (run, t.cost_usd.filter(|c| *c > 0.0)) {
+            sqlx::query("UPDATE runs SET spent_usd = spent_usd + ? WHERE id = ?")
+                .bind(cost)
+                .bind(run)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        crate::crash::point("trial_recorded");
         Ok(())
     }
 
