@@ -81,9 +81,11 @@ pub fn is_held(path: &Path) -> bool {
 
 /// `<folder>/<stem><suffix>` beside the store file `db`: what belongs to one store (its
 /// locks, its trial folders) is named after it, so two stores in one folder never share.
+/// Absolute (from the current directory when `db` is relative): trials run elsewhere.
 pub fn beside_store(db: &Path, suffix: &str) -> PathBuf {
+    let db = std::path::absolute(db).unwrap_or_else(|_| db.to_path_buf());
     let stem = db.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "state".into());
-    let dir = db.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = db.parent().unwrap_or(Path::new("/"));
     dir.join(format!("{stem}{suffix}"))
 }
 
@@ -111,6 +113,7 @@ mod tests {
             beside_store(Path::new("/p/.autoharness/state.db"), ".lock"),
             Path::new("/p/.autoharness/state.lock")
         );
-        assert_eq!(beside_store(Path::new("other.db"), ".run.lock"), Path::new("./other.run.lock"));
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(beside_store(Path::new("other.db"), ".run.lock"), cwd.join("other.run.lock"));
     }
 }

@@ -106,6 +106,9 @@ pub struct Runner {
 
 impl Runner {
     pub fn new(store: Option<Store>, jobs: usize, trials_dir: PathBuf) -> Runner {
+        // Trials run in other folders: a relative path (a relative --db) would not reach
+        // their inputs, and the failures that made were cached as the harness's own.
+        let trials_dir = std::path::absolute(&trials_dir).unwrap_or(trials_dir);
         Runner { store, jobs: jobs.max(1), use_cache: true, trials_dir, isolation: IsolationChoice::Auto, run_id: None }
     }
 
