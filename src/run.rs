@@ -332,8 +332,17 @@ pub async fn run(ctx: &RunContext<'_>, manifest: &Manifest, given: &RunOptions) 
                     .await?;
             (ps, n)
         } else {
-            let ps =
-                propose_model(store, &opts.proposer, &baseline, &cases, &target, opts.candidates, &run_dir).await?;
+            // Redoing an interrupted iteration: its recorded answers are gated again (a
+            // model need not give the same answer twice); only the missing ones are asked.
+            let mut ps = if resumed {
+                store.recorded_proposals(&run_id, iteration as i64, &target.id).await?
+            } else {
+                Vec::new()
+            };
+            let missing = opts.candidates.saturating_sub(ps.len() as u32);
+            if missing > 0 {
+                ps.extend(propose_model(store, &opts.proposer, &baseline, &cases, &target, missing, &run_dir).await?);
+            }
             (ps, 0)
         };
         let mut usable = Vec::new();

@@ -270,3 +270,30 @@ fn a_run_killed_at_seeded_moments_resumes_to_where_an_uninterrupted_run_ends() {
         assert_eq!(got, want, "seed {seed}: killed at {crashes:?}, resumed: {name} differ");
     }
 }
+
+#[test]
+fn a_run_killed_after_a_model_s_answer_passed_resumes_with_that_answer() {
+    // A stand-in for a model that never answers the same twice: each answer is numbered.
+    let config = r#"[proposer]
+provider = "command"
+command = '''cat > /dev/null; n=$(cat "$HOME/asked" 2>/dev/null || echo 0); echo $((n+1)) > "$HOME/asked"; printf 'Verify the customer identity before any refund.\n' >> prompts/system.md; printf '# answer %s\n' "$n" >> config.toml'''
+"#;
+    let start = ["run", "--traces", "examples/support-bot/traces", "--max-iterations", "2", "--candidates", "1"];
+    let reference = example();
+    reference.write("autoharness.toml", config);
+    let out = crash_run(&reference, &start, "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let truth = run_end(&reference);
+    assert_eq!(truth[6], 1, "the reference run accepts the second answer: {truth:?}");
+    let sb = example();
+    sb.write("autoharness.toml", config);
+    // Killed once the second answer's gate has passed, before it is accepted.
+    let out = crash_run(&sb, &start, "gate_recorded:2");
+    assert!(killed(&out), "{}", stderr(&out));
+    integrity_ok(&sb.db());
+    let out = crash_run(&sb, &["run", "--resume"], "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let end = run_end(&sb);
+    assert_eq!(end, truth, "resumed after a passed gate: the same answer is accepted, none is asked again");
+    assert_eq!(std::fs::read_to_string(sb.path().join("asked")).unwrap().trim(), "2", "two answers asked in all");
+}

@@ -246,6 +246,46 @@ impl Store {
         Ok(rows.iter().map(proposal_row).collect())
     }
 
+    /// The proposals an iteration recorded, as they were asked for (a resumed run gates
+    /// these again instead of asking a model anew: it need not answer the same twice, and
+    /// they were paid for).
+    pub async fn recorded_proposals(&self, run: &str, iteration: i64, cluster: &str) -> anyhow::Result<Vec<Proposal>> {
+        let rows = sqlx::query(
+            "SELECT provider, description, diff, COALESCE(prediction, '{}'), prompt, answer, tokens_in, tokens_out,
+               cost_usd, error FROM proposals WHERE run_id = ? AND iteration = ? AND cluster_id = ? ORDER BY id",
+        )
+        .bind(run)
+        .bind(iteration)
+        .bind(cluster)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let prediction: serde_json::Value = serde_json::from_str(r.get::<&str, _>(3)).unwrap_or_default();
+                let list = |key: &str| -> Vec<String> {
+                    prediction[key]
+                        .as_array()
+                        .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+                        .unwrap_or_default()
+                };
+                Proposal {
+                    provider: r.get(0),
+                    description: r.get(1),
+                    diff: r.get(2),
+                    fixes: list("fixes"),
+                    risks: list("risks"),
+                    prompt: r.get(4),
+                    answer: r.get(5),
+                    tokens_in: r.get::<Option<i64>, _>(6).map(|t| t as u64),
+                    tokens_out: r.get::<Option<i64>, _>(7).map(|t| t as u64),
+                    cost_usd: r.get(8),
+                    error: r.get(9),
+                }
+            })
+            .collect())
+    }
+
     /// Diffs already gated for a cluster (any run), so a search never gates one twice.
     pub async fn gated_diffs(&self, cluster: &str) -> anyhow::Result<Vec<(String, String)>> {
         let rows = sqlx::query(
