@@ -264,6 +264,13 @@ fn a_run_killed_at_seeded_moments_resumes_to_where_an_uninterrupted_run_ends() {
         assert!(out.status.success(), "seed {seed}: {}", stderr(&out));
     }
     assert!(crashes.len() >= 3, "seed {seed}: the run was killed at {crashes:?} only");
+    // Every trial this store holds ran for this run (a fresh store): what the run spent is
+    // what they cost, the trials of gates a kill interrupted included.
+    let spend = rows(
+        &sb.db(),
+        "SELECT json_array(round((SELECT spent_usd FROM runs), 6), round((SELECT SUM(cost_usd) FROM trials), 6)) AS j",
+    );
+    assert_eq!(spend[0][0], spend[0][1], "seed {seed}: spent vs the cost of every trial, killed at {crashes:?}");
     let end = run_end(&sb);
     let names = ["proposals", "run", "clusters", "cases", "config.toml (--apply)", "clusters_fixed", "accepted"];
     for ((name, got), want) in names.iter().zip(&end).zip(&truth) {
