@@ -164,3 +164,49 @@ fn from_row(r: &sqlx::sqlite::SqliteRow) -> TrialRecord {
         cached: false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(status: &str) -> TrialRecord {
+        TrialRecord {
+            harness: "h".into(),
+            harness_hash: "hh".into(),
+            case_id: "c-1".into(),
+            case_hash: "ch".into(),
+            seed: 0,
+            env_fp: "fp".into(),
+            passed: false,
+            status: status.into(),
+            exit_code: None,
+            reason: Some("why".into()),
+            signature: None,
+            checks: Vec::new(),
+            duration_ms: 1,
+            tokens: None,
+            cost_usd: Some(0.5),
+            output: String::new(),
+            stderr_tail: String::new(),
+            trace_path: None,
+            isolation: String::new(),
+            cached: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn trials_that_could_not_start_are_never_served_from_the_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db")).await.unwrap();
+        store.create_run("r-1", "h", "{}").await.unwrap();
+        store.record_trial_for(&record("failed_to_start"), Some("r-1")).await.unwrap();
+        assert!(store.cached_trial("hh", "ch", 0, "fp").await.unwrap().is_none());
+        // Its cost still counts: it was spent.
+        assert_eq!(store.run_spent("r-1").await.unwrap(), 0.5);
+        store.record_trial_for(&record("exited"), Some("r-1")).await.unwrap();
+        let cached = store.cached_trial("hh", "ch", 0, "fp").await.unwrap().unwrap();
+        assert!(cached.cached && cached.status == "exited");
+        assert_eq!(store.run_spent("r-1").await.unwrap(), 1.0);
+        store.close().await;
+    }
+}
