@@ -55,7 +55,12 @@ impl Store {
         // Two processes opening a new store at once both found migrations to apply and the
         // second failed on tables the first had just made: migrations run one process at
         // a time, and each sees what the one before it applied.
-        let lock = store.exclusive().await?;
+        // Only when there is something to apply: a read-only command must not wait for a
+        // mine that holds the lock.
+        let applied: Option<i64> =
+            sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success").fetch_one(&store.pool).await.ok();
+        let pending = applied.is_none_or(|n| n as usize != MIGRATOR.iter().count());
+        let lock = if pending { store.exclusive().await? } else { None };
         let migrated = MIGRATOR.run(&store.pool).await;
         drop(lock);
         migrated.with_context(|| {
