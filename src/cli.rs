@@ -201,7 +201,7 @@ pub struct RunArgs {
     /// Commit the accepted patches on a new git branch (for a PR)
     #[arg(long, value_name = "NAME")]
     pub branch: Option<String>,
-    /// Continue the newest unfinished run (after a crash or a kill)
+    /// Continue the newest unfinished run (after a crash or a kill) with the options it started with; --max-iterations, --budget-usd and --time-limit may only lower them
     #[arg(long)]
     pub resume: bool,
     /// Work on this cluster only (id or prefix), whatever its past attempts: how to retry a

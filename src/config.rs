@@ -14,6 +14,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("AUTOHARNESS_JOBS", "parallel jobs (same as --jobs)"),
     ("AUTOHARNESS_HARNESS", "default harness name"),
     ("AUTOHARNESS_LOG", "tracing filter for logs on stderr, e.g. `autoharness=debug`"),
+    ("AUTOHARNESS_CRASH_AT", "tests: `<point>:<n>` kills the process the n-th time it passes a point (src/crash.rs)"),
     ("AUTOHARNESS_REQUIRE_ALL", "tests: 1 turns skips for missing dependencies into failures"),
     ("NO_COLOR", "disable colors"),
     ("FORCE_COLOR", "enable colors even when not a terminal"),
@@ -107,13 +108,20 @@ impl Settings {
         Ok(Settings { project_root, config, db_path, jobs })
     }
 
-    /// `.autoharness/`: the folder of the store, trial folders and run reports.
+    /// `.autoharness/`: the folder of the store, its locks, trial folders and run reports.
     pub fn state_dir(&self) -> PathBuf {
         self.db_path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .map(Path::to_path_buf)
             .unwrap_or_else(|| self.project_root.join(".autoharness"))
+    }
+
+    /// `<store stem>.trials/` beside the store: where each process claims its private
+    /// trial folder (`harness::space`). Named after the store, so two stores in one folder
+    /// never share one.
+    pub fn trials_root(&self) -> PathBuf {
+        crate::lockfile::beside_store(&self.db_path, ".trials")
     }
 
     /// Settings for tests and library use: a store at `db_path`, defaults elsewhere.

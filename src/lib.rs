@@ -8,10 +8,12 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod crash;
 pub mod evals;
 pub mod exit;
 pub mod gate;
 pub mod harness;
+pub mod lockfile;
 pub mod mine;
 pub mod propose;
 pub mod report;

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::evals::case::{self, Case};
 use crate::gate::engine::{GateConfig, Role};
@@ -33,13 +33,14 @@ const SCREEN_SEEDS: u64 = 2;
 /// Iterations without an accepted diff after which a cluster is skipped.
 const MAX_FAILED_ATTEMPTS: i64 = 2;
 
-#[derive(Debug, Clone, Serialize)]
+/// Stored with the run (`runs.options`): a resume continues with them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunOptions {
     pub traces: Option<PathBuf>,
     pub max_iterations: u32,
     pub candidates: u32,
     pub budget_usd: Option<f64>,
-    #[serde(skip)]
+    #[serde(default, with = "opt_secs")]
     pub time_limit: Option<Duration>,
     pub apply: bool,
     pub branch: Option<String>,
@@ -127,45 +128,34 @@ pub struct RunContext<'a> {
     pub store: &'a Store,
     pub project_root: &'a Path,
     pub state_dir: &'a Path,
+    /// This process's private trial folder (`harness::space`).
+    pub trials_dir: &'a Path,
     pub jobs: usize,
     pub emit: &'a (dyn Fn(RunEvent) + Sync),
 }
 
-/// Holds `.autoharness/run.lock` for the life of a run: a second run on the same store
-/// refuses at once instead of interleaving with the first.
+/// Holds `<store stem>.run.lock` beside the store for the life of a run: a second run on
+/// the same store refuses at once instead of interleaving with the first. Keyed by the
+/// store, so runs on two stores in one folder do not refuse each other.
 pub struct RunLock {
-    _file: std::fs::File,
+    _lock: crate::lockfile::FileLock,
 }
 
-pub fn lock(state_dir: &Path) -> anyhow::Result<RunLock> {
-    use std::io::{Read, Seek, Write};
-    use std::os::fd::AsRawFd;
-    std::fs::create_dir_all(state_dir)?;
-    let path = state_dir.join("run.lock");
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .with_context(|| format!("cannot open `{}`", path.display()))?;
-    // SAFETY: flock on a valid descriptor we own; no memory is involved.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc != 0 {
-        let mut holder = String::new();
-        let _ = file.read_to_string(&mut holder);
-        return Err(crate::exit::hinted(
-            format!("another `autoharness run` is using this store ({})", holder.trim()),
-            "wait for it to finish, or pass --db to use another store",
-        ));
+pub fn lock(db: &Path) -> anyhow::Result<RunLock> {
+    let path = crate::lockfile::beside_store(db, ".run.lock");
+    match crate::lockfile::try_lock(&path).with_context(|| format!("cannot open the run lock `{}`", path.display()))? {
+        Ok(mut lock) => {
+            lock.set_holder(&format!("pid {}", std::process::id()));
+            Ok(RunLock { _lock: lock })
+        }
+        Err(holder) => Err(crate::exit::hinted(
+            format!("another `autoharness run` is using the store `{}` ({holder})", db.display()),
+            "wait for it to finish, or give this run a store of its own with --db PATH",
+        )),
     }
-    file.set_len(0)?;
-    file.rewind()?;
-    let _ = write!(file, "pid {}", std::process::id());
-    Ok(RunLock { _file: file })
 }
 
-pub async fn run(ctx: &RunContext<'_>, manifest: &Manifest, opts: &RunOptions) -> anyhow::Result<RunSummary> {
+pub async fn run(ctx: &RunContext<'_>, manifest: &Manifest, given: &RunOptions) -> anyhow::Result<RunSummary> {
     let started = Instant::now();
     let store = ctx.store;
     let emit = ctx.emit;
@@ -173,21 +163,24 @@ pub async fn run(ctx: &RunContext<'_>, manifest: &Manifest, opts: &RunOptions) -
     // Invalid case files stop the run before it starts (and before a run record exists).
     case::load_checked(&ctx.project_root.join("evals"), &manifest.name)?;
     // The run: a new one, or the newest unfinished one with --resume.
-    let existing = if opts.resume { store.latest_run(&manifest.name, true).await? } else { None };
-    if opts.resume && existing.is_none() {
+    let existing = if given.resume { store.latest_run(&manifest.name, true).await? } else { None };
+    if given.resume && existing.is_none() {
         return Err(crate::exit::hinted(
             format!("no unfinished run of `{}` to resume", manifest.name),
             "start one with `autoharness run`",
         ));
     }
-    let (run_id, resumed) = match &existing {
-        Some(r) => (r.id.clone(), true),
+    // A resumed run continues with the options it started with; the resume command's
+    // flags may only tighten its budgets.
+    let (run_id, resumed, opts) = match &existing {
+        Some(r) => (r.id.clone(), true, resumed_options(&r.id, &r.options, given)?),
         None => {
             let id = format!("r-{}-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S"), std::process::id());
-            store.create_run(&id, &manifest.name, &serde_json::to_string(opts)?).await?;
-            (id, false)
+            store.create_run(&id, &manifest.name, &serde_json::to_string(given)?).await?;
+            (id, false, given.clone())
         }
     };
+    let opts = &opts;
     let run_dir = ctx.state_dir.join("runs").join(&run_id);
     std::fs::create_dir_all(&run_dir)?;
 
@@ -198,15 +191,31 @@ pub async fn run(ctx: &RunContext<'_>, manifest: &Manifest, opts: &RunOptions) -
     }
     workspace::private_copy(&manifest.root, &base_root)?;
     let mut accepted_so_far = 0u32;
+    // Iterations are closed in one transaction (`close_iteration`): the count stored is
+    // the iterations that finished; one that a crash interrupted is done again.
     let mut iteration = existing.as_ref().map(|r| r.iteration as u32).unwrap_or(0);
-    let mut spent = existing.as_ref().map(|r| r.spent_usd).unwrap_or(0.0);
-    for p in store.proposals_of_run(&run_id).await?.into_iter().filter(|p| p.accepted) {
+    let mut clusters_fixed = Vec::new();
+    // Clusters this run already worked on without success: not chosen again by this run.
+    let mut skipped_this_run: HashSet<String> = HashSet::new();
+    let recorded = store.proposals_of_run(&run_id).await?;
+    for p in recorded.iter().filter(|p| p.accepted) {
         let parsed =
             parse_relative(&p.diff).map_err(|e| anyhow::anyhow!("accepted patch {} is unreadable: {e}", p.id))?;
         patch::apply(&parsed, &base_root)
             .map_err(|e| anyhow::anyhow!("accepted patch {} no longer applies: {e}", p.id))?;
         accepted_so_far += 1;
         iteration = iteration.max(p.iteration as u32);
+        clusters_fixed.push(p.cluster_id.clone());
+        // Written after the iteration closed: a crash in between left it missing.
+        std::fs::write(run_dir.join(format!("accepted-{accepted_so_far}.patch")), &p.diff)?;
+    }
+    for p in recorded.iter().filter(|p| p.iteration as u32 <= iteration && !p.accepted) {
+        if !clusters_fixed.contains(&p.cluster_id) {
+            skipped_this_run.insert(p.cluster_id.clone());
+        }
+    }
+    if resumed {
+        store.reopen_iterations_after(&run_id, iteration as i64).await?;
     }
     let mut base_manifest = manifest.clone();
     base_manifest.root = base_root.clone();
@@ -237,7 +246,9 @@ pub async fn run(ctx: &RunContext<'_>, manifest: &Manifest, opts: &RunOptions) -
         });
     }
 
-    let runner = Runner::new(Some(store.clone()), ctx.jobs, ctx.state_dir.join("trials"));
+    // Every trial's cost is added to the run's spend when the trial is recorded.
+    let mut runner = Runner::new(Some(store.clone()), ctx.jobs, ctx.trials_dir.to_path_buf());
+    runner.run_id = Some(run_id.clone());
     let mut summary = RunSummary {
         schema: RUN_SCHEMA,
         run_id: run_id.clone(),
@@ -245,10 +256,10 @@ pub async fn run(ctx: &RunContext<'_>, manifest: &Manifest, opts: &RunOptions) -
         resumed,
         iterations: Vec::new(),
         accepted: accepted_so_far,
-        clusters_fixed: Vec::new(),
+        clusters_fixed,
         trials: 0,
         cached_trials: 0,
-        cost_usd: spent,
+        cost_usd: 0.0,
         cost_per_fix_usd: None,
         wall_ms: 0,
         stopped_because: String::new(),
@@ -256,7 +267,6 @@ pub async fn run(ctx: &RunContext<'_>, manifest: &Manifest, opts: &RunOptions) -
         applied_to_tree: false,
         branch: None,
     };
-    let mut skipped_this_run: HashSet<String> = HashSet::new();
     // Suite changes of this run (case id → status): in the store at once, in the case files
     // only with --apply / --branch, so the tree changes only when asked to.
     let mut statuses: std::collections::HashMap<String, String> = std::collections::HashMap::new();
@@ -264,6 +274,7 @@ pub async fn run(ctx: &RunContext<'_>, manifest: &Manifest, opts: &RunOptions) -
         statuses.insert(id, status);
     }
     let stop = loop {
+        let spent = store.run_spent(&run_id).await?;
         if iteration >= opts.max_iterations {
             break format!("reached --max-iterations {}", opts.max_iterations);
         }
@@ -312,42 +323,60 @@ pub async fn run(ctx: &RunContext<'_>, manifest: &Manifest, opts: &RunOptions) -
             quarantined: Vec::new(),
             screening_trials: 0,
         };
+        let mut close = crate::store::runs::IterationEnd {
+            run_id: &run_id,
+            iteration: iteration as i64,
+            cluster: &target.id,
+            accepted: None,
+            cluster_state: "observed",
+            case_events: Vec::new(),
+        };
 
-        // 2. Propose.
+        // 2. Propose. Every proposal is recorded (with what its answer cost) before any is
+        // gated.
         let baseline = Version::new(base_manifest.clone(), base_root.clone())?;
         let gated: HashSet<String> = store.gated_diffs(&target.id).await?.into_iter().map(|(h, _)| h).collect();
-        let (proposals, screening_trials, screening_cost) = if opts.proposer.provider == "knobs" {
-            propose_knobs(&runner, &baseline, &cases, &target.id, opts.candidates as usize, &gated, &run_dir, emit)
-                .await?
+        let (proposals, screening_trials) = if opts.proposer.provider == "knobs" {
+            let (ps, n, _cost) =
+                propose_knobs(&runner, &baseline, &cases, &target.id, opts.candidates as usize, &gated, &run_dir, emit)
+                    .await?;
+            (ps, n)
         } else {
-            let ps =
-                propose_model(store, &opts.proposer, &baseline, &cases, &target, opts.candidates, &run_dir).await?;
-            // Unusable answers are recorded (prompt, answer, tokens, cost) and not gated.
-            let mut usable = Vec::new();
-            for p in ps {
-                spent += p.cost_usd;
-                if p.error.is_some() && p.diff.is_empty() {
-                    let id = store.insert_proposal(&run_id, iteration as i64, &target.id, &p).await?;
-                    store.set_proposal_verdict(id, "error", "unusable_answer", None, false).await?;
-                    it.candidates.push(CandidateSummary {
-                        description: format!("{} proposal", p.provider),
-                        verdict: "error".into(),
-                        rule: "unusable_answer".into(),
-                        reason: p.error.clone().unwrap_or_default(),
-                        trials: 0,
-                        cost_usd: p.cost_usd,
-                    });
-                    emit(RunEvent::Unusable { provider: p.provider.clone(), why: p.error.clone().unwrap_or_default() });
-                } else {
-                    usable.push(Proposal { cost_usd: 0.0, ..p });
-                }
+            // Redoing an interrupted iteration: its recorded answers are gated again (a
+            // model need not give the same answer twice); only the missing ones are asked.
+            let mut ps = if resumed {
+                store.recorded_proposals(&run_id, iteration as i64, &target.id).await?
+            } else {
+                Vec::new()
+            };
+            let missing = opts.candidates.saturating_sub(ps.len() as u32);
+            if missing > 0 {
+                ps.extend(propose_model(store, &opts.proposer, &baseline, &cases, &target, missing, &run_dir).await?);
             }
-            (usable, 0, 0.0)
+            (ps, 0)
         };
+        let mut usable = Vec::new();
+        for p in proposals {
+            let id = store.insert_proposal(&run_id, iteration as i64, &target.id, &p).await?;
+            // Unusable answers are recorded (prompt, answer, tokens, cost) and not gated.
+            if p.error.is_some() && p.diff.is_empty() {
+                store.set_proposal_verdict(id, "error", "unusable_answer", None, false).await?;
+                it.candidates.push(CandidateSummary {
+                    description: format!("{} proposal", p.provider),
+                    verdict: "error".into(),
+                    rule: "unusable_answer".into(),
+                    reason: p.error.clone().unwrap_or_default(),
+                    trials: 0,
+                    cost_usd: p.cost_usd,
+                });
+                emit(RunEvent::Unusable { provider: p.provider.clone(), why: p.error.clone().unwrap_or_default() });
+            } else {
+                usable.push((id, p));
+            }
+        }
         it.screening_trials = screening_trials;
         summary.trials += screening_trials;
-        spent += screening_cost;
-        if proposals.is_empty() {
+        if usable.is_empty() {
             emit(RunEvent::NoCandidate { cluster: target.id.clone() });
             let none = Proposal {
                 description: "no knob change improved the target cases in screening".into(),
@@ -360,17 +389,16 @@ pub async fn run(ctx: &RunContext<'_>, manifest: &Manifest, opts: &RunOptions) -
                 let id = store.insert_proposal(&run_id, iteration as i64, &target.id, &none).await?;
                 store.set_proposal_verdict(id, "error", "no_candidate", None, false).await?;
             }
-            store.set_cluster_state(&target.id, "observed").await?;
+            store.close_iteration(&close).await?;
+            crate::crash::point("iteration_done");
             skipped_this_run.insert(target.id.clone());
-            store.update_run(&run_id, iteration as i64, spent, "running", None).await?;
             summary.iterations.push(it);
             continue;
         }
 
         // 3. Gate each candidate; 4. accept the best passing one.
         let mut best: Option<(i64, Proposal, GateReport)> = None;
-        for p in proposals {
-            let pid = store.insert_proposal(&run_id, iteration as i64, &target.id, &p).await?;
+        for (pid, p) in usable {
             let gate_opts = GateOptions {
                 cfg: GateConfig { require_improvement: true, ..opts.gate.clone() },
                 target: Some(target.id.clone()),
@@ -388,7 +416,7 @@ pub async fn run(ctx: &RunContext<'_>, manifest: &Manifest, opts: &RunOptions) -
                     let prediction = score_prediction(&p, &target.id, &report);
                     store.set_prediction_score(pid, &prediction.to_string()).await?;
                     store.set_proposal_verdict(pid, &report.verdict, &report.rule, Some(gate_id), false).await?;
-                    spent += report.cost.total_usd + p.cost_usd;
+                    crate::crash::point("gate_recorded");
                     summary.trials += report.trials.baseline + report.trials.candidate;
                     summary.cached_trials += report.trials.cached;
                     it.candidates.push(CandidateSummary {
@@ -416,46 +444,49 @@ pub async fn run(ctx: &RunContext<'_>, manifest: &Manifest, opts: &RunOptions) -
                     });
                 }
             }
-            store.update_run(&run_id, iteration as i64 - 1, spent, "running", None).await?;
         }
-        if let Some((pid, p, report)) = best {
-            accepted_so_far += 1;
-            let n = accepted_so_far;
-            let patch_path = run_dir.join(format!("accepted-{n}.patch"));
-            std::fs::write(
-                &patch_path,
-                patch::prefix_paths(&p.diff, manifest.root_prefix(ctx.project_root).as_deref()),
-            )?;
-            let md = run_dir.join(format!("accepted-{n}.md"));
-            std::fs::write(&md, crate::report::gate::markdown(&report))?;
-            std::fs::write(run_dir.join(format!("accepted-{n}.html")), crate::report::gate::html(&report))?;
-            let parsed = parse_relative(&p.diff)?;
-            patch::apply(&parsed, &base_root).map_err(|e| anyhow::anyhow!("the accepted patch did not apply: {e}"))?;
-            store.set_proposal_verdict(pid, &report.verdict, &report.rule, None, true).await?;
-            // "fixed" only once the fix is in the tree (--apply / --branch, below); until then
-            // the cluster stays targeted, with a fix proposed in this run.
+        let Some((pid, p, report)) = best else {
+            store.close_iteration(&close).await?;
+            crate::crash::point("iteration_done");
             skipped_this_run.insert(target.id.clone());
-            summary.clusters_fixed.push(target.id.clone());
-            it.accepted = Some(p.description.clone());
-            it.patch = Some(patch_path.display().to_string());
-            it.evidence = Some(md.display().to_string());
-            emit(RunEvent::Accepted { iteration, patch: patch_path, description: p.description.clone() });
-            // 5. Suite lifecycle: promote what the accepted harness passes, quarantine what flips.
-            let (promoted, quarantined) = lifecycle(store, &run_id, &cases, &report).await?;
-            for id in &promoted {
-                statuses.insert(id.clone(), "active".into());
-            }
-            for id in &quarantined {
-                statuses.insert(id.clone(), "quarantined".into());
-            }
-            emit(RunEvent::Promoted { cases: promoted.clone(), quarantined: quarantined.clone() });
-            it.promoted = promoted;
-            it.quarantined = quarantined;
-        } else {
-            store.set_cluster_state(&target.id, "observed").await?;
-            skipped_this_run.insert(target.id.clone());
+            summary.iterations.push(it);
+            continue;
+        };
+        // 5. Suite lifecycle: promote what the accepted harness passes, quarantine what
+        // flips; recorded with the acceptance itself.
+        let (promoted, quarantined, events) = lifecycle(&run_id, &cases, &report);
+        close.accepted = Some(pid);
+        // "fixed" only once the fix is in the tree (--apply / --branch, below); until then
+        // the cluster stays targeted, with a fix proposed in this run.
+        close.cluster_state = "targeted";
+        close.case_events = events;
+        crate::crash::point("accepted");
+        store.close_iteration(&close).await?;
+        accepted_so_far += 1;
+        let n = accepted_so_far;
+        let patch_path = run_dir.join(format!("accepted-{n}.patch"));
+        std::fs::write(&patch_path, patch::prefix_paths(&p.diff, manifest.root_prefix(ctx.project_root).as_deref()))?;
+        let md = run_dir.join(format!("accepted-{n}.md"));
+        std::fs::write(&md, crate::report::gate::markdown(&report))?;
+        std::fs::write(run_dir.join(format!("accepted-{n}.html")), crate::report::gate::html(&report))?;
+        let parsed = parse_relative(&p.diff)?;
+        patch::apply(&parsed, &base_root).map_err(|e| anyhow::anyhow!("the accepted patch did not apply: {e}"))?;
+        skipped_this_run.insert(target.id.clone());
+        summary.clusters_fixed.push(target.id.clone());
+        it.accepted = Some(p.description.clone());
+        it.patch = Some(patch_path.display().to_string());
+        it.evidence = Some(md.display().to_string());
+        emit(RunEvent::Accepted { iteration, patch: patch_path, description: p.description.clone() });
+        for id in &promoted {
+            statuses.insert(id.clone(), "active".into());
         }
-        store.update_run(&run_id, iteration as i64, spent, "running", None).await?;
+        for id in &quarantined {
+            statuses.insert(id.clone(), "quarantined".into());
+        }
+        emit(RunEvent::Promoted { cases: promoted.clone(), quarantined: quarantined.clone() });
+        it.promoted = promoted;
+        it.quarantined = quarantined;
+        crate::crash::point("iteration_done");
         summary.iterations.push(it);
     };
     emit(RunEvent::Stopped { why: stop.clone() });
@@ -499,6 +530,7 @@ pub async fn run(ctx: &RunContext<'_>, manifest: &Manifest, opts: &RunOptions) -
             }
         }
     }
+    let spent = store.run_spent(&run_id).await?;
     summary.accepted = accepted.len() as u32;
     summary.cost_usd = spent;
     summary.cost_per_fix_usd = (summary.accepted > 0).then(|| spent / summary.accepted as f64);
@@ -507,7 +539,7 @@ pub async fn run(ctx: &RunContext<'_>, manifest: &Manifest, opts: &RunOptions) -
     let json = serde_json::to_string_pretty(&summary)?;
     std::fs::write(run_dir.join("summary.json"), &json)?;
     std::fs::write(run_dir.join("summary.md"), crate::report::run::markdown(&summary))?;
-    store.update_run(&run_id, iteration as i64, spent, "finished", Some(&json)).await?;
+    store.update_run(&run_id, iteration as i64, "finished", Some(&json)).await?;
     let _ = std::fs::remove_dir_all(&base_root);
     Ok(summary)
 }
@@ -779,21 +811,23 @@ async fn propose_model(
 
 /// After an accepted gate: target cases whose every candidate trial passed join the active
 /// suite (k-of-n with k = n ≥ 3); suite cases whose baseline flipped under the unchanged
-/// harness are quarantined (reported, out of the hard rule).
-async fn lifecycle(
-    store: &Store,
+/// harness are quarantined (reported, out of the hard rule). Returns the promoted and
+/// quarantined ids and the events to record (case id, status, reason).
+#[allow(clippy::type_complexity)]
+fn lifecycle(
     run_id: &str,
     cases: &[Case],
     report: &GateReport,
-) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+) -> (Vec<String>, Vec<String>, Vec<(String, String, String)>) {
     let mut promoted = Vec::new();
     let mut quarantined = Vec::new();
+    let mut events = Vec::new();
     for row in &report.cases {
         let Some(c) = cases.iter().find(|c| c.id() == row.id) else { continue };
         // The case files change only with --apply / --branch (see `run`).
         if row.role == Role::Target && row.candidate_passes >= 3 && row.candidate_passes == row.candidate_trials {
             let why = format!("run {run_id}: passed {0}/{0} on the accepted harness", row.candidate_passes);
-            store.record_case_event(&row.id, "active", &why).await?;
+            events.push((row.id.clone(), "active".to_string(), why));
             promoted.push(row.id.clone());
         }
         let v = report.decision.as_ref().and_then(|d| d.cases.iter().find(|v| v.id == row.id));
@@ -803,18 +837,56 @@ async fn lifecycle(
             && v.class_baseline == crate::gate::engine::Class::Flaky
             && v.baseline_n >= 5
         {
-            store
-                .record_case_event(
-                    &row.id,
-                    "quarantined",
-                    &format!(
-                        "run {run_id}: flipped under an unchanged harness: {}/{} on baseline",
-                        v.baseline_passes, v.baseline_n
-                    ),
-                )
-                .await?;
+            let why = format!(
+                "run {run_id}: flipped under an unchanged harness: {}/{} on baseline",
+                v.baseline_passes, v.baseline_n
+            );
+            events.push((row.id.clone(), "quarantined".to_string(), why));
             quarantined.push(row.id.clone());
         }
     }
-    Ok((promoted, quarantined))
+    (promoted, quarantined, events)
+}
+
+/// The options a run started with (stored as JSON with it), with the budgets of the
+/// resume command where they are tighter: `--max-iterations`, `--budget-usd` and
+/// `--time-limit` may only lower what the run was given. Everything else (what to apply,
+/// which proposer, gate settings) is the run's own.
+fn resumed_options(run_id: &str, stored: &str, given: &RunOptions) -> anyhow::Result<RunOptions> {
+    let mut o: RunOptions = serde_json::from_str(stored).map_err(|e| {
+        crate::exit::hinted(
+            format!("run {run_id}: its stored options are unreadable ({e})"),
+            "start a new run instead of resuming this one",
+        )
+    })?;
+    o.resume = true;
+    o.max_iterations = o.max_iterations.min(given.max_iterations);
+    o.budget_usd = match (o.budget_usd, given.budget_usd) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    o.time_limit = match (o.time_limit, given.time_limit) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    Ok(o)
+}
+
+/// `Option<Duration>` as seconds in the stored options.
+mod opt_secs {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&d.as_secs_f64()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let secs: Option<f64> = Option::deserialize(d)?;
+        Ok(secs.filter(|s| s.is_finite() && *s >= 0.0).map(|s| Duration::from_secs_f64(s.min(1e12))))
+    }
 }

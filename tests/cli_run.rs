@@ -89,11 +89,11 @@ fn budgets_stop_the_loop_and_apply_changes_the_tree() {
 #[test]
 fn a_second_run_on_the_same_store_refuses() {
     let sb = example();
-    // The sandbox's store is <tmp>/state.db, so its state folder (and lock) is <tmp>.
-    let _held = autoharness::run::lock(sb.path()).unwrap();
+    let _held = autoharness::run::lock(&sb.db()).unwrap();
     let out = sb.run(&["run"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("another `autoharness run`"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--db"), "{}", stderr(&out));
 }
 
 #[test]

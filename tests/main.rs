@@ -8,6 +8,8 @@ mod cli_mine;
 mod cli_run;
 mod cli_traces;
 mod common;
+mod concurrency;
+mod crash;
 mod example;
 mod formats_otel;
 mod formats_platforms;

@@ -9,6 +9,7 @@ use crate::evals::summary::summarize;
 use crate::exit::{self, ExitCode, hinted};
 use crate::gate::trials::{Runner, Trial, Version, run_check};
 use crate::harness::manifest::{self, Manifest};
+use crate::harness::space::TrialSpace;
 use crate::report::Output;
 use crate::report::eval as render;
 use crate::store::{Store, runtime};
@@ -38,12 +39,14 @@ pub fn eval(settings: &Settings, out: &Output, args: &EvalArgs) -> anyhow::Resul
     let version = Version::new(manifest.clone(), manifest.root.clone())?;
     let bar = out.progress(trials.len() as u64, "trials");
     let started = Instant::now();
+    // Trial copies in a folder no other process touches (a gate or run may share the store).
+    let space = TrialSpace::claim(&settings.trials_root())?;
     let rt = runtime()?;
     let records = rt.block_on(async {
         let store = Store::open(&settings.db_path).await?;
-        let mut runner = Runner::new(Some(store.clone()), settings.jobs, settings.state_dir().join("trials"));
+        let mut runner = Runner::new(Some(store.clone()), settings.jobs, space.path().join("trials"));
         runner.use_cache = !args.no_cache;
-        if let Some(Err(why)) = run_check(&version, &settings.state_dir().join("check"), runner.isolation).await? {
+        if let Some(Err(why)) = run_check(&version, &space.path().join("check"), runner.isolation).await? {
             return Err(hinted(
                 format!("the harness check failed: {why}"),
                 format!("fix it, or remove `check` from `{}`", manifest.path.display()),
@@ -60,6 +63,7 @@ pub fn eval(settings: &Settings, out: &Output, args: &EvalArgs) -> anyhow::Resul
         Ok(records)
     })?;
     bar.finish_and_clear();
+    space.finish();
     let isolation = crate::sandbox::probe().summary();
     let report =
         summarize(&manifest.name, &version.hash, k, &cases, &records, started.elapsed().as_millis() as u64, isolation);

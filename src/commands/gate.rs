@@ -11,6 +11,7 @@ use crate::gate::engine::GateConfig;
 use crate::gate::session::{self, GateOptions, Progress};
 use crate::gate::trials::{Runner, TrialRecord};
 use crate::harness::manifest;
+use crate::harness::space::TrialSpace;
 use crate::report::Output;
 use crate::report::gate as render;
 use crate::store::{Store, runtime};
@@ -41,7 +42,9 @@ pub fn gate(settings: &Settings, out: &Output, args: &GateArgs) -> anyhow::Resul
     if let Some(m) = args.min_effect {
         cfg.min_effect = m;
     }
-    let work_dir = settings.state_dir().join("gate").join(format!("{}", std::process::id()));
+    // Candidate copy, check runs and trials: in a folder no other process touches.
+    let space = TrialSpace::claim(&settings.trials_root())?;
+    let work_dir = space.path().join("gate");
     let opts = GateOptions {
         cfg,
         target: args.target.clone(),
@@ -69,7 +72,7 @@ pub fn gate(settings: &Settings, out: &Output, args: &GateArgs) -> anyhow::Resul
     let patch_hash = blake3::hash(text.as_bytes()).to_hex().to_string();
     let result = rt.block_on(async {
         let store = Store::open(&settings.db_path).await?;
-        let mut runner = Runner::new(Some(store.clone()), settings.jobs, settings.state_dir().join("trials"));
+        let mut runner = Runner::new(Some(store.clone()), settings.jobs, space.path().join("trials"));
         runner.use_cache = !args.no_cache;
         let report = tokio::select! {
             r = session::run(&manifest, &patch, &cases, &runner, &opts, &progress) => r,
@@ -87,6 +90,7 @@ pub fn gate(settings: &Settings, out: &Output, args: &GateArgs) -> anyhow::Resul
     bar.finish_and_clear();
     let _ = std::fs::remove_dir_all(&work_dir);
     let report = result?;
+    space.finish();
     if let Some(path) = &args.markdown {
         write(path, &render::markdown(&report))?;
     }

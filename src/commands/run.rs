@@ -6,6 +6,7 @@ use crate::config::Settings;
 use crate::exit::{self, ExitCode, hinted};
 use crate::gate::engine::GateConfig;
 use crate::harness::manifest::parse_duration;
+use crate::harness::space::TrialSpace;
 use crate::report::Output;
 use crate::report::run as render;
 use crate::run::{RunContext, RunOptions, lock, run as run_loop};
@@ -63,7 +64,8 @@ pub fn run(settings: &Settings, out: &Output, args: &RunArgs) -> anyhow::Result<
         proposer,
         target: args.target.clone(),
     };
-    let _lock = lock(&settings.state_dir())?;
+    let _lock = lock(&settings.db_path)?;
+    let space = TrialSpace::claim(&settings.trials_root())?;
     let rt = runtime()?;
     let emit = |e: crate::run::RunEvent| {
         if !out.json
@@ -79,6 +81,7 @@ pub fn run(settings: &Settings, out: &Output, args: &RunArgs) -> anyhow::Result<
             store: &store,
             project_root: &settings.project_root,
             state_dir: &state_dir,
+            trials_dir: &space.path().join("trials"),
             jobs: settings.jobs,
             emit: &emit,
         };
@@ -92,6 +95,7 @@ pub fn run(settings: &Settings, out: &Output, args: &RunArgs) -> anyhow::Result<
         store.close().await;
         r
     })?;
+    space.finish();
     if out.json {
         out.print_json(&summary)?;
     } else {

@@ -117,10 +117,15 @@ pub struct Runner {
     /// Where trial folders (inputs, traces, results) are kept.
     pub trials_dir: PathBuf,
     pub isolation: IsolationChoice,
+    /// The `run` whose spend each trial's cost is added to when it is recorded.
+    pub run_id: Option<String>,
 }
 
 impl Runner {
     pub fn new(store: Option<Store>, jobs: usize, trials_dir: PathBuf) -> Runner {
+        // Trials run in other folders: a relative path (a relative --db) would not reach
+        // their inputs, and the failures that made were cached as the harness's own.
+        let trials_dir = std::path::absolute(&trials_dir).unwrap_or(trials_dir);
         let backoff_ms =
             std::env::var("AUTOHARNESS_RETRY_BACKOFF_MS").ok().and_then(|v| v.parse::<u64>().ok()).unwrap_or(2000);
         Runner {
@@ -131,6 +136,7 @@ impl Runner {
             infra_backoff: std::time::Duration::from_millis(backoff_ms.min(60_000)),
             trials_dir,
             isolation: IsolationChoice::Auto,
+            run_id: None,
         }
     }
 
@@ -201,7 +207,7 @@ impl Runner {
             let rec = run_one(version, case, seed, env_fp, &dir, self.isolation).await?;
             if rec.infra.is_none() {
                 if let Some(store) = &self.store {
-                    store.record_trial(&rec).await?;
+                    store.record_trial_for(&rec, self.run_id.as_deref()).await?;
                 }
                 return Ok(rec);
             }
@@ -255,7 +261,7 @@ impl Runner {
             let records = run_batch_once(version, &batch_cases, seed, env_fp, &dir, self.isolation).await?;
             for ((i, _), rec) in todo.into_iter().zip(records) {
                 if let Some(store) = &self.store {
-                    store.record_trial(&rec).await?;
+                    store.record_trial_for(&rec, self.run_id.as_deref()).await?;
                 }
                 on_done(&rec);
                 out[i] = Some(rec);

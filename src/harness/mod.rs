@@ -3,4 +3,5 @@
 
 pub mod manifest;
 pub mod patch;
+pub mod space;
 pub mod workspace;

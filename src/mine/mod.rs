@@ -155,6 +155,11 @@ fn plan_key<'a>(
 }
 
 pub async fn mine(store: &Store, opts: &MineOptions, tick: &(dyn Fn(&str) + Sync)) -> anyhow::Result<MineResult> {
+    // A mine reads the stored failures and clusters, clusters in memory and writes the
+    // result: two at once on one store each wrote counts made from what the other had not
+    // stored yet (members ended half or double the truth). One mine at a time per store;
+    // the second then finds the first one's files already mined.
+    let _write = store.exclusive().await?;
     // 1. Scan.
     // Only files whose failures were analysed at their current content count as known:
     // `traces ls` records files without mining them.
@@ -303,6 +308,7 @@ pub async fn mine(store: &Store, opts: &MineOptions, tick: &(dyn Fn(&str) + Sync
         .collect();
     let ids = store.record_mined(&batch, &clustering).await?;
     drop(batch);
+    crate::crash::point("mine_stored");
     phase("store");
     if fresh {
         stored_clusters = store.clusters().await?;
@@ -400,6 +406,7 @@ pub async fn mine(store: &Store, opts: &MineOptions, tick: &(dyn Fn(&str) + Sync
                 let recorded = existing_cases.get(&planned.case.id);
                 let last = recorded.map(|(h, _)| h.as_str());
                 let (result, hash) = write_case(&planned, last)?;
+                crate::crash::point("case_written");
                 let path = planned.path.display().to_string();
                 // The row already says exactly this (a re-mine of unchanged traces): writing it
                 // again would change nothing but its time, at one store commit per case.

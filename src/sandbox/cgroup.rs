@@ -164,7 +164,10 @@ fn try_child(parent: &Path, need_pids: bool) -> Result<(), String> {
     Ok(())
 }
 
-/// Removes empty trial cgroups left by autoharness processes that no longer run.
+/// Removes the trial cgroups left by autoharness processes that no longer run, killing
+/// what still runs in them first: without bubblewrap's pid namespace, a trial's children
+/// outlive a parent killed with SIGKILL (only the trial's first process gets the parent's
+/// death signal), and their cgroup is the one list of them that survives.
 fn remove_stale(parent: &Path) {
     let Ok(entries) = std::fs::read_dir(parent) else {
         return;
@@ -176,6 +179,21 @@ fn remove_stale(parent: &Path) {
         };
         let pid = rest.split('-').find_map(|part| part.parse::<u32>().ok());
         if pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
+            let procs = entry.path().join("cgroup.procs");
+            for _ in 0..50 {
+                let members: Vec<i32> = std::fs::read_to_string(&procs)
+                    .unwrap_or_default()
+                    .lines()
+                    .filter_map(|l| l.trim().parse().ok())
+                    .collect();
+                if members.is_empty() {
+                    break;
+                }
+                for member in members {
+                    let _ = kill(Pid::from_raw(member), Signal::SIGKILL);
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
             let _ = std::fs::remove_dir(entry.path());
         }
     }

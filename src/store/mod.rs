@@ -51,10 +51,53 @@ impl Store {
             .connect_with(options)
             .await
             .with_context(|| format!("cannot open the store `{}`", path.display()))?;
-        MIGRATOR.run(&pool).await.with_context(|| {
+        let store = Store { pool, path: path.to_path_buf() };
+        // Two processes opening a new store at once both found migrations to apply and the
+        // second failed on tables the first had just made: migrations run one process at
+        // a time, and each sees what the one before it applied.
+        // Only when there is something to apply: a read-only command must not wait for a
+        // mine that holds the lock.
+        let applied: Option<i64> =
+            sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success").fetch_one(&store.pool).await.ok();
+        let pending = applied.is_none_or(|n| n as usize != MIGRATOR.iter().count());
+        let lock = if pending { store.exclusive().await? } else { None };
+        let migrated = MIGRATOR.run(&store.pool).await;
+        drop(lock);
+        migrated.with_context(|| {
             format!("cannot migrate the store `{}` (is it from a newer autoharness?)", path.display())
         })?;
-        Ok(Store { pool, path: path.to_path_buf() })
+        Ok(store)
+    }
+
+    /// Wait for, then hold, the store's write lock (`<stem>.lock` beside it) until the
+    /// returned guard drops: for read-modify-write work that must not interleave with
+    /// another process's (migrations, a whole mine). `None` when the lock file cannot be
+    /// made (a read-only folder): then nothing can write there either.
+    pub async fn exclusive(&self) -> anyhow::Result<Option<crate::lockfile::FileLock>> {
+        let path = crate::lockfile::beside_store(&self.path, ".lock");
+        let taken = tokio::task::spawn_blocking(move || {
+            let lock = match crate::lockfile::try_lock(&path) {
+                Ok(Ok(lock)) => lock,
+                Ok(Err(holder)) => {
+                    tracing::info!("waiting for another autoharness process on this store ({holder})");
+                    crate::lockfile::lock(&path)?
+                }
+                Err(e) => return Err(e),
+            };
+            Ok(lock)
+        })
+        .await?;
+        match taken {
+            Ok(mut lock) => {
+                lock.set_holder(&format!("pid {}", std::process::id()));
+                Ok(Some(lock))
+            }
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EACCES | libc::EROFS | libc::EPERM)) => {
+                tracing::debug!("no store lock ({e}): the store's folder is read-only");
+                Ok(None)
+            }
+            Err(e) => Err(anyhow::Error::new(e).context(format!("cannot lock the store `{}`", self.path.display()))),
+        }
     }
 
     pub async fn close(self) {

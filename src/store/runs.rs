@@ -13,6 +13,23 @@ pub struct StoredRun {
     pub iteration: i64,
     pub spent_usd: f64,
     pub summary: Option<String>,
+    /// JSON of the `RunOptions` it started with (a resume continues with them).
+    pub options: String,
+}
+
+/// How an iteration of a run ended, written in one transaction: a crash leaves either
+/// the iteration open (a resume redoes it) or closed with everything it decided.
+#[derive(Debug, Clone)]
+pub struct IterationEnd<'a> {
+    pub run_id: &'a str,
+    pub iteration: i64,
+    pub cluster: &'a str,
+    /// The accepted proposal, if any.
+    pub accepted: Option<i64>,
+    /// `fixed` with an accepted proposal, else `observed`.
+    pub cluster_state: &'a str,
+    /// Suite changes: (case id, status, reason).
+    pub case_events: Vec<(String, String, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -47,7 +64,7 @@ impl Store {
     /// The newest run of `harness` (any status), or the newest one still running.
     pub async fn latest_run(&self, harness: &str, running_only: bool) -> anyhow::Result<Option<StoredRun>> {
         let row = sqlx::query(
-            "SELECT id, harness, status, iteration, spent_usd, summary FROM runs
+            "SELECT id, harness, status, iteration, spent_usd, summary, options FROM runs
              WHERE harness = ? AND (? = 0 OR status = 'running') ORDER BY started_at DESC, id DESC LIMIT 1",
         )
         .bind(harness)
@@ -58,36 +75,105 @@ impl Store {
     }
 
     pub async fn run_by_id(&self, id: &str) -> anyhow::Result<Option<StoredRun>> {
-        let row = sqlx::query("SELECT id, harness, status, iteration, spent_usd, summary FROM runs WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row =
+            sqlx::query("SELECT id, harness, status, iteration, spent_usd, summary, options FROM runs WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
         Ok(row.map(|r| run_row(&r)))
     }
 
+    /// The run's iteration count and status. What it spent is not written here: trials
+    /// and proposals add their cost when they are recorded (`record_trial_for`,
+    /// `insert_proposal`), so a crash never loses a cost already paid.
     pub async fn update_run(
         &self,
         id: &str,
         iteration: i64,
-        spent_usd: f64,
         status: &str,
         summary: Option<&str>,
     ) -> anyhow::Result<()> {
-        sqlx::query("UPDATE runs SET iteration = ?, spent_usd = ?, status = ?, summary = COALESCE(?, summary), updated_at = ? WHERE id = ?")
-            .bind(iteration)
-            .bind(spent_usd)
-            .bind(status)
-            .bind(summary)
-            .bind(now_rfc3339())
-            .bind(id)
-            .execute(&self.pool)
+        sqlx::query(
+            "UPDATE runs SET iteration = ?, status = ?, summary = COALESCE(?, summary), updated_at = ? WHERE id = ?",
+        )
+        .bind(iteration)
+        .bind(status)
+        .bind(summary)
+        .bind(now_rfc3339())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// What a run has spent so far (trials that ended, proposals recorded).
+    pub async fn run_spent(&self, id: &str) -> anyhow::Result<f64> {
+        let spent: Option<f64> =
+            sqlx::query_scalar("SELECT spent_usd FROM runs WHERE id = ?").bind(id).fetch_optional(&self.pool).await?;
+        Ok(spent.unwrap_or(0.0))
+    }
+
+    /// Close an iteration: the accepted proposal, the cluster's state, the suite changes
+    /// and the iteration count, all or nothing.
+    pub async fn close_iteration(&self, end: &IterationEnd<'_>) -> anyhow::Result<()> {
+        let now = now_rfc3339();
+        let mut tx = self.pool.begin().await?;
+        if let Some(pid) = end.accepted {
+            sqlx::query("UPDATE proposals SET accepted = 1 WHERE id = ?").bind(pid).execute(&mut *tx).await?;
+        }
+        sqlx::query("UPDATE clusters SET state = ?, updated_at = ? WHERE id = ?")
+            .bind(end.cluster_state)
+            .bind(&now)
+            .bind(end.cluster)
+            .execute(&mut *tx)
             .await?;
+        for (case_id, status, reason) in &end.case_events {
+            sqlx::query("INSERT INTO case_events (case_id, status, reason, at) VALUES (?, ?, ?, ?)")
+                .bind(case_id)
+                .bind(status)
+                .bind(reason)
+                .bind(&now)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("UPDATE cases SET status = ?, updated_at = ? WHERE id = ?")
+                .bind(status)
+                .bind(&now)
+                .bind(case_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("UPDATE runs SET iteration = ?, updated_at = ? WHERE id = ?")
+            .bind(end.iteration)
+            .bind(&now)
+            .bind(end.run_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A resumed run redoes the iteration a crash interrupted: the verdicts its proposals
+    /// got are cleared, so that the redo sees what the iteration saw when it began (a
+    /// proposal gated then is gated again, from cached trials, rather than skipped as
+    /// already tried; the interrupted iteration does not count as a failed attempt).
+    /// The proposals themselves, and what they cost, stay recorded.
+    pub async fn reopen_iterations_after(&self, run_id: &str, finished: i64) -> anyhow::Result<()> {
+        sqlx::query(
+            "UPDATE proposals SET verdict = NULL, rule = NULL, gate_id = NULL, accepted = 0, prediction_score = NULL
+             WHERE run_id = ? AND iteration > ?",
+        )
+        .bind(run_id)
+        .bind(finished)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
     /// Record a proposal before it is gated; the same diff in the same iteration is one row.
+    /// Its cost (the model's answer) is added to the run's spend when the row is new.
     pub async fn insert_proposal(&self, run: &str, iteration: i64, cluster: &str, p: &Proposal) -> anyhow::Result<i64> {
-        sqlx::query(
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
             "INSERT INTO proposals (run_id, iteration, cluster_id, provider, description, diff, diff_hash, prediction, prompt,
                answer, tokens_in, tokens_out, cost_usd, error, created_at)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -108,15 +194,25 @@ impl Store {
         .bind(p.cost_usd)
         .bind(&p.error)
         .bind(now_rfc3339())
-        .execute(&self.pool)
-        .await?;
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted > 0 && p.cost_usd > 0.0 {
+            sqlx::query("UPDATE runs SET spent_usd = spent_usd + ? WHERE id = ?")
+                .bind(p.cost_usd)
+                .bind(run)
+                .execute(&mut *tx)
+                .await?;
+        }
         let id: i64 = sqlx::query("SELECT id FROM proposals WHERE run_id = ? AND iteration = ? AND diff_hash = ?")
             .bind(run)
             .bind(iteration)
             .bind(p.diff_hash())
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *tx)
             .await?
             .get(0);
+        tx.commit().await?;
+        crate::crash::point("proposal_recorded");
         Ok(id)
     }
 
@@ -148,6 +244,46 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.iter().map(proposal_row).collect())
+    }
+
+    /// The proposals an iteration recorded, as they were asked for (a resumed run gates
+    /// these again instead of asking a model anew: it need not answer the same twice, and
+    /// they were paid for).
+    pub async fn recorded_proposals(&self, run: &str, iteration: i64, cluster: &str) -> anyhow::Result<Vec<Proposal>> {
+        let rows = sqlx::query(
+            "SELECT provider, description, diff, COALESCE(prediction, '{}'), prompt, answer, tokens_in, tokens_out,
+               cost_usd, error FROM proposals WHERE run_id = ? AND iteration = ? AND cluster_id = ? ORDER BY id",
+        )
+        .bind(run)
+        .bind(iteration)
+        .bind(cluster)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let prediction: serde_json::Value = serde_json::from_str(r.get::<&str, _>(3)).unwrap_or_default();
+                let list = |key: &str| -> Vec<String> {
+                    prediction[key]
+                        .as_array()
+                        .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+                        .unwrap_or_default()
+                };
+                Proposal {
+                    provider: r.get(0),
+                    description: r.get(1),
+                    diff: r.get(2),
+                    fixes: list("fixes"),
+                    risks: list("risks"),
+                    prompt: r.get(4),
+                    answer: r.get(5),
+                    tokens_in: r.get::<Option<i64>, _>(6).map(|t| t as u64),
+                    tokens_out: r.get::<Option<i64>, _>(7).map(|t| t as u64),
+                    cost_usd: r.get(8),
+                    error: r.get(9),
+                }
+            })
+            .collect())
     }
 
     /// Diffs already gated for a cluster (any run), so a search never gates one twice.
@@ -229,6 +365,7 @@ fn run_row(r: &sqlx::sqlite::SqliteRow) -> StoredRun {
         iteration: r.get(3),
         spent_usd: r.get(4),
         summary: r.get(5),
+        options: r.get(6),
     }
 }
 

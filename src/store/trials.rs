@@ -10,7 +10,8 @@ const COLUMNS: &str = "harness, harness_hash, case_id, case_hash, seed, env_fp, 
     checks, duration_ms, tokens, cost_usd, output, stderr_tail, trace_path, isolation, signature, created_at";
 
 impl Store {
-    /// A trial with this key ran before: its record, marked cached.
+    /// A trial with this key ran before: its record, marked cached. A trial that could not
+    /// start says nothing about the harness (a sandbox or setup problem): never reused.
     pub async fn cached_trial(
         &self,
         harness_hash: &str,
@@ -19,7 +20,8 @@ impl Store {
         env_fp: &str,
     ) -> anyhow::Result<Option<TrialRecord>> {
         let row = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM trials WHERE harness_hash = ? AND case_hash = ? AND seed = ? AND env_fp = ?"
+            "SELECT {COLUMNS} FROM trials WHERE harness_hash = ? AND case_hash = ? AND seed = ? AND env_fp = ?
+               AND status != 'failed_to_start'"
         ))
         .bind(harness_hash)
         .bind(case_hash)
@@ -36,6 +38,13 @@ impl Store {
 
     /// Record a trial, replacing an earlier one with the same key (a `--no-cache` rerun).
     pub async fn record_trial(&self, t: &TrialRecord) -> anyhow::Result<()> {
+        self.record_trial_for(t, None).await
+    }
+
+    /// Record a trial and, in the same transaction, add its cost to what run `run` spent:
+    /// a run killed mid-gate has still counted every trial that ended.
+    pub async fn record_trial_for(&self, t: &TrialRecord, run: Option<&str>) -> anyhow::Result<()> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query(&format!(
             "INSERT INTO trials ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT (harness_hash, case_hash, seed, env_fp) DO UPDATE SET
@@ -65,8 +74,17 @@ impl Store {
         .bind(&t.isolation)
         .bind(&t.signature)
         .bind(now_rfc3339())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        if let (Some(run), Some(cost)) = (run, t.cost_usd.filter(|c| *c > 0.0)) {
+            sqlx::query("UPDATE runs SET spent_usd = spent_usd + ? WHERE id = ?")
+                .bind(cost)
+                .bind(run)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        crate::crash::point("trial_recorded");
         Ok(())
     }
 
@@ -145,5 +163,51 @@ fn from_row(r: &sqlx::sqlite::SqliteRow) -> TrialRecord {
         signature: r.get(18),
         cached: false,
         infra: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(status: &str) -> TrialRecord {
+        TrialRecord {
+            harness: "h".into(),
+            harness_hash: "hh".into(),
+            case_id: "c-1".into(),
+            case_hash: "ch".into(),
+            seed: 0,
+            env_fp: "fp".into(),
+            passed: false,
+            status: status.into(),
+            exit_code: None,
+            reason: Some("why".into()),
+            signature: None,
+            checks: Vec::new(),
+            duration_ms: 1,
+            tokens: None,
+            cost_usd: Some(0.5),
+            output: String::new(),
+            stderr_tail: String::new(),
+            trace_path: None,
+            isolation: String::new(),
+            cached: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn trials_that_could_not_start_are_never_served_from_the_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db")).await.unwrap();
+        store.create_run("r-1", "h", "{}").await.unwrap();
+        store.record_trial_for(&record("failed_to_start"), Some("r-1")).await.unwrap();
+        assert!(store.cached_trial("hh", "ch", 0, "fp").await.unwrap().is_none());
+        // Its cost still counts: it was spent.
+        assert_eq!(store.run_spent("r-1").await.unwrap(), 0.5);
+        store.record_trial_for(&record("exited"), Some("r-1")).await.unwrap();
+        let cached = store.cached_trial("hh", "ch", 0, "fp").await.unwrap().unwrap();
+        assert!(cached.cached && cached.status == "exited");
+        assert_eq!(store.run_spent("r-1").await.unwrap(), 1.0);
+        store.close().await;
     }
 }

@@ -92,8 +92,13 @@ impl Sandbox {
 }
 
 /// The autoharness binary cargo built for these tests.
+/// `AUTOHARNESS_TEST_BIN` runs the suites against another build (e.g. an older one, to show
+/// that a test fails without a fix).
 pub fn bin() -> PathBuf {
-    assert_cmd::cargo::cargo_bin("autoharness")
+    match std::env::var_os("AUTOHARNESS_TEST_BIN") {
+        Some(p) => PathBuf::from(p),
+        None => assert_cmd::cargo::cargo_bin("autoharness"),
+    }
 }
 
 /// Copy a file or a folder (recursively).
