@@ -13,4 +13,5 @@ mod formats_platforms;
 mod formats_transcripts;
 mod fuzz;
 mod llm_e2e;
+mod producers;
 mod sandbox;

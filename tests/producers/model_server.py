@@ -38,7 +38,15 @@ ERRORS = {
 def turns_taken(messages):
     """Model turns already in the conversation. Counting assistant messages rather than tool
     results holds for every framework: some send tool results back as user messages."""
-    return sum(1 for m in messages if m.get("role") == "assistant")
+    assistant = sum(1 for m in messages if m.get("role") == "assistant")
+    # smolagents reports a failed tool call as a user message without the assistant's call
+    # before it, merged into the task's message as one more text part.
+    parts = 0
+    for m in messages:
+        if m.get("role") not in ("assistant", "tool", "system"):
+            c = m.get("content")
+            parts += len(c) if isinstance(c, list) else 1
+    return max(assistant, parts - 1)
 
 
 def last_user_text(messages):

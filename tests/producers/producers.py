@@ -532,10 +532,14 @@ def run_pydantic_ai():
         """Cancel an order that has not shipped yet."""
         return cancel_order(order_id)
 
-    def play():
+    def one(task):
+        # A client per run: each thread's run_sync has its own event loop.
         client = AsyncOpenAI(base_url=MODEL_BASE, api_key=API_KEY, timeout=TIMEOUT, max_retries=RETRIES)
         model = OpenAIChatModel(MODEL, provider=OpenAIProvider(openai_client=client))
-        concurrently(lambda task: agent.run_sync(task, model=model, usage_limits=UsageLimits(request_limit=MAX_TURNS)))
+        agent.run_sync(task, model=model, usage_limits=UsageLimits(request_limit=MAX_TURNS))
+
+    def play():
+        concurrently(one)
 
     each_scenario(play, logfire.force_flush)
     logfire.shutdown() if hasattr(logfire, "shutdown") else None
@@ -574,6 +578,8 @@ def run_smolagents():
             api_base=MODEL_BASE,
             api_key=API_KEY,
             client_kwargs={"timeout": TIMEOUT, "max_retries": RETRIES},
+            # smolagents' own rate-limit retry waits 60 s and more; the client's retry stays.
+            retry=False,
         )
         agent = ToolCallingAgent(
             tools=[lookup_order_tool, cancel_order_tool], model=model, max_steps=MAX_TURNS, name="support_agent"
