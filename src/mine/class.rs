@@ -315,6 +315,9 @@ mod tests {
         assert_eq!(class("Request timed out.", Some("OpenAITimeoutError")), Some("timeout"));
         assert_eq!(class("status_code: 429, body: {}", Some("ModelRateLimitError")), Some("rate_limit"));
         assert_eq!(class("Error code: 401 - nope", None), Some("auth"));
+        // Anthropic's overload through LiteLLM (a TRAIL trace): a server error, not a rate limit.
+        let overloaded = r#"litellm.InternalServerError: AnthropicError - {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#;
+        assert_eq!(class(overloaded, Some("litellm.exceptions.InternalServerError")), Some("model_server_error"));
     }
 
     #[test]
