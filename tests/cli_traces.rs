@@ -14,7 +14,7 @@ use crate::common::shared_dir;
 
 /// One fixture per format (paths under tests/fixtures/formats/), the most telling file of
 /// its folder: failures next to handled errors, verdicts read beside the file, joins.
-const SHOW_FIXTURES: [(&str, &str); 18] = [
+const SHOW_FIXTURES: [(&str, &str); 19] = [
     ("otlp-json", "otlp-json/captured_openai-v2_util-genai_traces.jsonl"),
     ("otlp-logs", "otlp-logs/captured_openai-v2_util-genai_logs.jsonl"),
     ("otel-console", "otel-console/console-agent-framework-handmade.json"),
@@ -34,6 +34,7 @@ const SHOW_FIXTURES: [(&str, &str); 18] = [
     ("chat-history", "who-and-when/Algorithm-Generated/84.json"),
     ("text-log", "mast/MAD_one_record.json"),
     ("messages", "messages/weather_tool_retry.jsonl"),
+    ("atif", "atif/handmade_failed_trial.trajectory.json"),
 ];
 
 /// Filters for anything that depends on the machine: the sandbox path and content hashes.
@@ -90,6 +91,7 @@ show_snapshots! {
     show_json_chat_history => "chat-history",
     show_json_text_log => "text-log",
     show_json_messages => "messages",
+    show_json_atif => "atif",
 }
 
 /// A new format must come with a fixture and a snapshot: the table covers `Format::ALL`.

@@ -16,4 +16,5 @@ mod formats_platforms;
 mod formats_transcripts;
 mod fuzz;
 mod llm_e2e;
+mod producers;
 mod sandbox;

@@ -577,7 +577,10 @@ pub fn assign<F: Borrow<Failure>>(failures: &[F], existing: Vec<Cluster>, idf: &
         }
         let norm = group.terms.iter().map(|&t| group.sum[t as usize].powi(2)).sum::<f64>().sqrt();
         let known = by_signature.get(key).copied();
-        let target = if known.is_some() {
+        // A canonical failure class is a decided root cause: it never joins another cluster
+        // by similarity (two classes whose traces share a long system prompt stay apart).
+        let classed = failures[members[0]].borrow().signature.signal == "class";
+        let target = if known.is_some() || classed {
             known
         } else {
             let probe = vocab.top(group.terms.clone(), PROBE_TERMS, |t| group.sum[t as usize]);
@@ -763,6 +766,8 @@ mod tests {
             let gnorm = centroid.values().map(|x| x * x).sum::<f64>().sqrt();
             let target = if let Some(&ci) = by_signature.get(key) {
                 Some(ci)
+            } else if failures[members[0]].signature.signal == "class" {
+                None
             } else {
                 let mut probe: Vec<(&String, &f64)> = centroid.iter().collect();
                 probe.sort_by(|a, b| b.1.total_cmp(a.1).then_with(|| a.0.cmp(b.0)));

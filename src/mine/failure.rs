@@ -16,6 +16,7 @@ use std::collections::{HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::class::{FailureClass, classify};
 use super::signature::{Signature, template};
 use crate::trace::json::clip;
 use crate::trace::model::{ErrorSource, Nanos, OutcomeStatus, Step, StepKind, Trace, value_text};
@@ -75,6 +76,7 @@ pub fn analyze(trace: &Trace, trace_seq: usize, assume_failed: bool) -> Option<F
         .or_else(|| refusal(trace, &order))
         .or_else(|| terminal_signal(trace, &order))
         .or_else(|| last_turn(trace, &order));
+    let found = found.map(|d| deepest(trace, &order, d));
     let Decisive { step, signal, message, error_type } =
         found.unwrap_or(Decisive { step: None, signal: "unknown".into(), message: String::new(), error_type: None });
     let step_ref = step.map(|i| &trace.steps[i]);
@@ -84,14 +86,32 @@ pub fn analyze(trace: &Trace, trace_seq: usize, assume_failed: bool) -> Option<F
             .map(|c| c.name.clone())
             .or_else(|| (s.kind == StepKind::Tool).then(|| s.name.clone()).flatten())
     });
-    let infra = is_infra(&message, error_type.as_deref(), step_ref);
-    let signature = Signature {
-        kind: if infra { "infra" } else { "capability" }.into(),
-        signal: signal.clone(),
-        step_kind: step_ref.map(|s| s.kind.as_str()).unwrap_or("none").into(),
-        tool: tool.clone(),
-        error_type: error_type.clone(),
-        template: template(&message),
+    let code = step_ref.and_then(|s| s.error.as_ref()).and_then(|e| e.code.as_deref());
+    // Only errors are classed: a divergence from expected actions or a complaint has no
+    // framework wording to normalise.
+    let class = (signal.starts_with("error:") || signal.starts_with("handled:"))
+        .then(|| classify(&message, error_type.as_deref(), code, step_ref))
+        .flatten();
+    let infra = class.map_or_else(|| is_infra(&message, error_type.as_deref(), step_ref), FailureClass::infra);
+    let signature = match class {
+        // One root cause, one signature: the class alone, whichever step, tool or framework
+        // words carried it (the words stay in `message` and `excerpt`).
+        Some(class) => Signature {
+            kind: if infra { "infra" } else { "capability" }.into(),
+            signal: "class".into(),
+            step_kind: "-".into(),
+            tool: None,
+            error_type: Some(class.as_str().into()),
+            template: class.as_str().into(),
+        },
+        None => Signature {
+            kind: if infra { "infra" } else { "capability" }.into(),
+            signal: signal.clone(),
+            step_kind: step_ref.map(|s| s.kind.as_str()).unwrap_or("none").into(),
+            tool: tool.clone(),
+            error_type: error_type.clone(),
+            template: template(&message),
+        },
     };
     let text = neighbourhood_text(trace, &order, step, &signal, &message, tool.as_deref(), error_type.as_deref());
     let excerpt = step
@@ -174,6 +194,65 @@ fn unhandled_error(trace: &Trace) -> Option<Decisive> {
         }
     }
     best.map(|(_, _, idx)| decisive_from_step(trace, idx, "error"))
+}
+
+/// The deepest failing step under the chosen one that explains it: an agent or chain span
+/// that re-raised its child's error is a wrapper, and its text ("Error in agent run: …") is
+/// evidence, not the failure. A failing descendant explains the wrapper when nothing under
+/// the wrapper ran after it (a tool error the agent handled and moved on from does not).
+fn deepest(trace: &Trace, order: &[usize], found: Decisive) -> Decisive {
+    let Some(start) = found.step else {
+        return found;
+    };
+    if !found.signal.starts_with("error:") || trace.steps.len() < 2 {
+        return found;
+    }
+    // Children by index, built once (traces can hold thousands of steps).
+    let ids: HashMap<&str, usize> = trace.steps.iter().enumerate().map(|(i, s)| (s.id.as_str(), i)).collect();
+    let mut children: Vec<Vec<usize>> = vec![Vec::new(); trace.steps.len()];
+    for (i, s) in trace.steps.iter().enumerate() {
+        if let Some(&p) = s.parent_id.as_deref().and_then(|p| ids.get(p)) {
+            if p != i {
+                children[p].push(i);
+            }
+        }
+    }
+    let rank: HashMap<usize, usize> = order.iter().enumerate().map(|(r, &i)| (i, r)).collect();
+    let subtree = |root: usize| -> Vec<usize> {
+        let mut seen = vec![false; trace.steps.len()];
+        seen[root] = true;
+        let mut stack = vec![root];
+        let mut out = Vec::new();
+        while let Some(i) = stack.pop() {
+            for &c in &children[i] {
+                if !seen[c] {
+                    seen[c] = true;
+                    out.push(c);
+                    stack.push(c);
+                }
+            }
+        }
+        out.sort_by_key(|i| rank.get(i).copied().unwrap_or(usize::MAX));
+        out
+    };
+    let mut idx = start;
+    loop {
+        let under = subtree(idx);
+        let Some(&failing) = under.iter().rev().find(|&&i| trace.steps[i].error.is_some()) else {
+            break;
+        };
+        let below: HashSet<usize> = subtree(failing).into_iter().collect();
+        let seq = trace.steps[failing].seq;
+        let later_work = under.iter().any(|&i| {
+            let s = &trace.steps[i];
+            s.seq > seq && s.error.is_none() && matches!(s.kind, StepKind::Llm | StepKind::Tool) && !below.contains(&i)
+        });
+        if later_work {
+            break;
+        }
+        idx = failing;
+    }
+    if idx == start { found } else { decisive_from_step(trace, idx, "error") }
 }
 
 fn handled_error(trace: &Trace) -> Option<Decisive> {

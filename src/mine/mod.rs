@@ -8,6 +8,7 @@
 //!    stored failures, persisted centroids);
 //! 4. emit up to N diverse cases per cluster under `evals/<harness>/<cluster>/`.
 
+pub mod class;
 pub mod cluster;
 pub mod emit;
 pub mod failure;

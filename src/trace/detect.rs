@@ -114,6 +114,13 @@ fn detect_values(path: &Path, head: &Value, values: &[&Value]) -> Option<Detecti
     if first_of(head, "spans").is_some_and(span_row) || span_row(head) {
         return hit(Format::SpanRows, "span rows: `span_name` + `span_attributes` (TRAIL / ClickHouse schema)");
     }
+    // ATIF (Harbor trajectory.json): `schema_version: ATIF-v…`, or a session with ATIF steps.
+    let atif_step = |v: &Value| has(v, "step_id") && matches!(str_of(v, "source"), Some("system" | "user" | "agent"));
+    if str_of(head, "schema_version").is_some_and(|s| s.starts_with("ATIF"))
+        || (has(head, "session_id") && has(head, "agent") && first_of(head, "steps").is_some_and(atif_step))
+    {
+        return hit(Format::Atif, "ATIF trajectory: `schema_version: ATIF-v…` with `steps`");
+    }
     // 7: OpenAI Agents SDK.
     let agents_obj = |v: &Value| {
         matches!(str_of(v, "object"), Some("trace" | "trace.span"))

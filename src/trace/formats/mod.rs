@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::model::Trace;
 use super::read::{Pos, RecordError, Records};
 
+pub mod atif;
 pub mod chat;
 pub mod claude_code;
 pub mod codex;
@@ -65,10 +66,12 @@ pub enum Format {
     TextLog,
     /// A plain OpenAI-style message list (JSON array or JSONL).
     Messages,
+    /// ATIF trajectory (Harbor's `trajectory.json`).
+    Atif,
 }
 
 impl Format {
-    pub const ALL: [Format; 18] = [
+    pub const ALL: [Format; 19] = [
         Format::OtlpJson,
         Format::OtlpLogs,
         Format::OtelConsole,
@@ -87,6 +90,7 @@ impl Format {
         Format::ChatHistory,
         Format::TextLog,
         Format::Messages,
+        Format::Atif,
     ];
 
     pub fn name(self) -> &'static str {
@@ -109,6 +113,7 @@ impl Format {
             Format::ChatHistory => "chat-history",
             Format::TextLog => "text-log",
             Format::Messages => "messages",
+            Format::Atif => "atif",
         }
     }
 
@@ -232,6 +237,7 @@ fn run_adapter(
         Format::ChatHistory => chat::parse_history(records, ctx, sink),
         Format::TextLog => chat::parse_text_log(records, ctx, sink),
         Format::Messages => chat::parse_messages(records, ctx, sink),
+        Format::Atif => atif::parse(records, ctx, sink),
     }
 }
 

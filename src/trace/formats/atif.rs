@@ -1,0 +1,176 @@
+//! ATIF, the Agent Trajectory Interchange Format (Harbor's `trajectory.json`, written for
+//! every trial; RFC 0001, v1.0–v1.5): `{schema_version: "ATIF-v1.x", session_id, agent,
+//! steps[], final_metrics?, notes?, extra?}`.
+//!
+//! Each step (`source`: system / user / agent) becomes a chat message; an agent step's
+//! `tool_calls` (`tool_call_id`, `function_name`, `arguments`) are joined to its
+//! `observation.results` by `source_call_id`, so the shared chat reader gives one step per
+//! message and a Tool step per call with its result. Per-step `metrics` become usage and
+//! cost; `final_metrics` the trace's totals. ATIF carries no verdict of its own: the outcome
+//! stays unknown unless a reward is recorded (`extra.reward` / `final_metrics.extra.reward`,
+//! where Harbor's RL exports put it); a reward below 1 fails the trace.
+
+use serde_json::{Map, Value, json};
+
+use super::chat::{ListMode, attrs_except, push_messages};
+use super::{FileCtx, Format, ParseError, Sink};
+use crate::trace::json::{self, as_f64, as_u64, str_of};
+use crate::trace::model::{Signal, Trace};
+use crate::trace::read::{Pos, Records};
+
+pub fn parse(records: &mut Records, ctx: &mut FileCtx<'_>, sink: &mut Sink<'_>) -> Result<(), ParseError> {
+    for item in records {
+        let rec = match item {
+            Ok(r) => r,
+            Err(e) => {
+                ctx.record_error(e)?;
+                continue;
+            }
+        };
+        let items: Vec<&Value> = match &rec.value {
+            Value::Array(a) => a.iter().collect(),
+            v => vec![v],
+        };
+        for v in items {
+            match trajectory(ctx, v, rec.pos) {
+                Some(t) => sink(t),
+                None => ctx.warn(rec.pos, format!("not an ATIF trajectory (no `steps` list): {}", json::keys_of(v))),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn trajectory(ctx: &FileCtx<'_>, v: &Value, pos: Pos) -> Option<Trace> {
+    let steps = v.get("steps").and_then(Value::as_array)?;
+    let id = str_of(v, "session_id").map(str::to_string).unwrap_or_else(|| format!("atif@{pos}"));
+    let mut trace = ctx.trace(Format::Atif, id, pos);
+    trace.attributes = attrs_except(v, &["steps", "final_metrics"]);
+    let agent = v.get("agent").unwrap_or(&Value::Null);
+    trace.name = str_of(agent, "name").map(str::to_string);
+    let default_model = str_of(agent, "model_name");
+    let mut messages: Vec<Value> = Vec::new();
+    for s in steps {
+        let source = str_of(s, "source").unwrap_or("");
+        let role = match source {
+            "system" => "system",
+            "user" => "user",
+            _ => "assistant",
+        };
+        let mut m = Map::new();
+        m.insert("role".into(), json!(role));
+        m.insert("content".into(), s.get("message").cloned().unwrap_or(Value::Null));
+        if let Some(t) = s.get("timestamp") {
+            m.insert("timestamp".into(), t.clone());
+        }
+        if let Some(r) = s.get("reasoning_content") {
+            m.insert("reasoning_content".into(), r.clone());
+        }
+        if let Some(id) = s.get("step_id") {
+            m.insert("step_id".into(), id.clone());
+        }
+        if let Some(model) = str_of(s, "model_name").or(if role == "assistant" { default_model } else { None }) {
+            m.insert("model".into(), json!(model));
+        }
+        let calls: Vec<Value> = s
+            .get("tool_calls")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                json!({
+                    "id": c.get("tool_call_id").cloned().unwrap_or(Value::Null),
+                    "type": "function",
+                    "function": {
+                        "name": c.get("function_name").cloned().unwrap_or(Value::Null),
+                        "arguments": c.get("arguments").cloned().unwrap_or(json!({})),
+                    },
+                })
+            })
+            .collect();
+        if !calls.is_empty() {
+            m.insert("tool_calls".into(), Value::Array(calls));
+        }
+        if let Some(metrics) = s.get("metrics").filter(|x| x.is_object()) {
+            m.insert(
+                "usage".into(),
+                json!({
+                    "prompt_tokens": metrics.get("prompt_tokens"),
+                    "completion_tokens": metrics.get("completion_tokens"),
+                }),
+            );
+            if let Some(c) = metrics.get("cost_usd") {
+                m.insert("cost".into(), c.clone());
+            }
+        }
+        messages.push(Value::Object(m));
+        // Results of this step's calls (and of actions without a call) follow as tool messages.
+        for r in json::path(s, &["observation", "results"]).and_then(Value::as_array).into_iter().flatten() {
+            let mut t = Map::new();
+            t.insert("role".into(), json!("tool"));
+            if let Some(id) = r.get("source_call_id").filter(|x| !x.is_null()) {
+                t.insert("tool_call_id".into(), id.clone());
+            }
+            let content =
+                r.get("content").cloned().or_else(|| r.get("subagent_trajectory_ref").cloned()).unwrap_or(Value::Null);
+            t.insert("content".into(), content);
+            if let Some(flag) = r.get("is_error") {
+                t.insert("is_error".into(), flag.clone());
+            }
+            messages.push(Value::Object(t));
+        }
+    }
+    push_messages(&mut trace, &messages, ListMode::Chat);
+    trace.task = super::chat::first_user_text(&trace).map(Value::String);
+    trace.start = trace.steps.iter().filter_map(|s| s.start).min();
+    if let Some(fm) = v.get("final_metrics") {
+        trace.usage.input_tokens = fm.get("total_prompt_tokens").and_then(as_u64).or(trace.usage.input_tokens);
+        trace.usage.output_tokens = fm.get("total_completion_tokens").and_then(as_u64).or(trace.usage.output_tokens);
+        trace.cost_usd = fm.get("total_cost_usd").and_then(as_f64);
+    }
+    let reward = json::path(v, &["extra", "reward"])
+        .or_else(|| json::path(v, &["final_metrics", "extra", "reward"]))
+        .and_then(as_f64);
+    if let Some(r) = reward {
+        trace.signals.push(Signal::new("reward", r >= 1.0, format!("reward = {r}")));
+    }
+    Some(trace)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::formats::run_on_values;
+    use crate::trace::model::StepKind;
+
+    #[test]
+    fn steps_calls_and_observations() {
+        let doc = json!({
+            "schema_version": "ATIF-v1.4", "session_id": "s-1",
+            "agent": {"name": "terminus-2", "version": "1", "model_name": "m"},
+            "steps": [
+                {"step_id": 1, "source": "user", "message": "make hello.txt"},
+                {"step_id": 2, "source": "agent", "message": "ok",
+                 "tool_calls": [{"tool_call_id": "c1", "function_name": "bash", "arguments": {"cmd": "echo hi > hello.txt"}}],
+                 "observation": {"results": [{"source_call_id": "c1", "content": "bash: permission denied", "is_error": true}]},
+                 "metrics": {"prompt_tokens": 10, "completion_tokens": 3, "cost_usd": 0.01}}
+            ],
+            "final_metrics": {"total_prompt_tokens": 10, "total_completion_tokens": 3},
+            "extra": {"reward": 0.0}
+        });
+        let (traces, warnings) = run_on_values(parse, "trajectory.json", vec![doc, json!({"x": 1})]);
+        assert_eq!(warnings.len(), 1);
+        let t = &traces[0];
+        assert_eq!(t.id, "s-1");
+        assert_eq!(t.name.as_deref(), Some("terminus-2"));
+        let kinds: Vec<StepKind> = t.steps.iter().map(|s| s.kind).collect();
+        assert_eq!(kinds, [StepKind::User, StepKind::Llm, StepKind::Tool]);
+        let tool = &t.steps[2];
+        assert_eq!(tool.tool_call.as_ref().unwrap().name, "bash");
+        assert!(tool.error.is_some());
+        assert_eq!(t.steps[1].usage.input_tokens, Some(10));
+        assert_eq!(t.usage.output_tokens, Some(3));
+        assert!(!t.signals[0].passed);
+        assert_eq!(t.task, Some(json!("make hello.txt")));
+    }
+}
