@@ -192,6 +192,7 @@ mod tests {
             trace_path: None,
             isolation: String::new(),
             cached: false,
+            infra: None,
         }
     }
 
