@@ -190,7 +190,7 @@ pub async fn run(ctx: &RunContext<'_>, manifest: &Manifest, opts: &RunOptions) -
     if base_root.exists() {
         std::fs::remove_dir_all(&base_root)?;
     }
-    workspace::private_copy(&manifest.root, &base_root)?;
+    workspace::private_copy(&manifest.root, &base_root, &manifest.filter)?;
     let mut accepted_so_far = 0u32;
     let mut iteration = existing.as_ref().map(|r| r.iteration as u32).unwrap_or(0);
     let mut spent = existing.as_ref().map(|r| r.spent_usd).unwrap_or(0.0);
@@ -204,7 +204,7 @@ pub async fn run(ctx: &RunContext<'_>, manifest: &Manifest, opts: &RunOptions) -
     }
     let mut base_manifest = manifest.clone();
     base_manifest.root = base_root.clone();
-    emit(RunEvent::Started { run_id: run_id.clone(), resumed, baseline_hash: workspace::content_hash(&base_root)? });
+    emit(RunEvent::Started { run_id: run_id.clone(), resumed, baseline_hash: workspace::content_hash(&base_root, &manifest.filter)? });
 
     // 1. Mine what is new.
     if let Some(traces) = &opts.traces {
@@ -617,7 +617,7 @@ async fn propose_knobs(
         if root.exists() {
             std::fs::remove_dir_all(&root)?;
         }
-        workspace::private_copy(&baseline.root, &root)?;
+        workspace::private_copy(&baseline.root, &root, &baseline.manifest.filter)?;
         patch::apply(&parse_relative(&cand.diff)?, &root)?;
         let mut m = baseline.manifest.clone();
         m.root = root.clone();
