@@ -204,7 +204,11 @@ pub async fn run(ctx: &RunContext<'_>, manifest: &Manifest, opts: &RunOptions) -
     }
     let mut base_manifest = manifest.clone();
     base_manifest.root = base_root.clone();
-    emit(RunEvent::Started { run_id: run_id.clone(), resumed, baseline_hash: workspace::content_hash(&base_root, &manifest.filter)? });
+    emit(RunEvent::Started {
+        run_id: run_id.clone(),
+        resumed,
+        baseline_hash: workspace::content_hash(&base_root, &manifest.filter)?,
+    });
 
     // 1. Mine what is new.
     if let Some(traces) = &opts.traces {

@@ -14,3 +14,4 @@ mod formats_transcripts;
 mod fuzz;
 mod llm_e2e;
 mod sandbox;
+mod trial_env;

@@ -25,8 +25,8 @@ use tokio::sync::Semaphore;
 
 use crate::evals::case::Case;
 use crate::evals::checks::{self, CheckOutcome, ResultFile, TrialView};
-use crate::harness::manifest::Manifest;
 use crate::harness::hostenv::{self, HostEnv};
+use crate::harness::manifest::Manifest;
 use crate::harness::workspace;
 use crate::sandbox::{self, ExitStatus, IsolationChoice, Spec};
 use crate::store::Store;

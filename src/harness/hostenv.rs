@@ -132,9 +132,8 @@ pub fn detect(manifest: &Manifest, root: &Path) -> HostEnv {
             None => {
                 if let Some(user_base) = home.as_ref().map(|h| h.join(".local")) {
                     let lib = user_base.join("lib");
-                    let has_packages = std::fs::read_dir(&lib).is_ok_and(|listing| {
-                        listing.flatten().any(|e| e.path().join("site-packages").is_dir())
-                    });
+                    let has_packages = std::fs::read_dir(&lib)
+                        .is_ok_and(|listing| listing.flatten().any(|e| e.path().join("site-packages").is_dir()));
                     if has_packages {
                         env.grant(lib, "`~/.local` packages of a bare `python3`");
                         env.env.push(("PYTHONUSERBASE".into(), user_base.display().to_string()));
@@ -252,13 +251,10 @@ mod tests {
 
     #[test]
     fn hostenv_words_and_pythons() {
-        assert_eq!(words("FOO=1 .venv/bin/python agent.py --x 'a b' && ~/bin/y"), [
-            ".venv/bin/python",
-            "agent.py",
-            "--x",
-            "a b",
-            "~/bin/y"
-        ]);
+        assert_eq!(
+            words("FOO=1 .venv/bin/python agent.py --x 'a b' && ~/bin/y"),
+            [".venv/bin/python", "agent.py", "--x", "a b", "~/bin/y"]
+        );
         assert!(is_bare_python("python3") && is_bare_python("python3.11") && is_bare_python("python"));
         assert!(!is_bare_python("python-config") && !is_bare_python("./python3"));
     }

@@ -792,7 +792,8 @@ fn classify(raw: std::process::ExitStatus, bwrap_mode: bool) -> ExitStatus {
 /// could not execute it (126), or Python found no such script (exit 2). That is a broken
 /// setup (a virtualenv the trial cannot see, a wrong path), not a failed case; the message
 /// says what was missing.
-const NOT_STARTED_HINT: &str = "; a trial sees only system folders, its copy and granted paths: see `autoharness doctor`";
+const NOT_STARTED_HINT: &str =
+    "; a trial sees only system folders, its copy and granted paths: see `autoharness doctor`";
 
 fn could_not_start(code: i32, stderr: &str) -> Option<String> {
     let first = stderr.lines().find(|line| !line.trim().is_empty())?.trim();
@@ -813,7 +814,8 @@ fn could_not_start(code: i32, stderr: &str) -> Option<String> {
         2 => {
             let rest = first.split_once("can't open file '")?.1;
             let (file, tail) = rest.split_once('\'')?;
-            tail.contains("No such file").then(|| format!("could not start: `{file}` not found (exit 2){NOT_STARTED_HINT}"))
+            tail.contains("No such file")
+                .then(|| format!("could not start: `{file}` not found (exit 2){NOT_STARTED_HINT}"))
         }
         _ => None,
     }
