@@ -15,3 +15,4 @@ mod fuzz;
 mod llm_e2e;
 mod sandbox;
 mod trial_env;
+mod walkthrough;
