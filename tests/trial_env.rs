@@ -209,3 +209,43 @@ async fn trial_env_a_missing_interpreter_is_failed_to_start() {
     let outcome = sandbox::run(&spec).await;
     assert!(matches!(outcome.status, ExitStatus::FailedToStart { .. }), "{outcome:?}");
 }
+
+#[tokio::test]
+async fn trial_env_disk_use_is_capped() {
+    let base = outside_tmp_and_home();
+    let copy = base.path().join("work");
+    std::fs::create_dir_all(&copy).unwrap();
+    // Many files under the per-file limit, in the copy and in $TMPDIR: only a total cap stops them.
+    let flood = "i=0; while [ $i -lt 40 ]; do head -c 8388608 /dev/zero > f$i || exit 3; \
+                 head -c 8388608 /dev/zero > \"$TMPDIR/t$i\" || exit 3; i=$((i+1)); sleep 0.05; done; echo wrote-all";
+    let mut modes = fs_modes();
+    modes.push(IsolationChoice::None);
+    for mode in modes {
+        for entry in std::fs::read_dir(&copy).unwrap().flatten() {
+            std::fs::remove_file(entry.path()).unwrap();
+        }
+        let mut spec = Spec::new(flood, &copy);
+        spec.isolation = mode;
+        spec.limits.timeout = Duration::from_secs(60);
+        spec.limits.disk_bytes = Some(64 << 20);
+        let outcome = sandbox::run(&spec).await;
+        assert_eq!(
+            outcome.status,
+            ExitStatus::KilledForLimit { limit: sandbox::Limit::Disk },
+            "{mode:?}: {:?} {}",
+            outcome.reason,
+            outcome.stdout.text()
+        );
+        assert!(outcome.reason.as_deref().unwrap_or("").contains("disk limit 64 MiB"), "{:?}", outcome.reason);
+        // Stopped close to the cap: 500 ms of writing at most past it.
+        let left: u64 = std::fs::read_dir(&copy).unwrap().flatten().map(|e| e.metadata().unwrap().len()).sum();
+        assert!(left < 400 << 20, "{mode:?}: {left} bytes written");
+
+        // Under the cap, the same writes finish.
+        let mut spec = Spec::new("head -c 8388608 /dev/zero > small && echo done", &copy);
+        spec.isolation = mode;
+        spec.limits.disk_bytes = Some(64 << 20);
+        let outcome = sandbox::run(&spec).await;
+        assert!(outcome.status.success(), "{mode:?}: {:?}", outcome.reason);
+    }
+}

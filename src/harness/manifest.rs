@@ -19,7 +19,7 @@ pub const MANIFEST_FILE: &str = "harness.toml";
 pub const HARNESSES_DIR: &str = "harnesses";
 
 /// The keys a manifest may have, for error hints.
-const ALLOWED_KEYS: &str = "name, root, editable, exclude, include, read, run, batch, timeout, network, env, check, [limits] memory/cpu/file_size/open_files/processes/output, [[knobs]] file/key/values";
+const ALLOWED_KEYS: &str = "name, root, editable, exclude, include, read, run, batch, timeout, network, env, check, [limits] memory/cpu/file_size/open_files/processes/output/disk, [[knobs]] file/key/values";
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -59,6 +59,7 @@ struct RawLimits {
     open_files: Option<u64>,
     processes: Option<u64>,
     output: Option<String>,
+    disk: Option<String>,
 }
 
 fn default_root() -> String {
@@ -243,6 +244,9 @@ impl Manifest {
         }
         if let Some(f) = size("limits.file_size", &raw.limits.file_size)? {
             limits.file_size_bytes = Some(f);
+        }
+        if let Some(d) = size("limits.disk", &raw.limits.disk)? {
+            limits.disk_bytes = Some(d);
         }
         if let Some(o) = size("limits.output", &raw.limits.output)? {
             limits.output_bytes = o as usize;

@@ -63,6 +63,9 @@ pub const TRIAL_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:
 /// Name of the variable that marks a trial's processes (see the module doc).
 pub const MARKER_VAR: &str = "AUTOHARNESS_SANDBOX";
 
+/// How often a trial's disk use is measured.
+const DISK_CHECK: Duration = Duration::from_millis(500);
+
 /// Time between SIGTERM and SIGKILL when a trial is stopped.
 const GRACE: Duration = Duration::from_millis(500);
 
@@ -182,6 +185,8 @@ pub enum Limit {
     Cpu,
     /// `RLIMIT_FSIZE` (SIGXFSZ).
     FileSize,
+    /// The trial's writable folders grew past `Limits::disk_bytes`.
+    Disk,
 }
 
 /// Filesystem isolation in effect for a trial.
@@ -327,6 +332,9 @@ struct Plan {
     drop_capabilities: bool,
     landlock: Option<landlock::Prepared>,
     marker: String,
+    /// The folders the trial may write, and their disk usage before it started.
+    writable: Vec<PathBuf>,
+    disk_start: u64,
 }
 
 type PlanError = (String, IsolationUsed);
@@ -490,6 +498,8 @@ impl Plan {
             landlock: landlock_prepared,
             // As it appears in /proc/<pid>/environ.
             marker: format!("{MARKER_VAR}={marker_value}\0"),
+            disk_start: if spec.limits.disk_bytes.is_some() { limits::disk_usage(&writable) } else { 0 },
+            writable,
         })
     }
 }
@@ -533,6 +543,7 @@ enum Ended {
     Exited(std::process::ExitStatus),
     TimedOut,
     Flooded,
+    DiskFull,
 }
 
 async fn execute(spec: &Spec, mut plan: Plan, started: Instant) -> Outcome {
@@ -630,12 +641,13 @@ async fn execute(spec: &Spec, mut plan: Plan, started: Instant) -> Outcome {
                 },
                 _ = tokio::time::sleep(spec.limits.timeout) => Ended::TimedOut,
                 _ = flood.notified() => Ended::Flooded,
+                _ = watch_disk(&plan.writable, plan.disk_start, spec.limits.disk_bytes) => Ended::DiskFull,
             };
             if matches!(ended, Ended::Exited(_)) {
                 // Reaped: its pid, and so its group id, may now belong to a stranger.
                 guard.disarm();
             }
-            if matches!(ended, Ended::TimedOut | Ended::Flooded) {
+            if matches!(ended, Ended::TimedOut | Ended::Flooded | Ended::DiskFull) {
                 stop(&mut child, pid, plan.cgroup.as_ref(), bwrap_mode).await;
                 guard.disarm();
             }
@@ -701,6 +713,7 @@ async fn execute(spec: &Spec, mut plan: Plan, started: Instant) -> Outcome {
     let status = match ended {
         Ended::TimedOut => ExitStatus::TimedOut,
         Ended::Flooded => ExitStatus::KilledForLimit { limit: Limit::Output },
+        Ended::DiskFull => ExitStatus::KilledForLimit { limit: Limit::Disk },
         Ended::Exited(_) if bwrap_mode && !sandbox_started => {
             let first_line = stderr.text().lines().next().unwrap_or("bwrap failed").to_string();
             ExitStatus::FailedToStart { message: format!("the sandbox did not start: {first_line}") }
@@ -719,6 +732,20 @@ async fn execute(spec: &Spec, mut plan: Plan, started: Instant) -> Outcome {
     // waits for an RCU grace period: milliseconds, so it happens off the trial's path.
     tokio::task::spawn_blocking(move || drop(plan));
     Outcome { status, stdout, stderr, duration: started.elapsed(), isolation, reason, killed_leftovers }
+}
+
+/// Resolves once the trial's writable folders hold more than `limit` bytes beyond what
+/// they held at the start; never without a limit.
+async fn watch_disk(paths: &[PathBuf], start: u64, limit: Option<u64>) {
+    let Some(limit) = limit else { return std::future::pending().await };
+    loop {
+        tokio::time::sleep(DISK_CHECK).await;
+        let paths = paths.to_vec();
+        let used = tokio::task::spawn_blocking(move || limits::disk_usage(&paths)).await.unwrap_or(0);
+        if used.saturating_sub(start) > limit {
+            return;
+        }
+    }
 }
 
 /// Stops a running trial: SIGTERM, up to `GRACE` to exit, then SIGKILL.
@@ -856,6 +883,10 @@ fn reason(
         ExitStatus::KilledForLimit { limit: Limit::Cpu } => {
             let cpu = limits.cpu_seconds.map(|s| format!(" {s} s")).unwrap_or_default();
             parts.push(format!("cpu limit{cpu} reached (SIGXCPU)"));
+        }
+        ExitStatus::KilledForLimit { limit: Limit::Disk } => {
+            let size = limits.disk_bytes.map(|b| format!(" {}", human_bytes(b))).unwrap_or_default();
+            parts.push(format!("disk limit{size} reached: the trial wrote more than that"));
         }
         ExitStatus::KilledForLimit { limit: Limit::FileSize } => {
             let size = limits.file_size_bytes.map(|b| format!(" {}", human_bytes(b))).unwrap_or_default();
