@@ -499,5 +499,26 @@ values = [1, 2, 3]
 
         let e = parse("name = \"x y\"\nrun = \"true\"\n").unwrap_err();
         assert!(e.to_string().contains("`name`"), "{e}");
+
+        let e = parse("name = \"x\"\nrun = \"true\"\nread = [\"/no/such/folder\"]\n").unwrap_err();
+        assert!(e.to_string().contains("`read` has `/no/such/folder`, which cannot be opened"), "{e}");
+        let e = parse("name = \"x\"\nrun = \"true\"\nread = [\"/\"]\n").unwrap_err();
+        assert!(e.to_string().contains("the whole host"), "{e}");
+        let e = parse("name = \"x\"\nrun = \"true\"\nexclude = [\"../up\"]\n").unwrap_err();
+        assert!(e.to_string().contains("`exclude` has `../up`, which leaves the root"), "{e}");
+        let e = parse("name = \"x\"\nrun = \"true\"\n[limits]\ndisk = \"lots\"\n").unwrap_err();
+        assert!(e.to_string().contains("limits.disk"), "{e}");
+    }
+
+    #[test]
+    fn read_paths_are_resolved() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("models")).unwrap();
+        let path = dir.path().join("harness.toml");
+        std::fs::write(&path, "name = \"x\"\nrun = \"true\"\nread = [\"models\"]\n[limits]\ndisk = \"2GiB\"\n")
+            .unwrap();
+        let m = Manifest::load(&path).unwrap();
+        assert_eq!(m.read, [dir.path().join("models").canonicalize().unwrap()]);
+        assert_eq!(m.limits.disk_bytes, Some(2 << 30));
     }
 }
