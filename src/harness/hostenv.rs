@@ -121,7 +121,10 @@ pub fn detect(manifest: &Manifest, root: &Path) -> HostEnv {
     if bare_python {
         // `python3` in a trial is the first on the trial's PATH: a virtualenv of the root or
         // beside it is activated, as the user's shell would have it.
-        let beside = venvs.first().cloned().or_else(|| nearby_virtualenv(&manifest.root));
+        // Searched from the manifest's folder, not from `root`: a gate's or run's version
+        // has its root in a copy under .autoharness/, and must find the same virtualenv.
+        let manifest_dir = manifest.path.parent().and_then(|d| d.canonicalize().ok());
+        let beside = venvs.first().cloned().or_else(|| manifest_dir.as_deref().and_then(nearby_virtualenv));
         match beside {
             Some(venv) => {
                 env.grant_virtualenv(&venv, "virtualenv beside the harness, activated for `python`");
@@ -181,10 +184,10 @@ fn interpreter_prefix(venv: &Path) -> Option<PathBuf> {
     from_exe.or(from_cfg).filter(|p| p != Path::new("/"))
 }
 
-/// `.venv` in the folders above the root, up to the project (the folder holding
-/// `autoharness.toml` or `.git`).
-fn nearby_virtualenv(root: &Path) -> Option<PathBuf> {
-    for dir in root.ancestors().skip(1) {
+/// `.venv` in the manifest's folder or the folders above it, up to the project (the
+/// folder holding `autoharness.toml` or `.git`).
+fn nearby_virtualenv(manifest_dir: &Path) -> Option<PathBuf> {
+    for dir in manifest_dir.ancestors() {
         if let Some(venv) = workspace::virtualenv_at(&dir.join(".venv")) {
             return Some(venv);
         }
