@@ -218,7 +218,7 @@ fn config_text(original: &str, v: &VersionSpec) -> String {
 /// A private copy of the harness with `config.toml` replaced.
 fn make_version(manifest: &Manifest, original: &str, spec: &VersionSpec, dir: &Path) -> Version {
     let root = dir.join(spec.name.replace(['/', '+'], "_"));
-    workspace::private_copy(&manifest.root, &root).expect("private copy of the harness");
+    workspace::private_copy(&manifest.root, &root, &manifest.filter).expect("private copy of the harness");
     std::fs::write(root.join("config.toml"), config_text(original, spec)).expect("write config.toml");
     let mut m = manifest.clone();
     m.root = root.clone();

@@ -3,7 +3,11 @@
 //! isolation this host offers; then the trial runner's throughput on the bundled example
 //! harness with 1 and 2 jobs.
 //!
-//! `cargo bench --bench sandbox [-- N]` (default 100 trials per row).
+//! Then the cost of the harness root's size: trials of `true` on a tiny root and on a 50 MB
+//! root (2,000 files of 25 KB, like vendored packages), side by side.
+//!
+//! `cargo bench --bench sandbox [-- N] [root]` (default 100 trials per row; `root` runs only
+//! the root-size rows).
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::path::PathBuf;
@@ -17,6 +21,10 @@ use autoharness::sandbox::{self, IsolationChoice, Spec};
 fn main() {
     let n: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(100);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    if std::env::args().any(|a| a == "root") {
+        root_size(&rt, n.min(30));
+        return;
+    }
     let cwd = tempfile::tempdir().unwrap();
     let probe = sandbox::probe();
     println!("host: {}", probe.summary());
@@ -89,6 +97,55 @@ fn main() {
         base.get_or_insert(rate);
         println!("--jobs {jobs}: {:>6.1} trials/s ({} in {:.2}s) {speedup}", rate, recs.len(), wall.as_secs_f64());
     }
+}
+
+/// Per-trial time of a full trial (private copy, sandbox, checks) on a tiny root and on a
+/// 50 MB one: the difference is what the root's size costs each trial.
+fn root_size(rt: &tokio::runtime::Runtime, n: usize) {
+    println!("\n{n} trials of `true` through the trial runner (private copy + sandbox + checks), one at a time:\n");
+    let base = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let evals = base.path().join("cases");
+    std::fs::create_dir_all(&evals).unwrap();
+    let case_path = evals.join("c-1.json");
+    std::fs::write(
+        &case_path,
+        r#"{"schema": "autoharness.case/v1", "id": "c-1", "harness": "h", "cluster": "k-1", "split": "train",
+            "status": "active", "input": "x", "checks": [{"kind": "no_error"}],
+            "provenance": {"traces": [], "files": [], "signature": "", "mined_at": ""}}"#,
+    )
+    .unwrap();
+    let case = case::read_case(&case_path).unwrap();
+    let mut rows = Vec::new();
+    for (label, files) in [("tiny root (1 file)", 1usize), ("50 MB root (2000 × 25 KB)", 2000)] {
+        let root = base.path().join(format!("root-{files}"));
+        std::fs::create_dir_all(root.join("pkg")).unwrap();
+        let blob = vec![b'x'; 25_000];
+        for i in 0..files {
+            std::fs::write(root.join("pkg").join(format!("m{i}.py")), &blob).unwrap();
+        }
+        std::fs::write(root.join("harness.toml"), "name = \"h\"\nrun = \"true\"\n").unwrap();
+        let manifest = Manifest::load(&root.join("harness.toml")).unwrap();
+        let version = Version::new(manifest, root.clone()).unwrap();
+        let mut runner = Runner::new(None, 1, base.path().join("trials"));
+        runner.use_cache = false;
+        let cases = vec![case.clone()];
+        // One warm-up trial (page cache, probe, cgroup pool).
+        rt.block_on(runner.run(&version, &cases, &[Trial { case: 0, seed: 0 }], &|_| {})).unwrap();
+        let t = Instant::now();
+        for seed in 0..n as u64 {
+            let recs = rt.block_on(runner.run(&version, &cases, &[Trial { case: 0, seed }], &|_| {})).unwrap();
+            assert!(recs[0].passed, "{label}: {:?}", recs[0].reason);
+        }
+        let per = t.elapsed() / n as u32;
+        rows.push(per);
+        println!("{label:<28} {:>12}", ms(per));
+    }
+    let (tiny, big) = (rows[0], rows[1]);
+    println!(
+        "\nthe 50 MB root costs {} per trial ({:.1}× the tiny root's trial)",
+        ms(big.saturating_sub(tiny)),
+        big.as_secs_f64() / tiny.as_secs_f64()
+    );
 }
 
 fn ms(d: Duration) -> String {

@@ -189,7 +189,7 @@ pub async fn run(ctx: &RunContext<'_>, manifest: &Manifest, given: &RunOptions) 
     if base_root.exists() {
         std::fs::remove_dir_all(&base_root)?;
     }
-    workspace::private_copy(&manifest.root, &base_root)?;
+    workspace::private_copy(&manifest.root, &base_root, &manifest.filter)?;
     let mut accepted_so_far = 0u32;
     // Iterations are closed in one transaction (`close_iteration`): the count stored is
     // the iterations that finished; one that a crash interrupted is done again.
@@ -219,7 +219,11 @@ pub async fn run(ctx: &RunContext<'_>, manifest: &Manifest, given: &RunOptions) 
     }
     let mut base_manifest = manifest.clone();
     base_manifest.root = base_root.clone();
-    emit(RunEvent::Started { run_id: run_id.clone(), resumed, baseline_hash: workspace::content_hash(&base_root)? });
+    emit(RunEvent::Started {
+        run_id: run_id.clone(),
+        resumed,
+        baseline_hash: workspace::content_hash(&base_root, &manifest.filter)?,
+    });
 
     // 1. Mine what is new.
     if let Some(traces) = &opts.traces {
@@ -707,7 +711,7 @@ async fn propose_knobs(
         if root.exists() {
             std::fs::remove_dir_all(&root)?;
         }
-        workspace::private_copy(&baseline.root, &root)?;
+        workspace::private_copy(&baseline.root, &root, &baseline.manifest.filter)?;
         patch::apply(&parse_relative(&cand.diff)?, &root)?;
         let mut m = baseline.manifest.clone();
         m.root = root.clone();

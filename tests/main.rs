@@ -18,3 +18,5 @@ mod fuzz;
 mod llm_e2e;
 mod producers;
 mod sandbox;
+mod trial_env;
+mod walkthrough;

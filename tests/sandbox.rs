@@ -459,7 +459,7 @@ mod workspace {
     use std::path::Path;
     use std::time::Instant;
 
-    use autoharness::harness::workspace::{SKIPPED_DIRS, content_hash, private_copy};
+    use autoharness::harness::workspace::{Filter, SKIPPED_DIRS, content_hash, private_copy};
 
     fn write(root: &Path, relative: &str, bytes: &str) {
         let path = root.join(relative);
@@ -485,15 +485,15 @@ mod workspace {
     fn sandbox_workspace_hash_is_stable_across_copies() {
         let source = tempfile::tempdir().unwrap();
         harness(source.path());
-        let hash = content_hash(source.path()).unwrap();
+        let hash = content_hash(source.path(), &Filter::default()).unwrap();
         assert_eq!(hash.len(), 64);
-        assert_eq!(content_hash(source.path()).unwrap(), hash);
+        assert_eq!(content_hash(source.path(), &Filter::default()).unwrap(), hash);
 
         let dest = tempfile::tempdir().unwrap();
         let copy = dest.path().join("copy");
-        let stats = private_copy(source.path(), &copy).unwrap();
+        let stats = private_copy(source.path(), &copy, &Filter::default()).unwrap();
         assert_eq!((stats.files, stats.dirs, stats.symlinks), (3, 2, 2), "{stats:?}");
-        assert_eq!(content_hash(&copy).unwrap(), hash);
+        assert_eq!(content_hash(&copy, &Filter::default()).unwrap(), hash);
         // Links are copied as links, not followed out of the root.
         assert_eq!(fs::read_link(copy.join("outside")).unwrap(), Path::new("/etc"));
         assert!(fs::symlink_metadata(copy.join("outside")).unwrap().file_type().is_symlink());
@@ -509,18 +509,18 @@ mod workspace {
         let source = tempfile::tempdir().unwrap();
         let root = source.path();
         harness(root);
-        let hash = content_hash(root).unwrap();
+        let hash = content_hash(root, &Filter::default()).unwrap();
 
         write(root, "prompts/system.md", "You are helpful!\n");
-        let changed_byte = content_hash(root).unwrap();
+        let changed_byte = content_hash(root, &Filter::default()).unwrap();
         assert_ne!(changed_byte, hash);
 
         fs::set_permissions(root.join("prompts/system.md"), fs::Permissions::from_mode(0o755)).unwrap();
-        let changed_mode = content_hash(root).unwrap();
+        let changed_mode = content_hash(root, &Filter::default()).unwrap();
         assert_ne!(changed_mode, changed_byte);
 
         fs::rename(root.join("harness.toml"), root.join("manifest.toml")).unwrap();
-        assert_ne!(content_hash(root).unwrap(), changed_mode);
+        assert_ne!(content_hash(root, &Filter::default()).unwrap(), changed_mode);
     }
 
     #[test]
@@ -528,16 +528,16 @@ mod workspace {
         let source = tempfile::tempdir().unwrap();
         let root = source.path();
         harness(root);
-        let hash = content_hash(root).unwrap();
+        let hash = content_hash(root, &Filter::default()).unwrap();
         for dir in SKIPPED_DIRS {
             write(root, &format!("{dir}/more/{dir}.bin"), "changed");
             write(root, &format!("nested/{dir}/x"), "changed");
         }
         write(root, "nested/ok.txt", "");
-        let with_nested = content_hash(root).unwrap();
+        let with_nested = content_hash(root, &Filter::default()).unwrap();
         fs::remove_file(root.join("nested/ok.txt")).unwrap();
         fs::remove_dir_all(root.join("nested")).unwrap();
-        assert_eq!(content_hash(root).unwrap(), hash);
+        assert_eq!(content_hash(root, &Filter::default()).unwrap(), hash);
         assert_ne!(with_nested, hash);
     }
 
@@ -551,10 +551,10 @@ mod workspace {
         let dest = tempfile::tempdir().unwrap();
         let copy = dest.path().join("copy");
         let started = Instant::now();
-        let stats = private_copy(root, &copy).unwrap();
+        let stats = private_copy(root, &copy, &Filter::default()).unwrap();
         let elapsed = started.elapsed();
         assert_eq!(stats.files, 1000);
-        assert_eq!(content_hash(&copy).unwrap(), content_hash(root).unwrap());
+        assert_eq!(content_hash(&copy, &Filter::default()).unwrap(), content_hash(root, &Filter::default()).unwrap());
         eprintln!("copied 1000 files ({} bytes, {} reflinked) in {elapsed:?}", stats.bytes, stats.reflinked);
 
         // A trial writing to its copy never changes the original (no hard links).
@@ -565,6 +565,6 @@ mod workspace {
         assert_eq!(fs::read_to_string(&original).unwrap(), "content 3\n".repeat(4));
 
         // The destination must be new or empty.
-        assert!(private_copy(root, &copy).is_err());
+        assert!(private_copy(root, &copy, &Filter::default()).is_err());
     }
 }

@@ -14,14 +14,20 @@ use crate::report::Output;
 use crate::report::setup as render;
 use crate::store::{Store, runtime};
 
-const MANIFEST_TEMPLATE: &str = r#"# The harness autoharness may improve: see DESIGN.md "harness.toml".
+const MANIFEST_TEMPLATE: &str = r#"# The harness autoharness may improve; every key: docs/harness.md.
 name = "{name}"
-root = "../.."                    # the files under optimization, relative to this file
+root = "../.."                    # the files under optimization, relative to this file; the project's
+                                  # evals/, traces/, .autoharness/, VCS folders, virtualenvs and caches
+                                  # are left out of its hash and copies (add more with `exclude`)
 editable = ["prompts/**"]         # globs a proposer or a gated patch may change
-run = "python3 agent.py"          # runs ONE trial of ONE case (AUTOHARNESS_* variables)
+# exclude = ["data/raw/**"]       # more of the root that is not the harness
+# include = ["vendor/node_modules/**"]   # keep something left out by default
+run = "python3 agent.py"          # runs ONE trial of ONE case (AUTOHARNESS_* variables);
+                                  # `.venv/bin/python agent.py` or a `.venv` beside the root just works
 timeout = "120s"
 network = "none"                  # "host" for agents that call model APIs
 env = []                          # host variables passed through, e.g. ["OPENAI_API_KEY"]
+# read = ["~/models"]             # more host paths trials may read (read-only)
 # check = "python3 -m py_compile agent.py"   # must pass before any trial runs
 
 # [[knobs]]                       # what the offline proposer may try
@@ -119,6 +125,22 @@ pub struct HarnessStatus {
     pub name: Option<String>,
     pub ok: bool,
     pub detail: String,
+    /// What a trial of this harness sees of the host, one line each.
+    pub sees: Vec<String>,
+    /// What the trial does not see, one line each.
+    pub hidden: Vec<String>,
+    /// The command run inside the sandbox as a trial would (`check`, else the interpreter
+    /// of `run` with `--version`), and how it went.
+    pub sandbox_check: Option<SandboxCheck>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SandboxCheck {
+    pub command: String,
+    pub ok: bool,
+    /// `filesystem` isolation used (bwrap, landlock, none).
+    pub isolation: String,
+    pub detail: String,
 }
 
 pub fn doctor(settings: &Settings, out: &Output) -> anyhow::Result<ExitCode> {
@@ -156,10 +178,24 @@ pub fn doctor(settings: &Settings, out: &Output) -> anyhow::Result<ExitCode> {
             let status = match manifest::Manifest::load(&p) {
                 Ok(m) => {
                     let (cases, bad) = crate::evals::case::load(&settings.project_root.join("evals"), &m.name);
+                    let scratch = settings
+                        .db_path
+                        .parent()
+                        .unwrap_or(Path::new("."))
+                        .join(format!("doctor-{}", std::process::id()));
+                    let (sees, hidden, sandbox_check) = rt.block_on(sandbox_view(&m, &scratch));
+                    let _ = std::fs::remove_dir_all(&scratch);
+                    let check_ok = sandbox_check.as_ref().is_none_or(|c| c.ok);
+                    if let Some(c) = sandbox_check.as_ref().filter(|c| !c.ok) {
+                        problems.push(format!("{}: `{}` in the sandbox: {}", m.name, c.command, c.detail));
+                    }
                     HarnessStatus {
+                        sees,
+                        hidden,
+                        sandbox_check,
                         path: p.display().to_string(),
                         name: Some(m.name.clone()),
-                        ok: bad.is_empty(),
+                        ok: bad.is_empty() && check_ok,
                         detail: format!(
                             "{} cases{}, {} knobs, network {:?}",
                             cases.len(),
@@ -169,11 +205,17 @@ pub fn doctor(settings: &Settings, out: &Output) -> anyhow::Result<ExitCode> {
                         ),
                     }
                 }
-                Err(e) => {
-                    HarnessStatus { path: p.display().to_string(), name: None, ok: false, detail: format!("{e:#}") }
-                }
+                Err(e) => HarnessStatus {
+                    path: p.display().to_string(),
+                    name: None,
+                    ok: false,
+                    detail: format!("{e:#}"),
+                    sees: Vec::new(),
+                    hidden: Vec::new(),
+                    sandbox_check: None,
+                },
             };
-            if !status.ok {
+            if !status.ok && status.sandbox_check.as_ref().is_none_or(|c| c.ok) {
                 problems.push(format!("{}: {}", status.path, status.detail));
             }
             harnesses.push(status);
@@ -195,4 +237,68 @@ pub fn doctor(settings: &Settings, out: &Output) -> anyhow::Result<ExitCode> {
         out.print(&render::doctor(out, &report));
     }
     Ok(if report.problems.is_empty() { exit::SUCCESS } else { exit::FAILURE })
+}
+
+/// What a trial of `m` sees, and its `check` (or the interpreter of `run`) run in the
+/// sandbox in a private copy under `scratch`, exactly as a trial would run.
+async fn sandbox_view(m: &manifest::Manifest, scratch: &Path) -> (Vec<String>, Vec<String>, Option<SandboxCheck>) {
+    use crate::sandbox::{self, Spec};
+    let host = crate::harness::hostenv::detect(m, &m.root);
+    let mut sees = vec![
+        "system folders read-only: /usr /bin /sbin /lib* /etc (without shadow, gshadow, ssh host keys, ssl private keys) /sys /proc /dev"
+            .to_string(),
+        format!("a private writable copy of {} (evals/, traces/, .autoharness/, VCS, virtualenvs and caches left out)", m.root.display()),
+        "its own empty HOME and TMPDIR".to_string(),
+    ];
+    for grant in &host.grants {
+        sees.push(format!("read-only: {} ({})", grant.path.display(), grant.why));
+    }
+    for (k, v) in &host.env {
+        sees.push(format!("{k}={v}"));
+    }
+    sees.push(match m.network {
+        sandbox::Network::None => "no network (network = \"none\")".to_string(),
+        sandbox::Network::Host => "the host's network (network = \"host\")".to_string(),
+    });
+    let home = std::env::var("HOME").unwrap_or_else(|_| "~".into());
+    let hidden = vec![
+        format!("your home ({home}), /tmp, /root, /work, /srv, /opt, /home and every other host folder not listed"),
+        "the project's store (.autoharness/), its evals/ (holdout included) and other repositories".to_string(),
+        format!("host variables not in `env` ({} passed)", m.env.len()),
+    ];
+    let command = match (&m.check, &m.run) {
+        (Some(check), _) => check.clone(),
+        (None, Some(run)) => match run.split_whitespace().find(|w| !w.contains('=')) {
+            Some(program) => format!("{program} --version"),
+            None => return (sees, hidden, None),
+        },
+        (None, None) => return (sees, hidden, None),
+    };
+    let work = scratch.join("work");
+    if let Err(e) = crate::harness::workspace::private_copy(&m.root, &work, &m.filter) {
+        let detail = format!("cannot copy the root: {e:#}");
+        return (sees, hidden, Some(SandboxCheck { command, ok: false, isolation: "none".into(), detail }));
+    }
+    let mut spec = Spec::new(&command, &work);
+    spec.env = host.env.clone();
+    spec.env.extend(m.env.iter().filter_map(|n| std::env::var(n).ok().map(|v| (n.clone(), v))));
+    spec.readable = host.readable();
+    spec.home_links = host.home_links.clone();
+    spec.network = m.network;
+    spec.limits = m.limits.clone();
+    let outcome = sandbox::run(&spec).await;
+    let isolation = serde_json::to_value(outcome.isolation.filesystem)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    let ok = outcome.status.success();
+    let text = if ok { outcome.stdout.text() + &outcome.stderr.text() } else { outcome.stderr.text() };
+    let last = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
+    let detail = match (&outcome.reason, ok) {
+        (_, true) if last.is_empty() => "ok".to_string(),
+        (_, true) => format!("ok: {last}"),
+        (Some(reason), false) => format!("{reason}: {last}"),
+        (None, false) => format!("{:?}: {last}", outcome.status),
+    };
+    (sees, hidden, Some(SandboxCheck { command, ok, isolation, detail: crate::trace::json::clip(&detail, 400) }))
 }

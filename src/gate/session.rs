@@ -346,7 +346,7 @@ pub async fn run(
     if cand_root.exists() {
         std::fs::remove_dir_all(&cand_root).with_context(|| format!("cannot clear `{}`", cand_root.display()))?;
     }
-    workspace::private_copy(&manifest.root, &cand_root)?;
+    workspace::private_copy(&manifest.root, &cand_root, &manifest.filter)?;
     let applied = patch::apply(patch, &cand_root).map_err(|e| {
         refuse(
             format!("the patch does not apply to `{}`:\n{e}", manifest.name),

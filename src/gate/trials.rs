@@ -25,6 +25,7 @@ use tokio::sync::Semaphore;
 
 use crate::evals::case::Case;
 use crate::evals::checks::{self, CheckOutcome, ResultFile, TrialView};
+use crate::harness::hostenv::{self, HostEnv};
 use crate::harness::manifest::Manifest;
 use crate::harness::workspace;
 use crate::sandbox::{self, ExitStatus, IsolationChoice, Spec};
@@ -43,12 +44,16 @@ pub struct Version {
     pub root: PathBuf,
     /// Content hash of `root`.
     pub hash: String,
+    /// What trials may read of the host (virtualenvs, interpreters, `read`): not hashed,
+    /// part of the environment fingerprint instead.
+    pub host: HostEnv,
 }
 
 impl Version {
     pub fn new(manifest: Manifest, root: PathBuf) -> anyhow::Result<Version> {
-        let hash = workspace::content_hash(&root)?;
-        Ok(Version { manifest, root, hash })
+        let hash = workspace::content_hash(&root, &manifest.filter)?;
+        let host = hostenv::detect(&manifest, &root);
+        Ok(Version { manifest, root, hash, host })
     }
 }
 
@@ -149,7 +154,7 @@ impl Runner {
         trials: &[Trial],
         on_done: &(dyn Fn(&TrialRecord) + Sync),
     ) -> anyhow::Result<Vec<TrialRecord>> {
-        let env_fp = env_fingerprint(&version.manifest, self.isolation);
+        let env_fp = env_fingerprint(&version.manifest, self.isolation, &version.host);
         if version.manifest.run.is_none() {
             return self.run_batch(version, cases, trials, &env_fp, on_done).await;
         }
@@ -295,9 +300,10 @@ pub async fn run_check(
 
 /// What makes two trials of the same harness and case comparable: autoharness's version,
 /// the command, limits, network, the passed-through variables (values hashed, never
-/// stored) and the isolation choice.
-pub fn env_fingerprint(m: &Manifest, isolation: IsolationChoice) -> String {
+/// stored), the isolation choice and the host environment (virtualenvs and their packages).
+pub fn env_fingerprint(m: &Manifest, isolation: IsolationChoice, host: &HostEnv) -> String {
     let mut h = blake3::Hasher::new();
+    h.update(host.fingerprint().as_bytes());
     h.update(env!("CARGO_PKG_VERSION").as_bytes());
     h.update(format!("{:?}|{:?}|{:?}|{:?}|{:?}", m.run, m.batch, m.network, m.limits, isolation).as_bytes());
     for name in &m.env {
@@ -316,9 +322,12 @@ fn passed_env(m: &Manifest) -> Vec<(String, String)> {
 
 fn spec_for(version: &Version, command: &str, work: &Path, io: &Path, isolation: IsolationChoice) -> Spec {
     let mut spec = Spec::new(command, work);
-    spec.env = passed_env(&version.manifest);
+    spec.env = version.host.env.clone();
+    spec.env.extend(passed_env(&version.manifest));
     spec.writable = vec![io.to_path_buf()];
     spec.readable = vec![io.to_path_buf()];
+    spec.readable.extend(version.host.readable());
+    spec.home_links = version.host.home_links.clone();
     spec.network = version.manifest.network;
     spec.limits = version.manifest.limits.clone();
     spec.isolation = isolation;
@@ -333,7 +342,7 @@ fn prepare_dir(version: &Version, dir: &Path) -> anyhow::Result<(PathBuf, PathBu
     let io = dir.join("io");
     let work = dir.join("work");
     std::fs::create_dir_all(&io).with_context(|| format!("cannot create `{}`", io.display()))?;
-    workspace::private_copy(&version.root, &work)?;
+    workspace::private_copy(&version.root, &work, &version.manifest.filter)?;
     Ok((io, work))
 }
 

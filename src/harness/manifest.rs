@@ -10,6 +10,7 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use serde::{Deserialize, Serialize};
 
 use crate::exit::hinted;
+use crate::harness::workspace::Filter;
 use crate::sandbox::{Limits, Network};
 
 /// The manifest's name inside a harness folder.
@@ -18,7 +19,7 @@ pub const MANIFEST_FILE: &str = "harness.toml";
 pub const HARNESSES_DIR: &str = "harnesses";
 
 /// The keys a manifest may have, for error hints.
-const ALLOWED_KEYS: &str = "name, root, editable, run, batch, timeout, network, env, check, [limits] memory/cpu/file_size/open_files/processes/output, [[knobs]] file/key/values";
+const ALLOWED_KEYS: &str = "name, root, editable, exclude, include, read, run, batch, timeout, network, env, check, [limits] memory/cpu/file_size/open_files/processes/output/disk, [[knobs]] file/key/values";
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -28,6 +29,12 @@ struct RawManifest {
     root: String,
     #[serde(default)]
     editable: Vec<String>,
+    #[serde(default)]
+    exclude: Vec<String>,
+    #[serde(default)]
+    include: Vec<String>,
+    #[serde(default)]
+    read: Vec<String>,
     run: Option<String>,
     batch: Option<String>,
     #[serde(default = "default_timeout")]
@@ -52,6 +59,7 @@ struct RawLimits {
     open_files: Option<u64>,
     processes: Option<u64>,
     output: Option<String>,
+    disk: Option<String>,
 }
 
 fn default_root() -> String {
@@ -85,6 +93,11 @@ pub struct Manifest {
     pub root: PathBuf,
     pub editable: Vec<String>,
     editable_set: GlobSet,
+    /// What of `root` is the harness (hashed, copied): `exclude` / `include` globs over
+    /// the built-in skips.
+    pub filter: Filter,
+    /// Host paths trials may read (absolute, existing): the manifest's `read`.
+    pub read: Vec<PathBuf>,
     /// One trial of one case, run with `/bin/sh -c` in a private copy of `root`.
     pub run: Option<String>,
     /// One command for a batch of cases that prints `{case_id: reward}` (auto-harness style).
@@ -165,6 +178,35 @@ impl Manifest {
             builder.add(glob);
         }
         let editable_set = builder.build().context("cannot build the editable globs")?;
+        for (key, globs) in [("exclude", &raw.exclude), ("include", &raw.include)] {
+            if let Some(g) = globs.iter().find(|g| g.starts_with('/') || g.split('/').any(|c| c == "..")) {
+                return Err(bad(
+                    key,
+                    format!("has `{g}`, which leaves the root"),
+                    "globs relative to `root`, e.g. \"data/raw/**\"",
+                ));
+            }
+        }
+        let filter = Filter::new(&raw.exclude, &raw.include)
+            .map_err(|e| bad("exclude", format!("or `include` has a bad glob: {e}"), "globs like \"data/**\""))?;
+        let mut read = Vec::new();
+        for entry in &raw.read {
+            let expanded = match entry.strip_prefix("~/") {
+                Some(rest) => std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default().join(rest),
+                None => dir.join(entry),
+            };
+            let path = expanded.canonicalize().map_err(|e| {
+                bad(
+                    "read",
+                    format!("has `{entry}`, which cannot be opened: {e}"),
+                    "existing host paths trials may read: absolute, `~/…`, or relative to the manifest",
+                )
+            })?;
+            if path == Path::new("/") {
+                return Err(bad("read", format!("has `{entry}`, the whole host"), "name the folders trials need"));
+            }
+            read.push(path);
+        }
         let timeout = parse_duration(&raw.timeout).ok_or_else(|| {
             bad("timeout", format!("= `{}` is not a duration", raw.timeout), "e.g. \"500ms\", \"30s\", \"2m\"")
         })?;
@@ -203,6 +245,9 @@ impl Manifest {
         if let Some(f) = size("limits.file_size", &raw.limits.file_size)? {
             limits.file_size_bytes = Some(f);
         }
+        if let Some(d) = size("limits.disk", &raw.limits.disk)? {
+            limits.disk_bytes = Some(d);
+        }
         if let Some(o) = size("limits.output", &raw.limits.output)? {
             limits.output_bytes = o as usize;
         }
@@ -239,6 +284,8 @@ impl Manifest {
             root,
             editable: raw.editable,
             editable_set,
+            filter,
+            read,
             run: raw.run,
             batch: raw.batch,
             timeout,
@@ -452,5 +499,26 @@ values = [1, 2, 3]
 
         let e = parse("name = \"x y\"\nrun = \"true\"\n").unwrap_err();
         assert!(e.to_string().contains("`name`"), "{e}");
+
+        let e = parse("name = \"x\"\nrun = \"true\"\nread = [\"/no/such/folder\"]\n").unwrap_err();
+        assert!(e.to_string().contains("`read` has `/no/such/folder`, which cannot be opened"), "{e}");
+        let e = parse("name = \"x\"\nrun = \"true\"\nread = [\"/\"]\n").unwrap_err();
+        assert!(e.to_string().contains("the whole host"), "{e}");
+        let e = parse("name = \"x\"\nrun = \"true\"\nexclude = [\"../up\"]\n").unwrap_err();
+        assert!(e.to_string().contains("`exclude` has `../up`, which leaves the root"), "{e}");
+        let e = parse("name = \"x\"\nrun = \"true\"\n[limits]\ndisk = \"lots\"\n").unwrap_err();
+        assert!(e.to_string().contains("limits.disk"), "{e}");
+    }
+
+    #[test]
+    fn read_paths_are_resolved() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("models")).unwrap();
+        let path = dir.path().join("harness.toml");
+        std::fs::write(&path, "name = \"x\"\nrun = \"true\"\nread = [\"models\"]\n[limits]\ndisk = \"2GiB\"\n")
+            .unwrap();
+        let m = Manifest::load(&path).unwrap();
+        assert_eq!(m.read, [dir.path().join("models").canonicalize().unwrap()]);
+        assert_eq!(m.limits.disk_bytes, Some(2 << 30));
     }
 }

@@ -208,7 +208,7 @@ pub async fn ask_command(
         if scratch.exists() {
             std::fs::remove_dir_all(scratch)?;
         }
-        crate::harness::workspace::private_copy(root, scratch)?;
+        crate::harness::workspace::private_copy(root, scratch, &crate::harness::workspace::Filter::default())?;
         let mut child = tokio::process::Command::new("/bin/sh")
             .arg("-c")
             .arg(command)

@@ -37,6 +37,19 @@ pub fn doctor(out: &Output, r: &DoctorReport) -> String {
     }
     for h in &r.harnesses {
         let _ = writeln!(t, "{} harness    {} — {}", ok(h.ok), h.name.as_deref().unwrap_or(&h.path), h.detail);
+        if let Some(c) = &h.sandbox_check {
+            let _ = writeln!(t, "{} sandbox    `{}` in a trial ({}): {}", ok(c.ok), c.command, c.isolation, c.detail);
+        }
+        if !h.sees.is_empty() {
+            let _ = writeln!(t, "     a trial sees:");
+            for line in &h.sees {
+                let _ = writeln!(t, "       + {line}");
+            }
+            let _ = writeln!(t, "     and not:");
+            for line in &h.hidden {
+                let _ = writeln!(t, "       - {line}");
+            }
+        }
     }
     let _ = writeln!(t, "{} proposer   {}", ok(true), r.proposer);
     if !r.problems.is_empty() {

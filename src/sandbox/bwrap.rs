@@ -1,6 +1,7 @@
-//! The bubblewrap command line for one trial: a read-only view of the host, the private
-//! copy and scratch folder writable, the real home hidden, its own pid (and maybe network)
-//! namespace, no capabilities.
+//! The bubblewrap command line for one trial: the system folders read-only (secrets
+//! masked, see `view`), the granted host paths read-only, the private copy and scratch
+//! folder writable, nothing else of the host; its own pid (and maybe network) namespace,
+//! no capabilities.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -31,7 +32,25 @@ pub(crate) fn base_args(root: bool, userns: bool, netns: bool) -> Vec<OsString> 
         // bwrap started by root keeps every capability unless told otherwise.
         args.extend(["--cap-drop", "ALL"].map(OsString::from));
     }
-    args.extend(["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"].map(OsString::from));
+    for path in super::view::system_paths() {
+        match path {
+            super::view::SystemPath::Dir(dir) => {
+                args.extend([OsString::from("--ro-bind"), dir.clone().into(), dir.into()]);
+            }
+            super::view::SystemPath::Link { path, target } => {
+                args.extend([OsString::from("--symlink"), target.into(), path.into()]);
+            }
+        }
+    }
+    // A secret file is replaced by an empty one, a secret folder by an empty folder.
+    let (files, dirs) = super::view::secrets();
+    for file in files {
+        args.extend([OsString::from("--ro-bind"), "/dev/null".into(), file.into()]);
+    }
+    for dir in dirs {
+        args.extend([OsString::from("--tmpfs"), dir.into()]);
+    }
+    args.extend(["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"].map(OsString::from));
     args
 }
 
@@ -40,8 +59,7 @@ pub(crate) struct Layout<'a> {
     pub(crate) root: bool,
     pub(crate) userns: bool,
     pub(crate) netns: bool,
-    /// Folders replaced by an empty tmpfs (the real home, the host's temp folder).
-    pub(crate) hidden: &'a [PathBuf],
+    /// Host paths granted read-only (the user's virtualenv, `read` of the manifest).
     pub(crate) readable: &'a [PathBuf],
     /// Writable binds, in order (scratch folder, private copy, then the spec's).
     pub(crate) writable: &'a [PathBuf],
@@ -51,11 +69,7 @@ pub(crate) struct Layout<'a> {
 /// Arguments for `bwrap`, up to but not including `--` and the command.
 pub(crate) fn trial_args(layout: &Layout<'_>) -> Vec<OsString> {
     let mut args = base_args(layout.root, layout.userns, layout.netns);
-    for dir in layout.hidden {
-        args.push("--tmpfs".into());
-        args.push(dir.into());
-    }
-    // Binds come after the tmpfs mounts so that paths under a hidden folder reappear.
+    // Binds come after the empty /tmp so that the trial's folders under it appear.
     for path in layout.readable {
         args.push("--ro-bind".into());
         args.push(path.into());

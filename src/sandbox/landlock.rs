@@ -1,5 +1,6 @@
-//! The landlock ruleset for a trial when bubblewrap is absent: read and execute anywhere
-//! but the hidden folders (the real home) and raw devices, write only in the private copy,
+//! The landlock ruleset for a trial when bubblewrap is absent: read and execute the
+//! system folders (minus the secrets in `/etc`, see `view`), `/proc` and the granted
+//! paths, nothing else of the host; write only in the private copy,
 //! the scratch folder and the spec's writable paths; TCP denied for `Network::None` when
 //! the kernel has network rules (ABI 4); signals and abstract sockets scoped to the trial
 //! (ABI 6). The ruleset is built here, in the parent; the child only calls
@@ -34,10 +35,8 @@ impl Prepared {
     }
 }
 
-/// Builds the ruleset. `hidden` folders get no access (unless a writable or readable path
-/// lies beneath them).
+/// Builds the ruleset: only what is listed is reachable.
 pub(crate) fn prepare(
-    hidden: &[PathBuf],
     readable: &[PathBuf],
     writable: &[PathBuf],
     deny_tcp: bool,
@@ -56,9 +55,20 @@ pub(crate) fn prepare(
 
     let read = AccessFs::from_read(TARGET_ABI);
     let all = AccessFs::from_all(TARGET_ABI);
-    let mut hidden_all: Vec<PathBuf> = hidden.to_vec();
-    hidden_all.push(PathBuf::from("/dev"));
-    for root in readable_roots(&hidden_all) {
+    let (secret_files, secret_dirs) = super::view::secrets();
+    let secrets: Vec<PathBuf> = secret_files.into_iter().chain(secret_dirs).collect();
+    let mut system = vec![PathBuf::from("/proc")];
+    for path in super::view::system_paths() {
+        // Links into /usr are covered by /usr: landlock sees resolved paths.
+        if let super::view::SystemPath::Dir(dir) = path {
+            if secrets.iter().any(|secret| secret.starts_with(&dir)) {
+                system.extend(readable_roots(&dir, &secrets));
+            } else {
+                system.push(dir);
+            }
+        }
+    }
+    for root in system {
         // An entry listed a moment ago may be gone (another trial's scratch folder).
         if !root.exists() {
             continue;
@@ -98,12 +108,12 @@ fn add(
     created.add_rule(PathBeneath::new(fd, access)).map_err(|err| err.to_string())
 }
 
-/// The smallest set of paths whose union is everything except `hidden`: each ancestor of a
-/// hidden folder is replaced by its entries, minus the one leading to the hidden folder.
-pub(crate) fn readable_roots(hidden: &[PathBuf]) -> Vec<PathBuf> {
-    let mut roots = vec![PathBuf::from("/")];
+/// The smallest set of paths whose union is everything under `base` except `hidden`: each
+/// ancestor of a hidden path is replaced by its entries, minus the one leading to it.
+pub(crate) fn readable_roots(base: &Path, hidden: &[PathBuf]) -> Vec<PathBuf> {
+    let mut roots = vec![base.to_path_buf()];
     for hide in hidden {
-        if hide.as_os_str().is_empty() || hide == Path::new("/") {
+        if hide.as_os_str().is_empty() || hide == base || !hide.starts_with(base) {
             continue;
         }
         while let Some(index) = roots.iter().position(|root| hide.starts_with(root)) {
@@ -159,13 +169,13 @@ mod tests {
         std::fs::create_dir_all(home.join("secret")).unwrap();
         std::fs::create_dir_all(dir.path().join("other")).unwrap();
         std::fs::write(dir.path().join("file"), "x").unwrap();
-        let roots = readable_roots(std::slice::from_ref(&home));
+        let roots = readable_roots(Path::new("/"), std::slice::from_ref(&home));
         assert!(!roots.iter().any(|root| home.starts_with(root)), "{roots:?}");
         assert!(roots.contains(&dir.path().join("other")));
         assert!(roots.contains(&dir.path().join("file")));
         assert!(roots.contains(&PathBuf::from("/usr")) || !Path::new("/usr").exists());
         // Hiding a parent after a child still hides everything beneath it.
-        let roots = readable_roots(&[home.join("secret"), dir.path().to_path_buf()]);
+        let roots = readable_roots(Path::new("/"), &[home.join("secret"), dir.path().to_path_buf()]);
         assert!(!roots.iter().any(|root| root.starts_with(dir.path()) || dir.path().starts_with(root)), "{roots:?}");
     }
 }

@@ -25,6 +25,10 @@ pub struct Limits {
     /// Bytes kept of each of stdout and stderr (head and tail); a stream far past this
     /// (16 times) gets the trial killed.
     pub output_bytes: usize,
+    /// Disk space the trial may add to its writable folders (its copy, scratch folder and
+    /// the spec's writable paths), all files together; checked twice a second, the trial
+    /// is killed past it.
+    pub disk_bytes: Option<u64>,
 }
 
 impl Default for Limits {
@@ -37,6 +41,7 @@ impl Default for Limits {
             open_files: Some(1024),
             processes: Some(256),
             output_bytes: 1 << 20,
+            disk_bytes: Some(1 << 30),
         }
     }
 }
@@ -113,6 +118,23 @@ pub(crate) fn human_duration(duration: Duration) -> String {
     } else {
         format!("{:.1}s", duration.as_secs_f64())
     }
+}
+
+/// Bytes allocated on disk by the files under `paths` (symlinks not followed).
+pub(crate) fn disk_usage(paths: &[std::path::PathBuf]) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0u64;
+    let mut pending: Vec<std::path::PathBuf> = paths.to_vec();
+    while let Some(path) = pending.pop() {
+        let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
+        total = total.saturating_add(meta.blocks().saturating_mul(512));
+        if meta.is_dir()
+            && let Ok(listing) = std::fs::read_dir(&path)
+        {
+            pending.extend(listing.flatten().map(|e| e.path()));
+        }
+    }
+    total
 }
 
 #[cfg(test)]

@@ -10,7 +10,8 @@
 //! - stdout and stderr kept up to a cap (head and tail), the trial killed when far past it.
 //!
 //! What the host may add, found once by [`probe`]:
-//! - bubblewrap: read-only host, writable private copy, real home hidden, own pid, IPC and
+//! - bubblewrap: the system folders read-only (no home, no /tmp, no other project, no
+//!   secrets of /etc), the granted paths read-only, writable private copy, own pid, IPC and
 //!   (for `Network::None`) network namespaces, no capabilities; leftovers die with the pid
 //!   namespace and are counted by a small wrapper script inside it;
 //! - landlock (when bwrap is absent): the same file rules enforced by the kernel; the
@@ -33,6 +34,7 @@ mod landlock;
 mod limits;
 mod probe;
 mod procs;
+mod view;
 
 use std::ffi::{CString, OsString};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -60,6 +62,9 @@ pub const TRIAL_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:
 
 /// Name of the variable that marks a trial's processes (see the module doc).
 pub const MARKER_VAR: &str = "AUTOHARNESS_SANDBOX";
+
+/// How often a trial's disk use is measured.
+const DISK_CHECK: Duration = Duration::from_millis(500);
 
 /// Time between SIGTERM and SIGKILL when a trial is stopped.
 const GRACE: Duration = Duration::from_millis(500);
@@ -106,9 +111,13 @@ pub struct Spec {
     pub env: Vec<(String, String)>,
     /// More paths the trial may write (e.g. the folder of `AUTOHARNESS_TRACE_OUT`).
     pub writable: Vec<PathBuf>,
-    /// More paths the trial may read even when they lie in a hidden folder (the real home
-    /// is hidden; a case file under it must be listed here).
+    /// Host paths the trial may read (and execute from) besides the system folders: the
+    /// user's virtualenv and interpreter, the manifest's `read`. Nothing else of the host
+    /// is visible.
     pub readable: Vec<PathBuf>,
+    /// Links made in the trial's private home: (name under `HOME`, target), so that a
+    /// command naming `~/venvs/x/bin/python` finds the user's (the target must be readable).
+    pub home_links: Vec<(PathBuf, PathBuf)>,
     pub network: Network,
     pub limits: Limits,
     /// Bytes for the child's stdin; `None` gives it /dev/null.
@@ -127,6 +136,7 @@ impl Spec {
             env: Vec::new(),
             writable: Vec::new(),
             readable: Vec::new(),
+            home_links: Vec::new(),
             network: Network::None,
             limits: Limits::default(),
             stdin: None,
@@ -175,6 +185,8 @@ pub enum Limit {
     Cpu,
     /// `RLIMIT_FSIZE` (SIGXFSZ).
     FileSize,
+    /// The trial's writable folders grew past `Limits::disk_bytes`.
+    Disk,
 }
 
 /// Filesystem isolation in effect for a trial.
@@ -320,6 +332,9 @@ struct Plan {
     drop_capabilities: bool,
     landlock: Option<landlock::Prepared>,
     marker: String,
+    /// The folders the trial may write, and their disk usage before it started.
+    writable: Vec<PathBuf>,
+    disk_start: u64,
 }
 
 type PlanError = (String, IsolationUsed);
@@ -360,6 +375,14 @@ impl Plan {
         let extra_writable = canonical(&spec.writable, "writable")?;
         let readable = canonical(&spec.readable, "readable")?;
         let scratch = Scratch::create().map_err(|err| fail(format!("cannot create a scratch folder: {err}")))?;
+        for (name, target) in &spec.home_links {
+            let link = scratch.home.join(name);
+            if !link.starts_with(&scratch.home) || name.components().count() != 1 {
+                return Err(fail(format!("home link `{}` must be one name", name.display())));
+            }
+            std::os::unix::fs::symlink(target, &link)
+                .map_err(|err| fail(format!("cannot link `{}` in the trial's home: {err}", name.display())))?;
+        }
 
         let cgroup = host.pids_cgroup.as_deref().and_then(|parent| {
             cgroup::TrialCgroup::acquire(parent, spec.limits.processes)
@@ -377,21 +400,11 @@ impl Plan {
         };
         let rlimits = spec.limits.rlimits(nproc);
 
-        let mut hidden = Vec::new();
-        if let Some(home) = std::env::var_os("HOME").and_then(|home| std::fs::canonicalize(home).ok()) {
-            if home.is_dir() && home != Path::new("/") {
-                hidden.push(home);
-            }
-        }
-        // Root's home, and the host's temp folder (other trials' scratch folders, other
-        // programs' files); the trial's own folders are bound or allowed again below.
-        for dir in [PathBuf::from("/root"), std::env::temp_dir(), PathBuf::from("/tmp")] {
-            let Ok(dir) = std::fs::canonicalize(dir) else {
-                continue;
-            };
-            if dir.is_dir() && dir != Path::new("/") && !hidden.contains(&dir) {
-                hidden.push(dir);
-            }
+        // The trial sees the system folders (see `view`), what the spec grants, and its own
+        // folders; the host's DNS configuration too when it may use the network.
+        let mut readable = readable;
+        if spec.network == Network::Host {
+            readable.extend(view::network_paths());
         }
         let mut writable = vec![scratch.root.clone(), cwd.clone()];
         writable.extend(extra_writable);
@@ -412,7 +425,6 @@ impl Plan {
                     root: host.root,
                     userns: support.userns,
                     netns,
-                    hidden: &hidden,
                     readable: &readable,
                     writable: &writable,
                     cwd: &cwd,
@@ -443,7 +455,7 @@ impl Plan {
                 if filesystem == FsIsolation::Landlock {
                     let abi = host.landlock_abi.unwrap_or(0);
                     let deny_tcp = want_no_network && network == NetIsolation::NotIsolated;
-                    let prepared = landlock::prepare(&hidden, &readable, &writable, deny_tcp, abi).map_err(fail)?;
+                    let prepared = landlock::prepare(&readable, &writable, deny_tcp, abi).map_err(fail)?;
                     if prepared.tcp_denied {
                         network = NetIsolation::LandlockTcp;
                     }
@@ -486,6 +498,8 @@ impl Plan {
             landlock: landlock_prepared,
             // As it appears in /proc/<pid>/environ.
             marker: format!("{MARKER_VAR}={marker_value}\0"),
+            disk_start: if spec.limits.disk_bytes.is_some() { limits::disk_usage(&writable) } else { 0 },
+            writable,
         })
     }
 }
@@ -529,6 +543,7 @@ enum Ended {
     Exited(std::process::ExitStatus),
     TimedOut,
     Flooded,
+    DiskFull,
 }
 
 async fn execute(spec: &Spec, mut plan: Plan, started: Instant) -> Outcome {
@@ -626,12 +641,13 @@ async fn execute(spec: &Spec, mut plan: Plan, started: Instant) -> Outcome {
                 },
                 _ = tokio::time::sleep(spec.limits.timeout) => Ended::TimedOut,
                 _ = flood.notified() => Ended::Flooded,
+                _ = watch_disk(&plan.writable, plan.disk_start, spec.limits.disk_bytes) => Ended::DiskFull,
             };
             if matches!(ended, Ended::Exited(_)) {
                 // Reaped: its pid, and so its group id, may now belong to a stranger.
                 guard.disarm();
             }
-            if matches!(ended, Ended::TimedOut | Ended::Flooded) {
+            if matches!(ended, Ended::TimedOut | Ended::Flooded | Ended::DiskFull) {
                 stop(&mut child, pid, plan.cgroup.as_ref(), bwrap_mode).await;
                 guard.disarm();
             }
@@ -697,11 +713,18 @@ async fn execute(spec: &Spec, mut plan: Plan, started: Instant) -> Outcome {
     let status = match ended {
         Ended::TimedOut => ExitStatus::TimedOut,
         Ended::Flooded => ExitStatus::KilledForLimit { limit: Limit::Output },
+        Ended::DiskFull => ExitStatus::KilledForLimit { limit: Limit::Disk },
         Ended::Exited(_) if bwrap_mode && !sandbox_started => {
             let first_line = stderr.text().lines().next().unwrap_or("bwrap failed").to_string();
             ExitStatus::FailedToStart { message: format!("the sandbox did not start: {first_line}") }
         }
-        Ended::Exited(raw) => classify(raw, bwrap_mode),
+        Ended::Exited(raw) => match classify(raw, bwrap_mode) {
+            ExitStatus::Exited { code } => match could_not_start(code, &stderr.text()) {
+                Some(message) => ExitStatus::FailedToStart { message },
+                None => ExitStatus::Exited { code },
+            },
+            other => other,
+        },
     };
     let reason = reason(spec, &plan, &status, &stdout, &stderr, refused_forks, killed_leftovers, flood_bytes);
     let isolation = plan.isolation;
@@ -709,6 +732,20 @@ async fn execute(spec: &Spec, mut plan: Plan, started: Instant) -> Outcome {
     // waits for an RCU grace period: milliseconds, so it happens off the trial's path.
     tokio::task::spawn_blocking(move || drop(plan));
     Outcome { status, stdout, stderr, duration: started.elapsed(), isolation, reason, killed_leftovers }
+}
+
+/// Resolves once the trial's writable folders hold more than `limit` bytes beyond what
+/// they held at the start; never without a limit.
+async fn watch_disk(paths: &[PathBuf], start: u64, limit: Option<u64>) {
+    let Some(limit) = limit else { return std::future::pending().await };
+    loop {
+        tokio::time::sleep(DISK_CHECK).await;
+        let paths = paths.to_vec();
+        let used = tokio::task::spawn_blocking(move || limits::disk_usage(&paths)).await.unwrap_or(0);
+        if used.saturating_sub(start) > limit {
+            return;
+        }
+    }
 }
 
 /// Stops a running trial: SIGTERM, up to `GRACE` to exit, then SIGKILL.
@@ -778,6 +815,39 @@ fn classify(raw: std::process::ExitStatus, bwrap_mode: bool) -> ExitStatus {
     ExitStatus::Exited { code }
 }
 
+/// Whether the command never got going: the shell found no such program (exit 127) or
+/// could not execute it (126), or Python found no such script (exit 2). That is a broken
+/// setup (a virtualenv the trial cannot see, a wrong path), not a failed case; the message
+/// says what was missing.
+const NOT_STARTED_HINT: &str =
+    "; a trial sees only system folders, its copy and granted paths: see `autoharness doctor`";
+
+fn could_not_start(code: i32, stderr: &str) -> Option<String> {
+    let first = stderr.lines().find(|line| !line.trim().is_empty())?.trim();
+    match code {
+        // dash: `sh: 1: .venv/bin/python: not found`; bash: `bash: line 1: x: command not found`.
+        126 | 127 => {
+            let what = first.strip_suffix(": not found").or_else(|| first.strip_suffix(": command not found"));
+            let (what, why) = match what {
+                Some(what) => (what, "not found"),
+                None => (
+                    first.strip_suffix(": Permission denied").or_else(|| first.strip_suffix(": Is a directory"))?,
+                    "not executable",
+                ),
+            };
+            let program = what.rsplit(": ").next().unwrap_or(what);
+            Some(format!("could not start: `{program}` {why} (exit {code}){NOT_STARTED_HINT}"))
+        }
+        2 => {
+            let rest = first.split_once("can't open file '")?.1;
+            let (file, tail) = rest.split_once('\'')?;
+            tail.contains("No such file")
+                .then(|| format!("could not start: `{file}` not found (exit 2){NOT_STARTED_HINT}"))
+        }
+        _ => None,
+    }
+}
+
 fn from_signal(signal: i32) -> ExitStatus {
     match signal {
         libc::SIGXCPU => ExitStatus::KilledForLimit { limit: Limit::Cpu },
@@ -813,6 +883,10 @@ fn reason(
         ExitStatus::KilledForLimit { limit: Limit::Cpu } => {
             let cpu = limits.cpu_seconds.map(|s| format!(" {s} s")).unwrap_or_default();
             parts.push(format!("cpu limit{cpu} reached (SIGXCPU)"));
+        }
+        ExitStatus::KilledForLimit { limit: Limit::Disk } => {
+            let size = limits.disk_bytes.map(|b| format!(" {}", human_bytes(b))).unwrap_or_default();
+            parts.push(format!("disk limit{size} reached: the trial wrote more than that"));
         }
         ExitStatus::KilledForLimit { limit: Limit::FileSize } => {
             let size = limits.file_size_bytes.map(|b| format!(" {}", human_bytes(b))).unwrap_or_default();
@@ -991,5 +1065,21 @@ mod tests {
         assert_eq!(classify(exit_137, true), ExitStatus::Signaled { signal: 9, name: "SIGKILL".into() });
         let xcpu = std::process::ExitStatus::from_raw(libc::SIGXCPU);
         assert_eq!(classify(xcpu, false), ExitStatus::KilledForLimit { limit: Limit::Cpu });
+    }
+
+    #[test]
+    fn sandbox_could_not_start_reads_the_shell_and_python() {
+        let dash = could_not_start(127, "sh: 1: .venv/bin/python: not found\n").unwrap();
+        assert!(dash.starts_with("could not start: `.venv/bin/python` not found (exit 127)"), "{dash}");
+        let bash = could_not_start(127, "bash: line 1: agent: command not found\n").unwrap();
+        assert!(bash.starts_with("could not start: `agent` not found"), "{bash}");
+        let denied = could_not_start(126, "sh: 1: ./run.sh: Permission denied\n").unwrap();
+        assert!(denied.starts_with("could not start: `./run.sh` not executable"), "{denied}");
+        let python = "/usr/bin/python3: can't open file '/w/agent.py': [Errno 2] No such file or directory\n";
+        assert!(could_not_start(2, python).unwrap().starts_with("could not start: `/w/agent.py` not found"));
+        // A harness that fails on its own is a failed case, not a setup problem.
+        assert_eq!(could_not_start(127, "Traceback (most recent call last):\n"), None);
+        assert_eq!(could_not_start(1, "sh: 1: x: not found\n"), None);
+        assert_eq!(could_not_start(2, "usage: agent.py [-h]\n"), None);
     }
 }

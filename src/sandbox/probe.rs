@@ -105,19 +105,42 @@ fn probe_now() -> IsolationReport {
             Err(err) => (Some(path), None, Some(err)),
         },
     };
+    let bwrap_error = bwrap_error.map(|err| match (&bwrap_path, apparmor_blocks_userns()) {
+        (Some(_), true) => format!(
+            "AppArmor blocks unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns = 1; \
+             `sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0` allows them): {err}"
+        ),
+        _ => err,
+    });
+    let landlock_abi = landlock_abi();
+    if let (Some(_), None, Some(err)) = (&bwrap_path, &bwrap, &bwrap_error) {
+        // Installed but unusable: say once what the fallback loses.
+        let fallback = match landlock_abi {
+            Some(_) => "trials fall back to landlock (same file rules; no pid namespace, leftovers found in /proc)",
+            None => "trials run without filesystem isolation",
+        };
+        tracing::warn!("bubblewrap cannot run here, {fallback}: {err}");
+    }
     let cgroups = cgroup::probe();
     IsolationReport {
         root,
         bwrap_path,
         bwrap,
         bwrap_error,
-        landlock_abi: landlock_abi(),
+        landlock_abi,
         user_namespaces,
         net_namespaces,
         pids_cgroup: cgroups.pids_parent,
         cgroup_v2_writable: cgroups.v2_writable,
         cgroup_error: cgroups.error,
     }
+}
+
+/// Ubuntu 24.04's default: unprivileged user namespaces are refused to programs without an
+/// AppArmor profile allowing them, which stops `bwrap` as a normal user.
+fn apparmor_blocks_userns() -> bool {
+    std::fs::read_to_string("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").is_ok_and(|v| v.trim() == "1")
+        && !nix::unistd::geteuid().is_root()
 }
 
 /// Asks the kernel for its landlock ABI version without creating a ruleset.
