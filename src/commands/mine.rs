@@ -29,10 +29,11 @@ pub fn mine(settings: &Settings, out: &Output, args: &MineArgs) -> anyhow::Resul
         write_cases: !args.no_cases,
         summarize: if args.summarize { Some(summary_provider(settings)?) } else { None },
     };
+    crate::paths::safe_name(&opts.evals_dir, &opts.harness).map_err(|e| {
+        exit::hinted(format!("harness name: {e:#}"), "a harness name is letters, digits, `-`, `_` or `.`")
+    })?;
     for p in &opts.paths {
-        if !p.exists() {
-            return Err(exit::hinted(format!("`{}` does not exist", p.display()), "pass trace files or folders"));
-        }
+        crate::paths::check_input(p).map_err(|e| exit::hinted(e, "pass trace files or folders"))?;
     }
     let n_files = crate::trace::walk::walk(&opts.paths).0.len() as u64;
     let bar = out.progress(n_files, "mining");

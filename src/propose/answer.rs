@@ -204,9 +204,13 @@ fn check_path(file: &str, editable: &GlobSet) -> Result<String, String> {
     if f.is_empty() {
         return Err("an edit names no file".into());
     }
-    if f.starts_with('/') || f.split('/').any(|c| c == "..") {
-        return Err(format!("`{file}` leaves the harness folder; edit files relative to it"));
-    }
+    let f = match crate::paths::clean_relative(&f) {
+        Ok(f) => f,
+        Err(crate::paths::PathRefusal::Absolute | crate::paths::PathRefusal::ParentDir) => {
+            return Err(format!("`{}` leaves the harness folder; edit files relative to it", file.escape_debug()));
+        }
+        Err(why) => return Err(format!("`{}` cannot be written: it {why}", file.escape_debug())),
+    };
     if !editable.is_match(&f) {
         return Err(format!("`{f}` is not editable; only the editable files may change"));
     }
@@ -365,6 +369,24 @@ mod tests {
         // Loose match: the model re-indented the SEARCH text.
         let loose = "prompts/system.md\n<<<<<<< SEARCH\n   Be brief.   \n=======\nBe crisp.\n>>>>>>> REPLACE\n";
         assert!(parse(loose, dir.path(), &ed).unwrap().diff.contains("+Be crisp."));
+    }
+
+    /// `prompts/**` matches `prompts/.git/config`: the editable globs alone let a model plant
+    /// a git config whose `core.fsmonitor` runs on the next `git status`.
+    #[test]
+    fn answers_never_write_into_a_vcs_folder() {
+        let (dir, ed) = setup();
+        let fsmonitor = "[core]\n\tfsmonitor = touch /tmp/pwned\n";
+        for file in ["prompts/.git/config", "prompts/sub/.GIT/config", "prompts/.hg/hgrc", "prompts/.git./config"] {
+            let json = serde_json::json!({"edits": [{"file": file, "content": fsmonitor}]}).to_string();
+            let e = parse(&json, dir.path(), &ed).unwrap_err();
+            assert!(e.contains("version-control folder"), "{file}: {e}");
+            let whole = format!("FILE: {file}\n```\n{fsmonitor}```\n");
+            assert!(parse(&whole, dir.path(), &ed).unwrap_err().contains("version-control"), "{file}");
+            let diff = format!("--- /dev/null\n+++ b/{file}\n@@ -0,0 +1,2 @@\n+[core]\n+\tfsmonitor = x\n");
+            assert!(parse(&diff, dir.path(), &ed).unwrap_err().contains("version-control"), "{file}");
+        }
+        assert!(!dir.path().join("prompts/.git").exists());
     }
 
     #[test]
