@@ -162,7 +162,38 @@ pub fn lock(state_dir: &Path) -> anyhow::Result<RunLock> {
 }
 
 pub async fn run(ctx: &RunContext<'_>, manifest: &Manifest, opts: &RunOptions) -> anyhow::Result<RunSummary> {
+    let run_id = std::sync::OnceLock::new();
+    let result = run_inner(ctx, manifest, opts, &run_id).await;
+    // A run that stopped on an error is marked so: never left "running" for ever.
+    if let (Err(e), Some(id)) = (&result, run_id.get()) {
+        ctx.store.mark_run_failed(id, &format!("{e:#}")).await?;
+    }
+    result
+}
+
+/// The remaining time before `deadline`, for a wait that must not outlast `--time-limit`.
+fn left(deadline: Option<Instant>) -> Option<Duration> {
+    deadline.map(|d| d.saturating_duration_since(Instant::now()))
+}
+
+/// `fut`, abandoned (its trials killed as they are dropped) when the deadline passes.
+async fn within<T>(deadline: Option<Instant>, what: &str, fut: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    match left(deadline) {
+        None => fut.await,
+        Some(left) => tokio::time::timeout(left, fut)
+            .await
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the time limit ran out during {what}"))),
+    }
+}
+
+async fn run_inner(
+    ctx: &RunContext<'_>,
+    manifest: &Manifest,
+    opts: &RunOptions,
+    id_out: &std::sync::OnceLock<String>,
+) -> anyhow::Result<RunSummary> {
     let started = Instant::now();
+    let deadline = opts.time_limit.and_then(|t| started.checked_add(t));
     let store = ctx.store;
     let emit = ctx.emit;
 
@@ -182,6 +213,7 @@ pub async fn run(ctx: &RunContext<'_>, manifest: &Manifest, opts: &RunOptions) -
             (id, false)
         }
     };
+    let _ = id_out.set(run_id.clone());
     let run_dir = ctx.state_dir.join("runs").join(&run_id);
     std::fs::create_dir_all(&run_dir)?;
 
@@ -307,11 +339,18 @@ pub async fn run(ctx: &RunContext<'_>, manifest: &Manifest, opts: &RunOptions) -
         let baseline = Version::new(base_manifest.clone(), base_root.clone())?;
         let gated: HashSet<String> = store.gated_diffs(&target.id).await?.into_iter().map(|(h, _)| h).collect();
         let (proposals, screening_trials, screening_cost) = if opts.proposer.provider == "knobs" {
-            propose_knobs(&runner, &baseline, &cases, &target.id, opts.candidates as usize, &gated, &run_dir, emit)
-                .await?
+            let screening =
+                propose_knobs(&runner, &baseline, &cases, &target.id, opts.candidates as usize, &gated, &run_dir, emit);
+            match within(deadline, "knob screening", screening).await {
+                Ok(r) => r,
+                // Out of time: the loop's check says so and stops.
+                Err(_) if left(deadline).is_some_and(|l| l.is_zero()) => (Vec::new(), 0, 0.0),
+                Err(e) => return Err(e),
+            }
         } else {
             let ps =
-                propose_model(store, &opts.proposer, &baseline, &cases, &target, opts.candidates, &run_dir).await?;
+                propose_model(store, &opts.proposer, &baseline, &cases, &target, opts.candidates, &run_dir, deadline)
+                    .await?;
             // Unusable answers are recorded (prompt, answer, tokens, cost) and not gated.
             let mut usable = Vec::new();
             for p in ps {
@@ -368,7 +407,10 @@ pub async fn run(ctx: &RunContext<'_>, manifest: &Manifest, opts: &RunOptions) -
                 work_dir: run_dir.join(format!("gate-{pid}")),
             };
             let outcome = match session::prepare_patch(&p.diff, &base_manifest, ctx.project_root) {
-                Ok(parsed) => session::run(&base_manifest, &parsed, &cases, &runner, &gate_opts, &()).await,
+                Ok(parsed) => {
+                    let gate = session::run(&base_manifest, &parsed, &cases, &runner, &gate_opts, &());
+                    within(deadline, "a gate", gate).await
+                }
                 Err(e) => Err(e),
             };
             let _ = std::fs::remove_dir_all(&gate_opts.work_dir);
@@ -664,6 +706,7 @@ async fn propose_model(
     target: &Target,
     n: u32,
     run_dir: &Path,
+    deadline: Option<Instant>,
 ) -> anyhow::Result<Vec<Proposal>> {
     let failures = store.failures(true).await?;
     let evidence: Vec<String> = failures
@@ -700,7 +743,8 @@ async fn propose_model(
     for i in 0..n {
         let p = match cfg.provider.as_str() {
             "openai" | "anthropic" => {
-                let llm = cfg.llm()?;
+                let mut llm = cfg.llm()?;
+                llm.deadline = deadline;
                 crate::propose::ask_llm(&llm, &brief_text, &baseline.root, editable, &cfg.provider).await
             }
             "command" => {
@@ -709,6 +753,7 @@ async fn propose_model(
                 })?;
                 let timeout =
                     crate::harness::manifest::parse_duration(&cfg.timeout).unwrap_or(Duration::from_secs(600));
+                let timeout = left(deadline).map_or(timeout, |l| timeout.min(l));
                 let scratch = run_dir.join(format!("command-{i}"));
                 crate::propose::ask_command(&command, &brief_text, &baseline.root, editable, &scratch, timeout).await
             }

@@ -445,13 +445,17 @@ async fn run_command_check(
     let mut spec = spec_for(version, run, work, io, isolation);
     spec.stdin = Some(output.as_bytes().to_vec());
     for (k, p) in [
-        ("AUTOHARNESS_OUTPUT", output_path),
+        ("AUTOHARNESS_OUTPUT", output_path.clone()),
         ("AUTOHARNESS_TRACE", io.join("trace.json")),
         ("AUTOHARNESS_CASE", io.join("case.json")),
     ] {
         spec.env.push((k.to_string(), p.display().to_string()));
     }
     let o = sandbox::run(&spec).await;
+    // The check has read the output; what stays on disk as evidence is scrubbed like the record.
+    let mut kept = crate::redact::Redactor::env_values(output, &passed_env(&version.manifest), &mut Default::default());
+    crate::redact::global().string(&mut kept, &mut Default::default());
+    std::fs::write(&output_path, kept)?;
     let passed = o.status.success();
     let detail = if passed {
         format!("`{run}` exited 0")

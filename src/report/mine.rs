@@ -43,6 +43,9 @@ pub fn table(out: &Output, r: &MineResult) -> String {
         out.paint(Style::Yellow, &s.counts.unknown.to_string()),
         s.new_failures
     );
+    if !s.redacted.is_empty() {
+        let _ = writeln!(text, "redacted before storing: {}", s.redacted.describe());
+    }
     if r.clusters.is_empty() {
         let _ = writeln!(
             text,

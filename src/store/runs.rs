@@ -65,6 +65,19 @@ impl Store {
         Ok(row.map(|r| run_row(&r)))
     }
 
+    /// A run that stopped on an error: `failed`, with the error kept as its summary, so it
+    /// is neither shown as running nor resumed as if it could go on.
+    pub async fn mark_run_failed(&self, id: &str, error: &str) -> anyhow::Result<()> {
+        let summary = serde_json::json!({ "error": error }).to_string();
+        sqlx::query("UPDATE runs SET status = 'failed', summary = ?, updated_at = ? WHERE id = ? AND status = 'running'")
+            .bind(summary)
+            .bind(now_rfc3339())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     pub async fn update_run(
         &self,
         id: &str,

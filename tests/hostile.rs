@@ -1,0 +1,202 @@
+//! Hostile input end to end (issue 15): secrets in traces and trial output, escape
+//! sequences and Markdown from traces and trials, case ids that are paths, and a proposer
+//! server that never answers under `--time-limit`. Each test feeds the real binary what an
+//! attacker or a careless producer would, and checks what lands on disk, in the store and
+//! on the terminal.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::cli::{Sandbox, copy_tree, stderr, stdout};
+
+const OPENAI_KEY: &str = "sk-proj-Zq8Wx3Ec5Rv7Tb9Yn1Um2Ik4Ol6Pa0Sd";
+const EMAIL: &str = "dave.04@example.com";
+const AWS_KEY: &str = "AKIAIOSFODNN7EXAMPLE";
+
+fn example(parts: &[&str]) -> Sandbox {
+    let sb = Sandbox::new();
+    for rel in parts {
+        copy_tree(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel), &sb.path().join(rel));
+    }
+    sb
+}
+
+/// Every file under `dir` (the store and its log included) as bytes, for a grep.
+fn all_bytes(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                out.push((p.clone(), std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out
+}
+
+fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
+    all_bytes(dir)
+        .into_iter()
+        .filter(|(_, b)| b.windows(needle.len()).any(|w| w == needle.as_bytes()))
+        .map(|(p, _)| p)
+        .collect()
+}
+
+/// The bundled example's traces with secrets in every user message and hostile text in
+/// every orders-API error: what `mine` writes must carry none of it raw.
+#[test]
+fn secrets_and_markup_in_traces_never_reach_case_files_the_store_or_reports() {
+    let sb = example(&["examples/support-bot/traces"]);
+    let dir = sb.path().join("examples/support-bot/traces");
+    let mut planted = 0;
+    for (path, bytes) in all_bytes(&dir) {
+        let text = String::from_utf8(bytes).unwrap();
+        planted += text.matches("I'm dave_04.").count();
+        let text = text
+            .replace("I'm dave_04.", &format!("I'm dave_04 ({EMAIL}), my key is {OPENAI_KEY} and {AWS_KEY}."))
+            .replace("rders API did not answer", "rders API <script>alert(1)</script> @everyone did not answer");
+        std::fs::write(path, text).unwrap();
+    }
+    assert!(planted > 0, "the fixture has the text the secrets are planted in");
+    let doc = sb.json(&["mine", "--harness", "support-bot", "--report", "report.md", "examples/support-bot/traces"]);
+    assert!(doc["summary"]["cases_written"].as_u64().unwrap() > 0, "{doc:#}");
+    let redacted = &doc["summary"]["redacted"];
+    for kind in ["openai-key", "email", "aws-access-key"] {
+        assert!(redacted[kind].as_u64().unwrap_or(0) > 0, "{kind} counted: {redacted}");
+    }
+    for secret in [OPENAI_KEY, EMAIL, AWS_KEY] {
+        assert_eq!(files_containing(&sb.path().join("evals"), secret), Vec::<PathBuf>::new(), "{secret} in case files");
+        // The store file and its write-ahead log, byte for byte.
+        let in_store: Vec<PathBuf> =
+            files_containing(sb.path(), secret).into_iter().filter(|p| !p.starts_with(&dir)).collect();
+        assert_eq!(in_store, Vec::<PathBuf>::new(), "{secret} written outside the trace files");
+    }
+    let cases = files_containing(&sb.path().join("evals"), "[REDACTED:openai-key]");
+    assert!(!cases.is_empty(), "the placeholder takes the secret's place in the case input");
+    let md = std::fs::read_to_string(sb.path().join("report.md")).unwrap();
+    assert!(md.contains("alert("), "the hostile label is in the report: {md}");
+    assert!(!md.contains("<script>") && !md.contains("@everyone"), "{md}");
+    // The human table and `clusters` print the same labels: no raw escapes either way.
+    let table = stdout(&sb.run(&["mine", "--harness", "support-bot", "examples/support-bot/traces"]));
+    assert!(table.contains("redacted") || table.contains("alert"), "{table}");
+}
+
+/// A trial that prints an allow-listed variable's value, a key, and escape sequences that
+/// would clear the screen and fake a verdict.
+#[test]
+fn trial_output_is_scrubbed_of_env_values_and_neutralised_on_the_terminal() {
+    let sb = Sandbox::new();
+    copy_tree(&crate::common::fixture("harnesses/echo"), sb.path());
+    let value = "v4lue-of-the-passed-through-variable";
+    sb.write("harnesses/echo/harness.toml", "name = \"echo\"\neditable = [\"prompt.txt\"]\nrun = \"sh run.sh\"\ntimeout = \"5s\"\nenv = [\"AH_TEST_TOKEN\"]\n");
+    sb.write(
+        "harnesses/echo/run.sh",
+        format!(
+            "K1={}; K2={}\necho \"token=$AH_TEST_TOKEN $K1$K2\"\nprintf 'fine\\n\\033[2J\\033[H\\033]0;pwned\\007\\r\\342\\234\\224 PASS %s\\n' \"$AH_TEST_TOKEN\" >&2\nexit 1\n",
+            &OPENAI_KEY[..20],
+            &OPENAI_KEY[20..]
+        ),
+    );
+    let run = |args: &[&str]| {
+        let mut cmd = sb.command(args);
+        cmd.env("AH_TEST_TOKEN", value);
+        let out = cmd.output().unwrap();
+        crate::common::cli::assert_no_panic(&out, args);
+        out
+    };
+    let json = run(&["--json", "eval", "--trials", "2"]);
+    assert_eq!(json.status.code(), Some(0), "{}", stderr(&json));
+    let text = stdout(&json);
+    assert!(!text.contains(value) && !text.contains(OPENAI_KEY), "{text}");
+    assert!(text.contains("[REDACTED:env:AH_TEST_TOKEN]"), "{text}");
+    for secret in [value, OPENAI_KEY] {
+        assert_eq!(files_containing(sb.path(), secret), Vec::<PathBuf>::new(), "{secret} stored");
+    }
+    let human = run(&["eval", "--trials", "2"]);
+    let shown = format!("{}{}", stdout(&human), stderr(&human));
+    assert!(!shown.contains('\x1b') && !shown.contains('\r') && !shown.contains('\x07'), "{shown:?}");
+    assert!(shown.contains("\\e[2J") || shown.contains("PASS"), "the text is shown, made visible: {shown}");
+}
+
+/// A case whose id is a path: no trial folder outside `.autoharness/trials`, nothing deleted.
+#[test]
+fn a_case_id_that_is_a_path_never_leaves_the_trials_folder() {
+    let sb = Sandbox::new();
+    copy_tree(&crate::common::fixture("harnesses/echo"), sb.path());
+    let outside = tempfile::tempdir().unwrap();
+    let victim = outside.path().join("keep.txt");
+    std::fs::write(&victim, "precious").unwrap();
+    for (name, id) in [("abs", outside.path().join("x").display().to_string()), ("up", "../../../../escaped".into())] {
+        let case = serde_json::json!({"schema": "autoharness.case/v1", "id": id, "harness": "echo", "cluster": "k-1",
+            "split": "train", "status": "active", "input": {"q": 1}, "checks": [{"kind": "no_error"}],
+            "provenance": {"traces": [], "files": [], "signature": "", "mined_at": ""}});
+        sb.write(&format!("evals/echo/k-1/{name}.json"), case.to_string());
+    }
+    let out = sb.run(&["eval", "--trials", "1"]);
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    assert!(!outside.path().join("x").exists(), "a folder was made outside the project");
+    assert!(!sb.path().join("escaped").exists() && !Path::new("/escaped").exists());
+    if !out.status.success() {
+        assert!(stderr(&out).contains("cannot be used as a name"), "{}", stderr(&out));
+    }
+}
+
+/// A proposer server on 127.0.0.1 that reads requests and never answers (or answers 429
+/// with `Retry-After: 100000`), for at most `for_secs`; then it stops by itself.
+fn stalling_server(retry_after: bool, for_secs: u64) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let end = Instant::now() + Duration::from_secs(for_secs);
+        let mut held = Vec::new();
+        while Instant::now() < end {
+            match listener.accept() {
+                Ok((mut s, _)) => {
+                    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+                    let mut buf = [0u8; 65536];
+                    let _ = s.read(&mut buf);
+                    if retry_after {
+                        let _ = s.write_all(
+                            b"HTTP/1.1 429 Too Many Requests\r\nretry-after: 100000\r\ncontent-length: 4\r\nconnection: close\r\n\r\nslow",
+                        );
+                    } else {
+                        held.push(s);
+                    }
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    });
+    format!("http://{addr}/v1")
+}
+
+#[test]
+fn time_limit_holds_while_the_proposer_waits() {
+    for retry_after in [false, true] {
+        let sb = example(&["harnesses/support-bot", "evals/support-bot"]);
+        let url = stalling_server(retry_after, 90);
+        sb.write(
+            "autoharness.toml",
+            format!("[proposer]\nprovider = \"openai\"\nbase_url = \"{url}\"\nmodel = \"m\"\ntimeout = \"60s\"\n"),
+        );
+        let started = Instant::now();
+        let out = sb.run(&["--json", "run", "--time-limit", "5s", "--max-iterations", "3", "--candidates", "1"]);
+        let took = started.elapsed();
+        assert!(out.status.success(), "{}", stderr(&out));
+        let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+        // A server that never answers holds the run until the limit; a 429 asking for a day's
+        // wait ends each proposal at once (the wait is never started).
+        let why = if retry_after { "waiting for" } else { "time limit" };
+        assert!(s.to_string().contains(why), "{s:#}");
+        assert!(took < Duration::from_secs(9), "a 5 s limit took {took:?} (retry_after: {retry_after})");
+    }
+}
