@@ -99,6 +99,26 @@ pub fn safe_name(root: &Path, untrusted: &str) -> anyhow::Result<PathBuf> {
     safe_join(root, untrusted)
 }
 
+/// What a special file is (FIFO, socket, device), or `None` for a regular file, folder or
+/// link. Such files are never opened for reading: a FIFO blocks until a writer comes.
+pub fn special_kind(file_type: std::fs::FileType) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt;
+    if file_type.is_fifo() {
+        Some("a FIFO (named pipe)")
+    } else if file_type.is_socket() {
+        Some("a socket")
+    } else if file_type.is_block_device() || file_type.is_char_device() {
+        Some("a device")
+    } else {
+        None
+    }
+}
+
+/// The reason a special file is skipped, for reports.
+pub fn special_reason(kind: &str) -> String {
+    format!("is {kind}, not a regular file: skipped without reading (it could block or never end)")
+}
+
 /// Why a path given on the command line cannot be read, in words: missing, a symlink
 /// loop, no permission. `Ok` when it can be stat'ed (what it is is the caller's business).
 pub fn check_input(path: &Path) -> Result<(), String> {

@@ -492,8 +492,29 @@ async fn run_inner(
     if !accepted.is_empty() {
         let combined: String = accepted.iter().map(|p| p.diff.clone()).collect::<Vec<_>>().join("");
         std::fs::write(run_dir.join("accepted.patch"), &combined)?;
+        // Every file the accepted patches touch, as git paths (the project holds the repository).
+        let mut touched: Vec<String> = Vec::new();
+        for p in &accepted {
+            for rel in parse_relative(&p.diff)?.touched_paths() {
+                let path = manifest.root.join(rel).display().to_string();
+                if !touched.contains(&path) {
+                    touched.push(path);
+                }
+            }
+        }
         if opts.apply || opts.branch.is_some() {
             if let Some(branch) = &opts.branch {
+                // `git add` skips ignored files without a word: the branch would lack part of the change.
+                let ignored = git_ignored(ctx.project_root, &touched)?;
+                if !ignored.is_empty() {
+                    return Err(crate::exit::hinted(
+                        format!(
+                            "the accepted patches change {} which git ignores, so branch `{branch}` would not carry them",
+                            ignored.join(", ")
+                        ),
+                        format!("un-ignore them, or apply with --apply and commit yourself; the patch is in {}", run_dir.join("accepted.patch").display()),
+                    ));
+                }
                 git(ctx.project_root, &["checkout", "-b", branch])?;
                 summary.branch = Some(branch.clone());
             }
@@ -515,9 +536,19 @@ async fn run_inner(
                     ctx.project_root,
                     &["add", "--", &manifest.root.display().to_string(), &evals.display().to_string()],
                 )?;
+                // Deletions and renames too: each touched path by name.
+                let mut add: Vec<&str> = vec!["add", "-A", "--"];
+                add.extend(touched.iter().map(String::as_str));
+                git(ctx.project_root, &add)?;
                 let msg =
                     format!("autoharness: {} accepted change(s) to {} (run {run_id})", accepted.len(), manifest.name);
                 git(ctx.project_root, &["commit", "-q", "-m", &msg])?;
+                let mut status = vec!["status", "--porcelain", "--"];
+                status.extend(touched.iter().map(String::as_str));
+                let left = git_output(ctx.project_root, &status)?;
+                if !left.trim().is_empty() {
+                    anyhow::bail!("branch `{branch}` was committed without these changes of the accepted patches:\n{left}", branch = opts.branch.as_deref().unwrap_or_default());
+                }
             }
         }
     }
@@ -568,6 +599,32 @@ fn score_prediction(p: &Proposal, target: &str, r: &GateReport) -> serde_json::V
 
 fn effect(r: &GateReport) -> f64 {
     r.decision.as_ref().and_then(|d| d.target.as_ref()).map(|t| t.paired.effect).unwrap_or(0.0)
+}
+
+/// Which of `paths` git ignores (`git check-ignore`; exit 1 means none).
+fn git_ignored(dir: &Path, paths: &[String]) -> anyhow::Result<Vec<String>> {
+    if paths.is_empty() {
+        return Ok(Vec::new());
+    }
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["check-ignore", "--no-index", "--"])
+        .args(paths)
+        .output()
+        .context("cannot run git")?;
+    match out.status.code() {
+        Some(0) | Some(1) => Ok(String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()),
+        _ => anyhow::bail!("git check-ignore failed: {}", String::from_utf8_lossy(&out.stderr).trim()),
+    }
+}
+
+fn git_output(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
+    let out = std::process::Command::new("git").arg("-C").arg(dir).args(args).output().context("cannot run git")?;
+    if !out.status.success() {
+        anyhow::bail!("git {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn git(dir: &Path, args: &[&str]) -> anyhow::Result<()> {

@@ -98,7 +98,7 @@ fn parse_since(date: &str) -> anyhow::Result<i128> {
 pub fn clusters(settings: &Settings, out: &Output, id: Option<&str>) -> anyhow::Result<ExitCode> {
     let rt = runtime()?;
     let (clusters, failures, cases) = rt.block_on(async {
-        let store = Store::open(&settings.db_path).await?;
+        let store = Store::open_for_reading(&settings.db_path).await?;
         let r = (store.clusters().await?, store.failures(false).await?, store.cases(id).await?);
         store.close().await;
         anyhow::Ok(r)
@@ -138,7 +138,7 @@ pub fn cases(settings: &Settings, out: &Output, cluster: Option<&str>) -> anyhow
     // store adds each case's history and trial record.
     let harness = crate::commands::eval::select_harness(settings, None).ok();
     let cases = rt.block_on(async {
-        let store = Store::open(&settings.db_path).await?;
+        let store = Store::open_for_reading(&settings.db_path).await?;
         let mut rows = store.cases(cluster).await?;
         if let Some(m) = &harness {
             let (files, _) = crate::evals::case::load(&settings.project_root.join("evals"), &m.name);

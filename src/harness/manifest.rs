@@ -166,7 +166,7 @@ impl Manifest {
         }
         let editable_set = builder.build().context("cannot build the editable globs")?;
         let timeout = parse_duration(&raw.timeout).ok_or_else(|| {
-            bad("timeout", format!("= `{}` is not a duration", raw.timeout), "e.g. \"500ms\", \"30s\", \"2m\"")
+            bad("timeout", format!("= `{}` is not a duration of at most 366 days", raw.timeout), DURATION_HINT)
         })?;
         let network = match raw.network.as_str() {
             "none" => Network::None,
@@ -208,7 +208,7 @@ impl Manifest {
         }
         if let Some(c) = &raw.limits.cpu {
             let d = parse_duration(c)
-                .ok_or_else(|| bad("limits.cpu", format!("= `{c}` is not a duration"), "e.g. \"300s\""))?;
+                .ok_or_else(|| bad("limits.cpu", format!("= `{c}` is not a duration of at most 366 days"), DURATION_HINT))?;
             limits.cpu_seconds = Some(d.as_secs().max(1));
         }
         if let Some(n) = raw.limits.open_files {
@@ -324,10 +324,12 @@ pub fn select(project_root: &Path, name: Option<&str>) -> anyhow::Result<Manifes
 /// `500ms`, `30s`, `2m`, `1h`, `1m30s`, or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
+    // Seconds as f64 overflow `Duration` (a panic) far above this, and `Instant + d` too.
+    let checked = |secs: f64| (secs.is_finite() && (0.0..=MAX_DURATION_SECS).contains(&secs)).then_some(secs);
     if let Ok(secs) = s.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+        return checked(secs).map(Duration::from_secs_f64);
     }
-    let mut total = Duration::ZERO;
+    let mut total = 0.0f64;
     let mut rest = s;
     while !rest.is_empty() {
         let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
@@ -346,10 +348,16 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
             "h" | "hr" | "hrs" => n * 3600.0,
             _ => return None,
         };
-        total += Duration::from_secs_f64(secs);
+        total = checked(total + secs)?;
     }
-    Some(total)
+    Some(Duration::from_secs_f64(total))
 }
+
+/// The longest duration accepted anywhere (timeouts, `--time-limit`): a year.
+pub const MAX_DURATION_SECS: f64 = 366.0 * 24.0 * 3600.0;
+
+/// What a duration setting takes, for error hints.
+pub const DURATION_HINT: &str = "e.g. \"500ms\", \"30s\", \"2m\", \"1h30m\" (at most 366 days)";
 
 /// `512MiB`, `2GiB`, `100MB`, `64k`, or bytes.
 pub fn parse_size(s: &str) -> Option<u64> {
@@ -388,6 +396,9 @@ mod tests {
         assert_eq!(parse_duration("1m30s"), Some(Duration::from_secs(90)));
         assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
         assert_eq!(parse_duration("7"), Some(Duration::from_secs(7)));
+        for huge in ["99999999999999999999s", "99999999999999999999", "1e300", "400d", "9000h", "1e20ms", "inf", "NaN"] {
+            assert_eq!(parse_duration(huge), None, "{huge}");
+        }
         assert_eq!(parse_duration("fast"), None);
         assert_eq!(parse_duration("3 weeks"), None);
         assert_eq!(parse_size("512MiB"), Some(512 << 20));

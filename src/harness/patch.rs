@@ -214,7 +214,7 @@ pub enum PatchError {
 
 /// A path `check_paths` or `apply` will not touch, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{path}` (patch line {line}) {reason}")]
+#[error("`{}` (patch line {line}) {reason}", path.escape_debug())]
 pub struct Refusal {
     pub path: String,
     pub line: usize,
