@@ -151,8 +151,12 @@ impl Redactor {
                 let (kind, re) = &self.rules[i];
                 let mut n = 0;
                 let replaced = re.replace_all(&out, |c: &regex::Captures<'_>| {
-                    n += 1;
                     let whole = c.get(0).expect("a match has group 0");
+                    // A placeholder is never redacted again: redacting twice changes nothing.
+                    if c.name("s").unwrap_or(whole).as_str().starts_with("[REDACTED") {
+                        return whole.as_str().to_string();
+                    }
+                    n += 1;
                     match c.name("s") {
                         Some(s) => format!(
                             "{}[REDACTED:{kind}]{}",

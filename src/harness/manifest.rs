@@ -123,11 +123,15 @@ impl Manifest {
         let bad =
             |key: &str, msg: String, allowed: &str| hinted(format!("`{}`: `{key}` {msg}", path.display()), allowed);
 
-        if raw.name.is_empty() || !raw.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        // The name becomes a folder (evals/<name>/): `.`, `..` and hidden names would not be one.
+        if raw.name.is_empty()
+            || raw.name.starts_with('.')
+            || !raw.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
             return Err(bad(
                 "name",
-                format!("is `{}`", raw.name),
-                "a name of letters, digits, `-`, `_` or `.` (it names the evals/<name>/ folder)",
+                format!("is `{}`", raw.name.escape_debug()),
+                "a name of letters, digits, `-`, `_` or `.`, not starting with `.` (it names the evals/<name>/ folder)",
             ));
         }
         match (&raw.run, &raw.batch) {
@@ -461,6 +465,10 @@ values = [1, 2, 3]
         .unwrap_err();
         assert!(e.to_string().contains("not editable"), "{e}");
 
+        for name in ["..", ".", ".git"] {
+            let e = parse(&format!("name = \"{name}\"\nrun = \"true\"\n")).unwrap_err();
+            assert!(e.to_string().contains("`name`"), "{e}");
+        }
         let e = parse("name = \"x y\"\nrun = \"true\"\n").unwrap_err();
         assert!(e.to_string().contains("`name`"), "{e}");
     }

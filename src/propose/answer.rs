@@ -269,7 +269,15 @@ fn edits_to_diff(edits: &[Edit], root: &Path, editable: &GlobSet) -> Result<Stri
     if diff.is_empty() {
         return Err("the edits change nothing".into());
     }
-    Ok(diff)
+    // The diff goes to the gate as text: it must read back as the patch it was made from
+    // (a bare carriage return in a file's content, for one, would not).
+    match crate::harness::patch::parse(&diff) {
+        Ok(p) if p.files.len() == files.iter().filter(|(_, old, new)| old.as_deref() != Some(new.as_str())).count() => {
+            Ok(diff)
+        }
+        Ok(_) => Err("the edits cannot be written as a unified diff".into()),
+        Err(e) => Err(format!("the edits cannot be written as a unified diff: {e}")),
+    }
 }
 
 /// `search` found line by line ignoring surrounding whitespace: byte range in `text`.
@@ -312,12 +320,18 @@ fn new_file_diff(path: &str, content: &str) -> String {
 
 /// A unified diff from the answer: parsed, paths checked, re-rendered.
 fn check_diff(text: &str, root: &Path, editable: &GlobSet) -> Result<String, String> {
-    let mut p = crate::harness::patch::parse(text).map_err(|e| format!("the diff does not parse: {e}"))?;
+    // The text that is kept is the text that is checked: a fence-like line inside the answer
+    // must not make the stored diff differ from the one whose paths passed.
+    let kept = strip_fences_keep(text);
+    let mut p = crate::harness::patch::parse(&kept).map_err(|e| format!("the diff does not parse: {e}"))?;
+    if p.is_empty() {
+        return Err("the diff changes no file".into());
+    }
     crate::harness::patch::normalize_paths(&mut p, None);
     if let Err(refusals) = crate::harness::patch::check_paths(&p, root, editable) {
         return Err(refusals.iter().map(|r| r.to_string()).collect::<Vec<_>>().join("; "));
     }
-    Ok(strip_fences_keep(text))
+    Ok(kept)
 }
 
 fn strip_fences_keep(text: &str) -> String {
