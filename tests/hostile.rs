@@ -200,3 +200,57 @@ fn time_limit_holds_while_the_proposer_waits() {
         assert!(took < Duration::from_secs(9), "a 5 s limit took {took:?} (retry_after: {retry_after})");
     }
 }
+
+/// Ordinary production text is not redacted much: over every failure mined from the
+/// shared datasets (real agent traces), the share of failures with any redaction and the
+/// share of their text replaced stay small, and high-entropy redactions (the heuristic
+/// most likely to hit ids and hashes) are rare. Figures print with --nocapture.
+#[test]
+#[allow(clippy::print_stderr)]
+fn redaction_leaves_ordinary_trace_text_alone() {
+    use autoharness::redact::Redactions;
+    let Some(shared) = crate::common::shared_dir() else { return };
+    let datasets = shared.join("datasets");
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&datasets).unwrap().flatten().map(|e| e.path()).collect();
+    dirs.sort();
+    let counted = std::sync::Mutex::new((0usize, 0usize, 0usize, 0usize, Redactions::default()));
+    let placeholder = regex::Regex::new(r"\[REDACTED:[^\]]*\]").unwrap();
+    let extract = |t: &autoharness::trace::model::Trace| {
+        let f = autoharness::mine::failure::analyze(t, t.source.seq, true)?;
+        let before = f.text.len();
+        let mut redacted = f.clone();
+        let mut counts = Redactions::default();
+        autoharness::mine::redact_failure(&mut redacted, &mut counts);
+        // Characters replaced: the text that is gone, placeholders aside.
+        let kept = placeholder.replace_all(&redacted.text, "").len();
+        let gone = f.text.len().saturating_sub(kept);
+        let mut c = counted.lock().unwrap();
+        c.0 += 1;
+        c.1 += usize::from(!counts.is_empty());
+        c.2 += before;
+        c.3 += gone;
+        c.4.merge(&counts);
+        Some(())
+    };
+    let result = autoharness::trace::scan::scan(&dirs, 2, |_, _, _| false, extract, &|_| {});
+    assert!(!result.files.is_empty());
+    let (failures, with_any, chars, gone, counts) = counted.into_inner().unwrap();
+    let share = with_any as f64 / failures.max(1) as f64;
+    let entropy = counts.0.get("high-entropy").copied().unwrap_or(0) as f64 / failures.max(1) as f64;
+    eprintln!(
+        "redaction over {failures} dataset failures: {with_any} ({:.2}%) had any; {:.3}% of characters changed; by kind: {}",
+        share * 100.0,
+        gone as f64 * 100.0 / chars.max(1) as f64,
+        counts.describe()
+    );
+    assert!(failures > 400, "the datasets give many failures: {failures}");
+    // Emails are personal data wherever they occur (τ-bench users give theirs): redacted by
+    // design. Every other kind in ordinary traces is a false alarm.
+    let others: usize = counts.0.iter().filter(|(k, _)| *k != "email").map(|(_, n)| n).sum();
+    // What is left are random blobs in fetched web pages (base64 tokens, video ids): they
+    // look exactly like keys, and redacting them loses nothing a case needs.
+    assert!(others as f64 / (failures.max(1) as f64) < 0.05, "{others} non-email redactions: {}", counts.describe());
+    assert!(entropy < 0.05, "high-entropy hits on {:.2}% of failures", entropy * 100.0);
+    assert!((gone as f64 / chars.max(1) as f64) < 0.005, "{:.3}% of characters redacted", gone as f64 * 100.0 / chars as f64);
+    let _ = share;
+}
