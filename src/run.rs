@@ -601,6 +601,42 @@ fn effect(r: &GateReport) -> f64 {
     r.decision.as_ref().and_then(|d| d.target.as_ref()).map(|t| t.paired.effect).unwrap_or(0.0)
 }
 
+/// `--branch` checked before any work: the project is a git repository and no editable
+/// file of the harness is ignored (the branch would lack any change to it).
+pub fn branch_preflight(project_root: &Path, manifest: &Manifest) -> anyhow::Result<()> {
+    git_output(project_root, &["rev-parse", "--git-dir"]).map_err(|e| {
+        crate::exit::hinted(
+            format!("--branch needs a git repository at `{}`: {e:#}", project_root.display()),
+            "run in a git checkout, or use --apply",
+        )
+    })?;
+    let mut editable = Vec::new();
+    let mut todo = vec![manifest.root.clone()];
+    while let Some(dir) = todo.pop() {
+        for e in std::fs::read_dir(&dir).with_context(|| format!("cannot list `{}`", dir.display()))?.flatten() {
+            let p = e.path();
+            let Ok(rel) = p.strip_prefix(&manifest.root) else { continue };
+            let rel = rel.to_string_lossy().into_owned();
+            if crate::harness::workspace::SKIPPED_DIRS.contains(&rel.as_str()) {
+                continue;
+            }
+            match e.file_type() {
+                Ok(t) if t.is_dir() => todo.push(p),
+                Ok(t) if t.is_file() && manifest.is_editable(&rel) => editable.push(p.display().to_string()),
+                _ => {}
+            }
+        }
+    }
+    let ignored = git_ignored(project_root, &editable)?;
+    if !ignored.is_empty() {
+        return Err(crate::exit::hinted(
+            format!("--branch: git ignores editable files of `{}`: {}", manifest.name, ignored.join(", ")),
+            "a branch would silently lack changes to them: un-ignore them, or use --apply and commit yourself",
+        ));
+    }
+    Ok(())
+}
+
 /// Which of `paths` git ignores (`git check-ignore`; exit 1 means none).
 fn git_ignored(dir: &Path, paths: &[String]) -> anyhow::Result<Vec<String>> {
     if paths.is_empty() {

@@ -254,3 +254,29 @@ fn redaction_leaves_ordinary_trace_text_alone() {
     assert!((gone as f64 / chars.max(1) as f64) < 0.005, "{:.3}% of characters redacted", gone as f64 * 100.0 / chars as f64);
     let _ = share;
 }
+
+/// `run --branch` must not commit a branch that silently lacks part of the accepted change:
+/// a file git ignores is named and nothing is committed.
+#[test]
+fn run_branch_refuses_changes_git_would_drop() {
+    let sb = example(&["harnesses/support-bot", "evals/support-bot", "examples/support-bot/traces"]);
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main"])
+            .args(args)
+            .current_dir(sb.path())
+            .output()
+            .expect("git");
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    git(&["init", "-q"]);
+    sb.write(".gitignore", "harnesses/support-bot/config.toml\nstate.db*\nruns/\ntrials/\n*.lock\n");
+    git(&["add", "-A"]);
+    git(&["commit", "-qm", "start"]);
+    let out = sb.run(&["run", "--max-iterations", "1", "--candidates", "1", "--branch", "autoharness-fix"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("config.toml") && stderr(&out).contains("ignores"), "{}", stderr(&out));
+    assert_eq!(git(&["rev-parse", "--abbrev-ref", "HEAD"]).trim(), "main", "no branch was switched to");
+    assert_eq!(git(&["log", "--oneline"]).lines().count(), 1, "nothing was committed");
+}

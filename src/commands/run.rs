@@ -25,6 +25,9 @@ pub fn run(settings: &Settings, out: &Output, args: &RunArgs) -> anyhow::Result<
     if args.apply && args.branch.is_some() {
         return Err(hinted("--apply and --branch both given", "--branch applies and commits; pass one of them"));
     }
+    if args.branch.is_some() {
+        crate::run::branch_preflight(&settings.project_root, &manifest)?;
+    }
     if let Some(t) = &args.traces
         && !t.exists()
     {

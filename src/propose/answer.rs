@@ -401,6 +401,13 @@ mod tests {
             assert!(parse(&diff, dir.path(), &ed).unwrap_err().contains("version-control"), "{file}");
         }
         assert!(!dir.path().join("prompts/.git").exists());
+        // A NUL would cut the path short in C: refused, and shown escaped, never raw.
+        let nul = serde_json::json!({"edits": [{"file": "prompts/a\u{0}b.md", "content": "x"}]}).to_string();
+        let e = parse(&nul, dir.path(), &ed).unwrap_err();
+        assert!(e.contains("NUL") && e.contains("\\0") && !e.contains('\0'), "{e:?}");
+        let diff = "--- /dev/null\n+++ b/prompts/a\u{0}b.md\n@@ -0,0 +1 @@\n+x\n";
+        let e = parse(diff, dir.path(), &ed).unwrap_err();
+        assert!(!e.contains('\0'), "{e:?}");
     }
 
     #[test]
