@@ -266,7 +266,6 @@ pub struct InitArgs {
     pub name: Option<String>,
 }
 
-/// Parse the process arguments and run; returns the process exit code.
 // Values checked when parsed, so a run never does its work before finding a flag unusable.
 
 fn number(text: &str) -> Result<f64, String> {
@@ -320,6 +319,7 @@ pub fn branch_name(name: &str) -> Result<String, String> {
     }
 }
 
+/// Parse the process arguments and run; returns the process exit code.
 pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

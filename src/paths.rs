@@ -132,7 +132,9 @@ pub fn check_input(path: &Path) -> Result<(), String> {
 pub fn describe_io(path: &Path, e: &std::io::Error) -> String {
     let p = path.display();
     match e.raw_os_error() {
-        Some(libc::ELOOP) => format!("`{p}` is a symlink loop (too many levels of symbolic links); fix or remove the link"),
+        Some(libc::ELOOP) => {
+            format!("`{p}` is a symlink loop (too many levels of symbolic links); fix or remove the link")
+        }
         Some(libc::ENOENT) => match std::fs::symlink_metadata(path) {
             Ok(_) => format!("`{p}` is a symlink to a path that does not exist"),
             Err(_) => format!("`{p}` does not exist"),
@@ -152,7 +154,8 @@ mod tests {
 
     #[test]
     fn vcs_folders_at_any_depth_and_case() {
-        for bad in [".git/config", "prompts/.git/config", "a/.GIT/hooks/pre-commit", "x/.Hg/hgrc", "_darcs/prefs", "a/.git./x"]
+        for bad in
+            [".git/config", "prompts/.git/config", "a/.GIT/hooks/pre-commit", "x/.Hg/hgrc", "_darcs/prefs", "a/.git./x"]
         {
             assert!(matches!(clean_relative(bad), Err(PathRefusal::Vcs(_))), "{bad}");
         }

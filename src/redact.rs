@@ -59,7 +59,10 @@ const SECRET_FIELDS: [&str; 14] = [
 /// (the header name or URL around it stays readable). Order matters: the first kind that
 /// matches a place names it.
 const BUILTIN: [(&str, &str); 13] = [
-    ("private-key", r"-----BEGIN [A-Z ]*PRIVATE KEY(?: BLOCK)?-----(?s:.*?)-----END [A-Z ]*PRIVATE KEY(?: BLOCK)?-----"),
+    (
+        "private-key",
+        r"-----BEGIN [A-Z ]*PRIVATE KEY(?: BLOCK)?-----(?s:.*?)-----END [A-Z ]*PRIVATE KEY(?: BLOCK)?-----",
+    ),
     ("anthropic-key", r"\bsk-ant-[A-Za-z0-9_\-]{20,}"),
     ("openai-key", r"\bsk-(?:proj-|svcacct-|admin-|None-)?[A-Za-z0-9_\-]{20,}"),
     ("aws-access-key", r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z0-9]{16}\b"),
@@ -281,7 +284,19 @@ pub fn high_entropy(token: &str) -> bool {
 }
 
 const ID_PREFIXES: [&str; 14] = [
-    "call_", "chatcmpl-", "chatcmpl_", "msg_", "toolu_", "resp_", "run-", "run_", "req_", "fc_", "rs_", "file-", "asst_",
+    "call_",
+    "chatcmpl-",
+    "chatcmpl_",
+    "msg_",
+    "toolu_",
+    "resp_",
+    "run-",
+    "run_",
+    "req_",
+    "fc_",
+    "rs_",
+    "file-",
+    "asst_",
     "thread_",
 ];
 

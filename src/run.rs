@@ -177,7 +177,11 @@ fn left(deadline: Option<Instant>) -> Option<Duration> {
 }
 
 /// `fut`, abandoned (its trials killed as they are dropped) when the deadline passes.
-async fn within<T>(deadline: Option<Instant>, what: &str, fut: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+async fn within<T>(
+    deadline: Option<Instant>,
+    what: &str,
+    fut: impl Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
     match left(deadline) {
         None => fut.await,
         Some(left) => tokio::time::timeout(left, fut)
@@ -512,7 +516,10 @@ async fn run_inner(
                             "the accepted patches change {} which git ignores, so branch `{branch}` would not carry them",
                             ignored.join(", ")
                         ),
-                        format!("un-ignore them, or apply with --apply and commit yourself; the patch is in {}", run_dir.join("accepted.patch").display()),
+                        format!(
+                            "un-ignore them, or apply with --apply and commit yourself; the patch is in {}",
+                            run_dir.join("accepted.patch").display()
+                        ),
                     ));
                 }
                 git(ctx.project_root, &["checkout", "-b", branch])?;
@@ -547,7 +554,10 @@ async fn run_inner(
                 status.extend(touched.iter().map(String::as_str));
                 let left = git_output(ctx.project_root, &status)?;
                 if !left.trim().is_empty() {
-                    anyhow::bail!("branch `{branch}` was committed without these changes of the accepted patches:\n{left}", branch = opts.branch.as_deref().unwrap_or_default());
+                    anyhow::bail!(
+                        "branch `{branch}` was committed without these changes of the accepted patches:\n{left}",
+                        branch = opts.branch.as_deref().unwrap_or_default()
+                    );
                 }
             }
         }
@@ -791,6 +801,7 @@ async fn propose_knobs(
 }
 
 /// Ask a model (or a coding agent) for `n` candidates for the target cluster.
+#[allow(clippy::too_many_arguments)]
 async fn propose_model(
     store: &Store,
     cfg: &crate::propose::ProposerConfig,

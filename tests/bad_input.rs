@@ -584,11 +584,7 @@ fn errors_name_the_path_and_say_what_is_wrong() {
     // A folder where a file belongs.
     let tmp = std::env::temp_dir().display().to_string();
     error_2(&sb, &["gate", &tmp], &[&format!("`{tmp}` is a directory")]);
-    let cmd = sb
-        .std_command(bin())
-        .args(["--db", &sb.path().display().to_string(), "clusters"])
-        .output()
-        .unwrap();
+    let cmd = sb.std_command(bin()).args(["--db", &sb.path().display().to_string(), "clusters"]).output().unwrap();
     assert_eq!(cmd.status.code(), Some(2), "{}", transcript(&cmd));
     assert!(stderr(&cmd).contains("is a directory, not a database file"), "{}", transcript(&cmd));
 }

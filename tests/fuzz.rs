@@ -442,11 +442,48 @@ impl XorShift {
 
 /// Tokens worth splicing in: what parsers and path checks branch on.
 const DICT: &[&str] = &[
-    "\n", "\r\n", "\0", "\"", "{", "}", "[", "]", ",", ":", "..", "/", "../", ".git/", ".GIT", "/etc/passwd", "\u{1b}[2J",
-    "\u{202e}", "@@ -1 +1 @@\n", "--- a/", "+++ b/", "--- /dev/null\n", "diff --git a/x b/x\n", "new mode 120000\n",
-    "<<<<<<< SEARCH\n", "=======\n", ">>>>>>> REPLACE\n", "```", "FILE: ", "\"id\": \"/tmp/x\"", "\"id\": \"../..\"",
-    "timeout = \"99999999999999999999s\"\n", "name = \"..\"\n", "[limits]\n", "NaN", "1e999", "-1", "99999999999999999999",
-    "sk-proj-Zq8Wx3Ec5Rv7Tb9Yn1Um2Ik4Ol6Pa0Sd", "a@b.co", "\u{fffd}", "é",
+    "\n",
+    "\r\n",
+    "\0",
+    "\"",
+    "{",
+    "}",
+    "[",
+    "]",
+    ",",
+    ":",
+    "..",
+    "/",
+    "../",
+    ".git/",
+    ".GIT",
+    "/etc/passwd",
+    "\u{1b}[2J",
+    "\u{202e}",
+    "@@ -1 +1 @@\n",
+    "--- a/",
+    "+++ b/",
+    "--- /dev/null\n",
+    "diff --git a/x b/x\n",
+    "new mode 120000\n",
+    "<<<<<<< SEARCH\n",
+    "=======\n",
+    ">>>>>>> REPLACE\n",
+    "```",
+    "FILE: ",
+    "\"id\": \"/tmp/x\"",
+    "\"id\": \"../..\"",
+    "timeout = \"99999999999999999999s\"\n",
+    "name = \"..\"\n",
+    "[limits]\n",
+    "NaN",
+    "1e999",
+    "-1",
+    "99999999999999999999",
+    "sk-proj-Zq8Wx3Ec5Rv7Tb9Yn1Um2Ik4Ol6Pa0Sd",
+    "a@b.co",
+    "\u{fffd}",
+    "é",
 ];
 
 fn mutate(seed: &[u8], rng: &mut XorShift) -> Vec<u8> {
@@ -487,7 +524,8 @@ fn mutate(seed: &[u8], rng: &mut XorShift) -> Vec<u8> {
 fn fuzz(target: &str, check: impl Fn(&[u8]) + std::panic::RefUnwindSafe) {
     let n = iterations();
     for (name, seed) in corpus(target) {
-        let mut rng = XorShift(blake3::hash(name.as_bytes()).as_bytes()[..8].iter().fold(1u64, |a, &x| a * 31 + x as u64) | 1);
+        let mut rng =
+            XorShift(blake3::hash(name.as_bytes()).as_bytes()[..8].iter().fold(1u64, |a, &x| a * 31 + x as u64) | 1);
         let inputs = std::iter::once(seed.clone()).chain((0..n).map(|_| mutate(&seed, &mut rng)));
         for (i, input) in inputs.enumerate() {
             if std::panic::catch_unwind(|| check(&input)).is_err() {
@@ -638,7 +676,10 @@ fn fuzz_neutralisers() {
             let code = neutral::md_code(&text);
             assert!(!code.contains('\n'));
             let x = neutral::xml(&text);
-            assert!(!x.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\t' | '\r')) && !x.contains('<'), "{x:?}");
+            assert!(
+                !x.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\t' | '\r')) && !x.contains('<'),
+                "{x:?}"
+            );
             let mut counts = autoharness::redact::Redactions::default();
             let once = autoharness::redact::global().text(&text, &mut counts).into_owned();
             let twice = autoharness::redact::global().text(&once, &mut counts).into_owned();

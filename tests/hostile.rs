@@ -251,7 +251,11 @@ fn redaction_leaves_ordinary_trace_text_alone() {
     // look exactly like keys, and redacting them loses nothing a case needs.
     assert!(others as f64 / (failures.max(1) as f64) < 0.05, "{others} non-email redactions: {}", counts.describe());
     assert!(entropy < 0.05, "high-entropy hits on {:.2}% of failures", entropy * 100.0);
-    assert!((gone as f64 / chars.max(1) as f64) < 0.005, "{:.3}% of characters redacted", gone as f64 * 100.0 / chars as f64);
+    assert!(
+        (gone as f64 / chars.max(1) as f64) < 0.005,
+        "{:.3}% of characters redacted",
+        gone as f64 * 100.0 / chars as f64
+    );
     let _ = share;
 }
 

@@ -11,7 +11,7 @@ mod example;
 mod formats_otel;
 mod formats_platforms;
 mod formats_transcripts;
-mod hostile;
 mod fuzz;
+mod hostile;
 mod llm_e2e;
 mod sandbox;

@@ -136,9 +136,13 @@ pub fn doctor(settings: &Settings, out: &Output) -> anyhow::Result<ExitCode> {
             Ok(s) => {
                 // Opening reads only the header and schema: a torn or overwritten file shows in a check.
                 let (ok, detail) = match (s.quick_check().await, s.count_traces().await) {
-                    (Ok(Err(problems)), _) => {
-                        (false, format!("damaged (PRAGMA quick_check: {}); restore it from a copy or delete it and mine again", crate::trace::json::clip(&problems, 300)))
-                    }
+                    (Ok(Err(problems)), _) => (
+                        false,
+                        format!(
+                            "damaged (PRAGMA quick_check: {}); restore it from a copy or delete it and mine again",
+                            crate::trace::json::clip(&problems, 300)
+                        ),
+                    ),
                     (Err(e), _) => (false, format!("damaged: {e:#}")),
                     (Ok(Ok(())), Ok((files, traces))) => (true, format!("{files} trace files, {traces} traces")),
                     (Ok(Ok(())), Err(e)) => (false, format!("opened, but cannot count: {e}")),

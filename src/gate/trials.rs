@@ -265,7 +265,8 @@ pub async fn run_check(
         text = o.stdout.text();
     }
     let why = o.reason.clone().unwrap_or_else(|| status_line(&o.status));
-    let text = crate::redact::Redactor::env_values(text.trim(), &passed_env(&version.manifest), &mut Default::default());
+    let text =
+        crate::redact::Redactor::env_values(text.trim(), &passed_env(&version.manifest), &mut Default::default());
     let text = crate::redact::global().text(&text, &mut Default::default()).into_owned();
     Ok(Some(Err(format!("`{check}` failed ({why}): {}", tail(&text, 600)))))
 }

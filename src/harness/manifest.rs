@@ -211,8 +211,9 @@ impl Manifest {
             limits.output_bytes = o as usize;
         }
         if let Some(c) = &raw.limits.cpu {
-            let d = parse_duration(c)
-                .ok_or_else(|| bad("limits.cpu", format!("= `{c}` is not a duration of at most 366 days"), DURATION_HINT))?;
+            let d = parse_duration(c).ok_or_else(|| {
+                bad("limits.cpu", format!("= `{c}` is not a duration of at most 366 days"), DURATION_HINT)
+            })?;
             limits.cpu_seconds = Some(d.as_secs().max(1));
         }
         if let Some(n) = raw.limits.open_files {
@@ -400,7 +401,8 @@ mod tests {
         assert_eq!(parse_duration("1m30s"), Some(Duration::from_secs(90)));
         assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
         assert_eq!(parse_duration("7"), Some(Duration::from_secs(7)));
-        for huge in ["99999999999999999999s", "99999999999999999999", "1e300", "400d", "9000h", "1e20ms", "inf", "NaN"] {
+        for huge in ["99999999999999999999s", "99999999999999999999", "1e300", "400d", "9000h", "1e20ms", "inf", "NaN"]
+        {
             assert_eq!(parse_duration(huge), None, "{huge}");
         }
         assert_eq!(parse_duration("fast"), None);

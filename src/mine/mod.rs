@@ -205,8 +205,8 @@ pub async fn mine(store: &Store, opts: &MineOptions, tick: &(dyn Fn(&str) + Sync
     let mut result = scan(&paths, jobs, skip, extract, tick);
 
     phase("scan");
-    let mut summary = MineSummary::default();
-    summary.redacted = redactions.into_inner().unwrap_or_else(|p| p.into_inner());
+    let mut summary =
+        MineSummary { redacted: redactions.into_inner().unwrap_or_else(|p| p.into_inner()), ..MineSummary::default() };
     let mut errors = Vec::new();
     for (p, e) in &result.walk_errors {
         errors.push(format!("{}: {e}", p.display()));

@@ -825,8 +825,12 @@ mod tests {
     #[tokio::test]
     async fn the_deadline_bounds_slow_answers_and_retry_after() {
         let server = MockServer::start().await;
-        mount(&server, ResponseTemplate::new(200).set_body_json(answer("late")).set_delay(Duration::from_secs(30)), None)
-            .await;
+        mount(
+            &server,
+            ResponseTemplate::new(200).set_body_json(answer("late")).set_delay(Duration::from_secs(30)),
+            None,
+        )
+        .await;
         let mut cfg = openai(&server);
         cfg.timeout = Duration::from_secs(20);
         cfg.deadline = Some(Instant::now() + Duration::from_millis(1500));

@@ -174,7 +174,12 @@ pub fn markdown(r: &GateReport) -> String {
     let mut md = String::new();
     let icon = if r.passed() { "✅" } else { "❌" };
     let reason = r.reason.trim_start_matches("PASS: ").trim_start_matches("FAIL: ");
-    let _ = writeln!(md, "### {icon} autoharness gate: **{}** ({})\n", md_text(&r.verdict.to_uppercase()), md_code(&r.rule));
+    let _ = writeln!(
+        md,
+        "### {icon} autoharness gate: **{}** ({})\n",
+        md_text(&r.verdict.to_uppercase()),
+        md_code(&r.rule)
+    );
     let _ = writeln!(md, "{}\n", md_text(reason));
     let _ = writeln!(
         md,

@@ -51,7 +51,12 @@ fn own_sgr(text: &str) -> Option<usize> {
     let end = rest.find('m')?;
     let params = &rest[..end];
     let ok = params.len() <= 16
-        && params.split(';').all(|p| matches!(p, "" | "0" | "1" | "2" | "3" | "22" | "23" | "39" | "31" | "32" | "33" | "34" | "35" | "36" | "37"));
+        && params.split(';').all(|p| {
+            matches!(
+                p,
+                "" | "0" | "1" | "2" | "3" | "22" | "23" | "39" | "31" | "32" | "33" | "34" | "35" | "36" | "37"
+            )
+        });
     ok.then_some(2 + end + 1)
 }
 
@@ -71,7 +76,11 @@ pub fn terminal_keeping_colors(text: &str, keep_colors: bool) -> Cow<'_, str> {
             continue;
         }
         let c = rest.chars().next().unwrap_or(' ');
-        if is_unsafe_char(c) { visible(c, &mut out) } else { out.push(c) }
+        if is_unsafe_char(c) {
+            visible(c, &mut out)
+        } else {
+            out.push(c)
+        }
         i += c.len_utf8();
     }
     Cow::Owned(out)

@@ -143,7 +143,6 @@ impl Output {
         let _ = writeln!(std::io::stderr().lock(), "{text}");
     }
 
-
     /// `error: …`, then the causes, then a hint when there is one.
     pub fn error(&self, e: &anyhow::Error) {
         let c = self.color_stderr;

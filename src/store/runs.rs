@@ -69,12 +69,14 @@ impl Store {
     /// is neither shown as running nor resumed as if it could go on.
     pub async fn mark_run_failed(&self, id: &str, error: &str) -> anyhow::Result<()> {
         let summary = serde_json::json!({ "error": error }).to_string();
-        sqlx::query("UPDATE runs SET status = 'failed', summary = ?, updated_at = ? WHERE id = ? AND status = 'running'")
-            .bind(summary)
-            .bind(now_rfc3339())
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE runs SET status = 'failed', summary = ?, updated_at = ? WHERE id = ? AND status = 'running'",
+        )
+        .bind(summary)
+        .bind(now_rfc3339())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
