@@ -153,10 +153,10 @@ pub struct GateArgs {
     #[arg(long, default_value_t = 10, value_name = "N")]
     pub max_trials: u32,
     /// Significance level of the regression and improvement tests
-    #[arg(long, default_value_t = 0.05, value_name = "A")]
+    #[arg(long, default_value_t = 0.05, value_name = "A", value_parser = alpha)]
     pub alpha: f64,
     /// Smallest target pass-rate gain that counts as an improvement [default: 0.2]
-    #[arg(long, value_name = "GAIN")]
+    #[arg(long, value_name = "GAIN", value_parser = share)]
     pub min_effect: Option<f64>,
     /// Share by which the candidate's mean cost or tokens per trial may exceed the baseline's [default: 0.25, or [gate] cost_tolerance]
     #[arg(long, value_name = "SHARE")]
@@ -190,7 +190,7 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 2, value_name = "C")]
     pub candidates: u32,
     /// Stop once trials and proposer calls have cost this many dollars
-    #[arg(long, value_name = "USD")]
+    #[arg(long, value_name = "USD", value_parser = dollars)]
     pub budget_usd: Option<f64>,
     /// Stop after this long (e.g. 30m)
     #[arg(long, value_name = "DURATION")]
@@ -199,7 +199,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub apply: bool,
     /// Commit the accepted patches on a new git branch (for a PR)
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", value_parser = branch_name)]
     pub branch: Option<String>,
     /// Continue the newest unfinished run (after a crash or a kill) with the options it started with; --max-iterations, --budget-usd and --time-limit may only lower them
     #[arg(long)]
@@ -268,6 +268,59 @@ pub struct InitArgs {
     /// Harness name [default: the folder's name]
     #[arg(long)]
     pub name: Option<String>,
+}
+
+// Values checked when parsed, so a run never does its work before finding a flag unusable.
+
+fn number(text: &str) -> Result<f64, String> {
+    let v: f64 = text.trim().parse().map_err(|_| format!("`{}` is not a number", text.escape_debug()))?;
+    if !v.is_finite() { Err(format!("`{text}` is not a finite number")) } else { Ok(v) }
+}
+
+/// A significance level: strictly between 0 and 1 (0 never rejects, 1 always does).
+fn alpha(text: &str) -> Result<f64, String> {
+    let v = number(text)?;
+    if v > 0.0 && v < 1.0 { Ok(v) } else { Err(format!("{v} is not strictly between 0 and 1 (e.g. 0.05)")) }
+}
+
+/// A share of a pass rate, in [0, 1].
+fn share(text: &str) -> Result<f64, String> {
+    let v = number(text)?;
+    if (0.0..=1.0).contains(&v) { Ok(v) } else { Err(format!("{v} is not between 0 and 1 (e.g. 0.2)")) }
+}
+
+/// A dollar amount: finite and not negative (NaN would mean no budget at all).
+fn dollars(text: &str) -> Result<f64, String> {
+    let v = number(text)?;
+    if v >= 0.0 { Ok(v) } else { Err(format!("{v} is negative; a budget is 0 or more dollars")) }
+}
+
+/// A new branch name, by `git check-ref-format --branch` rules, checked before the run
+/// does its work rather than by git at the end of it.
+pub fn branch_name(name: &str) -> Result<String, String> {
+    let why = if name.is_empty() {
+        Some("is empty")
+    } else if name.starts_with('-') {
+        Some("starts with `-`")
+    } else if name.starts_with('/') || name.ends_with('/') || name.contains("//") {
+        Some("has an empty component (a leading, trailing or double `/`)")
+    } else if name.contains("..") {
+        Some("contains `..`")
+    } else if name.contains("@{") || name == "@" {
+        Some("contains `@{` or is `@`")
+    } else if name.ends_with(".lock") || name.split('/').any(|c| c.starts_with('.') || c.ends_with(".lock")) {
+        Some("has a component starting with `.` or ending with `.lock`")
+    } else if name.ends_with('.') {
+        Some("ends with `.`")
+    } else if name.chars().any(|c| c.is_control() || " ~^:?*[\\".contains(c)) {
+        Some("contains a space, a control character or one of ~ ^ : ? * [ \\")
+    } else {
+        None
+    };
+    match why {
+        Some(w) => Err(format!("`{}` is not a valid git branch name: it {w}", name.escape_debug())),
+        None => Ok(name.to_string()),
+    }
 }
 
 /// Parse the process arguments and run; returns the process exit code.

@@ -35,6 +35,9 @@ pub struct ProjectConfig {
     pub gate: GateSettings,
     #[serde(default)]
     pub proposer: crate::propose::ProposerConfig,
+    /// What is redacted from traces and trial output before anything is written.
+    #[serde(default)]
+    pub redact: crate::redact::RedactConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -91,6 +94,12 @@ impl Settings {
         } else {
             ProjectConfig::default()
         };
+        crate::redact::install(&config.redact).map_err(|e| {
+            crate::exit::hinted(
+                format!("`{}`: {e}", config_path.display()),
+                "fix or remove the pattern; patterns use Rust regex syntax (https://docs.rs/regex)",
+            )
+        })?;
         let project_root =
             config_path.parent().filter(|p| !p.as_os_str().is_empty()).map(Path::to_path_buf).unwrap_or(cwd.clone());
         // Absolute from here on: trial folders live beside the store and their paths are handed
@@ -140,7 +149,7 @@ pub fn load_config(path: &Path) -> anyhow::Result<ProjectConfig> {
     toml::from_str(&text).map_err(|e| {
         crate::exit::hinted(
             format!("`{}` is not a valid autoharness config: {}", path.display(), e.message()),
-            "allowed keys: harness, db, [mine] join_threshold, holdout_share, [gate] cost_tolerance, [proposer] provider/base_url/model/api_key_env/command/timeout/max_tokens/temperature/input_per_mtok/output_per_mtok/context_tokens",
+            "allowed keys: harness, db, [mine] join_threshold, holdout_share, [gate] cost_tolerance, [proposer] provider/base_url/model/api_key_env/command/timeout/max_tokens/temperature/input_per_mtok/output_per_mtok/context_tokens, [redact] patterns/fields/emails/entropy",
         )
     })
 }

@@ -155,7 +155,41 @@ pub fn lock(db: &Path) -> anyhow::Result<RunLock> {
     }
 }
 
-pub async fn run(ctx: &RunContext<'_>, manifest: &Manifest, given: &RunOptions) -> anyhow::Result<RunSummary> {
+pub async fn run(ctx: &RunContext<'_>, manifest: &Manifest, opts: &RunOptions) -> anyhow::Result<RunSummary> {
+    let run_id = std::sync::OnceLock::new();
+    let result = run_inner(ctx, manifest, opts, &run_id).await;
+    // A run that stopped on an error is marked so: never left "running" for ever.
+    if let (Err(e), Some(id)) = (&result, run_id.get()) {
+        ctx.store.mark_run_failed(id, &format!("{e:#}")).await?;
+    }
+    result
+}
+
+/// The remaining time before `deadline`, for a wait that must not outlast `--time-limit`.
+fn left(deadline: Option<Instant>) -> Option<Duration> {
+    deadline.map(|d| d.saturating_duration_since(Instant::now()))
+}
+
+/// `fut`, abandoned (its trials killed as they are dropped) when the deadline passes.
+async fn within<T>(
+    deadline: Option<Instant>,
+    what: &str,
+    fut: impl Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    match left(deadline) {
+        None => fut.await,
+        Some(left) => tokio::time::timeout(left, fut)
+            .await
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the time limit ran out during {what}"))),
+    }
+}
+
+async fn run_inner(
+    ctx: &RunContext<'_>,
+    manifest: &Manifest,
+    given: &RunOptions,
+    id_out: &std::sync::OnceLock<String>,
+) -> anyhow::Result<RunSummary> {
     let started = Instant::now();
     let store = ctx.store;
     let emit = ctx.emit;
@@ -181,6 +215,8 @@ pub async fn run(ctx: &RunContext<'_>, manifest: &Manifest, given: &RunOptions) 
         }
     };
     let opts = &opts;
+    let deadline = opts.time_limit.and_then(|t| started.checked_add(t));
+    let _ = id_out.set(run_id.clone());
     let run_dir = ctx.state_dir.join("runs").join(&run_id);
     std::fs::create_dir_all(&run_dir)?;
 
@@ -341,10 +377,14 @@ pub async fn run(ctx: &RunContext<'_>, manifest: &Manifest, given: &RunOptions) 
         let baseline = Version::new(base_manifest.clone(), base_root.clone())?;
         let gated: HashSet<String> = store.gated_diffs(&target.id).await?.into_iter().map(|(h, _)| h).collect();
         let (proposals, screening_trials) = if opts.proposer.provider == "knobs" {
-            let (ps, n, _cost) =
-                propose_knobs(&runner, &baseline, &cases, &target.id, opts.candidates as usize, &gated, &run_dir, emit)
-                    .await?;
-            (ps, n)
+            let screening =
+                propose_knobs(&runner, &baseline, &cases, &target.id, opts.candidates as usize, &gated, &run_dir, emit);
+            match within(deadline, "knob screening", screening).await {
+                Ok((ps, n, _cost)) => (ps, n),
+                // Out of time: the loop's check says so and stops.
+                Err(_) if left(deadline).is_some_and(|l| l.is_zero()) => (Vec::new(), 0),
+                Err(e) => return Err(e),
+            }
         } else {
             // Redoing an interrupted iteration: its recorded answers are gated again (a
             // model need not give the same answer twice); only the missing ones are asked.
@@ -355,7 +395,10 @@ pub async fn run(ctx: &RunContext<'_>, manifest: &Manifest, given: &RunOptions) 
             };
             let missing = opts.candidates.saturating_sub(ps.len() as u32);
             if missing > 0 {
-                ps.extend(propose_model(store, &opts.proposer, &baseline, &cases, &target, missing, &run_dir).await?);
+                ps.extend(
+                    propose_model(store, &opts.proposer, &baseline, &cases, &target, missing, &run_dir, deadline)
+                        .await?,
+                );
             }
             (ps, 0)
         };
@@ -410,7 +453,10 @@ pub async fn run(ctx: &RunContext<'_>, manifest: &Manifest, given: &RunOptions) 
                 work_dir: run_dir.join(format!("gate-{pid}")),
             };
             let outcome = match session::prepare_patch(&p.diff, &base_manifest, ctx.project_root) {
-                Ok(parsed) => session::run(&base_manifest, &parsed, &cases, &runner, &gate_opts, &()).await,
+                Ok(parsed) => {
+                    let gate = session::run(&base_manifest, &parsed, &cases, &runner, &gate_opts, &());
+                    within(deadline, "a gate", gate).await
+                }
                 Err(e) => Err(e),
             };
             let _ = std::fs::remove_dir_all(&gate_opts.work_dir);
@@ -502,8 +548,32 @@ pub async fn run(ctx: &RunContext<'_>, manifest: &Manifest, given: &RunOptions) 
         let prefix = manifest.root_prefix(ctx.project_root);
         let combined: String = accepted.iter().map(|p| patch::prefix_paths(&p.diff, prefix.as_deref())).collect();
         std::fs::write(run_dir.join("accepted.patch"), &combined)?;
+        // Every file the accepted patches touch, as git paths (the project holds the repository).
+        let mut touched: Vec<String> = Vec::new();
+        for p in &accepted {
+            for rel in parse_relative(&p.diff)?.touched_paths() {
+                let path = manifest.root.join(rel).display().to_string();
+                if !touched.contains(&path) {
+                    touched.push(path);
+                }
+            }
+        }
         if opts.apply || opts.branch.is_some() {
             if let Some(branch) = &opts.branch {
+                // `git add` skips ignored files without a word: the branch would lack part of the change.
+                let ignored = git_ignored(ctx.project_root, &touched)?;
+                if !ignored.is_empty() {
+                    return Err(crate::exit::hinted(
+                        format!(
+                            "the accepted patches change {} which git ignores, so branch `{branch}` would not carry them",
+                            ignored.join(", ")
+                        ),
+                        format!(
+                            "un-ignore them, or apply with --apply and commit yourself; the patch is in {}",
+                            run_dir.join("accepted.patch").display()
+                        ),
+                    ));
+                }
                 git(ctx.project_root, &["checkout", "-b", branch])?;
                 summary.branch = Some(branch.clone());
             }
@@ -528,9 +598,22 @@ pub async fn run(ctx: &RunContext<'_>, manifest: &Manifest, given: &RunOptions) 
                     ctx.project_root,
                     &["add", "--", &manifest.root.display().to_string(), &evals.display().to_string()],
                 )?;
+                // Deletions and renames too: each touched path by name.
+                let mut add: Vec<&str> = vec!["add", "-A", "--"];
+                add.extend(touched.iter().map(String::as_str));
+                git(ctx.project_root, &add)?;
                 let msg =
                     format!("autoharness: {} accepted change(s) to {} (run {run_id})", accepted.len(), manifest.name);
                 git(ctx.project_root, &["commit", "-q", "-m", &msg])?;
+                let mut status = vec!["status", "--porcelain", "--"];
+                status.extend(touched.iter().map(String::as_str));
+                let left = git_output(ctx.project_root, &status)?;
+                if !left.trim().is_empty() {
+                    anyhow::bail!(
+                        "branch `{branch}` was committed without these changes of the accepted patches:\n{left}",
+                        branch = opts.branch.as_deref().unwrap_or_default()
+                    );
+                }
             }
         }
     }
@@ -582,6 +665,68 @@ fn score_prediction(p: &Proposal, target: &str, r: &GateReport) -> serde_json::V
 
 fn effect(r: &GateReport) -> f64 {
     r.decision.as_ref().and_then(|d| d.target.as_ref()).map(|t| t.paired.effect).unwrap_or(0.0)
+}
+
+/// `--branch` checked before any work: the project is a git repository and no editable
+/// file of the harness is ignored (the branch would lack any change to it).
+pub fn branch_preflight(project_root: &Path, manifest: &Manifest) -> anyhow::Result<()> {
+    git_output(project_root, &["rev-parse", "--git-dir"]).map_err(|e| {
+        crate::exit::hinted(
+            format!("--branch needs a git repository at `{}`: {e:#}", project_root.display()),
+            "run in a git checkout, or use --apply",
+        )
+    })?;
+    let mut editable = Vec::new();
+    let mut todo = vec![manifest.root.clone()];
+    while let Some(dir) = todo.pop() {
+        for e in std::fs::read_dir(&dir).with_context(|| format!("cannot list `{}`", dir.display()))?.flatten() {
+            let p = e.path();
+            let Ok(rel) = p.strip_prefix(&manifest.root) else { continue };
+            let rel = rel.to_string_lossy().into_owned();
+            if crate::harness::workspace::SKIPPED_DIRS.contains(&rel.as_str()) {
+                continue;
+            }
+            match e.file_type() {
+                Ok(t) if t.is_dir() => todo.push(p),
+                Ok(t) if t.is_file() && manifest.is_editable(&rel) => editable.push(p.display().to_string()),
+                _ => {}
+            }
+        }
+    }
+    let ignored = git_ignored(project_root, &editable)?;
+    if !ignored.is_empty() {
+        return Err(crate::exit::hinted(
+            format!("--branch: git ignores editable files of `{}`: {}", manifest.name, ignored.join(", ")),
+            "a branch would silently lack changes to them: un-ignore them, or use --apply and commit yourself",
+        ));
+    }
+    Ok(())
+}
+
+/// Which of `paths` git ignores (`git check-ignore`; exit 1 means none).
+fn git_ignored(dir: &Path, paths: &[String]) -> anyhow::Result<Vec<String>> {
+    if paths.is_empty() {
+        return Ok(Vec::new());
+    }
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["check-ignore", "--no-index", "--"])
+        .args(paths)
+        .output()
+        .context("cannot run git")?;
+    match out.status.code() {
+        Some(0) | Some(1) => Ok(String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()),
+        _ => anyhow::bail!("git check-ignore failed: {}", String::from_utf8_lossy(&out.stderr).trim()),
+    }
+}
+
+fn git_output(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
+    let out = std::process::Command::new("git").arg("-C").arg(dir).args(args).output().context("cannot run git")?;
+    if !out.status.success() {
+        anyhow::bail!("git {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn git(dir: &Path, args: &[&str]) -> anyhow::Result<()> {
@@ -750,6 +895,7 @@ async fn propose_knobs(
 }
 
 /// Ask a model (or a coding agent) for `n` candidates for the target cluster.
+#[allow(clippy::too_many_arguments)]
 async fn propose_model(
     store: &Store,
     cfg: &crate::propose::ProposerConfig,
@@ -758,6 +904,7 @@ async fn propose_model(
     target: &Target,
     n: u32,
     run_dir: &Path,
+    deadline: Option<Instant>,
 ) -> anyhow::Result<Vec<Proposal>> {
     let failures = store.failures(true).await?;
     let evidence: Vec<String> = failures
@@ -794,7 +941,8 @@ async fn propose_model(
     for i in 0..n {
         let p = match cfg.provider.as_str() {
             "openai" | "anthropic" => {
-                let llm = cfg.llm()?;
+                let mut llm = cfg.llm()?;
+                llm.deadline = deadline;
                 crate::propose::ask_llm(&llm, &brief_text, &baseline.root, editable, &cfg.provider).await
             }
             "command" => {
@@ -803,6 +951,7 @@ async fn propose_model(
                 })?;
                 let timeout =
                     crate::harness::manifest::parse_duration(&cfg.timeout).unwrap_or(Duration::from_secs(600));
+                let timeout = left(deadline).map_or(timeout, |l| timeout.min(l));
                 let scratch = run_dir.join(format!("command-{i}"));
                 crate::propose::ask_command(&command, &brief_text, &baseline.root, editable, &scratch, timeout).await
             }

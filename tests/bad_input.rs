@@ -132,7 +132,7 @@ fn truncated_json_document_is_an_error_at_its_byte() {
     let seen = read_among_good_files("truncated.json", |p| std::fs::write(p, &doc[..doc.len() / 2]).unwrap());
     let error = error_of(&seen);
     assert!(error.starts_with("byte ") && error.contains("truncated JSON"), "{error}");
-    assert_eq!(seen.row["reason"], "not readable as JSON");
+    assert!(seen.row["reason"].as_str().unwrap().starts_with("not readable as JSON: byte "), "{}", seen.row);
     assert!(seen.show_human.contains(&format!("error    {error}")), "{}", seen.show_human);
     // One warning line on stderr names the file and the place.
     assert!(seen.ls_stderr.contains(&format!("data/truncated.json: {error}")), "{}", seen.ls_stderr);
@@ -473,4 +473,207 @@ fn zstd_from_the_reference_encoder_reads_like_the_original() {
     assert_eq!(read, original);
     let ls = sandbox.json(&["traces", "ls", "compressed"]);
     assert_eq!(ls_row(&ls, "handmade_tool_failures.jsonl.zst")["compression"], "zstd");
+}
+
+// ---------------------------------------------------------------------------------------
+// Bad values and special files through every command (issue 15): clear errors, exit 2,
+// no panic, no hang, nothing done before the check
+// ---------------------------------------------------------------------------------------
+
+/// A project with the `echo` test harness, and the bundled example's store-free layout.
+fn echo_project() -> Sandbox {
+    let sb = Sandbox::new();
+    crate::common::cli::copy_tree(&fixture("harnesses/echo"), sb.path());
+    sb
+}
+
+/// `autoharness <args>` bounded in time: a command that hangs fails the test instead.
+fn run_bounded(sb: &Sandbox, args: &[&str]) -> std::process::Output {
+    let out = sb.command(args).timeout(std::time::Duration::from_secs(60)).output().expect("run autoharness");
+    assert_no_panic(&out, args);
+    out
+}
+
+fn error_2(sb: &Sandbox, args: &[&str], expect: &[&str]) -> String {
+    let out = run_bounded(sb, args);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {}", transcript(&out));
+    for e in expect {
+        assert!(err.contains(e), "{args:?}: `{e}` not in:\n{err}");
+    }
+    err
+}
+
+#[test]
+fn huge_durations_are_errors_not_panics() {
+    let sb = echo_project();
+    sb.write(
+        "harnesses/echo/harness.toml",
+        "name = \"echo\"\neditable = [\"prompt.txt\"]\nrun = \"sh run.sh\"\ntimeout = \"99999999999999999999s\"\n",
+    );
+    for args in [&["eval", "--trials", "1"][..], &["doctor"], &["gate", "-"]] {
+        let out = run_bounded(&sb, args);
+        let all = format!("{}{}", stdout(&out), stderr(&out));
+        assert!(all.contains("timeout") && all.contains("at most 366 days"), "{args:?}: {}", transcript(&out));
+        assert_ne!(out.status.code(), Some(0), "{args:?}");
+    }
+    let sb = echo_project();
+    error_2(&sb, &["run", "--time-limit", "99999999999999999999s"], &["--time-limit", "at most 366 days"]);
+}
+
+#[test]
+fn values_are_checked_before_any_work() {
+    let sb = echo_project();
+    for (args, expect) in [
+        (&["run", "--budget-usd", "NaN"][..], "not a finite number"),
+        (&["run", "--budget-usd=-1"], "negative"),
+        (&["run", "--branch", "bad..name"], "not a valid git branch name"),
+        (&["run", "--branch=-x"], "not a valid git branch name"),
+        (&["gate", "--alpha", "NaN", "-"], "not a finite number"),
+        (&["gate", "--alpha", "0", "-"], "strictly between 0 and 1"),
+        (&["gate", "--alpha", "2", "-"], "strictly between 0 and 1"),
+    ] {
+        error_2(&sb, args, &[expect]);
+    }
+    sb.write("autoharness.toml", "[proposer]\nprovider = \"command\"\n");
+    error_2(&sb, &["run"], &["needs a command"]);
+    // None of these started a run: nothing is left "running" in the store.
+    if sb.db().exists() {
+        let rt = autoharness::store::runtime().unwrap();
+        let running: i64 = rt.block_on(async {
+            let store = autoharness::store::Store::open(&sb.db()).await.unwrap();
+            let n = sqlx::query_scalar("SELECT count(*) FROM runs WHERE status = 'running'")
+                .fetch_one(&store.pool)
+                .await
+                .unwrap();
+            store.close().await;
+            n
+        });
+        assert_eq!(running, 0);
+    }
+}
+
+#[test]
+fn special_files_are_skipped_with_a_reason_and_never_opened() {
+    let sb = Sandbox::new();
+    sb.write("data/good.jsonl", std::fs::read(fixture(GOOD_FILES[0].1)).unwrap());
+    let fifo = sb.path().join("data/pipe.jsonl");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    // A reader that opened the FIFO would wait for a writer for ever: bounded runs fail then.
+    error_2(&sb, &["traces", "show", "data/pipe.jsonl"], &["data/pipe.jsonl", "FIFO", "skipped without reading"]);
+    let doc = sb.json(&["mine", "--no-cases", "data"]);
+    assert_eq!(doc["summary"]["failed"], GOOD_FILES[0].2[2], "{doc:#}");
+    assert!(doc["errors"].to_string().contains("pipe.jsonl") && doc["errors"].to_string().contains("FIFO"), "{doc:#}");
+    let out = run_bounded(&sb, &["--json", "mine", "--no-cases", "data/pipe.jsonl"]);
+    assert!(stdout(&out).contains("FIFO"), "{}", transcript(&out));
+    let ls = run_bounded(&sb, &["traces", "ls", "data"]);
+    assert!(stderr(&ls).contains("pipe.jsonl") && stderr(&ls).contains("FIFO"), "{}", transcript(&ls));
+    let out = run_bounded(&sb, &["gate", "data/pipe.jsonl"]);
+    assert!(stderr(&out).contains("FIFO"), "{}", transcript(&out));
+}
+
+#[test]
+fn errors_name_the_path_and_say_what_is_wrong() {
+    let sb = echo_project();
+    // A symlink loop is not "does not exist".
+    std::os::unix::fs::symlink("loop-b", sb.path().join("loop-a")).unwrap();
+    std::os::unix::fs::symlink("loop-a", sb.path().join("loop-b")).unwrap();
+    error_2(&sb, &["traces", "show", "loop-a"], &["loop-a", "symlink loop"]);
+    error_2(&sb, &["mine", "loop-a"], &["loop-a", "symlink loop"]);
+    error_2(&sb, &["gate", "loop-a"], &["loop-a", "symlink loop"]);
+    // A folder where a file belongs.
+    let tmp = std::env::temp_dir().display().to_string();
+    error_2(&sb, &["gate", &tmp], &[&format!("`{tmp}` is a directory")]);
+    let cmd = sb.std_command(bin()).args(["--db", &sb.path().display().to_string(), "clusters"]).output().unwrap();
+    assert_eq!(cmd.status.code(), Some(2), "{}", transcript(&cmd));
+    assert!(stderr(&cmd).contains("is a directory, not a database file"), "{}", transcript(&cmd));
+}
+
+#[test]
+fn a_damaged_store_is_not_ok_in_doctor() {
+    let sb = Sandbox::new();
+    sb.write("t/good.jsonl", std::fs::read(fixture(GOOD_FILES[0].1)).unwrap());
+    sb.json(&["mine", "--no-cases", "t"]);
+    let healthy = sb.json(&["doctor"]);
+    assert_eq!(healthy["store"]["ok"], true, "{healthy:#}");
+    // Overwrite the root page of an index of `failures`: SQLite opens the file and counts
+    // traces as before; only a check finds the damage.
+    let rt = autoharness::store::runtime().unwrap();
+    let (page, page_size): (i64, i64) = rt.block_on(async {
+        let store = autoharness::store::Store::open(&sb.db()).await.unwrap();
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&store.pool).await.unwrap();
+        let page = sqlx::query_scalar(
+            "SELECT rootpage FROM sqlite_master WHERE type = 'index' AND tbl_name = 'failures' ORDER BY rootpage DESC LIMIT 1",
+        )
+        .fetch_one(&store.pool)
+        .await
+        .unwrap();
+        let size = sqlx::query_scalar("PRAGMA page_size").fetch_one(&store.pool).await.unwrap();
+        store.close().await;
+        (page, size)
+    });
+    let mut bytes = std::fs::read(sb.db()).unwrap();
+    let at = ((page - 1) * page_size) as usize;
+    for b in &mut bytes[at..at + page_size as usize] {
+        *b = 0x5a;
+    }
+    std::fs::write(sb.db(), &bytes).unwrap();
+    let out = run_bounded(&sb, &["--json", "doctor"]);
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", transcript(&out)));
+    assert_eq!(doc["store"]["ok"], false, "{doc:#}");
+    let detail = doc["store"]["detail"].as_str().unwrap();
+    assert!(detail.contains("quick_check"), "{detail}");
+}
+
+/// A store nobody may write (a shared or archived one): the commands that only read work.
+#[test]
+fn a_read_only_store_serves_the_reading_commands() {
+    let sb = Sandbox::new();
+    sb.write("t/good.jsonl", std::fs::read(fixture(GOOD_FILES[0].1)).unwrap());
+    let mined = sb.json(&["mine", "--no-cases", "t"]);
+    let store_dir = sb.path().join("ro");
+    std::fs::create_dir(&store_dir).unwrap();
+    std::fs::copy(sb.db(), store_dir.join("state.db")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(store_dir.join("state.db"), std::fs::Permissions::from_mode(0o444)).unwrap();
+    std::fs::set_permissions(&store_dir, std::fs::Permissions::from_mode(0o555)).unwrap();
+    std::fs::set_permissions(sb.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let db = store_dir.join("state.db").display().to_string();
+    // root may write anything: run as `nobody` then (setpriv), as the user otherwise.
+    let as_other = |args: &[&str]| {
+        let mut cmd = if nix::unistd::Uid::effective().is_root() {
+            let mut c = std::process::Command::new("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups"]).arg(bin());
+            c
+        } else {
+            std::process::Command::new(bin())
+        };
+        cmd.env_clear().env("PATH", std::env::var_os("PATH").unwrap_or_default()).env("HOME", "/").env("NO_COLOR", "1");
+        cmd.current_dir(&store_dir).args(["--db", &db]).args(args).output().expect("run")
+    };
+    let out = as_other(&["--json", "clusters"]);
+    if nix::unistd::Uid::effective().is_root() && stderr(&out).contains("setpriv") {
+        panic!("setpriv is needed to test as a user other than root: {}", transcript(&out));
+    }
+    assert!(out.status.success(), "{}", transcript(&out));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["clusters"].as_array().unwrap().len(), mined["clusters"].as_array().unwrap().len(), "{doc:#}");
+    let out = as_other(&["cases"]);
+    assert!(out.status.success(), "{}", transcript(&out));
+    // A writing command says why it cannot, naming the store.
+    let out = as_other(&["mine", "--no-cases", sb.path().join("t").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", transcript(&out));
+    assert!(stderr(&out).contains(&format!("the store `{db}` is read-only")), "{}", transcript(&out));
+    std::fs::set_permissions(&store_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// A trial that kills its own parent: the reason must not blame the memory limit.
+#[test]
+fn a_trial_that_kills_its_parent_is_not_called_out_of_memory() {
+    let sb = echo_project();
+    sb.write("harnesses/echo/run.sh", "kill -9 $PPID; sleep 1\n");
+    let doc = sb.json(&["eval", "--trials", "1"]);
+    let failures = doc["cases"][0]["failures"].to_string();
+    assert!(!failures.contains("memory limit"), "{failures}");
+    assert!(failures.contains("SIGKILL"), "{failures}");
 }

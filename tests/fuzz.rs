@@ -400,3 +400,295 @@ proptest! {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Corpus fuzzing: one target per untrusted input (trace files, case files, manifests,
+// patches, model answers). Every seed in tests/fuzz/corpus/<target>/ is replayed, then
+// mutated `AUTOHARNESS_FUZZ_ITERS` times (default 150) by a seeded generator: bounded in
+// time, the same on every machine, and it runs in plain `cargo test` on stable.
+// ---------------------------------------------------------------------------------------
+
+use std::path::{Path, PathBuf};
+
+use autoharness::harness::manifest::Manifest;
+use autoharness::harness::patch;
+use autoharness::report::neutral;
+
+fn iterations() -> usize {
+    std::env::var("AUTOHARNESS_FUZZ_ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(150)
+}
+
+fn corpus(target: &str) -> Vec<(String, Vec<u8>)> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz/corpus").join(target);
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .flatten()
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap()))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no seeds in {}", dir.display());
+    files
+}
+
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        if n == 0 { 0 } else { (self.next() % n as u64) as usize }
+    }
+}
+
+/// Tokens worth splicing in: what parsers and path checks branch on.
+const DICT: &[&str] = &[
+    "\n",
+    "\r\n",
+    "\0",
+    "\"",
+    "{",
+    "}",
+    "[",
+    "]",
+    ",",
+    ":",
+    "..",
+    "/",
+    "../",
+    ".git/",
+    ".GIT",
+    "/etc/passwd",
+    "\u{1b}[2J",
+    "\u{202e}",
+    "@@ -1 +1 @@\n",
+    "--- a/",
+    "+++ b/",
+    "--- /dev/null\n",
+    "diff --git a/x b/x\n",
+    "new mode 120000\n",
+    "<<<<<<< SEARCH\n",
+    "=======\n",
+    ">>>>>>> REPLACE\n",
+    "```",
+    "FILE: ",
+    "\"id\": \"/tmp/x\"",
+    "\"id\": \"../..\"",
+    "timeout = \"99999999999999999999s\"\n",
+    "name = \"..\"\n",
+    "[limits]\n",
+    "NaN",
+    "1e999",
+    "-1",
+    "99999999999999999999",
+    "sk-proj-Zq8Wx3Ec5Rv7Tb9Yn1Um2Ik4Ol6Pa0Sd",
+    "a@b.co",
+    "\u{fffd}",
+    "é",
+];
+
+fn mutate(seed: &[u8], rng: &mut XorShift) -> Vec<u8> {
+    let mut b = seed.to_vec();
+    for _ in 0..1 + rng.below(4) {
+        let at = rng.below(b.len() + 1);
+        match rng.below(6) {
+            0 if !b.is_empty() => {
+                let i = rng.below(b.len());
+                b[i] ^= 1 << rng.below(8);
+            }
+            1 => {
+                let t = DICT[rng.below(DICT.len())].as_bytes();
+                b.splice(at..at, t.iter().copied());
+            }
+            2 => {
+                let end = (at + rng.below(64)).min(b.len());
+                b.drain(at..end);
+            }
+            3 => {
+                let end = (at + rng.below(256)).min(b.len());
+                let copy = b[at..end].to_vec();
+                let to = rng.below(b.len() + 1);
+                b.splice(to..to, copy);
+            }
+            4 => b.truncate(at),
+            _ => {
+                let byte = rng.next() as u8;
+                b.insert(at, byte);
+            }
+        }
+    }
+    b
+}
+
+/// Replay the corpus of `target` and its mutations through `check`. A panic is reported
+/// with the input saved to target/fuzz-failures/ for reproduction.
+fn fuzz(target: &str, check: impl Fn(&[u8]) + std::panic::RefUnwindSafe) {
+    let n = iterations();
+    for (name, seed) in corpus(target) {
+        let mut rng =
+            XorShift(blake3::hash(name.as_bytes()).as_bytes()[..8].iter().fold(1u64, |a, &x| a * 31 + x as u64) | 1);
+        let inputs = std::iter::once(seed.clone()).chain((0..n).map(|_| mutate(&seed, &mut rng)));
+        for (i, input) in inputs.enumerate() {
+            if std::panic::catch_unwind(|| check(&input)).is_err() {
+                let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/fuzz-failures");
+                let _ = std::fs::create_dir_all(&dir);
+                let path = dir.join(format!("{target}-{name}-{i}"));
+                let _ = std::fs::write(&path, &input);
+                panic!("fuzz target `{target}` failed on mutation {i} of `{name}`; input saved to {}", path.display());
+            }
+        }
+    }
+}
+
+/// What must hold of every path built from untrusted text that the helpers accept.
+fn assert_inside(root: &Path, p: &Path) {
+    assert!(p.starts_with(root), "{} leaves {}", p.display(), root.display());
+    for c in p.strip_prefix(root).unwrap().components() {
+        let c = c.as_os_str().to_string_lossy();
+        assert!(c != ".." && !autoharness::paths::is_vcs_component(&c), "{}", p.display());
+    }
+}
+
+#[test]
+fn fuzz_trace_files() {
+    fuzz("traces", |bytes| {
+        let _ = read_bytes("x.jsonl", bytes);
+    });
+}
+
+#[test]
+fn fuzz_case_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let evals = dir.path().join("evals");
+    std::fs::create_dir_all(&evals).unwrap();
+    fuzz("cases", |bytes| {
+        let path = dir.path().join("case.json");
+        std::fs::write(&path, bytes).unwrap();
+        if let Ok(case) = autoharness::evals::case::read_case(&path) {
+            let f = &case.file;
+            if let Ok(p) = autoharness::mine::emit::case_path(&evals, &f.harness, &f.cluster, &f.id) {
+                assert_inside(&evals, &p);
+            }
+            if let Ok(p) = autoharness::paths::safe_name(&evals, &f.id) {
+                assert_inside(&evals, &p);
+            }
+        }
+    });
+}
+
+#[test]
+fn fuzz_manifests() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("harnesses/x/harness.toml");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fuzz("manifests", |bytes| {
+        if let Ok(m) = Manifest::parse(&String::from_utf8_lossy(bytes), &path) {
+            // An accepted name is a folder name; an accepted timeout fits an Instant.
+            assert!(autoharness::paths::safe_name(dir.path(), &m.name).is_ok(), "{:?}", m.name);
+            assert!(std::time::Instant::now().checked_add(m.limits.timeout).is_some());
+        }
+    });
+}
+
+/// A harness tree for patches and answers: one prompt and one script.
+fn harness_tree() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("h/prompts")).unwrap();
+    std::fs::write(dir.path().join("h/prompts/system.md"), "You are helpful.\nBe brief.\n").unwrap();
+    std::fs::write(dir.path().join("h/agent.py"), "print('hi')\n").unwrap();
+    dir
+}
+
+fn globs(patterns: &[&str]) -> globset::GlobSet {
+    let mut b = globset::GlobSetBuilder::new();
+    for p in patterns {
+        b.add(globset::Glob::new(p).unwrap());
+    }
+    b.build().unwrap()
+}
+
+/// Everything under `dir` (relative paths), to see what an apply created.
+fn listing(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            out.push(p.strip_prefix(dir).unwrap().display().to_string());
+            if p.is_dir() && !p.is_symlink() {
+                todo.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn fuzz_patches() {
+    let everything = globs(&["**"]);
+    fuzz("patches", |bytes| {
+        let text = String::from_utf8_lossy(bytes);
+        let Ok(mut p) = patch::parse(&text) else { return };
+        patch::normalize_paths(&mut p, None);
+        let tree = harness_tree();
+        let root = tree.path().join("h");
+        let checked = patch::check_paths(&p, &root, &everything).is_ok();
+        let applied = patch::apply(&p, &root).is_ok();
+        // Nothing lands beside the harness root, nor in a VCS folder inside it.
+        let outside = listing(tree.path());
+        assert!(outside.iter().all(|f| f == "h" || f.starts_with("h/")), "{outside:?}");
+        let inside = listing(&root);
+        assert!(!inside.iter().any(|f| f.split('/').any(autoharness::paths::is_vcs_component)), "{inside:?}");
+        if applied {
+            assert!(checked, "apply took a patch check_paths refuses: {text:?}");
+        }
+    });
+}
+
+#[test]
+fn fuzz_model_answers() {
+    let tree = harness_tree();
+    let root = tree.path().join("h");
+    let editable = globs(&["prompts/**"]);
+    fuzz("answers", |bytes| {
+        let text = String::from_utf8_lossy(bytes);
+        if let Ok(parsed) = autoharness::propose::answer::parse(&text, &root, &editable) {
+            // What an answer turns into is a diff the gate's own checks accept.
+            let mut p = patch::parse(&parsed.diff).unwrap_or_else(|e| panic!("{e}: {}", parsed.diff));
+            patch::normalize_paths(&mut p, None);
+            assert!(patch::check_paths(&p, &root, &editable).is_ok(), "{}", parsed.diff);
+        }
+        assert_eq!(listing(tree.path()), ["h", "h/agent.py", "h/prompts", "h/prompts/system.md"], "parsing wrote");
+    });
+}
+
+/// The neutralisers over every seed and mutation of every corpus: nothing that acts in
+/// its medium survives.
+#[test]
+fn fuzz_neutralisers() {
+    for target in ["traces", "cases", "manifests", "patches", "answers"] {
+        fuzz(target, |bytes| {
+            let text = String::from_utf8_lossy(bytes);
+            let t = neutral::terminal(&text);
+            assert!(!t.chars().any(|c| c.is_control() && c != '\n' && c != '\t'), "{t:?}");
+            let md = neutral::md_text(&text);
+            assert!(!md.contains('<') && !md.contains("@everyone") && !md.contains('\n'), "{md:?}");
+            let code = neutral::md_code(&text);
+            assert!(!code.contains('\n'));
+            let x = neutral::xml(&text);
+            assert!(
+                !x.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\t' | '\r')) && !x.contains('<'),
+                "{x:?}"
+            );
+            let mut counts = autoharness::redact::Redactions::default();
+            let once = autoharness::redact::global().text(&text, &mut counts).into_owned();
+            let twice = autoharness::redact::global().text(&once, &mut counts).into_owned();
+            assert_eq!(once, twice, "redaction is stable");
+        });
+    }
+}

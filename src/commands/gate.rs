@@ -124,9 +124,18 @@ fn read_patch(arg: &str) -> anyhow::Result<String> {
     if arg == "-" {
         std::io::stdin().take(MAX_PATCH_BYTES + 1).read_to_end(&mut bytes)?;
     } else {
-        let f = std::fs::File::open(arg)
-            .map_err(|e| hinted(format!("cannot read the patch `{arg}`: {e}"), "pass a diff file, or `-` for stdin"))?;
-        f.take(MAX_PATCH_BYTES + 1).read_to_end(&mut bytes)?;
+        let path = std::path::Path::new(arg);
+        let hint = "pass a diff file, or `-` for stdin";
+        let why = |e: std::io::Error| hinted(format!("the patch: {}", crate::paths::describe_io(path, &e)), hint);
+        let meta = std::fs::metadata(path).map_err(why)?;
+        if meta.is_dir() {
+            return Err(hinted(format!("the patch `{arg}` is a directory, not a diff file"), hint));
+        }
+        if let Some(kind) = crate::paths::special_kind(meta.file_type()) {
+            return Err(hinted(format!("the patch `{arg}` {}", crate::paths::special_reason(kind)), hint));
+        }
+        let f = std::fs::File::open(path).map_err(why)?;
+        f.take(MAX_PATCH_BYTES + 1).read_to_end(&mut bytes).map_err(why)?;
     }
     if bytes.len() as u64 > MAX_PATCH_BYTES {
         return Err(hinted(

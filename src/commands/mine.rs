@@ -45,10 +45,11 @@ pub fn mine(settings: &Settings, out: &Output, args: &MineArgs) -> anyhow::Resul
         write_cases: !args.no_cases,
         summarize: if args.summarize { Some(summary_provider(settings)?) } else { None },
     };
+    crate::paths::safe_name(&opts.evals_dir, &opts.harness).map_err(|e| {
+        exit::hinted(format!("harness name: {e:#}"), "a harness name is letters, digits, `-`, `_` or `.`")
+    })?;
     for p in &opts.paths {
-        if !p.exists() {
-            return Err(exit::hinted(format!("`{}` does not exist", p.display()), "pass trace files or folders"));
-        }
+        crate::paths::check_input(p).map_err(|e| exit::hinted(e, "pass trace files or folders"))?;
     }
     let n_files = crate::trace::walk::walk(&opts.paths).0.len() as u64;
     let bar = out.progress(n_files, "mining");
@@ -113,7 +114,7 @@ fn parse_since(date: &str) -> anyhow::Result<i128> {
 pub fn clusters(settings: &Settings, out: &Output, id: Option<&str>) -> anyhow::Result<ExitCode> {
     let rt = runtime()?;
     let (clusters, failures, cases) = rt.block_on(async {
-        let store = Store::open(&settings.db_path).await?;
+        let store = Store::open_for_reading(&settings.db_path).await?;
         let r = (store.clusters().await?, store.failures(false).await?, store.cases(id).await?);
         store.close().await;
         anyhow::Ok(r)
@@ -154,7 +155,7 @@ pub fn cases(settings: &Settings, out: &Output, cluster: Option<&str>) -> anyhow
     let harness = crate::commands::eval::select_harness(settings, None).ok();
     let mut invalid = Vec::new();
     let cases = rt.block_on(async {
-        let store = Store::open(&settings.db_path).await?;
+        let store = Store::open_for_reading(&settings.db_path).await?;
         let mut rows = store.cases(cluster).await?;
         if let Some(m) = &harness {
             let (files, problems) = crate::evals::case::load(&settings.project_root.join("evals"), &m.name);

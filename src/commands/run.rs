@@ -15,11 +15,19 @@ use crate::store::{Store, runtime};
 pub fn run(settings: &Settings, out: &Output, args: &RunArgs) -> anyhow::Result<ExitCode> {
     let manifest = select_harness(settings, args.harness.as_deref())?;
     let time_limit = match &args.time_limit {
-        Some(t) => Some(parse_duration(t).ok_or_else(|| hinted(format!("--time-limit `{t}`"), "e.g. 30m, 1h, 90s"))?),
+        Some(t) => Some(parse_duration(t).ok_or_else(|| {
+            hinted(
+                format!("--time-limit `{}` is not a duration of at most 366 days", t.escape_debug()),
+                crate::harness::manifest::DURATION_HINT,
+            )
+        })?),
         None => None,
     };
     if args.apply && args.branch.is_some() {
         return Err(hinted("--apply and --branch both given", "--branch applies and commits; pass one of them"));
+    }
+    if args.branch.is_some() {
+        crate::run::branch_preflight(&settings.project_root, &manifest)?;
     }
     if let Some(t) = &args.traces
         && !t.exists()
@@ -47,6 +55,18 @@ pub fn run(settings: &Settings, out: &Output, args: &RunArgs) -> anyhow::Result<
     }
     if matches!(proposer.provider.as_str(), "openai" | "anthropic") {
         proposer.llm()?;
+    }
+    if proposer.provider == "command" && proposer.command.as_deref().is_none_or(|c| c.trim().is_empty()) {
+        return Err(hinted(
+            "the `command` proposer needs a command",
+            "set [proposer] command = \"...\" in autoharness.toml (it reads the brief on stdin)",
+        ));
+    }
+    if parse_duration(&proposer.timeout).is_none() {
+        return Err(hinted(
+            format!("[proposer] timeout = `{}` is not a duration of at most 366 days", proposer.timeout.escape_debug()),
+            crate::harness::manifest::DURATION_HINT,
+        ));
     }
     let opts = RunOptions {
         traces: args.traces.clone(),
@@ -107,7 +127,7 @@ pub fn run(settings: &Settings, out: &Output, args: &RunArgs) -> anyhow::Result<
 pub fn report(settings: &Settings, out: &Output, args: &ReportArgs) -> anyhow::Result<ExitCode> {
     let rt = runtime()?;
     let found = rt.block_on(async {
-        let store = Store::open(&settings.db_path).await?;
+        let store = Store::open_for_reading(&settings.db_path).await?;
         let r = match &args.run {
             Some(id) => store.run_by_id(id).await?,
             None => {

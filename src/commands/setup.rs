@@ -154,14 +154,23 @@ pub fn doctor(settings: &Settings, out: &Output) -> anyhow::Result<ExitCode> {
     }
     let rt = runtime()?;
     let store = rt.block_on(async {
-        match Store::open(&settings.db_path).await {
+        match Store::open_for_reading(&settings.db_path).await {
             Ok(s) => {
-                let detail = match s.count_traces().await {
-                    Ok((files, traces)) => format!("{files} trace files, {traces} traces"),
-                    Err(e) => format!("opened, but cannot count: {e}"),
+                // Opening reads only the header and schema: a torn or overwritten file shows in a check.
+                let (ok, detail) = match (s.quick_check().await, s.count_traces().await) {
+                    (Ok(Err(problems)), _) => (
+                        false,
+                        format!(
+                            "damaged (PRAGMA quick_check: {}); restore it from a copy or delete it and mine again",
+                            crate::trace::json::clip(&problems, 300)
+                        ),
+                    ),
+                    (Err(e), _) => (false, format!("damaged: {e:#}")),
+                    (Ok(Ok(())), Ok((files, traces))) => (true, format!("{files} trace files, {traces} traces")),
+                    (Ok(Ok(())), Err(e)) => (false, format!("opened, but cannot count: {e}")),
                 };
                 s.close().await;
-                StoreStatus { path: settings.db_path.display().to_string(), ok: true, detail }
+                StoreStatus { path: settings.db_path.display().to_string(), ok, detail }
             }
             Err(e) => StoreStatus { path: settings.db_path.display().to_string(), ok: false, detail: format!("{e:#}") },
         }

@@ -12,13 +12,19 @@ use crate::trace::read_file;
 use crate::trace::scan::scan;
 
 pub fn show(_settings: &Settings, out: &Output, file: &Path, all: bool) -> anyhow::Result<ExitCode> {
-    if !file.exists() {
-        return Err(exit::hinted(
-            format!("`{}` does not exist", file.display()),
+    let meta = std::fs::metadata(file).map_err(|e| {
+        exit::hinted(
+            crate::paths::describe_io(file, &e),
             "pass a trace file; `autoharness traces ls DIR` lists the files of a folder",
+        )
+    })?;
+    if let Some(kind) = crate::paths::special_kind(meta.file_type()) {
+        return Err(exit::hinted(
+            format!("`{}` {}", file.display(), crate::paths::special_reason(kind)),
+            "copy the data into a regular file and pass that",
         ));
     }
-    if file.is_dir() {
+    if meta.is_dir() {
         return Err(exit::hinted(
             format!("`{}` is a folder", file.display()),
             format!("use `autoharness traces ls {}` for folders", file.display()),

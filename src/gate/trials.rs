@@ -109,6 +109,29 @@ pub struct InfraFailure {
     pub trials: u32,
 }
 
+impl TrialRecord {
+    /// Secrets out of everything a trial printed or was judged by, before it is stored or
+    /// shown: the values of the environment variables passed through to it, then the
+    /// well-known formats (`redact`).
+    pub fn redact(&mut self, env: &[(String, String)]) -> crate::redact::Redactions {
+        use crate::redact::{Redactor, global};
+        let mut counts = crate::redact::Redactions::default();
+        let mut scrub = |s: &mut String| {
+            *s = Redactor::env_values(s, env, &mut counts);
+            global().string(s, &mut counts);
+        };
+        scrub(&mut self.output);
+        scrub(&mut self.stderr_tail);
+        for s in self.reason.iter_mut().chain(self.signature.iter_mut()) {
+            scrub(s);
+        }
+        for c in &mut self.checks {
+            scrub(&mut c.detail);
+        }
+        counts
+    }
+}
+
 /// Runs trials in parallel and records them.
 #[derive(Clone)]
 pub struct Runner {
@@ -206,10 +229,11 @@ impl Runner {
         {
             return Ok(rec);
         }
-        let dir = self.trial_dir(version, case, seed);
+        let dir = self.trial_dir(version, case, seed)?;
         let mut attempt = 0u32;
         loop {
-            let rec = run_one(version, case, seed, env_fp, &dir, self.isolation).await?;
+            let mut rec = run_one(version, case, seed, env_fp, &dir, self.isolation).await?;
+            rec.redact(&passed_env(&version.manifest));
             if rec.infra.is_none() {
                 if let Some(store) = &self.store {
                     store.record_trial_for(&rec, self.run_id.as_deref()).await?;
@@ -225,8 +249,10 @@ impl Runner {
         }
     }
 
-    fn trial_dir(&self, version: &Version, case: &Case, seed: u64) -> PathBuf {
-        self.trials_dir.join(&version.hash[..12.min(version.hash.len())]).join(case.id()).join(format!("seed-{seed}"))
+    fn trial_dir(&self, version: &Version, case: &Case, seed: u64) -> anyhow::Result<PathBuf> {
+        // The case id comes from a file: it must name one folder inside the trials folder.
+        let by_version = self.trials_dir.join(&version.hash[..12.min(version.hash.len())]);
+        Ok(crate::paths::safe_name(&by_version, case.id())?.join(format!("seed-{seed}")))
     }
 
     async fn run_batch(
@@ -264,7 +290,9 @@ impl Runner {
             let dir = self.trials_dir.join(&version.hash[..12.min(version.hash.len())]).join(format!("batch-{seed}"));
             let batch_cases: Vec<&Case> = todo.iter().map(|&(_, c)| &cases[c]).collect();
             let records = run_batch_once(version, &batch_cases, seed, env_fp, &dir, self.isolation).await?;
-            for ((i, _), rec) in todo.into_iter().zip(records) {
+            let env = passed_env(&version.manifest);
+            for ((i, _), mut rec) in todo.into_iter().zip(records) {
+                rec.redact(&env);
                 if let Some(store) = &self.store {
                     store.record_trial_for(&rec, self.run_id.as_deref()).await?;
                 }
@@ -295,7 +323,10 @@ pub async fn run_check(
         text = o.stdout.text();
     }
     let why = o.reason.clone().unwrap_or_else(|| status_line(&o.status));
-    Ok(Some(Err(format!("`{check}` failed ({why}): {}", tail(text.trim(), 600)))))
+    let text =
+        crate::redact::Redactor::env_values(text.trim(), &passed_env(&version.manifest), &mut Default::default());
+    let text = crate::redact::global().text(&text, &mut Default::default()).into_owned();
+    Ok(Some(Err(format!("`{check}` failed ({why}): {}", tail(&text, 600)))))
 }
 
 /// What makes two trials of the same harness and case comparable: autoharness's version,
@@ -392,7 +423,11 @@ async fn run_one(
     let (trace, trace_problem) = read_trial_trace(&trace_path);
     let exited_ok = outcome.status.success();
     // Analysed once: `not_signature` checks and the record's signature both read it.
-    let failure = trace.as_ref().and_then(|t| crate::mine::failure::analyze(t, 0, false));
+    // Redacted like mined failures, so `not_signature` compares like with like.
+    let failure = trace.as_ref().and_then(|t| crate::mine::failure::analyze(t, 0, false)).map(|mut f| {
+        crate::mine::redact_failure(&mut f, &mut Default::default());
+        f
+    });
     let view = TrialView {
         output: &output,
         exited_ok,
@@ -564,13 +599,17 @@ async fn run_command_check(
     let mut spec = spec_for(version, run, work, io, isolation);
     spec.stdin = Some(output.as_bytes().to_vec());
     for (k, p) in [
-        ("AUTOHARNESS_OUTPUT", output_path),
+        ("AUTOHARNESS_OUTPUT", output_path.clone()),
         ("AUTOHARNESS_TRACE", io.join("trace.json")),
         ("AUTOHARNESS_CASE", io.join("case.json")),
     ] {
         spec.env.push((k.to_string(), p.display().to_string()));
     }
     let o = sandbox::run(&spec).await;
+    // The check has read the output; what stays on disk as evidence is scrubbed like the record.
+    let mut kept = crate::redact::Redactor::env_values(output, &passed_env(&version.manifest), &mut Default::default());
+    crate::redact::global().string(&mut kept, &mut Default::default());
+    std::fs::write(&output_path, kept)?;
     let passed = o.status.success();
     let detail = if passed {
         format!("`{run}` exited 0")

@@ -136,11 +136,15 @@ impl Manifest {
         let bad =
             |key: &str, msg: String, allowed: &str| hinted(format!("`{}`: `{key}` {msg}", path.display()), allowed);
 
-        if raw.name.is_empty() || !raw.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        // The name becomes a folder (evals/<name>/): `.`, `..` and hidden names would not be one.
+        if raw.name.is_empty()
+            || raw.name.starts_with('.')
+            || !raw.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
             return Err(bad(
                 "name",
-                format!("is `{}`", raw.name),
-                "a name of letters, digits, `-`, `_` or `.` (it names the evals/<name>/ folder)",
+                format!("is `{}`", raw.name.escape_debug()),
+                "a name of letters, digits, `-`, `_` or `.`, not starting with `.` (it names the evals/<name>/ folder)",
             ));
         }
         match (&raw.run, &raw.batch) {
@@ -208,7 +212,7 @@ impl Manifest {
             read.push(path);
         }
         let timeout = parse_duration(&raw.timeout).ok_or_else(|| {
-            bad("timeout", format!("= `{}` is not a duration", raw.timeout), "e.g. \"500ms\", \"30s\", \"2m\"")
+            bad("timeout", format!("= `{}` is not a duration of at most 366 days", raw.timeout), DURATION_HINT)
         })?;
         let network = match raw.network.as_str() {
             "none" => Network::None,
@@ -252,8 +256,9 @@ impl Manifest {
             limits.output_bytes = o as usize;
         }
         if let Some(c) = &raw.limits.cpu {
-            let d = parse_duration(c)
-                .ok_or_else(|| bad("limits.cpu", format!("= `{c}` is not a duration"), "e.g. \"300s\""))?;
+            let d = parse_duration(c).ok_or_else(|| {
+                bad("limits.cpu", format!("= `{c}` is not a duration of at most 366 days"), DURATION_HINT)
+            })?;
             limits.cpu_seconds = Some(d.as_secs().max(1));
         }
         if let Some(n) = raw.limits.open_files {
@@ -371,10 +376,12 @@ pub fn select(project_root: &Path, name: Option<&str>) -> anyhow::Result<Manifes
 /// `500ms`, `30s`, `2m`, `1h`, `1m30s`, or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
+    // Seconds as f64 overflow `Duration` (a panic) far above this, and `Instant + d` too.
+    let checked = |secs: f64| (secs.is_finite() && (0.0..=MAX_DURATION_SECS).contains(&secs)).then_some(secs);
     if let Ok(secs) = s.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+        return checked(secs).map(Duration::from_secs_f64);
     }
-    let mut total = Duration::ZERO;
+    let mut total = 0.0f64;
     let mut rest = s;
     while !rest.is_empty() {
         let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
@@ -393,10 +400,16 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
             "h" | "hr" | "hrs" => n * 3600.0,
             _ => return None,
         };
-        total += Duration::from_secs_f64(secs);
+        total = checked(total + secs)?;
     }
-    Some(total)
+    Some(Duration::from_secs_f64(total))
 }
+
+/// The longest duration accepted anywhere (timeouts, `--time-limit`): a year.
+pub const MAX_DURATION_SECS: f64 = 366.0 * 24.0 * 3600.0;
+
+/// What a duration setting takes, for error hints.
+pub const DURATION_HINT: &str = "e.g. \"500ms\", \"30s\", \"2m\", \"1h30m\" (at most 366 days)";
 
 /// `512MiB`, `2GiB`, `100MB`, `64k`, or bytes.
 pub fn parse_size(s: &str) -> Option<u64> {
@@ -435,6 +448,10 @@ mod tests {
         assert_eq!(parse_duration("1m30s"), Some(Duration::from_secs(90)));
         assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
         assert_eq!(parse_duration("7"), Some(Duration::from_secs(7)));
+        for huge in ["99999999999999999999s", "99999999999999999999", "1e300", "400d", "9000h", "1e20ms", "inf", "NaN"]
+        {
+            assert_eq!(parse_duration(huge), None, "{huge}");
+        }
         assert_eq!(parse_duration("fast"), None);
         assert_eq!(parse_duration("3 weeks"), None);
         assert_eq!(parse_size("512MiB"), Some(512 << 20));
@@ -497,6 +514,10 @@ values = [1, 2, 3]
         .unwrap_err();
         assert!(e.to_string().contains("not editable"), "{e}");
 
+        for name in ["..", ".", ".git"] {
+            let e = parse(&format!("name = \"{name}\"\nrun = \"true\"\n")).unwrap_err();
+            assert!(e.to_string().contains("`name`"), "{e}");
+        }
         let e = parse("name = \"x y\"\nrun = \"true\"\n").unwrap_err();
         assert!(e.to_string().contains("`name`"), "{e}");
 

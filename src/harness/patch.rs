@@ -214,7 +214,7 @@ pub enum PatchError {
 
 /// A path `check_paths` or `apply` will not touch, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{path}` (patch line {line}) {reason}")]
+#[error("`{}` (patch line {line}) {reason}", path.escape_debug())]
 pub struct Refusal {
     pub path: String,
     pub line: usize,
@@ -240,6 +240,11 @@ pub enum RefusalReason {
     SpecialMode { mode: u32 },
     #[error("goes through the symlink `{at}` in the harness; symlinks are never followed when patching")]
     Symlink { at: String },
+    #[error(
+        "is inside the version-control folder `{dir}`; its config and hooks can run commands, so no patch may \
+         write there"
+    )]
+    Vcs { dir: String },
 }
 
 /// Why a patch was not applied. Nothing was written when one is returned, except after an
@@ -1096,24 +1101,13 @@ fn clean_prefix(prefix: &str) -> String {
 
 /// The path as clean components joined by `/`, or why it cannot be joined to the root.
 fn relative(path: &str) -> Result<String, RefusalReason> {
-    if path.contains('\0') {
-        return Err(RefusalReason::Invalid);
-    }
-    if path.starts_with('/') {
-        return Err(RefusalReason::Absolute);
-    }
-    let mut parts = Vec::new();
-    for part in path.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => return Err(RefusalReason::ParentDir),
-            part => parts.push(part),
-        }
-    }
-    if parts.is_empty() {
-        return Err(RefusalReason::Invalid);
-    }
-    Ok(parts.join("/"))
+    use crate::paths::PathRefusal;
+    crate::paths::clean_relative(path).map_err(|why| match why {
+        PathRefusal::Absolute => RefusalReason::Absolute,
+        PathRefusal::ParentDir => RefusalReason::ParentDir,
+        PathRefusal::Vcs(dir) => RefusalReason::Vcs { dir },
+        PathRefusal::Empty | PathRefusal::Nul | PathRefusal::Symlink(_) => RefusalReason::Invalid,
+    })
 }
 
 /// The first existing symlink among `relative`'s components under `root`, if any.
@@ -2481,6 +2475,19 @@ diff -ruN harness.orig/old.md harness/old.md
         let err = apply_text(dir.path(), "--- /dev/null\n+++ b/exists.md\n@@ -0,0 +1 @@\n+new\n").unwrap_err();
         assert!(matches!(&err, ApplyError::Exists { path, .. } if path == "exists.md"), "{err:?}");
         assert!(err.to_string().contains("cannot create `exists.md` (patch line 1)"), "{err}");
+    }
+
+    #[test]
+    fn vcs_folders_are_refused_at_any_depth() {
+        let dir = tree(&[("prompts/system.md", "a\n")]);
+        for path in ["prompts/.git/config", ".git/hooks/pre-commit", "prompts/x/.Git/config", "a/.svn/entries"] {
+            let text = format!("--- /dev/null\n+++ b/{path}\n@@ -0,0 +1 @@\n+[core]\n");
+            let refusals = check_paths(&parsed(&text), dir.path(), &globs(&["**"])).unwrap_err();
+            assert!(matches!(&refusals[0].reason, RefusalReason::Vcs { .. }), "{path}: {refusals:?}");
+            let err = apply_text(dir.path(), &text).unwrap_err();
+            assert!(err.to_string().contains("version-control folder"), "{err}");
+        }
+        assert!(!dir.path().join("prompts/.git").exists() && !dir.path().join(".git").exists());
     }
 
     #[test]

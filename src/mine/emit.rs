@@ -200,7 +200,7 @@ pub fn plan_cases(
     }
     let mut planned: Vec<PlannedCase> = chosen
         .into_iter()
-        .map(|i| {
+        .filter_map(|i| {
             let (m, input_hash, _) = &distinct[i];
             let f = &m.failure;
             let id = short_id("c-", &format!("{cluster_id}\n{input_hash}"));
@@ -228,12 +228,14 @@ pub fn plan_cases(
                     mined_at: now.into(),
                 }),
             };
-            PlannedCase {
-                path: evals_dir.join(harness).join(cluster_id).join(format!("{id}.json")),
-                case,
-                input_hash: input_hash.clone(),
-                failure_id: m.id,
-            }
+            let path = match case_path(evals_dir, harness, cluster_id, &id) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!("case {id} not planned: {e:#}");
+                    return None;
+                }
+            };
+            Some(PlannedCase { path, case, input_hash: input_hash.clone(), failure_id: m.id })
         })
         .collect();
     // At least one train case per cluster: a cluster nobody may look at cannot be fixed.
@@ -242,6 +244,14 @@ pub fn plan_cases(
         planned[0].case.split = Split::Train;
     }
     planned
+}
+
+/// `evals/<harness>/<cluster>/<case>.json`, each part checked to be one plain name inside
+/// its folder: the harness name can come from a trace or a flag.
+pub fn case_path(evals_dir: &Path, harness: &str, cluster: &str, case: &str) -> anyhow::Result<PathBuf> {
+    let dir = crate::paths::safe_name(evals_dir, harness)?;
+    let dir = crate::paths::safe_name(&dir, cluster)?;
+    crate::paths::safe_name(&dir, &format!("{case}.json"))
 }
 
 /// A trace file's path relative to the project (the folder holding `evals/`) when it lies

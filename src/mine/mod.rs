@@ -103,6 +103,19 @@ pub struct MineSummary {
     /// Cluster summaries written by the LLM this time, and what they cost.
     pub summaries_written: usize,
     pub summary_cost_usd: f64,
+    /// Secrets and personal data redacted from this mine's new failures, by kind.
+    pub redacted: crate::redact::Redactions,
+}
+
+/// Everything of a failure that is stored or written to a case file, redacted.
+pub fn redact_failure(f: &mut Failure, counts: &mut crate::redact::Redactions) {
+    let r = crate::redact::global();
+    for s in [&mut f.message, &mut f.text, &mut f.excerpt, &mut f.signature.template] {
+        r.string(s, counts);
+    }
+    r.value(&mut f.seed.input, counts);
+    f.seed.fixtures.iter_mut().for_each(|v| r.value(v, counts));
+    f.seed.checks.iter_mut().for_each(|v| r.value(v, counts));
 }
 
 pub struct MineResult {
@@ -183,10 +196,23 @@ pub async fn mine(store: &Store, opts: &MineOptions, tick: &(dyn Fn(&str) + Sync
     // Phase times at `AUTOHARNESS_LOG=autoharness=debug`, for whoever makes this faster next.
     let started = std::time::Instant::now();
     let phase = |name: &str| tracing::debug!("mine: {name} done at {:.1} ms", started.elapsed().as_secs_f64() * 1e3);
-    let mut result = scan(&paths, jobs, skip, |t| analyze(t, t.source.seq, assume_failed), tick);
+    // Secrets are redacted as each failure is made, before anything stores, clusters or
+    // writes it: case files are committed to git.
+    let redactions = std::sync::Mutex::new(crate::redact::Redactions::default());
+    let extract = |t: &crate::trace::model::Trace| {
+        let mut f = analyze(t, t.source.seq, assume_failed)?;
+        let mut counts = crate::redact::Redactions::default();
+        redact_failure(&mut f, &mut counts);
+        if !counts.is_empty() {
+            redactions.lock().unwrap_or_else(|p| p.into_inner()).merge(&counts);
+        }
+        Some(f)
+    };
+    let mut result = scan(&paths, jobs, skip, extract, tick);
 
     phase("scan");
-    let mut summary = MineSummary::default();
+    let mut summary =
+        MineSummary { redacted: redactions.into_inner().unwrap_or_else(|p| p.into_inner()), ..MineSummary::default() };
     let mut errors = Vec::new();
     for (p, e) in &result.walk_errors {
         errors.push(format!("{}: {e}", p.display()));

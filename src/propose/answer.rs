@@ -204,9 +204,13 @@ fn check_path(file: &str, editable: &GlobSet) -> Result<String, String> {
     if f.is_empty() {
         return Err("an edit names no file".into());
     }
-    if f.starts_with('/') || f.split('/').any(|c| c == "..") {
-        return Err(format!("`{file}` leaves the harness folder; edit files relative to it"));
-    }
+    let f = match crate::paths::clean_relative(&f) {
+        Ok(f) => f,
+        Err(crate::paths::PathRefusal::Absolute | crate::paths::PathRefusal::ParentDir) => {
+            return Err(format!("`{}` leaves the harness folder; edit files relative to it", file.escape_debug()));
+        }
+        Err(why) => return Err(format!("`{}` cannot be written: it {why}", file.escape_debug())),
+    };
     if !editable.is_match(&f) {
         return Err(format!("`{f}` is not editable; only the editable files may change"));
     }
@@ -265,7 +269,15 @@ fn edits_to_diff(edits: &[Edit], root: &Path, editable: &GlobSet) -> Result<Stri
     if diff.is_empty() {
         return Err("the edits change nothing".into());
     }
-    Ok(diff)
+    // The diff goes to the gate as text: it must read back as the patch it was made from
+    // (a bare carriage return in a file's content, for one, would not).
+    match crate::harness::patch::parse(&diff) {
+        Ok(p) if p.files.len() == files.iter().filter(|(_, old, new)| old.as_deref() != Some(new.as_str())).count() => {
+            Ok(diff)
+        }
+        Ok(_) => Err("the edits cannot be written as a unified diff".into()),
+        Err(e) => Err(format!("the edits cannot be written as a unified diff: {e}")),
+    }
 }
 
 /// `search` found line by line ignoring surrounding whitespace: byte range in `text`.
@@ -308,12 +320,18 @@ fn new_file_diff(path: &str, content: &str) -> String {
 
 /// A unified diff from the answer: parsed, paths checked, re-rendered.
 fn check_diff(text: &str, root: &Path, editable: &GlobSet) -> Result<String, String> {
-    let mut p = crate::harness::patch::parse(text).map_err(|e| format!("the diff does not parse: {e}"))?;
+    // The text that is kept is the text that is checked: a fence-like line inside the answer
+    // must not make the stored diff differ from the one whose paths passed.
+    let kept = strip_fences_keep(text);
+    let mut p = crate::harness::patch::parse(&kept).map_err(|e| format!("the diff does not parse: {e}"))?;
+    if p.is_empty() {
+        return Err("the diff changes no file".into());
+    }
     crate::harness::patch::normalize_paths(&mut p, None);
     if let Err(refusals) = crate::harness::patch::check_paths(&p, root, editable) {
         return Err(refusals.iter().map(|r| r.to_string()).collect::<Vec<_>>().join("; "));
     }
-    Ok(strip_fences_keep(text))
+    Ok(kept)
 }
 
 fn strip_fences_keep(text: &str) -> String {
@@ -365,6 +383,31 @@ mod tests {
         // Loose match: the model re-indented the SEARCH text.
         let loose = "prompts/system.md\n<<<<<<< SEARCH\n   Be brief.   \n=======\nBe crisp.\n>>>>>>> REPLACE\n";
         assert!(parse(loose, dir.path(), &ed).unwrap().diff.contains("+Be crisp."));
+    }
+
+    /// `prompts/**` matches `prompts/.git/config`: the editable globs alone let a model plant
+    /// a git config whose `core.fsmonitor` runs on the next `git status`.
+    #[test]
+    fn answers_never_write_into_a_vcs_folder() {
+        let (dir, ed) = setup();
+        let fsmonitor = "[core]\n\tfsmonitor = touch /tmp/pwned\n";
+        for file in ["prompts/.git/config", "prompts/sub/.GIT/config", "prompts/.hg/hgrc", "prompts/.git./config"] {
+            let json = serde_json::json!({"edits": [{"file": file, "content": fsmonitor}]}).to_string();
+            let e = parse(&json, dir.path(), &ed).unwrap_err();
+            assert!(e.contains("version-control folder"), "{file}: {e}");
+            let whole = format!("FILE: {file}\n```\n{fsmonitor}```\n");
+            assert!(parse(&whole, dir.path(), &ed).unwrap_err().contains("version-control"), "{file}");
+            let diff = format!("--- /dev/null\n+++ b/{file}\n@@ -0,0 +1,2 @@\n+[core]\n+\tfsmonitor = x\n");
+            assert!(parse(&diff, dir.path(), &ed).unwrap_err().contains("version-control"), "{file}");
+        }
+        assert!(!dir.path().join("prompts/.git").exists());
+        // A NUL would cut the path short in C: refused, and shown escaped, never raw.
+        let nul = serde_json::json!({"edits": [{"file": "prompts/a\u{0}b.md", "content": "x"}]}).to_string();
+        let e = parse(&nul, dir.path(), &ed).unwrap_err();
+        assert!(e.contains("NUL") && e.contains("\\0") && !e.contains('\0'), "{e:?}");
+        let diff = "--- /dev/null\n+++ b/prompts/a\u{0}b.md\n@@ -0,0 +1 @@\n+x\n";
+        let e = parse(diff, dir.path(), &ed).unwrap_err();
+        assert!(!e.contains('\0'), "{e:?}");
     }
 
     #[test]

@@ -52,6 +52,9 @@ pub struct ProviderConfig {
     pub max_tokens: u32,
     pub price: Price,
     pub max_response_bytes: usize,
+    /// When the caller's time runs out (`run --time-limit`): no attempt, retry or
+    /// `Retry-After` wait goes past it.
+    pub deadline: Option<Instant>,
 }
 
 impl ProviderConfig {
@@ -73,6 +76,7 @@ impl ProviderConfig {
             temperature: None,
             max_tokens: 4096,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            deadline: None,
         }
     }
 }
@@ -140,6 +144,12 @@ pub enum LlmError {
 
     #[error("gave up on {url} after {attempts} attempts; last error: {last}")]
     RetriesExhausted { url: String, attempts: u32, last: Box<LlmError> },
+
+    #[error(
+        "the time limit ran out waiting for {url} after {attempts} attempt(s){}; raise --time-limit or use a faster server",
+        last.as_ref().map(|e| format!(" (last error: {e})")).unwrap_or_default()
+    )]
+    OutOfTime { url: String, attempts: u32, last: Option<Box<LlmError>> },
 }
 
 impl LlmError {
@@ -216,10 +226,18 @@ async fn complete_with_env(
     let mut rng = XorShift::from_time();
     let mut attempts = 0u32;
     let mut retries = 0u32;
+    let left = || cfg.deadline.map(|d| d.saturating_duration_since(Instant::now()));
     loop {
+        let timeout = match left() {
+            Some(left) if left.is_zero() => {
+                return Err(LlmError::OutOfTime { url: url.to_string(), attempts, last: None });
+            }
+            Some(left) => cfg.timeout.min(left),
+            None => cfg.timeout,
+        };
         attempts += 1;
         let body = request_body(cfg, req, format);
-        let result = send(&client, &url, &headers, &body, cfg).await;
+        let result = send(&client, &url, &headers, &body, cfg, timeout).await;
         let error = match result {
             Ok(bytes) => {
                 let mut response = parse(cfg, req, &url, &bytes)?;
@@ -249,6 +267,11 @@ async fn complete_with_env(
             LlmError::Http { retry_after: Some(wait), .. } => (*wait).min(MAX_RETRY_AFTER),
             _ => backoff(retries, &mut rng),
         };
+        // A wait that would end after the deadline is not started: the answer could not come in time.
+        if left().is_some_and(|left| wait >= left) {
+            let last = Some(Box::new(redact(error, key.as_deref())));
+            return Err(LlmError::OutOfTime { url: url.to_string(), attempts, last });
+        }
         tokio::time::sleep(wait).await;
     }
 }
@@ -435,6 +458,7 @@ async fn send(
     headers: &HeaderMap,
     body: &Value,
     cfg: &ProviderConfig,
+    timeout: Duration,
 ) -> Result<Vec<u8>, LlmError> {
     let attempt = async {
         let response = client
@@ -459,9 +483,9 @@ async fn send(
         })
     };
     // reqwest's timeout should cover the same span; this one holds whatever reqwest counts.
-    match tokio::time::timeout(cfg.timeout, attempt).await {
+    match tokio::time::timeout(timeout, attempt).await {
         Ok(result) => result,
-        Err(_) => Err(LlmError::Timeout { url: url.to_string(), timeout: cfg.timeout }),
+        Err(_) => Err(LlmError::Timeout { url: url.to_string(), timeout }),
     }
 }
 
@@ -794,6 +818,41 @@ mod tests {
         assert_eq!(response.text, "hi");
         assert!(started.elapsed() >= Duration::from_millis(950), "waited only {:?}", started.elapsed());
         assert!(response.latency_ms >= 950);
+    }
+
+    /// `run --time-limit`: a slow server and a huge `Retry-After` end the call when the
+    /// deadline does, not after the per-attempt timeout, retries and waits.
+    #[tokio::test]
+    async fn the_deadline_bounds_slow_answers_and_retry_after() {
+        let server = MockServer::start().await;
+        mount(
+            &server,
+            ResponseTemplate::new(200).set_body_json(answer("late")).set_delay(Duration::from_secs(30)),
+            None,
+        )
+        .await;
+        let mut cfg = openai(&server);
+        cfg.timeout = Duration::from_secs(20);
+        cfg.deadline = Some(Instant::now() + Duration::from_millis(1500));
+        let started = Instant::now();
+        let e = complete(&cfg, &request()).await.unwrap_err();
+        let took = started.elapsed();
+        assert!(matches!(e, LlmError::OutOfTime { .. }), "{e:?}");
+        assert!(took >= Duration::from_millis(1400) && took < Duration::from_millis(2500), "took {took:?}");
+        assert!(e.to_string().contains("time limit"), "{e}");
+
+        let server = MockServer::start().await;
+        mount(&server, ResponseTemplate::new(429).insert_header("retry-after", "100000"), None).await;
+        let mut cfg = openai(&server);
+        cfg.deadline = Some(Instant::now() + Duration::from_secs(2));
+        let started = Instant::now();
+        let e = complete(&cfg, &request()).await.unwrap_err();
+        assert!(started.elapsed() < Duration::from_millis(1000), "no wait past the deadline: {:?}", started.elapsed());
+        assert!(e.to_string().contains("429"), "{e}");
+
+        cfg.deadline = Some(Instant::now());
+        let e = complete(&cfg, &request()).await.unwrap_err();
+        assert!(matches!(e, LlmError::OutOfTime { attempts: 0, .. }), "{e:?}");
     }
 
     #[tokio::test]

@@ -102,7 +102,7 @@ pub fn terminal(out: &Output, r: &GateReport) -> String {
                 c.flip.clone(),
                 p(v.and_then(|v| v.p_value)),
                 painted,
-                c.candidate_failure.as_deref().map(|s| clip(s, 60)).unwrap_or_default(),
+                c.candidate_failure.as_deref().map(|s| super::neutral::one_line(&clip(s, 60))).unwrap_or_default(),
             ]);
         }
         let _ = writeln!(t, "\n{table}");
@@ -141,7 +141,7 @@ pub fn terminal(out: &Output, r: &GateReport) -> String {
         );
     }
     for l in &r.leaks {
-        let _ = writeln!(t, "{} {}: {}", out.paint(Style::Red, "leak"), l.case, l.what);
+        let _ = writeln!(t, "{} {}: {}", out.paint(Style::Red, "leak"), l.case, super::neutral::one_line(&l.what));
     }
     let c = &r.cost;
     let cost = match (c.baseline_mean_usd, c.candidate_mean_usd) {
@@ -165,23 +165,29 @@ pub fn terminal(out: &Output, r: &GateReport) -> String {
         out.paint(Style::Red, &out.paint(Style::Bold, "✘ FAIL"))
     };
     let reason = r.reason.trim_start_matches("PASS: ").trim_start_matches("FAIL: ");
-    let _ = writeln!(t, "\n{banner} [{}] {reason}", r.rule);
+    let _ = writeln!(t, "\n{banner} [{}] {}", r.rule, super::neutral::one_line(reason));
     t
 }
 
 pub fn markdown(r: &GateReport) -> String {
+    use super::neutral::{md_code, md_text};
     let mut md = String::new();
     let icon = if r.passed() { "✅" } else { "❌" };
     let reason = r.reason.trim_start_matches("PASS: ").trim_start_matches("FAIL: ");
-    let _ = writeln!(md, "### {icon} autoharness gate: **{}** (`{}`)\n", r.verdict.to_uppercase(), r.rule);
-    let _ = writeln!(md, "{}\n", reason.replace('|', "\\|"));
     let _ = writeln!(
         md,
-        "Harness `{}`: baseline `{}` → candidate `{}`; files: {}\n",
-        r.harness,
-        short(&r.baseline_hash),
-        short(&r.candidate_hash),
-        r.files.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", ")
+        "### {icon} autoharness gate: **{}** ({})\n",
+        md_text(&r.verdict.to_uppercase()),
+        md_code(&r.rule)
+    );
+    let _ = writeln!(md, "{}\n", md_text(reason));
+    let _ = writeln!(
+        md,
+        "Harness {}: baseline {} → candidate {}; files: {}\n",
+        md_code(&r.harness),
+        md_code(short(&r.baseline_hash)),
+        md_code(short(&r.candidate_hash)),
+        r.files.iter().map(|f| md_code(f)).collect::<Vec<_>>().join(", ")
     );
     if let Some(d) = &r.decision {
         if let Some(tg) = &d.target {
@@ -206,7 +212,7 @@ pub fn markdown(r: &GateReport) -> String {
         let _ = writeln!(md, "- **Suite**: {} cases, {regressed} regressed", d.suite.cases);
     }
     for l in &r.leaks {
-        let _ = writeln!(md, "- **Leak** `{}`: {}", l.case, l.what.replace('|', "\\|"));
+        let _ = writeln!(md, "- **Leak** {}: {}", md_code(&l.case), md_text(&l.what));
     }
     let _ = writeln!(
         md,
@@ -225,14 +231,14 @@ pub fn markdown(r: &GateReport) -> String {
             let v = verdict_of(r, &c.id);
             let _ = writeln!(
                 md,
-                "| {} | `{}` | `{}` | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} |",
                 role_name(c.role),
-                c.id,
-                c.cluster,
-                c.flip,
+                md_code(&c.id),
+                md_code(&c.cluster),
+                md_text(&c.flip),
                 p(v.and_then(|v| v.p_value)),
                 v.map(|v| outcome_name(v.outcome)).unwrap_or("-"),
-                c.candidate_failure.as_deref().map(|s| clip(s, 80)).unwrap_or_default().replace('|', "\\|")
+                md_text(&c.candidate_failure.as_deref().map(|s| clip(s, 80)).unwrap_or_default())
             );
         }
         md.push_str("\n</details>\n");

@@ -67,22 +67,9 @@ pub fn render(suite_name: &str, cases: &[JunitCase]) -> String {
     x
 }
 
-/// XML text and attribute escaping; control characters XML 1.0 forbids are dropped.
+/// XML text and attribute escaping; characters XML 1.0 forbids are dropped.
 pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for ch in s.chars() {
-        match ch {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '\t' | '\n' | '\r' => out.push(ch),
-            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => {}
-            c => out.push(c),
-        }
-    }
-    out
+    super::neutral::xml(s)
 }
 
 #[cfg(test)]

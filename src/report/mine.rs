@@ -43,6 +43,9 @@ pub fn table(out: &Output, r: &MineResult) -> String {
         out.paint(Style::Yellow, &s.counts.unknown.to_string()),
         s.new_failures
     );
+    if !s.redacted.is_empty() {
+        let _ = writeln!(text, "redacted before storing: {}", s.redacted.describe());
+    }
     if r.clusters.is_empty() {
         let _ = writeln!(
             text,
@@ -101,6 +104,7 @@ pub fn table(out: &Output, r: &MineResult) -> String {
 }
 
 pub fn markdown(r: &MineResult) -> String {
+    use super::neutral::{md_code, md_text};
     let s = &r.summary;
     let mut md = String::from("# autoharness mine\n\n");
     let _ = writeln!(
@@ -112,16 +116,16 @@ pub fn markdown(r: &MineResult) -> String {
     for (i, c) in r.clusters.iter().enumerate() {
         let _ = writeln!(
             md,
-            "| {} | `{}` | {} | {} | {:.0}% | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {:.0}% | {} | {} | {} | {} |",
             i + 1,
-            c.id,
-            c.kind,
+            md_code(&c.id),
+            md_text(&c.kind),
             c.count,
             c.share * 100.0,
             day(&c.first_seen),
             day(&c.last_seen),
             c.cases.len(),
-            c.summary.as_deref().unwrap_or(&c.label).replace('|', "\\|")
+            md_text(c.summary.as_deref().unwrap_or(&c.label))
         );
     }
     md
@@ -145,7 +149,7 @@ fn all_days(r: &MineResult) -> Vec<String> {
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    super::neutral::html(s)
 }
 
 /// Counts per day as a tiny inline SVG bar chart over the report's whole date range.

@@ -6,6 +6,7 @@ pub mod eval;
 pub mod gate;
 pub mod junit;
 pub mod mine;
+pub mod neutral;
 pub mod output;
 pub mod run;
 pub mod setup;

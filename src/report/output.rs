@@ -72,6 +72,33 @@ pub fn paint(on: bool, style: Style, text: &str) -> String {
     if on && !text.is_empty() { format!("\x1b[{}m{text}\x1b[0m", style.code()) } else { text.to_string() }
 }
 
+fn write_stdout(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_all(text.as_bytes()).and_then(|_| stdout.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+    }
+}
+
+/// stderr for logs: a log line can quote trace or model text, so it is neutralised like
+/// everything else printed (the formatter writes each event in one call).
+struct SafeStderr {
+    colors: bool,
+}
+
+impl Write for SafeStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        std::io::stderr().lock().write_all(super::neutral::terminal_keeping_colors(&text, self.colors).as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
 impl Output {
     pub fn new(choice: ColorChoice, json: bool, quiet: bool, verbose: u8) -> Output {
         let no_color = env_set("NO_COLOR");
@@ -96,24 +123,23 @@ impl Output {
         paint(self.color_stdout, style, text)
     }
 
-    /// Write data to stdout. A closed pipe (`| head`) ends the process quietly.
+    /// Write a human document to stdout: control and escape sequences made visible
+    /// (`neutral::terminal`), only autoharness's own colors kept. A closed pipe (`| head`)
+    /// ends the process quietly.
     pub fn print(&self, text: &str) {
-        let mut stdout = std::io::stdout().lock();
-        if let Err(e) = stdout.write_all(text.as_bytes()).and_then(|_| stdout.flush()) {
-            if e.kind() == std::io::ErrorKind::BrokenPipe {
-                std::process::exit(0);
-            }
-        }
+        write_stdout(&super::neutral::terminal_keeping_colors(text, self.color_stdout));
     }
 
     pub fn print_json<T: serde::Serialize>(&self, value: &T) -> anyhow::Result<()> {
+        // JSON escapes control characters itself, and its strings must stay exact.
         let mut text = serde_json::to_string_pretty(value)?;
         text.push('\n');
-        self.print(&text);
+        write_stdout(&text);
         Ok(())
     }
 
     fn eprint(&self, text: &str) {
+        let text = super::neutral::terminal_keeping_colors(text, self.color_stderr);
         let _ = writeln!(std::io::stderr().lock(), "{text}");
     }
 
@@ -170,7 +196,10 @@ pub fn init_logging(out: &Output) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("autoharness={level}")));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer({
+            let colors = out.color_stderr;
+            move || SafeStderr { colors }
+        })
         .with_ansi(out.color_stderr)
         .without_time()
         .try_init();

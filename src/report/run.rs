@@ -129,23 +129,24 @@ pub fn terminal(out: &Output, s: &RunSummary) -> String {
 }
 
 pub fn markdown(s: &RunSummary) -> String {
+    use super::neutral::{md_code, md_text};
     let mut md = String::new();
-    let _ = writeln!(md, "# autoharness run `{}` on `{}`\n", s.run_id, s.harness);
+    let _ = writeln!(md, "# autoharness run {} on {}\n", md_code(&s.run_id), md_code(&s.harness));
     let _ = writeln!(
         md,
         "{} accepted patch(es); clusters fixed: {}. {} trials ({} cached), ${:.4}{}, {:.1}s. Stopped: {}.\n",
         s.accepted,
-        if s.clusters_fixed.is_empty() { "none".into() } else { s.clusters_fixed.join(", ") },
+        if s.clusters_fixed.is_empty() { "none".into() } else { md_text(&s.clusters_fixed.join(", ")) },
         s.trials,
         s.cached_trials,
         // Costs are never negative; this also keeps a -0.0 sum from printing as "$-0.0000".
         s.cost_usd.max(0.0),
         s.cost_per_fix_usd.map(|c| format!(" (${c:.4} per accepted fix)")).unwrap_or_default(),
         s.wall_ms as f64 / 1000.0,
-        s.stopped_because
+        md_text(&s.stopped_because)
     );
     for it in &s.iterations {
-        let _ = writeln!(md, "## Iteration {}: `{}`\n\n{}\n", it.iteration, it.cluster, it.label.replace('|', "\\|"));
+        let _ = writeln!(md, "## Iteration {}: {}\n\n{}\n", it.iteration, md_code(&it.cluster), md_text(&it.label));
         if it.candidates.is_empty() {
             md.push_str("No candidate improved the target cases in screening.\n\n");
             continue;
@@ -155,21 +156,21 @@ pub fn markdown(s: &RunSummary) -> String {
             let _ = writeln!(
                 md,
                 "| {} | {} | {} | {} | {} |",
-                c.description.replace('|', "\\|"),
-                c.verdict,
-                c.rule,
+                md_text(&c.description),
+                md_text(&c.verdict),
+                md_text(&c.rule),
                 c.trials,
-                clip(&c.reason, 160).replace('|', "\\|")
+                md_text(&clip(&c.reason, 160))
             );
         }
         if let Some(a) = &it.accepted {
             let _ = writeln!(
                 md,
-                "\nAccepted: **{}** ({}); evidence in `{}`. Promoted: {}.\n",
-                a,
-                it.patch.as_deref().unwrap_or(""),
-                it.evidence.as_deref().unwrap_or(""),
-                if it.promoted.is_empty() { "none".into() } else { it.promoted.join(", ") }
+                "\nAccepted: **{}** ({}); evidence in {}. Promoted: {}.\n",
+                md_text(a),
+                md_text(it.patch.as_deref().unwrap_or("")),
+                md_code(it.evidence.as_deref().unwrap_or("")),
+                if it.promoted.is_empty() { "none".into() } else { md_text(&it.promoted.join(", ")) }
             );
         } else {
             md.push('\n');

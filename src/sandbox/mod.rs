@@ -893,11 +893,17 @@ fn reason(
             parts.push(format!("file size limit{size} reached (SIGXFSZ)"));
         }
         ExitStatus::Signaled { signal, name } => {
-            let memory_hint = matches!(*signal, libc::SIGKILL | libc::SIGSEGV | libc::SIGABRT | libc::SIGBUS);
+            // The memory limit is RLIMIT_DATA: going over it fails allocations (an abort or a
+            // crash), it never sends SIGKILL. autoharness sends SIGKILL only for the limits above.
+            let memory_hint = matches!(*signal, libc::SIGSEGV | libc::SIGABRT | libc::SIGBUS);
             match limits.memory_bytes {
                 Some(bytes) if memory_hint => {
                     parts.push(format!("killed by {name} (memory limit {}?)", human_bytes(bytes)));
                 }
+                _ if *signal == libc::SIGKILL => parts.push(format!(
+                    "killed by {name}, not by autoharness: by one of the trial's own processes (it killed its \
+                     parent?) or by the system's out-of-memory killer"
+                )),
                 _ => parts.push(format!("killed by {name}")),
             }
         }

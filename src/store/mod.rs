@@ -29,6 +29,13 @@ pub struct Store {
 impl Store {
     /// Open (creating when missing) the store at `path` and bring its schema up to date.
     pub async fn open(path: &Path) -> anyhow::Result<Store> {
+        check_store_path(path)?;
+        if read_only(path) {
+            return Err(crate::exit::hinted(
+                format!("the store `{}` is read-only (no write permission on it or its folder)", path.display()),
+                "commands that only read it (clusters, cases, report) work; give write access for the others, or pass --db",
+            ));
+        }
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create the store folder `{}`", dir.display()))?;
@@ -100,9 +107,74 @@ impl Store {
         }
     }
 
+    /// Open the store for a command that only reads it: read-only when the file cannot be
+    /// written (a shared or archived store), else as [`Store::open`]. A read-only store is
+    /// not migrated; one from an older autoharness says so.
+    pub async fn open_for_reading(path: &Path) -> anyhow::Result<Store> {
+        check_store_path(path)?;
+        if !read_only(path) {
+            return Store::open(path).await;
+        }
+        let options = SqliteConnectOptions::from_str("sqlite://")?.filename(path).read_only(true).immutable(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect_with(options)
+            .await
+            .with_context(|| format!("cannot open the read-only store `{}`", path.display()))?;
+        let store = Store { pool, path: path.to_path_buf() };
+        let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
+            .fetch_one(&store.pool)
+            .await
+            .with_context(|| format!("`{}` is not an autoharness store", path.display()))?;
+        if applied < MIGRATOR.iter().count() as i64 {
+            anyhow::bail!(
+                "the read-only store `{}` is from an older autoharness and cannot be upgraded in place; copy it somewhere writable and pass --db",
+                path.display()
+            );
+        }
+        Ok(store)
+    }
+
+    /// `PRAGMA quick_check`: `Ok(())` or the problems SQLite found (a torn or overwritten file).
+    pub async fn quick_check(&self) -> anyhow::Result<Result<(), String>> {
+        let rows: Vec<String> = sqlx::query_scalar("PRAGMA quick_check").fetch_all(&self.pool).await?;
+        if rows.len() == 1 && rows[0] == "ok" { Ok(Ok(())) } else { Ok(Err(rows.join("; "))) }
+    }
+
     pub async fn close(self) {
         self.pool.close().await;
     }
+}
+
+/// The store path must name a file (or nothing yet): a folder, a FIFO or a device is
+/// refused before SQLite sees it, with the path in the message.
+fn check_store_path(path: &Path) -> anyhow::Result<()> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => Err(crate::exit::hinted(
+            format!("the store `{}` is a directory, not a database file", path.display()),
+            "pass --db a file path, e.g. --db .autoharness/state.db",
+        )),
+        Ok(m) if !m.is_file() => Err(crate::exit::hinted(
+            format!("the store `{}` is not a regular file", path.display()),
+            "pass --db a file path, e.g. --db .autoharness/state.db",
+        )),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(anyhow::anyhow!(crate::paths::describe_io(path, &e))),
+    }
+}
+
+/// Whether the store exists and this process may not write it (or its folder, where
+/// SQLite keeps the log).
+fn read_only(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let writable = |p: &Path| {
+        let Ok(c) = std::ffi::CString::new(p.as_os_str().as_bytes()) else { return false };
+        // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
+        unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
+    };
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    path.exists() && (!writable(path) || !writable(dir))
 }
 
 /// A small tokio runtime for commands: the stages are synchronous (rayon) and reach the

@@ -83,6 +83,21 @@ impl Store {
         Ok(row.map(|r| run_row(&r)))
     }
 
+    /// A run that stopped on an error: `failed`, with the error kept as its summary, so it
+    /// is neither shown as running nor resumed as if it could go on.
+    pub async fn mark_run_failed(&self, id: &str, error: &str) -> anyhow::Result<()> {
+        let summary = serde_json::json!({ "error": error }).to_string();
+        sqlx::query(
+            "UPDATE runs SET status = 'failed', summary = ?, updated_at = ? WHERE id = ? AND status = 'running'",
+        )
+        .bind(summary)
+        .bind(now_rfc3339())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// The run's iteration count and status. What it spent is not written here: trials
     /// and proposals add their cost when they are recorded (`record_trial_for`,
     /// `insert_proposal`), so a crash never loses a cost already paid.

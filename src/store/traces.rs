@@ -112,7 +112,10 @@ pub(crate) async fn record_files_in(
     for f in files {
         let Some(&file_id) = ids.get(f.key) else { continue };
         for t in f.traces {
-            rows.push((file_id, t, serde_json::to_string(&t.evidence)?));
+            // Evidence quotes error messages from the trace: redacted like failures.
+            let mut evidence = serde_json::to_value(&t.evidence)?;
+            crate::redact::global().value(&mut evidence, &mut Default::default());
+            rows.push((file_id, t, evidence.to_string()));
         }
     }
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {

@@ -103,7 +103,7 @@ pub fn read_file_with(path: &Path, display: &str, sink: &mut dyn FnMut(Trace)) -
             // Nothing readable at the start: report the first error as the reason.
             match records.next() {
                 Some(Err(e)) => {
-                    report.reason = "not readable as JSON".into();
+                    report.reason = format!("not readable as JSON: {e}");
                     report.error = Some(e.to_string());
                 }
                 _ => report.reason = "no JSON records (empty array or only blank lines)".into(),
@@ -143,6 +143,9 @@ fn open_hashed(path: &Path, report: &mut FileReport) -> std::io::Result<read::Op
     let meta = std::fs::metadata(path)?;
     if meta.is_dir() {
         return Err(std::io::Error::other("is a directory"));
+    }
+    if let Some(kind) = crate::paths::special_kind(meta.file_type()) {
+        return Err(std::io::Error::other(crate::paths::special_reason(kind)));
     }
     report.size = meta.len();
     if meta.len() <= read::IN_MEMORY_BYTES {

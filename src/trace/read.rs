@@ -503,6 +503,12 @@ pub fn describe_json_error(e: &serde_json::Error) -> String {
     let msg = e.to_string();
     // serde_json appends " at line L column C"; keep the reason, we add the place.
     let reason = msg.split(" at line ").next().unwrap_or(&msg);
+    // serde_json's own words do not say what the limit is.
+    let reason = if reason == "recursion limit exceeded" {
+        "recursion limit exceeded: nesting deeper than 128 levels"
+    } else {
+        reason
+    };
     if e.line() > 0 {
         format!("{what} ({reason}) at line {} column {}", e.line(), e.column())
     } else {

@@ -20,11 +20,18 @@ pub fn walk(paths: &[PathBuf]) -> (Vec<WalkedFile>, Vec<(PathBuf, String)>) {
     let mut files = Vec::new();
     let mut errors = Vec::new();
     for root in paths {
-        if !root.exists() {
-            errors.push((root.clone(), "no such file or directory".to_string()));
+        let meta = match std::fs::metadata(root) {
+            Ok(m) => m,
+            Err(e) => {
+                errors.push((root.clone(), crate::paths::describe_io(root, &e)));
+                continue;
+            }
+        };
+        if let Some(kind) = crate::paths::special_kind(meta.file_type()) {
+            errors.push((root.clone(), crate::paths::special_reason(kind)));
             continue;
         }
-        if root.is_file() {
+        if meta.is_file() {
             files.push(WalkedFile { path: root.clone(), display: root.display().to_string(), key: file_key(root) });
             continue;
         }
@@ -46,7 +53,11 @@ pub fn walk(paths: &[PathBuf]) -> (Vec<WalkedFile>, Vec<(PathBuf, String)>) {
                     };
                     files.push(WalkedFile { display: e.path().display().to_string(), path: e.into_path(), key })
                 }
-                Ok(_) => {}
+                Ok(e) => {
+                    if let Some(kind) = e.file_type().and_then(crate::paths::special_kind) {
+                        errors.push((e.path().to_path_buf(), crate::paths::special_reason(kind)));
+                    }
+                }
                 Err(e) => errors.push((root.clone(), e.to_string())),
             }
         }
