@@ -114,7 +114,7 @@ fn root_size(rt: &tokio::runtime::Runtime, n: usize) {
             "provenance": {"traces": [], "files": [], "signature": "", "mined_at": ""}}"#,
     )
     .unwrap();
-    let case = case::read_case(&case_path).unwrap();
+    let case = case::read_case(&case_path, None).unwrap();
     let mut rows = Vec::new();
     for (label, files) in [("tiny root (1 file)", 1usize), ("50 MB root (2000 × 25 KB)", 2000)] {
         let root = base.path().join(format!("root-{files}"));

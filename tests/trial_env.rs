@@ -114,7 +114,7 @@ fn case(dir: &Path) -> Case {
             "input": "hello", "checks": [{"kind": "output_contains", "value": "from-the-venv-42"}],
             "provenance": {"traces": [], "files": [], "signature": "", "mined_at": ""}}"#,
     );
-    read_case(&path).unwrap()
+    read_case(&path, None).unwrap()
 }
 
 const AGENT: &str = r##"import ahpkg, sys
