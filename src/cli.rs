@@ -208,6 +208,9 @@ pub struct RunArgs {
     /// cluster `run` gave up on
     #[arg(long, value_name = "CLUSTER")]
     pub target: Option<String>,
+    /// Run every trial again instead of reusing cached results
+    #[arg(long)]
+    pub no_cache: bool,
     /// Where diffs come from: knobs (offline, default), openai, anthropic, command [default: [proposer] provider]
     #[arg(long, value_name = "NAME")]
     pub proposer: Option<String>,

@@ -54,6 +54,9 @@ pub struct RunOptions {
     /// the way to retry a cluster `run` gave up on.
     #[serde(default)]
     pub target: Option<String>,
+    /// Run every trial again instead of reusing cached results (`--no-cache`).
+    #[serde(default)]
+    pub no_cache: bool,
 }
 
 /// What the loop reports as it goes; `report::run` renders these.
@@ -288,6 +291,7 @@ async fn run_inner(
 
     // Every trial's cost is added to the run's spend when the trial is recorded.
     let mut runner = Runner::new(Some(store.clone()), ctx.jobs, ctx.trials_dir.to_path_buf());
+    runner.use_cache = !opts.no_cache;
     runner.run_id = Some(run_id.clone());
     let mut summary = RunSummary {
         schema: RUN_SCHEMA,

@@ -83,6 +83,7 @@ pub fn run(settings: &Settings, out: &Output, args: &RunArgs) -> anyhow::Result<
         holdout_share: settings.config.mine.holdout_share,
         proposer,
         target: args.target.clone(),
+        no_cache: args.no_cache,
     };
     let _lock = lock(&settings.db_path)?;
     let space = TrialSpace::claim(&settings.trials_root())?;

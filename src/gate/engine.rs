@@ -1097,6 +1097,24 @@ fn fmt_p(p: f64) -> String {
     if p < 1e-3 { format!("{p:.1e}") } else { format!("{p:.3}") }
 }
 
+/// One case's own drop, with the numbers behind it.
+fn case_regressed(d: &Decision, role: &str, case: &str) -> String {
+    match d.cases.iter().find(|c| c.id == case) {
+        Some(c) => format!(
+            "FAIL: {role} case {case} regressed: {}/{} on baseline, {}/{} on candidate, one-sided Fisher p = {} ≤ {} \
+             (α/{} Tarone)",
+            c.baseline_passes,
+            c.baseline_n,
+            c.candidate_passes,
+            c.candidate_n,
+            fmt_p(c.p_value.unwrap_or(1.0)),
+            fmt_p(d.suite.per_case_alpha),
+            d.suite.testable_hypotheses
+        ),
+        None => format!("FAIL: {role} case {case} regressed"),
+    }
+}
+
 fn summarize(d: &Decision) -> String {
     let head = match &d.rule {
         Rule::Passed => {
@@ -1109,34 +1127,8 @@ fn summarize(d: &Decision) -> String {
             }
             format!("PASS: {}", parts.join(", "))
         }
-        Rule::Regression { case } => match d.cases.iter().find(|c| &c.id == case) {
-            Some(c) => format!(
-                "FAIL: suite case {case} regressed: {}/{} on baseline, {}/{} on candidate, one-sided Fisher p = {} ≤ {} \
-                 (α/{} Tarone)",
-                c.baseline_passes,
-                c.baseline_n,
-                c.candidate_passes,
-                c.candidate_n,
-                fmt_p(c.p_value.unwrap_or(1.0)),
-                fmt_p(d.suite.per_case_alpha),
-                d.suite.testable_hypotheses
-            ),
-            None => format!("FAIL: suite case {case} regressed"),
-        },
-        Rule::HoldoutRegression { case } => match d.cases.iter().find(|c| &c.id == case) {
-            Some(c) => format!(
-                "FAIL: holdout case {case} regressed: {}/{} on baseline, {}/{} on candidate, one-sided Fisher p = {} ≤ {} \
-                 (α/{} Tarone)",
-                c.baseline_passes,
-                c.baseline_n,
-                c.candidate_passes,
-                c.candidate_n,
-                fmt_p(c.p_value.unwrap_or(1.0)),
-                fmt_p(d.suite.per_case_alpha),
-                d.suite.testable_hypotheses
-            ),
-            None => format!("FAIL: holdout case {case} regressed"),
-        },
+        Rule::Regression { case } => case_regressed(d, "suite", case),
+        Rule::HoldoutRegression { case } => case_regressed(d, "holdout", case),
         Rule::FlakyRegression => match &d.suite.flaky {
             Some(f) => format!(
                 "FAIL: flaky suite cases dropped together: {} flips to fail vs {} to pass, sign test p = {} ≤ {}",

@@ -143,19 +143,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         for (case_id, status, reason) in &end.case_events {
-            sqlx::query("INSERT INTO case_events (case_id, status, reason, at) VALUES (?, ?, ?, ?)")
-                .bind(case_id)
-                .bind(status)
-                .bind(reason)
-                .bind(&now)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("UPDATE cases SET status = ?, updated_at = ? WHERE id = ?")
-                .bind(status)
-                .bind(&now)
-                .bind(case_id)
-                .execute(&mut *tx)
-                .await?;
+            super::trials::case_event_in(&mut tx, case_id, status, reason, &now).await?;
         }
         sqlx::query("UPDATE runs SET iteration = ?, updated_at = ? WHERE id = ?")
             .bind(end.iteration)

@@ -99,21 +99,8 @@ impl Store {
 
     /// Record a case's status change with its reason.
     pub async fn record_case_event(&self, case_id: &str, status: &str, reason: &str) -> anyhow::Result<()> {
-        let now = now_rfc3339();
         let mut tx = self.pool.begin().await?;
-        sqlx::query("INSERT INTO case_events (case_id, status, reason, at) VALUES (?, ?, ?, ?)")
-            .bind(case_id)
-            .bind(status)
-            .bind(reason)
-            .bind(&now)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("UPDATE cases SET status = ?, updated_at = ? WHERE id = ?")
-            .bind(status)
-            .bind(&now)
-            .bind(case_id)
-            .execute(&mut *tx)
-            .await?;
+        case_event_in(&mut tx, case_id, status, reason, &now_rfc3339()).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -138,6 +125,30 @@ impl Store {
             .await?;
         Ok(rows.into_iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
     }
+}
+
+/// A case's status change and its reason, inside a transaction of the caller's.
+pub(crate) async fn case_event_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    case_id: &str,
+    status: &str,
+    reason: &str,
+    now: &str,
+) -> anyhow::Result<()> {
+    sqlx::query("INSERT INTO case_events (case_id, status, reason, at) VALUES (?, ?, ?, ?)")
+        .bind(case_id)
+        .bind(status)
+        .bind(reason)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("UPDATE cases SET status = ?, updated_at = ? WHERE id = ?")
+        .bind(status)
+        .bind(now)
+        .bind(case_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 fn from_row(r: &sqlx::sqlite::SqliteRow) -> TrialRecord {
