@@ -152,7 +152,8 @@ pub fn summarize(
         slowest,
         costliest,
         cached_trials: records.iter().filter(|r| r.cached).count() as u32,
-        total_cost_usd: records.iter().filter_map(|r| r.cost_usd).sum(),
+        // An empty f64 sum is -0.0, which prints as "$-0.0000".
+        total_cost_usd: records.iter().filter_map(|r| r.cost_usd).sum::<f64>() + 0.0,
         wall_ms,
         isolation,
         cases: out_cases,

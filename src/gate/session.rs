@@ -634,7 +634,8 @@ fn cost_stats(records: &HashMap<(Arm, usize, u64), TrialRecord>, tolerance: f64)
         candidate_mean_tokens: mean(Arm::Candidate, &tokens),
         tolerance,
         exceeded: false,
-        total_usd: records.values().filter(|r| !r.cached).filter_map(|r| r.cost_usd).sum(),
+        // An empty f64 sum is -0.0, which prints as "$-0.0000".
+        total_usd: records.values().filter(|r| !r.cached).filter_map(|r| r.cost_usd).sum::<f64>() + 0.0,
     };
     let over =
         |b: Option<f64>, c: Option<f64>| matches!((b, c), (Some(b), Some(c)) if c > b * (1.0 + tolerance) + 1e-12);
