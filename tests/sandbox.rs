@@ -18,7 +18,7 @@ fn require_all() -> bool {
 }
 
 /// Says loudly that something is not tested here; fails when skipping is forbidden.
-fn skip(what: &str) {
+pub(crate) fn skip(what: &str) {
     let msg = format!("SKIPPED: {what} (probe: {})", sandbox::probe().summary());
     if require_all() {
         panic!("{msg} (AUTOHARNESS_REQUIRE_ALL=1 forbids skipping)");
@@ -27,7 +27,7 @@ fn skip(what: &str) {
 }
 
 /// The isolation mechanisms to test: all of them, minus (loudly) those this host lacks.
-fn modes() -> Vec<IsolationChoice> {
+pub(crate) fn modes() -> Vec<IsolationChoice> {
     let report = sandbox::probe();
     let mut modes = vec![IsolationChoice::None];
     if report.bwrap.is_some() {

@@ -4,8 +4,6 @@
 //! each isolation this host offers, in folders outside `/tmp` and `$HOME` (the folders
 //! the sandbox used to hide by name), and with real virtualenvs made by `python3 -m venv`.
 
-#![allow(clippy::print_stderr)]
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -15,30 +13,11 @@ use autoharness::harness::manifest::Manifest;
 use autoharness::harness::workspace::{Filter, content_hash, private_copy};
 use autoharness::sandbox::{self, ExitStatus, IsolationChoice, Spec};
 
-fn require_all() -> bool {
-    std::env::var("AUTOHARNESS_REQUIRE_ALL").is_ok_and(|v| v == "1")
-}
+use crate::sandbox::{modes, skip};
 
-fn skip(what: &str) {
-    let msg = format!("SKIPPED: {what} (probe: {})", sandbox::probe().summary());
-    assert!(!require_all(), "{msg} (AUTOHARNESS_REQUIRE_ALL=1 forbids skipping)");
-    eprintln!("{msg}");
-}
-
+/// The isolations that hide files: every mode the host offers but `None`.
 fn fs_modes() -> Vec<IsolationChoice> {
-    let report = sandbox::probe();
-    let mut modes = Vec::new();
-    if report.bwrap.is_some() {
-        modes.push(IsolationChoice::Bwrap);
-    } else {
-        skip("bubblewrap isolation (apt-get install bubblewrap)");
-    }
-    if report.landlock_abi.is_some() {
-        modes.push(IsolationChoice::Landlock);
-    } else {
-        skip("landlock isolation (kernel without landlock)");
-    }
-    modes
+    modes().into_iter().filter(|m| *m != IsolationChoice::None).collect()
 }
 
 /// A folder outside `/tmp` and `$HOME` (under `target/`), as a project in `/srv` or

@@ -508,25 +508,23 @@ fn infra_reason(
         |s: &str| s.lines().rev().find(|l| !l.trim().is_empty()).map(|l| crate::trace::json::clip(l.trim(), 200));
     match status {
         ExitStatus::FailedToStart { message } => return Some(format!("the harness could not start: {message}")),
-        // The shell's "command not found" / "not executable".
-        ExitStatus::Exited { code: 126 | 127 } => {
-            return Some(format!(
-                "the harness could not start: {}",
-                last_line(stderr).unwrap_or_else(|| "command not found".into())
-            ));
+        // The sandbox turns these into `FailedToStart` as trials run; a record from an older
+        // store still says `exited`, so the same reading is applied to it here.
+        ExitStatus::Exited { code } => {
+            if let Some(why) = crate::sandbox::could_not_start(*code, stderr) {
+                return Some(format!("the harness {why}"));
+            }
+            // The shell's "command not found" / "not executable", whatever its wording.
+            if matches!(code, 126 | 127) {
+                return Some(format!(
+                    "the harness could not start: {}",
+                    last_line(stderr).unwrap_or_else(|| "command not found".into())
+                ));
+            }
         }
         _ => {}
     }
     let last = last_line(stderr);
-    if let ExitStatus::Exited { code } = status
-        && *code != 0
-        && let Some(l) = &last
-    {
-        let l = l.to_lowercase();
-        if (l.contains("can't open file") || l.contains("cannot open file")) && l.contains("no such file") {
-            return Some(format!("the harness could not start: {}", last.clone().unwrap_or_default()));
-        }
-    }
     if let Some(f) = failure
         && f.infra
     {

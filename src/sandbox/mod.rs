@@ -815,14 +815,14 @@ fn classify(raw: std::process::ExitStatus, bwrap_mode: bool) -> ExitStatus {
     ExitStatus::Exited { code }
 }
 
+const NOT_STARTED_HINT: &str =
+    "; a trial sees only system folders, its copy and granted paths: see `autoharness doctor`";
+
 /// Whether the command never got going: the shell found no such program (exit 127) or
 /// could not execute it (126), or Python found no such script (exit 2). That is a broken
 /// setup (a virtualenv the trial cannot see, a wrong path), not a failed case; the message
 /// says what was missing.
-const NOT_STARTED_HINT: &str =
-    "; a trial sees only system folders, its copy and granted paths: see `autoharness doctor`";
-
-fn could_not_start(code: i32, stderr: &str) -> Option<String> {
+pub fn could_not_start(code: i32, stderr: &str) -> Option<String> {
     let first = stderr.lines().find(|line| !line.trim().is_empty())?.trim();
     match code {
         // dash: `sh: 1: .venv/bin/python: not found`; bash: `bash: line 1: x: command not found`.
