@@ -122,6 +122,15 @@ impl Store {
             .await
             .with_context(|| format!("cannot open the read-only store `{}`", path.display()))?;
         let store = Store { pool, path: path.to_path_buf() };
+        // Immutable reads see the database file only: writes still in a log beside it (a
+        // process killed mid-write, a copy taken while one ran) are not read.
+        let log = PathBuf::from(format!("{}-wal", path.display()));
+        if std::fs::metadata(&log).is_ok_and(|m| m.len() > 0) {
+            tracing::warn!(
+                "`{}` holds writes not yet folded into the read-only store; they are not shown (open the store once with write access to fold them in)",
+                log.display()
+            );
+        }
         let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
             .fetch_one(&store.pool)
             .await
@@ -141,7 +150,15 @@ impl Store {
         if rows.len() == 1 && rows[0] == "ok" { Ok(Ok(())) } else { Ok(Err(rows.join("; "))) }
     }
 
+    /// Close the store with everything in its database file. SQLite folds the write-ahead
+    /// log in when the last connection closes, but only if that close gets the file to
+    /// itself: pooled connections closing at once each saw the others and all skipped it,
+    /// leaving the latest writes in `state.db-wal` alone — lost to anyone who copies or
+    /// archives `state.db`, and invisible to a read-only open. So checkpoint first.
     pub async fn close(self) {
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.pool).await {
+            tracing::debug!("no checkpoint on close of `{}`: {e}", self.path.display());
+        }
         self.pool.close().await;
     }
 }
