@@ -17,6 +17,7 @@ mod formats_transcripts;
 mod fuzz;
 mod hostile;
 mod llm_e2e;
+mod pinned;
 mod producers;
 mod sandbox;
 mod trial_env;

@@ -472,17 +472,22 @@ pub async fn run(
     report.cost = cost_stats(&records, opts.cost_tolerance);
     // A fix that trades the target's failure for a failure never seen before is no fix.
     known.extend(records.iter().filter(|((a, _, _), _)| *a == Arm::Baseline).filter_map(|(_, r)| r.signature.clone()));
-    let mut new_failures: HashMap<String, (u32, String)> = HashMap::new();
+    // Each new failure names the first case (in suite order) that showed it, whatever
+    // order the trials ended in, so the same gate writes the same report.
+    let mut new_failures: HashMap<String, (u32, usize)> = HashMap::new();
     for ((arm, ci, _), r) in &records {
         if let (Arm::Candidate, Some(sig)) = (arm, &r.signature)
             && !known.contains(sig)
         {
-            let e = new_failures.entry(sig.clone()).or_insert((0, selected_cases[*ci].id().to_string()));
+            let e = new_failures.entry(sig.clone()).or_insert((0, *ci));
             e.0 += 1;
+            e.1 = e.1.min(*ci);
         }
     }
-    report.new_failures =
-        new_failures.into_iter().map(|(signature, (trials, case))| NewFailure { signature, trials, case }).collect();
+    report.new_failures = new_failures
+        .into_iter()
+        .map(|(signature, (trials, ci))| NewFailure { signature, trials, case: selected_cases[ci].id().to_string() })
+        .collect();
     report.new_failures.sort_by(|a, b| b.trials.cmp(&a.trials).then(a.signature.cmp(&b.signature)));
     let verdict_rule = match &decision.rule {
         engine::Rule::Passed => "passed",
