@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use autoharness::gate::engine::{Arm, CaseTrials, Decision, GateConfig, Role, Rule, Verdict, decide, next_requests};
-use autoharness::gate::stats::{Counts, wilson_confidence};
+use autoharness::stats::{Counts, wilson_confidence};
 
 pub fn splitmix64(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);

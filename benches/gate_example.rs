@@ -43,10 +43,10 @@ use std::time::Instant;
 
 use autoharness::evals::case::{self, Case};
 use autoharness::gate::engine::{Arm, CaseTrials, Decision, GateConfig, Role};
-use autoharness::gate::trials::{Runner, Trial, Version};
 use autoharness::harness::manifest::Manifest;
 use autoharness::harness::workspace;
 use autoharness::propose::edits::set_toml;
+use autoharness::trial::{Runner, Trial, Version};
 
 #[path = "gate_common.rs"]
 mod common;

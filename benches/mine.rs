@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use autoharness::mine::{MineOptions, MineResult, mine};
+use autoharness::flow::mine::mine;
+use autoharness::mine::{MineOptions, MineResult};
 use autoharness::store::{Store, runtime};
 use autoharness::trace::walk::walk;
 

@@ -14,9 +14,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use autoharness::evals::case;
-use autoharness::gate::trials::{Runner, Trial, Version};
 use autoharness::harness::manifest::Manifest;
 use autoharness::sandbox::{self, IsolationChoice, Spec};
+use autoharness::trial::{Runner, Trial, Version};
 
 fn main() {
     let n: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(100);

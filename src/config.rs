@@ -77,8 +77,16 @@ pub struct Settings {
     pub jobs: usize,
 }
 
+/// What the command line may set over the config file (`--config`, `--db`, `--jobs`).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub config: Option<PathBuf>,
+    pub db: Option<PathBuf>,
+    pub jobs: Option<usize>,
+}
+
 impl Settings {
-    pub fn resolve(global: &crate::cli::GlobalArgs) -> anyhow::Result<Settings> {
+    pub fn resolve(global: &Overrides) -> anyhow::Result<Settings> {
         let cwd = std::env::current_dir().context("cannot read the current directory")?;
         let (config_path, explicit) = match &global.config {
             Some(p) => (p.clone(), true),

@@ -5,14 +5,15 @@
 //! as leaves every stage may use, and `sandbox` + `harness` for running trials.
 //! `cli` parses arguments into `config::Settings` and dispatches to `commands`.
 
-pub mod cli;
-pub mod commands;
+pub mod app;
 pub mod config;
 pub mod crash;
 pub mod evals;
 pub mod exit;
+pub mod flow;
 pub mod gate;
 pub mod harness;
+pub mod llm;
 pub mod lockfile;
 pub mod mine;
 pub mod paths;
@@ -21,5 +22,7 @@ pub mod redact;
 pub mod report;
 pub mod run;
 pub mod sandbox;
+pub mod stats;
 pub mod store;
 pub mod trace;
+pub mod trial;

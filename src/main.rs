@@ -1,7 +1,7 @@
-//! The autoharness binary: all logic lives in the library (`autoharness::cli::main`).
+//! The autoharness binary: all logic lives in the library (`autoharness::app::cli::main`).
 
 fn main() {
-    std::process::exit(autoharness::cli::main());
+    std::process::exit(autoharness::app::cli::main());
 }
 
 // Ingestion allocates and frees many small strings and maps (parsed JSON): glibc malloc

@@ -19,12 +19,12 @@ use serde::{Deserialize, Serialize};
 use crate::evals::case::{self, Case};
 use crate::gate::engine::{GateConfig, Role};
 use crate::gate::session::{self, GateOptions, GateReport, target_fixed};
-use crate::gate::trials::{Runner, Trial, Version};
 use crate::harness::manifest::Manifest;
 use crate::harness::{patch, workspace};
 use crate::propose::Proposal;
 use crate::propose::knobs::{self, KnobChange};
 use crate::store::Store;
+use crate::trial::{Runner, Trial, Version};
 
 pub const RUN_SCHEMA: &str = "autoharness.run/v1";
 
@@ -135,6 +135,16 @@ pub struct RunContext<'a> {
     pub trials_dir: &'a Path,
     pub jobs: usize,
     pub emit: &'a (dyn Fn(RunEvent) + Sync),
+    /// Renders the evidence files the run writes (`report::run::Renderers`).
+    pub evidence: &'a dyn Evidence,
+}
+
+/// How a run's evidence files are rendered (each accepted gate in Markdown and HTML, the
+/// summary): `report` does it and reads the run's types, so the run knows only this.
+pub trait Evidence: Sync {
+    fn gate_markdown(&self, report: &crate::gate::session::GateReport) -> String;
+    fn gate_html(&self, report: &crate::gate::session::GateReport) -> String;
+    fn summary_markdown(&self, summary: &RunSummary) -> String;
 }
 
 /// Holds `<store stem>.run.lock` beside the store for the life of a run: a second run on
@@ -279,7 +289,7 @@ async fn run_inner(
             evals_dir: ctx.project_root.join("evals"),
             write_cases: true,
         };
-        let m = crate::mine::mine(store, &mopts, &|_| {}).await?;
+        let m = crate::flow::mine::mine(store, &mopts, &|_| {}).await?;
         emit(RunEvent::Mined {
             files: m.summary.files,
             skipped: m.summary.skipped_unchanged + m.summary.unchanged_content,
@@ -290,7 +300,7 @@ async fn run_inner(
     }
 
     // Every trial's cost is added to the run's spend when the trial is recorded.
-    let mut runner = Runner::new(Some(store.clone()), ctx.jobs, ctx.trials_dir.to_path_buf());
+    let mut runner = Runner::new(Some(std::sync::Arc::new(store.clone())), ctx.jobs, ctx.trials_dir.to_path_buf());
     runner.use_cache = !opts.no_cache;
     runner.run_id = Some(run_id.clone());
     let mut summary = RunSummary {
@@ -521,8 +531,8 @@ async fn run_inner(
         let patch_path = run_dir.join(format!("accepted-{n}.patch"));
         std::fs::write(&patch_path, patch::prefix_paths(&p.diff, manifest.root_prefix(ctx.project_root).as_deref()))?;
         let md = run_dir.join(format!("accepted-{n}.md"));
-        std::fs::write(&md, crate::report::gate::markdown(&report))?;
-        std::fs::write(run_dir.join(format!("accepted-{n}.html")), crate::report::gate::html(&report))?;
+        std::fs::write(&md, ctx.evidence.gate_markdown(&report))?;
+        std::fs::write(run_dir.join(format!("accepted-{n}.html")), ctx.evidence.gate_html(&report))?;
         let parsed = parse_relative(&p.diff)?;
         patch::apply(&parsed, &base_root).map_err(|e| anyhow::anyhow!("the accepted patch did not apply: {e}"))?;
         skipped_this_run.insert(target.id.clone());
@@ -629,7 +639,7 @@ async fn run_inner(
     summary.stopped_because = stop;
     let json = serde_json::to_string_pretty(&summary)?;
     std::fs::write(run_dir.join("summary.json"), &json)?;
-    std::fs::write(run_dir.join("summary.md"), crate::report::run::markdown(&summary))?;
+    std::fs::write(run_dir.join("summary.md"), ctx.evidence.summary_markdown(&summary))?;
     store.update_run(&run_id, iteration as i64, "finished", Some(&json)).await?;
     let _ = std::fs::remove_dir_all(&base_root);
     Ok(summary)

@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use autoharness::evals::case::{Case, read_case};
-use autoharness::gate::trials::{Runner, Trial, Version};
 use autoharness::harness::manifest::Manifest;
 use autoharness::harness::workspace::{Filter, content_hash, private_copy};
 use autoharness::sandbox::{self, ExitStatus, IsolationChoice, Spec};
+use autoharness::trial::{Runner, Trial, Version};
 
 use crate::sandbox::{modes, skip};
 

@@ -3,4 +3,3 @@
 
 pub mod case;
 pub mod checks;
-pub mod summary;

@@ -15,7 +15,7 @@
 //! is *settled* when its verdict is final: either it has `k_max` trials, or the posterior
 //! predictive probability that completing it to `k_max` would flip its verdict is at most
 //! `flip_tolerance` (Jeffreys Beta(½, ½) priors on each arm's pass rate). The strict
-//! best-case/worst-case version ([`super::stats::fisher_lower_can_flip`]) is useless as a stopping
+//! best-case/worst-case version ([`crate::stats::fisher_lower_can_flip`]) is useless as a stopping
 //! rule — seven failures in a row can always still arrive — so "cannot change" is read as
 //! "changes with probability ≤ `flip_tolerance`"; with 0 the engine stops early only where no
 //! outcome of the remaining trials can change the verdict. [`next_requests`] is empty as soon as
@@ -91,7 +91,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::stats::{self, Counts};
+use crate::stats::{self, Counts};
 
 /// Highest `k_max` the engine accepts; more is a benchmark, not a gate.
 pub const MAX_TRIALS: u32 = 100;

@@ -1,7 +1,6 @@
-//! Running and judging trials: `trials` (the sandboxed runner with its cache), `stats`
-//! (intervals and exact tests) and `engine` (the adaptive gate's pure decision rules).
+//! The regression gate: `engine` (the adaptive gate's pure decision rules over pass/fail per
+//! case, arm and seed) and `session` (one gate: trials through `trial`, costs, leakage, the
+//! report).
 
 pub mod engine;
 pub mod session;
-pub mod stats;
-pub mod trials;

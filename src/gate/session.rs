@@ -14,12 +14,12 @@ use anyhow::Context;
 use serde::Serialize;
 
 use super::engine::{self, Arm, CaseTrials, Decision, GateConfig, Request, Role, Verdict};
-use super::trials::{Runner, Trial, TrialRecord, Version, run_check};
 use crate::evals::case::{Case, CaseStatus, Split, input_text};
 use crate::exit::hinted;
 use crate::harness::manifest::Manifest;
 use crate::harness::patch::{self, Patch};
 use crate::harness::workspace;
+use crate::trial::{Runner, Trial, TrialRecord, Version, run_check};
 
 pub const GATE_SCHEMA: &str = "autoharness.gate/v1";
 
@@ -399,7 +399,7 @@ pub async fn run(
     // candidate shows itself in the first round.
     if let Some(store) = &runner.store {
         for ct in &mut state {
-            let past = store.trials_of_case(&ct.id).await?;
+            let past = store.history(&ct.id).await?;
             if !past.is_empty() {
                 ct.prior_fail_rate = past.iter().filter(|t| !t.passed).count() as f64 / past.len() as f64;
             }

@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::cluster::tokens;
+use super::failure::StoredFailure;
 use super::signature::short_id;
-use crate::store::mine::StoredFailure;
 
 pub const CASE_SCHEMA: &str = "autoharness.case/v1";
 

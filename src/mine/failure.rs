@@ -768,3 +768,13 @@ fn first_user_input(trace: &Trace) -> Value {
     }
     trace.steps.iter().min_by_key(|s| s.seq).and_then(|s| s.input.clone()).unwrap_or(Value::Null)
 }
+
+/// A failure as stored, with its row id and cluster (what `store::mine` reads back).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StoredFailure {
+    pub id: i64,
+    pub path: String,
+    pub cluster_id: Option<String>,
+    pub failure: Failure,
+    pub seen_at: Option<String>,
+}

@@ -6,7 +6,7 @@
 //! clusters alone. The prompt holds the cluster's label, signature, size and the decisive
 //! steps of a few members (clipped): never benchmark labels, which the model never carries.
 
-use crate::propose::llm::{self, ChatRequest, ProviderConfig};
+use crate::llm::{self, ChatRequest, ProviderConfig};
 use crate::trace::json::clip;
 
 /// Members whose decisive steps go into the prompt, and how much of each.

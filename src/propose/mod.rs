@@ -1,11 +1,10 @@
 //! Proposers: where candidate harness diffs come from. `knobs` (built-in, offline) searches
-//! the manifest's knobs; `llm` talks to OpenAI-compatible and Anthropic endpoints; `brief`
+//! the manifest's knobs; `ask_llm` asks a model through `crate::llm`; `brief`
 //! writes what a model is asked; `answer` turns its untrusted answer into a checked diff;
 //! `edits` holds the file edits and diffs proposers produce.
 
 pub mod edits;
 pub mod knobs;
-pub mod llm;
 
 use serde::Serialize;
 
@@ -49,6 +48,8 @@ use std::time::Duration;
 
 use globset::GlobSet;
 use serde::Deserialize;
+
+use crate::llm;
 
 /// `[proposer]` in autoharness.toml. Every key is optional; the default is `knobs`.
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -6,8 +6,8 @@ use std::fmt::Write as _;
 use super::junit::{JunitCase, render};
 use super::output::{Output, Style};
 use super::table as new_table;
-use crate::evals::summary::EvalReport;
 use crate::trace::json::clip;
+use crate::trial::summary::EvalReport;
 
 pub fn pct(x: f64) -> String {
     format!("{:.0}%", x * 100.0)
@@ -92,7 +92,7 @@ pub fn table(out: &Output, r: &EvalReport) -> String {
     text
 }
 
-fn first_reason(c: &crate::evals::summary::CaseSummary) -> String {
+fn first_reason(c: &crate::trial::summary::CaseSummary) -> String {
     c.failures.first().map(|f| clip(f, 100)).unwrap_or_default()
 }
 

@@ -178,3 +178,20 @@ pub fn markdown(s: &RunSummary) -> String {
     }
     md
 }
+
+/// The renderers a run writes its evidence files with.
+pub struct Renderers;
+
+impl crate::run::Evidence for Renderers {
+    fn gate_markdown(&self, report: &crate::gate::session::GateReport) -> String {
+        super::gate::markdown(report)
+    }
+
+    fn gate_html(&self, report: &crate::gate::session::GateReport) -> String {
+        super::gate::html(report)
+    }
+
+    fn summary_markdown(&self, summary: &RunSummary) -> String {
+        markdown(summary)
+    }
+}

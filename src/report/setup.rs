@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use super::output::{Output, Style};
-use crate::commands::setup::{DoctorReport, InitResult};
+use crate::flow::setup::{DoctorReport, InitResult};
 
 pub fn init(out: &Output, r: &InitResult) -> String {
     let mut t = String::new();

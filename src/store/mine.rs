@@ -15,15 +15,7 @@ use crate::trace::FileReport;
 use crate::trace::json::format_time;
 use crate::trace::scan::TraceSummary;
 
-/// A failure as stored, with its cluster.
-#[derive(Debug, Clone, Serialize)]
-pub struct StoredFailure {
-    pub id: i64,
-    pub path: String,
-    pub cluster_id: Option<String>,
-    pub failure: Failure,
-    pub seen_at: Option<String>,
-}
+pub use crate::mine::failure::StoredFailure;
 
 /// A `failures` row as [`Store::failures`] reads it (a JSON array, in this order).
 #[derive(Deserialize)]

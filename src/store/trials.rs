@@ -4,7 +4,7 @@
 use sqlx::Row;
 
 use super::{Store, now_rfc3339};
-use crate::gate::trials::TrialRecord;
+use crate::trial::{BoxFuture, TrialLog, TrialRecord};
 
 const COLUMNS: &str = "harness, harness_hash, case_id, case_hash, seed, env_fp, passed, status, exit_code, reason,
     checks, duration_ms, tokens, cost_usd, output, stderr_tail, trace_path, isolation, signature, created_at";
@@ -174,6 +174,26 @@ fn from_row(r: &sqlx::sqlite::SqliteRow) -> TrialRecord {
         signature: r.get(18),
         cached: false,
         infra: None,
+    }
+}
+
+impl TrialLog for Store {
+    fn cached<'a>(
+        &'a self,
+        version: &'a str,
+        case: &'a str,
+        seed: u64,
+        env: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<Option<TrialRecord>>> {
+        Box::pin(self.cached_trial(version, case, seed, env))
+    }
+
+    fn record<'a>(&'a self, rec: &'a TrialRecord, run_id: Option<&'a str>) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(self.record_trial_for(rec, run_id))
+    }
+
+    fn history<'a>(&'a self, case_id: &'a str) -> BoxFuture<'a, anyhow::Result<Vec<TrialRecord>>> {
+        Box::pin(self.trials_of_case(case_id))
     }
 }
 

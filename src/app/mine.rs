@@ -2,10 +2,11 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::cli::MineArgs;
+use super::cli::MineArgs;
 use crate::config::Settings;
 use crate::exit::{self, ExitCode};
-use crate::mine::{MineOptions, mine as run_mine};
+use crate::flow::mine::mine as run_mine;
+use crate::mine::MineOptions;
 use crate::report::Output;
 use crate::report::mine as render;
 use crate::store::{Store, runtime};
@@ -94,7 +95,7 @@ pub fn mine(settings: &Settings, out: &Output, args: &MineArgs) -> anyhow::Resul
 }
 
 /// The LLM `--summarize` asks: the `[proposer]` one, which must speak HTTP.
-fn summary_provider(settings: &Settings) -> anyhow::Result<crate::propose::llm::ProviderConfig> {
+fn summary_provider(settings: &Settings) -> anyhow::Result<crate::llm::ProviderConfig> {
     let proposer = &settings.config.proposer;
     if !matches!(proposer.provider.as_str(), "openai" | "anthropic") {
         return Err(exit::hinted(
@@ -152,7 +153,7 @@ pub fn cases(settings: &Settings, out: &Output, cluster: Option<&str>) -> anyhow
     let rt = runtime()?;
     // The case files are the truth for status (a CI runner starts with an empty store); the
     // store adds each case's history and trial record.
-    let harness = crate::commands::eval::select_harness(settings, None).ok();
+    let harness = super::eval::select_harness(settings, None).ok();
     let mut invalid = Vec::new();
     let cases = rt.block_on(async {
         let store = Store::open_for_reading(&settings.db_path).await?;

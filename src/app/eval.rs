@@ -2,17 +2,17 @@
 
 use std::time::Instant;
 
-use crate::cli::EvalArgs;
+use super::cli::EvalArgs;
 use crate::config::Settings;
 use crate::evals::case::{self, Case};
-use crate::evals::summary::summarize;
 use crate::exit::{self, ExitCode, hinted};
-use crate::gate::trials::{Runner, Trial, Version, run_check};
 use crate::harness::manifest::{self, Manifest};
 use crate::harness::space::TrialSpace;
 use crate::report::Output;
 use crate::report::eval as render;
 use crate::store::{Store, runtime};
+use crate::trial::summary::summarize;
+use crate::trial::{Runner, Trial, Version, run_check};
 
 pub fn eval(settings: &Settings, out: &Output, args: &EvalArgs) -> anyhow::Result<ExitCode> {
     let manifest = select_harness(settings, args.harness.as_deref())?;
@@ -44,7 +44,8 @@ pub fn eval(settings: &Settings, out: &Output, args: &EvalArgs) -> anyhow::Resul
     let rt = runtime()?;
     let records = rt.block_on(async {
         let store = Store::open(&settings.db_path).await?;
-        let mut runner = Runner::new(Some(store.clone()), settings.jobs, space.path().join("trials"));
+        let mut runner =
+            Runner::new(Some(std::sync::Arc::new(store.clone())), settings.jobs, space.path().join("trials"));
         runner.use_cache = !args.no_cache;
         if let Some(Err(why)) = run_check(&version, &space.path().join("check"), runner.isolation).await? {
             return Err(hinted(
@@ -52,7 +53,7 @@ pub fn eval(settings: &Settings, out: &Output, args: &EvalArgs) -> anyhow::Resul
                 format!("fix it, or remove `check` from `{}`", manifest.path.display()),
             ));
         }
-        let tick = |_: &crate::gate::trials::TrialRecord| bar.inc(1);
+        let tick = |_: &crate::trial::TrialRecord| bar.inc(1);
         let records = tokio::select! {
             r = runner.run(&version, &cases, &trials, &tick) => r?,
             _ = tokio::signal::ctrl_c() => {

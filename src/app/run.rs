@@ -1,7 +1,7 @@
 //! `autoharness run`: the nightly loop, and `autoharness report`: a past run's summary.
 
-use crate::cli::{ReportArgs, RunArgs};
-use crate::commands::eval::select_harness;
+use super::cli::{ReportArgs, RunArgs};
+use super::eval::select_harness;
 use crate::config::Settings;
 use crate::exit::{self, ExitCode, hinted};
 use crate::gate::engine::GateConfig;
@@ -99,6 +99,7 @@ pub fn run(settings: &Settings, out: &Output, args: &RunArgs) -> anyhow::Result<
         let store = Store::open(&settings.db_path).await?;
         let state_dir = settings.state_dir();
         let ctx = RunContext {
+            evidence: &render::Renderers,
             store: &store,
             project_root: &settings.project_root,
             state_dir: &state_dir,

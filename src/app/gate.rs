@@ -3,18 +3,18 @@
 use std::io::Read;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use crate::cli::GateArgs;
-use crate::commands::eval::load_cases;
+use super::cli::GateArgs;
+use super::eval::load_cases;
 use crate::config::Settings;
 use crate::exit::{self, ExitCode, hinted};
 use crate::gate::engine::GateConfig;
 use crate::gate::session::{self, GateOptions, Progress};
-use crate::gate::trials::{Runner, TrialRecord};
 use crate::harness::manifest;
 use crate::harness::space::TrialSpace;
 use crate::report::Output;
 use crate::report::gate as render;
 use crate::store::{Store, runtime};
+use crate::trial::{Runner, TrialRecord};
 
 /// Patches bigger than this are refused before parsing: no harness diff is this large.
 const MAX_PATCH_BYTES: u64 = 64 << 20;
@@ -72,7 +72,8 @@ pub fn gate(settings: &Settings, out: &Output, args: &GateArgs) -> anyhow::Resul
     let patch_hash = blake3::hash(text.as_bytes()).to_hex().to_string();
     let result = rt.block_on(async {
         let store = Store::open(&settings.db_path).await?;
-        let mut runner = Runner::new(Some(store.clone()), settings.jobs, space.path().join("trials"));
+        let mut runner =
+            Runner::new(Some(std::sync::Arc::new(store.clone())), settings.jobs, space.path().join("trials"));
         runner.use_cache = !args.no_cache;
         let report = tokio::select! {
             r = session::run(&manifest, &patch, &cases, &runner, &opts, &progress) => r,

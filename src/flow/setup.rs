@@ -1,17 +1,13 @@
-//! `autoharness init` (scaffold a project) and `autoharness doctor` (what this machine
-//! and project offer: isolation, store, harnesses, provider).
+//! `init` (scaffold a project) and `doctor` (what this machine and project offer:
+//! isolation, store, harnesses, provider). `app::setup` prints what these return.
 
 use std::path::Path;
 
 use serde::Serialize;
-use serde_json::json;
 
-use crate::cli::InitArgs;
 use crate::config::Settings;
-use crate::exit::{self, ExitCode};
+use crate::exit;
 use crate::harness::manifest::{self, HARNESSES_DIR, MANIFEST_FILE};
-use crate::report::Output;
-use crate::report::setup as render;
 use crate::store::{Store, runtime};
 
 const MANIFEST_TEMPLATE: &str = r#"# The harness autoharness may improve; every key: docs/harness.md.
@@ -43,15 +39,16 @@ pub struct InitResult {
     pub harness: String,
 }
 
-pub fn init(out: &Output, args: &InitArgs) -> anyhow::Result<ExitCode> {
-    let dir = &args.dir;
+/// Scaffold a project in `dir`: the config, a harness manifest and its evals folder, and
+/// `.autoharness/` in `.gitignore`; files that exist are kept.
+pub fn init(dir: &Path, name: Option<String>) -> anyhow::Result<InitResult> {
     if !dir.is_dir() {
         return Err(exit::hinted(
             format!("`{}` is not a folder", dir.display()),
             "run init inside your agent's repository",
         ));
     }
-    let name = args.name.clone().unwrap_or_else(|| default_name(dir));
+    let name = name.unwrap_or_else(|| default_name(dir));
     let mut r = InitResult { created: Vec::new(), kept: Vec::new(), harness: name.clone() };
     let files = [
         (
@@ -82,12 +79,7 @@ pub fn init(out: &Output, args: &InitArgs) -> anyhow::Result<ExitCode> {
         std::fs::write(&gitignore, format!("{ignored}{sep}.autoharness/\n"))?;
         r.created.push(".gitignore: .autoharness/".into());
     }
-    if out.json {
-        out.print_json(&json!({"schema": "autoharness.init/v1", "result": r}))?;
-    } else {
-        out.print(&render::init(out, &r));
-    }
-    Ok(exit::SUCCESS)
+    Ok(r)
 }
 
 fn default_name(dir: &Path) -> String {
@@ -143,7 +135,8 @@ pub struct SandboxCheck {
     pub detail: String,
 }
 
-pub fn doctor(settings: &Settings, out: &Output) -> anyhow::Result<ExitCode> {
+/// What this machine and project offer; `problems` lists what stands in the way of trials.
+pub fn doctor(settings: &Settings) -> anyhow::Result<DoctorReport> {
     let isolation = crate::sandbox::probe().clone();
     let mut problems = Vec::new();
     if isolation.bwrap.is_none() && isolation.landlock_abi.is_none() {
@@ -240,12 +233,7 @@ pub fn doctor(settings: &Settings, out: &Output) -> anyhow::Result<ExitCode> {
         proposer: "knobs (built-in, offline; LLM providers arrive with `run`)".into(),
         problems,
     };
-    if out.json {
-        out.print_json(&report)?;
-    } else {
-        out.print(&render::doctor(out, &report));
-    }
-    Ok(if report.problems.is_empty() { exit::SUCCESS } else { exit::FAILURE })
+    Ok(report)
 }
 
 /// What a trial of `m` sees, and its `check` (or the interpreter of `run`) run in the

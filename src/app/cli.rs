@@ -348,7 +348,12 @@ pub fn main() -> i32 {
         cli.global.verbose,
     );
     crate::report::output::init_logging(&out);
-    let settings = crate::config::Settings::resolve(&cli.global);
+    let overrides = crate::config::Overrides {
+        config: cli.global.config.clone(),
+        db: cli.global.db.clone(),
+        jobs: cli.global.jobs,
+    };
+    let settings = crate::config::Settings::resolve(&overrides);
     let result = match settings {
         Ok(settings) => dispatch(cli.command, &settings, &out),
         Err(e) => Err(e),
@@ -363,7 +368,7 @@ pub fn main() -> i32 {
 }
 
 fn dispatch(command: Command, settings: &crate::config::Settings, out: &Output) -> anyhow::Result<ExitCode> {
-    use crate::commands;
+    use crate::app as commands;
     match command {
         Command::Traces(TracesCommand::Show { file, all }) => commands::traces::show(settings, out, &file, all),
         Command::Traces(TracesCommand::Ls { paths }) => commands::traces::ls(settings, out, &paths),

@@ -1,6 +1,6 @@
 //! Running trials: one case on one harness version with one seed, in a private copy of
-//! the harness, through the sandbox, judged by the case's checks, recorded in the store
-//! and cached by (harness hash, case hash, seed, environment fingerprint).
+//! the harness, through the sandbox, judged by the case's checks, recorded in a
+//! [`TrialLog`] (the store) and cached by (harness hash, case hash, seed, environment fingerprint).
 //!
 //! The trial protocol (DESIGN.md): cwd is a private copy of the harness root;
 //! `AUTOHARNESS_CASE`, `AUTOHARNESS_INPUT`, `AUTOHARNESS_SEED`, `AUTOHARNESS_TRIAL`,
@@ -13,6 +13,8 @@
 //!
 //! Trials of a case use seeds 0, 1, 2…: the same seed on baseline and candidate pairs
 //! them, and distinct seeds keep the cache from turning k trials into one.
+
+pub mod summary;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -29,7 +31,6 @@ use crate::harness::hostenv::{self, HostEnv};
 use crate::harness::manifest::Manifest;
 use crate::harness::workspace;
 use crate::sandbox::{self, ExitStatus, IsolationChoice, Spec};
-use crate::store::Store;
 
 /// Bytes of stdout kept in a trial record (checks see all of what the sandbox kept).
 const OUTPUT_KEPT: usize = 4000;
@@ -132,10 +133,30 @@ impl TrialRecord {
     }
 }
 
+/// A boxed future: [`TrialLog`] is used as a trait object.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// Where trials are cached and recorded: the store implements it (`store::trials`); the
+/// runner knows only this, so the trial stage does not depend on the store.
+pub trait TrialLog: Send + Sync {
+    /// The recorded trial of this harness version, case, seed and environment, if any.
+    fn cached<'a>(
+        &'a self,
+        version: &'a str,
+        case: &'a str,
+        seed: u64,
+        env: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<Option<TrialRecord>>>;
+    /// Record a finished trial, adding its cost to `run_id`'s spend in the same write.
+    fn record<'a>(&'a self, rec: &'a TrialRecord, run_id: Option<&'a str>) -> BoxFuture<'a, anyhow::Result<()>>;
+    /// Every recorded trial of a case id, any harness version (a gate orders cases by it).
+    fn history<'a>(&'a self, case_id: &'a str) -> BoxFuture<'a, anyhow::Result<Vec<TrialRecord>>>;
+}
+
 /// Runs trials in parallel and records them.
 #[derive(Clone)]
 pub struct Runner {
-    pub store: Option<Store>,
+    pub store: Option<Arc<dyn TrialLog>>,
     pub jobs: usize,
     pub use_cache: bool,
     /// Extra attempts of a trial that failed for infrastructure reasons (2).
@@ -150,7 +171,7 @@ pub struct Runner {
 }
 
 impl Runner {
-    pub fn new(store: Option<Store>, jobs: usize, trials_dir: PathBuf) -> Runner {
+    pub fn new(store: Option<Arc<dyn TrialLog>>, jobs: usize, trials_dir: PathBuf) -> Runner {
         // Trials run in other folders: a relative path (a relative --db) would not reach
         // their inputs, and the failures that made were cached as the harness's own.
         let trials_dir = std::path::absolute(&trials_dir).unwrap_or(trials_dir);
@@ -223,7 +244,7 @@ impl Runner {
     async fn one(&self, version: &Version, case: &Case, seed: u64, env_fp: &str) -> anyhow::Result<TrialRecord> {
         if self.use_cache
             && let Some(store) = &self.store
-            && let Some(rec) = store.cached_trial(&version.hash, &case.hash, seed, env_fp).await?
+            && let Some(rec) = store.cached(&version.hash, &case.hash, seed, env_fp).await?
             // A store written before infrastructure failures were told apart may hold one.
             && (rec.passed || infra_reason(&status_of(&rec), &rec.stderr_tail, &rec.output, None).is_none())
         {
@@ -236,7 +257,7 @@ impl Runner {
             rec.redact(&passed_env(&version.manifest));
             if rec.infra.is_none() {
                 if let Some(store) = &self.store {
-                    store.record_trial_for(&rec, self.run_id.as_deref()).await?;
+                    store.record(&rec, self.run_id.as_deref()).await?;
                 }
                 return Ok(rec);
             }
@@ -273,7 +294,7 @@ impl Runner {
             for (i, t) in trials.iter().enumerate().filter(|(_, t)| t.seed == seed) {
                 let case = &cases[t.case];
                 let cached = match (&self.store, self.use_cache) {
-                    (Some(s), true) => s.cached_trial(&version.hash, &case.hash, seed, env_fp).await?,
+                    (Some(s), true) => s.cached(&version.hash, &case.hash, seed, env_fp).await?,
                     _ => None,
                 };
                 match cached {
@@ -294,7 +315,7 @@ impl Runner {
             for ((i, _), mut rec) in todo.into_iter().zip(records) {
                 rec.redact(&env);
                 if let Some(store) = &self.store {
-                    store.record_trial_for(&rec, self.run_id.as_deref()).await?;
+                    store.record(&rec, self.run_id.as_deref()).await?;
                 }
                 on_done(&rec);
                 out[i] = Some(rec);

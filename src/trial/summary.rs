@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::evals::case::Case;
-use crate::gate::stats::wilson;
-use crate::gate::trials::TrialRecord;
+use crate::stats::wilson;
+use crate::trial::TrialRecord;
 
 pub const EVAL_SCHEMA: &str = "autoharness.eval/v1";
 /// 95% normal quantile for the intervals shown.

@@ -1,0 +1,5 @@
+//! The workflows users run, each a short sequence of named phases over the stages and the
+//! store: `mine` (traces → failures → clusters → cases) and `setup` (`init`, `doctor`).
+
+pub mod mine;
+pub mod setup;
