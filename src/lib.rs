@@ -1,9 +1,10 @@
 //! autoharness: turns an agent's production failures into a better harness, safely.
 //!
-//! The crate is organised by stage of the data flow (see ARCHITECTURE.md):
-//! `trace` (ingestion) → `mine` → `evals` → `gate` → `run`, with `store` and `report`
-//! as leaves every stage may use, and `sandbox` + `harness` for running trials.
-//! `cli` parses arguments into `config::Settings` and dispatches to `commands`.
+//! The crate is organised by stage of the data flow (see ARCHITECTURE.md, whose
+//! dependency matrix `tests/tidy.rs` enforces): `trace` (ingestion) → `mine` → `evals` →
+//! `trial` → `gate`, with `sandbox` + `harness` for running trials; `store` reads the
+//! stages' types; the workflows in `flow` (mine, run, init/doctor) use stages and store;
+//! `report` renders; `app` alone sees clap, the terminal and the exit code.
 
 pub mod app;
 pub mod config;
@@ -20,7 +21,6 @@ pub mod paths;
 pub mod propose;
 pub mod redact;
 pub mod report;
-pub mod run;
 pub mod sandbox;
 pub mod stats;
 pub mod store;

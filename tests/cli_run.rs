@@ -89,7 +89,7 @@ fn budgets_stop_the_loop_and_apply_changes_the_tree() {
 #[test]
 fn a_second_run_on_the_same_store_refuses() {
     let sb = example();
-    let _held = autoharness::run::lock(&sb.db()).unwrap();
+    let _held = autoharness::flow::run::lock(&sb.db()).unwrap();
     let out = sb.run(&["run"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("another `autoharness run`"), "{}", stderr(&out));

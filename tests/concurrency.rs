@@ -169,7 +169,7 @@ fn gates_evals_and_a_run_at_once_never_share_a_trial_folder() {
 fn two_stores_in_one_folder_do_not_refuse_each_other() {
     let sb = slow_steady();
     let a = sb.path().join("a.db");
-    let _held = autoharness::run::lock(&a).unwrap();
+    let _held = autoharness::flow::run::lock(&a).unwrap();
     // Another store in the same folder runs.
     let out = sb.std_command(bin()).args(["--db", "b.db", "--json", "run", "--max-iterations", "0"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

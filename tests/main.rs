@@ -20,5 +20,6 @@ mod llm_e2e;
 mod pinned;
 mod producers;
 mod sandbox;
+mod tidy;
 mod trial_env;
 mod walkthrough;

@@ -4,12 +4,12 @@ use super::cli::{ReportArgs, RunArgs};
 use super::eval::select_harness;
 use crate::config::Settings;
 use crate::exit::{self, ExitCode, hinted};
+use crate::flow::run::{RunContext, RunOptions, lock, run as run_loop};
 use crate::gate::engine::GateConfig;
 use crate::harness::manifest::parse_duration;
 use crate::harness::space::TrialSpace;
 use crate::report::Output;
 use crate::report::run as render;
-use crate::run::{RunContext, RunOptions, lock, run as run_loop};
 use crate::store::{Store, runtime};
 
 pub fn run(settings: &Settings, out: &Output, args: &RunArgs) -> anyhow::Result<ExitCode> {
@@ -27,7 +27,7 @@ pub fn run(settings: &Settings, out: &Output, args: &RunArgs) -> anyhow::Result<
         return Err(hinted("--apply and --branch both given", "--branch applies and commits; pass one of them"));
     }
     if args.branch.is_some() {
-        crate::run::branch_preflight(&settings.project_root, &manifest)?;
+        crate::flow::run::branch_preflight(&settings.project_root, &manifest)?;
     }
     if let Some(t) = &args.traces
         && !t.exists()
@@ -88,7 +88,7 @@ pub fn run(settings: &Settings, out: &Output, args: &RunArgs) -> anyhow::Result<
     let _lock = lock(&settings.db_path)?;
     let space = TrialSpace::claim(&settings.trials_root())?;
     let rt = runtime()?;
-    let emit = |e: crate::run::RunEvent| {
+    let emit = |e: crate::flow::run::RunEvent| {
         if !out.json
             && let Some(line) = render::event(out, &e)
         {

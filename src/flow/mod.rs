@@ -1,5 +1,7 @@
 //! The workflows users run, each a short sequence of named phases over the stages and the
-//! store: `mine` (traces → failures → clusters → cases) and `setup` (`init`, `doctor`).
+//! store: `mine` (traces → failures → clusters → cases), `run` (the flywheel: mine,
+//! target, propose, gate, accept) and `setup` (`init`, `doctor`).
 
 pub mod mine;
+pub mod run;
 pub mod setup;

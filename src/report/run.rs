@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use super::output::{Output, Style};
-use crate::run::{RunEvent, RunSummary};
+use crate::flow::run::{RunEvent, RunSummary};
 use crate::trace::json::clip;
 
 /// One or two lines for an event, or nothing.
@@ -182,7 +182,7 @@ pub fn markdown(s: &RunSummary) -> String {
 /// The renderers a run writes its evidence files with.
 pub struct Renderers;
 
-impl crate::run::Evidence for Renderers {
+impl crate::flow::run::Evidence for Renderers {
     fn gate_markdown(&self, report: &crate::gate::session::GateReport) -> String {
         super::gate::markdown(report)
     }
