@@ -11,6 +11,7 @@ mod common;
 mod concurrency;
 mod crash;
 mod example;
+mod feedback;
 mod formats_otel;
 mod formats_platforms;
 mod formats_transcripts;

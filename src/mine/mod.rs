@@ -23,7 +23,7 @@ use serde::Serialize;
 use crate::store::Store;
 use crate::store::mine::StoredFailure;
 use crate::trace::json::clip;
-use crate::trace::scan::{OutcomeCounts, scan};
+use crate::trace::scan::OutcomeCounts;
 use cluster::{Cluster, Idf};
 use emit::{WriteResult, plan_cases, write_case};
 use failure::{CaseSeed, Failure, analyze};
@@ -43,6 +43,8 @@ pub struct MineOptions {
     pub write_cases: bool,
     /// Ask this LLM for a one-line root cause of each cluster that has none yet.
     pub summarize: Option<crate::propose::llm::ProviderConfig>,
+    /// Scores and feedback joined to the traces as outcome evidence (`trace::feedback`).
+    pub feedback: crate::trace::scan::FeedbackOptions,
 }
 
 /// One cluster in the ranked table.
@@ -105,6 +107,9 @@ pub struct MineSummary {
     pub summary_cost_usd: f64,
     /// Secrets and personal data redacted from this mine's new failures, by kind.
     pub redacted: crate::redact::Redactions,
+    /// Feedback files read and how much of them met a trace.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub feedback: Option<crate::trace::feedback::FeedbackSummary>,
 }
 
 /// Everything of a failure that is stored or written to a case file, redacted.
@@ -208,7 +213,7 @@ pub async fn mine(store: &Store, opts: &MineOptions, tick: &(dyn Fn(&str) + Sync
         }
         Some(f)
     };
-    let mut result = scan(&paths, jobs, skip, extract, tick);
+    let mut result = crate::trace::scan::scan_with(&paths, &opts.feedback, jobs, skip, extract, tick);
 
     phase("scan");
     let mut summary =
@@ -217,6 +222,8 @@ pub async fn mine(store: &Store, opts: &MineOptions, tick: &(dyn Fn(&str) + Sync
     for (p, e) in &result.walk_errors {
         errors.push(format!("{}: {e}", p.display()));
     }
+    let feedback_warning = result.feedback.as_ref().and_then(crate::trace::feedback::not_found_warning);
+    summary.feedback = result.feedback.take();
     // 2. The failures of each file, joined traces included. Of two with the same place
     // (file and trace), the first is kept: the store holds one per place.
     let mut by_display: HashMap<String, usize> = HashMap::new();
@@ -511,7 +518,7 @@ pub async fn mine(store: &Store, opts: &MineOptions, tick: &(dyn Fn(&str) + Sync
         store.set_case_plan(&opts.harness, key).await?;
     }
     // 6. Optional summaries, for the clusters shown that have none yet.
-    let mut warnings = Vec::new();
+    let mut warnings: Vec<String> = feedback_warning.into_iter().collect();
     if let Some(cfg) = &opts.summarize {
         let mut cost_usd = 0.0;
         for v in views.iter_mut().filter(|v| v.summary.is_none()) {

@@ -29,7 +29,7 @@ fn not_trace(reason: impl Into<String>) -> Detection {
 }
 
 /// Why a non-JSON file is not a trace, by what it looks like.
-pub fn classify_non_json(path: &Path, sniff: &Sniff) -> Detection {
+pub fn classify_non_json(path: &Path, sniff: &Sniff, head: &[u8]) -> Detection {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("").to_ascii_lowercase();
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
     match sniff {
@@ -41,6 +41,8 @@ pub fn classify_non_json(path: &Path, sniff: &Sniff) -> Detection {
                 "documentation (Markdown/text)"
             } else if name.starts_with("license") || name.starts_with("copying") {
                 "a license text"
+            } else if super::feedback::is_table(head) {
+                return not_trace(super::feedback::FeedbackKind::Table.reason());
             } else if ext == "csv" || ext == "tsv" {
                 "a table (CSV/TSV), e.g. labels or outcomes"
             } else if ext == "py" || ext == "rs" || ext == "sh" || ext == "js" || ext == "ts" {
@@ -75,6 +77,11 @@ fn has(v: &Value, key: &str) -> bool {
 }
 
 fn detect_values(path: &Path, head: &Value, values: &[&Value]) -> Option<Detection> {
+    // Scores and feedback about traces are outcome evidence, joined to the traces by id
+    // (`trace::feedback`): a file of them is never a trace with zero steps.
+    if let Some(kind) = super::feedback::detect(values) {
+        return Some(not_trace(kind.reason()));
+    }
     // Wrappers that hold records of another format: look inside, then decide.
     if let Some(arr) = head.as_array() {
         // A JSON array as a single record only happens for nested arrays; look at its head.

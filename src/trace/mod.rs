@@ -6,6 +6,7 @@
 //! files; `merge` joins traces whose records are spread over several files.
 
 pub mod detect;
+pub mod feedback;
 pub mod formats;
 pub mod json;
 pub mod merge;
@@ -86,7 +87,7 @@ pub fn read_file_with(path: &Path, display: &str, sink: &mut dyn FnMut(Trace)) -
     let container = match &opened.sniff {
         Sniff::Json(c) => *c,
         other => {
-            match detect::classify_non_json(path, other) {
+            match detect::classify_non_json(path, other, &opened.head) {
                 Detection::NotTrace { reason } | Detection::Trace { reason, .. } => report.reason = reason,
             }
             return report;
