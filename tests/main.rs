@@ -15,6 +15,7 @@ mod feedback;
 mod formats_otel;
 mod formats_platforms;
 mod formats_transcripts;
+mod formats_variants;
 mod fuzz;
 mod hostile;
 mod llm_e2e;

@@ -278,6 +278,17 @@ fn known_non_trace(path: &Path, head: &Value) -> Option<String> {
     {
         return Some("not a trace: SWE-bench evaluation report (an outcome, read beside the trajectory)".into());
     }
+    if super::formats::atif::is_trial_result(head) {
+        return Some(
+            "not a trace: a Harbor trial result (its reward is the outcome of agent/trajectory.json beside it)".into(),
+        );
+    }
+    if has(head, "trial_name") && has(head, "task") && has(head, "agent") {
+        return Some("not a trace: a Harbor trial config".into());
+    }
+    if has(head, "n_total_trials") && (has(head, "stats") || has(head, "started_at")) {
+        return Some("not a trace: a Harbor job summary (each trial's result.json holds its reward)".into());
+    }
     if name == "package.json" || name == "tsconfig.json" || name.ends_with(".lock") {
         return Some("not a trace: a project manifest".into());
     }
