@@ -39,3 +39,35 @@ fn harbor_trials_take_their_reward_and_exception_from_result_json() {
     assert!(text.contains("AgentTimeoutError: Agent execution timed out after 120.0 seconds"), "{text}");
     assert!(text.contains("cancel-order__k7m8n9/result.json"), "{text}");
 }
+
+#[test]
+fn plain_text_agent_logs_are_one_message_traces_and_other_text_says_why_not() {
+    let sandbox = Sandbox::new();
+    sandbox.copy_fixture("formats/plain-text");
+    let doc = ls(&sandbox, "formats/plain-text");
+    for (file, expect) in [
+        ("smolagents_success.log", [1, 0, 0, 1]),
+        ("smolagents_http_500.log", [1, 0, 1, 0]),
+        ("react_traceback.log", [1, 0, 1, 0]),
+    ] {
+        let row = ls_row(&doc, file);
+        assert_eq!(row["format"], "text-log", "{row}");
+        assert!(row["reason"].as_str().unwrap().starts_with("plain-text agent log: "), "{row}");
+        assert_eq!(counts(row), expect, "{file}");
+    }
+    let row = ls_row(&doc, "pytest_stdout.txt");
+    assert_eq!(row["format"], Value::Null, "{row}");
+    assert!(row["reason"].as_str().unwrap().contains("without the marks of an agent log"), "{row}");
+    // One message, the whole log.
+    let shown = sandbox.json(&["traces", "show", "formats/plain-text/smolagents_success.log"]);
+    let trace = &shown["traces"][0];
+    assert_eq!(trace["steps"].as_array().map(Vec::len), Some(1), "{trace}");
+    // The failures the logs end with are the model API's: infrastructure, by class.
+    let mined = sandbox.json(&["mine", "formats/plain-text", "--no-cases"]);
+    let mut sigs: Vec<String> =
+        mined["clusters"].as_array().unwrap().iter().map(|c| c["signature"].as_str().unwrap().to_string()).collect();
+    sigs.sort();
+    assert_eq!(sigs.len(), 2, "{sigs:?}");
+    assert!(sigs[0].starts_with("infra|") && sigs[0].contains("model_server_error"), "{sigs:?}");
+    assert!(sigs[1].starts_with("infra|") && sigs[1].contains("rate_limit"), "{sigs:?}");
+}

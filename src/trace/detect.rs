@@ -50,7 +50,11 @@ pub fn classify_non_json(path: &Path, sniff: &Sniff, head: &[u8]) -> Detection {
             } else if ext == "toml" || ext == "yaml" || ext == "yml" || ext == "ini" {
                 "a config file"
             } else {
-                "plain text, not JSON"
+                // A run's log written as text: one message, when it looks like an agent's.
+                return match super::formats::plain_text::judge(head) {
+                    Ok(reason) => Detection::Trace { format: Format::TextLog, reason },
+                    Err(reason) => not_trace(reason),
+                };
             };
             not_trace(format!("not a trace: {what}"))
         }
