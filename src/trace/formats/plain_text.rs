@@ -34,7 +34,7 @@ static MARKS: LazyLock<Vec<Mark>> = LazyLock::new(|| {
     vec![
         mark(
             "role prefixes (`User:`, `Assistant:`)",
-            r"(?i)^[^\w\[<(]*[\[<(]?\s*(?:user|human|assistant|ai|system|agent|tool|model|bot)\s*[\]>)]?\s*(?::|>{1,2}|-{1,2}>)",
+            r"(?i)^[^\w\[<(]*(?:[\[<(]\s*(?:user|human|assistant|ai|system|agent|tool|model|bot)\s*[\]>)]|(?:user|human|assistant|ai|system|agent|tool|model|bot)\s*(?::|>{1,2}|-{1,2}>))",
         ),
         mark(
             "ReAct fields (`Thought:`, `Action:`, `Observation:`)",
