@@ -71,3 +71,143 @@ fn plain_text_agent_logs_are_one_message_traces_and_other_text_says_why_not() {
     assert!(sigs[0].starts_with("infra|") && sigs[0].contains("model_server_error"), "{sigs:?}");
     assert!(sigs[1].starts_with("infra|") && sigs[1].contains("rate_limit"), "{sigs:?}");
 }
+
+// ---------------------------------------------------------------------------------------
+// Variants of every producer's export: a JSON list instead of lines, a malformed line in
+// the middle. Each must read as the original does.
+
+/// (trace id, outcome, steps, errors) of each trace of a file, joined as `mine` joins them.
+fn read_traces(path: &std::path::Path) -> (Vec<(String, String, usize, usize)>, autoharness::trace::FileReport) {
+    let report = autoharness::trace::read_file(path, &path.display().to_string());
+    let mut traces: Vec<_> = autoharness::trace::merge::merge_traces(report.traces.clone())
+        .iter()
+        .map(|t| (t.id.clone(), t.outcome.status.as_str().to_string(), t.steps.len(), t.count_errors()))
+        .collect();
+    traces.sort();
+    (traces, report)
+}
+
+fn producer_files() -> Vec<std::path::PathBuf> {
+    let root = crate::common::fixture("producers");
+    let mut files = vec![];
+    for dir in std::fs::read_dir(&root).unwrap().flatten().filter(|d| d.path().is_dir()) {
+        for f in std::fs::read_dir(dir.path()).unwrap().flatten() {
+            if f.path().to_string_lossy().ends_with(".jsonl.gz") {
+                files.push(f.path());
+            }
+        }
+    }
+    files.sort();
+    assert!(files.len() > 80, "the producer snapshot has 9+ producers × 11 scenarios: {}", files.len());
+    files
+}
+
+fn gunzip_lines(path: &std::path::Path) -> Vec<String> {
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::MultiGzDecoder::new(std::fs::File::open(path).unwrap()),
+        &mut text,
+    )
+    .unwrap();
+    text.lines().filter(|l| !l.trim().is_empty()).map(str::to_string).collect()
+}
+
+#[test]
+fn every_producer_export_reads_the_same_as_a_json_list_and_with_a_malformed_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut checked = 0;
+    for path in producer_files() {
+        let name = path.strip_prefix(crate::common::fixture("producers")).unwrap().display().to_string();
+        let (original, report) = read_traces(&path);
+        assert!(report.error.is_none(), "{name}: {:?}", report.error);
+        let lines = gunzip_lines(&path);
+        // Only line-per-record exports have lines to rearrange.
+        if lines.iter().any(|l| serde_json::from_str::<Value>(l).is_err()) {
+            continue;
+        }
+        let flat = name.replace('/', "-").replace(".jsonl.gz", "");
+        let list = dir.path().join(format!("{flat}.json"));
+        std::fs::write(&list, format!("[\n{}\n]\n", lines.join(",\n"))).unwrap();
+        let (as_list, r) = read_traces(&list);
+        assert!(r.error.is_none(), "{name} as a list: {:?}", r.error);
+        assert_eq!(as_list, original, "{name}: a JSON list reads as the lines do");
+
+        let mut broken_lines = lines.clone();
+        broken_lines.insert(lines.len().div_ceil(2), "{\"resourceSpans\": [{\"scopeSpans\": [ truncated".into());
+        let broken = dir.path().join(format!("{flat}.broken.jsonl"));
+        std::fs::write(&broken, broken_lines.join("\n") + "\n").unwrap();
+        let (read, r) = read_traces(&broken);
+        assert!(r.error.is_none(), "{name}: one bad line is not fatal: {:?}", r.error);
+        let bad_line = lines.len().div_ceil(2) + 1;
+        assert!(
+            r.warnings.iter().any(|w| w.location == format!("line {bad_line}")),
+            "{name}: the bad line is named: {:?}",
+            r.warnings
+        );
+        assert_eq!(read, original, "{name}: every other line is still read");
+        checked += 1;
+    }
+    assert!(checked > 60, "checked {checked} exports");
+}
+
+// ---------------------------------------------------------------------------------------
+// OTel root span status, the same in every dialect (docs/outcomes.md): an error recorded
+// only on the root fails the trace at the root; status OK on the root, as instrumentations
+// set it whenever no exception escaped, is no verdict and does not clear a child's error.
+
+fn dialect_view(sandbox: &Sandbox, file: &str) -> (String, Vec<(String, String)>, Vec<String>) {
+    let doc = sandbox.json(&["traces", "show", &format!("formats/otel-dialects/{file}")]);
+    let t = &doc["traces"][0];
+    assert_eq!(doc["traces"].as_array().map(Vec::len), Some(1), "{file}");
+    let evidence = t["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["signal"].as_str().unwrap().to_string(), e["step"].as_str().unwrap_or("-").to_string()))
+        .collect();
+    let statuses = t["steps"].as_array().unwrap().iter().map(|s| s["status"].as_str().unwrap().to_string()).collect();
+    (t["outcome"].as_str().unwrap().to_string(), evidence, statuses)
+}
+
+#[test]
+fn otel_root_status_means_the_same_in_every_dialect() {
+    let sandbox = Sandbox::new();
+    sandbox.copy_fixture("formats/otel-dialects");
+    let root = "051581bf3cb55c13";
+    let tool = "b2c3d4e5f6071829";
+    for (case, outcome, step) in [
+        ("root_error", "failed", Some(root)),
+        ("root_ok", "unknown", None),
+        ("root_ok_child_error", "failed", Some(tool)),
+    ] {
+        let views: Vec<_> = ["otlp.json", "console.json", "phoenix.json", "rows.jsonl"]
+            .iter()
+            .map(|d| (d, dialect_view(&sandbox, &format!("{case}.{d}"))))
+            .collect();
+        for (dialect, view) in &views {
+            assert_eq!(view, &views[0].1, "{case}: {dialect} reads as OTLP JSON does");
+        }
+        let (got, evidence, _) = &views[0].1;
+        assert_eq!(got, outcome, "{case}");
+        assert_eq!(evidence.first().map(|(_, s)| s.as_str()), step, "{case}: {evidence:?}");
+    }
+}
+
+#[test]
+fn a_handoff_blames_the_agent_that_failed_after_it() {
+    let sandbox = Sandbox::new();
+    sandbox.copy_fixture("formats/openai-agents-handoff");
+    let shown = sandbox.json(&["traces", "show", "formats/openai-agents-handoff/handoff_tool_error.jsonl"]);
+    let t = &shown["traces"][0];
+    assert_eq!(t["outcome"], "failed", "{t}");
+    let kinds: Vec<&str> = t["steps"].as_array().unwrap().iter().map(|s| s["kind"].as_str().unwrap()).collect();
+    assert!(kinds.contains(&"handoff"), "{kinds:?}");
+    let mined = sandbox.json(&["mine", "formats/openai-agents-handoff", "--no-cases"]);
+    let clusters = mined["clusters"].as_array().unwrap();
+    assert_eq!(clusters.len(), 1, "{mined}");
+    let sig = clusters[0]["signature"].as_str().unwrap();
+    // The billing agent's tool, not the triage agent nor the handoff.
+    assert!(sig.contains("issue_refund"), "{sig}");
+    let member = &clusters[0]["members"][0];
+    assert_eq!(member["step"], "span_refund", "{member}");
+}
