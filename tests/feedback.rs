@@ -138,3 +138,47 @@ fn feedback_beside_a_named_trace_file_is_found() {
     assert_eq!(doc["summary"]["failed"], 1, "{}", doc["summary"]);
     assert_eq!(doc["summary"]["feedback"]["joined"], 1);
 }
+
+/// The same SDK calls run fresh in CI (scripts/producers-corpus.sh runs feedback.py on the
+/// corpus it just generated): the scores of today's releases still join today's traces.
+#[test]
+#[allow(clippy::print_stderr)]
+fn fresh_sdk_feedback_joins_fresh_traces() {
+    let Some(corpus) = std::env::var_os("AUTOHARNESS_PRODUCERS_CORPUS").map(std::path::PathBuf::from) else {
+        assert!(
+            std::env::var("AUTOHARNESS_REQUIRE_ALL").as_deref() != Ok("1"),
+            "AUTOHARNESS_REQUIRE_ALL=1 needs AUTOHARNESS_PRODUCERS_CORPUS (scripts/producers-corpus.sh writes feedback/)"
+        );
+        eprintln!("skipped: AUTOHARNESS_PRODUCERS_CORPUS is not set (the committed fixtures are checked above)");
+        return;
+    };
+    let sandbox = Sandbox::new();
+    let dir = sandbox.path().join("t");
+    std::fs::create_dir_all(&dir).unwrap();
+    for p in ["langfuse", "langsmith", "otel-genai"] {
+        std::fs::copy(corpus.join(p).join("success.jsonl"), dir.join(format!("{p}-success.jsonl"))).unwrap();
+    }
+    for f in [
+        "langfuse-scores.json",
+        "langsmith-feedback-posts.jsonl",
+        "langsmith-feedback-export.json",
+        "otel-evaluations.jsonl",
+    ] {
+        std::fs::copy(corpus.join("feedback").join(f), dir.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+    }
+    let doc = sandbox.json(&["traces", "ls", "t"]);
+    for p in ["langfuse", "langsmith", "otel-genai"] {
+        let row = ls_row(&doc, &format!("{p}-success.jsonl"));
+        assert_eq!((row["traces"].as_u64(), row["failed"].as_u64()), (Some(1), Some(1)), "{p}: {row}");
+    }
+    for f in [
+        "langfuse-scores.json",
+        "langsmith-feedback-posts.jsonl",
+        "langsmith-feedback-export.json",
+        "otel-evaluations.jsonl",
+    ] {
+        let row = ls_row(&doc, f);
+        let reason = row["reason"].as_str().unwrap();
+        assert!(reason.starts_with("feedback: ") && !reason.contains("not found"), "{f}: {reason}");
+    }
+}

@@ -17,8 +17,8 @@ fn counts(row: &Value) -> [u64; 4] {
 #[test]
 fn harbor_trials_take_their_reward_and_exception_from_result_json() {
     let sandbox = Sandbox::new();
-    sandbox.copy_fixture("formats/harbor");
-    let doc = ls(&sandbox, "formats/harbor");
+    sandbox.copy_fixture("variants/harbor");
+    let doc = ls(&sandbox, "variants/harbor");
     let trial = |name: &str| ls_row(&doc, &format!("{name}/agent/trajectory.json"));
     assert_eq!(counts(trial("hello-world__d4e5f6")), [1, 1, 0, 0], "reward 1.0 passes");
     assert_eq!(counts(trial("fix-date-parser__a1b2c3")), [1, 0, 1, 0], "reward 0.0 fails");
@@ -34,7 +34,7 @@ fn harbor_trials_take_their_reward_and_exception_from_result_json() {
     }
     // The evidence names the result file and the exception.
     let shown =
-        sandbox.json(&["traces", "show", "formats/harbor/job-2026-11-30/cancel-order__k7m8n9/agent/trajectory.json"]);
+        sandbox.json(&["traces", "show", "variants/harbor/job-2026-11-30/cancel-order__k7m8n9/agent/trajectory.json"]);
     let text = shown.to_string();
     assert!(text.contains("AgentTimeoutError: Agent execution timed out after 120.0 seconds"), "{text}");
     assert!(text.contains("cancel-order__k7m8n9/result.json"), "{text}");
@@ -43,8 +43,8 @@ fn harbor_trials_take_their_reward_and_exception_from_result_json() {
 #[test]
 fn plain_text_agent_logs_are_one_message_traces_and_other_text_says_why_not() {
     let sandbox = Sandbox::new();
-    sandbox.copy_fixture("formats/plain-text");
-    let doc = ls(&sandbox, "formats/plain-text");
+    sandbox.copy_fixture("variants/plain-text");
+    let doc = ls(&sandbox, "variants/plain-text");
     for (file, expect) in [
         ("smolagents_success.log", [1, 0, 0, 1]),
         ("smolagents_http_500.log", [1, 0, 1, 0]),
@@ -59,11 +59,11 @@ fn plain_text_agent_logs_are_one_message_traces_and_other_text_says_why_not() {
     assert_eq!(row["format"], Value::Null, "{row}");
     assert!(row["reason"].as_str().unwrap().contains("without the marks of an agent log"), "{row}");
     // One message, the whole log.
-    let shown = sandbox.json(&["traces", "show", "formats/plain-text/smolagents_success.log"]);
+    let shown = sandbox.json(&["traces", "show", "variants/plain-text/smolagents_success.log"]);
     let trace = &shown["traces"][0];
     assert_eq!(trace["steps"].as_array().map(Vec::len), Some(1), "{trace}");
     // The failures the logs end with are the model API's: infrastructure, by class.
-    let mined = sandbox.json(&["mine", "formats/plain-text", "--no-cases"]);
+    let mined = sandbox.json(&["mine", "variants/plain-text", "--no-cases"]);
     let mut sigs: Vec<String> =
         mined["clusters"].as_array().unwrap().iter().map(|c| c["signature"].as_str().unwrap().to_string()).collect();
     sigs.sort();
@@ -156,7 +156,7 @@ fn every_producer_export_reads_the_same_as_a_json_list_and_with_a_malformed_line
 // set it whenever no exception escaped, is no verdict and does not clear a child's error.
 
 fn dialect_view(sandbox: &Sandbox, file: &str) -> (String, Vec<(String, String)>, Vec<String>) {
-    let doc = sandbox.json(&["traces", "show", &format!("formats/otel-dialects/{file}")]);
+    let doc = sandbox.json(&["traces", "show", &format!("variants/otel-dialects/{file}")]);
     let t = &doc["traces"][0];
     assert_eq!(doc["traces"].as_array().map(Vec::len), Some(1), "{file}");
     let evidence = t["evidence"]
@@ -172,7 +172,7 @@ fn dialect_view(sandbox: &Sandbox, file: &str) -> (String, Vec<(String, String)>
 #[test]
 fn otel_root_status_means_the_same_in_every_dialect() {
     let sandbox = Sandbox::new();
-    sandbox.copy_fixture("formats/otel-dialects");
+    sandbox.copy_fixture("variants/otel-dialects");
     let root = "051581bf3cb55c13";
     let tool = "b2c3d4e5f6071829";
     for (case, outcome, step) in [
@@ -196,13 +196,13 @@ fn otel_root_status_means_the_same_in_every_dialect() {
 #[test]
 fn a_handoff_blames_the_agent_that_failed_after_it() {
     let sandbox = Sandbox::new();
-    sandbox.copy_fixture("formats/openai-agents-handoff");
-    let shown = sandbox.json(&["traces", "show", "formats/openai-agents-handoff/handoff_tool_error.jsonl"]);
+    sandbox.copy_fixture("variants/openai-agents-handoff");
+    let shown = sandbox.json(&["traces", "show", "variants/openai-agents-handoff/handoff_tool_error.jsonl"]);
     let t = &shown["traces"][0];
     assert_eq!(t["outcome"], "failed", "{t}");
     let kinds: Vec<&str> = t["steps"].as_array().unwrap().iter().map(|s| s["kind"].as_str().unwrap()).collect();
     assert!(kinds.contains(&"handoff"), "{kinds:?}");
-    let mined = sandbox.json(&["mine", "formats/openai-agents-handoff", "--no-cases"]);
+    let mined = sandbox.json(&["mine", "variants/openai-agents-handoff", "--no-cases"]);
     let clusters = mined["clusters"].as_array().unwrap();
     assert_eq!(clusters.len(), 1, "{mined}");
     let sig = clusters[0]["signature"].as_str().unwrap();

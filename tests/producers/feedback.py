@@ -2,8 +2,10 @@
 feedback fixtures under tests/fixtures/feedback/ (see its README).
 
     python tests/producers/feedback.py OUT_DIR LANGFUSE_TRACE LANGSMITH_TRACE OTEL_TRACE
+    python tests/producers/feedback.py --corpus CORPUS_DIR      # writes CORPUS_DIR/feedback/
 
-The trace ids are those of traces in the producer corpus snapshot, so that the scores join
+The trace ids are those of the `success` traces of the langfuse, langsmith and otel-genai
+producers (given, or read from a corpus generate.py just wrote), so that the scores join
 them. A receiver on 127.0.0.1 records each POST: Langfuse's `create_score` (its ingestion
 batch), LangSmith's `create_feedback` body and what `list_feedback` gives back when the
 receiver serves those same records, and OTel `gen_ai.evaluation.result` log records from
@@ -97,8 +99,31 @@ def taken(prefix):
         return [p["body"] for p in POSTS if prefix in p["path"]]
 
 
+def first_trace_id(path, producer):
+    """The trace id of the first run in a corpus file (OTLP lines or LangSmith batches)."""
+    for line in Path(path).read_text().splitlines():
+        doc = json.loads(line)
+        if producer == "langsmith":
+            for run in doc.get("post", []):
+                if run.get("trace_id"):
+                    return run["trace_id"]
+            continue
+        for rs in doc.get("resourceSpans", []):
+            for ss in rs.get("scopeSpans", []):
+                for span in ss.get("spans", []):
+                    return span["traceId"]
+    raise SystemExit(f"feedback.py: no trace id in {path}")
+
+
 def main():
-    out, lf_trace, ls_trace, otel_trace = Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+    if sys.argv[1] == "--corpus":
+        corpus = Path(sys.argv[2])
+        out = corpus / "feedback"
+        lf_trace, ls_trace, otel_trace = (
+            first_trace_id(corpus / p / "success.jsonl", p) for p in ("langfuse", "langsmith", "otel-genai")
+        )
+    else:
+        out, lf_trace, ls_trace, otel_trace = Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
     out.mkdir(parents=True, exist_ok=True)
     server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
     server.daemon_threads = True
