@@ -36,3 +36,6 @@ fi
 
 rm -rf "$OUT"
 "$VENV/bin/python" "$ROOT/tests/producers/generate.py" "$OUT"
+# Scores and feedback on three of those traces, as the SDKs send them (tests/feedback.rs).
+"$VENV/bin/python" "$ROOT/tests/producers/feedback.py" --corpus "$OUT" 2>"$OUT/logs/feedback.log" \
+    || die "feedback.py failed; see $OUT/logs/feedback.log"

@@ -38,6 +38,9 @@ pub struct ProjectConfig {
     /// What is redacted from traces and trial output before anything is written.
     #[serde(default)]
     pub redact: crate::redact::RedactConfig,
+    /// Which scores and feedback mean failed or passed (docs/outcomes.md).
+    #[serde(default)]
+    pub feedback: crate::trace::feedback::FeedbackConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -145,7 +145,8 @@ fn producers(root: &Path) -> Vec<(String, PathBuf)> {
     let mut out: Vec<(String, PathBuf)> = std::fs::read_dir(root)
         .unwrap_or_else(|e| panic!("cannot read the producer corpus {}: {e}", root.display()))
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_dir())
+        // `feedback/` holds scores on the corpus's traces (tests/feedback.rs), not a producer.
+        .filter(|p| p.is_dir() && p.file_name().is_some_and(|n| n != "feedback"))
         .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), p))
         .collect();
     out.sort();

@@ -134,6 +134,11 @@ pub struct MineArgs {
     /// (optional: mining is offline without it; a failed request only warns)
     #[arg(long)]
     pub summarize: bool,
+    /// Scores or feedback to join to the traces as outcome evidence (Langfuse scores,
+    /// LangSmith feedback, OTel evaluation events, a trace_id,score|label CSV/JSONL);
+    /// repeatable. Feedback files among the traces are found without it (docs/outcomes.md)
+    #[arg(long, value_name = "FILE")]
+    pub feedback: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -45,7 +45,14 @@ pub fn mine(settings: &Settings, out: &Output, args: &MineArgs) -> anyhow::Resul
         evals_dir: settings.project_root.join("evals"),
         write_cases: !args.no_cases,
         summarize: if args.summarize { Some(summary_provider(settings)?) } else { None },
+        feedback: crate::trace::scan::FeedbackOptions {
+            files: args.feedback.clone(),
+            config: settings.config.feedback.clone(),
+        },
     };
+    // A file named with --feedback that is not feedback is a mistake to stop at, not to skip.
+    crate::trace::scan::named_feedback(&opts.feedback)
+        .map_err(|e| exit::hinted(format!("--feedback: {e:#}"), "see docs/outcomes.md for the feedback formats"))?;
     crate::paths::safe_name(&opts.evals_dir, &opts.harness).map_err(|e| {
         exit::hinted(format!("harness name: {e:#}"), "a harness name is letters, digits, `-`, `_` or `.`")
     })?;

@@ -9,7 +9,7 @@ use crate::report::traces::{ls_doc, render_ls, render_show, show_doc};
 use crate::store::{Store, runtime};
 use crate::trace::formats::Format;
 use crate::trace::read_file;
-use crate::trace::scan::scan;
+use crate::trace::scan::{FeedbackOptions, scan_with};
 
 pub fn show(_settings: &Settings, out: &Output, file: &Path, all: bool) -> anyhow::Result<ExitCode> {
     let meta = std::fs::metadata(file).map_err(|e| {
@@ -48,7 +48,8 @@ pub fn ls(settings: &Settings, out: &Output, paths: &[PathBuf]) -> anyhow::Resul
         bar.set_position(n);
     };
     bar.set_length(count_files(paths));
-    let result = scan(paths, settings.jobs, |_, _, _| false, |_| None::<()>, &tick);
+    let feedback = FeedbackOptions { files: vec![], config: settings.config.feedback.clone() };
+    let result = scan_with(paths, &feedback, settings.jobs, |_, _, _| false, |_| None::<()>, &tick);
     bar.finish_and_clear();
     for (path, e) in &result.walk_errors {
         out.error(&anyhow::anyhow!("`{}`: {e}", path.display()));

@@ -16,7 +16,6 @@ use crate::mine::{
     ClusterView, MemberView, MineOptions, MineResult, MineSummary, label_for, redact_failure, summarize,
 };
 use crate::store::Store;
-use crate::trace::scan::scan;
 
 /// What case planning is made from: the failures in the window with their clusters, and
 /// the options that shape the cases. Failures are only ever added or replaced with new row
@@ -84,7 +83,7 @@ pub async fn mine(store: &Store, opts: &MineOptions, tick: &(dyn Fn(&str) + Sync
         }
         Some(f)
     };
-    let mut result = scan(&paths, jobs, skip, extract, tick);
+    let mut result = crate::trace::scan::scan_with(&paths, &opts.feedback, jobs, skip, extract, tick);
 
     phase("scan");
     let mut summary =
@@ -93,6 +92,8 @@ pub async fn mine(store: &Store, opts: &MineOptions, tick: &(dyn Fn(&str) + Sync
     for (p, e) in &result.walk_errors {
         errors.push(format!("{}: {e}", p.display()));
     }
+    let feedback_warning = result.feedback.as_ref().and_then(crate::trace::feedback::not_found_warning);
+    summary.feedback = result.feedback.take();
     // 2. The failures of each file, joined traces included. Of two with the same place
     // (file and trace), the first is kept: the store holds one per place.
     let mut by_display: HashMap<String, usize> = HashMap::new();
@@ -387,7 +388,7 @@ pub async fn mine(store: &Store, opts: &MineOptions, tick: &(dyn Fn(&str) + Sync
         store.set_case_plan(&opts.harness, key).await?;
     }
     // 6. Optional summaries, for the clusters shown that have none yet.
-    let mut warnings = Vec::new();
+    let mut warnings: Vec<String> = feedback_warning.into_iter().collect();
     if let Some(cfg) = &opts.summarize {
         let mut cost_usd = 0.0;
         for v in views.iter_mut().filter(|v| v.summary.is_none()) {

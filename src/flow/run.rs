@@ -288,6 +288,7 @@ async fn run_inner(
             holdout_share: opts.holdout_share,
             evals_dir: ctx.project_root.join("evals"),
             write_cases: true,
+            feedback: Default::default(),
         };
         let m = crate::flow::mine::mine(store, &mopts, &|_| {}).await?;
         emit(RunEvent::Mined {

@@ -40,6 +40,8 @@ pub struct MineOptions {
     pub write_cases: bool,
     /// Ask this LLM for a one-line root cause of each cluster that has none yet.
     pub summarize: Option<crate::llm::ProviderConfig>,
+    /// Scores and feedback joined to the traces as outcome evidence (`trace::feedback`).
+    pub feedback: crate::trace::scan::FeedbackOptions,
 }
 
 /// One cluster in the ranked table.
@@ -102,6 +104,9 @@ pub struct MineSummary {
     pub summary_cost_usd: f64,
     /// Secrets and personal data redacted from this mine's new failures, by kind.
     pub redacted: crate::redact::Redactions,
+    /// Feedback files read and how much of them met a trace.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub feedback: Option<crate::trace::feedback::FeedbackSummary>,
 }
 
 /// Everything of a failure that is stored or written to a case file, redacted.

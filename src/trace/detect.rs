@@ -29,7 +29,7 @@ fn not_trace(reason: impl Into<String>) -> Detection {
 }
 
 /// Why a non-JSON file is not a trace, by what it looks like.
-pub fn classify_non_json(path: &Path, sniff: &Sniff) -> Detection {
+pub fn classify_non_json(path: &Path, sniff: &Sniff, head: &[u8]) -> Detection {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("").to_ascii_lowercase();
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
     match sniff {
@@ -41,6 +41,8 @@ pub fn classify_non_json(path: &Path, sniff: &Sniff) -> Detection {
                 "documentation (Markdown/text)"
             } else if name.starts_with("license") || name.starts_with("copying") {
                 "a license text"
+            } else if super::feedback::is_table(head) {
+                return not_trace(super::feedback::FeedbackKind::Table.reason());
             } else if ext == "csv" || ext == "tsv" {
                 "a table (CSV/TSV), e.g. labels or outcomes"
             } else if ext == "py" || ext == "rs" || ext == "sh" || ext == "js" || ext == "ts" {
@@ -48,7 +50,11 @@ pub fn classify_non_json(path: &Path, sniff: &Sniff) -> Detection {
             } else if ext == "toml" || ext == "yaml" || ext == "yml" || ext == "ini" {
                 "a config file"
             } else {
-                "plain text, not JSON"
+                // A run's log written as text: one message, when it looks like an agent's.
+                return match super::formats::plain_text::judge(head) {
+                    Ok(reason) => Detection::Trace { format: Format::TextLog, reason },
+                    Err(reason) => not_trace(reason),
+                };
             };
             not_trace(format!("not a trace: {what}"))
         }
@@ -75,6 +81,11 @@ fn has(v: &Value, key: &str) -> bool {
 }
 
 fn detect_values(path: &Path, head: &Value, values: &[&Value]) -> Option<Detection> {
+    // Scores and feedback about traces are outcome evidence, joined to the traces by id
+    // (`trace::feedback`): a file of them is never a trace with zero steps.
+    if let Some(kind) = super::feedback::detect(values) {
+        return Some(not_trace(kind.reason()));
+    }
     // Wrappers that hold records of another format: look inside, then decide.
     if let Some(arr) = head.as_array() {
         // A JSON array as a single record only happens for nested arrays; look at its head.
@@ -270,6 +281,17 @@ fn known_non_trace(path: &Path, head: &Value) -> Option<String> {
         || head.as_object().is_some_and(|o| o.values().any(|v| has(v, "resolved") && has(v, "tests_status")))
     {
         return Some("not a trace: SWE-bench evaluation report (an outcome, read beside the trajectory)".into());
+    }
+    if super::formats::atif::is_trial_result(head) {
+        return Some(
+            "not a trace: a Harbor trial result (its reward is the outcome of agent/trajectory.json beside it)".into(),
+        );
+    }
+    if has(head, "trial_name") && has(head, "task") && has(head, "agent") {
+        return Some("not a trace: a Harbor trial config".into());
+    }
+    if has(head, "n_total_trials") && (has(head, "stats") || has(head, "started_at")) {
+        return Some("not a trace: a Harbor job summary (each trial's result.json holds its reward)".into());
     }
     if name == "package.json" || name == "tsconfig.json" || name.ends_with(".lock") {
         return Some("not a trace: a project manifest".into());

@@ -6,6 +6,7 @@
 //! files; `merge` joins traces whose records are spread over several files.
 
 pub mod detect;
+pub mod feedback;
 pub mod formats;
 pub mod json;
 pub mod merge;
@@ -86,8 +87,22 @@ pub fn read_file_with(path: &Path, display: &str, sink: &mut dyn FnMut(Trace)) -
     let container = match &opened.sniff {
         Sniff::Json(c) => *c,
         other => {
-            match detect::classify_non_json(path, other) {
-                Detection::NotTrace { reason } | Detection::Trace { reason, .. } => report.reason = reason,
+            match detect::classify_non_json(path, other, &opened.head) {
+                Detection::NotTrace { reason } => report.reason = reason,
+                Detection::Trace { format, reason } => {
+                    report.format = Some(format);
+                    report.reason = reason;
+                    let mut ctx = FileCtx::new(display);
+                    let mut emit = |mut trace: Trace| {
+                        trace.fill_totals();
+                        outcome::derive(&mut trace);
+                        sink(trace);
+                    };
+                    if let Err(e) = formats::plain_text::parse(opened, &mut ctx, &mut emit) {
+                        report.error = Some(e.to_string());
+                    }
+                    report.warnings = ctx.warnings;
+                }
             }
             return report;
         }

@@ -122,6 +122,14 @@ impl Opened {
             Body::Memory(bytes) => Records::from_bytes(bytes, container),
         }
     }
+
+    /// The whole (decompressed) file as a byte stream, head included.
+    pub fn into_reader(self) -> Box<dyn Read + Send> {
+        match self.body {
+            Body::Stream(reader) => Box::new(reader),
+            Body::Memory(bytes) => Box::new(Cursor::new(bytes)),
+        }
+    }
 }
 
 pub fn open(path: &Path) -> io::Result<Opened> {
@@ -294,6 +302,12 @@ impl Records {
             }
         };
         Records { source: Source::Values(items.into_iter()), peeked: VecDeque::new(), done: false }
+    }
+
+    /// The complete records of a file's head (see [`HEAD_BYTES`]): enough to tell what the
+    /// file is without reading it all. A record cut at the end of the head is an error item.
+    pub fn from_head(head: &[u8], container: Container) -> Records {
+        Records::from_bytes(head.to_vec(), container)
     }
 
     /// Records from values already in memory (tests, nested containers).

@@ -4,16 +4,18 @@
 //! families (OTLP spans + logs, Langfuse rows…) are kept whole until every file is read,
 //! merged by id, and only then extracted.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 use rayon::prelude::*;
 use serde::Serialize;
 
+use super::feedback::{self, FeedbackConfig, FeedbackFile, FeedbackSet, FeedbackSummary};
 use super::formats::Format;
 use super::json::format_time;
 use super::merge::merge_traces;
 use super::model::{Evidence, OutcomeStatus, Trace};
-use super::walk::{WalkedFile, walk};
+use super::walk::{self, WalkedFile, walk};
 use super::{FileReport, read_file_with};
 
 /// The stored summary of one trace (no steps).
@@ -102,6 +104,8 @@ pub struct ScanResult<T> {
     pub joined: Vec<T>,
     /// Paths that could not be walked.
     pub walk_errors: Vec<(PathBuf, String)>,
+    /// What feedback was read and how much of it met a trace (None without feedback files).
+    pub feedback: Option<FeedbackSummary>,
 }
 
 pub fn mtime_ns(meta: &std::fs::Metadata) -> Option<i64> {
@@ -111,8 +115,42 @@ pub fn mtime_ns(meta: &std::fs::Metadata) -> Option<i64> {
 }
 
 /// Scan `paths` with `jobs` threads. `skip(key, size, mtime)` may declare a file
-/// unchanged (it is then not read); `tick` is called once per file done.
+/// unchanged (it is then not read); `tick` is called once per file done. Feedback files
+/// among the traces are found and joined with the default `[feedback]` rules.
 pub fn scan<T, E, S>(paths: &[PathBuf], jobs: usize, skip: S, extract: E, tick: &(dyn Fn(&str) + Sync)) -> ScanResult<T>
+where
+    T: Send,
+    E: Fn(&Trace) -> Option<T> + Sync,
+    S: Fn(&str, u64, Option<i64>) -> bool + Sync,
+{
+    scan_with(paths, &FeedbackOptions::default(), jobs, skip, extract, tick)
+}
+
+/// Where feedback comes from and what it means.
+#[derive(Debug, Clone, Default)]
+pub struct FeedbackOptions {
+    /// Files named with `--feedback`: read as feedback whatever discovery finds.
+    pub files: Vec<PathBuf>,
+    pub config: FeedbackConfig,
+}
+
+/// Open the files named with `--feedback`: an error names a file that is not feedback.
+pub fn named_feedback(opts: &FeedbackOptions) -> anyhow::Result<Vec<(String, FeedbackFile)>> {
+    opts.files.iter().map(|p| Ok((p.display().to_string(), feedback::read_named(p)?))).collect()
+}
+
+/// [`scan`] with feedback: named feedback files, and (with `discover`) feedback files
+/// among the walked files and beside trace files named on the command line, are read
+/// first; every trace then gets the feedback about it joined into its outcome before it
+/// is summarised or extracted.
+pub fn scan_with<T, E, S>(
+    paths: &[PathBuf],
+    fb: &FeedbackOptions,
+    jobs: usize,
+    skip: S,
+    extract: E,
+    tick: &(dyn Fn(&str) + Sync),
+) -> ScanResult<T>
 where
     T: Send,
     E: Fn(&Trace) -> Option<T> + Sync,
@@ -120,11 +158,77 @@ where
 {
     let (files, walk_errors) = walk(paths);
     let pool = rayon::ThreadPoolBuilder::new().num_threads(jobs.max(1)).build();
+    let in_pool = |f: &(dyn Fn() + Sync)| match &pool {
+        Ok(p) => p.install(f),
+        Err(_) => f(),
+    };
+    // 1. Feedback first: every trace must meet it before it is extracted.
+    let mut set = FeedbackSet::new(fb.config.clone());
+    let mut feedback_files: HashMap<String, FeedbackFile> = HashMap::new();
+    for path in &fb.files {
+        let display = path.display().to_string();
+        if let Some(f) = feedback::probe(path, &display) {
+            feedback_files.insert(walk::file_key(path), f.clone());
+            set.add(display, f);
+        }
+    }
+    if fb.config.discover {
+        let found = std::sync::Mutex::new(Vec::new());
+        in_pool(&|| {
+            files.par_iter().enumerate().for_each(|(i, w)| {
+                if feedback_files.contains_key(&w.key) {
+                    return;
+                }
+                if let Some(f) = feedback::probe(&w.path, &w.display) {
+                    found.lock().unwrap_or_else(|p| p.into_inner()).push((i, f));
+                }
+            })
+        });
+        let mut found = found.into_inner().unwrap_or_else(|p| p.into_inner());
+        found.sort_by_key(|(i, _)| *i);
+        for (i, f) in found {
+            feedback_files.insert(files[i].key.clone(), f.clone());
+            set.add(files[i].display.clone(), f);
+        }
+        for path in feedback::beside(paths) {
+            let key = walk::file_key(&path);
+            if feedback_files.contains_key(&key) {
+                continue;
+            }
+            let display = path.display().to_string();
+            if let Some(f) = feedback::probe(&path, &display) {
+                feedback_files.insert(key, f.clone());
+                set.add(display, f);
+            }
+        }
+    }
+    // With feedback, a file whose bytes did not change may still have a new outcome: read
+    // every file, and fold the feedback applied into its hash so that it counts as changed.
+    let with_feedback = !set.is_empty();
+    let set = &set;
+    let skip = |key: &str, size: u64, mtime: Option<i64>| !with_feedback && skip(key, size, mtime);
     let work = |walked: WalkedFile| -> (ScannedFile<T>, Vec<Trace>) {
         let key = walked.key.clone();
         let meta = std::fs::metadata(&walked.path).ok();
         let size = meta.as_ref().map(|m| m.len()).unwrap_or(0);
         let mtime = meta.as_ref().and_then(mtime_ns);
+        if let Some(f) = feedback_files.get(&key) {
+            tick(&walked.display);
+            let report = feedback_report(&walked, size, f);
+            return (
+                ScannedFile {
+                    walked,
+                    key,
+                    mtime_ns: mtime,
+                    report,
+                    counts: OutcomeCounts::default(),
+                    summaries: vec![],
+                    extracted: vec![],
+                    skipped: false,
+                },
+                vec![],
+            );
+        }
         if skip(&key, size, mtime) {
             tick(&walked.display);
             let report = FileReport {
@@ -156,7 +260,13 @@ where
         let mut summaries = Vec::new();
         let mut extracted = Vec::new();
         let mut pending = Vec::new();
-        let report = read_file_with(&walked.path, &walked.display, &mut |trace| {
+        let mut applied = blake3::Hasher::new();
+        let mut any_applied = false;
+        let mut report = read_file_with(&walked.path, &walked.display, &mut |mut trace| {
+            for e in set.apply(&mut trace) {
+                any_applied = true;
+                applied.update(format!("{e:?}\n").as_bytes());
+            }
             counts.add(trace.outcome.status);
             summaries.push(TraceSummary::of(summaries.len(), &trace));
             let joins = Format::from_name(&trace.source.format).and_then(Format::join_family).is_some();
@@ -166,10 +276,14 @@ where
                 extracted.push(v);
             }
         });
+        if any_applied {
+            applied.update(report.hash.as_bytes());
+            report.hash = applied.finalize().to_hex().to_string();
+        }
         tick(&walked.display);
         (ScannedFile { walked, key, mtime_ns: mtime, report, counts, summaries, extracted, skipped: false }, pending)
     };
-    let results: Vec<(ScannedFile<T>, Vec<Trace>)> = match pool {
+    let results: Vec<(ScannedFile<T>, Vec<Trace>)> = match &pool {
         Ok(pool) => pool.install(|| files.into_par_iter().map(work).collect()),
         Err(_) => files.into_iter().map(work).collect(),
     };
@@ -179,6 +293,34 @@ where
         scanned.push(file);
         pending.extend(traces);
     }
-    let joined = merge_traces(pending).iter().filter_map(&extract).collect();
-    ScanResult { files: scanned, joined, walk_errors }
+    // Merging derives the outcomes of joined traces again: their feedback is joined again.
+    let joined = merge_traces(pending)
+        .into_iter()
+        .filter_map(|mut t| {
+            set.apply(&mut t);
+            extract(&t)
+        })
+        .collect();
+    // Reasons say how much of each feedback file met a trace: known only now.
+    for f in &mut scanned {
+        if let Some(fb) = feedback_files.get(&f.key) {
+            f.report.reason = set.file_reason(fb);
+        }
+    }
+    ScanResult { files: scanned, joined, walk_errors, feedback: set.summary() }
+}
+
+/// The report of a feedback file (its reason is completed after the join).
+fn feedback_report(walked: &WalkedFile, size: u64, f: &FeedbackFile) -> FileReport {
+    FileReport {
+        path: walked.display.clone(),
+        size,
+        hash: super::hash_file(&walked.path).unwrap_or_default(),
+        compression: None,
+        format: None,
+        reason: f.kind.reason(),
+        error: f.error.clone(),
+        warnings: f.warnings.clone(),
+        traces: vec![],
+    }
 }

@@ -9,6 +9,14 @@
 //! cost; `final_metrics` the trace's totals. ATIF carries no verdict of its own: the outcome
 //! stays unknown unless a reward is recorded (`extra.reward` / `final_metrics.extra.reward`,
 //! where Harbor's RL exports put it); a reward below 1 fails the trace.
+//!
+//! Harbor writes each trial as `<trial>/agent/trajectory.json` beside `<trial>/result.json`
+//! (`verifier_result.rewards.reward`, `exception_info`, `task_name`, `agent_result`): that
+//! file's reward is the trajectory's outcome, and an exception it records (the agent timed
+//! out, the sandbox did not build) fails the trace with the exception as evidence. The
+//! result file itself is not a trace (`detect`).
+
+use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value, json};
 
@@ -131,10 +139,71 @@ fn trajectory(ctx: &FileCtx<'_>, v: &Value, pos: Pos) -> Option<Trace> {
     let reward = json::path(v, &["extra", "reward"])
         .or_else(|| json::path(v, &["final_metrics", "extra", "reward"]))
         .and_then(as_f64);
-    if let Some(r) = reward {
-        trace.signals.push(Signal::new("reward", r >= 1.0, format!("reward = {r}")));
+    let trial = harbor_result(ctx.path);
+    let trial_reward = trial.as_ref().and_then(|(_, r)| trial_reward(r));
+    match (trial_reward, reward) {
+        (Some(_), _) => {}
+        (None, Some(r)) => trace.signals.push(Signal::new("reward", r >= 1.0, format!("reward = {r}"))),
+        (None, None) => {}
+    }
+    if let Some((path, result)) = &trial {
+        join_trial_result(&mut trace, path, result);
     }
     Some(trace)
+}
+
+/// Whether a JSON document is a Harbor trial's `result.json` (not its job's summary).
+pub(crate) fn is_trial_result(v: &Value) -> bool {
+    let has = |k: &str| v.get(k).is_some();
+    !has("n_total_trials")
+        && !has("steps")
+        && (has("verifier_result")
+            || (has("exception_info") && (has("trial_name") || has("task_name") || has("agent_info"))))
+}
+
+fn trial_reward(result: &Value) -> Option<f64> {
+    let vr = result.get("verifier_result")?;
+    json::path(vr, &["rewards", "reward"]).or_else(|| vr.get("reward")).and_then(as_f64)
+}
+
+/// `<trial>/result.json` for `<trial>/agent/trajectory.json` (or a result beside the file).
+fn harbor_result(traj_path: &str) -> Option<(PathBuf, Value)> {
+    let dir = Path::new(traj_path).parent()?;
+    let mut candidates = vec![];
+    if dir.file_name().is_some_and(|n| n == "agent") {
+        candidates.extend(dir.parent().map(|t| t.join("result.json")));
+    }
+    candidates.push(dir.join("result.json"));
+    candidates.into_iter().find_map(|p| {
+        let meta = std::fs::metadata(&p).ok()?;
+        if !meta.is_file() || meta.len() > 16 * 1024 * 1024 {
+            return None;
+        }
+        let v: Value = serde_json::from_slice(&std::fs::read(&p).ok()?).ok()?;
+        is_trial_result(&v).then_some((p, v))
+    })
+}
+
+fn join_trial_result(trace: &mut Trace, path: &Path, result: &Value) {
+    let at = path.display();
+    if let Some(r) = trial_reward(result) {
+        trace.signals.push(Signal::new("reward", r >= 1.0, format!("reward = {r} ({at})")));
+    }
+    if let Some(e) = result.get("exception_info").filter(|e| e.is_object()) {
+        let ty = str_of(e, "exception_type").unwrap_or("exception");
+        let msg = str_of(e, "exception_message").unwrap_or("");
+        let msg = msg.strip_prefix(ty).map(|m| m.trim_start_matches([':', ' '])).unwrap_or(msg);
+        let detail = format!("{ty}: {} ({at})", json::clip(msg, 200));
+        trace.signals.push(Signal::new("exception", false, detail));
+    }
+    for key in ["task_name", "trial_name"] {
+        if let Some(v) = result.get(key).filter(|v| v.is_string()) {
+            trace.attributes.insert(format!("harbor.{key}"), v.clone());
+        }
+    }
+    if trace.cost_usd.is_none() {
+        trace.cost_usd = json::path(result, &["agent_result", "cost_usd"]).and_then(as_f64);
+    }
 }
 
 #[cfg(test)]

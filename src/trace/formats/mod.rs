@@ -23,6 +23,7 @@ pub mod langsmith;
 pub mod openai_agents;
 pub mod otlp;
 pub mod phoenix;
+pub mod plain_text;
 pub mod span_rows;
 pub mod swe_agent;
 pub mod tau_bench;

@@ -1,0 +1,204 @@
+//! Plain-text agent run logs (not JSON): what `python agent.py > run.log` leaves behind.
+//!
+//! A text file is read as one trace with a single message (the whole log) when its lines
+//! carry the marks of an agent run; otherwise it is not a trace, and the reason says which
+//! marks were missing. The marks, by meaning rather than by one framework's wording:
+//! role prefixes (`User:`, `[assistant]`, `Human:`), the ReAct fields (`Thought:`,
+//! `Action:`, `Observation:`, `Final Answer:`), numbered steps or turns, run banners
+//! (`New run`, `Entering new AgentExecutor chain`), and tool or model calls. A line structured as a turn (a role, a ReAct field or a step) and a second kind of
+//! mark, or three such lines, make an agent log; words alone ("make one tool call at a
+//! time" in a policy text) do not.
+//!
+//! A log that ends in an uncaught Python exception (`Traceback (most recent call last):`
+//! … `SomeError: message`) records it as the step's error, so the run fails with the
+//! exception's type and message (and model-API failures are classed as infrastructure).
+
+use std::io::Read;
+use std::sync::LazyLock;
+
+use regex::Regex;
+use serde_json::Value;
+
+use super::chat::{file_stem, new_step};
+use super::{FileCtx, Format, Sink};
+use crate::trace::model::{ErrorInfo, ErrorSource, Message, StepKind};
+use crate::trace::read::{IN_MEMORY_BYTES, Opened, Pos};
+
+struct Mark {
+    what: &'static str,
+    re: Regex,
+}
+
+static MARKS: LazyLock<Vec<Mark>> = LazyLock::new(|| {
+    let mark = |what, re: &str| Mark { what, re: Regex::new(re).expect("a valid pattern") };
+    vec![
+        mark(
+            "role prefixes (`User:`, `Assistant:`)",
+            r"(?i)^[^\w\[<(]*(?:[\[<(]\s*(?:user|human|assistant|ai|system|agent|tool|model|bot)\s*[\]>)]|(?:user|human|assistant|ai|system|agent|tool|model|bot)\s*(?::|>{1,2}|-{1,2}>))",
+        ),
+        mark(
+            "ReAct fields (`Thought:`, `Action:`, `Observation:`)",
+            r"(?i)^[^\w]*(?:thoughts?|actions?|action input|observations?|final answer|plan|reflection)\s*\d*\s*:",
+        ),
+        mark("numbered steps or turns", r"(?i)^[^\w]*(?:step|turn|iteration|round)\s*[:#]?\s*\d+\b"),
+        mark(
+            "run banners (`New run`, `Entering new … chain`)",
+            r"(?i)\b(?:new run|run (?:started|finished|failed)|agent (?:started|finished|run)|entering new \w+ chain|finished chain)\b",
+        ),
+        mark(
+            "tool calls",
+            r"(?i)\b(?:calling|invoking|running|executing)\s+(?:the\s+)?(?:tool|function)\b|\btool[_ ]?(?:call|use|result|output)s?\b|\bfunction[_ ]call\b",
+        ),
+        mark(
+            "model calls",
+            r"(?i)\b(?:llm|model|chat\.completions?|completion)\s+(?:call|request|response)\b|\bPOST\s+\S*/(?:chat/completions|messages|responses)\b",
+        ),
+    ]
+});
+
+/// A closing line that reports an exception by its class: `agent run failed: XError …`,
+/// `Fatal: XError: …`, `XException: …`.
+static REPORTED: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^(?:(?:.*\b(?i:failed|error|fatal|exception|aborted)\b[^:]*:\s*)?)((?:[a-z_][\w]*\.)*[A-Z]\w*(?:Error|Exception))\b:?\s*(.*)$")
+        .expect("a valid pattern")
+});
+
+static EXCEPTION: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^([A-Za-z_][\w.]*(?:Error|Exception|Exceeded|Timeout|Interrupt|Exit)\w*)(?::\s*(.*))?$")
+        .expect("a valid pattern")
+});
+
+/// The first marks are the structure of a run (roles, ReAct fields, steps, run banners);
+/// the rest are words.
+const STRUCTURAL: usize = 4;
+
+/// Lines looked at to decide (the head of the file).
+const JUDGED_LINES: usize = 400;
+
+/// `Ok(reason)` when the text looks like an agent's log, `Err(reason)` when it does not.
+pub fn judge(head: &[u8]) -> Result<String, String> {
+    let text = String::from_utf8_lossy(head);
+    let mut hits = vec![0usize; MARKS.len()];
+    for line in text.lines().take(JUDGED_LINES) {
+        for (i, m) in MARKS.iter().enumerate() {
+            if m.re.is_match(line) {
+                hits[i] += 1;
+            }
+        }
+    }
+    let kinds: Vec<&str> = MARKS.iter().zip(&hits).filter(|(_, n)| **n > 0).map(|(m, _)| m.what).collect();
+    // Tool and model calls are also what documentation talks about ("make one tool call at
+    // a time"): a log needs the structure of a run too, lines that start as turns do.
+    let structural = &hits[..STRUCTURAL];
+    if structural.iter().any(|n| *n > 0) && (kinds.len() >= 2 || structural.iter().any(|n| *n >= 3)) {
+        Ok(format!("plain-text agent log: {}", kinds.join(", ")))
+    } else {
+        Err("not a trace: plain text, not JSON, without the marks of an agent log (role prefixes such as \
+             `User:`/`Assistant:`, `Thought:`/`Action:`/`Observation:`, numbered steps, tool or model calls)"
+            .into())
+    }
+}
+
+/// Read a text file judged an agent log into one trace.
+pub fn parse(opened: Opened, ctx: &mut FileCtx<'_>, sink: &mut Sink<'_>) -> Result<(), super::ParseError> {
+    let mut bytes = Vec::new();
+    let read = opened.into_reader().take(IN_MEMORY_BYTES + 1).read_to_end(&mut bytes);
+    if let Err(e) = read {
+        return Err(super::ParseError { location: Pos::Byte(bytes.len() as u64).to_string(), message: e.to_string() });
+    }
+    if bytes.len() as u64 > IN_MEMORY_BYTES {
+        bytes.truncate(IN_MEMORY_BYTES as usize);
+        ctx.warn(Pos::Byte(IN_MEMORY_BYTES), format!("log over {} MiB: the rest is not read", IN_MEMORY_BYTES >> 20));
+    }
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let mut trace = ctx.trace(Format::TextLog, file_stem(ctx.path), Pos::Line(1));
+    trace.source.location = None;
+    let mut step = new_step("log", 0, StepKind::System);
+    step.name = Some("log".into());
+    step.error = final_exception(&text);
+    step.transcript_range = Some((0, 1));
+    let msg = Message::text("system", text.as_str());
+    step.output_messages = vec![msg.clone()];
+    step.output = Some(Value::String(text));
+    trace.transcript.push(msg);
+    trace.steps.push(step);
+    sink(trace);
+    Ok(())
+}
+
+/// The exception a log ends with: the last `Type: message` line of a traceback near its
+/// end, or a closing line that reports one by its class (then the lines after it are its
+/// message).
+fn final_exception(text: &str) -> Option<ErrorInfo> {
+    traceback_exception(text).or_else(|| reported_exception(text))
+}
+
+fn reported_exception(text: &str) -> Option<ErrorInfo> {
+    let tail: Vec<&str> = text.lines().rev().filter(|l| !l.trim().is_empty()).take(3).collect();
+    for (i, line) in tail.iter().enumerate() {
+        let Some(c) = REPORTED.captures(line.trim()) else { continue };
+        let mut message: Vec<&str> = vec![c.get(2).map_or("", |m| m.as_str()).trim()];
+        message.extend(tail[..i].iter().rev().map(|l| l.trim()));
+        let message = message.into_iter().filter(|m| !m.is_empty()).collect::<Vec<_>>().join(" ");
+        let mut err = ErrorInfo::new(ErrorSource::Exception).with_type(&c[1]);
+        if !message.is_empty() {
+            err = err.with_message(message);
+        }
+        return Some(err);
+    }
+    None
+}
+
+fn traceback_exception(text: &str) -> Option<ErrorInfo> {
+    let tail: Vec<&str> = text.lines().rev().take(60).collect();
+    let tb = tail.iter().position(|l| l.trim_start().starts_with("Traceback (most recent call last)"))?;
+    // The exception line follows the traceback's frames: the last match below its header.
+    tail[..tb].iter().find_map(|line| {
+        let c = EXCEPTION.captures(line.trim_end())?;
+        let mut err = ErrorInfo::new(ErrorSource::Exception).with_type(&c[1]);
+        if let Some(m) = c.get(2).map(|m| m.as_str().trim()).filter(|m| !m.is_empty()) {
+            err = err.with_message(m);
+        }
+        Some(err)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agent_logs_and_other_text() {
+        let react = "Question: refund order 7\nThought: I need the order\nAction: lookup_order\nAction Input: 7\nObservation: {\"status\": \"delivered\"}\nFinal Answer: refunded\n";
+        assert!(judge(react.as_bytes()).unwrap().contains("ReAct"));
+        let chat = "[user] cancel my order\n[assistant] calling tool cancel_order(7)\n[tool] ok\n";
+        assert!(judge(chat.as_bytes()).is_ok());
+        let steps = "=== Step 1 ===\nran ls\n=== Step 2 ===\nran cat\n=== Step 3 ===\ndone\n";
+        assert!(judge(steps.as_bytes()).is_ok());
+        for other in [
+            "Return policy\n\nItems may be returned within 30 days.\nA user may ask for a refund.\n",
+            "0\n",
+            "# Policy\n- You should at most make one tool call at a time.\n- Before a tool call, confirm.\n- Never call a tool twice.\n",
+            "collected 3 items\ntests/test_a.py ...\n3 passed in 0.1s\n",
+        ] {
+            let why = judge(other.as_bytes()).unwrap_err();
+            assert!(why.starts_with("not a trace: plain text"), "{other:?}: {why}");
+        }
+    }
+
+    #[test]
+    fn a_final_traceback_is_the_error() {
+        let log = "User: hi\nAssistant: calling tool\nTraceback (most recent call last):\n  File \"a.py\", line 3, in <module>\n    run()\nopenai.InternalServerError: Error code: 500 - {'error': 'boom'}\n";
+        let e = final_exception(log).unwrap();
+        assert!(e.r#type.as_deref().is_some_and(|t| t.ends_with("InternalServerError")), "{e:?}");
+        assert_eq!(e.message.as_deref(), Some("Error code: 500 - {'error': 'boom'}"));
+        assert!(final_exception("User: hi\nAssistant: done\n").is_none());
+        assert!(final_exception("Thought: a ValueError earlier\nFinal Answer: done\n").is_none());
+        let e = final_exception(
+            "Step 1\nagent run failed: AgentGenerationError Error while generating output:\nError code: 500 - oops\n",
+        )
+        .unwrap();
+        assert_eq!(e.r#type.as_deref(), Some("AgentGenerationError"));
+        assert_eq!(e.message.as_deref(), Some("Error while generating output: Error code: 500 - oops"));
+    }
+}
