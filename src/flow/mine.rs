@@ -5,7 +5,12 @@
 //! 2. replace the failures of every changed file (one transaction per file);
 //! 3. assign every unassigned failure to an existing cluster or a new one (IDF over all
 //!    stored failures, persisted centroids);
-//! 4. emit up to N diverse cases per cluster under `evals/<harness>/<cluster>/`.
+//! 4. store the whole mine in one transaction and read the failures back;
+//! 5. rank clusters and emit up to N diverse cases per cluster under
+//!    `evals/<harness>/<cluster>/`;
+//! 6. optionally, a one-line root cause per cluster from an LLM.
+//!
+//! Each phase is a function of its own; `mine` only sequences them.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -43,36 +48,65 @@ fn plan_key<'a>(
     h.finalize().to_hex().to_string()
 }
 
+/// Files already mined at their current content: key → (size, mtime, content hash).
+type Known = HashMap<String, (u64, Option<i64>, String)>;
+
+/// Phase times at `AUTOHARNESS_LOG=autoharness=debug`, for whoever makes this faster next.
+struct PhaseClock(std::time::Instant);
+
+impl PhaseClock {
+    fn done(&self, name: &str) {
+        tracing::debug!("mine: {name} done at {:.1} ms", self.0.elapsed().as_secs_f64() * 1e3);
+    }
+}
+
+/// Mine `opts.paths` into the store: scan, replace the failures of changed files, cluster
+/// the new ones, store the whole mine in one transaction, read back, rank and emit cases,
+/// and summarize clusters on request.
 pub async fn mine(store: &Store, opts: &MineOptions, tick: &(dyn Fn(&str) + Sync)) -> anyhow::Result<MineResult> {
     // A mine reads the stored failures and clusters, clusters in memory and writes the
     // result: two at once on one store each wrote counts made from what the other had not
     // stored yet (members ended half or double the truth). One mine at a time per store;
     // the second then finds the first one's files already mined.
     let _write = store.exclusive().await?;
-    // 1. Scan.
+    let clock = PhaseClock(std::time::Instant::now());
     // Only files whose failures were analysed at their current content count as known:
     // `traces ls` records files without mining them.
-    let known: HashMap<String, (u64, Option<i64>, String)> = {
-        let text: String = sqlx::query_scalar(
-            "SELECT json_group_array(json_array(path, size, mtime_ns, hash)) FROM trace_files
-             WHERE mined_hash IS NOT NULL AND mined_hash = hash",
-        )
-        .fetch_one(&store.pool)
-        .await?;
-        let rows: Vec<(String, i64, Option<i64>, String)> = crate::store::parse_rows(&text, "trace files")?;
-        rows.into_iter().map(|(p, s, m, h)| (p, (s as u64, m, h))).collect()
-    };
+    let known: Known = store.mined_files().await?.into_iter().map(|(p, s, m, h)| (p, (s as u64, m, h))).collect();
+    let (mut result, mut summary) = scan_phase(opts, &known, tick);
+    clock.done("scan");
+    let mut errors: Vec<String> = result.walk_errors.iter().map(|(p, e)| format!("{}: {e}", p.display())).collect();
+    let feedback_warning = result.feedback.as_ref().and_then(crate::trace::feedback::not_found_warning);
+    summary.feedback = result.feedback.take();
+    let (replaced, new) = changed_failures(&mut result, &known, &mut summary, &mut errors);
+    let replaced: HashSet<&str> = replaced.iter().map(|&i| result.files[i].key.as_str()).collect();
+    let mut clustered = cluster_phase(store, opts, &new, &replaced, &mut summary).await?;
+    clock.done("clustering");
+    let (stored, complete) = store_phase(store, &result, new, &replaced, &mut clustered).await?;
+    clock.done("store and read back");
+    let fresh = clustered.fresh;
+    let stored_clusters = clustered.stored_clusters;
+    let mut ranked = cases_phase(store, opts, stored, complete, fresh, &stored_clusters, &mut summary).await?;
+    clock.done("cases and ranking");
+    let mut warnings: Vec<String> = feedback_warning.into_iter().collect();
+    if let Some(cfg) = &opts.summarize {
+        summarize_phase(store, cfg, &mut ranked, &mut summary, &mut warnings).await?;
+    }
+    Ok(MineResult { summary, clusters: ranked.views, errors, warnings })
+}
+
+/// 1. Scan the paths, skipping files unchanged since they were mined (size + mtime), and
+///    analyse each failed trace on the worker thread. Secrets are redacted as each failure
+///    is made, before anything stores, clusters or writes it: case files are committed to git.
+fn scan_phase(
+    opts: &MineOptions,
+    known: &Known,
+    tick: &(dyn Fn(&str) + Sync),
+) -> (crate::trace::scan::ScanResult<Failure>, MineSummary) {
     let skip = |key: &str, size: u64, mtime: Option<i64>| {
         known.get(key).is_some_and(|(s, m, _)| *s == size && m.is_some() && *m == mtime)
     };
     let assume_failed = opts.assume_failed;
-    let paths = opts.paths.clone();
-    let jobs = opts.jobs;
-    // Phase times at `AUTOHARNESS_LOG=autoharness=debug`, for whoever makes this faster next.
-    let started = std::time::Instant::now();
-    let phase = |name: &str| tracing::debug!("mine: {name} done at {:.1} ms", started.elapsed().as_secs_f64() * 1e3);
-    // Secrets are redacted as each failure is made, before anything stores, clusters or
-    // writes it: case files are committed to git.
     let redactions = std::sync::Mutex::new(crate::redact::Redactions::default());
     let extract = |t: &crate::trace::model::Trace| {
         let mut f = analyze(t, t.source.seq, assume_failed)?;
@@ -83,26 +117,29 @@ pub async fn mine(store: &Store, opts: &MineOptions, tick: &(dyn Fn(&str) + Sync
         }
         Some(f)
     };
-    let mut result = crate::trace::scan::scan_with(&paths, &opts.feedback, jobs, skip, extract, tick);
-
-    phase("scan");
-    let mut summary =
+    let result = crate::trace::scan::scan_with(&opts.paths, &opts.feedback, opts.jobs, skip, extract, tick);
+    let summary =
         MineSummary { redacted: redactions.into_inner().unwrap_or_else(|p| p.into_inner()), ..MineSummary::default() };
-    let mut errors = Vec::new();
-    for (p, e) in &result.walk_errors {
-        errors.push(format!("{}: {e}", p.display()));
-    }
-    let feedback_warning = result.feedback.as_ref().and_then(crate::trace::feedback::not_found_warning);
-    summary.feedback = result.feedback.take();
-    // 2. The failures of each file, joined traces included. Of two with the same place
-    // (file and trace), the first is kept: the store holds one per place.
+    (result, summary)
+}
+
+/// 2. The failures of each file, joined traces included, and which files changed since
+///    they were last mined (their failures replace the stored ones). Of two failures with
+///    the same place (file and trace), the first is kept: the store holds one per place.
+///    Returns the indexes of the changed files and their failures, by file index.
+fn changed_failures(
+    result: &mut crate::trace::scan::ScanResult<Failure>,
+    known: &Known,
+    summary: &mut MineSummary,
+    errors: &mut Vec<String>,
+) -> (HashSet<usize>, Vec<(usize, Failure)>) {
     let mut by_display: HashMap<String, usize> = HashMap::new();
     let mut failures_by_file: Vec<Vec<Failure>> = Vec::with_capacity(result.files.len());
     for (i, f) in result.files.iter_mut().enumerate() {
         by_display.insert(f.walked.display.clone(), i);
         failures_by_file.push(std::mem::take(&mut f.extracted));
     }
-    for failure in result.joined {
+    for failure in std::mem::take(&mut result.joined) {
         if let Some(&i) = by_display.get(&failure.file) {
             failures_by_file[i].push(failure);
         }
@@ -111,10 +148,8 @@ pub async fn mine(store: &Store, opts: &MineOptions, tick: &(dyn Fn(&str) + Sync
         let mut seen = HashSet::new();
         failures.retain(|f| seen.insert(f.trace_seq));
     }
-    // Files whose content changed since they were last mined: their failures replace the
-    // stored ones.
-    let mut replaced: HashSet<&str> = HashSet::new();
-    for f in &result.files {
+    let mut replaced: HashSet<usize> = HashSet::new();
+    for (i, f) in result.files.iter().enumerate() {
         summary.files += 1;
         if f.skipped {
             summary.skipped_unchanged += 1;
@@ -131,20 +166,42 @@ pub async fn mine(store: &Store, opts: &MineOptions, tick: &(dyn Fn(&str) + Sync
         if known.get(&f.key).is_some_and(|(_, _, h)| *h == f.report.hash) {
             summary.unchanged_content += 1;
         } else {
-            replaced.insert(&f.key);
+            replaced.insert(i);
         }
     }
     let new: Vec<(usize, Failure)> = failures_by_file
         .into_iter()
         .enumerate()
-        .filter(|(i, _)| replaced.contains(result.files[*i].key.as_str()))
+        .filter(|(i, _)| replaced.contains(i))
         .flat_map(|(i, failures)| failures.into_iter().map(move |f| (i, f)))
         .collect();
     summary.new_failures = new.len();
+    (replaced, new)
+}
 
-    // 3. Cluster the new failures, and any stored ones left without a cluster (a store from
-    // an older version), before storing anything. Stored failures are read without their
-    // text and seeds unless clustering needs them: the IDF covers every failure.
+/// What clustering decided, with the stored failures it read.
+struct Clustered {
+    /// Stored failures outside the replaced files; `kept_whole` when read with text and seed.
+    kept: Vec<StoredFailure>,
+    kept_whole: bool,
+    /// Whether anything was clustered (new failures, or stored ones without a cluster).
+    fresh: bool,
+    clustering: crate::store::mine::Clustering,
+    /// The cluster of each new failure, in order.
+    new_clusters: Vec<String>,
+    stored_clusters: Vec<crate::store::mine::StoredCluster>,
+}
+
+/// 3. Cluster the new failures, and any stored ones left without a cluster (a store from
+///    an older version), before storing anything. Stored failures are read without their
+///    text and seeds unless clustering needs them: the IDF covers every failure.
+async fn cluster_phase(
+    store: &Store,
+    opts: &MineOptions,
+    new: &[(usize, Failure)],
+    replaced: &HashSet<&str>,
+    summary: &mut MineSummary,
+) -> anyhow::Result<Clustered> {
     // New failures are clustered against every stored one: read them whole at once.
     let mut kept_whole = !new.is_empty();
     let mut kept: Vec<StoredFailure> = store.failures(kept_whole).await?;
@@ -156,8 +213,7 @@ pub async fn mine(store: &Store, opts: &MineOptions, tick: &(dyn Fn(&str) + Sync
         kept.retain(|s| !replaced.contains(s.path.as_str()));
         kept_whole = true;
     }
-    phase("read stored failures");
-    let mut stored_clusters = store.clusters().await?;
+    let stored_clusters = store.clusters().await?;
     let mut clustering = crate::store::mine::Clustering::default();
     let mut new_clusters: Vec<String> = Vec::new();
     if fresh {
@@ -190,11 +246,22 @@ pub async fn mine(store: &Store, opts: &MineOptions, tick: &(dyn Fn(&str) + Sync
             })
             .collect();
     }
+    Ok(Clustered { kept, kept_whole, fresh, clustering, new_clusters, stored_clusters })
+}
 
-    phase("clustering");
-    // 4. Store the whole mine in one transaction.
+/// 4. Store the whole mine in one transaction, then the failures as stored (ids, clusters,
+///    times as the store keeps them), with the text and seed of those at hand rather than
+///    read back: that was most of a first mine's reading. Returns them and whether each
+///    has its text and seed.
+async fn store_phase(
+    store: &Store,
+    result: &crate::trace::scan::ScanResult<Failure>,
+    new: Vec<(usize, Failure)>,
+    replaced: &HashSet<&str>,
+    clustered: &mut Clustered,
+) -> anyhow::Result<(Vec<StoredFailure>, bool)> {
     let mut assigned: Vec<Vec<(Failure, String)>> = result.files.iter().map(|_| Vec::new()).collect();
-    for ((i, f), c) in new.into_iter().zip(new_clusters) {
+    for ((i, f), c) in new.into_iter().zip(std::mem::take(&mut clustered.new_clusters)) {
         assigned[i].push((f, c));
     }
     let batch: Vec<crate::store::mine::MinedFile<'_>> = result
@@ -210,55 +277,67 @@ pub async fn mine(store: &Store, opts: &MineOptions, tick: &(dyn Fn(&str) + Sync
             failures: replaced.contains(f.key.as_str()).then_some(failures.as_slice()),
         })
         .collect();
-    let ids = store.record_mined(&batch, &clustering).await?;
+    let ids = store.record_mined(&batch, &clustered.clustering).await?;
     drop(batch);
     crate::crash::point("mine_stored");
-    phase("store");
-    if fresh {
-        stored_clusters = store.clusters().await?;
+    let kept = std::mem::take(&mut clustered.kept);
+    if !clustered.fresh {
+        // Nothing new assigned: they are the ones kept (a replaced file without failures
+        // only took its old ones away).
+        return Ok((kept, clustered.kept_whole));
     }
-    // Failures as stored (ids, clusters, times as the store keeps them), with the text and
-    // seed of those at hand rather than read back: that was most of a first mine's reading.
-    // Nothing new assigned: they are the ones kept (a replaced file without failures only
-    // took its old ones away).
-    let (mut stored, mut complete) = (kept, kept_whole);
-    if fresh {
-        let mut heavy: HashMap<i64, (String, CaseSeed)> = HashMap::new();
-        if kept_whole {
-            for s in stored {
-                heavy.insert(s.id, (s.failure.text, s.failure.seed));
-            }
+    clustered.stored_clusters = store.clusters().await?;
+    let mut heavy: HashMap<i64, (String, CaseSeed)> = HashMap::new();
+    if clustered.kept_whole {
+        for s in kept {
+            heavy.insert(s.id, (s.failure.text, s.failure.seed));
         }
-        for (f, failures) in result.files.iter().zip(assigned) {
-            for (failure, _) in failures {
-                if let Some(&id) = ids.get(&(f.key.clone(), failure.trace_seq)) {
-                    heavy.insert(id, (failure.text, failure.seed));
-                }
-            }
-        }
-        stored = store.failures(false).await?;
-        complete = true;
-        for s in &mut stored {
-            match heavy.remove(&s.id) {
-                Some((text, seed)) => (s.failure.text, s.failure.seed) = (text, seed),
-                None => complete = false,
+    }
+    for (f, failures) in result.files.iter().zip(assigned) {
+        for (failure, _) in failures {
+            if let Some(&id) = ids.get(&(f.key.clone(), failure.trace_seq)) {
+                heavy.insert(id, (failure.text, failure.seed));
             }
         }
     }
-    phase("read back");
+    let mut stored = store.failures(false).await?;
+    let mut complete = true;
+    for s in &mut stored {
+        match heavy.remove(&s.id) {
+            Some((text, seed)) => (s.failure.text, s.failure.seed) = (text, seed),
+            None => complete = false,
+        }
+    }
+    Ok((stored, complete))
+}
+
+/// The clusters ranked for the table, and their members in the window (for summaries).
+struct Ranked {
+    views: Vec<ClusterView>,
+    excerpts: HashMap<String, Vec<String>>,
+}
+
+/// 5. Rank clusters over the failures in the window and emit their cases (skipped when the
+///    last planning was made from the same failures, clusters and options and every case
+///    file is still as recorded: it would change nothing).
+async fn cases_phase(
+    store: &Store,
+    opts: &MineOptions,
+    mut stored: Vec<StoredFailure>,
+    complete: bool,
+    fresh: bool,
+    stored_clusters: &[crate::store::mine::StoredCluster],
+    summary: &mut MineSummary,
+) -> anyhow::Result<Ranked> {
     let cluster_of: HashMap<i64, String> = stored.iter().filter_map(|s| Some((s.id, s.cluster_id.clone()?))).collect();
     summary.clusters_total = stored_clusters.len();
     summary.failures_total = stored.len();
-
-    // 5. Rank clusters over the failures in the window, emit cases.
     let in_window = |s: &StoredFailure| match (opts.since, s.failure.time) {
         (Some(since), Some(t)) => t >= since,
         (Some(_), None) => true,
         (None, _) => true,
     };
     let recorded_cases = store.cases(None).await?;
-    // Planning again what the last planning made from the same failures, clusters and
-    // options, with every case file still as recorded, would change nothing: skip it.
     let plan = opts.write_cases.then(|| plan_key(opts, stored.iter().filter(|s| in_window(s)), &cluster_of));
     let skip_planning = match &plan {
         Some(key) if !fresh => {
@@ -285,7 +364,7 @@ pub async fn mine(store: &Store, opts: &MineOptions, tick: &(dyn Fn(&str) + Sync
         recorded_cases.iter().map(|c| (c.id.clone(), (c.content_hash.clone(), c.path.clone()))).collect();
     let now = crate::store::now_rfc3339();
     let mut views = Vec::new();
-    for sc in &stored_clusters {
+    for sc in stored_clusters {
         let Some(ms) = members.get(&sc.cluster.id) else { continue };
         let mut cases = Vec::new();
         let mut written = 0;
@@ -307,73 +386,12 @@ pub async fn mine(store: &Store, opts: &MineOptions, tick: &(dyn Fn(&str) + Sync
                 &opts.evals_dir,
                 &now,
             ) {
-                let recorded = existing_cases.get(&planned.case.id);
-                let last = recorded.map(|(h, _)| h.as_str());
-                let (result, hash) = write_case(&planned, last)?;
-                crate::crash::point("case_written");
-                let path = planned.path.display().to_string();
-                // The row already says exactly this (a re-mine of unchanged traces): writing it
-                // again would change nothing but its time, at one store commit per case.
-                let recorded_as_is = recorded.is_some_and(|(h, p)| *h == hash && *p == path);
-                match result {
-                    WriteResult::Written => {
-                        written += 1;
-                        summary.cases_written += 1;
-                    }
-                    WriteResult::Unchanged => summary.cases_unchanged += 1,
-                    WriteResult::KeptEdited => summary.cases_kept_edited.push(planned.path.display().to_string()),
-                }
-                if result != WriteResult::KeptEdited && !recorded_as_is {
-                    let row = crate::store::mine::StoredCase {
-                        id: planned.case.id.clone(),
-                        cluster_id: sc.cluster.id.clone(),
-                        harness: opts.harness.clone(),
-                        split: planned.case.split.to_string(),
-                        status: planned.case.status.to_string(),
-                        path,
-                        content_hash: hash,
-                    };
-                    store.upsert_case(&row, &planned.input_hash, Some(planned.failure_id)).await?;
-                }
+                written += write_planned(store, opts, &sc.cluster.id, &planned, &existing_cases, summary).await?;
                 cases.push(planned.case.id.clone());
             }
         }
         cases.sort();
-        let times: Vec<&String> = ms.iter().filter_map(|s| s.seen_at.as_ref()).collect();
-        let costs: Vec<f64> = ms.iter().filter_map(|s| s.failure.cost_usd).collect();
-        let example = ms[0];
-        let mut per_day = BTreeMap::new();
-        for t in &times {
-            *per_day.entry(t.chars().take(10).collect::<String>()).or_insert(0usize) += 1;
-        }
-        views.push(ClusterView {
-            id: sc.cluster.id.clone(),
-            label: sc.label.clone(),
-            kind: sc.kind.clone(),
-            state: sc.state.clone(),
-            count: ms.len(),
-            share: if total_failed > 0 { ms.len() as f64 / total_failed as f64 } else { 0.0 },
-            first_seen: times.iter().min().map(|s| s.to_string()),
-            last_seen: times.iter().max().map(|s| s.to_string()),
-            cost_usd: (!costs.is_empty()).then(|| costs.iter().sum()),
-            example_trace: example.failure.trace_id.clone(),
-            example_file: example.path.clone(),
-            signature: sc.cluster.signature.clone(),
-            summary: sc.summary.clone(),
-            cases_written: written,
-            cases,
-            per_day,
-            members: ms
-                .iter()
-                .map(|s| MemberView {
-                    id: format!("{}#{}", s.path, s.failure.trace_id),
-                    file: s.path.clone(),
-                    trace_id: s.failure.trace_id.clone(),
-                    step: s.failure.step_id.clone(),
-                    seen_at: s.seen_at.clone(),
-                })
-                .collect(),
-        });
+        views.push(cluster_view(sc, ms, total_failed, cases, written));
     }
     // Impact: count, then recency, then cost; ties by id for stable output.
     views.sort_by(|a, b| {
@@ -383,29 +401,121 @@ pub async fn mine(store: &Store, opts: &MineOptions, tick: &(dyn Fn(&str) + Sync
             .then_with(|| b.cost_usd.unwrap_or(0.0).total_cmp(&a.cost_usd.unwrap_or(0.0)))
             .then_with(|| a.id.cmp(&b.id))
     });
-    phase("cases and ranking");
     if let (Some(key), false) = (&plan, skip_planning) {
         store.set_case_plan(&opts.harness, key).await?;
     }
-    // 6. Optional summaries, for the clusters shown that have none yet.
-    let mut warnings: Vec<String> = feedback_warning.into_iter().collect();
-    if let Some(cfg) = &opts.summarize {
-        let mut cost_usd = 0.0;
-        for v in views.iter_mut().filter(|v| v.summary.is_none()) {
-            let excerpts: Vec<&str> = members
-                .get(&v.id)
-                .map(|ms| ms.iter().map(|s| s.failure.excerpt.as_str()).collect())
-                .unwrap_or_default();
-            match summarize::summarize(cfg, &v.id, &v.label, &v.signature, v.count, &excerpts, &mut cost_usd).await {
-                Ok(text) => {
-                    store.set_cluster_summary(&v.id, &text).await?;
-                    v.summary = Some(text);
-                    summary.summaries_written += 1;
-                }
-                Err(e) => warnings.push(format!("{e:#}")),
-            }
+    let excerpts =
+        members.into_iter().map(|(id, ms)| (id, ms.iter().map(|s| s.failure.excerpt.clone()).collect())).collect();
+    Ok(Ranked { views, excerpts })
+}
+
+/// Write one planned case file (unless a person edited it) and its row; 1 when written.
+async fn write_planned(
+    store: &Store,
+    opts: &MineOptions,
+    cluster_id: &str,
+    planned: &crate::mine::emit::PlannedCase,
+    existing_cases: &HashMap<String, (String, String)>,
+    summary: &mut MineSummary,
+) -> anyhow::Result<usize> {
+    let recorded = existing_cases.get(&planned.case.id);
+    let last = recorded.map(|(h, _)| h.as_str());
+    let (result, hash) = write_case(planned, last)?;
+    crate::crash::point("case_written");
+    let path = planned.path.display().to_string();
+    // The row already says exactly this (a re-mine of unchanged traces): writing it
+    // again would change nothing but its time, at one store commit per case.
+    let recorded_as_is = recorded.is_some_and(|(h, p)| *h == hash && *p == path);
+    let mut written = 0;
+    match result {
+        WriteResult::Written => {
+            written = 1;
+            summary.cases_written += 1;
         }
-        summary.summary_cost_usd = cost_usd;
+        WriteResult::Unchanged => summary.cases_unchanged += 1,
+        WriteResult::KeptEdited => summary.cases_kept_edited.push(planned.path.display().to_string()),
     }
-    Ok(MineResult { summary, clusters: views, errors, warnings })
+    if result != WriteResult::KeptEdited && !recorded_as_is {
+        let row = crate::store::mine::StoredCase {
+            id: planned.case.id.clone(),
+            cluster_id: cluster_id.to_string(),
+            harness: opts.harness.clone(),
+            split: planned.case.split.to_string(),
+            status: planned.case.status.to_string(),
+            path,
+            content_hash: hash,
+        };
+        store.upsert_case(&row, &planned.input_hash, Some(planned.failure_id)).await?;
+    }
+    Ok(written)
+}
+
+/// One row of the ranked table: a cluster over its members in the window.
+fn cluster_view(
+    sc: &crate::store::mine::StoredCluster,
+    ms: &[&StoredFailure],
+    total_failed: usize,
+    cases: Vec<String>,
+    written: usize,
+) -> ClusterView {
+    let times: Vec<&String> = ms.iter().filter_map(|s| s.seen_at.as_ref()).collect();
+    let costs: Vec<f64> = ms.iter().filter_map(|s| s.failure.cost_usd).collect();
+    let example = ms[0];
+    let mut per_day = BTreeMap::new();
+    for t in &times {
+        *per_day.entry(t.chars().take(10).collect::<String>()).or_insert(0usize) += 1;
+    }
+    ClusterView {
+        id: sc.cluster.id.clone(),
+        label: sc.label.clone(),
+        kind: sc.kind.clone(),
+        state: sc.state.clone(),
+        count: ms.len(),
+        share: if total_failed > 0 { ms.len() as f64 / total_failed as f64 } else { 0.0 },
+        first_seen: times.iter().min().map(|s| s.to_string()),
+        last_seen: times.iter().max().map(|s| s.to_string()),
+        cost_usd: (!costs.is_empty()).then(|| costs.iter().sum()),
+        example_trace: example.failure.trace_id.clone(),
+        example_file: example.path.clone(),
+        signature: sc.cluster.signature.clone(),
+        summary: sc.summary.clone(),
+        cases_written: written,
+        cases,
+        per_day,
+        members: ms
+            .iter()
+            .map(|s| MemberView {
+                id: format!("{}#{}", s.path, s.failure.trace_id),
+                file: s.path.clone(),
+                trace_id: s.failure.trace_id.clone(),
+                step: s.failure.step_id.clone(),
+                seen_at: s.seen_at.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// 6. A one-line root cause for each cluster shown that has none yet; a failure warns.
+async fn summarize_phase(
+    store: &Store,
+    cfg: &crate::llm::ProviderConfig,
+    ranked: &mut Ranked,
+    summary: &mut MineSummary,
+    warnings: &mut Vec<String>,
+) -> anyhow::Result<()> {
+    let mut cost_usd = 0.0;
+    for v in ranked.views.iter_mut().filter(|v| v.summary.is_none()) {
+        let excerpts: Vec<&str> =
+            ranked.excerpts.get(&v.id).map(|es| es.iter().map(String::as_str).collect()).unwrap_or_default();
+        match summarize::summarize(cfg, &v.id, &v.label, &v.signature, v.count, &excerpts, &mut cost_usd).await {
+            Ok(text) => {
+                store.set_cluster_summary(&v.id, &text).await?;
+                v.summary = Some(text);
+                summary.summaries_written += 1;
+            }
+            Err(e) => warnings.push(format!("{e:#}")),
+        }
+    }
+    summary.summary_cost_usd = cost_usd;
+    Ok(())
 }

@@ -161,6 +161,18 @@ impl Store {
     /// of the bytes, and only clustering and case planning read them.
     ///
     /// The rows come back as one JSON text (see [`parse_rows`]).
+    /// Files whose failures were analysed at their current content: (path, size, mtime,
+    /// hash). `traces ls` records files without mining them; those are not in it.
+    pub async fn mined_files(&self) -> anyhow::Result<Vec<(String, i64, Option<i64>, String)>> {
+        let text: String = sqlx::query_scalar(
+            "SELECT json_group_array(json_array(path, size, mtime_ns, hash)) FROM trace_files
+             WHERE mined_hash IS NOT NULL AND mined_hash = hash",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        super::parse_rows(&text, "trace files")
+    }
+
     pub async fn failures(&self, full: bool) -> anyhow::Result<Vec<StoredFailure>> {
         let text: String = sqlx::query_scalar(
             "SELECT json_group_array(json_array(f.id, t.path, f.cluster_id, f.trace_seq, f.trace_id, f.format, f.infra,
