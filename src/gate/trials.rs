@@ -467,6 +467,7 @@ async fn run_one(
     let cost = result.as_ref().and_then(|r| r.cost_usd).or_else(|| trace.as_ref().and_then(|t| t.cost_usd));
     let (status, exit_code) = status_fields(&outcome.status);
     let infra = if passed { None } else { infra_reason(&outcome.status, &stderr, &output, failure.as_ref()) };
+    scrub_io(version, &io).await?;
     // The private copy is no longer needed; the io folder (trace, result) is kept as evidence.
     let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(work)).await;
     Ok(TrialRecord {
@@ -682,6 +683,15 @@ fn tail(s: &str, max: usize) -> String {
     format!("…{}", &s[start..])
 }
 
+/// What a trial left in its `io/` folder (kept as evidence) scrubbed like its record
+/// (`redact::scrub_dir`), once every check has read it.
+async fn scrub_io(version: &Version, io: &Path) -> anyhow::Result<()> {
+    let env = passed_env(&version.manifest);
+    let io = io.to_path_buf();
+    tokio::task::spawn_blocking(move || crate::redact::scrub_dir(&io, &env)).await??;
+    Ok(())
+}
+
 async fn run_batch_once(
     version: &Version,
     cases: &[&Case],
@@ -711,6 +721,7 @@ async fn run_batch_once(
     let rewards = parse_rewards(&stdout);
     let (status, exit_code) = status_fields(&outcome.status);
     let per_case_ms = started.elapsed().as_millis() as u64 / cases.len().max(1) as u64;
+    scrub_io(version, &io).await?;
     let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(work)).await;
     Ok(cases
         .iter()
