@@ -304,3 +304,68 @@ command = '''cat > /dev/null; n=$(cat "$HOME/asked" 2>/dev/null || echo 0); echo
     assert_eq!(end, truth, "resumed after a passed gate: the same answer is accepted, none is asked again");
     assert_eq!(std::fs::read_to_string(sb.path().join("asked")).unwrap().trim(), "2", "two answers asked in all");
 }
+
+/// A git repository of the example (the sandbox is `HOME`, so its `.gitconfig` names the
+/// committer), with the store and run folders ignored.
+fn git_example() -> Sandbox {
+    let sb = example();
+    sb.write(".gitconfig", "[user]\n\tname = t\n\temail = t@t\n[init]\n\tdefaultBranch = main\n");
+    sb.write(".gitignore", ".gitconfig\nstate.*\nruns/\n*.lock\n");
+    git(&sb, &["init", "-q"]);
+    git(&sb, &["add", "-A"]);
+    git(&sb, &["commit", "-qm", "start"]);
+    sb
+}
+
+fn git(sb: &Sandbox, args: &[&str]) -> String {
+    let out = sb.std_command("git").args(args).output().expect("git");
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Where a `--branch` run left the repository: the branch checked out, its commits' subjects
+/// (the run id aside) and the tree each holds, and whatever is left uncommitted.
+fn repo_end(sb: &Sandbox) -> Vec<String> {
+    let run_id = regex::Regex::new(r"\(run [^)]*\)").unwrap();
+    vec![
+        git(sb, &["rev-parse", "--abbrev-ref", "HEAD"]),
+        run_id.replace_all(&git(sb, &["log", "--format=%s %T"]), "(run)").into_owned(),
+        git(sb, &["status", "--porcelain"]),
+    ]
+}
+
+/// `run --branch` killed inside its final apply, at each of its moments in turn (the branch
+/// made, the apply plan recorded, the first file written, the commit made): every resume
+/// goes on from where the last one died, and the end is the uninterrupted run's branch,
+/// commit, tree and store. Before the apply was planned and resumable, the resume failed
+/// (the branch existed; hunks already in the tree did not apply again).
+#[test]
+fn a_run_killed_while_applying_to_a_branch_resumes_to_the_same_commit() {
+    let start = [
+        "run",
+        "--traces",
+        "examples/support-bot/traces",
+        "--max-iterations",
+        "2",
+        "--candidates",
+        "1",
+        "--branch",
+        "autoharness-fix",
+    ];
+    let reference = git_example();
+    let out = crash_run(&reference, &start, "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let truth = (run_end(&reference), repo_end(&reference));
+    assert!(truth.0[6].as_u64().unwrap() >= 1, "the reference run accepts a change: {truth:?}");
+    assert!(truth.1[1].lines().count() == 2, "one commit on the branch: {truth:?}");
+    let sb = git_example();
+    for (i, point) in ["apply_branch:1", "apply_planned:1", "apply_file:1", "apply_committed:1"].iter().enumerate() {
+        let args: &[&str] = if i == 0 { &start } else { &["run", "--resume"] };
+        let out = crash_run(&sb, args, point);
+        assert!(killed(&out), "{point} is reached and kills: {}", stderr(&out));
+        integrity_ok(&sb.db());
+    }
+    let out = crash_run(&sb, &["run", "--resume"], "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!((run_end(&sb), repo_end(&sb)), truth, "killed at every moment of the apply, resumed");
+}
