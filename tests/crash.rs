@@ -55,24 +55,30 @@ fn integrity_ok(db: &Path) {
     assert_eq!(r, vec![serde_json::json!(["ok"])], "PRAGMA integrity_check of {}", db.display());
 }
 
+/// Processes with a path of the sandbox in their environment: `pid: command line`.
+fn left_running(sb: &Sandbox) -> Vec<String> {
+    let needle = sb.path().to_string_lossy().into_owned();
+    let mut alive = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        if pid == std::process::id() {
+            continue;
+        }
+        let Ok(env) = std::fs::read(entry.path().join("environ")) else { continue };
+        if env.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+            let cmd = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            alive.push(format!("{pid}: {}", String::from_utf8_lossy(&cmd).replace('\0', " ")));
+        }
+    }
+    alive
+}
+
 /// No process (the killed one's trials, their children) still runs with a path of the
 /// sandbox in its environment; waits up to 10 s for the kernel to finish killing them.
 fn nothing_left_running(sb: &Sandbox) {
-    let needle = sb.path().to_string_lossy().into_owned();
     let started = Instant::now();
     loop {
-        let mut alive = Vec::new();
-        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
-            if pid == std::process::id() {
-                continue;
-            }
-            let Ok(env) = std::fs::read(entry.path().join("environ")) else { continue };
-            if env.windows(needle.len()).any(|w| w == needle.as_bytes()) {
-                let cmd = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-                alive.push(format!("{pid}: {}", String::from_utf8_lossy(&cmd).replace('\0', " ")));
-            }
-        }
+        let alive = left_running(sb);
         if alive.is_empty() {
             return;
         }
@@ -148,18 +154,21 @@ fn sleepy() -> Sandbox {
     sb
 }
 
+/// `change.patch`: the steady harness's prompt changed.
+fn steady_patch(sb: &Sandbox) {
+    let old = std::fs::read_to_string(sb.path().join("harnesses/steady/prompt.txt")).unwrap();
+    sb.write(
+        "change.patch",
+        format!(
+            "diff --git a/harnesses/steady/prompt.txt b/harnesses/steady/prompt.txt\n--- a/harnesses/steady/prompt.txt\n+++ b/harnesses/steady/prompt.txt\n@@ -1 +1 @@\n-{}\n+hello there\n",
+            old.trim_end()
+        ),
+    );
+}
+
 #[test]
 fn a_gate_killed_mid_trials_leaves_nothing_running_and_gates_again_to_the_same_verdict() {
-    let patch = |sb: &Sandbox| {
-        let old = std::fs::read_to_string(sb.path().join("harnesses/steady/prompt.txt")).unwrap();
-        sb.write(
-            "change.patch",
-            format!(
-                "diff --git a/harnesses/steady/prompt.txt b/harnesses/steady/prompt.txt\n--- a/harnesses/steady/prompt.txt\n+++ b/harnesses/steady/prompt.txt\n@@ -1 +1 @@\n-{}\n+hello there\n",
-                old.trim_end()
-            ),
-        );
-    };
+    let patch = steady_patch;
     let gate = ["--json", "gate", "change.patch"];
     let reference = sleepy();
     patch(&reference);
@@ -368,4 +377,45 @@ fn a_run_killed_while_applying_to_a_branch_resumes_to_the_same_commit() {
     let out = crash_run(&sb, &["run", "--resume"], "");
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!((run_end(&sb), repo_end(&sb)), truth, "killed at every moment of the apply, resumed");
+}
+
+/// Without bubblewrap (no pid namespace to die with), a gate killed with SIGKILL leaves the
+/// processes its trials forked off behind: only the trial's first process gets the parent's
+/// death signal. Their pids cgroup is the one list of them that survives, and the next
+/// autoharness command that probes the sandbox kills what is left in the cgroups of dead
+/// autoharness processes (`cgroup::remove_stale`). Forced with `AUTOHARNESS_ISOLATION=none`
+/// so the test means the same on hosts with and without bubblewrap.
+#[test]
+fn without_bubblewrap_a_killed_gate_s_leftovers_are_killed_by_the_next_command() {
+    let sb = sleepy();
+    // A forked-off grandchild that would live five minutes, forked before the first output.
+    sb.write("harnesses/steady/run.sh", "(sleep 300 &)\necho started\nsleep 5\ncat prompt.txt\n");
+    steady_patch(&sb);
+    let with_none = |args: &[&str], point: &str| {
+        let mut cmd = sb.std_command(bin());
+        cmd.args(sb.db_args()).args(args).env("AUTOHARNESS_ISOLATION", "none");
+        if !point.is_empty() {
+            cmd.env("AUTOHARNESS_CRASH_AT", point);
+        }
+        cmd.output().unwrap()
+    };
+    // Killed while a trial runs: it has printed, so its grandchild was forked.
+    let out = with_none(&["--json", "gate", "change.patch"], "trial_output:1");
+    assert!(killed(&out), "{}", stderr(&out));
+    // The grandchild may be swept already: any autoharness process on the machine that
+    // probes the sandbox (a test running in parallel) does the very cleanup under test.
+    let out = with_none(&["--json", "doctor"], "");
+    assert!(out.status.code().is_some(), "{}", stderr(&out));
+    let started = Instant::now();
+    while !left_running(&sb).is_empty() && started.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let left = left_running(&sb);
+    for line in &left {
+        if let Some(pid) = line.split(':').next().and_then(|p| p.parse::<i32>().ok()) {
+            // SAFETY: a signal to a process this test's gate left behind.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+    assert_eq!(left, Vec::<String>::new(), "still running after the next command probed the sandbox");
 }

@@ -149,6 +149,22 @@ pub struct Runner {
     pub run_id: Option<String>,
 }
 
+/// `AUTOHARNESS_ISOLATION`: an operator on a host whose bubblewrap misbehaves, or a test of
+/// the cleanup paths hosts without it take, picks the mechanism. Anything else is `auto`,
+/// the strongest this host offers, so a typo never weakens isolation.
+fn isolation_from_env() -> IsolationChoice {
+    match std::env::var("AUTOHARNESS_ISOLATION").as_deref() {
+        Ok("bwrap") => IsolationChoice::Bwrap,
+        Ok("landlock") => IsolationChoice::Landlock,
+        Ok("none") => IsolationChoice::None,
+        Ok("auto") | Err(_) => IsolationChoice::Auto,
+        Ok(other) => {
+            tracing::warn!(value = other, "AUTOHARNESS_ISOLATION is not auto, bwrap, landlock or none; using auto");
+            IsolationChoice::Auto
+        }
+    }
+}
+
 impl Runner {
     pub fn new(store: Option<Store>, jobs: usize, trials_dir: PathBuf) -> Runner {
         // Trials run in other folders: a relative path (a relative --db) would not reach
@@ -163,7 +179,7 @@ impl Runner {
             infra_retries: 2,
             infra_backoff: std::time::Duration::from_millis(backoff_ms.min(60_000)),
             trials_dir,
-            isolation: IsolationChoice::Auto,
+            isolation: isolation_from_env(),
             run_id: None,
         }
     }
