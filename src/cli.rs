@@ -350,7 +350,7 @@ pub fn main() -> i32 {
     crate::report::output::init_logging(&out);
     let settings = crate::config::Settings::resolve(&cli.global);
     let result = match settings {
-        Ok(settings) => dispatch(cli.command, &settings, &out),
+        Ok(settings) => dispatch(cli.command, &settings, &out).map_err(|e| exit::on_store(e, &settings.db_path)),
         Err(e) => Err(e),
     };
     match result {
