@@ -532,6 +532,10 @@ fn values_are_checked_before_any_work() {
         (&["gate", "--alpha", "NaN", "-"], "not a finite number"),
         (&["gate", "--alpha", "0", "-"], "strictly between 0 and 1"),
         (&["gate", "--alpha", "2", "-"], "strictly between 0 and 1"),
+        // Zero trials ran one each without a word; zero candidates screened and gated nothing.
+        (&["eval", "--trials", "0"], "0 is not in 1.."),
+        (&["gate", "--trials", "0", "-"], "0 is not in 1.."),
+        (&["run", "--candidates", "0"], "0 is not in 1.."),
     ] {
         error_2(&sb, args, &[expect]);
     }
