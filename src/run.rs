@@ -727,6 +727,27 @@ pub fn branch_preflight(project_root: &Path, manifest: &Manifest) -> anyhow::Res
     Ok(())
 }
 
+/// `--branch` names a branch that does not exist yet: checked before any work, or the run
+/// would fail at its very end on `git checkout -b` (and on every resume after).
+pub fn branch_is_new(project_root: &Path, branch: &str) -> anyhow::Result<()> {
+    let exists = std::process::Command::new("git")
+        .arg("-C")
+        .arg(project_root)
+        .args(["rev-parse", "--verify", "--quiet"])
+        .arg(format!("refs/heads/{branch}"))
+        .output()
+        .context("cannot run git")?
+        .status
+        .success();
+    if exists {
+        return Err(crate::exit::hinted(
+            format!("--branch: branch `{branch}` already exists in `{}`", project_root.display()),
+            "name a new branch (the run makes it and commits the accepted changes on it), or delete that one",
+        ));
+    }
+    Ok(())
+}
+
 /// Which of `paths` git ignores (`git check-ignore`; exit 1 means none).
 fn git_ignored(dir: &Path, paths: &[String]) -> anyhow::Result<Vec<String>> {
     if paths.is_empty() {

@@ -413,3 +413,31 @@ fn run_branch_refuses_changes_git_would_drop() {
     assert_eq!(git(&["rev-parse", "--abbrev-ref", "HEAD"]).trim(), "main", "no branch was switched to");
     assert_eq!(git(&["log", "--oneline"]).lines().count(), 1, "nothing was committed");
 }
+
+/// `run --branch` naming a branch that exists is refused before any work (it failed at the
+/// very end, on `git checkout -b`, and again on every resume).
+#[test]
+fn run_branch_refuses_an_existing_branch_before_any_work() {
+    let sb = example(&["harnesses/support-bot", "evals/support-bot"]);
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main"])
+            .args(args)
+            .current_dir(sb.path())
+            .output()
+            .expect("git");
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    git(&["init", "-q"]);
+    sb.write(".gitignore", "state.*\nruns/\n*.lock\n");
+    git(&["add", "-A"]);
+    git(&["commit", "-qm", "start"]);
+    git(&["branch", "taken"]);
+    let out = sb.run(&["run", "--max-iterations", "1", "--candidates", "1", "--branch", "taken"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("`taken` already exists"), "{}", stderr(&out));
+    if sb.db().exists() {
+        let runs = crate::concurrency::rows(&sb.db(), "SELECT json_array(COUNT(*)) AS j FROM runs");
+        assert_eq!(runs, vec![serde_json::json!([0])], "no run was started");
+    }
+}
