@@ -334,9 +334,17 @@ pub fn scrub_dir(dir: &std::path::Path, env: &[(String, String)]) -> anyhow::Res
             let remove = |path: &std::path::Path| {
                 std::fs::remove_file(path).with_context(|| format!("cannot remove unscrubbable `{}`", path.display()))
             };
+            // A trial may take its own permissions away (chmod 000) to keep a file from
+            // being read and scrubbed: the files are ours, so they are made readable again.
+            // (Never through a link: `meta` is the entry's own.)
+            use std::os::unix::fs::PermissionsExt;
             if meta.is_dir() {
+                let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700));
                 todo.push(path);
                 continue;
+            }
+            if meta.is_file() {
+                let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
             }
             if !meta.is_file() || meta.len() > SCRUB_MAX_BYTES {
                 remove(&path)?;
@@ -493,11 +501,16 @@ mod tests {
             .unwrap();
         std::fs::write(io.path().join("bin"), [0xff, 0xfe, b's']).unwrap();
         std::os::unix::fs::symlink(&host, io.path().join("link")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(io.path().join("sub/locked.txt"), "s3cr3tvalue").unwrap();
+        std::fs::set_permissions(io.path().join("sub/locked.txt"), std::fs::Permissions::from_mode(0)).unwrap();
+        std::fs::set_permissions(io.path().join("sub"), std::fs::Permissions::from_mode(0)).unwrap();
         let c = scrub_dir(io.path(), &[("TOKEN".into(), "s3cr3tvalue".into())]).unwrap();
         let kept = std::fs::read_to_string(io.path().join("sub/trace.jsonl")).unwrap();
         assert_eq!(kept, "{\"password\":\"[REDACTED:field]\",\"t\":\"[REDACTED:env:TOKEN]\"}\nplain\n", "{c:?}");
         assert!(!io.path().join("link").exists() && std::fs::symlink_metadata(io.path().join("link")).is_err());
         assert!(!io.path().join("bin").exists(), "bytes that are not text cannot be scrubbed");
+        assert_eq!(std::fs::read_to_string(io.path().join("sub/locked.txt")).unwrap(), "[REDACTED:env:TOKEN]");
         assert_eq!(
             std::fs::read_to_string(&host).unwrap(),
             "sk-proj-Zq8Wx3Ec5Rv7Tb9Yn1Um2Ik4Ol6Pa0Sd",
