@@ -503,8 +503,8 @@ mod tests {
         std::os::unix::fs::symlink(&host, io.path().join("link")).unwrap();
         use std::os::unix::fs::PermissionsExt;
         std::fs::write(io.path().join("sub/locked.txt"), "s3cr3tvalue").unwrap();
-        std::fs::set_permissions(io.path().join("sub/locked.txt"), std::fs::Permissions::from_mode(0)).unwrap();
-        std::fs::set_permissions(io.path().join("sub"), std::fs::Permissions::from_mode(0)).unwrap();
+        std::fs::set_permissions(io.path().join("sub/locked.txt"), std::fs::Permissions::from_mode(0o000)).unwrap();
+        std::fs::set_permissions(io.path().join("sub"), std::fs::Permissions::from_mode(0o000)).unwrap();
         let c = scrub_dir(io.path(), &[("TOKEN".into(), "s3cr3tvalue".into())]).unwrap();
         let kept = std::fs::read_to_string(io.path().join("sub/trace.jsonl")).unwrap();
         assert_eq!(kept, "{\"password\":\"[REDACTED:field]\",\"t\":\"[REDACTED:env:TOKEN]\"}\nplain\n", "{c:?}");
