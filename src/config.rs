@@ -14,6 +14,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("AUTOHARNESS_JOBS", "parallel jobs (same as --jobs)"),
     ("AUTOHARNESS_HARNESS", "default harness name"),
     ("AUTOHARNESS_LOG", "tracing filter for logs on stderr, e.g. `autoharness=debug`"),
+    ("AUTOHARNESS_ISOLATION", "trials' filesystem isolation: auto (default), bwrap, landlock or none"),
     ("AUTOHARNESS_CRASH_AT", "tests: `<point>:<n>` kills the process the n-th time it passes a point (src/crash.rs)"),
     ("AUTOHARNESS_REQUIRE_ALL", "tests: 1 turns skips for missing dependencies into failures"),
     ("NO_COLOR", "disable colors"),

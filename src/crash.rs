@@ -7,7 +7,11 @@
 //! `case_written` (after each case file), `trial_recorded` (after each trial is in the
 //! store), `proposal_recorded`, `gate_recorded` (a proposal's verdict stored),
 //! `accepted` (a run accepted a patch, before the iteration is closed),
-//! `iteration_done`.
+//! `iteration_done`; `trial_output` (a trial in flight printed something: its
+//! processes are running); inside a run's final `--apply`/`--branch` (`harness::apply`):
+//! `apply_branch` (the branch checked out), `apply_planned` (the plan recorded, nothing
+//! written), `apply_file` (after each file written), `apply_committed` (the branch's commit
+//! made, before the run is marked finished).
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};

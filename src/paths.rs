@@ -148,6 +148,28 @@ pub fn describe_io(path: &Path, e: &std::io::Error) -> String {
     }
 }
 
+/// An I/O error on `path`, as an error that names it (`describe_io`), same kind.
+pub fn named_io(path: &Path, e: std::io::Error) -> std::io::Error {
+    std::io::Error::new(e.kind(), describe_io(path, &e))
+}
+
+/// `bytes` at `path` through `tmp` and a rename, so a crash never leaves half a file. On a
+/// failure (a full disk) the temporary file is removed, the file at `path` is as it was,
+/// and the error names the file.
+pub fn write_atomic(path: &Path, tmp: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| named_io(dir, e))?;
+    }
+    if let Err(e) = std::fs::write(tmp, bytes) {
+        let _ = std::fs::remove_file(tmp);
+        return Err(named_io(path, e));
+    }
+    std::fs::rename(tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(tmp);
+        named_io(path, e)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -148,6 +148,10 @@ impl Redactor {
     /// Secrets in `text` replaced, counted into `counts`. Borrowed when nothing was found.
     pub fn text<'a>(&self, text: &'a str, counts: &mut Redactions) -> Cow<'a, str> {
         let mut out = Cow::Borrowed(text);
+        let env = passed_through();
+        if env.iter().any(|(_, v)| v.len() >= 6 && text.contains(v.as_str())) {
+            out = Cow::Owned(Redactor::env_values(text, &env, counts));
+        }
         let hits = self.any.matches(text);
         if hits.matched_any() {
             for i in hits.iter() {
@@ -300,6 +304,124 @@ const ID_PREFIXES: [&str; 14] = [
     "thread_",
 ];
 
+/// Files a trial leaves in its `io/` folder larger than this are removed, not scrubbed: a
+/// trial's disk cap allows gigabytes, and reading such a file whole to redact it would cost
+/// as much memory. Traces and result files are far smaller.
+pub const SCRUB_MAX_BYTES: u64 = 64 << 20;
+
+/// Every file a trial left under `dir` (its trace, result file, anything else it wrote),
+/// scrubbed like its stored record: the passed-through environment values, then the
+/// well-known formats and, for JSON, the secret fields. The trial wrote these files, so
+/// nothing in them is trusted: a symlink or special file is removed (never followed, so a
+/// link to a host file is not read or rewritten), as is a file too large to scrub or not
+/// UTF-8 text (an env value could hide in it unredactable). Rewritten files go through a
+/// temporary file and a rename. Errors are returned naming the file: evidence that cannot
+/// be scrubbed must not stay.
+pub fn scrub_dir(dir: &std::path::Path, env: &[(String, String)]) -> anyhow::Result<Redactions> {
+    use anyhow::Context;
+    let mut counts = Redactions::default();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let entries = match std::fs::read_dir(&d) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e).with_context(|| format!("cannot list `{}` to redact it", d.display())),
+        };
+        for entry in entries {
+            let path = entry.with_context(|| format!("cannot list `{}` to redact it", d.display()))?.path();
+            let meta = std::fs::symlink_metadata(&path)
+                .with_context(|| format!("cannot inspect `{}` to redact it", path.display()))?;
+            let remove = |path: &std::path::Path| {
+                std::fs::remove_file(path).with_context(|| format!("cannot remove unscrubbable `{}`", path.display()))
+            };
+            // A trial may take its own permissions away (chmod 000) to keep a file from
+            // being read and scrubbed: the files are ours, so they are made readable again.
+            // (Never through a link: `meta` is the entry's own.)
+            use std::os::unix::fs::PermissionsExt;
+            if meta.is_dir() {
+                let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700));
+                todo.push(path);
+                continue;
+            }
+            if meta.is_file() {
+                let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+            }
+            if !meta.is_file() || meta.len() > SCRUB_MAX_BYTES {
+                remove(&path)?;
+                continue;
+            }
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("cannot read `{}` to redact it", path.display()))?;
+            let Ok(text) = String::from_utf8(bytes) else {
+                remove(&path)?;
+                continue;
+            };
+            let mut found = Redactions::default();
+            let mut out = Redactor::env_values(&text, env, &mut found);
+            global().string(&mut out, &mut found);
+            // Secret fields of a JSON document, or of each line of a JSON-lines trace.
+            let mut fields = Redactions::default();
+            if let Ok(mut v) = serde_json::from_str::<Value>(&out) {
+                global().value(&mut v, &mut fields);
+                if !fields.is_empty() {
+                    out = serde_json::to_string_pretty(&v)?;
+                }
+            } else {
+                let lines: Vec<String> = out
+                    .split_inclusive('\n')
+                    .map(|line| match serde_json::from_str::<Value>(line) {
+                        Ok(mut v @ Value::Object(_)) => {
+                            let before = fields.total();
+                            global().value(&mut v, &mut fields);
+                            if fields.total() == before {
+                                line.to_string()
+                            } else {
+                                format!("{v}{}", if line.ends_with('\n') { "\n" } else { "" })
+                            }
+                        }
+                        _ => line.to_string(),
+                    })
+                    .collect();
+                if !fields.is_empty() {
+                    out = lines.concat();
+                }
+            }
+            found.merge(&fields);
+            if found.is_empty() {
+                continue;
+            }
+            let tmp = path.with_file_name(format!(
+                ".{}.redacting",
+                path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+            ));
+            std::fs::write(&tmp, &out).with_context(|| format!("cannot write `{}`", tmp.display()))?;
+            std::fs::rename(&tmp, &path).with_context(|| format!("cannot replace `{}`", path.display()))?;
+            counts.merge(&found);
+        }
+    }
+    Ok(counts)
+}
+
+static PASSED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Names of environment variables a harness passes through to its trials (its manifest's
+/// `env`), remembered for the process: their values are redacted by every redactor, in
+/// whatever autoharness writes (a proposer that ran with the same environment may quote them).
+pub fn pass_through(names: &[String]) {
+    let mut known = PASSED.lock().unwrap_or_else(|p| p.into_inner());
+    for n in names {
+        if !known.contains(n) {
+            known.push(n.clone());
+        }
+    }
+}
+
+/// The remembered variables with their current values.
+fn passed_through() -> Vec<(String, String)> {
+    let known = PASSED.lock().unwrap_or_else(|p| p.into_inner());
+    known.iter().filter_map(|n| std::env::var(n).ok().map(|v| (n.clone(), v))).collect()
+}
+
 static GLOBAL: OnceLock<Redactor> = OnceLock::new();
 
 /// Install the project's redactor (from `[redact]`) for this process; the first one wins.
@@ -366,6 +488,34 @@ mod tests {
         }
         let (out, c) = redact("token Zx8Qw3Er5Ty7Ui9Op1As2Df4Gh6Jk0L");
         assert_eq!(c.0.get("high-entropy"), Some(&1), "{out}");
+    }
+
+    #[test]
+    fn a_trial_folder_is_scrubbed_and_its_links_are_never_followed() {
+        let outside = tempfile::tempdir().unwrap();
+        let host = outside.path().join("host.txt");
+        std::fs::write(&host, "sk-proj-Zq8Wx3Ec5Rv7Tb9Yn1Um2Ik4Ol6Pa0Sd").unwrap();
+        let io = tempfile::tempdir().unwrap();
+        std::fs::create_dir(io.path().join("sub")).unwrap();
+        std::fs::write(io.path().join("sub/trace.jsonl"), "{\"password\":\"x1\",\"t\":\"s3cr3tvalue\"}\nplain\n")
+            .unwrap();
+        std::fs::write(io.path().join("bin"), [0xff, 0xfe, b's']).unwrap();
+        std::os::unix::fs::symlink(&host, io.path().join("link")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(io.path().join("sub/locked.txt"), "s3cr3tvalue").unwrap();
+        std::fs::set_permissions(io.path().join("sub/locked.txt"), std::fs::Permissions::from_mode(0o000)).unwrap();
+        std::fs::set_permissions(io.path().join("sub"), std::fs::Permissions::from_mode(0o000)).unwrap();
+        let c = scrub_dir(io.path(), &[("TOKEN".into(), "s3cr3tvalue".into())]).unwrap();
+        let kept = std::fs::read_to_string(io.path().join("sub/trace.jsonl")).unwrap();
+        assert_eq!(kept, "{\"password\":\"[REDACTED:field]\",\"t\":\"[REDACTED:env:TOKEN]\"}\nplain\n", "{c:?}");
+        assert!(!io.path().join("link").exists() && std::fs::symlink_metadata(io.path().join("link")).is_err());
+        assert!(!io.path().join("bin").exists(), "bytes that are not text cannot be scrubbed");
+        assert_eq!(std::fs::read_to_string(io.path().join("sub/locked.txt")).unwrap(), "[REDACTED:env:TOKEN]");
+        assert_eq!(
+            std::fs::read_to_string(&host).unwrap(),
+            "sk-proj-Zq8Wx3Ec5Rv7Tb9Yn1Um2Ik4Ol6Pa0Sd",
+            "the host file"
+        );
     }
 
     #[test]

@@ -532,6 +532,10 @@ fn values_are_checked_before_any_work() {
         (&["gate", "--alpha", "NaN", "-"], "not a finite number"),
         (&["gate", "--alpha", "0", "-"], "strictly between 0 and 1"),
         (&["gate", "--alpha", "2", "-"], "strictly between 0 and 1"),
+        // Zero trials ran one each without a word; zero candidates screened and gated nothing.
+        (&["eval", "--trials", "0"], "0 is not in 1.."),
+        (&["gate", "--trials", "0", "-"], "0 is not in 1.."),
+        (&["run", "--candidates", "0"], "0 is not in 1.."),
     ] {
         error_2(&sb, args, &[expect]);
     }
@@ -676,4 +680,94 @@ fn a_trial_that_kills_its_parent_is_not_called_out_of_memory() {
     let failures = doc["cases"][0]["failures"].to_string();
     assert!(!failures.contains("memory limit"), "{failures}");
     assert!(failures.contains("SIGKILL"), "{failures}");
+}
+
+/// `script` run by `sh` with a fresh tmpfs of `size` mounted at `$MNT` (a folder of the
+/// sandbox), in a mount namespace of its own: a real, small file system that fills, as root
+/// (CI) and as any user (a user namespace). `$AH` is the binary, `$OUT` a folder outside the
+/// mount for what the test reads after (the mount goes with the namespace). None (a skip,
+/// a failure under AUTOHARNESS_REQUIRE_ALL=1) where namespaces are not allowed.
+fn on_small_disk(sb: &Sandbox, size: &str, script: &str) -> Option<std::process::Output> {
+    let mnt = sb.path().join("mnt");
+    let out_dir = sb.path().join("out");
+    std::fs::create_dir_all(&mnt).unwrap();
+    std::fs::create_dir_all(&out_dir).unwrap();
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let mut cmd = sb.std_command("unshare");
+    cmd.arg(if root { "-m" } else { "-rm" })
+        .args(["sh", "-c", &format!("mount -t tmpfs -o size={size} tmpfs \"$MNT\" || exit 99\n{script}")])
+        .env("MNT", &mnt)
+        .env("OUT", &out_dir)
+        .env("AH", bin());
+    let out = cmd.output().ok().filter(|o| o.status.code() != Some(99) && !stderr(o).contains("unshare:"));
+    if out.is_none() {
+        let msg = "SKIPPED: cannot mount a small tmpfs in a mount namespace here (unshare -m/-rm)";
+        assert!(std::env::var("AUTOHARNESS_REQUIRE_ALL").as_deref() != Ok("1"), "{msg}");
+    }
+    out
+}
+
+/// A store on a full disk (a tiny tmpfs): a first `mine` fits, a second on more traces
+/// does not. The error names the store and says the disk is full (not "a newer
+/// autoharness"); the store passes `PRAGMA integrity_check` and still holds exactly what
+/// the first mine stored.
+#[test]
+fn a_full_disk_under_the_store_names_it_and_leaves_it_intact() {
+    let sb = Sandbox::new();
+    let traces = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/support-bot/traces");
+    crate::common::cli::copy_tree(&traces, &sb.path().join("traces"));
+    std::fs::create_dir_all(sb.path().join("first")).unwrap();
+    std::fs::rename(sb.path().join("traces/2026-11-24.jsonl"), sb.path().join("first/2026-11-24.jsonl")).unwrap();
+    let script = r#"
+"$AH" --db "$MNT/state.db" mine --no-cases first >/dev/null 2>"$OUT/first.err" || { cat "$OUT/first.err" >&2; exit 98; }
+"$AH" --db "$MNT/state.db" --json traces ls first > "$OUT/before.json"
+# Fill what is left of the disk, then mine the rest of the traces onto it.
+dd if=/dev/zero of="$MNT/filler" bs=4k 2>/dev/null
+"$AH" --db "$MNT/state.db" mine --no-cases traces
+echo "exit=$?" >&2
+cp "$MNT"/state.db* "$OUT"/
+"#;
+    let Some(out) = on_small_disk(&sb, "2m", script) else { return };
+    let err = stderr(&out);
+    assert_ne!(out.status.code(), Some(98), "the first mine fits: {err}");
+    assert!(err.contains("exit=2"), "the second mine fails: {err}");
+    let store = sb.path().join("mnt/state.db");
+    assert!(err.contains(&format!("the store `{}`", store.display())) && err.contains("no space left"), "{err}");
+    assert!(!err.contains("newer autoharness"), "{err}");
+    let copy = sb.path().join("out/state.db");
+    let check = crate::concurrency::rows(&copy, "SELECT json_array(integrity_check) AS j FROM pragma_integrity_check");
+    assert_eq!(check, vec![serde_json::json!(["ok"])]);
+    // Only what the first mine stored: the failed one's transaction was rolled back.
+    let files = crate::concurrency::rows(&copy, "SELECT json_array(path) AS j FROM trace_files ORDER BY path");
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(files[0][0].as_str().unwrap().ends_with("2026-11-24.jsonl"), "{files:?}");
+}
+
+/// Case files on a full disk: `mine` names the case file it could not write, leaves no
+/// temporary file behind, and the store passes `PRAGMA integrity_check`.
+#[test]
+fn a_full_disk_under_evals_names_the_case_file() {
+    let sb = Sandbox::new();
+    let traces = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/support-bot/traces");
+    crate::common::cli::copy_tree(&traces, &sb.path().join("traces"));
+    let script = r#"
+here=$(pwd)
+mkdir -p "$MNT/evals"
+cd "$MNT"
+"$AH" --db "$OUT/state.db" mine --harness support-bot "$here/traces"
+echo "exit=$?" >&2
+find "$MNT" -name '*.tmp' >&2
+"#;
+    let Some(out) = on_small_disk(&sb, "16k", script) else { return };
+    let err = stderr(&out);
+    assert!(err.contains("exit=2"), "{err}");
+    let evals = sb.path().join("mnt/evals");
+    assert!(err.contains(&format!("`{}/", evals.display())) && err.contains(".json`: no space left"), "{err}");
+    assert!(!err.contains(".tmp"), "a temporary file was left: {err}");
+    let check = crate::concurrency::rows(
+        &sb.path().join("out/state.db"),
+        "SELECT json_array(integrity_check) AS j FROM pragma_integrity_check",
+    );
+    assert_eq!(check, vec![serde_json::json!(["ok"])]);
 }

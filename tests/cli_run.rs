@@ -3,7 +3,6 @@
 //! a run killed with SIGKILL resumes, and two runs never share a store.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -99,25 +98,20 @@ fn a_second_run_on_the_same_store_refuses() {
 #[test]
 fn a_killed_run_resumes_without_losing_or_repeating_work() {
     let sb = example();
-    let mut child = sb
+    // Killed by the process itself once it has recorded its first proposal (mid-iteration):
+    // a seeded moment (src/crash.rs), not a poll racing the run, which could finish or not
+    // have begun when a timer fired.
+    let out = sb
         .std_command(crate::common::cli::bin())
         .args(sb.db_args())
         .args(["run", "--traces", "examples/support-bot/traces", "--max-iterations", "2", "--candidates", "1"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
+        .env("AUTOHARNESS_CRASH_AT", "proposal_recorded:1")
+        .output()
         .unwrap();
-    // Kill it once it has recorded a proposal (mid-iteration), or after a while.
-    let started = Instant::now();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(libc::SIGKILL), "killed at its first proposal: {}", stderr(&out));
     let db = sb.db();
-    while started.elapsed() < Duration::from_secs(60) {
-        std::thread::sleep(Duration::from_millis(300));
-        if proposals(&db) > 0 {
-            break;
-        }
-    }
-    let _ = child.kill(); // SIGKILL
-    let _ = child.wait();
+    assert!(proposals(&db) > 0, "the kill came after a proposal was recorded");
     let before = trials(&db);
     let out = sb.run(&["--json", "run", "--resume", "--max-iterations", "2", "--candidates", "1"]);
     assert!(out.status.success(), "{}", stderr(&out));

@@ -55,24 +55,30 @@ fn integrity_ok(db: &Path) {
     assert_eq!(r, vec![serde_json::json!(["ok"])], "PRAGMA integrity_check of {}", db.display());
 }
 
+/// Processes with a path of the sandbox in their environment: `pid: command line`.
+fn left_running(sb: &Sandbox) -> Vec<String> {
+    let needle = sb.path().to_string_lossy().into_owned();
+    let mut alive = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        if pid == std::process::id() {
+            continue;
+        }
+        let Ok(env) = std::fs::read(entry.path().join("environ")) else { continue };
+        if env.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+            let cmd = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            alive.push(format!("{pid}: {}", String::from_utf8_lossy(&cmd).replace('\0', " ")));
+        }
+    }
+    alive
+}
+
 /// No process (the killed one's trials, their children) still runs with a path of the
 /// sandbox in its environment; waits up to 10 s for the kernel to finish killing them.
 fn nothing_left_running(sb: &Sandbox) {
-    let needle = sb.path().to_string_lossy().into_owned();
     let started = Instant::now();
     loop {
-        let mut alive = Vec::new();
-        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
-            if pid == std::process::id() {
-                continue;
-            }
-            let Ok(env) = std::fs::read(entry.path().join("environ")) else { continue };
-            if env.windows(needle.len()).any(|w| w == needle.as_bytes()) {
-                let cmd = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-                alive.push(format!("{pid}: {}", String::from_utf8_lossy(&cmd).replace('\0', " ")));
-            }
-        }
+        let alive = left_running(sb);
         if alive.is_empty() {
             return;
         }
@@ -148,18 +154,21 @@ fn sleepy() -> Sandbox {
     sb
 }
 
+/// `change.patch`: the steady harness's prompt changed.
+fn steady_patch(sb: &Sandbox) {
+    let old = std::fs::read_to_string(sb.path().join("harnesses/steady/prompt.txt")).unwrap();
+    sb.write(
+        "change.patch",
+        format!(
+            "diff --git a/harnesses/steady/prompt.txt b/harnesses/steady/prompt.txt\n--- a/harnesses/steady/prompt.txt\n+++ b/harnesses/steady/prompt.txt\n@@ -1 +1 @@\n-{}\n+hello there\n",
+            old.trim_end()
+        ),
+    );
+}
+
 #[test]
 fn a_gate_killed_mid_trials_leaves_nothing_running_and_gates_again_to_the_same_verdict() {
-    let patch = |sb: &Sandbox| {
-        let old = std::fs::read_to_string(sb.path().join("harnesses/steady/prompt.txt")).unwrap();
-        sb.write(
-            "change.patch",
-            format!(
-                "diff --git a/harnesses/steady/prompt.txt b/harnesses/steady/prompt.txt\n--- a/harnesses/steady/prompt.txt\n+++ b/harnesses/steady/prompt.txt\n@@ -1 +1 @@\n-{}\n+hello there\n",
-                old.trim_end()
-            ),
-        );
-    };
+    let patch = steady_patch;
     let gate = ["--json", "gate", "change.patch"];
     let reference = sleepy();
     patch(&reference);
@@ -303,4 +312,110 @@ command = '''cat > /dev/null; n=$(cat "$HOME/asked" 2>/dev/null || echo 0); echo
     let end = run_end(&sb);
     assert_eq!(end, truth, "resumed after a passed gate: the same answer is accepted, none is asked again");
     assert_eq!(std::fs::read_to_string(sb.path().join("asked")).unwrap().trim(), "2", "two answers asked in all");
+}
+
+/// A git repository of the example (the sandbox is `HOME`, so its `.gitconfig` names the
+/// committer), with the store and run folders ignored.
+fn git_example() -> Sandbox {
+    let sb = example();
+    sb.write(".gitconfig", "[user]\n\tname = t\n\temail = t@t\n[init]\n\tdefaultBranch = main\n");
+    sb.write(".gitignore", ".gitconfig\nstate.*\nruns/\n*.lock\n");
+    git(&sb, &["init", "-q"]);
+    git(&sb, &["add", "-A"]);
+    git(&sb, &["commit", "-qm", "start"]);
+    sb
+}
+
+fn git(sb: &Sandbox, args: &[&str]) -> String {
+    let out = sb.std_command("git").args(args).output().expect("git");
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Where a `--branch` run left the repository: the branch checked out, its commits' subjects
+/// (the run id aside) and the tree each holds, and whatever is left uncommitted.
+fn repo_end(sb: &Sandbox) -> Vec<String> {
+    let run_id = regex::Regex::new(r"\(run [^)]*\)").unwrap();
+    vec![
+        git(sb, &["rev-parse", "--abbrev-ref", "HEAD"]),
+        run_id.replace_all(&git(sb, &["log", "--format=%s %T"]), "(run)").into_owned(),
+        git(sb, &["status", "--porcelain"]),
+    ]
+}
+
+/// `run --branch` killed inside its final apply, at each of its moments in turn (the branch
+/// made, the apply plan recorded, the first file written, the commit made): every resume
+/// goes on from where the last one died, and the end is the uninterrupted run's branch,
+/// commit, tree and store. Before the apply was planned and resumable, the resume failed
+/// (the branch existed; hunks already in the tree did not apply again).
+#[test]
+fn a_run_killed_while_applying_to_a_branch_resumes_to_the_same_commit() {
+    let start = [
+        "run",
+        "--traces",
+        "examples/support-bot/traces",
+        "--max-iterations",
+        "2",
+        "--candidates",
+        "1",
+        "--branch",
+        "autoharness-fix",
+    ];
+    let reference = git_example();
+    let out = crash_run(&reference, &start, "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let truth = (run_end(&reference), repo_end(&reference));
+    assert!(truth.0[6].as_u64().unwrap() >= 1, "the reference run accepts a change: {truth:?}");
+    assert!(truth.1[1].lines().count() == 2, "one commit on the branch: {truth:?}");
+    let sb = git_example();
+    for (i, point) in ["apply_branch:1", "apply_planned:1", "apply_file:1", "apply_committed:1"].iter().enumerate() {
+        let args: &[&str] = if i == 0 { &start } else { &["run", "--resume"] };
+        let out = crash_run(&sb, args, point);
+        assert!(killed(&out), "{point} is reached and kills: {}", stderr(&out));
+        integrity_ok(&sb.db());
+    }
+    let out = crash_run(&sb, &["run", "--resume"], "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!((run_end(&sb), repo_end(&sb)), truth, "killed at every moment of the apply, resumed");
+}
+
+/// Without bubblewrap (no pid namespace to die with), a gate killed with SIGKILL leaves the
+/// processes its trials forked off behind: only the trial's first process gets the parent's
+/// death signal. Their pids cgroup is the one list of them that survives, and the next
+/// autoharness command that probes the sandbox kills what is left in the cgroups of dead
+/// autoharness processes (`cgroup::remove_stale`). Forced with `AUTOHARNESS_ISOLATION=none`
+/// so the test means the same on hosts with and without bubblewrap.
+#[test]
+fn without_bubblewrap_a_killed_gate_s_leftovers_are_killed_by_the_next_command() {
+    let sb = sleepy();
+    // A forked-off grandchild that would live five minutes, forked before the first output.
+    sb.write("harnesses/steady/run.sh", "(sleep 300 &)\necho started\nsleep 5\ncat prompt.txt\n");
+    steady_patch(&sb);
+    let with_none = |args: &[&str], point: &str| {
+        let mut cmd = sb.std_command(bin());
+        cmd.args(sb.db_args()).args(args).env("AUTOHARNESS_ISOLATION", "none");
+        if !point.is_empty() {
+            cmd.env("AUTOHARNESS_CRASH_AT", point);
+        }
+        cmd.output().unwrap()
+    };
+    // Killed while a trial runs: it has printed, so its grandchild was forked.
+    let out = with_none(&["--json", "gate", "change.patch"], "trial_output:1");
+    assert!(killed(&out), "{}", stderr(&out));
+    // The grandchild may be swept already: any autoharness process on the machine that
+    // probes the sandbox (a test running in parallel) does the very cleanup under test.
+    let out = with_none(&["--json", "doctor"], "");
+    assert!(out.status.code().is_some(), "{}", stderr(&out));
+    let started = Instant::now();
+    while !left_running(&sb).is_empty() && started.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let left = left_running(&sb);
+    for line in &left {
+        if let Some(pid) = line.split(':').next().and_then(|p| p.parse::<i32>().ok()) {
+            // SAFETY: a signal to a process this test's gate left behind.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+    assert_eq!(left, Vec::<String>::new(), "still running after the next command probed the sandbox");
 }

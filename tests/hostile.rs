@@ -89,6 +89,135 @@ fn secrets_and_markup_in_traces_never_reach_case_files_the_store_or_reports() {
     assert!(table.contains("redacted") || table.contains("alert"), "{table}");
 }
 
+/// Every text value of every column of every table of the store at `db`: a secret stored
+/// in a long value can straddle SQLite pages, so a byte scan of the file alone could miss it.
+fn store_text(db: &Path) -> Vec<(String, String)> {
+    let rt = autoharness::store::runtime().unwrap();
+    rt.block_on(async {
+        let store = autoharness::store::Store::open(db).await.unwrap();
+        let tables: Vec<String> =
+            sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+                .fetch_all(&store.pool)
+                .await
+                .unwrap();
+        let mut out = Vec::new();
+        for t in tables {
+            let cols: Vec<String> = sqlx::query_scalar(&format!("SELECT name FROM pragma_table_info('{t}')"))
+                .fetch_all(&store.pool)
+                .await
+                .unwrap();
+            for c in cols {
+                let values: Vec<Option<Vec<u8>>> =
+                    sqlx::query_scalar(&format!("SELECT CAST(\"{c}\" AS BLOB) FROM \"{t}\""))
+                        .fetch_all(&store.pool)
+                        .await
+                        .unwrap();
+                out.extend(
+                    values
+                        .into_iter()
+                        .flatten()
+                        .map(|v| (format!("{t}.{c}"), String::from_utf8_lossy(&v).into_owned())),
+                );
+            }
+        }
+        store.close().await;
+        out
+    })
+}
+
+/// Secrets planted in the traces that are mined, in everything a trial writes (stdout,
+/// stderr, its trace, files in its io folder) and in a proposer's answer: after `mine` and
+/// a `run` that gates, accepts and applies, no secret is in any text column of any table,
+/// nor in any file under `.autoharness/` or `evals/` (the store and its log included).
+#[test]
+fn secrets_from_traces_trials_and_proposers_are_in_no_row_and_no_file() {
+    let sb = example(&["harnesses/support-bot", "evals/support-bot", "examples/support-bot/traces"]);
+    let traces = sb.path().join("examples/support-bot/traces");
+    for (path, bytes) in all_bytes(&traces) {
+        let text = String::from_utf8(bytes).unwrap();
+        let text =
+            text.replace("I'm dave_04.", &format!("I'm dave_04 ({EMAIL}), my key is {OPENAI_KEY} and {AWS_KEY}."));
+        std::fs::write(path, text).unwrap();
+    }
+    let value = "v4lue-of-the-passed-through-variable";
+    let manifest = std::fs::read_to_string(sb.path().join("harnesses/support-bot/harness.toml")).unwrap();
+    sb.write(
+        "harnesses/support-bot/harness.toml",
+        manifest
+            .replace("run = \"python3 agent.py\"", "run = \"sh wrap.sh\"")
+            .replace("env = []", "env = [\"AH_TEST_TOKEN\"]"),
+    );
+    // The key is assembled at run time, so no file the test wrote holds it whole.
+    let (k1, k2) = OPENAI_KEY.split_at(20);
+    let wrap = r#"python3 agent.py; rc=$?
+K="K1""K2"
+echo "debug token=$AH_TEST_TOKEN key $K AWS"
+echo "debug token=$AH_TEST_TOKEN key $K" >&2
+io=$(dirname "$AUTOHARNESS_RESULT")
+printf '{"note": "token %s key %s", "private_key": "plain-field-value"}\n' "$AH_TEST_TOKEN" "$K" > "$io/notes.json"
+printf 'token %s\n' "$AH_TEST_TOKEN" > "$io/notes.txt"
+python3 - "$AUTOHARNESS_TRACE_OUT" "$AH_TEST_TOKEN" "$K" <<'PY'
+import json, sys
+path, token, key = sys.argv[1:]
+try:
+    with open(path) as f:
+        trace = json.load(f)
+    if isinstance(trace, dict):
+        trace["debug"] = "token %s key %s" % (token, key)
+        with open(path, "w") as f:
+            json.dump(trace, f)
+except (OSError, ValueError):
+    pass
+PY
+exit $rc
+"#;
+    sb.write("harnesses/support-bot/wrap.sh", wrap.replace("K1", k1).replace("K2", k2).replace("AWS", AWS_KEY));
+    let proposer = r#"[proposer]
+provider = "command"
+command = '''cat > /dev/null; K="K1""K2"; echo "I used $K and $AH_TEST_TOKEN"; echo "stderr $K" >&2; printf 'Verify the customer identity before any refund.\n' >> prompts/system.md'''
+"#;
+    sb.write("autoharness.toml", proposer.replace("K1", k1).replace("K2", k2));
+    // The default store, `.autoharness/state.db`: everything autoharness keeps is under
+    // `.autoharness/` and `evals/`.
+    let run = |args: &[&str]| {
+        let out = sb.std_command(crate::common::cli::bin()).args(args).env("AH_TEST_TOKEN", value).output().unwrap();
+        crate::common::cli::assert_no_panic(&out, args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        for secret in [value, OPENAI_KEY, EMAIL, AWS_KEY] {
+            assert!(!stdout(&out).contains(secret) && !stderr(&out).contains(secret), "{args:?} printed {secret}");
+        }
+        out
+    };
+    run(&["mine", "--harness", "support-bot", "examples/support-bot/traces"]);
+    run(&["run", "--max-iterations", "2", "--candidates", "1", "--apply"]);
+    let rows = store_text(&sb.path().join(".autoharness/state.db"));
+    let has = |col: &str, text: &str| rows.iter().any(|(c, v)| c == col && v.contains(text));
+    assert!(has("proposals.answer", "[REDACTED:openai-key]"), "the answer is kept, redacted");
+    assert!(has("trials.output", "[REDACTED:env:AH_TEST_TOKEN]"), "the trial's output is kept, redacted");
+    for secret in [value, OPENAI_KEY, EMAIL, AWS_KEY] {
+        let leaked: Vec<&String> = rows.iter().filter(|(_, v)| v.contains(secret)).map(|(col, _)| col).collect();
+        assert!(leaked.is_empty(), "{secret} stored in {leaked:?}");
+        for dir in [".autoharness", "evals"] {
+            assert_eq!(files_containing(&sb.path().join(dir), secret), Vec::<PathBuf>::new(), "{secret} under {dir}/");
+        }
+        let store_files: Vec<PathBuf> = files_containing(sb.path(), secret)
+            .into_iter()
+            .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("state.db")))
+            .collect();
+        assert_eq!(store_files, Vec::<PathBuf>::new(), "{secret} in the store's files");
+    }
+    // The trial's own files are kept as evidence, scrubbed.
+    let notes: Vec<PathBuf> = all_bytes(&sb.path().join(".autoharness"))
+        .into_iter()
+        .filter(|(p, _)| p.ends_with("io/notes.json"))
+        .map(|(p, _)| p)
+        .collect();
+    assert!(!notes.is_empty(), "trial io folders are kept");
+    let kept = std::fs::read_to_string(&notes[0]).unwrap();
+    assert!(kept.contains("[REDACTED:env:AH_TEST_TOKEN]") && kept.contains("[REDACTED:field]"), "{kept}");
+    assert!(!kept.contains("plain-field-value"), "{kept}");
+}
+
 /// A trial that prints an allow-listed variable's value, a key, and escape sequences that
 /// would clear the screen and fake a verdict.
 #[test]
@@ -283,4 +412,32 @@ fn run_branch_refuses_changes_git_would_drop() {
     assert!(stderr(&out).contains("config.toml") && stderr(&out).contains("ignores"), "{}", stderr(&out));
     assert_eq!(git(&["rev-parse", "--abbrev-ref", "HEAD"]).trim(), "main", "no branch was switched to");
     assert_eq!(git(&["log", "--oneline"]).lines().count(), 1, "nothing was committed");
+}
+
+/// `run --branch` naming a branch that exists is refused before any work (it failed at the
+/// very end, on `git checkout -b`, and again on every resume).
+#[test]
+fn run_branch_refuses_an_existing_branch_before_any_work() {
+    let sb = example(&["harnesses/support-bot", "evals/support-bot"]);
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main"])
+            .args(args)
+            .current_dir(sb.path())
+            .output()
+            .expect("git");
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    git(&["init", "-q"]);
+    sb.write(".gitignore", "state.*\nruns/\n*.lock\n");
+    git(&["add", "-A"]);
+    git(&["commit", "-qm", "start"]);
+    git(&["branch", "taken"]);
+    let out = sb.run(&["run", "--max-iterations", "1", "--candidates", "1", "--branch", "taken"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("`taken` already exists"), "{}", stderr(&out));
+    if sb.db().exists() {
+        let runs = crate::concurrency::rows(&sb.db(), "SELECT json_array(COUNT(*)) AS j FROM runs");
+        assert_eq!(runs, vec![serde_json::json!([0])], "no run was started");
+    }
 }

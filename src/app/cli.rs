@@ -152,7 +152,7 @@ pub struct GateArgs {
     #[arg(long, value_name = "CLUSTER")]
     pub target: Option<String>,
     /// Trials per case and arm to start with
-    #[arg(long, default_value_t = 3, value_name = "K")]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..), default_value_t = 3, value_name = "K")]
     pub trials: u32,
     /// Most trials per case and arm; more are added only where a verdict is uncertain
     #[arg(long, default_value_t = 10, value_name = "N")]
@@ -192,7 +192,7 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 3, value_name = "N")]
     pub max_iterations: u32,
     /// Candidates gated per iteration
-    #[arg(long, default_value_t = 2, value_name = "C")]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..), default_value_t = 2, value_name = "C")]
     pub candidates: u32,
     /// Stop once trials and proposer calls have cost this many dollars
     #[arg(long, value_name = "USD", value_parser = dollars)]
@@ -239,7 +239,7 @@ pub struct EvalArgs {
     #[arg(long, default_value = "train", value_name = "SPLIT")]
     pub split: String,
     /// Trials per case (seeds 0..k); more than one shows flaky cases
-    #[arg(long, default_value_t = 3, value_name = "K")]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..), default_value_t = 3, value_name = "K")]
     pub trials: u32,
     /// Also write JUnit XML (one testcase per case)
     #[arg(long, value_name = "FILE")]
@@ -360,7 +360,7 @@ pub fn main() -> i32 {
     };
     let settings = crate::config::Settings::resolve(&overrides);
     let result = match settings {
-        Ok(settings) => dispatch(cli.command, &settings, &out),
+        Ok(settings) => dispatch(cli.command, &settings, &out).map_err(|e| exit::on_store(e, &settings.db_path)),
         Err(e) => Err(e),
     };
     match result {

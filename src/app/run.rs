@@ -26,8 +26,9 @@ pub fn run(settings: &Settings, out: &Output, args: &RunArgs) -> anyhow::Result<
     if args.apply && args.branch.is_some() {
         return Err(hinted("--apply and --branch both given", "--branch applies and commits; pass one of them"));
     }
-    if args.branch.is_some() {
+    if let Some(branch) = &args.branch {
         crate::flow::run::branch_preflight(&settings.project_root, &manifest)?;
+        crate::flow::run::branch_is_new(&settings.project_root, branch)?;
     }
     if let Some(t) = &args.traces
         && !t.exists()

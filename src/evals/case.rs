@@ -206,9 +206,7 @@ pub fn write_status(path: &Path, status: &str) -> anyhow::Result<String> {
     }
     let mut text = serde_json::to_string_pretty(&value)?;
     text.push('\n');
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, &text)?;
-    std::fs::rename(&tmp, path)?;
+    crate::paths::write_atomic(path, &path.with_extension("json.tmp"), text.as_bytes())?;
     Ok(blake3::hash(text.as_bytes()).to_hex().to_string())
 }
 

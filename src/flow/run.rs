@@ -247,11 +247,15 @@ async fn run_inner(
     // Clusters this run already worked on without success: not chosen again by this run.
     let mut skipped_this_run: HashSet<String> = HashSet::new();
     let recorded = store.proposals_of_run(&run_id).await?;
+    // Those a crashed `--apply`/`--branch` had already planned are in the tree, or part of them.
+    let planned = crate::harness::apply::replay_planned(&base_root, &run_dir.join("apply-intent.json"))?;
     for p in recorded.iter().filter(|p| p.accepted) {
         let parsed =
             parse_relative(&p.diff).map_err(|e| anyhow::anyhow!("accepted patch {} is unreadable: {e}", p.id))?;
-        patch::apply(&parsed, &base_root)
-            .map_err(|e| anyhow::anyhow!("accepted patch {} no longer applies: {e}", p.id))?;
+        if !planned.contains(&patch_id(&p.diff)) {
+            patch::apply(&parsed, &base_root)
+                .map_err(|e| anyhow::anyhow!("accepted patch {} no longer applies: {e}", p.id))?;
+        }
         accepted_so_far += 1;
         iteration = iteration.max(p.iteration as u32);
         clusters_fixed.push(p.cluster_id.clone());
@@ -589,14 +593,19 @@ async fn run_inner(
                         ),
                     ));
                 }
-                git(ctx.project_root, &["checkout", "-b", branch])?;
+                // A resume after a crash past this point finds the branch already checked out.
+                if git_output(ctx.project_root, &["rev-parse", "--abbrev-ref", "HEAD"])?.trim() != branch {
+                    git(ctx.project_root, &["checkout", "-b", branch])?;
+                }
+                crate::crash::point("apply_branch");
                 summary.branch = Some(branch.clone());
             }
-            for p in &accepted {
-                let parsed = parse_relative(&p.diff)?;
-                patch::apply(&parsed, &manifest.root)
-                    .map_err(|e| anyhow::anyhow!("the accepted patch does not apply to your tree: {e}"))?;
-            }
+            // Planned, recorded, then written file by file: a crash anywhere here resumes.
+            let patches = accepted
+                .iter()
+                .map(|p| Ok((patch_id(&p.diff), parse_relative(&p.diff)?)))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            crate::harness::apply::to_tree(&patches, &manifest.root, &run_dir.join("apply-intent.json"))?;
             let (cases, _) = case::load(&ctx.project_root.join("evals"), &manifest.name);
             for c in &cases {
                 if let Some(st) = statuses.get(c.id()).filter(|st| **st != c.file.status.as_str()) {
@@ -619,7 +628,13 @@ async fn run_inner(
                 git(ctx.project_root, &add)?;
                 let msg =
                     format!("autoharness: {} accepted change(s) to {} (run {run_id})", accepted.len(), manifest.name);
-                git(ctx.project_root, &["commit", "-q", "-m", &msg])?;
+                // Committed before a crash: the resume finds nothing staged and its commit on top.
+                let staged = git_output(ctx.project_root, &["diff", "--cached", "--name-only"])?;
+                let head = git_output(ctx.project_root, &["log", "-1", "--format=%s"]).unwrap_or_default();
+                if !staged.trim().is_empty() || head.trim() != msg {
+                    git(ctx.project_root, &["commit", "-q", "-m", &msg])?;
+                }
+                crate::crash::point("apply_committed");
                 let mut status = vec!["status", "--porcelain", "--"];
                 status.extend(touched.iter().map(String::as_str));
                 let left = git_output(ctx.project_root, &status)?;
@@ -644,6 +659,11 @@ async fn run_inner(
     store.update_run(&run_id, iteration as i64, "finished", Some(&json)).await?;
     let _ = std::fs::remove_dir_all(&base_root);
     Ok(summary)
+}
+
+/// A proposal's identity in an apply plan.
+fn patch_id(diff: &str) -> String {
+    blake3::hash(diff.as_bytes()).to_hex()[..16].to_string()
 }
 
 /// A diff whose paths are relative to the harness root (as proposers write them).
@@ -713,6 +733,27 @@ pub fn branch_preflight(project_root: &Path, manifest: &Manifest) -> anyhow::Res
         return Err(crate::exit::hinted(
             format!("--branch: git ignores editable files of `{}`: {}", manifest.name, ignored.join(", ")),
             "a branch would silently lack changes to them: un-ignore them, or use --apply and commit yourself",
+        ));
+    }
+    Ok(())
+}
+
+/// `--branch` names a branch that does not exist yet: checked before any work, or the run
+/// would fail at its very end on `git checkout -b` (and on every resume after).
+pub fn branch_is_new(project_root: &Path, branch: &str) -> anyhow::Result<()> {
+    let exists = std::process::Command::new("git")
+        .arg("-C")
+        .arg(project_root)
+        .args(["rev-parse", "--verify", "--quiet"])
+        .arg(format!("refs/heads/{branch}"))
+        .output()
+        .context("cannot run git")?
+        .status
+        .success();
+    if exists {
+        return Err(crate::exit::hinted(
+            format!("--branch: branch `{branch}` already exists in `{}`", project_root.display()),
+            "name a new branch (the run makes it and commits the accepted changes on it), or delete that one",
         ));
     }
     Ok(())

@@ -116,7 +116,11 @@ impl Manifest {
     pub fn load(path: &Path) -> anyhow::Result<Manifest> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the harness manifest `{}`", path.display()))?;
-        Manifest::parse(&text, path)
+        let m = Manifest::parse(&text, path)?;
+        // The values of the variables it passes through to trials are secrets wherever they
+        // turn up (a proposer's answer, a trial's files), not only in trial records.
+        crate::redact::pass_through(&m.env);
+        Ok(m)
     }
 
     pub fn parse(text: &str, path: &Path) -> anyhow::Result<Manifest> {

@@ -316,14 +316,9 @@ pub fn write_case(planned: &PlannedCase, last_written_hash: Option<&str>) -> std
         let result = if same_as_ours { WriteResult::Unchanged } else { WriteResult::KeptEdited };
         return Ok((result, hash));
     }
-    if let Some(dir) = planned.path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
     let mut text = serde_json::to_string_pretty(&planned.case).map_err(std::io::Error::other)?;
     text.push('\n');
     // Write to a temp file and rename, so a crash never leaves half a case.
-    let tmp = planned.path.with_extension("json.tmp");
-    std::fs::write(&tmp, &text)?;
-    std::fs::rename(&tmp, &planned.path)?;
+    crate::paths::write_atomic(&planned.path, &planned.path.with_extension("json.tmp"), text.as_bytes())?;
     Ok((WriteResult::Written, blake3::hash(text.as_bytes()).to_hex().to_string()))
 }

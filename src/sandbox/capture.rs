@@ -118,6 +118,7 @@ pub(crate) async fn read_capped<R: AsyncRead + Unpin>(
         match read {
             Ok(0) => break,
             Ok(n) => {
+                crate::crash::point("trial_output");
                 if flooded {
                     capture.total_bytes += n as u64;
                     continue;

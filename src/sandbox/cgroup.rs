@@ -310,3 +310,44 @@ impl Drop for TrialCgroup {
         let _ = std::fs::remove_dir(&self.dir);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The cleanup hosts without bubblewrap rely on when autoharness is killed: a trial
+    /// cgroup named after a process that no longer runs is emptied (its processes killed)
+    /// and removed by the next probe.
+    #[test]
+    fn a_dead_process_s_trial_cgroup_is_emptied_and_removed() {
+        let Some(parent) = probe().pids_parent else {
+            let msg = "skipped: no writable pids cgroup here (run as root, as CI does)";
+            assert!(std::env::var("AUTOHARNESS_REQUIRE_ALL").as_deref() != Ok("1"), "{msg}");
+            return;
+        };
+        let mut gone = std::process::Command::new("true").spawn().unwrap();
+        let dead_pid = gone.id();
+        gone.wait().unwrap();
+        let dir = parent.join(format!("autoharness-{dead_pid}-test"));
+        std::fs::create_dir(&dir).unwrap();
+        let mut left = std::process::Command::new("sleep").arg("300").spawn().unwrap();
+        std::fs::write(dir.join("cgroup.procs"), left.id().to_string()).unwrap();
+        remove_stale(&parent);
+        let started = std::time::Instant::now();
+        let status = loop {
+            if let Some(status) = left.try_wait().unwrap() {
+                break Some(status);
+            }
+            if started.elapsed() > Duration::from_secs(5) {
+                let _ = left.kill();
+                let _ = left.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let _ = std::fs::remove_dir(&dir);
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.and_then(|s| s.signal()), Some(libc::SIGKILL), "the leftover was killed");
+        assert!(!dir.exists() || std::fs::remove_dir(&dir).is_ok());
+    }
+}

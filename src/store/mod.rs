@@ -70,8 +70,11 @@ impl Store {
         let lock = if pending { store.exclusive().await? } else { None };
         let migrated = MIGRATOR.run(&store.pool).await;
         drop(lock);
+        // "Newer" only when it is: a full disk or a damaged file fails migrations too.
+        let newer = matches!(migrated, Err(sqlx::migrate::MigrateError::VersionMissing(_)));
         migrated.with_context(|| {
-            format!("cannot migrate the store `{}` (is it from a newer autoharness?)", path.display())
+            let why = if newer { " (is it from a newer autoharness?)" } else { "" };
+            format!("cannot migrate the store `{}`{why}", path.display())
         })?;
         Ok(store)
     }

@@ -175,6 +175,11 @@ impl Store {
     /// Record a proposal before it is gated; the same diff in the same iteration is one row.
     /// Its cost (the model's answer) is added to the run's spend when the row is new.
     pub async fn insert_proposal(&self, run: &str, iteration: i64, cluster: &str, p: &Proposal) -> anyhow::Result<i64> {
+        // The prompt quotes cases and trial output, the answer may quote them back: both
+        // scrubbed like everything else from traces and trials. The diff is kept as the
+        // model wrote it (it is what is gated and applied); its identity is taken after
+        // redaction, so a resumed run's recorded proposal is the same row.
+        let p = &redacted_proposal(p);
         let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO proposals (run_id, iteration, cluster_id, provider, description, diff, diff_hash, prediction, prompt,
@@ -370,6 +375,18 @@ fn run_row(r: &sqlx::sqlite::SqliteRow) -> StoredRun {
         summary: r.get(5),
         options: r.get(6),
     }
+}
+
+fn redacted_proposal(p: &Proposal) -> Proposal {
+    let r = crate::redact::global();
+    let mut p = p.clone();
+    let mut counts = crate::redact::Redactions::default();
+    for s in
+        [&mut p.description].into_iter().chain(p.prompt.iter_mut()).chain(p.answer.iter_mut()).chain(p.error.iter_mut())
+    {
+        r.string(s, &mut counts);
+    }
+    p
 }
 
 fn proposal_row(r: &sqlx::sqlite::SqliteRow) -> StoredProposal {

@@ -170,6 +170,22 @@ pub struct Runner {
     pub run_id: Option<String>,
 }
 
+/// `AUTOHARNESS_ISOLATION`: an operator on a host whose bubblewrap misbehaves, or a test of
+/// the cleanup paths hosts without it take, picks the mechanism. Anything else is `auto`,
+/// the strongest this host offers, so a typo never weakens isolation.
+fn isolation_from_env() -> IsolationChoice {
+    match std::env::var("AUTOHARNESS_ISOLATION").as_deref() {
+        Ok("bwrap") => IsolationChoice::Bwrap,
+        Ok("landlock") => IsolationChoice::Landlock,
+        Ok("none") => IsolationChoice::None,
+        Ok("auto") | Err(_) => IsolationChoice::Auto,
+        Ok(other) => {
+            tracing::warn!(value = other, "AUTOHARNESS_ISOLATION is not auto, bwrap, landlock or none; using auto");
+            IsolationChoice::Auto
+        }
+    }
+}
+
 impl Runner {
     pub fn new(store: Option<Arc<dyn TrialLog>>, jobs: usize, trials_dir: PathBuf) -> Runner {
         // Trials run in other folders: a relative path (a relative --db) would not reach
@@ -184,7 +200,7 @@ impl Runner {
             infra_retries: 2,
             infra_backoff: std::time::Duration::from_millis(backoff_ms.min(60_000)),
             trials_dir,
-            isolation: IsolationChoice::Auto,
+            isolation: isolation_from_env(),
             run_id: None,
         }
     }
@@ -488,6 +504,7 @@ async fn run_one(
     let cost = result.as_ref().and_then(|r| r.cost_usd).or_else(|| trace.as_ref().and_then(|t| t.cost_usd));
     let (status, exit_code) = status_fields(&outcome.status);
     let infra = if passed { None } else { infra_reason(&outcome.status, &stderr, &output, failure.as_ref()) };
+    scrub_io(version, &io).await?;
     // The private copy is no longer needed; the io folder (trace, result) is kept as evidence.
     let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(work)).await;
     Ok(TrialRecord {
@@ -703,6 +720,15 @@ fn tail(s: &str, max: usize) -> String {
     format!("…{}", &s[start..])
 }
 
+/// What a trial left in its `io/` folder (kept as evidence) scrubbed like its record
+/// (`redact::scrub_dir`), once every check has read it.
+async fn scrub_io(version: &Version, io: &Path) -> anyhow::Result<()> {
+    let env = passed_env(&version.manifest);
+    let io = io.to_path_buf();
+    tokio::task::spawn_blocking(move || crate::redact::scrub_dir(&io, &env)).await??;
+    Ok(())
+}
+
 async fn run_batch_once(
     version: &Version,
     cases: &[&Case],
@@ -732,6 +758,7 @@ async fn run_batch_once(
     let rewards = parse_rewards(&stdout);
     let (status, exit_code) = status_fields(&outcome.status);
     let per_case_ms = started.elapsed().as_millis() as u64 / cases.len().max(1) as u64;
+    scrub_io(version, &io).await?;
     let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(work)).await;
     Ok(cases
         .iter()
