@@ -20,4 +20,5 @@ mod llm_e2e;
 mod producers;
 mod sandbox;
 mod trial_env;
+mod trial_views;
 mod walkthrough;

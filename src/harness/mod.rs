@@ -1,6 +1,7 @@
 //! The harness under optimization: its files on disk, hashed and copied privately for
 //! each trial (`workspace`), and what of the host its trials may read (`hostenv`).
 
+pub mod base;
 pub mod hostenv;
 pub mod manifest;
 pub mod patch;
