@@ -521,8 +521,10 @@ async fn run_inner(
         let patch_path = run_dir.join(format!("accepted-{n}.patch"));
         std::fs::write(&patch_path, patch::prefix_paths(&p.diff, manifest.root_prefix(ctx.project_root).as_deref()))?;
         let md = run_dir.join(format!("accepted-{n}.md"));
-        std::fs::write(&md, crate::report::gate::markdown(&report))?;
-        std::fs::write(run_dir.join(format!("accepted-{n}.html")), crate::report::gate::html(&report))?;
+        // Trial file links that open from the run folder.
+        let html = run_dir.join(format!("accepted-{n}.html"));
+        std::fs::write(&md, crate::report::gate::markdown(&crate::report::gate::for_file(&report, &md)))?;
+        std::fs::write(&html, crate::report::gate::html(&crate::report::gate::for_file(&report, &html)))?;
         let parsed = parse_relative(&p.diff)?;
         patch::apply(&parsed, &base_root).map_err(|e| anyhow::anyhow!("the accepted patch did not apply: {e}"))?;
         skipped_this_run.insert(target.id.clone());

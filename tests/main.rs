@@ -15,6 +15,7 @@ mod formats_otel;
 mod formats_platforms;
 mod formats_transcripts;
 mod fuzz;
+mod gate_evidence;
 mod hostile;
 mod llm_e2e;
 mod producers;

@@ -3,13 +3,16 @@
 //! Independence: a trial's writes are never seen by another trial, by the shared copy or
 //! by the user's tree, under every isolation this host offers and with the copy fallback.
 
+// Which view each isolation got is worth seeing with --nocapture.
+#![allow(clippy::print_stderr)]
+
 use std::path::Path;
 
 use autoharness::evals::case;
 use autoharness::gate::trials::{Runner, Trial, Version};
 use autoharness::harness::base;
 use autoharness::harness::manifest::Manifest;
-use autoharness::sandbox::{self, IsolationChoice};
+use autoharness::sandbox;
 
 /// Each trial checks it sees the pristine tree, then changes it: a write that leaked from
 /// another trial (or into the shared copy) makes a later trial fail. It prints the

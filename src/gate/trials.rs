@@ -252,7 +252,8 @@ impl Runner {
         }
     }
 
-    fn trial_dir(&self, version: &Version, case: &Case, seed: u64) -> anyhow::Result<PathBuf> {
+    /// The folder of one trial (`io/` inside it is kept after the trial).
+    pub fn trial_dir(&self, version: &Version, case: &Case, seed: u64) -> anyhow::Result<PathBuf> {
         // The case id comes from a file: it must name one folder inside the trials folder.
         let by_version = self.trials_dir.join(&version.hash[..12.min(version.hash.len())]);
         Ok(crate::paths::safe_name(&by_version, case.id())?.join(format!("seed-{seed}")))
@@ -505,6 +506,13 @@ async fn run_one(
     let cost = result.as_ref().and_then(|r| r.cost_usd).or_else(|| trace.as_ref().and_then(|t| t.cost_usd));
     let (status, exit_code) = status_fields(&outcome.status);
     let infra = if passed { None } else { infra_reason(&outcome.status, &stderr, &output, failure.as_ref()) };
+    // Kept beside the trace and result as evidence reports link to, secrets redacted.
+    let env = passed_env(m);
+    for (name, text) in [("stdout.txt", &output), ("stderr.txt", &stderr)] {
+        let text = crate::redact::Redactor::env_values(text, &env, &mut Default::default());
+        let text = crate::redact::global().text(&text, &mut Default::default()).into_owned();
+        let _ = std::fs::write(io.join(name), text);
+    }
     // The private view is no longer needed; the io folder (trace, result) is kept as evidence.
     let _ = tokio::task::spawn_blocking(move || tree.remove()).await;
     Ok(TrialRecord {

@@ -145,6 +145,12 @@ pub fn markdown(s: &RunSummary) -> String {
         s.wall_ms as f64 / 1000.0,
         md_text(&s.stopped_because)
     );
+    md.push_str(
+        "In a gate, a target case's candidate trial counts as fixed when the cluster's own failure is \
+         gone, whatever else fails; \"full pass\" counts trials that passed every check. Each accepted \
+         patch's gate report (`accepted-N.md`, `.html`) shows per case the input, the failing check, \
+         the candidate's output and links to every trial's files.\n\n",
+    );
     for it in &s.iterations {
         let _ = writeln!(md, "## Iteration {}: {}\n\n{}\n", it.iteration, md_code(&it.cluster), md_text(&it.label));
         if it.candidates.is_empty() {
