@@ -92,6 +92,11 @@ fn trial_views_copy_fallback_is_private() {
     let manifest = harness(&root);
     let hash = autoharness::harness::workspace::content_hash(&root, &manifest.filter).unwrap();
     let shared = base::shared(&root, &manifest.filter, &hash, &dir.path().join("roots")).unwrap();
+    // A tree whose content no longer has the hash (edited mid-copy) is never kept under it.
+    let stale = "0".repeat(64);
+    let err = base::shared(&root, &manifest.filter, &stale, &dir.path().join("roots")).unwrap_err();
+    assert!(format!("{err:#}").contains("changed while autoharness copied it"), "{err:#}");
+    assert!(!dir.path().join("roots").join(&stale).exists());
     // A second call (another trial, another process) reuses it.
     assert_eq!(base::shared(&root, &manifest.filter, &hash, &dir.path().join("roots")).unwrap(), shared);
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));

@@ -42,6 +42,25 @@ pub fn shared(root: &Path, filter: &Filter, hash: &str, roots: &Path) -> Result<
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(err.context(format!("cannot make the shared copy of `{}`", root.display())));
     }
+    // The copy is kept under the hash for good: it must hold what the hash says, not a tree
+    // someone was editing while it was copied.
+    match workspace::content_hash(&tmp, filter) {
+        Ok(got) if got == hash => {}
+        Ok(got) => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            anyhow::bail!(
+                "the harness under `{}` changed while autoharness copied it (content hash {} instead of {}): \
+                 run the command again once its files stop changing",
+                root.display(),
+                &got[..12.min(got.len())],
+                &hash[..12.min(hash.len())]
+            );
+        }
+        Err(err) => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(err.context(format!("cannot check the shared copy of `{}`", root.display())));
+        }
+    }
     match std::fs::rename(&tmp, &dest) {
         Ok(()) => Ok(dest),
         // Another process renamed its copy first: the same content, use it.
