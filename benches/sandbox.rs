@@ -4,7 +4,9 @@
 //! harness with 1 and 2 jobs.
 //!
 //! Then the cost of the harness root's size: trials of `true` on a tiny root and on a 50 MB
-//! root (2,000 files of 25 KB, like vendored packages), side by side.
+//! root (2,000 files of 25 KB, like vendored packages), side by side. Each trial gets a
+//! private view of the version's shared copy (an overlay where the host allows);
+//! `AUTOHARNESS_NO_OVERLAY=1` measures the copy fallback instead.
 //!
 //! `cargo bench --bench sandbox [-- N] [root]` (default 100 trials per row; `root` runs only
 //! the root-size rows).
@@ -102,7 +104,10 @@ fn main() {
 /// Per-trial time of a full trial (private copy, sandbox, checks) on a tiny root and on a
 /// 50 MB one: the difference is what the root's size costs each trial.
 fn root_size(rt: &tokio::runtime::Runtime, n: usize) {
-    println!("\n{n} trials of `true` through the trial runner (private copy + sandbox + checks), one at a time:\n");
+    let view = if rt.block_on(sandbox::overlay_usable(IsolationChoice::Auto)) { "overlay" } else { "copy" };
+    println!(
+        "\n{n} trials of `true` through the trial runner (private view: {view}; sandbox; checks), one at a time:\n"
+    );
     let base = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let evals = base.path().join("cases");
     std::fs::create_dir_all(&evals).unwrap();

@@ -159,9 +159,13 @@ fn gates_evals_and_a_run_at_once_never_share_a_trial_folder() {
             assert_eq!(passed, 1, "a collision was recorded as a result: {r:?}");
         }
     }
-    // Each process kept its own folder; none is left claimed.
-    let spaces: Vec<_> =
-        std::fs::read_dir(sb.path().join("state.trials")).unwrap().flatten().filter(|e| e.path().is_dir()).collect();
+    // Each process kept its own folder; none is left claimed. (`roots/` holds the shared
+    // copies of harness versions, no process's folder.)
+    let spaces: Vec<_> = std::fs::read_dir(sb.path().join("state.trials"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().is_dir() && e.file_name() != "roots")
+        .collect();
     assert_eq!(spaces.len(), 4, "one private trial folder per process");
 }
 

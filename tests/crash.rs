@@ -190,7 +190,8 @@ fn a_gate_killed_mid_trials_leaves_nothing_running_and_gates_again_to_the_same_v
             .unwrap()
             .flatten()
             .map(|e| e.path())
-            .filter(|p| p.is_dir())
+            // `roots/` holds the shared copies of harness versions, no process's folder.
+            .filter(|p| p.is_dir() && !p.ends_with("roots"))
             .collect();
         assert_eq!(dead.len(), 1, "{dead:?}");
         let out = crash_run(&sb, &gate, "");
@@ -199,9 +200,25 @@ fn a_gate_killed_mid_trials_leaves_nothing_running_and_gates_again_to_the_same_v
         assert!(!dead[0].exists(), "the killed gate's trial folder is swept");
         assert!(again["trials"]["cached"].as_u64().unwrap() >= n, "{again:#}");
         for key in ["verdict", "rule", "cases"] {
-            assert_eq!(again[key], truth[key], "seed {seed}, {point}: {key}");
+            assert_eq!(
+                without_trial_files(&again[key]),
+                without_trial_files(&truth[key]),
+                "seed {seed}, {point}: {key}"
+            );
         }
     }
+}
+
+/// A gate's cases without each trial's file list: the same trials leave their files in
+/// each process's own folder (and come from the cache the second time).
+fn without_trial_files(v: &Value) -> Value {
+    let mut v = v.clone();
+    for case in v.as_array_mut().into_iter().flatten() {
+        if let Some(o) = case.as_object_mut() {
+            o.remove("trials");
+        }
+    }
+    v
 }
 
 fn example() -> Sandbox {

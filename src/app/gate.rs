@@ -93,7 +93,7 @@ pub fn gate(settings: &Settings, out: &Output, args: &GateArgs) -> anyhow::Resul
     let report = result?;
     space.finish();
     if let Some(path) = &args.markdown {
-        write(path, &render::markdown(&report))?;
+        write(path, &render::markdown(&render::for_file(&report, path)))?;
     }
     if let Ok(summary) = std::env::var("GITHUB_STEP_SUMMARY")
         && !summary.is_empty()
@@ -103,10 +103,10 @@ pub fn gate(settings: &Settings, out: &Output, args: &GateArgs) -> anyhow::Resul
         f.write_all(render::markdown(&report).as_bytes())?;
     }
     if let Some(path) = &args.junit {
-        write(path, &render::junit(&report))?;
+        write(path, &render::junit(&render::for_file(&report, path)))?;
     }
     if let Some(path) = &args.html {
-        write(path, &render::html(&report))?;
+        write(path, &render::html(&render::for_file(&report, path)))?;
     }
     if out.json {
         out.print_json(&report)?;

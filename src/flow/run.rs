@@ -142,8 +142,10 @@ pub struct RunContext<'a> {
 /// How a run's evidence files are rendered (each accepted gate in Markdown and HTML, the
 /// summary): `report` does it and reads the run's types, so the run knows only this.
 pub trait Evidence: Sync {
-    fn gate_markdown(&self, report: &crate::gate::session::GateReport) -> String;
-    fn gate_html(&self, report: &crate::gate::session::GateReport) -> String;
+    /// The gate's report as the Markdown file `file` (its links relative to it).
+    fn gate_markdown(&self, report: &crate::gate::session::GateReport, file: &Path) -> String;
+    /// The gate's report as the HTML file `file` (its links relative to it).
+    fn gate_html(&self, report: &crate::gate::session::GateReport, file: &Path) -> String;
     fn summary_markdown(&self, summary: &RunSummary) -> String;
 }
 
@@ -536,8 +538,10 @@ async fn run_inner(
         let patch_path = run_dir.join(format!("accepted-{n}.patch"));
         std::fs::write(&patch_path, patch::prefix_paths(&p.diff, manifest.root_prefix(ctx.project_root).as_deref()))?;
         let md = run_dir.join(format!("accepted-{n}.md"));
-        std::fs::write(&md, ctx.evidence.gate_markdown(&report))?;
-        std::fs::write(run_dir.join(format!("accepted-{n}.html")), ctx.evidence.gate_html(&report))?;
+        // Trial file links that open from the run folder.
+        let html = run_dir.join(format!("accepted-{n}.html"));
+        std::fs::write(&md, ctx.evidence.gate_markdown(&report, &md))?;
+        std::fs::write(&html, ctx.evidence.gate_html(&report, &html))?;
         let parsed = parse_relative(&p.diff)?;
         patch::apply(&parsed, &base_root).map_err(|e| anyhow::anyhow!("the accepted patch did not apply: {e}"))?;
         skipped_this_run.insert(target.id.clone());

@@ -3,4 +3,5 @@
 //! report).
 
 pub mod engine;
+pub mod evidence;
 pub mod session;

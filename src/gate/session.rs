@@ -200,6 +200,9 @@ pub struct CaseRow {
     /// trial as fixed without a full pass).
     pub candidate_passes: u32,
     pub candidate_trials: u32,
+    /// Input, failing check, output excerpt, trial files (`gate::evidence`).
+    #[serde(flatten)]
+    pub evidence: crate::gate::evidence::CaseEvidence,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -244,6 +247,10 @@ pub struct GateReport {
     pub reason: String,
     pub target: Option<String>,
     pub files: Vec<String>,
+    /// The patch gated, as a unified diff (clipped at 20,000 characters).
+    pub patch: String,
+    /// The isolation the trials run now ran under (see `doctor`), for people.
+    pub isolation: Option<String>,
     /// Where each hunk landed (offset, whitespace fuzz).
     pub applied: Vec<String>,
     pub check: Option<String>,
@@ -302,6 +309,8 @@ pub async fn run(
         reason: String::new(),
         target: opts.target.clone(),
         files: patch.touched_paths().iter().map(|s| s.to_string()).collect(),
+        patch: crate::gate::evidence::patch_text(patch),
+        isolation: None,
         applied: Vec::new(),
         check: None,
         leaks: Vec::new(),
@@ -466,9 +475,26 @@ pub async fn run(
                     .filter(|r| r.passed)
                     .count() as u32,
                 candidate_trials: ct.candidate.len() as u32,
+                evidence: {
+                    let mut trials = Vec::new();
+                    for (arm, version, n) in [
+                        (Arm::Baseline, &baseline, ct.baseline.len()),
+                        (Arm::Candidate, &candidate, ct.candidate.len()),
+                    ] {
+                        for seed in 0..n as u64 {
+                            if let (Some(r), Ok(dir)) =
+                                (records.get(&(arm, ci, seed)), runner.trial_dir(version, c, seed))
+                            {
+                                trials.push((arm, seed, r, dir));
+                            }
+                        }
+                    }
+                    crate::gate::evidence::for_case(c, &trials)
+                },
             }
         })
         .collect();
+    report.isolation = crate::gate::evidence::isolation_summary(&records.values().collect::<Vec<_>>());
     report.cost = cost_stats(&records, opts.cost_tolerance);
     // A fix that trades the target's failure for a failure never seen before is no fix.
     known.extend(records.iter().filter(|((a, _, _), _)| *a == Arm::Baseline).filter_map(|(_, r)| r.signature.clone()));

@@ -2,6 +2,7 @@
 //! each trial (`workspace`), and what of the host its trials may read (`hostenv`).
 
 pub mod apply;
+pub mod base;
 pub mod hostenv;
 pub mod manifest;
 pub mod patch;

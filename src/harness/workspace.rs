@@ -58,6 +58,8 @@ const PROJECT_DIRS: [&str; 3] = ["evals", "traces", ".autoharness"];
 pub struct Filter {
     exclude: Option<globset::GlobSet>,
     include: Option<globset::GlobSet>,
+    /// Skip nothing: for copying a tree that was already filtered (a shared copy).
+    everything: bool,
 }
 
 impl Filter {
@@ -72,11 +74,19 @@ impl Filter {
             }
             builder.build().map(Some)
         };
-        Ok(Filter { exclude: build(exclude)?, include: build(include)? })
+        Ok(Filter { exclude: build(exclude)?, include: build(include)?, everything: false })
+    }
+
+    /// A filter that keeps every entry (virtualenvs are still linked, not copied).
+    pub fn everything() -> Filter {
+        Filter { everything: true, ..Filter::default() }
     }
 
     /// Whether `relative` (or, for a folder, something beneath it) is named by `include`.
     fn included(&self, relative: &Path, dir: bool) -> bool {
+        if self.everything {
+            return true;
+        }
         let Some(include) = &self.include else { return false };
         include.is_match(relative) || (dir && include.is_match(relative.join("_")))
     }

@@ -45,6 +45,30 @@ pub fn flip(s: &PairedStats) -> String {
     format!("{}/{} → {}/{}", s.baseline_passes, s.baseline_n, s.candidate_passes, s.candidate_n)
 }
 
+/// What the counts mean, for every report: a reviewer must not read "fixed" as "passes".
+pub const COUNTS_LEGEND: &str = "Counts are trials that passed, baseline → candidate. For target cases a \
+candidate trial counts as fixed when the cluster's own failure is gone, even if another check fails; \
+\"full pass\" counts trials that passed every check. Suite and holdout cases count full passes only.";
+
+/// Rows worth explaining: a candidate trial failed.
+fn with_failure(r: &GateReport) -> Vec<&CaseRow> {
+    ordered(r).into_iter().filter(|c| c.evidence.failing_check.is_some()).collect()
+}
+
+/// Bar color by pass rate: never green for a low rate.
+fn rate_color(passes: u32, n: u32) -> &'static str {
+    let rate = if n == 0 { 0.0 } else { passes as f64 / n as f64 };
+    if n == 0 {
+        "#8c959f"
+    } else if rate >= 0.8 {
+        "#1a7f37"
+    } else if rate >= 0.5 {
+        "#bf8700"
+    } else {
+        "#cf222e"
+    }
+}
+
 fn short(h: &str) -> &str {
     &h[..12.min(h.len())]
 }
@@ -109,6 +133,17 @@ pub fn terminal(out: &Output, r: &GateReport) -> String {
         if rows.len() > shown {
             let _ = writeln!(t, "  … {} more cases (--json, --markdown or --html list all)", rows.len() - shown);
         }
+        let _ = writeln!(t, "  {}", out.paint(Style::Dim, COUNTS_LEGEND));
+        let failing = with_failure(r);
+        for c in failing.iter().take(5) {
+            terminal_evidence(&mut t, out, c);
+        }
+        if failing.len() > 5 {
+            let _ = writeln!(t, "  … evidence of {} more cases in --markdown, --html or --json", failing.len() - 5);
+        }
+    }
+    if let Some(iso) = &r.isolation {
+        let _ = writeln!(t, "isolation: {}", super::neutral::one_line(iso));
     }
     if let Some(d) = &r.decision {
         if let Some(tg) = &d.target {
@@ -169,6 +204,22 @@ pub fn terminal(out: &Output, r: &GateReport) -> String {
     t
 }
 
+fn terminal_evidence(t: &mut String, out: &Output, c: &CaseRow) {
+    use super::neutral::one_line;
+    let e = &c.evidence;
+    let _ = writeln!(t, "\n  {} {} ({})", out.paint(Style::Bold, "case"), one_line(&c.id), role_name(c.role));
+    let _ = writeln!(t, "    input:  {}", one_line(&clip(&e.input, 120)));
+    if let Some(check) = &e.failing_check {
+        let _ = writeln!(t, "    failed: {}", out.paint(Style::Red, &one_line(&clip(check, 160))));
+    }
+    if let Some(o) = &e.candidate_output {
+        let _ = writeln!(t, "    output: {}", one_line(&clip(o, 160)));
+    }
+    if let Some(trial) = e.trials.iter().find(|tr| tr.arm == "candidate" && !tr.passed && !tr.files.is_empty()) {
+        let _ = writeln!(t, "    files:  {}", one_line(&trial.files.join("  ")));
+    }
+}
+
 pub fn markdown(r: &GateReport) -> String {
     use super::neutral::{md_code, md_text};
     let mut md = String::new();
@@ -224,6 +275,42 @@ pub fn markdown(r: &GateReport) -> String {
         r.cost.total_usd,
         r.wall_ms as f64 / 1000.0
     );
+    if let Some(iso) = &r.isolation {
+        let _ = writeln!(md, "Trials ran isolated: {}.\n", md_text(iso));
+    }
+    let _ = writeln!(md, "{}\n", md_text(COUNTS_LEGEND));
+    let failing = with_failure(r);
+    for c in failing.iter().take(20) {
+        let e = &c.evidence;
+        let _ = writeln!(
+            md,
+            "<details><summary>{} {} ({}, {}): {}</summary>\n",
+            if c.role == Role::Target { "🎯" } else { "✗" },
+            md_code(&c.id),
+            role_name(c.role),
+            md_text(&c.flip),
+            md_text(&clip(e.failing_check.as_deref().unwrap_or(""), 100))
+        );
+        let _ = writeln!(md, "**Input**\n\n{}", super::neutral::md_block(&e.input, "json"));
+        if let Some(check) = &e.failing_check {
+            let _ = writeln!(md, "**Failing check** (a candidate trial): {}\n", md_code(check));
+        }
+        if let Some(o) = &e.candidate_output {
+            let _ = writeln!(md, "**Candidate output**\n\n{}", super::neutral::md_block(o, "text"));
+        }
+        markdown_files(&mut md, c);
+        md.push_str("</details>\n\n");
+    }
+    if failing.len() > 20 {
+        let _ = writeln!(md, "… evidence of {} more cases in the HTML report and `--json`.\n", failing.len() - 20);
+    }
+    if !r.patch.is_empty() {
+        let _ = writeln!(
+            md,
+            "<details><summary>The patch</summary>\n\n{}</details>\n",
+            super::neutral::md_block(&r.patch, "diff")
+        );
+    }
     if !r.cases.is_empty() {
         let _ = writeln!(md, "<details><summary>{} cases</summary>\n", r.cases.len());
         md.push_str("| role | case | cluster | baseline → candidate | p | outcome | first candidate failure |\n|---|---|---|---|---|---|---|\n");
@@ -246,6 +333,51 @@ pub fn markdown(r: &GateReport) -> String {
     md
 }
 
+/// The files of each trial of a case, as relative links (paths under `.autoharness/`).
+fn markdown_files(md: &mut String, c: &CaseRow) {
+    use super::neutral::md_text;
+    let trials: Vec<_> = c.evidence.trials.iter().filter(|t| !t.files.is_empty()).collect();
+    if trials.is_empty() {
+        return;
+    }
+    md.push_str("**Trial files**\n\n");
+    for t in trials {
+        let links: Vec<String> = t
+            .files
+            .iter()
+            .map(|f| {
+                let name = f.rsplit('/').next().unwrap_or(f);
+                format!("[{}](<{}>)", md_text(name), f.replace(['<', '>', '\n'], ""))
+            })
+            .collect();
+        let _ = writeln!(
+            md,
+            "- {} seed {} ({}{}): {}",
+            t.arm,
+            t.seed,
+            if t.passed { "passed" } else { "failed" },
+            if t.cached { ", cached" } else { "" },
+            links.join(" · ")
+        );
+    }
+    md.push('\n');
+}
+
+fn evidence_text(c: &CaseRow) -> String {
+    let e = &c.evidence;
+    let mut s = format!("input: {}\n", e.input);
+    if let Some(check) = &e.failing_check {
+        let _ = writeln!(s, "failing check: {check}");
+    }
+    if let Some(o) = &e.candidate_output {
+        let _ = writeln!(s, "candidate output: {o}");
+    }
+    for t in e.trials.iter().filter(|t| !t.files.is_empty()) {
+        let _ = writeln!(s, "{} seed {}: {}", t.arm, t.seed, t.files.join(" "));
+    }
+    s
+}
+
 pub fn junit(r: &GateReport) -> String {
     let failed_rule = !r.passed();
     let cases: Vec<JunitCase> = r
@@ -263,7 +395,7 @@ pub fn junit(r: &GateReport) -> String {
                         if regressed { "regressed" } else { "did not improve" },
                         c.flip
                     ),
-                    c.candidate_failure.clone().unwrap_or_default(),
+                    format!("{}\n{}", c.candidate_failure.clone().unwrap_or_default(), evidence_text(c)),
                 )
             });
             JunitCase {
@@ -271,7 +403,7 @@ pub fn junit(r: &GateReport) -> String {
                 name: c.id.clone(),
                 seconds: 0.0,
                 failure,
-                out: c.flip.clone(),
+                out: format!("{}\n{}", c.flip, evidence_text(c)),
             }
         })
         .collect();
@@ -289,7 +421,8 @@ pub fn html(r: &GateReport) -> String {
          .v{{background:{color};color:#fff;padding:.6em 1em;border-radius:6px;font-size:1.2em}}\
          table{{border-collapse:collapse;width:100%;margin-top:1em}}td,th{{border-bottom:1px solid #d0d7de;padding:4px 8px;text-align:left;vertical-align:top}}\
          th{{background:#f6f8fa}}code{{font:12px ui-monospace,monospace}}.regressed{{color:#cf222e;font-weight:600}}.improved{{color:#1a7f37;font-weight:600}}\
-         .bar{{display:inline-block;height:8px;background:#8c959f;vertical-align:middle}}.bar.c{{background:{color}}}</style>\
+         .bar{{display:inline-block;height:8px;background:#8c959f;vertical-align:middle}}\
+         pre{{background:#f6f8fa;padding:6px;white-space:pre-wrap;max-height:20em;overflow:auto}}.legend{{color:#57606a}}</style>\
          <div class=v>{verdict_up} · {rule}</div><p>{reason}</p>",
         verdict = esc(&r.verdict),
         verdict_up = esc(&r.verdict.to_uppercase()),
@@ -314,6 +447,10 @@ pub fn html(r: &GateReport) -> String {
     for l in &r.leaks {
         let _ = write!(h, "<p class=regressed>leak <code>{}</code>: {}</p>", esc(&l.case), esc(&l.what));
     }
+    if let Some(iso) = &r.isolation {
+        let _ = write!(h, "<p>Trials ran isolated: {}.</p>", esc(iso));
+    }
+    let _ = write!(h, "<p class=legend>{}</p>", esc(COUNTS_LEGEND));
     h.push_str("<table><tr><th>role<th>case<th>cluster<th>baseline<th>candidate<th>p<th>outcome<th>first candidate failure</tr>");
     for c in ordered(r) {
         let v = verdict_of(r, &c.id);
@@ -329,11 +466,12 @@ pub fn html(r: &GateReport) -> String {
                 )
             })
             .unwrap_or_default();
-        let bar = |p: u32, n: u32, w: (f64, f64), cls: &str| {
+        let bar = |p: u32, n: u32, w: (f64, f64)| {
             let rate = if n == 0 { 0.0 } else { p as f64 / n as f64 };
             format!(
-                "{p}/{n} <span class='bar {cls}' style='width:{:.0}px' title='95% CI {:.0}–{:.0}%'></span>",
+                "{p}/{n} <span class=bar style='width:{:.0}px;background:{}' title='95% CI {:.0}–{:.0}%'></span>",
                 rate * 60.0,
+                rate_color(p, n),
                 w.0 * 100.0,
                 w.1 * 100.0
             )
@@ -345,16 +483,110 @@ pub fn html(r: &GateReport) -> String {
             role_name(c.role),
             esc(&c.id),
             esc(&c.cluster),
-            bar(bp, bn, wb, ""),
-            bar(cp, cn, wc, "c"),
+            bar(bp, bn, wb),
+            bar(cp, cn, wc),
             p(v.and_then(|v| v.p_value)),
             esc(&c.candidate_failure.clone().unwrap_or_default())
         );
+        html_evidence(&mut h, c);
     }
     h.push_str("</table>");
+    if !r.patch.is_empty() {
+        let _ = write!(h, "<h3>The patch</h3><pre>{}</pre>", esc(&r.patch));
+    }
     if !r.applied.is_empty() {
         let _ = write!(h, "<h3>Patch applied</h3><pre>{}</pre>", esc(&r.applied.join("\n")));
     }
     h.push_str("</html>\n");
     h
+}
+
+/// A row under the case's row: input, failing check, output excerpt, links to trial files.
+fn html_evidence(h: &mut String, c: &CaseRow) {
+    let e = &c.evidence;
+    let _ = write!(
+        h,
+        "<tr class=ev><td><td colspan=7><details><summary>evidence</summary><b>input</b><pre>{}</pre>",
+        esc(&e.input)
+    );
+    if let Some(check) = &e.failing_check {
+        let _ = write!(h, "<b>failing check</b> (a candidate trial): <code>{}</code>", esc(check));
+    }
+    if let Some(o) = &e.candidate_output {
+        let _ = write!(h, "<b>candidate output</b><pre>{}</pre>", esc(o));
+    }
+    let trials: Vec<_> = e.trials.iter().filter(|t| !t.files.is_empty()).collect();
+    if !trials.is_empty() {
+        h.push_str("<b>trial files</b><ul>");
+        for t in trials {
+            let links: Vec<String> = t
+                .files
+                .iter()
+                .map(|f| format!("<a href=\"{}\">{}</a>", esc(&href(f)), esc(f.rsplit('/').next().unwrap_or(f))))
+                .collect();
+            let _ = write!(
+                h,
+                "<li>{} seed {} ({}{}): {}",
+                t.arm,
+                t.seed,
+                if t.passed { "passed" } else { "failed" },
+                if t.cached { ", cached" } else { "" },
+                links.join(" · ")
+            );
+        }
+        h.push_str("</ul>");
+    }
+    h.push_str("</details></tr>");
+}
+
+/// A relative path as a URL path: every byte outside the unreserved set and `/` escaped,
+/// so a path cannot become a `javascript:` or other scheme link.
+fn href(path: &str) -> String {
+    let mut out = String::new();
+    if path.starts_with('/') {
+        out.push_str("file://");
+    }
+    for b in path.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+/// The report with its trial file paths made relative to the folder of `report_path`, so
+/// the links of a report written to a file open from where it lies.
+pub fn for_file(r: &GateReport, report_path: &std::path::Path) -> GateReport {
+    let mut r = r.clone();
+    let Ok(here) = std::env::current_dir() else { return r };
+    let dir = std::path::absolute(report_path)
+        .ok()
+        .and_then(|p| p.parent().map(std::path::Path::to_path_buf))
+        .unwrap_or_else(|| here.clone());
+    for c in &mut r.cases {
+        for t in &mut c.evidence.trials {
+            for f in &mut t.files {
+                *f = relative_to(&here.join(&*f), &dir);
+            }
+        }
+    }
+    r
+}
+
+/// `path` as seen from `dir` (both absolute): `../` for each folder of `dir` past their
+/// common part.
+fn relative_to(path: &std::path::Path, dir: &std::path::Path) -> String {
+    let p: Vec<_> = path.components().collect();
+    let d: Vec<_> = dir.components().collect();
+    let common = p.iter().zip(&d).take_while(|(a, b)| a == b).count();
+    let mut out = std::path::PathBuf::new();
+    for _ in common..d.len() {
+        out.push("..");
+    }
+    for c in &p[common..] {
+        out.push(c);
+    }
+    out.display().to_string()
 }

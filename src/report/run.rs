@@ -145,6 +145,12 @@ pub fn markdown(s: &RunSummary) -> String {
         s.wall_ms as f64 / 1000.0,
         md_text(&s.stopped_because)
     );
+    md.push_str(
+        "In a gate, a target case's candidate trial counts as fixed when the cluster's own failure is \
+         gone, whatever else fails; \"full pass\" counts trials that passed every check. Each accepted \
+         patch's gate report (`accepted-N.md`, `.html`) shows per case the input, the failing check, \
+         the candidate's output and links to every trial's files.\n\n",
+    );
     for it in &s.iterations {
         let _ = writeln!(md, "## Iteration {}: {}\n\n{}\n", it.iteration, md_code(&it.cluster), md_text(&it.label));
         if it.candidates.is_empty() {
@@ -183,12 +189,12 @@ pub fn markdown(s: &RunSummary) -> String {
 pub struct Renderers;
 
 impl crate::flow::run::Evidence for Renderers {
-    fn gate_markdown(&self, report: &crate::gate::session::GateReport) -> String {
-        super::gate::markdown(report)
+    fn gate_markdown(&self, report: &crate::gate::session::GateReport, file: &std::path::Path) -> String {
+        super::gate::markdown(&super::gate::for_file(report, file))
     }
 
-    fn gate_html(&self, report: &crate::gate::session::GateReport) -> String {
-        super::gate::html(report)
+    fn gate_html(&self, report: &crate::gate::session::GateReport, file: &std::path::Path) -> String {
+        super::gate::html(&super::gate::for_file(report, file))
     }
 
     fn summary_markdown(&self, summary: &RunSummary) -> String {

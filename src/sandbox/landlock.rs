@@ -27,6 +27,8 @@ pub(crate) struct Prepared {
     fd: OwnedFd,
     /// TCP connect and bind are denied.
     pub(crate) tcp_denied: bool,
+    /// The access bits of a writable folder, for a rule the child adds itself (`add_rule_raw`).
+    pub(crate) write_access: u64,
 }
 
 impl Prepared {
@@ -94,7 +96,8 @@ pub(crate) fn prepare(
     }
     let fd: Option<OwnedFd> = created.into();
     let fd = fd.ok_or_else(|| "landlock: the kernel refused to create a ruleset".to_string())?;
-    Ok(Prepared { fd, tcp_denied })
+    let write_access = (all & AccessFs::from_all(ABI::from(abi))).bits();
+    Ok(Prepared { fd, tcp_denied, write_access })
 }
 
 fn add(
@@ -145,6 +148,42 @@ pub(crate) fn readable_roots(base: &Path, hidden: &[PathBuf]) -> Vec<PathBuf> {
 
 /// Enforces the ruleset on the calling process. Runs between fork and exec, so it makes
 /// only raw system calls.
+/// Between fork and exec: lets the ruleset write beneath `dir`. An overlay mounted in the
+/// child is not covered by the rule on the folder beneath it, so the child adds one for the
+/// mount itself.
+///
+/// # Safety
+/// Between fork and exec: plain system calls on memory owned by the caller.
+pub(crate) unsafe fn add_rule_raw(ruleset_fd: RawFd, dir: &std::ffi::CStr, access: u64) -> std::io::Result<()> {
+    #[repr(C, packed)]
+    struct PathBeneathAttr {
+        allowed_access: u64,
+        parent_fd: i32,
+    }
+    const LANDLOCK_RULE_PATH_BENEATH: libc::c_long = 1;
+    // SAFETY: open, landlock_add_rule and close on memory owned by the caller.
+    unsafe {
+        let fd = libc::open(dir.as_ptr(), libc::O_PATH | libc::O_CLOEXEC | libc::O_DIRECTORY);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let attr = PathBeneathAttr { allowed_access: access, parent_fd: fd };
+        let added = libc::syscall(
+            libc::SYS_landlock_add_rule,
+            ruleset_fd,
+            LANDLOCK_RULE_PATH_BENEATH,
+            &attr as *const PathBeneathAttr,
+            0u32,
+        );
+        let error = std::io::Error::last_os_error();
+        libc::close(fd);
+        if added != 0 {
+            return Err(error);
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn restrict_self(ruleset_fd: RawFd) -> std::io::Result<()> {
     // SAFETY: raw system calls with integer arguments.
     unsafe {

@@ -32,6 +32,7 @@ mod capture;
 mod cgroup;
 mod landlock;
 mod limits;
+mod overlay;
 mod probe;
 mod procs;
 mod view;
@@ -53,6 +54,7 @@ use tokio::sync::{Notify, watch};
 
 pub use capture::Captured;
 pub use limits::Limits;
+pub use overlay::{Overlay, usable as overlay_usable};
 pub use probe::{BwrapSupport, IsolationReport, probe};
 
 use limits::{Rlimit, human_bytes, human_duration};
@@ -125,6 +127,9 @@ pub struct Spec {
     pub isolation: IsolationChoice,
     /// The shell, `/bin/sh` by default.
     pub shell: PathBuf,
+    /// Mounted on `cwd` for this trial alone: a shared read-only tree with the trial's own
+    /// writable layer (see `overlay`). Check [`overlay_usable`] first.
+    pub overlay: Option<Overlay>,
 }
 
 impl Spec {
@@ -142,6 +147,7 @@ impl Spec {
             stdin: None,
             isolation: IsolationChoice::Auto,
             shell: PathBuf::from("/bin/sh"),
+            overlay: None,
         }
     }
 }
@@ -331,6 +337,8 @@ struct Plan {
     id_maps: Option<(Vec<u8>, Vec<u8>)>,
     drop_capabilities: bool,
     landlock: Option<landlock::Prepared>,
+    /// The overlay the child mounts on its cwd, in its own mount namespace.
+    mount: Option<overlay::ChildMount>,
     marker: String,
     /// The folders the trial may write, and their disk usage before it started.
     writable: Vec<PathBuf>,
@@ -466,6 +474,22 @@ impl Plan {
             }
         };
 
+        let mount = match &spec.overlay {
+            Some(layers) => Some(overlay::ChildMount::new(layers, &cwd).map_err(fail)?),
+            None => None,
+        };
+        if let Some(layers) = &spec.overlay {
+            // The trial's writes land in its upper layer: that is what the disk limit counts.
+            writable.push(layers.upper.clone());
+            unshare_flags |= libc::CLONE_NEWNS;
+            // Root may mount in a mount namespace; anyone else needs a user namespace too.
+            if !host.root && unshare_flags & libc::CLONE_NEWUSER == 0 {
+                unshare_flags |= libc::CLONE_NEWUSER;
+                let gid = nix::unistd::getgid().as_raw();
+                id_maps = Some((format!("{uid} {uid} 1").into_bytes(), format!("{gid} {gid} 1").into_bytes()));
+            }
+        }
+
         let marker_value = scratch.root.file_name().unwrap_or_default().to_string_lossy().into_owned();
         let mut env: Vec<(OsString, OsString)> =
             vec![("PATH".into(), TRIAL_PATH.into()), ("LANG".into(), "C.UTF-8".into())];
@@ -496,6 +520,7 @@ impl Plan {
             id_maps,
             drop_capabilities: host.root && filesystem == FsIsolation::Landlock,
             landlock: landlock_prepared,
+            mount,
             // As it appears in /proc/<pid>/environ.
             marker: format!("{MARKER_VAR}={marker_value}\0"),
             disk_start: if spec.limits.disk_bytes.is_some() { limits::disk_usage(&writable) } else { 0 },
@@ -586,6 +611,8 @@ async fn execute(spec: &Spec, mut plan: Plan, started: Instant) -> Outcome {
         drop_capabilities: plan.drop_capabilities,
         landlock_fd: plan.landlock.as_ref().map(|l| l.raw_fd()),
         death_signal: !bwrap_mode,
+        mount: plan.mount.clone(),
+        landlock_write_access: plan.landlock.as_ref().map(|l| l.write_access).unwrap_or(0),
     };
     // SAFETY: `ChildSetup::apply` makes only async-signal-safe system calls on memory
     // prepared before the fork.
@@ -961,6 +988,8 @@ struct ChildSetup {
     drop_capabilities: bool,
     landlock_fd: Option<RawFd>,
     death_signal: bool,
+    mount: Option<overlay::ChildMount>,
+    landlock_write_access: u64,
 }
 
 impl ChildSetup {
@@ -1003,6 +1032,10 @@ impl ChildSetup {
                     loopback_up();
                 }
             }
+            // Before landlock and the capability drop: mounting needs CAP_SYS_ADMIN.
+            if let Some(mount) = &self.mount {
+                mount.apply()?;
+            }
             if self.drop_capabilities {
                 // Root keeps uid 0 but loses every capability, now and after exec.
                 for cap in 0..64 {
@@ -1010,6 +1043,9 @@ impl ChildSetup {
                 }
             }
             if let Some(fd) = self.landlock_fd {
+                if let Some(mount) = &self.mount {
+                    landlock::add_rule_raw(fd, &mount.target, self.landlock_write_access)?;
+                }
                 landlock::restrict_self(fd)?;
             }
             if self.death_signal && libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {

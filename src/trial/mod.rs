@@ -29,7 +29,7 @@ use crate::evals::case::Case;
 use crate::evals::checks::{self, CheckOutcome, ResultFile, TrialView};
 use crate::harness::hostenv::{self, HostEnv};
 use crate::harness::manifest::Manifest;
-use crate::harness::workspace;
+use crate::harness::{base, workspace};
 use crate::sandbox::{self, ExitStatus, IsolationChoice, Spec};
 
 /// Bytes of stdout kept in a trial record (checks see all of what the sandbox kept).
@@ -165,6 +165,8 @@ pub struct Runner {
     pub infra_backoff: std::time::Duration,
     /// Where trial folders (inputs, traces, results) are kept.
     pub trials_dir: PathBuf,
+    /// Where the shared copy of each harness version is kept (`harness::base`).
+    pub roots_dir: PathBuf,
     pub isolation: IsolationChoice,
     /// The `run` whose spend each trial's cost is added to when it is recorded.
     pub run_id: Option<String>,
@@ -199,6 +201,7 @@ impl Runner {
             use_cache: true,
             infra_retries: 2,
             infra_backoff: std::time::Duration::from_millis(backoff_ms.min(60_000)),
+            roots_dir: roots_for(&trials_dir),
             trials_dir,
             isolation: isolation_from_env(),
             run_id: None,
@@ -269,7 +272,7 @@ impl Runner {
         let dir = self.trial_dir(version, case, seed)?;
         let mut attempt = 0u32;
         loop {
-            let mut rec = run_one(version, case, seed, env_fp, &dir, self.isolation).await?;
+            let mut rec = run_one(version, case, seed, env_fp, &dir, &self.roots_dir, self.isolation).await?;
             rec.redact(&passed_env(&version.manifest));
             if rec.infra.is_none() {
                 if let Some(store) = &self.store {
@@ -286,7 +289,8 @@ impl Runner {
         }
     }
 
-    fn trial_dir(&self, version: &Version, case: &Case, seed: u64) -> anyhow::Result<PathBuf> {
+    /// The folder of one trial (`io/` inside it is kept after the trial).
+    pub fn trial_dir(&self, version: &Version, case: &Case, seed: u64) -> anyhow::Result<PathBuf> {
         // The case id comes from a file: it must name one folder inside the trials folder.
         let by_version = self.trials_dir.join(&version.hash[..12.min(version.hash.len())]);
         Ok(crate::paths::safe_name(&by_version, case.id())?.join(format!("seed-{seed}")))
@@ -326,7 +330,8 @@ impl Runner {
             }
             let dir = self.trials_dir.join(&version.hash[..12.min(version.hash.len())]).join(format!("batch-{seed}"));
             let batch_cases: Vec<&Case> = todo.iter().map(|&(_, c)| &cases[c]).collect();
-            let records = run_batch_once(version, &batch_cases, seed, env_fp, &dir, self.isolation).await?;
+            let records =
+                run_batch_once(version, &batch_cases, seed, env_fp, &dir, &self.roots_dir, self.isolation).await?;
             let env = passed_env(&version.manifest);
             for ((i, _), mut rec) in todo.into_iter().zip(records) {
                 rec.redact(&env);
@@ -349,9 +354,9 @@ pub async fn run_check(
     isolation: IsolationChoice,
 ) -> anyhow::Result<Option<Result<(), String>>> {
     let Some(check) = version.manifest.check.clone() else { return Ok(None) };
-    let (io, work) = prepare(version, dir).await?;
-    let o = sandbox::run(&spec_for(version, &check, &work, &io, isolation)).await;
-    let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(work)).await;
+    let tree = prepare(version, dir, &roots_for(dir), isolation).await?;
+    let o = sandbox::run(&spec_for(version, &check, &tree, isolation)).await;
+    let _ = tokio::task::spawn_blocking(move || tree.remove()).await;
     if o.status.success() {
         return Ok(Some(Ok(())));
     }
@@ -388,8 +393,10 @@ fn passed_env(m: &Manifest) -> Vec<(String, String)> {
     m.env.iter().filter_map(|n| std::env::var(n).ok().map(|v| (n.clone(), v))).collect()
 }
 
-fn spec_for(version: &Version, command: &str, work: &Path, io: &Path, isolation: IsolationChoice) -> Spec {
+fn spec_for(version: &Version, command: &str, tree: &TrialTree, isolation: IsolationChoice) -> Spec {
+    let (work, io) = (&tree.work, &tree.io);
     let mut spec = Spec::new(command, work);
+    spec.overlay = tree.view.overlay().cloned();
     spec.env = version.host.env.clone();
     spec.env.extend(passed_env(&version.manifest));
     spec.writable = vec![io.to_path_buf()];
@@ -402,23 +409,53 @@ fn spec_for(version: &Version, command: &str, work: &Path, io: &Path, isolation:
     spec
 }
 
-/// Fresh trial folder: `io/` (inputs, trace, result) and `work/` (the private copy).
-fn prepare_dir(version: &Version, dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
+/// Where shared copies of harness versions go for trial folders under `trials`: beside a
+/// store, `<store>.trials/roots/` (shared by every process on that store); else
+/// `<trials>/roots/`.
+fn roots_for(trials: &Path) -> PathBuf {
+    trials
+        .ancestors()
+        .find(|a| a.file_name().is_some_and(|n| n.to_string_lossy().ends_with(".trials")))
+        .unwrap_or(trials)
+        .join("roots")
+}
+
+/// A trial folder: `io/` (inputs, trace, result; kept) and `work/` (the harness, private to
+/// this trial; removed after it).
+struct TrialTree {
+    io: PathBuf,
+    work: PathBuf,
+    view: base::View,
+}
+
+impl TrialTree {
+    fn remove(&self) {
+        self.view.remove(&self.work);
+    }
+}
+
+/// Fresh trial folder, its `work/` a private view of the version's shared copy.
+fn prepare_dir(version: &Version, dir: &Path, roots: &Path, overlay: bool) -> anyhow::Result<TrialTree> {
     if dir.exists() {
+        // An overlay's layers left by an interrupted trial: overlayfs makes `work/work` mode 000.
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(dir.join("layer/work/work"), std::fs::Permissions::from_mode(0o700));
         std::fs::remove_dir_all(dir).with_context(|| format!("cannot clear `{}`", dir.display()))?;
     }
     let io = dir.join("io");
-    let work = dir.join("work");
     std::fs::create_dir_all(&io).with_context(|| format!("cannot create `{}`", io.display()))?;
-    workspace::private_copy(&version.root, &work, &version.manifest.filter)?;
-    Ok((io, work))
+    let shared = base::shared(&version.root, &version.manifest.filter, &version.hash, roots)?;
+    let (work, view) = base::View::make(&shared, dir, overlay)?;
+    Ok(TrialTree { io, work, view })
 }
 
 /// `prepare_dir` on a blocking thread: copying a harness tree must not stall the runtime.
-async fn prepare(version: &Version, dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
+async fn prepare(version: &Version, dir: &Path, roots: &Path, isolation: IsolationChoice) -> anyhow::Result<TrialTree> {
+    let overlay = sandbox::overlay_usable(isolation).await;
     let version = version.clone();
     let dir = dir.to_path_buf();
-    tokio::task::spawn_blocking(move || prepare_dir(&version, &dir)).await?
+    let roots = roots.to_path_buf();
+    tokio::task::spawn_blocking(move || prepare_dir(&version, &dir, &roots, overlay)).await?
 }
 
 async fn run_one(
@@ -427,11 +464,13 @@ async fn run_one(
     seed: u64,
     env_fp: &str,
     dir: &Path,
+    roots: &Path,
     isolation: IsolationChoice,
 ) -> anyhow::Result<TrialRecord> {
     let started = Instant::now();
     let m = &version.manifest;
-    let (io, work) = prepare(version, dir).await?;
+    let tree = prepare(version, dir, roots, isolation).await?;
+    let io = tree.io.clone();
     let input_path = io.join("input.json");
     let case_path = io.join("case.json");
     let trace_path = io.join("trace.json");
@@ -440,7 +479,7 @@ async fn run_one(
     std::fs::write(&case_path, serde_json::to_vec_pretty(&case.file)?)?;
 
     let command = m.run.as_deref().unwrap_or_default();
-    let mut spec = spec_for(version, command, &work, &io, isolation);
+    let mut spec = spec_for(version, command, &tree, isolation);
     let trial_no = seed.to_string();
     for (k, v) in [
         ("AUTOHARNESS_CASE", case_path.display().to_string()),
@@ -477,7 +516,7 @@ async fn run_one(
     for check in &case.checks {
         match checks::evaluate(check, &view) {
             Some(o) => outcomes.push(o),
-            None => outcomes.push(run_command_check(version, check, &work, &io, &output, isolation).await?),
+            None => outcomes.push(run_command_check(version, check, &tree, &output, isolation).await?),
         }
     }
     if let Some(o) = checks::result_pass(&view) {
@@ -504,9 +543,17 @@ async fn run_one(
     let cost = result.as_ref().and_then(|r| r.cost_usd).or_else(|| trace.as_ref().and_then(|t| t.cost_usd));
     let (status, exit_code) = status_fields(&outcome.status);
     let infra = if passed { None } else { infra_reason(&outcome.status, &stderr, &output, failure.as_ref()) };
+    // Kept beside the trace and result as evidence reports link to, secrets redacted (and
+    // scrubbed again with the rest of the folder below).
+    let env = passed_env(m);
+    for (name, text) in [("stdout.txt", &output), ("stderr.txt", &stderr)] {
+        let text = crate::redact::Redactor::env_values(text, &env, &mut Default::default());
+        let text = crate::redact::global().text(&text, &mut Default::default()).into_owned();
+        let _ = std::fs::write(io.join(name), text);
+    }
     scrub_io(version, &io).await?;
-    // The private copy is no longer needed; the io folder (trace, result) is kept as evidence.
-    let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(work)).await;
+    // The private view is no longer needed; the io folder (trace, result) is kept as evidence.
+    let _ = tokio::task::spawn_blocking(move || tree.remove()).await;
     Ok(TrialRecord {
         harness: m.name.clone(),
         harness_hash: version.hash.clone(),
@@ -622,17 +669,17 @@ fn infra_failure(lines: &[String], retries: u32, harness: &str) -> anyhow::Error
 async fn run_command_check(
     version: &Version,
     check: &checks::Check,
-    work: &Path,
-    io: &Path,
+    tree: &TrialTree,
     output: &str,
     isolation: IsolationChoice,
 ) -> anyhow::Result<CheckOutcome> {
+    let io = &tree.io;
     let checks::Check::Command { run } = check else {
         return Ok(CheckOutcome { kind: check.kind().into(), passed: false, detail: "not a command check".into() });
     };
     let output_path = io.join("output.txt");
     std::fs::write(&output_path, output)?;
-    let mut spec = spec_for(version, run, work, io, isolation);
+    let mut spec = spec_for(version, run, tree, isolation);
     spec.stdin = Some(output.as_bytes().to_vec());
     for (k, p) in [
         ("AUTOHARNESS_OUTPUT", output_path.clone()),
@@ -735,10 +782,12 @@ async fn run_batch_once(
     seed: u64,
     env_fp: &str,
     dir: &Path,
+    roots: &Path,
     isolation: IsolationChoice,
 ) -> anyhow::Result<Vec<TrialRecord>> {
     let started = Instant::now();
-    let (io, work) = prepare(version, dir).await?;
+    let tree = prepare(version, dir, roots, isolation).await?;
+    let io = tree.io.clone();
     let mut listing = Vec::new();
     for c in cases {
         let input = io.join(format!("{}.input.json", c.id()));
@@ -750,7 +799,7 @@ async fn run_batch_once(
     let cases_path = io.join("cases.json");
     std::fs::write(&cases_path, serde_json::to_vec_pretty(&listing)?)?;
     let command = version.manifest.batch.as_deref().unwrap_or_default();
-    let mut spec = spec_for(version, command, &work, &io, isolation);
+    let mut spec = spec_for(version, command, &tree, isolation);
     spec.env.push(("AUTOHARNESS_CASES".into(), cases_path.display().to_string()));
     spec.env.push(("AUTOHARNESS_SEED".into(), seed.to_string()));
     let outcome = sandbox::run(&spec).await;
@@ -759,7 +808,7 @@ async fn run_batch_once(
     let (status, exit_code) = status_fields(&outcome.status);
     let per_case_ms = started.elapsed().as_millis() as u64 / cases.len().max(1) as u64;
     scrub_io(version, &io).await?;
-    let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(work)).await;
+    let _ = tokio::task::spawn_blocking(move || tree.remove()).await;
     Ok(cases
         .iter()
         .map(|c| {
