@@ -25,7 +25,10 @@ fn filters() -> Vec<(&'static str, &'static str)> {
         (r"\b\d+\.\d{9,}\b", "[FLOAT]"),
         // Trials run in parallel: which is slowest, and the host's isolation, vary.
         (r"slowest: .*", "slowest: [ORDER]"),
-        (r"isolation: bwrap.*", "isolation: [HOST]"),
+        (r"(?m)^isolation: .*", "isolation: [HOST]"),
+        (r"(?m)^Trials ran isolated: .*", "Trials ran isolated: [HOST]"),
+        // A process's private trial folder is named by its pid.
+        (r"\bp\d+-[0-9a-f]+/", "p[PID]/"),
         (r#""isolation": "[^"]*""#, "\"isolation\": \"[HOST]\""),
     ]
 }
