@@ -22,6 +22,7 @@ pub mod propose;
 pub mod redact;
 pub mod report;
 pub mod sandbox;
+pub mod schema;
 pub mod stats;
 pub mod store;
 pub mod trace;

@@ -160,3 +160,17 @@ fn the_tidy_check_reports_forbidden_edges_and_cycles() {
     let cyclic = "<!-- deps:begin -->\n```text\nlow: high\nhigh: low\nextra:\n```\n<!-- deps:end -->\n";
     assert!(check(cyclic, &src).iter().any(|p| p.contains("has a cycle")));
 }
+
+/// docs/json.md documents exactly the `--json` documents the binary writes.
+#[test]
+fn json_docs_list_exactly_the_json_outputs() {
+    let doc = std::fs::read_to_string(repo().join("docs/json.md")).unwrap();
+    let re = regex::Regex::new(r"autoharness\.[a-z_-]+/v[0-9]+").unwrap();
+    let documented: BTreeSet<&str> =
+        re.find_iter(&doc).map(|m| m.as_str()).filter(|s| *s != autoharness::schema::CASE).collect();
+    let written: BTreeSet<&str> = autoharness::schema::JSON_OUTPUTS.iter().copied().collect();
+    let missing: Vec<_> = written.difference(&documented).collect();
+    let stale: Vec<_> = documented.difference(&written).collect();
+    assert!(missing.is_empty(), "written but not in docs/json.md: {missing:?}");
+    assert!(stale.is_empty(), "in docs/json.md but no command writes them: {stale:?}");
+}

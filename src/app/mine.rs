@@ -199,7 +199,7 @@ pub fn cases(settings: &Settings, out: &Output, cluster: Option<&str>) -> anyhow
         anyhow::Ok(out)
     })?;
     if out.json {
-        out.print_json(&serde_json::json!({"schema": "autoharness.cases/v1", "cases": cases, "invalid": invalid}))?;
+        out.print_json(&serde_json::json!({"schema": crate::schema::CASES, "cases": cases, "invalid": invalid}))?;
     } else {
         out.print(&render::cases_table(out, &cases, &invalid));
     }

@@ -12,7 +12,7 @@ use crate::report::setup as render;
 pub fn init(out: &Output, args: &InitArgs) -> anyhow::Result<ExitCode> {
     let r = crate::flow::setup::init(&args.dir, args.name.clone())?;
     if out.json {
-        out.print_json(&json!({"schema": "autoharness.init/v1", "result": r}))?;
+        out.print_json(&json!({"schema": crate::schema::INIT, "result": r}))?;
     } else {
         out.print(&render::init(out, &r));
     }

@@ -107,7 +107,7 @@ pub fn formats(out: &Output) -> anyhow::Result<ExitCode> {
     }
     let names: Vec<&'static str> = Format::ALL.iter().map(|f| f.name()).collect();
     if out.json {
-        out.print_json(&Doc { schema: "autoharness.formats/v1", formats: names })?;
+        out.print_json(&Doc { schema: crate::schema::FORMATS, formats: names })?;
     } else {
         let mut s = String::from("Formats are detected from content (first records), not from extensions.\n");
         s.push_str("gzip and zstd files are read transparently.\n\n");

@@ -26,8 +26,6 @@ use crate::propose::knobs::{self, KnobChange};
 use crate::store::Store;
 use crate::trial::{Runner, Trial, Version};
 
-pub const RUN_SCHEMA: &str = "autoharness.run/v1";
-
 /// Seeds each knob candidate is screened with on the target cases before any gate.
 const SCREEN_SEEDS: u64 = 2;
 /// Iterations without an accepted diff after which a cluster is skipped.
@@ -311,7 +309,7 @@ async fn run_inner(
     runner.use_cache = !opts.no_cache;
     runner.run_id = Some(run_id.clone());
     let mut summary = RunSummary {
-        schema: RUN_SCHEMA,
+        schema: crate::schema::RUN,
         run_id: run_id.clone(),
         harness: manifest.name.clone(),
         resumed,

@@ -224,7 +224,7 @@ pub fn doctor(settings: &Settings) -> anyhow::Result<DoctorReport> {
         }
     }
     let report = DoctorReport {
-        schema: "autoharness.doctor/v1",
+        schema: crate::schema::DOCTOR,
         version: env!("CARGO_PKG_VERSION"),
         isolation_summary: isolation.summary(),
         isolation,

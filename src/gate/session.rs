@@ -21,8 +21,6 @@ use crate::harness::patch::{self, Patch};
 use crate::harness::workspace;
 use crate::trial::{Runner, Trial, TrialRecord, Version, run_check};
 
-pub const GATE_SCHEMA: &str = "autoharness.gate/v1";
-
 /// What a gate needs besides the patch.
 #[derive(Debug, Clone)]
 pub struct GateOptions {
@@ -300,7 +298,7 @@ pub async fn run(
     let baseline = Version::new(manifest.clone(), manifest.root.clone())?;
     let (selected, left_out) = roles(cases, opts.target.as_deref());
     let mut report = GateReport {
-        schema: GATE_SCHEMA,
+        schema: crate::schema::GATE,
         harness: manifest.name.clone(),
         baseline_hash: baseline.hash.clone(),
         candidate_hash: String::new(),

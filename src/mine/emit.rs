@@ -15,7 +15,7 @@ use super::cluster::tokens;
 use super::failure::StoredFailure;
 use super::signature::short_id;
 
-pub const CASE_SCHEMA: &str = "autoharness.case/v1";
+pub use crate::schema::CASE as CASE_SCHEMA;
 
 /// One case file (`autoharness.case/v1`; the contract is docs/cases.md and
 /// docs/case.schema.json). Mined cases carry every field; a person may leave out what only

@@ -11,8 +11,6 @@ use crate::mine::{ClusterView, MineResult, MineSummary};
 use crate::store::mine::{StoredCase, StoredCluster, StoredFailure};
 use crate::trace::json::clip;
 
-pub const MINE_SCHEMA: &str = "autoharness.mine/v1";
-
 #[derive(Serialize)]
 pub struct MineDoc<'a> {
     pub schema: &'static str,
@@ -22,7 +20,7 @@ pub struct MineDoc<'a> {
 }
 
 pub fn json_doc(r: &MineResult) -> MineDoc<'_> {
-    MineDoc { schema: MINE_SCHEMA, summary: &r.summary, clusters: &r.clusters, errors: &r.errors }
+    MineDoc { schema: crate::schema::MINE, summary: &r.summary, clusters: &r.clusters, errors: &r.errors }
 }
 
 fn day(ts: &Option<String>) -> String {
@@ -264,7 +262,7 @@ pub fn clusters_doc<'a>(clusters: &'a [StoredCluster], failures: &[StoredFailure
             signature: &c.cluster.signature,
         })
         .collect();
-    serde_json::json!({"schema": "autoharness.clusters/v1", "clusters": rows})
+    serde_json::json!({"schema": crate::schema::CLUSTERS, "clusters": rows})
 }
 
 pub fn clusters_table(out: &Output, clusters: &[StoredCluster], failures: &[StoredFailure]) -> String {
@@ -295,7 +293,7 @@ pub fn cluster_detail_doc(c: &StoredCluster, members: &[&StoredFailure], cases: 
         })
         .collect();
     serde_json::json!({
-        "schema": "autoharness.cluster/v1",
+        "schema": crate::schema::CLUSTER,
         "id": c.cluster.id, "label": c.label, "summary": c.summary, "kind": c.kind, "state": c.state,
         "signature": c.cluster.signature, "signatures": c.cluster.signatures,
         "top_terms": c.cluster.top_terms(10), "members": members, "cases": cases,

@@ -13,9 +13,6 @@ use crate::trace::json::{clip, format_time};
 use crate::trace::model::{OutcomeStatus, Step, StepStatus, Trace};
 use crate::trace::scan::{OutcomeCounts, ScannedFile};
 
-pub const LS_SCHEMA: &str = "autoharness.traces-ls/v1";
-pub const SHOW_SCHEMA: &str = "autoharness.trace-show/v1";
-
 #[derive(Debug, Serialize)]
 pub struct LsDoc<'a> {
     pub schema: &'static str,
@@ -78,7 +75,7 @@ pub fn ls_doc<T>(files: &[ScannedFile<T>]) -> LsDoc<'_> {
             counts: f.counts,
         });
     }
-    LsDoc { schema: LS_SCHEMA, files: rows, totals }
+    LsDoc { schema: crate::schema::TRACES_LS, files: rows, totals }
 }
 
 pub fn render_ls(out: &Output, doc: &LsDoc<'_>) -> String {
@@ -174,7 +171,7 @@ pub struct ShowStep<'a> {
 
 pub fn show_doc(report: &FileReport) -> ShowDoc<'_> {
     ShowDoc {
-        schema: SHOW_SCHEMA,
+        schema: crate::schema::TRACE_SHOW,
         path: &report.path,
         size: report.size,
         format: report.format.map(|f| f.name()),

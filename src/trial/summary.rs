@@ -9,7 +9,6 @@ use crate::evals::case::Case;
 use crate::stats::wilson;
 use crate::trial::TrialRecord;
 
-pub const EVAL_SCHEMA: &str = "autoharness.eval/v1";
 /// 95% normal quantile for the intervals shown.
 pub const Z95: f64 = 1.959_963_984_540_054;
 
@@ -139,7 +138,7 @@ pub fn summarize(
     by_cost.sort_by(|a, b| b.cost_usd.unwrap_or(0.0).total_cmp(&a.cost_usd.unwrap_or(0.0)).then(a.id.cmp(&b.id)));
     let costliest = by_cost.iter().take(3).map(|c| c.id.clone()).collect();
     EvalReport {
-        schema: EVAL_SCHEMA,
+        schema: crate::schema::EVAL,
         harness: harness.to_string(),
         harness_hash: harness_hash.to_string(),
         trials_per_case: k,
