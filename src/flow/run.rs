@@ -197,6 +197,31 @@ async fn within<T>(
     }
 }
 
+/// A run as it stands: its record, options and folder, its baseline copy, and what it has
+/// done so far (rebuilt from the store on `--resume`).
+struct RunState {
+    run_id: String,
+    resumed: bool,
+    opts: RunOptions,
+    deadline: Option<Instant>,
+    run_dir: PathBuf,
+    /// The user's root plus every patch this run accepted so far.
+    base_root: PathBuf,
+    base_manifest: Manifest,
+    /// Iterations are closed in one transaction (`close_iteration`): the count stored is
+    /// the iterations that finished; one that a crash interrupted is done again.
+    iteration: u32,
+    accepted_so_far: u32,
+    /// Clusters this run already worked on without success: not chosen again by this run.
+    skipped: HashSet<String>,
+    /// Suite changes of this run (case id → status): in the store at once, in the case
+    /// files only with --apply / --branch, so the tree changes only when asked to.
+    statuses: std::collections::HashMap<String, String>,
+    summary: RunSummary,
+}
+
+/// The run in phases: open (or resume) it, mine what is new, iterate until a budget or
+/// the targets run out, hand the accepted patches over, and close it.
 async fn run_inner(
     ctx: &RunContext<'_>,
     manifest: &Manifest,
@@ -204,12 +229,61 @@ async fn run_inner(
     id_out: &std::sync::OnceLock<String>,
 ) -> anyhow::Result<RunSummary> {
     let started = Instant::now();
-    let store = ctx.store;
-    let emit = ctx.emit;
-
     // Invalid case files stop the run before it starts (and before a run record exists).
     case::load_checked(&ctx.project_root.join("evals"), &manifest.name)?;
-    // The run: a new one, or the newest unfinished one with --resume.
+    let mut st = open_run(ctx, manifest, given, started, id_out).await?;
+    if let Some(traces) = &st.opts.traces {
+        mine_new(ctx, manifest, &st.opts, traces).await?;
+    }
+    // Every trial's cost is added to the run's spend when the trial is recorded.
+    let mut runner = Runner::new(Some(std::sync::Arc::new(ctx.store.clone())), ctx.jobs, ctx.trials_dir.to_path_buf());
+    runner.use_cache = !st.opts.no_cache;
+    runner.run_id = Some(st.run_id.clone());
+    let stop = loop {
+        if let Some(why) = stop_reason(ctx.store, &st, started).await? {
+            break why;
+        }
+        let mut cases = case::load_checked(&ctx.project_root.join("evals"), &manifest.name)?;
+        for c in &mut cases {
+            if let Some(status) = st.statuses.get(c.id()).and_then(|s| case::CaseStatus::parse(s)) {
+                c.file.status = status;
+            }
+        }
+        let (target, passed_over) = choose_target(ctx.store, &cases, &st.skipped, st.opts.target.as_deref()).await?;
+        let Some(target) = target else {
+            break no_target_reason(st.opts.target.as_deref(), &passed_over);
+        };
+        iterate(ctx, manifest, &mut st, &runner, &cases, &target).await?;
+    };
+    (ctx.emit)(RunEvent::Stopped { why: stop.clone() });
+    let accepted = hand_over(ctx, manifest, &mut st).await?;
+    let store = ctx.store;
+    let spent = store.run_spent(&st.run_id).await?;
+    let summary = &mut st.summary;
+    summary.accepted = accepted as u32;
+    summary.cost_usd = spent;
+    summary.cost_per_fix_usd = (summary.accepted > 0).then(|| spent / summary.accepted as f64);
+    summary.wall_ms = started.elapsed().as_millis() as u64;
+    summary.stopped_because = stop;
+    let json = serde_json::to_string_pretty(&summary)?;
+    std::fs::write(st.run_dir.join("summary.json"), &json)?;
+    std::fs::write(st.run_dir.join("summary.md"), ctx.evidence.summary_markdown(summary))?;
+    store.update_run(&st.run_id, st.iteration as i64, "finished", Some(&json)).await?;
+    let _ = std::fs::remove_dir_all(&st.base_root);
+    Ok(st.summary)
+}
+
+/// A new run, or the newest unfinished one with `--resume` continued with the options it
+/// started with (the resume command's flags may only tighten its budgets); its baseline
+/// rebuilt from the user's root and the patches it accepted.
+async fn open_run(
+    ctx: &RunContext<'_>,
+    manifest: &Manifest,
+    given: &RunOptions,
+    started: Instant,
+    id_out: &std::sync::OnceLock<String>,
+) -> anyhow::Result<RunState> {
+    let store = ctx.store;
     let existing = if given.resume { store.latest_run(&manifest.name, true).await? } else { None };
     if given.resume && existing.is_none() {
         return Err(crate::exit::hinted(
@@ -217,8 +291,6 @@ async fn run_inner(
             "start one with `autoharness run`",
         ));
     }
-    // A resumed run continues with the options it started with; the resume command's
-    // flags may only tighten its budgets.
     let (run_id, resumed, opts) = match &existing {
         Some(r) => (r.id.clone(), true, resumed_options(&r.id, &r.options, given)?),
         None => {
@@ -227,25 +299,19 @@ async fn run_inner(
             (id, false, given.clone())
         }
     };
-    let opts = &opts;
     let deadline = opts.time_limit.and_then(|t| started.checked_add(t));
     let _ = id_out.set(run_id.clone());
     let run_dir = ctx.state_dir.join("runs").join(&run_id);
     std::fs::create_dir_all(&run_dir)?;
-
-    // Its baseline: the user's root plus every patch this run accepted so far.
     let base_root = run_dir.join("baseline");
     if base_root.exists() {
         std::fs::remove_dir_all(&base_root)?;
     }
     workspace::private_copy(&manifest.root, &base_root, &manifest.filter)?;
     let mut accepted_so_far = 0u32;
-    // Iterations are closed in one transaction (`close_iteration`): the count stored is
-    // the iterations that finished; one that a crash interrupted is done again.
     let mut iteration = existing.as_ref().map(|r| r.iteration as u32).unwrap_or(0);
     let mut clusters_fixed = Vec::new();
-    // Clusters this run already worked on without success: not chosen again by this run.
-    let mut skipped_this_run: HashSet<String> = HashSet::new();
+    let mut skipped: HashSet<String> = HashSet::new();
     let recorded = store.proposals_of_run(&run_id).await?;
     // Those a crashed `--apply`/`--branch` had already planned are in the tree, or part of them.
     let planned = crate::harness::apply::replay_planned(&base_root, &run_dir.join("apply-intent.json"))?;
@@ -264,7 +330,7 @@ async fn run_inner(
     }
     for p in recorded.iter().filter(|p| p.iteration as u32 <= iteration && !p.accepted) {
         if !clusters_fixed.contains(&p.cluster_id) {
-            skipped_this_run.insert(p.cluster_id.clone());
+            skipped.insert(p.cluster_id.clone());
         }
     }
     if resumed {
@@ -272,43 +338,13 @@ async fn run_inner(
     }
     let mut base_manifest = manifest.clone();
     base_manifest.root = base_root.clone();
-    emit(RunEvent::Started {
+    (ctx.emit)(RunEvent::Started {
         run_id: run_id.clone(),
         resumed,
         baseline_hash: workspace::content_hash(&base_root, &manifest.filter)?,
     });
-
-    // 1. Mine what is new.
-    if let Some(traces) = &opts.traces {
-        let mopts = crate::mine::MineOptions {
-            summarize: None,
-            paths: vec![traces.clone()],
-            harness: manifest.name.clone(),
-            since: None,
-            max_cases_per_cluster: 5,
-            assume_failed: false,
-            jobs: ctx.jobs,
-            join_threshold: opts.join_threshold,
-            holdout_share: opts.holdout_share,
-            evals_dir: ctx.project_root.join("evals"),
-            write_cases: true,
-            feedback: Default::default(),
-        };
-        let m = crate::flow::mine::mine(store, &mopts, &|_| {}).await?;
-        emit(RunEvent::Mined {
-            files: m.summary.files,
-            skipped: m.summary.skipped_unchanged + m.summary.unchanged_content,
-            failures: m.summary.failures_total,
-            clusters: m.summary.clusters_total,
-            cases_written: m.summary.cases_written,
-        });
-    }
-
-    // Every trial's cost is added to the run's spend when the trial is recorded.
-    let mut runner = Runner::new(Some(std::sync::Arc::new(store.clone())), ctx.jobs, ctx.trials_dir.to_path_buf());
-    runner.use_cache = !opts.no_cache;
-    runner.run_id = Some(run_id.clone());
-    let mut summary = RunSummary {
+    let statuses = store.case_statuses_of_run(&run_id).await?.into_iter().collect();
+    let summary = RunSummary {
         schema: crate::schema::RUN,
         run_id: run_id.clone(),
         harness: manifest.name.clone(),
@@ -326,341 +362,419 @@ async fn run_inner(
         applied_to_tree: false,
         branch: None,
     };
-    // Suite changes of this run (case id → status): in the store at once, in the case files
-    // only with --apply / --branch, so the tree changes only when asked to.
-    let mut statuses: std::collections::HashMap<String, String> = std::collections::HashMap::new();
-    for (id, status) in store.case_statuses_of_run(&run_id).await? {
-        statuses.insert(id, status);
-    }
-    let stop = loop {
-        let spent = store.run_spent(&run_id).await?;
-        if iteration >= opts.max_iterations {
-            break format!("reached --max-iterations {}", opts.max_iterations);
-        }
-        if let Some(b) = opts.budget_usd
-            && spent >= b
-        {
-            break format!("spent ${spent:.4} of the ${b:.2} budget");
-        }
-        if let Some(t) = opts.time_limit
-            && started.elapsed() >= t
-        {
-            break format!("reached the time limit ({}s)", t.as_secs());
-        }
-        let mut cases = case::load_checked(&ctx.project_root.join("evals"), &manifest.name)?;
-        for c in &mut cases {
-            if let Some(st) = statuses.get(c.id()).and_then(|s| case::CaseStatus::parse(s)) {
-                c.file.status = st;
-            }
-        }
-        let (target, passed_over) = choose_target(store, &cases, &skipped_this_run, opts.target.as_deref()).await?;
-        let Some(target) = target else {
-            break no_target_reason(opts.target.as_deref(), &passed_over);
-        };
-        iteration += 1;
-        // Without mined clusters in this store (a fresh CI runner) `failures` counts cases:
-        // the share is then of at least that many, never over 100%.
-        let total: i64 =
-            store.clusters().await?.iter().map(|c| c.cluster.members as i64).sum::<i64>().max(target.failures).max(1);
-        emit(RunEvent::Target {
-            iteration,
-            cluster: target.id.clone(),
-            label: target.label.clone(),
-            failures: target.failures,
-            share: target.failures as f64 / total as f64,
-        });
-        store.set_cluster_state(&target.id, "targeted").await?;
-        let mut it = IterationSummary {
-            iteration,
-            cluster: target.id.clone(),
-            label: target.label.clone(),
-            candidates: Vec::new(),
-            accepted: None,
-            patch: None,
-            evidence: None,
-            promoted: Vec::new(),
-            quarantined: Vec::new(),
-            screening_trials: 0,
-        };
-        let mut close = crate::store::runs::IterationEnd {
-            run_id: &run_id,
-            iteration: iteration as i64,
-            cluster: &target.id,
-            accepted: None,
-            cluster_state: "observed",
-            case_events: Vec::new(),
-        };
+    Ok(RunState {
+        run_id,
+        resumed,
+        opts,
+        deadline,
+        run_dir,
+        base_root,
+        base_manifest,
+        iteration,
+        accepted_so_far,
+        skipped,
+        statuses,
+        summary,
+    })
+}
 
-        // 2. Propose. Every proposal is recorded (with what its answer cost) before any is
-        // gated.
-        let baseline = Version::new(base_manifest.clone(), base_root.clone())?;
-        let gated: HashSet<String> = store.gated_diffs(&target.id).await?.into_iter().map(|(h, _)| h).collect();
-        let (proposals, screening_trials) = if opts.proposer.provider == "knobs" {
-            let screening =
-                propose_knobs(&runner, &baseline, &cases, &target.id, opts.candidates as usize, &gated, &run_dir, emit);
-            match within(deadline, "knob screening", screening).await {
-                Ok((ps, n, _cost)) => (ps, n),
-                // Out of time: the loop's check says so and stops.
-                Err(_) if left(deadline).is_some_and(|l| l.is_zero()) => (Vec::new(), 0),
-                Err(e) => return Err(e),
-            }
-        } else {
-            // Redoing an interrupted iteration: its recorded answers are gated again (a
-            // model need not give the same answer twice); only the missing ones are asked.
-            let mut ps = if resumed {
-                store.recorded_proposals(&run_id, iteration as i64, &target.id).await?
-            } else {
-                Vec::new()
-            };
-            let missing = opts.candidates.saturating_sub(ps.len() as u32);
-            if missing > 0 {
-                ps.extend(
-                    propose_model(store, &opts.proposer, &baseline, &cases, &target, missing, &run_dir, deadline)
-                        .await?,
-                );
-            }
-            (ps, 0)
-        };
-        let mut usable = Vec::new();
-        for p in proposals {
-            let id = store.insert_proposal(&run_id, iteration as i64, &target.id, &p).await?;
-            // Unusable answers are recorded (prompt, answer, tokens, cost) and not gated.
-            if p.error.is_some() && p.diff.is_empty() {
-                store.set_proposal_verdict(id, "error", "unusable_answer", None, false).await?;
-                it.candidates.push(CandidateSummary {
-                    description: format!("{} proposal", p.provider),
-                    verdict: "error".into(),
-                    rule: "unusable_answer".into(),
-                    reason: p.error.clone().unwrap_or_default(),
-                    trials: 0,
-                    cost_usd: p.cost_usd,
-                });
-                emit(RunEvent::Unusable { provider: p.provider.clone(), why: p.error.clone().unwrap_or_default() });
-            } else {
-                usable.push((id, p));
-            }
-        }
-        it.screening_trials = screening_trials;
-        summary.trials += screening_trials;
-        if usable.is_empty() {
-            emit(RunEvent::NoCandidate { cluster: target.id.clone() });
+/// Mine the traces the run was given: what is new becomes clusters and cases.
+async fn mine_new(ctx: &RunContext<'_>, manifest: &Manifest, opts: &RunOptions, traces: &Path) -> anyhow::Result<()> {
+    let mopts = crate::mine::MineOptions {
+        summarize: None,
+        paths: vec![traces.to_path_buf()],
+        harness: manifest.name.clone(),
+        since: None,
+        max_cases_per_cluster: 5,
+        assume_failed: false,
+        jobs: ctx.jobs,
+        join_threshold: opts.join_threshold,
+        holdout_share: opts.holdout_share,
+        evals_dir: ctx.project_root.join("evals"),
+        write_cases: true,
+        feedback: Default::default(),
+    };
+    let m = crate::flow::mine::mine(ctx.store, &mopts, &|_| {}).await?;
+    (ctx.emit)(RunEvent::Mined {
+        files: m.summary.files,
+        skipped: m.summary.skipped_unchanged + m.summary.unchanged_content,
+        failures: m.summary.failures_total,
+        clusters: m.summary.clusters_total,
+        cases_written: m.summary.cases_written,
+    });
+    Ok(())
+}
+
+/// Why the run stops before another iteration, if it does: iterations, budget, time.
+async fn stop_reason(store: &Store, st: &RunState, started: Instant) -> anyhow::Result<Option<String>> {
+    let opts = &st.opts;
+    let spent = store.run_spent(&st.run_id).await?;
+    if st.iteration >= opts.max_iterations {
+        return Ok(Some(format!("reached --max-iterations {}", opts.max_iterations)));
+    }
+    if let Some(b) = opts.budget_usd
+        && spent >= b
+    {
+        return Ok(Some(format!("spent ${spent:.4} of the ${b:.2} budget")));
+    }
+    if let Some(t) = opts.time_limit
+        && started.elapsed() >= t
+    {
+        return Ok(Some(format!("reached the time limit ({}s)", t.as_secs())));
+    }
+    Ok(None)
+}
+
+/// One iteration on `target`: propose, gate each candidate, accept the best passing one.
+/// It closes in one transaction whatever happens.
+async fn iterate(
+    ctx: &RunContext<'_>,
+    manifest: &Manifest,
+    st: &mut RunState,
+    runner: &Runner,
+    cases: &[Case],
+    target: &Target,
+) -> anyhow::Result<()> {
+    let store = ctx.store;
+    st.iteration += 1;
+    let iteration = st.iteration;
+    // Without mined clusters in this store (a fresh CI runner) `failures` counts cases:
+    // the share is then of at least that many, never over 100%.
+    let total: i64 =
+        store.clusters().await?.iter().map(|c| c.cluster.members as i64).sum::<i64>().max(target.failures).max(1);
+    (ctx.emit)(RunEvent::Target {
+        iteration,
+        cluster: target.id.clone(),
+        label: target.label.clone(),
+        failures: target.failures,
+        share: target.failures as f64 / total as f64,
+    });
+    store.set_cluster_state(&target.id, "targeted").await?;
+    let mut it = IterationSummary {
+        iteration,
+        cluster: target.id.clone(),
+        label: target.label.clone(),
+        candidates: Vec::new(),
+        accepted: None,
+        patch: None,
+        evidence: None,
+        promoted: Vec::new(),
+        quarantined: Vec::new(),
+        screening_trials: 0,
+    };
+    let run_id = st.run_id.clone();
+    let mut close = crate::store::runs::IterationEnd {
+        run_id: &run_id,
+        iteration: iteration as i64,
+        cluster: &target.id,
+        accepted: None,
+        cluster_state: "observed",
+        case_events: Vec::new(),
+    };
+    let usable = propose(ctx, st, runner, cases, target, &mut it).await?;
+    let best = if usable.is_empty() {
+        (ctx.emit)(RunEvent::NoCandidate { cluster: target.id.clone() });
+        // Model answers were recorded one by one; the knobs search leaves one record saying
+        // nothing helped, so the cluster's failed attempts count.
+        if st.opts.proposer.provider == "knobs" {
             let none = Proposal {
                 description: "no knob change improved the target cases in screening".into(),
                 error: Some("no candidate".into()),
                 ..Proposal::empty("knobs")
             };
-            // Model answers were recorded one by one; the knobs search leaves one record saying
-            // nothing helped, so the cluster's failed attempts count.
-            if opts.proposer.provider == "knobs" {
-                let id = store.insert_proposal(&run_id, iteration as i64, &target.id, &none).await?;
-                store.set_proposal_verdict(id, "error", "no_candidate", None, false).await?;
-            }
-            store.close_iteration(&close).await?;
-            crate::crash::point("iteration_done");
-            skipped_this_run.insert(target.id.clone());
-            summary.iterations.push(it);
-            continue;
+            let id = store.insert_proposal(&run_id, iteration as i64, &target.id, &none).await?;
+            store.set_proposal_verdict(id, "error", "no_candidate", None, false).await?;
         }
-
-        // 3. Gate each candidate; 4. accept the best passing one.
-        let mut best: Option<(i64, Proposal, GateReport)> = None;
-        for (pid, p) in usable {
-            let gate_opts = GateOptions {
-                cfg: GateConfig { require_improvement: true, ..opts.gate.clone() },
-                target: Some(target.id.clone()),
-                cost_tolerance: opts.cost_tolerance,
-                work_dir: run_dir.join(format!("gate-{pid}")),
-            };
-            let outcome = match session::prepare_patch(&p.diff, &base_manifest, ctx.project_root) {
-                Ok(parsed) => {
-                    let gate = session::run(&base_manifest, &parsed, &cases, &runner, &gate_opts, &());
-                    within(deadline, "a gate", gate).await
-                }
-                Err(e) => Err(e),
-            };
-            let _ = std::fs::remove_dir_all(&gate_opts.work_dir);
-            match outcome {
-                Ok(report) => {
-                    let gate_id = store.record_gate(&report, &p.diff_hash()).await?;
-                    let prediction = score_prediction(&p, &target.id, &report);
-                    store.set_prediction_score(pid, &prediction.to_string()).await?;
-                    store.set_proposal_verdict(pid, &report.verdict, &report.rule, Some(gate_id), false).await?;
-                    crate::crash::point("gate_recorded");
-                    summary.trials += report.trials.baseline + report.trials.candidate;
-                    summary.cached_trials += report.trials.cached;
-                    it.candidates.push(CandidateSummary {
-                        description: p.description.clone(),
-                        verdict: report.verdict.clone(),
-                        rule: report.rule.clone(),
-                        reason: report.reason.clone(),
-                        trials: report.trials.baseline + report.trials.candidate,
-                        cost_usd: report.cost.total_usd,
-                    });
-                    emit(RunEvent::Gated { description: p.description.clone(), report: Box::new(report.clone()) });
-                    if report.passed() && best.as_ref().is_none_or(|(_, _, b)| effect(&report) > effect(b)) {
-                        best = Some((pid, p, report));
-                    }
-                }
-                Err(e) => {
-                    store.set_proposal_verdict(pid, "error", "error", None, false).await?;
-                    it.candidates.push(CandidateSummary {
-                        description: p.description.clone(),
-                        verdict: "error".into(),
-                        rule: "error".into(),
-                        reason: format!("{e:#}"),
-                        trials: 0,
-                        cost_usd: 0.0,
-                    });
-                }
-            }
-        }
-        let Some((pid, p, report)) = best else {
-            store.close_iteration(&close).await?;
-            crate::crash::point("iteration_done");
-            skipped_this_run.insert(target.id.clone());
-            summary.iterations.push(it);
-            continue;
-        };
-        // 5. Suite lifecycle: promote what the accepted harness passes, quarantine what
-        // flips; recorded with the acceptance itself.
-        let (promoted, quarantined, events) = lifecycle(&run_id, &cases, &report);
-        close.accepted = Some(pid);
-        // "fixed" only once the fix is in the tree (--apply / --branch, below); until then
-        // the cluster stays targeted, with a fix proposed in this run.
-        close.cluster_state = "targeted";
-        close.case_events = events;
-        crate::crash::point("accepted");
-        store.close_iteration(&close).await?;
-        accepted_so_far += 1;
-        let n = accepted_so_far;
-        let patch_path = run_dir.join(format!("accepted-{n}.patch"));
-        std::fs::write(&patch_path, patch::prefix_paths(&p.diff, manifest.root_prefix(ctx.project_root).as_deref()))?;
-        let md = run_dir.join(format!("accepted-{n}.md"));
-        // Trial file links that open from the run folder.
-        let html = run_dir.join(format!("accepted-{n}.html"));
-        std::fs::write(&md, ctx.evidence.gate_markdown(&report, &md))?;
-        std::fs::write(&html, ctx.evidence.gate_html(&report, &html))?;
-        let parsed = parse_relative(&p.diff)?;
-        patch::apply(&parsed, &base_root).map_err(|e| anyhow::anyhow!("the accepted patch did not apply: {e}"))?;
-        skipped_this_run.insert(target.id.clone());
-        summary.clusters_fixed.push(target.id.clone());
-        it.accepted = Some(p.description.clone());
-        it.patch = Some(patch_path.display().to_string());
-        it.evidence = Some(md.display().to_string());
-        emit(RunEvent::Accepted { iteration, patch: patch_path, description: p.description.clone() });
-        for id in &promoted {
-            statuses.insert(id.clone(), "active".into());
-        }
-        for id in &quarantined {
-            statuses.insert(id.clone(), "quarantined".into());
-        }
-        emit(RunEvent::Promoted { cases: promoted.clone(), quarantined: quarantined.clone() });
-        it.promoted = promoted;
-        it.quarantined = quarantined;
-        crate::crash::point("iteration_done");
-        summary.iterations.push(it);
+        None
+    } else {
+        gate_candidates(ctx, st, runner, cases, target, usable, &mut it).await?
     };
-    emit(RunEvent::Stopped { why: stop.clone() });
+    let Some((pid, p, report)) = best else {
+        store.close_iteration(&close).await?;
+        crate::crash::point("iteration_done");
+        st.skipped.insert(target.id.clone());
+        st.summary.iterations.push(it);
+        return Ok(());
+    };
+    // Suite lifecycle: promote what the accepted harness passes, quarantine what flips;
+    // recorded with the acceptance itself.
+    let (promoted, quarantined, events) = lifecycle(&run_id, cases, &report);
+    close.accepted = Some(pid);
+    // "fixed" only once the fix is in the tree (--apply / --branch, below); until then
+    // the cluster stays targeted, with a fix proposed in this run.
+    close.cluster_state = "targeted";
+    close.case_events = events;
+    crate::crash::point("accepted");
+    store.close_iteration(&close).await?;
+    st.accepted_so_far += 1;
+    let n = st.accepted_so_far;
+    let patch_path = st.run_dir.join(format!("accepted-{n}.patch"));
+    std::fs::write(&patch_path, patch::prefix_paths(&p.diff, manifest.root_prefix(ctx.project_root).as_deref()))?;
+    let md = st.run_dir.join(format!("accepted-{n}.md"));
+    // Trial file links that open from the run folder.
+    let html = st.run_dir.join(format!("accepted-{n}.html"));
+    std::fs::write(&md, ctx.evidence.gate_markdown(&report, &md))?;
+    std::fs::write(&html, ctx.evidence.gate_html(&report, &html))?;
+    let parsed = parse_relative(&p.diff)?;
+    patch::apply(&parsed, &st.base_root).map_err(|e| anyhow::anyhow!("the accepted patch did not apply: {e}"))?;
+    st.skipped.insert(target.id.clone());
+    st.summary.clusters_fixed.push(target.id.clone());
+    it.accepted = Some(p.description.clone());
+    it.patch = Some(patch_path.display().to_string());
+    it.evidence = Some(md.display().to_string());
+    (ctx.emit)(RunEvent::Accepted { iteration, patch: patch_path, description: p.description.clone() });
+    for id in &promoted {
+        st.statuses.insert(id.clone(), "active".into());
+    }
+    for id in &quarantined {
+        st.statuses.insert(id.clone(), "quarantined".into());
+    }
+    (ctx.emit)(RunEvent::Promoted { cases: promoted.clone(), quarantined: quarantined.clone() });
+    it.promoted = promoted;
+    it.quarantined = quarantined;
+    crate::crash::point("iteration_done");
+    st.summary.iterations.push(it);
+    Ok(())
+}
 
-    // 6. Hand the accepted patches over.
-    let accepted: Vec<_> = store.proposals_of_run(&run_id).await?.into_iter().filter(|p| p.accepted).collect();
-    if !accepted.is_empty() {
-        // Relative to the repository root (where `git apply` and `gate` are run), not the harness root.
-        let prefix = manifest.root_prefix(ctx.project_root);
-        let combined: String = accepted.iter().map(|p| patch::prefix_paths(&p.diff, prefix.as_deref())).collect();
-        std::fs::write(run_dir.join("accepted.patch"), &combined)?;
-        // Every file the accepted patches touch, as git paths (the project holds the repository).
-        let mut touched: Vec<String> = Vec::new();
-        for p in &accepted {
-            for rel in parse_relative(&p.diff)?.touched_paths() {
-                let path = manifest.root.join(rel).display().to_string();
-                if !touched.contains(&path) {
-                    touched.push(path);
-                }
-            }
+/// Candidates for `target`, each recorded (with what its answer cost) before any is gated;
+/// unusable answers are recorded and left out. Returns the usable ones with their ids.
+async fn propose(
+    ctx: &RunContext<'_>,
+    st: &mut RunState,
+    runner: &Runner,
+    cases: &[Case],
+    target: &Target,
+    it: &mut IterationSummary,
+) -> anyhow::Result<Vec<(i64, Proposal)>> {
+    let store = ctx.store;
+    let opts = &st.opts;
+    let baseline = Version::new(st.base_manifest.clone(), st.base_root.clone())?;
+    let gated: HashSet<String> = store.gated_diffs(&target.id).await?.into_iter().map(|(h, _)| h).collect();
+    let (proposals, screening_trials) = if opts.proposer.provider == "knobs" {
+        let screening = propose_knobs(
+            runner,
+            &baseline,
+            cases,
+            &target.id,
+            opts.candidates as usize,
+            &gated,
+            &st.run_dir,
+            ctx.emit,
+        );
+        match within(st.deadline, "knob screening", screening).await {
+            Ok((ps, n, _cost)) => (ps, n),
+            // Out of time: the loop's check says so and stops.
+            Err(_) if left(st.deadline).is_some_and(|l| l.is_zero()) => (Vec::new(), 0),
+            Err(e) => return Err(e),
         }
-        if opts.apply || opts.branch.is_some() {
-            if let Some(branch) = &opts.branch {
-                // `git add` skips ignored files without a word: the branch would lack part of the change.
-                let ignored = git_ignored(ctx.project_root, &touched)?;
-                if !ignored.is_empty() {
-                    return Err(crate::exit::hinted(
-                        format!(
-                            "the accepted patches change {} which git ignores, so branch `{branch}` would not carry them",
-                            ignored.join(", ")
-                        ),
-                        format!(
-                            "un-ignore them, or apply with --apply and commit yourself; the patch is in {}",
-                            run_dir.join("accepted.patch").display()
-                        ),
-                    ));
-                }
-                // A resume after a crash past this point finds the branch already checked out.
-                if git_output(ctx.project_root, &["rev-parse", "--abbrev-ref", "HEAD"])?.trim() != branch {
-                    git(ctx.project_root, &["checkout", "-b", branch])?;
-                }
-                crate::crash::point("apply_branch");
-                summary.branch = Some(branch.clone());
+    } else {
+        // Redoing an interrupted iteration: its recorded answers are gated again (a
+        // model need not give the same answer twice); only the missing ones are asked.
+        let mut ps = if st.resumed {
+            store.recorded_proposals(&st.run_id, st.iteration as i64, &target.id).await?
+        } else {
+            Vec::new()
+        };
+        let missing = opts.candidates.saturating_sub(ps.len() as u32);
+        if missing > 0 {
+            ps.extend(
+                propose_model(store, &opts.proposer, &baseline, cases, target, missing, &st.run_dir, st.deadline)
+                    .await?,
+            );
+        }
+        (ps, 0)
+    };
+    let mut usable = Vec::new();
+    for p in proposals {
+        let id = store.insert_proposal(&st.run_id, st.iteration as i64, &target.id, &p).await?;
+        if p.error.is_some() && p.diff.is_empty() {
+            store.set_proposal_verdict(id, "error", "unusable_answer", None, false).await?;
+            it.candidates.push(CandidateSummary {
+                description: format!("{} proposal", p.provider),
+                verdict: "error".into(),
+                rule: "unusable_answer".into(),
+                reason: p.error.clone().unwrap_or_default(),
+                trials: 0,
+                cost_usd: p.cost_usd,
+            });
+            (ctx.emit)(RunEvent::Unusable { provider: p.provider.clone(), why: p.error.clone().unwrap_or_default() });
+        } else {
+            usable.push((id, p));
+        }
+    }
+    it.screening_trials = screening_trials;
+    st.summary.trials += screening_trials;
+    Ok(usable)
+}
+
+/// Gate each usable candidate against the run's baseline (the target must improve); the
+/// passing one with the largest effect, if any.
+async fn gate_candidates(
+    ctx: &RunContext<'_>,
+    st: &mut RunState,
+    runner: &Runner,
+    cases: &[Case],
+    target: &Target,
+    usable: Vec<(i64, Proposal)>,
+    it: &mut IterationSummary,
+) -> anyhow::Result<Option<(i64, Proposal, GateReport)>> {
+    let store = ctx.store;
+    let mut best: Option<(i64, Proposal, GateReport)> = None;
+    for (pid, p) in usable {
+        let gate_opts = GateOptions {
+            cfg: GateConfig { require_improvement: true, ..st.opts.gate.clone() },
+            target: Some(target.id.clone()),
+            cost_tolerance: st.opts.cost_tolerance,
+            work_dir: st.run_dir.join(format!("gate-{pid}")),
+        };
+        let outcome = match session::prepare_patch(&p.diff, &st.base_manifest, ctx.project_root) {
+            Ok(parsed) => {
+                let gate = session::run(&st.base_manifest, &parsed, cases, runner, &gate_opts, &());
+                within(st.deadline, "a gate", gate).await
             }
-            // Planned, recorded, then written file by file: a crash anywhere here resumes.
-            let patches = accepted
-                .iter()
-                .map(|p| Ok((patch_id(&p.diff), parse_relative(&p.diff)?)))
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            crate::harness::apply::to_tree(&patches, &manifest.root, &run_dir.join("apply-intent.json"))?;
-            let (cases, _) = case::load(&ctx.project_root.join("evals"), &manifest.name);
-            for c in &cases {
-                if let Some(st) = statuses.get(c.id()).filter(|st| **st != c.file.status.as_str()) {
-                    case::write_status(&c.path, st)?;
+            Err(e) => Err(e),
+        };
+        let _ = std::fs::remove_dir_all(&gate_opts.work_dir);
+        match outcome {
+            Ok(report) => {
+                let gate_id = store.record_gate(&report, &p.diff_hash()).await?;
+                let prediction = score_prediction(&p, &target.id, &report);
+                store.set_prediction_score(pid, &prediction.to_string()).await?;
+                store.set_proposal_verdict(pid, &report.verdict, &report.rule, Some(gate_id), false).await?;
+                crate::crash::point("gate_recorded");
+                st.summary.trials += report.trials.baseline + report.trials.candidate;
+                st.summary.cached_trials += report.trials.cached;
+                it.candidates.push(CandidateSummary {
+                    description: p.description.clone(),
+                    verdict: report.verdict.clone(),
+                    rule: report.rule.clone(),
+                    reason: report.reason.clone(),
+                    trials: report.trials.baseline + report.trials.candidate,
+                    cost_usd: report.cost.total_usd,
+                });
+                (ctx.emit)(RunEvent::Gated { description: p.description.clone(), report: Box::new(report.clone()) });
+                if report.passed() && best.as_ref().is_none_or(|(_, _, b)| effect(&report) > effect(b)) {
+                    best = Some((pid, p, report));
                 }
             }
-            summary.applied_to_tree = true;
-            for p in &accepted {
-                store.set_cluster_state(&p.cluster_id, "fixed").await?;
-            }
-            if opts.branch.is_some() {
-                let evals = ctx.project_root.join("evals").join(&manifest.name);
-                git(
-                    ctx.project_root,
-                    &["add", "--", &manifest.root.display().to_string(), &evals.display().to_string()],
-                )?;
-                // Deletions and renames too: each touched path by name.
-                let mut add: Vec<&str> = vec!["add", "-A", "--"];
-                add.extend(touched.iter().map(String::as_str));
-                git(ctx.project_root, &add)?;
-                let msg =
-                    format!("autoharness: {} accepted change(s) to {} (run {run_id})", accepted.len(), manifest.name);
-                // Committed before a crash: the resume finds nothing staged and its commit on top.
-                let staged = git_output(ctx.project_root, &["diff", "--cached", "--name-only"])?;
-                let head = git_output(ctx.project_root, &["log", "-1", "--format=%s"]).unwrap_or_default();
-                if !staged.trim().is_empty() || head.trim() != msg {
-                    git(ctx.project_root, &["commit", "-q", "-m", &msg])?;
-                }
-                crate::crash::point("apply_committed");
-                let mut status = vec!["status", "--porcelain", "--"];
-                status.extend(touched.iter().map(String::as_str));
-                let left = git_output(ctx.project_root, &status)?;
-                if !left.trim().is_empty() {
-                    anyhow::bail!(
-                        "branch `{branch}` was committed without these changes of the accepted patches:\n{left}",
-                        branch = opts.branch.as_deref().unwrap_or_default()
-                    );
-                }
+            Err(e) => {
+                store.set_proposal_verdict(pid, "error", "error", None, false).await?;
+                it.candidates.push(CandidateSummary {
+                    description: p.description.clone(),
+                    verdict: "error".into(),
+                    rule: "error".into(),
+                    reason: format!("{e:#}"),
+                    trials: 0,
+                    cost_usd: 0.0,
+                });
             }
         }
     }
-    let spent = store.run_spent(&run_id).await?;
-    summary.accepted = accepted.len() as u32;
-    summary.cost_usd = spent;
-    summary.cost_per_fix_usd = (summary.accepted > 0).then(|| spent / summary.accepted as f64);
-    summary.wall_ms = started.elapsed().as_millis() as u64;
-    summary.stopped_because = stop;
-    let json = serde_json::to_string_pretty(&summary)?;
-    std::fs::write(run_dir.join("summary.json"), &json)?;
-    std::fs::write(run_dir.join("summary.md"), ctx.evidence.summary_markdown(&summary))?;
-    store.update_run(&run_id, iteration as i64, "finished", Some(&json)).await?;
-    let _ = std::fs::remove_dir_all(&base_root);
-    Ok(summary)
+    Ok(best)
+}
+
+/// Hand the accepted patches over: always as `accepted.patch`; into the tree (with the
+/// suite's status changes) with `--apply`; committed on a new branch with `--branch`.
+/// Returns how many patches were accepted.
+async fn hand_over(ctx: &RunContext<'_>, manifest: &Manifest, st: &mut RunState) -> anyhow::Result<usize> {
+    let store = ctx.store;
+    let accepted: Vec<_> = store.proposals_of_run(&st.run_id).await?.into_iter().filter(|p| p.accepted).collect();
+    if accepted.is_empty() {
+        return Ok(0);
+    }
+    // Relative to the repository root (where `git apply` and `gate` are run), not the harness root.
+    let prefix = manifest.root_prefix(ctx.project_root);
+    let combined: String = accepted.iter().map(|p| patch::prefix_paths(&p.diff, prefix.as_deref())).collect();
+    std::fs::write(st.run_dir.join("accepted.patch"), &combined)?;
+    // Every file the accepted patches touch, as git paths (the project holds the repository).
+    let mut touched: Vec<String> = Vec::new();
+    for p in &accepted {
+        for rel in parse_relative(&p.diff)?.touched_paths() {
+            let path = manifest.root.join(rel).display().to_string();
+            if !touched.contains(&path) {
+                touched.push(path);
+            }
+        }
+    }
+    if !st.opts.apply && st.opts.branch.is_none() {
+        return Ok(accepted.len());
+    }
+    if let Some(branch) = &st.opts.branch {
+        // `git add` skips ignored files without a word: the branch would lack part of the change.
+        let ignored = git_ignored(ctx.project_root, &touched)?;
+        if !ignored.is_empty() {
+            return Err(crate::exit::hinted(
+                format!(
+                    "the accepted patches change {} which git ignores, so branch `{branch}` would not carry them",
+                    ignored.join(", ")
+                ),
+                format!(
+                    "un-ignore them, or apply with --apply and commit yourself; the patch is in {}",
+                    st.run_dir.join("accepted.patch").display()
+                ),
+            ));
+        }
+        // A resume after a crash past this point finds the branch already checked out.
+        if git_output(ctx.project_root, &["rev-parse", "--abbrev-ref", "HEAD"])?.trim() != branch {
+            git(ctx.project_root, &["checkout", "-b", branch])?;
+        }
+        crate::crash::point("apply_branch");
+        st.summary.branch = Some(branch.clone());
+    }
+    // Planned, recorded, then written file by file: a crash anywhere here resumes.
+    let patches = accepted
+        .iter()
+        .map(|p| Ok((patch_id(&p.diff), parse_relative(&p.diff)?)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    crate::harness::apply::to_tree(&patches, &manifest.root, &st.run_dir.join("apply-intent.json"))?;
+    let (cases, _) = case::load(&ctx.project_root.join("evals"), &manifest.name);
+    for c in &cases {
+        if let Some(status) = st.statuses.get(c.id()).filter(|s| **s != c.file.status.as_str()) {
+            case::write_status(&c.path, status)?;
+        }
+    }
+    st.summary.applied_to_tree = true;
+    for p in &accepted {
+        store.set_cluster_state(&p.cluster_id, "fixed").await?;
+    }
+    if let Some(branch) = &st.opts.branch {
+        commit_branch(ctx.project_root, manifest, branch, &touched, accepted.len(), &st.run_id)?;
+    }
+    Ok(accepted.len())
+}
+
+/// Commit the applied patches and suite changes on `branch`, and check that nothing of
+/// them was left out.
+fn commit_branch(
+    project_root: &Path,
+    manifest: &Manifest,
+    branch: &str,
+    touched: &[String],
+    accepted: usize,
+    run_id: &str,
+) -> anyhow::Result<()> {
+    let evals = project_root.join("evals").join(&manifest.name);
+    git(project_root, &["add", "--", &manifest.root.display().to_string(), &evals.display().to_string()])?;
+    // Deletions and renames too: each touched path by name.
+    let mut add: Vec<&str> = vec!["add", "-A", "--"];
+    add.extend(touched.iter().map(String::as_str));
+    git(project_root, &add)?;
+    let msg = format!("autoharness: {accepted} accepted change(s) to {} (run {run_id})", manifest.name);
+    // Committed before a crash: the resume finds nothing staged and its commit on top.
+    let staged = git_output(project_root, &["diff", "--cached", "--name-only"])?;
+    let head = git_output(project_root, &["log", "-1", "--format=%s"]).unwrap_or_default();
+    if !staged.trim().is_empty() || head.trim() != msg {
+        git(project_root, &["commit", "-q", "-m", &msg])?;
+    }
+    crate::crash::point("apply_committed");
+    let mut status = vec!["status", "--porcelain", "--"];
+    status.extend(touched.iter().map(String::as_str));
+    let left = git_output(project_root, &status)?;
+    if !left.trim().is_empty() {
+        anyhow::bail!("branch `{branch}` was committed without these changes of the accepted patches:\n{left}");
+    }
+    Ok(())
 }
 
 /// A proposal's identity in an apply plan.
