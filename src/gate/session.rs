@@ -284,8 +284,13 @@ pub trait Progress: Sync {
 
 impl Progress for () {}
 
+/// Every trial of a gate: (arm, index among the gated cases, seed) → its record.
+type Records = HashMap<(Arm, usize, u64), TrialRecord>;
+
 /// Run one gate. Errors (exit 2) are for patches that cannot be gated; every verdict,
-/// pass or fail, is an `Ok(GateReport)`.
+/// pass or fail, is an `Ok(GateReport)`. Phases: roles and refusals, leakage, the
+/// candidate and its check, stable baseline failures left out, adaptive paired trials,
+/// then the report (case rows, new failures, cost) and the verdict.
 pub async fn run(
     manifest: &Manifest,
     patch: &Patch,
@@ -297,7 +302,77 @@ pub async fn run(
     let started = Instant::now();
     let baseline = Version::new(manifest.clone(), manifest.root.clone())?;
     let (selected, left_out) = roles(cases, opts.target.as_deref());
-    let mut report = GateReport {
+    let mut report = new_report(manifest, patch, &baseline, opts, left_out);
+    if selected.is_empty() {
+        return Err(refuse(
+            format!("no cases to gate on for harness `{}`", manifest.name),
+            "run `autoharness mine` to write eval cases under evals/",
+        ));
+    }
+    let mut cfg = opts.cfg.clone();
+    if opts.target.is_some() {
+        if !selected.iter().any(|(_, r)| *r == Role::Target) {
+            return Err(refuse(
+                format!("no candidate train cases in cluster `{}`", opts.target.as_deref().unwrap_or("")),
+                "`autoharness cases` lists clusters and their cases",
+            ));
+        }
+        cfg.require_improvement = true;
+    }
+    // Leakage: the holdout's ids and distinctive text must not appear in the patch.
+    let holdout: Vec<&Case> = selected.iter().filter(|(_, r)| *r == Role::Holdout).map(|(i, _)| &cases[*i]).collect();
+    report.leaks = find_leaks(patch, &holdout);
+    if !report.leaks.is_empty() {
+        return Ok(finish(report, "leakage", "the patch contains sealed holdout material".into(), started));
+    }
+    let candidate = candidate(manifest, patch, opts, &baseline, &mut report)?;
+    if let Some(Err(why)) = run_check(&candidate, &opts.work_dir.join("check"), runner.isolation).await? {
+        report.check = Some(why.clone());
+        return Ok(finish(report, "check", format!("the harness check failed on the candidate: {why}"), started));
+    }
+    let (selected, pre) =
+        leave_out_stable_failures(selected, cases, &baseline, runner, &cfg, progress, &mut report).await?;
+    let selected_cases: Vec<Case> = selected.iter().map(|(i, _)| cases[*i].clone()).collect();
+    let mut state: Vec<CaseTrials> = selected.iter().map(|(i, role)| CaseTrials::new(cases[*i].id(), *role)).collect();
+    // History orders the trials: cases that failed most often before run first, so a broken
+    // candidate shows itself in the first round.
+    if let Some(store) = &runner.store {
+        for ct in &mut state {
+            let past = store.history(&ct.id).await?;
+            if !past.is_empty() {
+                ct.prior_fail_rate = past.iter().filter(|t| !t.passed).count() as f64 / past.len() as f64;
+            }
+        }
+    }
+    let mut records: Records = HashMap::new();
+    for ((case, seed), r) in pre {
+        if let Some(ci) = selected.iter().position(|(i, _)| *i == case) {
+            records.insert((Arm::Baseline, ci, seed), r);
+        }
+    }
+    let versions = [&baseline, &candidate];
+    report.trials.rounds =
+        paired_trials(&mut state, &mut records, &selected_cases, versions, runner, &cfg, progress).await?;
+    let decision = engine::decide(&cfg, &state);
+    report.trials.baseline = records.keys().filter(|(a, _, _)| *a == Arm::Baseline).count() as u32;
+    report.trials.candidate = records.keys().filter(|(a, _, _)| *a == Arm::Candidate).count() as u32;
+    report.trials.cached = records.values().filter(|r| r.cached).count() as u32;
+    report.cases = case_rows(&state, &records, &selected_cases, versions, runner);
+    report.isolation = crate::gate::evidence::isolation_summary(&records.values().collect::<Vec<_>>());
+    report.cost = cost_stats(&records, opts.cost_tolerance);
+    report.new_failures = new_failures(cases, &records, &selected_cases);
+    Ok(conclude(report, decision, started))
+}
+
+/// The report before anything ran: what is gated, with which settings.
+fn new_report(
+    manifest: &Manifest,
+    patch: &Patch,
+    baseline: &Version,
+    opts: &GateOptions,
+    left_out: Vec<NotGuarded>,
+) -> GateReport {
+    GateReport {
         schema: crate::schema::GATE,
         harness: manifest.name.clone(),
         baseline_hash: baseline.hash.clone(),
@@ -323,32 +398,18 @@ pub async fn run(
         trials: TrialCounts { baseline: 0, candidate: 0, cached: 0, rounds: 0 },
         wall_ms: 0,
         config: opts.cfg.clone(),
-    };
-    if selected.is_empty() {
-        return Err(refuse(
-            format!("no cases to gate on for harness `{}`", manifest.name),
-            "run `autoharness mine` to write eval cases under evals/",
-        ));
     }
-    let mut cfg = opts.cfg.clone();
-    if opts.target.is_some() {
-        if !selected.iter().any(|(_, r)| *r == Role::Target) {
-            return Err(refuse(
-                format!("no candidate train cases in cluster `{}`", opts.target.as_deref().unwrap_or("")),
-                "`autoharness cases` lists clusters and their cases",
-            ));
-        }
-        cfg.require_improvement = true;
-    }
+}
 
-    // Leakage: the holdout's ids and distinctive text must not appear in the patch.
-    let holdout: Vec<&Case> = selected.iter().filter(|(_, r)| *r == Role::Holdout).map(|(i, _)| &cases[*i]).collect();
-    report.leaks = find_leaks(patch, &holdout);
-    if !report.leaks.is_empty() {
-        return Ok(finish(report, "leakage", "the patch contains sealed holdout material".into(), started));
-    }
-
-    // The candidate: a private copy of the baseline with the patch applied.
+/// The candidate: a private copy of the baseline with the patch applied. A patch that does
+/// not apply, or changes nothing, cannot be gated.
+fn candidate(
+    manifest: &Manifest,
+    patch: &Patch,
+    opts: &GateOptions,
+    baseline: &Version,
+    report: &mut GateReport,
+) -> anyhow::Result<Version> {
     let cand_root = opts.work_dir.join("candidate");
     if cand_root.exists() {
         std::fs::remove_dir_all(&cand_root).with_context(|| format!("cannot clear `{}`", cand_root.display()))?;
@@ -368,20 +429,28 @@ pub async fn run(
     if candidate.hash == baseline.hash {
         return Err(refuse("the patch changes nothing in the harness", "pass a diff that changes an editable file"));
     }
-    if let Some(Err(why)) = run_check(&candidate, &opts.work_dir.join("check"), runner.isolation).await? {
-        report.check = Some(why.clone());
-        return Ok(finish(report, "check", format!("the harness check failed on the candidate: {why}"), started));
-    }
+    Ok(candidate)
+}
 
-    // Failures a gate may see without alarm: every signature mined for this harness.
-    let mut known: HashSet<String> = cases.iter().flat_map(case_signatures).collect();
-    // Suite cases whose baseline fails every one of its first k trials cannot regress
-    // (no exact test can reject with a baseline that never passes), so they are not run
-    // on the candidate. The baseline's trials are usually cached, so this costs little.
+/// Suite cases whose baseline fails every one of its first k trials cannot regress (no
+/// exact test can reject with a baseline that never passes), so they are not run on the
+/// candidate; they are reported as not guarded. The baseline's trials are usually cached,
+/// so this costs little. Returns the cases gated and the baseline trials run, by (case
+/// index, seed).
+#[allow(clippy::type_complexity)]
+async fn leave_out_stable_failures(
+    selected: Vec<(usize, Role)>,
+    cases: &[Case],
+    baseline: &Version,
+    runner: &Runner,
+    cfg: &GateConfig,
+    progress: &dyn Progress,
+    report: &mut GateReport,
+) -> anyhow::Result<(Vec<(usize, Role)>, Vec<((usize, u64), TrialRecord)>)> {
     let suite: Vec<usize> = selected.iter().filter(|(_, r)| *r == Role::Suite).map(|(i, _)| *i).collect();
     let pre_trials: Vec<Trial> =
         suite.iter().flat_map(|&i| (0..cfg.k as u64).map(move |seed| Trial { case: i, seed })).collect();
-    let pre = runner.run(&baseline, cases, &pre_trials, &|r| progress.trial(r)).await?;
+    let pre = runner.run(baseline, cases, &pre_trials, &|r| progress.trial(r)).await?;
     let mut stable_fail: HashSet<usize> = suite.iter().copied().collect();
     for (t, r) in pre_trials.iter().zip(&pre) {
         if r.passed {
@@ -400,61 +469,73 @@ pub async fn run(
     let count = |r: Role| selected.iter().filter(|(_, x)| *x == r).count() as u32;
     report.guarded = Guarded { suite: count(Role::Suite), target: count(Role::Target), holdout: count(Role::Holdout) };
     report.note = Some(guard_note(&report.guarded, &report.not_guarded));
-    // Adaptive paired trials.
-    let mut state: Vec<CaseTrials> = selected.iter().map(|(i, role)| CaseTrials::new(cases[*i].id(), *role)).collect();
-    // History orders the trials: cases that failed most often before run first, so a broken
-    // candidate shows itself in the first round.
-    if let Some(store) = &runner.store {
-        for ct in &mut state {
-            let past = store.history(&ct.id).await?;
-            if !past.is_empty() {
-                ct.prior_fail_rate = past.iter().filter(|t| !t.passed).count() as f64 / past.len() as f64;
-            }
-        }
-    }
-    let selected_cases: Vec<Case> = selected.iter().map(|(i, _)| cases[*i].clone()).collect();
-    let mut records: HashMap<(Arm, usize, u64), TrialRecord> = HashMap::new();
-    for (t, r) in pre_trials.iter().zip(pre) {
-        if let Some(ci) = selected.iter().position(|(i, _)| *i == t.case) {
-            records.insert((Arm::Baseline, ci, t.seed), r);
-        }
-    }
-    append(&mut state, &records, &cfg);
+    let pre = pre_trials.iter().zip(pre).map(|(t, r)| ((t.case, t.seed), r)).collect();
+    Ok((selected, pre))
+}
+
+/// The adaptive paired trials: round after round of what the engine asks for, candidate
+/// first (a broken candidate shows itself while the baseline is still cached). Returns the
+/// number of rounds.
+async fn paired_trials(
+    state: &mut [CaseTrials],
+    records: &mut Records,
+    cases: &[Case],
+    [baseline, candidate]: [&Version; 2],
+    runner: &Runner,
+    cfg: &GateConfig,
+    progress: &dyn Progress,
+) -> anyhow::Result<u32> {
+    append(state, records, cfg);
+    let mut rounds = 0;
     loop {
-        let requests = engine::next_requests(&cfg, &state);
+        let requests = engine::next_requests(cfg, state);
         if requests.is_empty() {
-            break;
+            return Ok(rounds);
         }
-        report.trials.rounds += 1;
+        rounds += 1;
         let (cand_trials, base_trials) = split_requests(&requests);
-        progress.round(report.trials.rounds, cand_trials.len() + base_trials.len());
+        progress.round(rounds, cand_trials.len() + base_trials.len());
         let on_done = |r: &TrialRecord| progress.trial(r);
-        // Candidate first: a broken candidate shows itself while the baseline is still cached.
-        let cand = runner.run(&candidate, &selected_cases, &cand_trials, &on_done).await?;
-        let base = runner.run(&baseline, &selected_cases, &base_trials, &on_done).await?;
+        let cand = runner.run(candidate, cases, &cand_trials, &on_done).await?;
+        let base = runner.run(baseline, cases, &base_trials, &on_done).await?;
         for (arm, trials, recs) in [(Arm::Candidate, &cand_trials, cand), (Arm::Baseline, &base_trials, base)] {
             for (t, rec) in trials.iter().zip(recs) {
                 records.insert((arm, t.case, t.seed), rec);
             }
         }
-        append(&mut state, &records, &cfg);
+        append(state, records, cfg);
     }
-    let decision = engine::decide(&cfg, &state);
-    let all: Vec<(&(Arm, usize, u64), &TrialRecord)> = records.iter().collect();
-    report.trials.baseline = all.iter().filter(|((a, _, _), _)| *a == Arm::Baseline).count() as u32;
-    report.trials.candidate = all.iter().filter(|((a, _, _), _)| *a == Arm::Candidate).count() as u32;
-    report.trials.cached = all.iter().filter(|(_, r)| r.cached).count() as u32;
-    report.cases = state
+}
+
+/// One row per gated case: the flip, the first failure on each arm, the evidence.
+fn case_rows(
+    state: &[CaseTrials],
+    records: &Records,
+    cases: &[Case],
+    [baseline, candidate]: [&Version; 2],
+    runner: &Runner,
+) -> Vec<CaseRow> {
+    state
         .iter()
         .enumerate()
         .map(|(ci, ct)| {
-            let c = &selected_cases[ci];
+            let c = &cases[ci];
             let first_failure = |arm: Arm| {
                 (0..ct.trials(arm).len() as u64)
                     .filter_map(|s| records.get(&(arm, ci, s)))
                     .find(|r| !r.passed)
                     .and_then(|r| r.reason.clone())
             };
+            let mut trials = Vec::new();
+            for (arm, version, n) in
+                [(Arm::Baseline, baseline, ct.baseline.len()), (Arm::Candidate, candidate, ct.candidate.len())]
+            {
+                for seed in 0..n as u64 {
+                    if let (Some(r), Ok(dir)) = (records.get(&(arm, ci, seed)), runner.trial_dir(version, c, seed)) {
+                        trials.push((arm, seed, r, dir));
+                    }
+                }
+            }
             CaseRow {
                 id: c.id().to_string(),
                 cluster: c.file.cluster.clone(),
@@ -473,46 +554,39 @@ pub async fn run(
                     .filter(|r| r.passed)
                     .count() as u32,
                 candidate_trials: ct.candidate.len() as u32,
-                evidence: {
-                    let mut trials = Vec::new();
-                    for (arm, version, n) in [
-                        (Arm::Baseline, &baseline, ct.baseline.len()),
-                        (Arm::Candidate, &candidate, ct.candidate.len()),
-                    ] {
-                        for seed in 0..n as u64 {
-                            if let (Some(r), Ok(dir)) =
-                                (records.get(&(arm, ci, seed)), runner.trial_dir(version, c, seed))
-                            {
-                                trials.push((arm, seed, r, dir));
-                            }
-                        }
-                    }
-                    crate::gate::evidence::for_case(c, &trials)
-                },
+                evidence: crate::gate::evidence::for_case(c, &trials),
             }
         })
-        .collect();
-    report.isolation = crate::gate::evidence::isolation_summary(&records.values().collect::<Vec<_>>());
-    report.cost = cost_stats(&records, opts.cost_tolerance);
-    // A fix that trades the target's failure for a failure never seen before is no fix.
+        .collect()
+}
+
+/// Failures the candidate showed that no mined case and no baseline trial ever did (a fix
+/// that trades the target's failure for a new one is no fix). Each names the first gated
+/// case (in suite order) that showed it, whatever order the trials ended in, so the same
+/// gate writes the same report.
+fn new_failures(all_cases: &[Case], records: &Records, gated: &[Case]) -> Vec<NewFailure> {
+    let mut known: HashSet<String> = all_cases.iter().flat_map(case_signatures).collect();
     known.extend(records.iter().filter(|((a, _, _), _)| *a == Arm::Baseline).filter_map(|(_, r)| r.signature.clone()));
-    // Each new failure names the first case (in suite order) that showed it, whatever
-    // order the trials ended in, so the same gate writes the same report.
-    let mut new_failures: HashMap<String, (u32, usize)> = HashMap::new();
-    for ((arm, ci, _), r) in &records {
+    let mut found: HashMap<String, (u32, usize)> = HashMap::new();
+    for ((arm, ci, _), r) in records {
         if let (Arm::Candidate, Some(sig)) = (arm, &r.signature)
             && !known.contains(sig)
         {
-            let e = new_failures.entry(sig.clone()).or_insert((0, *ci));
+            let e = found.entry(sig.clone()).or_insert((0, *ci));
             e.0 += 1;
             e.1 = e.1.min(*ci);
         }
     }
-    report.new_failures = new_failures
+    let mut out: Vec<NewFailure> = found
         .into_iter()
-        .map(|(signature, (trials, ci))| NewFailure { signature, trials, case: selected_cases[ci].id().to_string() })
+        .map(|(signature, (trials, ci))| NewFailure { signature, trials, case: gated[ci].id().to_string() })
         .collect();
-    report.new_failures.sort_by(|a, b| b.trials.cmp(&a.trials).then(a.signature.cmp(&b.signature)));
+    out.sort_by(|a, b| b.trials.cmp(&a.trials).then(a.signature.cmp(&b.signature)));
+    out
+}
+
+/// The verdict: the engine's decision, then the cost rule.
+fn conclude(mut report: GateReport, decision: engine::Decision, started: Instant) -> GateReport {
     let verdict_rule = match &decision.rule {
         engine::Rule::Passed => "passed",
         engine::Rule::Regression { .. } => "regression",
@@ -525,7 +599,7 @@ pub async fn run(
     let passed = decision.verdict == Verdict::Pass;
     report.decision = Some(decision);
     if !passed {
-        return Ok(finish(report, verdict_rule, summary, started));
+        return finish(report, verdict_rule, summary, started);
     }
     if report.cost.exceeded {
         let c = &report.cost;
@@ -537,10 +611,10 @@ pub async fn run(
             c.candidate_mean_tokens.unwrap_or(0.0),
             c.baseline_mean_tokens.unwrap_or(0.0)
         );
-        return Ok(finish(report, "cost", reason, started));
+        return finish(report, "cost", reason, started);
     }
     report.verdict = "pass".into();
-    Ok(finish(report, "passed", summary, started))
+    finish(report, "passed", summary, started)
 }
 
 /// Move finished trials into the engine's state in seed order (index = seed on both arms),
