@@ -568,3 +568,35 @@ mod workspace {
         assert!(private_copy(root, &copy, &Filter::default()).is_err());
     }
 }
+
+/// A command leaves no trial cgroup behind when it ends: the idle ones it kept for reuse
+/// are removed with its sandbox session (they used to stay until some later command's
+/// sweep, one per parallel trial).
+#[test]
+fn a_command_leaves_no_idle_trial_cgroup_behind() {
+    let Some(parent) = autoharness::sandbox::probe().pids_cgroup else {
+        let msg = "skipped: no writable pids cgroup here (run as root, as CI does)";
+        assert!(!require_all(), "{msg}");
+        return;
+    };
+    let sb = crate::common::cli::Sandbox::new();
+    crate::common::cli::copy_tree(&crate::common::fixture("harnesses/steady"), sb.path());
+    let child = sb
+        .std_command(crate::common::cli::bin())
+        .args(sb.db_args())
+        .args(["eval", "--trials", "2"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("eval starts");
+    let prefix = format!("autoharness-{}-", child.id());
+    let out = child.wait_with_output().expect("eval runs");
+    assert!(out.status.success(), "{}", crate::common::cli::transcript(&out));
+    let left: Vec<String> = std::fs::read_dir(&parent)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.starts_with(&prefix))
+        .collect();
+    assert!(left.is_empty(), "trial cgroups of the finished eval under {}: {left:?}", parent.display());
+}

@@ -359,6 +359,8 @@ pub fn main() -> i32 {
         jobs: cli.global.jobs,
     };
     let settings = crate::config::Settings::resolve(&overrides);
+    // Idle trial cgroups are removed when the command ends, however it ends.
+    let _sandbox = crate::sandbox::Session::start();
     let result = match settings {
         Ok(settings) => dispatch(cli.command, &settings, &out).map_err(|e| exit::on_store(e, &settings.db_path)),
         Err(e) => Err(e),

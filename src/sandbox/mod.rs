@@ -285,10 +285,22 @@ pub async fn run(spec: &Spec) -> Outcome {
     }
 }
 
-/// Removes what the sandbox keeps between trials (idle per-trial cgroups). Call once when
-/// done running trials, e.g. before the process exits; trials may still run afterwards.
-pub fn shutdown() {
-    cgroup::drain_pool();
+/// Owns what the sandbox keeps between trials (idle per-trial cgroups, pooled because
+/// making one costs milliseconds): dropping it removes them. The command line holds one
+/// for the life of a command; trials may still run after a drop (the pool refills).
+#[must_use = "the idle cgroups are removed when this is dropped"]
+pub struct Session(());
+
+impl Session {
+    pub fn start() -> Session {
+        Session(())
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        cgroup::drain_pool();
+    }
 }
 
 /// A private folder per trial holding its `HOME` and `TMPDIR`; removed on drop.

@@ -329,8 +329,20 @@ fn mini_steps(trace: &mut Trace, messages: &[Value]) {
 
 type Outcomes = HashMap<String, bool>;
 
-fn csv_cache() -> &'static Mutex<HashMap<PathBuf, Option<Outcomes>>> {
-    static CACHE: OnceLock<Mutex<HashMap<PathBuf, Option<Outcomes>>>> = OnceLock::new();
+/// What a file looked like when it was read: an edited (or new, or deleted) CSV no longer
+/// matches, so a long-lived process reads it again instead of serving its first reading.
+type Stamp = Option<(u64, Option<std::time::SystemTime>)>;
+
+fn stamp(path: &Path) -> Stamp {
+    std::fs::metadata(path).ok().filter(|m| m.is_file()).map(|m| (m.len(), m.modified().ok()))
+}
+
+/// Each `outcomes.csv` read, with its stamp then.
+type CsvCache = Mutex<HashMap<PathBuf, (Stamp, Option<Outcomes>)>>;
+
+/// Each `outcomes.csv` once per version: thousands of trajectories share one.
+fn csv_cache() -> &'static CsvCache {
+    static CACHE: OnceLock<CsvCache> = OnceLock::new();
     CACHE.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
@@ -360,12 +372,15 @@ fn read_outcomes_csv(path: &Path) -> Option<Outcomes> {
 }
 
 fn outcomes_for(path: &Path) -> Option<Outcomes> {
+    let now = stamp(path);
     let mut cache = csv_cache().lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(hit) = cache.get(path) {
+    if let Some((seen, hit)) = cache.get(path)
+        && *seen == now
+    {
         return hit.clone();
     }
-    let read = if path.is_file() { read_outcomes_csv(path) } else { None };
-    cache.insert(path.to_path_buf(), read.clone());
+    let read = if now.is_some() { read_outcomes_csv(path) } else { None };
+    cache.insert(path.to_path_buf(), (now, read.clone()));
     read
 }
 
@@ -422,6 +437,19 @@ fn verdict_signal(trace: &mut Trace, path: &str, instance_id: &str) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_edited_outcomes_csv_is_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("outcomes.csv");
+        std::fs::write(&csv, "instance_id,resolved\na__b-1,false\n").unwrap();
+        assert_eq!(super::outcomes_for(&csv).unwrap().get("a__b-1"), Some(&false));
+        // A different length: the stamp changes even where mtimes are coarse.
+        std::fs::write(&csv, "instance_id,resolved\na__b-1,true\nc__d-2,true\n").unwrap();
+        assert_eq!(super::outcomes_for(&csv).unwrap().get("a__b-1"), Some(&true));
+        std::fs::remove_file(&csv).unwrap();
+        assert!(super::outcomes_for(&csv).is_none());
+    }
+
     use super::*;
     use serde_json::json;
 
