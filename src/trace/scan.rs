@@ -98,6 +98,22 @@ pub struct ScannedFile<T> {
     pub skipped: bool,
 }
 
+impl<T> ScannedFile<T> {
+    /// A file whose traces were not read: feedback, or unchanged since the last scan.
+    fn unread(walked: WalkedFile, key: String, mtime_ns: Option<i64>, report: FileReport, skipped: bool) -> Self {
+        ScannedFile {
+            walked,
+            key,
+            mtime_ns,
+            report,
+            counts: OutcomeCounts::default(),
+            summaries: vec![],
+            extracted: vec![],
+            skipped,
+        }
+    }
+}
+
 pub struct ScanResult<T> {
     pub files: Vec<ScannedFile<T>>,
     /// Extracted values of join-family traces after merging across files.
@@ -215,19 +231,7 @@ where
         if let Some(f) = feedback_files.get(&key) {
             tick(&walked.display);
             let report = feedback_report(&walked, size, f);
-            return (
-                ScannedFile {
-                    walked,
-                    key,
-                    mtime_ns: mtime,
-                    report,
-                    counts: OutcomeCounts::default(),
-                    summaries: vec![],
-                    extracted: vec![],
-                    skipped: false,
-                },
-                vec![],
-            );
+            return (ScannedFile::unread(walked, key, mtime, report, false), vec![]);
         }
         if skip(&key, size, mtime) {
             tick(&walked.display);
@@ -242,19 +246,7 @@ where
                 warnings: vec![],
                 traces: vec![],
             };
-            return (
-                ScannedFile {
-                    walked,
-                    key,
-                    mtime_ns: mtime,
-                    report,
-                    counts: OutcomeCounts::default(),
-                    summaries: vec![],
-                    extracted: vec![],
-                    skipped: true,
-                },
-                vec![],
-            );
+            return (ScannedFile::unread(walked, key, mtime, report, true), vec![]);
         }
         let mut counts = OutcomeCounts::default();
         let mut summaries = Vec::new();
