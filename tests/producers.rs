@@ -145,8 +145,10 @@ fn producers(root: &Path) -> Vec<(String, PathBuf)> {
     let mut out: Vec<(String, PathBuf)> = std::fs::read_dir(root)
         .unwrap_or_else(|e| panic!("cannot read the producer corpus {}: {e}", root.display()))
         .filter_map(|e| e.ok().map(|e| e.path()))
-        // `feedback/` holds scores on the corpus's traces (tests/feedback.rs), not a producer.
-        .filter(|p| p.is_dir() && p.file_name().is_some_and(|n| n != "feedback"))
+        // `feedback/` holds scores on the corpus's traces (tests/feedback.rs) and `logs/` the
+        // producers' own console output (plain text an agent-log reader may take for a run):
+        // neither is a producer.
+        .filter(|p| p.is_dir() && p.file_name().is_some_and(|n| n != "feedback" && n != "logs"))
         .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), p))
         .collect();
     out.sort();
@@ -275,9 +277,13 @@ fn every_producer_every_scenario() {
     }
     // What users see: the clusters `mine` forms over the whole corpus (signature groups,
     // then similarity). One root cause must be one cluster, across every producer.
+    // The producers' folders only: the corpus's feedback (failing scores on some success
+    // traces, for tests/feedback.rs) would be joined to them, and would be right to.
     let sb = Sandbox::new();
-    let corpus_arg = root.display().to_string();
-    let doc = sb.json(&["mine", &corpus_arg, "--no-cases"]);
+    let dirs: Vec<String> = producers.iter().map(|(_, p)| p.display().to_string()).collect();
+    let mut args: Vec<&str> = vec!["mine", "--no-cases"];
+    args.extend(dirs.iter().map(String::as_str));
+    let doc = sb.json(&args);
     let mut clusters: BTreeMap<&str, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
     let mut clustered: BTreeSet<String> = BTreeSet::new();
     for c in doc["clusters"].as_array().expect("clusters") {
