@@ -53,11 +53,22 @@ impl Store {
             // a few MiB, and a checkpoint inside its commit cost 12 ms of ~270. Closing the
             // store checkpoints what is left.
             .pragma("wal_autocheckpoint", "16384");
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await
-            .with_context(|| format!("cannot open the store `{}`", path.display()))?;
+        // A new store's first connections switch it to WAL, which takes the file to itself:
+        // another process opening it at that moment is refused at once ("database is
+        // locked", no busy wait). Such a refusal is retried; other errors are not.
+        let mut attempt = 0;
+        let pool = loop {
+            match SqlitePoolOptions::new().max_connections(4).connect_with(options.clone()).await {
+                Ok(pool) => break pool,
+                Err(e) if attempt < 20 && e.to_string().contains("database is locked") => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+                }
+                Err(e) => {
+                    return Err(anyhow::Error::new(e).context(format!("cannot open the store `{}`", path.display())));
+                }
+            }
+        };
         let store = Store { pool, path: path.to_path_buf() };
         // Two processes opening a new store at once both found migrations to apply and the
         // second failed on tables the first had just made: migrations run one process at
@@ -159,7 +170,10 @@ impl Store {
     /// leaving the latest writes in `state.db-wal` alone — lost to anyone who copies or
     /// archives `state.db`, and invisible to a read-only open. So checkpoint first.
     pub async fn close(self) {
-        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.pool).await {
+        // PASSIVE: copy what it can without waiting on, or blocking, another process that is
+        // opening or writing the store (a TRUNCATE checkpoint held one off until its open
+        // failed "database is locked"); alone on the store, that is the whole log.
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&self.pool).await {
             tracing::debug!("no checkpoint on close of `{}`: {e}", self.path.display());
         }
         self.pool.close().await;
