@@ -6,20 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::common::cli::{Sandbox, copy_tree, stderr, stdout};
-
-fn steady() -> Sandbox {
-    let sb = Sandbox::new();
-    copy_tree(&crate::common::fixture("harnesses/steady"), sb.path());
-    sb
-}
-
-/// A unified diff of one file of the sandbox, as `git diff` at the project root writes it.
-fn diff(sb: &Sandbox, rel: &str, new_text: &str) -> String {
-    let old = std::fs::read_to_string(sb.path().join(rel)).unwrap();
-    let d = similar::TextDiff::from_lines(old.as_str(), new_text);
-    format!("diff --git a/{rel} b/{rel}\n{}", d.unified_diff().header(&format!("a/{rel}"), &format!("b/{rel}")))
-}
+use crate::common::cli::{Sandbox, copy_tree, diff, stderr, stdout, steady};
 
 fn gate(sb: &Sandbox, patch: &str, extra: &[&str]) -> (Option<i32>, Value, String) {
     sb.write("change.patch", patch);

@@ -7,13 +7,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::common::cli::{Sandbox, copy_tree, stderr, stdout};
-
-fn steady() -> Sandbox {
-    let sb = Sandbox::new();
-    copy_tree(&crate::common::fixture("harnesses/steady"), sb.path());
-    sb
-}
+use crate::common::cli::{stderr, stdout, steady};
 
 /// The candidate prints markup instead of "hello": every suite case fails its
 /// `output_contains` check on the candidate.

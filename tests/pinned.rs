@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use crate::common::cli::{Sandbox, copy_tree, transcript};
+use crate::common::cli::{Sandbox, copy_tree, diff, steady, transcript};
 
 /// Anything that depends on the machine or the clock, not on behaviour: the sandbox path,
 /// content hashes, times, durations, run ids and the trials the cache served.
@@ -81,19 +81,6 @@ fn example() -> Sandbox {
         copy_tree(&repo(rel), &sb.path().join(rel));
     }
     sb
-}
-
-fn steady() -> Sandbox {
-    let sb = Sandbox::new();
-    copy_tree(&crate::common::fixture("harnesses/steady"), sb.path());
-    sb
-}
-
-/// A unified diff of one file of the sandbox, as `git diff` at the project root writes it.
-fn diff(sb: &Sandbox, rel: &str, new_text: &str) -> String {
-    let old = std::fs::read_to_string(sb.path().join(rel)).unwrap();
-    let d = similar::TextDiff::from_lines(old.as_str(), new_text);
-    format!("diff --git a/{rel} b/{rel}\n{}", d.unified_diff().header(&format!("a/{rel}"), &format!("b/{rel}")))
 }
 
 /// `--help` of every command and subcommand.

@@ -162,3 +162,17 @@ pub fn store_counts(db: &Path) -> (i64, i64) {
         counts
     })
 }
+
+/// A project with the deterministic `steady` harness (tests/fixtures/harnesses/steady).
+pub fn steady() -> Sandbox {
+    let sb = Sandbox::new();
+    copy_tree(&super::fixture("harnesses/steady"), sb.path());
+    sb
+}
+
+/// A unified diff of one file of the sandbox, as `git diff` at the project root writes it.
+pub fn diff(sb: &Sandbox, rel: &str, new_text: &str) -> String {
+    let old = std::fs::read_to_string(sb.path().join(rel)).unwrap();
+    let d = similar::TextDiff::from_lines(old.as_str(), new_text);
+    format!("diff --git a/{rel} b/{rel}\n{}", d.unified_diff().header(&format!("a/{rel}"), &format!("b/{rel}")))
+}
