@@ -350,15 +350,7 @@ fn markdown_files(md: &mut String, c: &CaseRow) {
                 format!("[{}](<{}>)", md_text(name), f.replace(['<', '>', '\n'], ""))
             })
             .collect();
-        let _ = writeln!(
-            md,
-            "- {} seed {} ({}{}): {}",
-            t.arm,
-            t.seed,
-            if t.passed { "passed" } else { "failed" },
-            if t.cached { ", cached" } else { "" },
-            links.join(" · ")
-        );
+        let _ = writeln!(md, "- {}: {}", trial_label(t), links.join(" · "));
     }
     md.push('\n');
 }
@@ -524,15 +516,7 @@ fn html_evidence(h: &mut String, c: &CaseRow) {
                 .iter()
                 .map(|f| format!("<a href=\"{}\">{}</a>", esc(&href(f)), esc(f.rsplit('/').next().unwrap_or(f))))
                 .collect();
-            let _ = write!(
-                h,
-                "<li>{} seed {} ({}{}): {}",
-                t.arm,
-                t.seed,
-                if t.passed { "passed" } else { "failed" },
-                if t.cached { ", cached" } else { "" },
-                links.join(" · ")
-            );
+            let _ = write!(h, "<li>{}: {}", trial_label(t), links.join(" · "));
         }
         h.push_str("</ul>");
     }
@@ -589,4 +573,16 @@ fn relative_to(path: &std::path::Path, dir: &std::path::Path) -> String {
         out.push(c);
     }
     out.display().to_string()
+}
+
+/// `candidate seed 3 (failed, cached)`: a trial as the Markdown and HTML evidence name it
+/// (our own words only, nothing to escape).
+fn trial_label(t: &crate::gate::evidence::TrialFiles) -> String {
+    format!(
+        "{} seed {} ({}{})",
+        t.arm,
+        t.seed,
+        if t.passed { "passed" } else { "failed" },
+        if t.cached { ", cached" } else { "" }
+    )
 }
