@@ -13,7 +13,7 @@ fn repo(rel: &str) -> PathBuf {
 }
 
 /// A project with the example laid out as in the repository.
-fn example_project() -> Sandbox {
+pub(crate) fn example_project() -> Sandbox {
     let sb = Sandbox::new();
     for rel in ["harnesses/support-bot", "examples/support-bot/traces", "evals/support-bot"] {
         copy_tree(&repo(rel), &sb.path().join(rel));

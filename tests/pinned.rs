@@ -3,9 +3,7 @@
 //! harness, the evidence files, and the main error messages. A change here is a change a
 //! user sees; accept it (`cargo insta review`) only when it is meant.
 
-use std::path::PathBuf;
-
-use crate::common::cli::{Sandbox, copy_tree, diff, steady, transcript};
+use crate::common::cli::{Sandbox, diff, steady, transcript};
 
 /// Anything that depends on the machine or the clock, not on behaviour: the sandbox path,
 /// content hashes, times, durations, run ids and the trials the cache served.
@@ -71,18 +69,6 @@ fn unorder(doc: &mut serde_json::Value) {
     }
 }
 
-fn repo(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
-}
-
-fn example() -> Sandbox {
-    let sb = Sandbox::new();
-    for rel in ["harnesses/support-bot", "examples/support-bot/traces", "evals/support-bot"] {
-        copy_tree(&repo(rel), &sb.path().join(rel));
-    }
-    sb
-}
-
 /// `--help` of every command and subcommand.
 #[test]
 fn help_of_every_command() {
@@ -117,7 +103,7 @@ fn help_of_every_command() {
 /// `mine`, `clusters`, `cases` and `report` on the bundled example, human and JSON.
 #[test]
 fn mine_clusters_cases_on_the_example() {
-    let sb = example();
+    let sb = crate::example::example_project();
     pin("mine_human", &transcript(&sb.run(&["mine", "examples/support-bot/traces", "--harness", "support-bot"])));
     pin("clusters_human", &transcript(&sb.run(&["clusters"])));
     pin_json("clusters_json", &sb.json(&["clusters"]));
@@ -125,7 +111,7 @@ fn mine_clusters_cases_on_the_example() {
     pin_json("cluster_one_json", &sb.json(&["clusters", "k-2b933bfd"]));
     pin("cases_human", &transcript(&sb.run(&["cases"])));
     pin_json("cases_json", &sb.json(&["cases"]));
-    let again = example();
+    let again = crate::example::example_project();
     pin_json("mine_json", &again.json(&["mine", "examples/support-bot/traces", "--harness", "support-bot"]));
 }
 
@@ -153,11 +139,11 @@ fn eval_and_gate_on_the_steady_harness() {
 /// `run` on the bundled example and the `report` of it.
 #[test]
 fn run_and_report_on_the_example() {
-    let sb = example();
+    let sb = crate::example::example_project();
     let out = sb.run(&["run", "--traces", "examples/support-bot/traces", "--max-iterations", "1", "--candidates", "1"]);
     pin("run_human", &transcript(&out));
     pin("report_human", &transcript(&sb.run(&["report"])));
-    let again = example();
+    let again = crate::example::example_project();
     let doc =
         again.json(&["run", "--traces", "examples/support-bot/traces", "--max-iterations", "1", "--candidates", "1"]);
     pin_json("run_json", &doc);

@@ -55,12 +55,12 @@ impl Store {
             .pragma("wal_autocheckpoint", "16384");
         // A new store's first connections switch it to WAL, which takes the file to itself:
         // another process opening it at that moment is refused at once ("database is
-        // locked", no busy wait). Such a refusal is retried; other errors are not.
+        // locked", SQLITE_BUSY = 5, no busy wait). Such a refusal is retried; other errors are not.
         let mut attempt = 0;
         let pool = loop {
             match SqlitePoolOptions::new().max_connections(4).connect_with(options.clone()).await {
                 Ok(pool) => break pool,
-                Err(e) if attempt < 20 && e.to_string().contains("database is locked") => {
+                Err(e) if attempt < 20 && e.as_database_error().and_then(|d| d.code()).as_deref() == Some("5") => {
                     attempt += 1;
                     tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
                 }
