@@ -17,6 +17,7 @@ use super::read::{Pos, RecordError, Records};
 pub mod atif;
 pub mod chat;
 pub mod claude_code;
+pub(crate) mod common;
 pub mod codex;
 pub mod langfuse;
 pub mod langsmith;
