@@ -172,49 +172,10 @@ impl Manifest {
         if !root.is_dir() {
             return Err(bad("root", format!("= `{}` is not a folder", raw.root), "a folder relative to the manifest"));
         }
-        let mut builder = GlobSetBuilder::new();
-        for g in &raw.editable {
-            if g.starts_with('/') || g.split('/').any(|c| c == "..") {
-                return Err(bad(
-                    "editable",
-                    format!("has `{g}`, which leaves the root"),
-                    "globs relative to `root`, e.g. \"prompts/**\"",
-                ));
-            }
-            let glob = Glob::new(g)
-                .map_err(|e| bad("editable", format!("has a bad glob `{g}`: {e}"), "globs like \"prompts/**\""))?;
-            builder.add(glob);
-        }
-        let editable_set = builder.build().context("cannot build the editable globs")?;
-        for (key, globs) in [("exclude", &raw.exclude), ("include", &raw.include)] {
-            if let Some(g) = globs.iter().find(|g| g.starts_with('/') || g.split('/').any(|c| c == "..")) {
-                return Err(bad(
-                    key,
-                    format!("has `{g}`, which leaves the root"),
-                    "globs relative to `root`, e.g. \"data/raw/**\"",
-                ));
-            }
-        }
+        let editable_set = editable_globs(&raw, &bad)?;
         let filter = Filter::new(&raw.exclude, &raw.include)
             .map_err(|e| bad("exclude", format!("or `include` has a bad glob: {e}"), "globs like \"data/**\""))?;
-        let mut read = Vec::new();
-        for entry in &raw.read {
-            let expanded = match entry.strip_prefix("~/") {
-                Some(rest) => std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default().join(rest),
-                None => dir.join(entry),
-            };
-            let path = expanded.canonicalize().map_err(|e| {
-                bad(
-                    "read",
-                    format!("has `{entry}`, which cannot be opened: {e}"),
-                    "existing host paths trials may read: absolute, `~/…`, or relative to the manifest",
-                )
-            })?;
-            if path == Path::new("/") {
-                return Err(bad("read", format!("has `{entry}`, the whole host"), "name the folders trials need"));
-            }
-            read.push(path);
-        }
+        let read = read_paths(&raw.read, dir, &bad)?;
         let timeout = parse_duration(&raw.timeout).ok_or_else(|| {
             bad("timeout", format!("= `{}` is not a duration of at most 366 days", raw.timeout), DURATION_HINT)
         })?;
@@ -238,55 +199,8 @@ impl Manifest {
                 ));
             }
         }
-        let mut limits = Limits { timeout, ..Limits::default() };
-        let size = |key: &str, v: &Option<String>| -> anyhow::Result<Option<u64>> {
-            match v {
-                None => Ok(None),
-                Some(s) => parse_size(s)
-                    .map(Some)
-                    .ok_or_else(|| bad(key, format!("= `{s}` is not a size"), "e.g. \"512MiB\", \"2GiB\"")),
-            }
-        };
-        if let Some(m) = size("limits.memory", &raw.limits.memory)? {
-            limits.memory_bytes = Some(m);
-        }
-        if let Some(f) = size("limits.file_size", &raw.limits.file_size)? {
-            limits.file_size_bytes = Some(f);
-        }
-        if let Some(d) = size("limits.disk", &raw.limits.disk)? {
-            limits.disk_bytes = Some(d);
-        }
-        if let Some(o) = size("limits.output", &raw.limits.output)? {
-            limits.output_bytes = o as usize;
-        }
-        if let Some(c) = &raw.limits.cpu {
-            let d = parse_duration(c).ok_or_else(|| {
-                bad("limits.cpu", format!("= `{c}` is not a duration of at most 366 days"), DURATION_HINT)
-            })?;
-            limits.cpu_seconds = Some(d.as_secs().max(1));
-        }
-        if let Some(n) = raw.limits.open_files {
-            limits.open_files = Some(n);
-        }
-        if let Some(n) = raw.limits.processes {
-            limits.processes = Some(n);
-        }
-        for (i, k) in raw.knobs.iter().enumerate() {
-            let key = format!("knobs[{i}]");
-            if k.values.is_empty() {
-                return Err(bad(&key, "has no values".into(), "values = [1, 2, 3]"));
-            }
-            if !editable_set.is_match(&k.file) {
-                return Err(bad(
-                    &key,
-                    format!("names `{}`, which is not editable", k.file),
-                    "a knob's file must match one of the `editable` globs",
-                ));
-            }
-            if k.key.is_empty() || k.key.split('.').any(str::is_empty) {
-                return Err(bad(&key, format!("has key `{}`", k.key), "a dotted key such as \"retry.max_attempts\""));
-            }
-        }
+        let limits = limits_of(&raw.limits, timeout, &bad)?;
+        check_knobs(&raw.knobs, &editable_set, &bad)?;
         Ok(Manifest {
             name: raw.name,
             path: path.to_path_buf(),
@@ -323,6 +237,119 @@ impl Manifest {
         let s = rel.to_string_lossy().to_string();
         (!s.is_empty()).then_some(s)
     }
+}
+
+/// Makes "`path`: `key` msg" errors with a hint of what is allowed.
+type Bad<'a> = dyn Fn(&str, String, &str) -> anyhow::Error + 'a;
+
+/// The `editable` globs (relative to the root, never leaving it); `exclude` and `include`
+/// are checked for the same.
+fn editable_globs(raw: &RawManifest, bad: &Bad<'_>) -> anyhow::Result<GlobSet> {
+    let mut builder = GlobSetBuilder::new();
+    for g in &raw.editable {
+        if g.starts_with('/') || g.split('/').any(|c| c == "..") {
+            return Err(bad(
+                "editable",
+                format!("has `{g}`, which leaves the root"),
+                "globs relative to `root`, e.g. \"prompts/**\"",
+            ));
+        }
+        let glob = Glob::new(g)
+            .map_err(|e| bad("editable", format!("has a bad glob `{g}`: {e}"), "globs like \"prompts/**\""))?;
+        builder.add(glob);
+    }
+    for (key, globs) in [("exclude", &raw.exclude), ("include", &raw.include)] {
+        if let Some(g) = globs.iter().find(|g| g.starts_with('/') || g.split('/').any(|c| c == "..")) {
+            return Err(bad(
+                key,
+                format!("has `{g}`, which leaves the root"),
+                "globs relative to `root`, e.g. \"data/raw/**\"",
+            ));
+        }
+    }
+    builder.build().context("cannot build the editable globs")
+}
+
+/// The host paths trials may read: absolute, `~/…`, or relative to the manifest's folder.
+fn read_paths(entries: &[String], dir: &Path, bad: &Bad<'_>) -> anyhow::Result<Vec<PathBuf>> {
+    let mut read = Vec::new();
+    for entry in entries {
+        let expanded = match entry.strip_prefix("~/") {
+            Some(rest) => std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default().join(rest),
+            None => dir.join(entry),
+        };
+        let path = expanded.canonicalize().map_err(|e| {
+            bad(
+                "read",
+                format!("has `{entry}`, which cannot be opened: {e}"),
+                "existing host paths trials may read: absolute, `~/…`, or relative to the manifest",
+            )
+        })?;
+        if path == Path::new("/") {
+            return Err(bad("read", format!("has `{entry}`, the whole host"), "name the folders trials need"));
+        }
+        read.push(path);
+    }
+    Ok(read)
+}
+
+/// The `[limits]` table on top of the defaults.
+fn limits_of(raw: &RawLimits, timeout: Duration, bad: &Bad<'_>) -> anyhow::Result<Limits> {
+    let mut limits = Limits { timeout, ..Limits::default() };
+    let size = |key: &str, v: &Option<String>| -> anyhow::Result<Option<u64>> {
+        match v {
+            None => Ok(None),
+            Some(s) => parse_size(s)
+                .map(Some)
+                .ok_or_else(|| bad(key, format!("= `{s}` is not a size"), "e.g. \"512MiB\", \"2GiB\"")),
+        }
+    };
+    if let Some(m) = size("limits.memory", &raw.memory)? {
+        limits.memory_bytes = Some(m);
+    }
+    if let Some(f) = size("limits.file_size", &raw.file_size)? {
+        limits.file_size_bytes = Some(f);
+    }
+    if let Some(d) = size("limits.disk", &raw.disk)? {
+        limits.disk_bytes = Some(d);
+    }
+    if let Some(o) = size("limits.output", &raw.output)? {
+        limits.output_bytes = o as usize;
+    }
+    if let Some(c) = &raw.cpu {
+        let d = parse_duration(c).ok_or_else(|| {
+            bad("limits.cpu", format!("= `{c}` is not a duration of at most 366 days"), DURATION_HINT)
+        })?;
+        limits.cpu_seconds = Some(d.as_secs().max(1));
+    }
+    if let Some(n) = raw.open_files {
+        limits.open_files = Some(n);
+    }
+    if let Some(n) = raw.processes {
+        limits.processes = Some(n);
+    }
+    Ok(limits)
+}
+
+/// Each knob names values, an editable file and a dotted key.
+fn check_knobs(knobs: &[Knob], editable_set: &GlobSet, bad: &Bad<'_>) -> anyhow::Result<()> {
+    for (i, k) in knobs.iter().enumerate() {
+        let key = format!("knobs[{i}]");
+        if k.values.is_empty() {
+            return Err(bad(&key, "has no values".into(), "values = [1, 2, 3]"));
+        }
+        if !editable_set.is_match(&k.file) {
+            return Err(bad(
+                &key,
+                format!("names `{}`, which is not editable", k.file),
+                "a knob's file must match one of the `editable` globs",
+            ));
+        }
+        if k.key.is_empty() || k.key.split('.').any(str::is_empty) {
+            return Err(bad(&key, format!("has key `{}`", k.key), "a dotted key such as \"retry.max_attempts\""));
+        }
+    }
+    Ok(())
 }
 
 /// Every manifest under `<project>/harnesses/*/harness.toml`, sorted by name.

@@ -368,21 +368,7 @@ impl Plan {
         if !is_executable(&spec.shell) {
             return Err(fail(format!("shell `{}` not found or not executable", spec.shell.display())));
         }
-        let filesystem = match spec.isolation {
-            IsolationChoice::None => FsIsolation::None,
-            IsolationChoice::Bwrap if host.bwrap.is_some() => FsIsolation::Bwrap,
-            IsolationChoice::Bwrap => {
-                let why = host.bwrap_error.as_deref().unwrap_or("not available");
-                return Err(fail(format!("bwrap isolation requested but unusable here: {why}")));
-            }
-            IsolationChoice::Landlock if host.landlock_abi.is_some() => FsIsolation::Landlock,
-            IsolationChoice::Landlock => {
-                return Err(fail("landlock isolation requested but this kernel has no landlock".to_string()));
-            }
-            IsolationChoice::Auto if host.bwrap.is_some() => FsIsolation::Bwrap,
-            IsolationChoice::Auto if host.landlock_abi.is_some() => FsIsolation::Landlock,
-            IsolationChoice::Auto => FsIsolation::None,
-        };
+        let filesystem = filesystem_isolation(spec.isolation, host).map_err(fail)?;
         let canonical = |paths: &[PathBuf], what: &str| -> Result<Vec<PathBuf>, PlanError> {
             paths
                 .iter()
@@ -429,11 +415,75 @@ impl Plan {
         let mut writable = vec![scratch.root.clone(), cwd.clone()];
         writable.extend(extra_writable);
 
+        let Launch { program, args, pid_namespace, network, mut unshare_flags, mut id_maps, landlock } =
+            Launch::new(spec, host, filesystem, &readable, &writable, &cwd).map_err(fail)?;
+
+        let mount = match &spec.overlay {
+            Some(layers) => Some(overlay::ChildMount::new(layers, &cwd).map_err(fail)?),
+            None => None,
+        };
+        if let Some(layers) = &spec.overlay {
+            // The trial's writes land in its upper layer: that is what the disk limit counts.
+            writable.push(layers.upper.clone());
+            unshare_flags |= libc::CLONE_NEWNS;
+            // Root may mount in a mount namespace; anyone else needs a user namespace too.
+            if !host.root && unshare_flags & libc::CLONE_NEWUSER == 0 {
+                unshare_flags |= libc::CLONE_NEWUSER;
+                id_maps = Some(own_id_maps());
+            }
+        }
+
+        let marker_value = scratch.root.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let env = trial_env(spec, &scratch, &marker_value);
+
+        Ok(Plan {
+            isolation: IsolationUsed { filesystem, network, processes, pid_namespace },
+            program,
+            args,
+            cwd,
+            env,
+            _scratch: scratch,
+            cgroup,
+            rlimits,
+            unshare_flags,
+            id_maps,
+            drop_capabilities: host.root && filesystem == FsIsolation::Landlock,
+            landlock,
+            mount,
+            // As it appears in /proc/<pid>/environ.
+            marker: format!("{MARKER_VAR}={marker_value}\0"),
+            disk_start: if spec.limits.disk_bytes.is_some() { limits::disk_usage(&writable) } else { 0 },
+            writable,
+        })
+    }
+}
+
+/// The command line that starts a trial under the chosen isolation, and the namespaces
+/// and rules its child sets up before it runs.
+struct Launch {
+    program: PathBuf,
+    args: Vec<OsString>,
+    pid_namespace: bool,
+    network: NetIsolation,
+    unshare_flags: libc::c_int,
+    id_maps: Option<(Vec<u8>, Vec<u8>)>,
+    landlock: Option<landlock::Prepared>,
+}
+
+impl Launch {
+    fn new(
+        spec: &Spec,
+        host: &IsolationReport,
+        filesystem: FsIsolation,
+        readable: &[PathBuf],
+        writable: &[PathBuf],
+        cwd: &Path,
+    ) -> Result<Launch, String> {
         let want_no_network = spec.network == Network::None;
         let mut unshare_flags = 0;
         let mut id_maps = None;
         let mut network = if want_no_network { NetIsolation::NotIsolated } else { NetIsolation::Host };
-        let mut landlock_prepared = None;
+        let mut landlock = None;
         let (program, args, pid_namespace) = match filesystem {
             FsIsolation::Bwrap => {
                 let support = host.bwrap.expect("bwrap chosen only when it works");
@@ -441,14 +491,7 @@ impl Plan {
                 if netns {
                     network = NetIsolation::Namespace;
                 }
-                let layout = bwrap::Layout {
-                    root: host.root,
-                    userns: support.userns,
-                    netns,
-                    readable: &readable,
-                    writable: &writable,
-                    cwd: &cwd,
-                };
+                let layout = bwrap::Layout { root: host.root, userns: support.userns, netns, readable, writable, cwd };
                 let mut args = bwrap::trial_args(&layout);
                 args.extend([
                     OsString::from("--"),
@@ -468,77 +511,69 @@ impl Plan {
                         unshare_flags = libc::CLONE_NEWNET;
                     } else {
                         unshare_flags = libc::CLONE_NEWUSER | libc::CLONE_NEWNET;
-                        let gid = nix::unistd::getgid().as_raw();
-                        id_maps = Some((format!("{uid} {uid} 1").into_bytes(), format!("{gid} {gid} 1").into_bytes()));
+                        id_maps = Some(own_id_maps());
                     }
                 }
                 if filesystem == FsIsolation::Landlock {
                     let abi = host.landlock_abi.unwrap_or(0);
                     let deny_tcp = want_no_network && network == NetIsolation::NotIsolated;
-                    let prepared = landlock::prepare(&readable, &writable, deny_tcp, abi).map_err(fail)?;
+                    let prepared = landlock::prepare(readable, writable, deny_tcp, abi)?;
                     if prepared.tcp_denied {
                         network = NetIsolation::LandlockTcp;
                     }
-                    landlock_prepared = Some(prepared);
+                    landlock = Some(prepared);
                 }
                 let args = vec![OsString::from("-c"), spec.command.clone().into()];
                 (spec.shell.clone(), args, false)
             }
         };
-
-        let mount = match &spec.overlay {
-            Some(layers) => Some(overlay::ChildMount::new(layers, &cwd).map_err(fail)?),
-            None => None,
-        };
-        if let Some(layers) = &spec.overlay {
-            // The trial's writes land in its upper layer: that is what the disk limit counts.
-            writable.push(layers.upper.clone());
-            unshare_flags |= libc::CLONE_NEWNS;
-            // Root may mount in a mount namespace; anyone else needs a user namespace too.
-            if !host.root && unshare_flags & libc::CLONE_NEWUSER == 0 {
-                unshare_flags |= libc::CLONE_NEWUSER;
-                let gid = nix::unistd::getgid().as_raw();
-                id_maps = Some((format!("{uid} {uid} 1").into_bytes(), format!("{gid} {gid} 1").into_bytes()));
-            }
-        }
-
-        let marker_value = scratch.root.file_name().unwrap_or_default().to_string_lossy().into_owned();
-        let mut env: Vec<(OsString, OsString)> =
-            vec![("PATH".into(), TRIAL_PATH.into()), ("LANG".into(), "C.UTF-8".into())];
-        for (key, value) in &spec.env {
-            env.retain(|(k, _)| k != key.as_str());
-            env.push((key.into(), value.into()));
-        }
-        // Forced last so that no allowlisted variable can point the trial at the real home.
-        for (key, value) in [
-            ("HOME", scratch.home.as_os_str()),
-            ("TMPDIR", scratch.tmp.as_os_str()),
-            (MARKER_VAR, std::ffi::OsStr::new(&marker_value)),
-        ] {
-            env.retain(|(k, _)| k != key);
-            env.push((key.into(), value.into()));
-        }
-
-        Ok(Plan {
-            isolation: IsolationUsed { filesystem, network, processes, pid_namespace },
-            program,
-            args,
-            cwd,
-            env,
-            _scratch: scratch,
-            cgroup,
-            rlimits,
-            unshare_flags,
-            id_maps,
-            drop_capabilities: host.root && filesystem == FsIsolation::Landlock,
-            landlock: landlock_prepared,
-            mount,
-            // As it appears in /proc/<pid>/environ.
-            marker: format!("{MARKER_VAR}={marker_value}\0"),
-            disk_start: if spec.limits.disk_bytes.is_some() { limits::disk_usage(&writable) } else { 0 },
-            writable,
-        })
+        Ok(Launch { program, args, pid_namespace, network, unshare_flags, id_maps, landlock })
     }
+}
+
+/// The filesystem isolation a trial gets: the one asked for, or under `auto` the strongest
+/// this host offers; asking for one the host lacks is an error, never a silent downgrade.
+fn filesystem_isolation(choice: IsolationChoice, host: &IsolationReport) -> Result<FsIsolation, String> {
+    Ok(match choice {
+        IsolationChoice::None => FsIsolation::None,
+        IsolationChoice::Bwrap if host.bwrap.is_some() => FsIsolation::Bwrap,
+        IsolationChoice::Bwrap => {
+            let why = host.bwrap_error.as_deref().unwrap_or("not available");
+            return Err(format!("bwrap isolation requested but unusable here: {why}"));
+        }
+        IsolationChoice::Landlock if host.landlock_abi.is_some() => FsIsolation::Landlock,
+        IsolationChoice::Landlock => return Err("landlock isolation requested but this kernel has no landlock".into()),
+        IsolationChoice::Auto if host.bwrap.is_some() => FsIsolation::Bwrap,
+        IsolationChoice::Auto if host.landlock_abi.is_some() => FsIsolation::Landlock,
+        IsolationChoice::Auto => FsIsolation::None,
+    })
+}
+
+/// A user namespace's uid and gid maps: the caller's own ids, mapped to themselves.
+fn own_id_maps() -> (Vec<u8>, Vec<u8>) {
+    let (uid, gid) = (nix::unistd::getuid().as_raw(), nix::unistd::getgid().as_raw());
+    (format!("{uid} {uid} 1").into_bytes(), format!("{gid} {gid} 1").into_bytes())
+}
+
+/// The trial's environment: a fixed PATH and locale, what the spec allows, and its own
+/// home, temp folder and marker.
+fn trial_env(spec: &Spec, scratch: &Scratch, marker_value: &str) -> Vec<(OsString, OsString)> {
+    let mut env: Vec<(OsString, OsString)> =
+        vec![("PATH".into(), TRIAL_PATH.into()), ("LANG".into(), "C.UTF-8".into())];
+    for (key, value) in &spec.env {
+        env.retain(|(k, _)| k != key.as_str());
+        env.push((key.into(), value.into()));
+    }
+    // Forced last so that no allowlisted variable can point the trial at the real home.
+    for (key, value) in [
+        ("HOME", scratch.home.as_os_str()),
+        ("TMPDIR", scratch.tmp.as_os_str()),
+        (MARKER_VAR, std::ffi::OsStr::new(&marker_value)),
+    ] {
+        env.retain(|(k, _)| k != key);
+        env.push((key.into(), value.into()));
+    }
+    env
 }
 
 fn is_executable(path: &Path) -> bool {
@@ -583,27 +618,112 @@ enum Ended {
     DiskFull,
 }
 
+/// The started command and what is needed to supervise it.
+struct Spawned {
+    child: tokio::process::Child,
+    pid: Option<i32>,
+    guard: KillGuard,
+    /// The read end of the bwrap wrapper's report pipe.
+    report_read: Option<OwnedFd>,
+    /// Every trial process starts at or after its leader; /proc scans ignore older ones.
+    since_ticks: u64,
+}
+
+/// How the supervised command ended, and what of it was left to kill.
+struct Ending {
+    ended: Ended,
+    leftovers: usize,
+    sandbox_started: bool,
+    /// The cgroup may still hold processes finishing on their own (released off the path).
+    cgroup_busy: bool,
+}
+
 async fn execute(spec: &Spec, mut plan: Plan, started: Instant) -> Outcome {
     let bwrap_mode = plan.isolation.filesystem == FsIsolation::Bwrap;
-    let failed = |message: String, plan: &Plan| Outcome {
-        reason: Some(message.clone()),
-        status: ExitStatus::FailedToStart { message },
-        stdout: Captured::default(),
-        stderr: Captured::default(),
-        duration: started.elapsed(),
-        isolation: plan.isolation,
-        killed_leftovers: 0,
+    let mut spawned = match spawn(spec, &mut plan, bwrap_mode) {
+        Ok(spawned) => spawned,
+        Err(message) => {
+            return Outcome {
+                reason: Some(message.clone()),
+                status: ExitStatus::FailedToStart { message },
+                stdout: Captured::default(),
+                stderr: Captured::default(),
+                duration: started.elapsed(),
+                isolation: plan.isolation,
+                killed_leftovers: 0,
+            };
+        }
     };
+    if let (Some(bytes), Some(mut stdin)) = (spec.stdin.clone(), spawned.child.stdin.take()) {
+        tokio::spawn(async move {
+            // A child that exits without reading its input is not an error.
+            let _ = stdin.write_all(&bytes).await;
+        });
+    }
+    let cap = spec.limits.output_bytes;
+    let flood_bytes = (cap as u64).saturating_mul(limits::OUTPUT_FLOOD_FACTOR).max(64 * 1024);
+    let flood = Arc::new(Notify::new());
+    let (stop_readers, stop_rx) = watch::channel(false);
+    let stdout = spawned.child.stdout.take().expect("stdout is piped");
+    let stderr = spawned.child.stderr.take().expect("stderr is piped");
+    let readers = async {
+        tokio::join!(
+            capture::read_capped(stdout, cap, flood_bytes, flood.clone(), stop_rx.clone()),
+            capture::read_capped(stderr, cap, flood_bytes, flood.clone(), stop_rx.clone()),
+        )
+    };
+    let mut readers = std::pin::pin!(readers);
+    // The command and its output are awaited together: a full pipe must not stall it.
+    let (ending, captured) = {
+        let mut lifecycle = std::pin::pin!(supervise(spec, &plan, &mut spawned, &flood, bwrap_mode));
+        let mut captured = None;
+        let ending = loop {
+            tokio::select! {
+                result = &mut lifecycle => break result,
+                output = &mut readers, if captured.is_none() => captured = Some(output),
+            }
+        };
+        (ending, captured)
+    };
+    let (stdout, stderr) = match captured {
+        Some(output) => output,
+        None => match tokio::time::timeout(READ_GRACE, &mut readers).await {
+            Ok(output) => output,
+            Err(_) => {
+                let _ = stop_readers.send(true);
+                readers.await
+            }
+        },
+    };
+    let refused_forks = plan.cgroup.as_ref().map(|cg| cg.refused_forks()).unwrap_or(0);
+    if let Some(cgroup) = plan.cgroup.take() {
+        if ending.cgroup_busy {
+            tokio::spawn(async move {
+                cgroup.kill_all().await;
+                cgroup.release();
+            });
+        } else {
+            cgroup.release();
+        }
+    }
+    let status = exit_status(ending.ended, bwrap_mode, ending.sandbox_started, &stderr);
+    let killed_leftovers = ending.leftovers;
+    let reason = reason(spec, &plan, &status, &stdout, &stderr, refused_forks, killed_leftovers, flood_bytes);
+    let isolation = plan.isolation;
+    // Removing a folder that a (dying) sandbox still has bound detaches that mount, which
+    // waits for an RCU grace period: milliseconds, so it happens off the trial's path.
+    tokio::task::spawn_blocking(move || drop(plan));
+    Outcome { status, stdout, stderr, duration: started.elapsed(), isolation, reason, killed_leftovers }
+}
+
+/// Starts the planned command in its sandbox; the error says why it could not start.
+fn spawn(spec: &Spec, plan: &mut Plan, bwrap_mode: bool) -> Result<Spawned, String> {
     // The wrapper inside bwrap reports on fd 3 through this pipe.
     let report_pipe = if bwrap_mode {
-        match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
-            Ok(pipe) => Some(pipe),
-            Err(err) => return failed(format!("cannot make a pipe: {err}"), &plan),
-        }
+        Some(nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|err| format!("cannot make a pipe: {err}"))?)
     } else {
         None
     };
-
     let mut command = tokio::process::Command::new(&plan.program);
     command
         .args(&plan.args)
@@ -631,125 +751,76 @@ async fn execute(spec: &Spec, mut plan: Plan, started: Instant) -> Outcome {
     unsafe {
         command.pre_exec(move || child_setup.apply());
     }
-    let mut child = match command.spawn() {
-        Ok(child) => child,
-        Err(err) => {
-            let what = plan.program.display();
-            return failed(format!("could not start `{what}`: {err}"), &plan);
-        }
-    };
+    let child = command.spawn().map_err(|err| format!("could not start `{}`: {err}", plan.program.display()))?;
     let pid = child.id().map(|id| id as i32);
     let guard = KillGuard {
         pgid: std::sync::atomic::AtomicI32::new(pid.unwrap_or(0)),
         cgroup_procs: plan.cgroup.as_ref().map(|cg| cg.procs_file()),
     };
-    // Only the child may hold the write end now, so the read end sees EOF once it is gone.
-    let report_read: Option<OwnedFd> = report_pipe.map(|(read, _write)| read);
     // The ruleset descriptor was for the child only.
     plan.landlock = None;
-    // Every trial process starts at or after its leader; /proc scans ignore older ones.
-    let since_ticks = pid.and_then(procs::stat).map(|stat| stat.start_ticks).unwrap_or(0);
+    Ok(Spawned {
+        child,
+        pid,
+        guard,
+        // Only the child may hold the write end now, so the read end sees EOF once it is gone.
+        report_read: report_pipe.map(|(read, _write)| read),
+        since_ticks: pid.and_then(procs::stat).map(|stat| stat.start_ticks).unwrap_or(0),
+    })
+}
 
-    if let (Some(bytes), Some(mut stdin)) = (spec.stdin.clone(), child.stdin.take()) {
-        tokio::spawn(async move {
-            // A child that exits without reading its input is not an error.
-            let _ = stdin.write_all(&bytes).await;
-        });
-    }
-    let cap = spec.limits.output_bytes;
-    let flood_bytes = (cap as u64).saturating_mul(limits::OUTPUT_FLOOD_FACTOR).max(64 * 1024);
-    let flood = Arc::new(Notify::new());
-    let (stop_readers, stop_rx) = watch::channel(false);
-    let stdout = child.stdout.take().expect("stdout is piped");
-    let stderr = child.stderr.take().expect("stderr is piped");
-    let readers = async {
-        tokio::join!(
-            capture::read_capped(stdout, cap, flood_bytes, flood.clone(), stop_rx.clone()),
-            capture::read_capped(stderr, cap, flood_bytes, flood.clone(), stop_rx.clone()),
-        )
-    };
-    let mut readers = std::pin::pin!(readers);
-
-    let (ended, killed_leftovers, sandbox_started, cgroup_busy, captured) = {
-        let lifecycle = async {
-            let ended = tokio::select! {
-                status = child.wait() => match status {
-                    Ok(status) => Ended::Exited(status),
-                    // Waiting fails only if the child was reaped elsewhere; count it as killed.
-                    Err(_) => Ended::Exited(std::process::ExitStatus::from_raw(libc::SIGKILL)),
-                },
-                _ = tokio::time::sleep(spec.limits.timeout) => Ended::TimedOut,
-                _ = flood.notified() => Ended::Flooded,
-                _ = watch_disk(&plan.writable, plan.disk_start, spec.limits.disk_bytes) => Ended::DiskFull,
-            };
-            if matches!(ended, Ended::Exited(_)) {
-                // Reaped: its pid, and so its group id, may now belong to a stranger.
-                guard.disarm();
-            }
-            if matches!(ended, Ended::TimedOut | Ended::Flooded | Ended::DiskFull) {
-                stop(&mut child, pid, plan.cgroup.as_ref(), bwrap_mode).await;
-                guard.disarm();
-            }
-            let report = match &report_read {
-                Some(fd) => bwrap::parse_report(&read_available(fd.as_raw_fd())),
-                None => bwrap::Report { started: true, ..Default::default() },
-            };
-            // A bwrap trial that exited by itself with nothing left (the wrapper counted)
-            // leaves only bwrap's init, which is finishing on its own: waiting for it to
-            // tear down its namespaces would only cost the trial time.
-            let nothing_left = bwrap_mode && matches!(ended, Ended::Exited(_)) && report.started && report.left == 0;
-            // Leftovers: whatever of the trial is still alive now that its command is done.
-            let killed = match (&plan.cgroup, pid) {
-                (Some(_), _) if nothing_left => 0,
-                (Some(cgroup), _) => cgroup.kill_all().await,
-                (None, _) if bwrap_mode => 0,
-                (None, Some(leader)) => procs::kill_trial_processes(leader, plan.marker.as_bytes(), since_ticks).await,
-                (None, None) => 0,
-            };
-            if bwrap_mode && plan.cgroup.is_none() && !nothing_left {
-                // The outer bwrap exits before its init has finished killing the namespace.
-                if let Some(init) = report.init_pid {
-                    procs::wait_gone(init, since_ticks).await;
-                }
-            }
-            // In bwrap mode the cgroup still holds bwrap's init for a moment (the outer bwrap
-            // does not wait for it to finish exiting): the wrapper's count is the true one.
-            let leftovers = if bwrap_mode { report.left } else { killed };
-            (ended, leftovers, report.started, nothing_left)
-        };
-        let mut lifecycle = std::pin::pin!(lifecycle);
-        let mut captured = None;
-        let (ended, killed, sandbox_started, cgroup_busy) = loop {
-            tokio::select! {
-                result = &mut lifecycle => break result,
-                output = &mut readers, if captured.is_none() => captured = Some(output),
-            }
-        };
-        (ended, killed, sandbox_started, cgroup_busy, captured)
-    };
-    let (stdout, stderr) = match captured {
-        Some(output) => output,
-        None => match tokio::time::timeout(READ_GRACE, &mut readers).await {
-            Ok(output) => output,
-            Err(_) => {
-                let _ = stop_readers.send(true);
-                readers.await
-            }
+/// Waits for the command to exit, time out, flood its output or fill its disk; stops it
+/// in the last three cases; then kills what it left behind.
+async fn supervise(spec: &Spec, plan: &Plan, s: &mut Spawned, flood: &Notify, bwrap_mode: bool) -> Ending {
+    let ended = tokio::select! {
+        status = s.child.wait() => match status {
+            Ok(status) => Ended::Exited(status),
+            // Waiting fails only if the child was reaped elsewhere; count it as killed.
+            Err(_) => Ended::Exited(std::process::ExitStatus::from_raw(libc::SIGKILL)),
         },
+        _ = tokio::time::sleep(spec.limits.timeout) => Ended::TimedOut,
+        _ = flood.notified() => Ended::Flooded,
+        _ = watch_disk(&plan.writable, plan.disk_start, spec.limits.disk_bytes) => Ended::DiskFull,
     };
-    let refused_forks = plan.cgroup.as_ref().map(|cg| cg.refused_forks()).unwrap_or(0);
-    if let Some(cgroup) = plan.cgroup.take() {
-        if cgroup_busy {
-            tokio::spawn(async move {
-                cgroup.kill_all().await;
-                cgroup.release();
-            });
-        } else {
-            cgroup.release();
+    if matches!(ended, Ended::Exited(_)) {
+        // Reaped: its pid, and so its group id, may now belong to a stranger.
+        s.guard.disarm();
+    }
+    if matches!(ended, Ended::TimedOut | Ended::Flooded | Ended::DiskFull) {
+        stop(&mut s.child, s.pid, plan.cgroup.as_ref(), bwrap_mode).await;
+        s.guard.disarm();
+    }
+    let report = match &s.report_read {
+        Some(fd) => bwrap::parse_report(&read_available(fd.as_raw_fd())),
+        None => bwrap::Report { started: true, ..Default::default() },
+    };
+    // A bwrap trial that exited by itself with nothing left (the wrapper counted)
+    // leaves only bwrap's init, which is finishing on its own: waiting for it to
+    // tear down its namespaces would only cost the trial time.
+    let nothing_left = bwrap_mode && matches!(ended, Ended::Exited(_)) && report.started && report.left == 0;
+    // Leftovers: whatever of the trial is still alive now that its command is done.
+    let killed = match (&plan.cgroup, s.pid) {
+        (Some(_), _) if nothing_left => 0,
+        (Some(cgroup), _) => cgroup.kill_all().await,
+        (None, _) if bwrap_mode => 0,
+        (None, Some(leader)) => procs::kill_trial_processes(leader, plan.marker.as_bytes(), s.since_ticks).await,
+        (None, None) => 0,
+    };
+    if bwrap_mode && plan.cgroup.is_none() && !nothing_left {
+        // The outer bwrap exits before its init has finished killing the namespace.
+        if let Some(init) = report.init_pid {
+            procs::wait_gone(init, s.since_ticks).await;
         }
     }
+    // In bwrap mode the cgroup still holds bwrap's init for a moment (the outer bwrap
+    // does not wait for it to finish exiting): the wrapper's count is the true one.
+    let leftovers = if bwrap_mode { report.left } else { killed };
+    Ending { ended, leftovers, sandbox_started: report.started, cgroup_busy: nothing_left }
+}
 
-    let status = match ended {
+/// The trial's exit status from how its command ended.
+fn exit_status(ended: Ended, bwrap_mode: bool, sandbox_started: bool, stderr: &Captured) -> ExitStatus {
+    match ended {
         Ended::TimedOut => ExitStatus::TimedOut,
         Ended::Flooded => ExitStatus::KilledForLimit { limit: Limit::Output },
         Ended::DiskFull => ExitStatus::KilledForLimit { limit: Limit::Disk },
@@ -764,13 +835,7 @@ async fn execute(spec: &Spec, mut plan: Plan, started: Instant) -> Outcome {
             },
             other => other,
         },
-    };
-    let reason = reason(spec, &plan, &status, &stdout, &stderr, refused_forks, killed_leftovers, flood_bytes);
-    let isolation = plan.isolation;
-    // Removing a folder that a (dying) sandbox still has bound detaches that mount, which
-    // waits for an RCU grace period: milliseconds, so it happens off the trial's path.
-    tokio::task::spawn_blocking(move || drop(plan));
-    Outcome { status, stdout, stderr, duration: started.elapsed(), isolation, reason, killed_leftovers }
+    }
 }
 
 /// Resolves once the trial's writable folders hold more than `limit` bytes beyond what

@@ -179,6 +179,67 @@ where
         Err(_) => f(),
     };
     // 1. Feedback first: every trace must meet it before it is extracted.
+    let (set, feedback_files) = gather_feedback(paths, fb, &files, &in_pool);
+    // With feedback, a file whose bytes did not change may still have a new outcome: read
+    // every file, and fold the feedback applied into its hash so that it counts as changed.
+    let with_feedback = !set.is_empty();
+    let set = &set;
+    let skip = |key: &str, size: u64, mtime: Option<i64>| !with_feedback && skip(key, size, mtime);
+    let work = |walked: WalkedFile| -> (ScannedFile<T>, Vec<Trace>) {
+        let key = walked.key.clone();
+        let meta = std::fs::metadata(&walked.path).ok();
+        let size = meta.as_ref().map(|m| m.len()).unwrap_or(0);
+        let mtime = meta.as_ref().and_then(mtime_ns);
+        if let Some(f) = feedback_files.get(&key) {
+            tick(&walked.display);
+            let report = feedback_report(&walked, size, f);
+            return (ScannedFile::unread(walked, key, mtime, report, false), vec![]);
+        }
+        if skip(&key, size, mtime) {
+            tick(&walked.display);
+            let report = unchanged_report(&walked, size);
+            return (ScannedFile::unread(walked, key, mtime, report, true), vec![]);
+        }
+        let scanned = read_one(walked, key, mtime, set, &extract);
+        tick(&scanned.0.walked.display);
+        scanned
+    };
+    let results: Vec<(ScannedFile<T>, Vec<Trace>)> = match &pool {
+        Ok(pool) => pool.install(|| files.into_par_iter().map(work).collect()),
+        Err(_) => files.into_iter().map(work).collect(),
+    };
+    let mut scanned = Vec::with_capacity(results.len());
+    let mut pending = Vec::new();
+    for (file, traces) in results {
+        scanned.push(file);
+        pending.extend(traces);
+    }
+    // Merging derives the outcomes of joined traces again: their feedback is joined again.
+    let joined = merge_traces(pending)
+        .into_iter()
+        .filter_map(|mut t| {
+            set.apply(&mut t);
+            extract(&t)
+        })
+        .collect();
+    // Reasons say how much of each feedback file met a trace: known only now.
+    for f in &mut scanned {
+        if let Some(fb) = feedback_files.get(&f.key) {
+            f.report.reason = set.file_reason(fb);
+        }
+    }
+    ScanResult { files: scanned, joined, walk_errors, feedback: set.summary() }
+}
+
+/// The feedback every trace meets: the files named with `--feedback`, and with
+/// `discover`, feedback files among the walked files and beside the named paths. Also
+/// which walked files are feedback (by key), so they are not read as traces.
+fn gather_feedback(
+    paths: &[PathBuf],
+    fb: &FeedbackOptions,
+    files: &[WalkedFile],
+    in_pool: &dyn Fn(&(dyn Fn() + Sync)),
+) -> (FeedbackSet, HashMap<String, FeedbackFile>) {
     let mut set = FeedbackSet::new(fb.config.clone());
     let mut feedback_files: HashMap<String, FeedbackFile> = HashMap::new();
     for path in &fb.files {
@@ -218,88 +279,59 @@ where
             }
         }
     }
-    // With feedback, a file whose bytes did not change may still have a new outcome: read
-    // every file, and fold the feedback applied into its hash so that it counts as changed.
-    let with_feedback = !set.is_empty();
-    let set = &set;
-    let skip = |key: &str, size: u64, mtime: Option<i64>| !with_feedback && skip(key, size, mtime);
-    let work = |walked: WalkedFile| -> (ScannedFile<T>, Vec<Trace>) {
-        let key = walked.key.clone();
-        let meta = std::fs::metadata(&walked.path).ok();
-        let size = meta.as_ref().map(|m| m.len()).unwrap_or(0);
-        let mtime = meta.as_ref().and_then(mtime_ns);
-        if let Some(f) = feedback_files.get(&key) {
-            tick(&walked.display);
-            let report = feedback_report(&walked, size, f);
-            return (ScannedFile::unread(walked, key, mtime, report, false), vec![]);
-        }
-        if skip(&key, size, mtime) {
-            tick(&walked.display);
-            let report = FileReport {
-                path: walked.display.clone(),
-                size,
-                hash: String::new(),
-                compression: None,
-                format: None,
-                reason: "unchanged since the last scan".into(),
-                error: None,
-                warnings: vec![],
-                traces: vec![],
-            };
-            return (ScannedFile::unread(walked, key, mtime, report, true), vec![]);
-        }
-        let mut counts = OutcomeCounts::default();
-        let mut summaries = Vec::new();
-        let mut extracted = Vec::new();
-        let mut pending = Vec::new();
-        let mut applied = blake3::Hasher::new();
-        let mut any_applied = false;
-        let mut report = read_file_with(&walked.path, &walked.display, &mut |mut trace| {
-            for e in set.apply(&mut trace) {
-                any_applied = true;
-                applied.update(format!("{e:?}\n").as_bytes());
-            }
-            counts.add(trace.outcome.status);
-            summaries.push(TraceSummary::of(summaries.len(), &trace));
-            let joins = Format::from_name(&trace.source.format).and_then(Format::join_family).is_some();
-            if joins {
-                pending.push(trace);
-            } else if let Some(v) = extract(&trace) {
-                extracted.push(v);
-            }
-        });
-        if any_applied {
-            applied.update(report.hash.as_bytes());
-            report.hash = applied.finalize().to_hex().to_string();
-        }
-        tick(&walked.display);
-        (ScannedFile { walked, key, mtime_ns: mtime, report, counts, summaries, extracted, skipped: false }, pending)
-    };
-    let results: Vec<(ScannedFile<T>, Vec<Trace>)> = match &pool {
-        Ok(pool) => pool.install(|| files.into_par_iter().map(work).collect()),
-        Err(_) => files.into_iter().map(work).collect(),
-    };
-    let mut scanned = Vec::with_capacity(results.len());
+    (set, feedback_files)
+}
+
+/// Reads one trace file: its traces' feedback joined, summarised and extracted; traces of
+/// a join family are returned to be merged across files first. The applied feedback is
+/// folded into the file's hash.
+fn read_one<T, E: Fn(&Trace) -> Option<T>>(
+    walked: WalkedFile,
+    key: String,
+    mtime: Option<i64>,
+    set: &FeedbackSet,
+    extract: &E,
+) -> (ScannedFile<T>, Vec<Trace>) {
+    let mut counts = OutcomeCounts::default();
+    let mut summaries = Vec::new();
+    let mut extracted = Vec::new();
     let mut pending = Vec::new();
-    for (file, traces) in results {
-        scanned.push(file);
-        pending.extend(traces);
-    }
-    // Merging derives the outcomes of joined traces again: their feedback is joined again.
-    let joined = merge_traces(pending)
-        .into_iter()
-        .filter_map(|mut t| {
-            set.apply(&mut t);
-            extract(&t)
-        })
-        .collect();
-    // Reasons say how much of each feedback file met a trace: known only now.
-    for f in &mut scanned {
-        if let Some(fb) = feedback_files.get(&f.key) {
-            f.report.reason = set.file_reason(fb);
+    let mut applied = blake3::Hasher::new();
+    let mut any_applied = false;
+    let mut report = read_file_with(&walked.path, &walked.display, &mut |mut trace| {
+        for e in set.apply(&mut trace) {
+            any_applied = true;
+            applied.update(format!("{e:?}\n").as_bytes());
         }
+        counts.add(trace.outcome.status);
+        summaries.push(TraceSummary::of(summaries.len(), &trace));
+        let joins = Format::from_name(&trace.source.format).and_then(Format::join_family).is_some();
+        if joins {
+            pending.push(trace);
+        } else if let Some(v) = extract(&trace) {
+            extracted.push(v);
+        }
+    });
+    if any_applied {
+        applied.update(report.hash.as_bytes());
+        report.hash = applied.finalize().to_hex().to_string();
     }
-    ScanResult { files: scanned, joined, walk_errors, feedback: set.summary() }
+    (ScannedFile { walked, key, mtime_ns: mtime, report, counts, summaries, extracted, skipped: false }, pending)
+}
+
+/// The report of a file skipped because it did not change since the last scan.
+fn unchanged_report(walked: &WalkedFile, size: u64) -> FileReport {
+    FileReport {
+        path: walked.display.clone(),
+        size,
+        hash: String::new(),
+        compression: None,
+        format: None,
+        reason: "unchanged since the last scan".into(),
+        error: None,
+        warnings: vec![],
+        traces: vec![],
+    }
 }
 
 /// The report of a feedback file (its reason is completed after the join).

@@ -4,9 +4,7 @@
 use serde_json::Value;
 
 use crate::trace::json::{self, as_u64, python_literal, str_of, string_of};
-use crate::trace::model::{
-    AttrMap, ErrorInfo, ErrorSource, Message, Nanos, Part, Step, ToolCall, ToolResult, Usage,
-};
+use crate::trace::model::{AttrMap, ErrorInfo, ErrorSource, Message, Nanos, Part, Step, ToolCall, ToolResult, Usage};
 
 const MAX_DEPTH: u32 = 12;
 
@@ -227,9 +225,7 @@ pub(crate) fn message_from(v: &Value, default_role: &str) -> Option<Message> {
             let part = part_from(v)?;
             return Some(Message { role: "assistant".into(), parts: vec![part], ..Message::default() });
         }
-        Some("function_call_output" | "custom_tool_call_output" | "tool_result" | "tool-result")
-            if !has(v, "role") =>
-        {
+        Some("function_call_output" | "custom_tool_call_output" | "tool_result" | "tool-result") if !has(v, "role") => {
             let part = part_from(v)?;
             return Some(Message { role: "tool".into(), parts: vec![part], ..Message::default() });
         }
@@ -238,9 +234,7 @@ pub(crate) fn message_from(v: &Value, default_role: &str) -> Option<Message> {
             return Some(Message { role: "assistant".into(), parts: vec![part], ..Message::default() });
         }
         // LangChain `message_to_dict`: {"type":"human","data":{…}} or a flat dict with `type`.
-        Some(t @ ("human" | "ai" | "system" | "tool" | "function" | "chat" | "AIMessageChunk"))
-            if !has(v, "role") =>
-        {
+        Some(t @ ("human" | "ai" | "system" | "tool" | "function" | "chat" | "AIMessageChunk")) if !has(v, "role") => {
             let role = norm_role(if t == "AIMessageChunk" { "ai" } else { t });
             let data = o.get("data").filter(|d| d.is_object()).unwrap_or(v);
             let role = if t == "chat" { str_of(data, "role").map(norm_role).unwrap_or(role) } else { role };
@@ -302,12 +296,8 @@ fn body(v: &Value, role: String, has_role: bool) -> Option<Message> {
                     Some("success") => Some(false),
                     _ => None,
                 };
-                parts = vec![Part::ToolResult(ToolResult {
-                    call_id: Some(call_id),
-                    content,
-                    is_error,
-                    exit_code: None,
-                })];
+                parts =
+                    vec![Part::ToolResult(ToolResult { call_id: Some(call_id), content, is_error, exit_code: None })];
             }
         }
     }
@@ -389,11 +379,7 @@ pub(crate) fn part_from(p: &Value) -> Option<Part> {
             })
         }
         Some(
-            "tool_result"
-            | "tool_call_response"
-            | "function_call_output"
-            | "tool-result"
-            | "custom_tool_call_output",
+            "tool_result" | "tool_call_response" | "function_call_output" | "tool-result" | "custom_tool_call_output",
         ) => Part::ToolResult(ToolResult {
             call_id: first_string(p, &["tool_use_id", "call_id", "toolCallId", "id"]),
             content: args_of(p, &["content", "response", "output", "result"]),
@@ -401,8 +387,8 @@ pub(crate) fn part_from(p: &Value) -> Option<Part> {
             exit_code: None,
         }),
         Some(
-            t @ ("image_url" | "image" | "input_image" | "input_audio" | "audio" | "file" | "input_file"
-            | "document" | "blob" | "uri"),
+            t @ ("image_url" | "image" | "input_image" | "input_audio" | "audio" | "file" | "input_file" | "document"
+            | "blob" | "uri"),
         ) => {
             let modality = match t {
                 "image_url" | "image" | "input_image" => "image",
@@ -454,8 +440,7 @@ pub(crate) fn part_from(p: &Value) -> Option<Part> {
                     arguments: args_of(fc, &["args", "arguments"]),
                 }));
             }
-            if let Some(fr) =
-                p.get("function_response").or_else(|| p.get("functionResponse")).filter(|f| f.is_object())
+            if let Some(fr) = p.get("function_response").or_else(|| p.get("functionResponse")).filter(|f| f.is_object())
             {
                 return Some(Part::ToolResult(ToolResult {
                     call_id: string_of(fr, "id"),
@@ -633,9 +618,7 @@ pub(crate) fn text_error(text: &str) -> Option<ErrorInfo> {
     }
     if head.contains("<tool_use_error>") {
         let msg = head.replace("<tool_use_error>", "").replace("</tool_use_error>", "");
-        return Some(
-            ErrorInfo::new(ErrorSource::TextHeuristic).with_message(msg.trim().lines().next().unwrap_or("")),
-        );
+        return Some(ErrorInfo::new(ErrorSource::TextHeuristic).with_message(msg.trim().lines().next().unwrap_or("")));
     }
     for prefix in ["Error:", "ERROR:", "error:", "Exception:"] {
         if t.starts_with(prefix) {

@@ -13,8 +13,7 @@ use serde_json::Value;
 
 use crate::trace::json::{self, as_bool, as_f64, decode_json_string, str_of, string_of};
 use crate::trace::model::{
-    AttrMap, ErrorInfo, ErrorSource, Message, Part, Step, StepKind, StepStatus, ToolCall, ToolResult, Trace,
-    Usage,
+    AttrMap, ErrorInfo, ErrorSource, Message, Part, Step, StepKind, StepStatus, ToolCall, ToolResult, Trace, Usage,
 };
 
 /// Benchmark label fields: answers, never evidence. Never copied anywhere.
