@@ -14,6 +14,7 @@ pub mod emit;
 pub mod failure;
 pub mod signature;
 pub mod summarize;
+pub mod verdict;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -134,6 +135,14 @@ pub struct MineResult {
 pub fn label_for(c: &Cluster, founding: Option<&Failure>) -> String {
     let terms = c.top_terms(4).join(", ");
     match founding {
+        // A failure that raised nothing: what went wrong in words, who did it, and the step
+        // quoted (the quote is where a person starts reading).
+        Some(f) if verdict::Cause::from_signal(&f.signature.signal).is_some() => {
+            let cause = verdict::Cause::from_signal(&f.signature.signal).map_or("", verdict::Cause::words);
+            let quote = f.message.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+            let who = &f.signature.step_kind;
+            if quote.is_empty() { format!("{cause} ({who})") } else { clip(&format!("{cause} ({who}): \"{quote}\""), 200) }
+        }
         Some(f) => {
             let sig = &f.signature;
             let place = sig.tool.clone().or_else(|| sig.error_type.clone()).unwrap_or_else(|| sig.step_kind.clone());
