@@ -251,8 +251,17 @@ fn asked_user(run: &Run, answer_pos: Option<usize>) -> Option<Finding> {
     Some(Finding { cause: Cause::AskedUser, step: Some(*i), tool: None, quote: quote_at(text, at, 160) })
 }
 
-const NUMBER_WORDS: [(&str, usize); 9] =
-    [("two", 2), ("three", 3), ("four", 4), ("five", 5), ("six", 6), ("seven", 7), ("eight", 8), ("nine", 9), ("ten", 10)];
+const NUMBER_WORDS: [(&str, usize); 9] = [
+    ("two", 2),
+    ("three", 3),
+    ("four", 4),
+    ("five", 5),
+    ("six", 6),
+    ("seven", 7),
+    ("eight", 8),
+    ("nine", 9),
+    ("ten", 10),
+];
 
 /// How many things the task asks for: "list three cities", "the top 5 results", "name 4 …".
 fn asked_count(task: &str) -> Option<(usize, String)> {
@@ -307,7 +316,12 @@ fn repeated(run: &Run) -> Option<Finding> {
             continue;
         }
         if seen.iter().any(|(t, _)| *t == norm) {
-            return Some(Finding { cause: Cause::RepeatedAction, step: Some(*i), tool: None, quote: quote_at(norm, 0, 160) });
+            return Some(Finding {
+                cause: Cause::RepeatedAction,
+                step: Some(*i),
+                tool: None,
+                quote: quote_at(norm, 0, 160),
+            });
         }
         seen.push((norm, *i));
     }
@@ -326,7 +340,8 @@ fn numbers(text: &str) -> Vec<(String, usize)> {
                 i += 1;
             }
             let raw = text[start..i].trim_end_matches(['.', ',']).replace(',', "");
-            let norm = if raw.contains('.') { raw.trim_end_matches('0').trim_end_matches('.').to_string() } else { raw };
+            let norm =
+                if raw.contains('.') { raw.trim_end_matches('0').trim_end_matches('.').to_string() } else { raw };
             let glued = i < bytes.len() && bytes[i].is_ascii_alphabetic();
             if !norm.is_empty() && !glued {
                 out.push((norm, start));
@@ -475,7 +490,8 @@ mod tests {
 
     #[test]
     fn numbers_are_normalised_and_glued_units_skipped() {
-        let n: Vec<String> = numbers("total 1,234.50 and 7 items, v2 and 3rd, 42.").into_iter().map(|(n, _)| n).collect();
+        let n: Vec<String> =
+            numbers("total 1,234.50 and 7 items, v2 and 3rd, 42.").into_iter().map(|(n, _)| n).collect();
         assert_eq!(n, ["1234.5", "7", "42"]);
     }
 
