@@ -498,7 +498,7 @@ mod tests {
     #[test]
     fn the_asked_count_needs_a_verb_a_number_and_a_plural() {
         assert_eq!(asked_count("please list three cities in france").map(|(n, _)| n), Some(3));
-        assert_eq!(asked_count("find the top 5 results").map(|(n, _)| n), None);
+        assert_eq!(asked_count("find the top 5 results").map(|(n, _)| n), Some(5));
         assert_eq!(asked_count("top 5 results of the query").map(|(n, _)| n), Some(5));
         assert_eq!(asked_count("name 1 city"), None);
         assert_eq!(asked_count("what is 3 times 4"), None);
