@@ -11,7 +11,8 @@
 //!   `contradicts_tool`, or that occurs in no tool output or user message → `invented_value`;
 //! - a plan step announced and never done → `plan_not_done`;
 //! - the run's last turns adding nothing new → `stalled`;
-//! - none of these → `unexplained`: an honest group of its own, never merged into the others.
+//! - none of these → `unexplained`: an honest group of its own, which never joins another
+//!   cluster by similarity (`cluster::assign`).
 //!
 //! The patterns are generic agent-run vocabulary, not the wording of any labelled set's
 //! classes (an unseen set checks that). Nothing here reads benchmark labels.
@@ -502,6 +503,82 @@ mod tests {
         assert_eq!(asked_count("top 5 results of the query").map(|(n, _)| n), Some(5));
         assert_eq!(asked_count("name 1 city"), None);
         assert_eq!(asked_count("what is 3 times 4"), None);
+    }
+
+    /// Characterise a run given as (kind, text) steps in order; the answer is the last step.
+    fn found(steps: &[(StepKind, &str)]) -> Finding {
+        let trace = Trace {
+            steps: steps
+                .iter()
+                .enumerate()
+                .map(|(i, (kind, _))| crate::trace::model::Step {
+                    id: format!("s{i}"),
+                    seq: i as u32,
+                    kind: *kind,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let order: Vec<usize> = (0..steps.len()).collect();
+        let run = Run::new(&trace, &order, |i| steps[i].1.to_string());
+        characterise(&run, Some(steps.len() - 1))
+    }
+
+    use StepKind::{Llm, Tool, User};
+
+    #[test]
+    fn a_value_differing_from_the_last_tool_output_contradicts_it_and_one_from_nowhere_is_invented() {
+        let f = found(&[
+            (User, "What is the order total?"),
+            (Tool, "order: total 45 dollars, items 3"),
+            (Llm, "The total is 42 dollars."),
+        ]);
+        assert_eq!((f.cause, f.step), (Cause::ContradictsTool, Some(2)), "{f:?}");
+        assert!(f.quote.contains("42") && f.quote.contains("45"), "{f:?}");
+        let f = found(&[
+            (User, "How many inhabitants has Lyon?"),
+            (Tool, "no rows"),
+            (Llm, "I estimate 48213 people live there."),
+            (Llm, "FINAL ANSWER: 48213"),
+        ]);
+        // Blamed on the turn that first said it, not on the one that repeated it.
+        assert_eq!((f.cause, f.step), (Cause::InventedValue, Some(2)), "{f:?}");
+        // A value the tool gave is not invented: nothing to say.
+        let f = found(&[(User, "How many rows?"), (Tool, "rows: 48213"), (Llm, "FINAL ANSWER: 48213")]);
+        assert_eq!(f.cause, Cause::Unexplained, "{f:?}");
+    }
+
+    #[test]
+    fn repeats_stalls_unfinished_plans_and_giving_up_are_found() {
+        let long = "Let me search the archive for the 1998 report on river levels again.";
+        let f = found(&[(User, "Find the report."), (Llm, long), (Tool, "nothing"), (Llm, long), (Llm, "done")]);
+        assert_eq!((f.cause, f.step), (Cause::RepeatedAction, Some(3)), "{f:?}");
+
+        let f = found(&[
+            (User, "Compute the mean rainfall of Paris in 2020."),
+            (Llm, "Plan:\n1. Download the rainfall dataset\n2. Compute monthly averages"),
+            (Tool, "downloaded rainfall dataset paris.csv"),
+            (Llm, "The dataset is downloaded. FINAL ANSWER: unknown"),
+        ]);
+        assert_eq!(f.cause, Cause::PlanNotDone, "{f:?}");
+        assert!(f.quote.contains("monthly averages"), "{f:?}");
+
+        let mut steps = vec![
+            (User, "Write a haiku about autumn leaves falling slowly."),
+            (Llm, "Crimson maple leaves drifting gently through cold evening light"),
+        ];
+        steps.extend([
+            (Llm, "crimson maple leaves"),
+            (Llm, "evening light"),
+            (Llm, "gently drifting"),
+            (Llm, "cold maple"),
+        ]);
+        let f = found(&steps);
+        assert_eq!((f.cause, f.step), (Cause::Stalled, Some(2)), "{f:?}");
+
+        let f = found(&[(User, "Who won the 1930 cup?"), (Llm, "I am unable to access the archive, sorry.")]);
+        assert_eq!((f.cause, f.step), (Cause::GaveUp, Some(1)), "{f:?}");
     }
 
     #[test]
