@@ -307,7 +307,7 @@ fn answer_segment(text: &str) -> &str {
 /// An agent's substantial turn said again (by the same step kind) with nothing new between:
 /// a loop that raised nothing. Short turns ("TERMINATE", "ok") repeat by nature.
 fn repeated(run: &Run) -> Option<Finding> {
-    let mut seen: Vec<(&str, usize)> = Vec::new();
+    let mut seen: HashSet<&str> = HashSet::new();
     for (i, text) in &run.texts {
         if !run.is_agent(*i) && run.trace.steps[*i].tool_call.is_none() {
             continue;
@@ -316,7 +316,7 @@ fn repeated(run: &Run) -> Option<Finding> {
         if norm.len() < 40 {
             continue;
         }
-        if seen.iter().any(|(t, _)| *t == norm) {
+        if !seen.insert(norm) {
             return Some(Finding {
                 cause: Cause::RepeatedAction,
                 step: Some(*i),
@@ -324,7 +324,6 @@ fn repeated(run: &Run) -> Option<Finding> {
                 quote: quote_at(norm, 0, 160),
             });
         }
-        seen.push((norm, *i));
     }
     None
 }
@@ -412,9 +411,15 @@ fn key_words(text: &str) -> Vec<&str> {
 }
 
 /// A numbered plan ("1. search … 2. compute …") whose step has words none of the later
-/// turns uses: announced, never done.
+/// turns uses: announced, never done. Only the first few plans are read: each is checked
+/// against the rest of the run, and a run of thousands of steps must stay linear.
 fn plan_not_done(run: &Run) -> Option<Finding> {
+    const PLANS: usize = 3;
+    let mut plans = 0;
     for (pos, (i, text)) in run.texts.iter().enumerate() {
+        if plans == PLANS {
+            break;
+        }
         if !run.is_agent(*i) {
             continue;
         }
@@ -429,6 +434,7 @@ fn plan_not_done(run: &Run) -> Option<Finding> {
         if items.len() < 2 {
             continue;
         }
+        plans += 1;
         let later: String = run.texts[pos + 1..].iter().map(|(_, t)| t.as_str()).collect::<Vec<_>>().join("\n");
         if later.is_empty() {
             continue;
