@@ -411,10 +411,10 @@ fn key_words(text: &str) -> Vec<&str> {
 }
 
 /// A numbered plan ("1. search … 2. compute …") whose step has words none of the later
-/// turns uses: announced, never done. Only the first few plans are read: each is checked
+/// turns uses: announced, never done. Only the first eight plans are read: each is checked
 /// against the rest of the run, and a run of thousands of steps must stay linear.
 fn plan_not_done(run: &Run) -> Option<Finding> {
-    const PLANS: usize = 3;
+    const PLANS: usize = 8;
     let mut plans = 0;
     for (pos, (i, text)) in run.texts.iter().enumerate() {
         if plans == PLANS {
