@@ -4,9 +4,15 @@ Python baseline of ../shared/bench/mining, on the same data in the same run.
 
     python3 benches/mine_quality.py [--bin target/release/autoharness] [--python /tmp/benchvenv/bin/python]
 
-Prints, per labelled set: ARI (95% CI), AMI, purity/inverse purity, V-measure and the
-permutation-null p for autoharness and for the baseline; failure detection P/R/F1 against
-tau-bench rewards; decisive-step localisation on Who&When (exact and within 3 steps).
+Prints, per labelled set: ARI (95% CI), AMI, purity/inverse purity, V-measure, the number of
+clusters against the number of gold classes, and the permutation null (p, and the 95th
+percentile of ARI under random labels with the same cluster sizes) for autoharness and for the
+baseline; the same over verdict-only failures (runs that raised no error: their signal is
+`verdict:*`); failure detection P/R/F1 against tau-bench rewards; decisive-step and agent
+localisation on Who&When next to the published all-at-once LLM figures and a random pick.
+
+Tuned on: Who&When and AgentRx (the patterns of `src/mine/verdict.rs` were checked there).
+Checked on: TRAIL and MAST, reported in their own sections.
 Labels never reach the tool: it only sees the trace files.
 """
 import argparse, json, os, subprocess, sys, tempfile
@@ -24,8 +30,17 @@ def mine(bin_, paths, extra=()):
     return json.loads(out)
 
 
-def mapping(doc):
-    return {m["id"]: c["id"] for c in doc["clusters"] for m in c["members"]}
+def mapping(doc, verdict_only=False):
+    """Member → cluster; with `verdict_only`, only failures that raised nothing."""
+    return {m["id"]: c["id"] for c in doc["clusters"] for m in c["members"]
+            if not verdict_only or c["signature"].split("|")[1].startswith("verdict:")}
+
+
+def verdict_line(py, doc, dataset, label_view=None):
+    m = mapping(doc, verdict_only=True)
+    if len(m) < 2:
+        return f"{len(m)} verdict-only failures"
+    return fmt(score(py, m, dataset, label_view))
 
 
 def score(py, pred, dataset, label_view=None):
@@ -59,10 +74,10 @@ def fmt(r):
         return None
     ari = g("ari")
     ci = g("ari_ci", "ari_ci95")
-    out = f"n={g('matched', 'n')} k={g('k')} ARI={ari:.3f}" if isinstance(ari, (int, float)) else json.dumps(r)[:300]
+    out = f"n={g('matched', 'n')} clusters={g('k_pred')} (gold classes {g('k_gold')}) ARI={ari:.3f}" if isinstance(ari, (int, float)) else json.dumps(r)[:300]
     if ci:
         out += f" [{ci[0]:.3f}, {ci[1]:.3f}]"
-    for k in ("ari_penalized", "ami", "purity", "inverse_purity", "v_measure", "perm_p", "ari_perm_p"):
+    for k in ("ari_penalized", "ami", "purity", "inverse_purity", "v_measure", "perm_p", "ari_perm_p", "ari_null_p95"):
         v = r.get(k)
         if isinstance(v, (int, float)):
             out += f" {k}={v:.3f}"
@@ -86,6 +101,7 @@ def main():
     d = mine(a.bin, [rx])
     print("  autoharness :", fmt(score(py, mapping(d), "agentrx-tau")))
     print("  baseline    :", fmt(score(py, baseline(py, rx), "agentrx-tau")))
+    print("  verdict-only:", verdict_line(py, d, "agentrx-tau"))
     # Localisation: the root-cause failure's step_number is the 1-based `index` of the
     # message in `traj` (system = 1); the tool's steps are 0-based message positions.
     gold = {}
@@ -110,6 +126,7 @@ def main():
     print("== TRAIL primary_category (every trace assumed failed)")
     d = mine(a.bin, [trail], ["--assume-failed"])
     print("  autoharness :", fmt(score(py, mapping(d), "trail")))
+    print("  verdict-only:", verdict_line(py, d, "trail"))
     print("  baseline    :", fmt(score(py, baseline(py, trail, ["--assume-failed"]), "trail")))
     print("== TRAIL primary_category (failures the tool detects itself)")
     print("  autoharness :", fmt(score(py, mapping(mine(a.bin, [trail])), "trail")))
@@ -131,13 +148,19 @@ def main():
         f1 = 2 * p * rc / (p + rc) if p + rc else 0.0
         print(f"  {name}: n={len(raw)} P={p:.3f} R={rc:.3f} F1={f1:.3f} (tp={tp} fp={fp} fn={fn} tn={tn})")
 
-    print("== Who&When: decisive-step localisation vs mistake_step")
+    who_and_when(a, py, ww)
+    mast(a)
+
+
+def who_and_when(a, py, ww):
+    print("== Who&When: decisive-step localisation vs mistake_step / mistake_agent")
     d = mine(a.bin, [ww])
     steps = {m["file"]: m["step"] for c in d["clusters"] for m in c["members"]}
-    tot = [0, 0, 0, 0]
+    tot = [0, 0, 0, 0, 0.0, 0.0]
     for sub in ("Algorithm-Generated", "Hand-Crafted"):
         folder = os.path.join(ww, sub)
         exact = near = agent = n = 0
+        rand_step = rand_agent = 0.0
         for name in os.listdir(folder):
             if not name.endswith(".json"):
                 continue
@@ -145,6 +168,11 @@ def main():
             gold = run.get("mistake_step")
             key = next((k for k in steps if k.endswith(f"{sub}/{name}")), None)
             n += 1
+            # Random: a step uniformly, an agent uniformly among those that spoke.
+            hist = run.get("history", [])
+            speakers = {(h.get("name") or h.get("role") or "").lower() for h in hist} - {""}
+            rand_step += 1 / max(1, len(hist))
+            rand_agent += (run.get("mistake_agent", "").lower() in speakers) / max(1, len(speakers))
             if gold is None or key is None or steps[key] is None:
                 continue
             pred = int(str(steps[key]).split(":")[-1])
@@ -152,14 +180,60 @@ def main():
             exact += pred == g
             near += abs(pred - g) <= 3
             # The agent that spoke at the predicted step (`name`, or `role` in Hand-Crafted).
-            said = run["history"][pred] if pred < len(run["history"]) else {}
+            said = hist[pred] if pred < len(hist) else {}
             who = (said.get("name") or said.get("role") or "").lower()
             agent += bool(run.get("mistake_agent")) and run["mistake_agent"].lower() in who
-        print(f"  {sub}: n={n} exact={exact / n:.3f} within±3={near / n:.3f} agent={agent / n:.3f}")
-        tot = [tot[0] + n, tot[1] + exact, tot[2] + near, tot[3] + agent]
+        print(f"  {sub}: n={n} step exact={exact / n:.3f} within±3={near / n:.3f} agent={agent / n:.3f}"
+              f" | random step={rand_step / n:.3f} agent={rand_agent / n:.3f}")
+        tot = [tot[0] + n, tot[1] + exact, tot[2] + near, tot[3] + agent, tot[4] + rand_step, tot[5] + rand_agent]
     n = tot[0]
-    print(f"  all: n={n} exact={tot[1] / n:.3f} within±3={tot[2] / n:.3f} agent={tot[3] / n:.3f}")
+    print(f"  all: n={n} step exact={tot[1] / n:.3f} within±3={tot[2] / n:.3f} agent={tot[3] / n:.3f}"
+          f" | random step={tot[4] / n:.3f} agent={tot[5] / n:.3f}"
+          " | published all-at-once LLM (strongest, Who&When paper): agent ~0.54 step ~0.14")
     print("  agent clustering:", fmt(score(py, mapping(d), "who-and-when")))
+    print("  verdict-only    :", verdict_line(py, d, "who-and-when"))
+    causes = {}
+    for c in d["clusters"]:
+        sig = c["signature"].split("|")[1]
+        causes[sig] = causes.get(sig, 0) + c["count"]
+    print("  signals:", ", ".join(f"{k}={v}" for k, v in sorted(causes.items(), key=lambda x: -x[1])))
+
+
+def mast(a):
+    """MAST (checked on, never tuned on): 19 multi-agent logs, multi-label failure modes by
+    three annotators. Too small for ARI; reported: clusters vs the distinct majority modes,
+    and how often two traces put together share a majority mode, against all pairs."""
+    path = os.path.join(DATA, "mast-mad-human", "MAD_human_labelled_dataset.json")
+    if not os.path.exists(path):
+        print("== MAST: SKIPPED (not found)")
+        return
+    print("== MAST (human-labelled MAD, every trace assumed failed; checked on, not tuned on)")
+    d = mine(a.bin, [path], ["--assume-failed"])
+    text = open(path).read().replace("NaN", "null")
+    modes = {}
+    for r in json.loads(text):
+        got = set()
+        for ann in r["annotations"]:
+            votes = sum(bool(ann.get(f"annotator_{k}")) for k in (1, 2, 3))
+            if votes >= 2:
+                # Names, not numbers: the numbering changed between rounds.
+                got.add(ann["failure mode"].split(" ", 1)[-1].strip().lower())
+        modes[r["trace_id"]] = got
+    pred = {}
+    for c in d["clusters"]:
+        for m in c["members"]:
+            tid = m["trace_id"].split("=")[-1].split("-")[-1]
+            if tid.isdigit() and int(tid) in modes:
+                pred[int(tid)] = c["id"]
+    ids = sorted(pred)
+    share = lambda i, j: bool(modes[i] & modes[j])
+    pairs = [(i, j) for x, i in enumerate(ids) for j in ids[x + 1:]]
+    same = [p for p in pairs if pred[p[0]] == pred[p[1]]]
+    base = sum(share(*p) for p in pairs) / len(pairs) if pairs else 0.0
+    prec = sum(share(*p) for p in same) / len(same) if same else float("nan")
+    print(f"  n={len(ids)} of {len(modes)} clusters={len(set(pred.values()))}"
+          f" distinct majority modes={len(set().union(*modes.values()))}"
+          f" same-cluster pairs sharing a mode={prec:.3f} (all pairs: {base:.3f})")
 
 
 if __name__ == "__main__":

@@ -376,3 +376,55 @@ fn a_re_mine_ends_where_a_fresh_mine_of_the_same_files_does() {
     );
     assert_eq!(cluster_ids(&edited), cluster_ids(&fresh));
 }
+
+#[test]
+fn verdict_only_failures_cluster_by_what_their_content_shows() {
+    // Ten multi-agent runs that raise no error, judged wrong at the end: two per cause
+    // (a blocked page, an invented value, asking the user, fewer items than asked), worded
+    // differently, and two with nothing to say. Before, all ten shared one signature
+    // ("signal:is_correct") and one cluster.
+    let tmp = tempfile::tempdir().unwrap();
+    let doc = mine_json(tmp.path(), &[&fixture("verdict")], &["--no-cases"]);
+    let clusters = doc["clusters"].as_array().unwrap();
+    let cluster_of = |file: &str| {
+        clusters
+            .iter()
+            .find(|c| c["members"].as_array().unwrap().iter().any(|m| m["file"].as_str().unwrap().ends_with(file)))
+            .unwrap_or_else(|| panic!("{file} in no cluster: {doc:#}"))
+    };
+    let causes = [
+        ("blocked", "verdict:blocked_access", "403 forbidden"),
+        ("invented", "verdict:invented_value", "91544"),
+        ("asks", "verdict:asked_user", "could you please provide"),
+        ("fewer", "verdict:fewer_items", "asked \"name four planets\""),
+    ];
+    let mut ids = Vec::new();
+    for (stem, signal, quote) in causes {
+        let a = cluster_of(&format!("{stem}-1.json"));
+        let b = cluster_of(&format!("{stem}-2.json"));
+        assert_eq!(a["id"], b["id"], "{stem}: one cause, one cluster\n{a:#}\n{b:#}");
+        assert_eq!(a["count"], 2, "{stem}: only its own runs\n{a:#}");
+        assert!(a["signature"].as_str().unwrap().contains(signal), "{a:#}");
+        // The label says it in words and quotes the decisive step.
+        let label = a["label"].as_str().unwrap();
+        assert!(label.contains(quote) && !label.contains("is_correct"), "{label}");
+        ids.push(a["id"].clone());
+    }
+    // Nothing explains these two; the second reads almost like invented-1 (its value is
+    // the tool's), yet it joins no cluster that claims a cause.
+    for file in ["unexplained-1.json", "unexplained-2.json"] {
+        let c = cluster_of(file);
+        assert!(c["signature"].as_str().unwrap().contains("verdict:unexplained"), "{c:#}");
+        assert!(
+            c["members"].as_array().unwrap().iter().all(|m| m["file"].as_str().unwrap().contains("unexplained-")),
+            "{c:#}"
+        );
+        ids.push(c["id"].clone());
+    }
+    ids.sort_by_key(|v| v.to_string());
+    ids.dedup();
+    assert!(ids.len() >= 5, "different causes separate: {doc:#}");
+    // The invented value is blamed on the turn that first said it, not on the tool.
+    let invented = cluster_of("invented-1.json");
+    assert!(invented["members"].as_array().unwrap().iter().all(|m| m["step"] == "msg:3"), "{invented:#}");
+}

@@ -579,7 +579,9 @@ pub fn assign<F: Borrow<Failure>>(failures: &[F], existing: Vec<Cluster>, idf: &
         let known = by_signature.get(key).copied();
         // A canonical failure class is a decided root cause: it never joins another cluster
         // by similarity (two classes whose traces share a long system prompt stay apart).
-        let classed = failures[members[0]].borrow().signature.signal == "class";
+        // Nor does a verdict-only failure nothing explained: joining would claim a cause.
+        let signal = &failures[members[0]].borrow().signature.signal;
+        let classed = signal == "class" || signal == "verdict:unexplained";
         let target = if known.is_some() || classed {
             known
         } else {
@@ -766,7 +768,7 @@ mod tests {
             let gnorm = centroid.values().map(|x| x * x).sum::<f64>().sqrt();
             let target = if let Some(&ci) = by_signature.get(key) {
                 Some(ci)
-            } else if failures[members[0]].signature.signal == "class" {
+            } else if ["class", "verdict:unexplained"].contains(&failures[members[0]].signature.signal.as_str()) {
                 None
             } else {
                 let mut probe: Vec<(&String, &f64)> = centroid.iter().collect();
@@ -1010,6 +1012,38 @@ mod tests {
             }
         }
         assert!(joined_by_similarity > 10, "the data must exercise joins by similarity");
+    }
+
+    #[test]
+    fn an_unexplained_verdict_joins_no_cluster_by_similarity() {
+        // Two failures with the same words: one explained, one not. Joining would give the
+        // unexplained one a cause nothing showed; with any other signal it joins.
+        let mut rng = Rng(3);
+        let mut fs = failures(&mut rng, 2, "u");
+        for (f, signal) in fs.iter_mut().zip(["verdict:invented_value", "verdict:unexplained"]) {
+            f.infra = false;
+            f.signature = Signature {
+                kind: "capability".into(),
+                signal: signal.into(),
+                step_kind: "expert".into(),
+                tool: None,
+                error_type: None,
+                template: signal.into(),
+            };
+            f.text = "the census says lyon has inhabitants final answer".into();
+        }
+        let idf = |fs: &[Failure]| {
+            let mut idf = Idf::default();
+            fs.iter().for_each(|f| idf.add(&term_counts(f)));
+            idf
+        };
+        let a = assign(&fs, Vec::new(), &idf(&fs), 0.3);
+        assert_ne!(a.cluster_of[0], a.cluster_of[1], "{:?}", a.cluster_of);
+        same(&a, &assign_plain(&fs, Vec::new(), &idf(&fs), 0.3));
+        fs[1].signature.signal = "verdict:stalled".into();
+        fs[1].signature.template = "verdict:stalled".into();
+        let a = assign(&fs, Vec::new(), &idf(&fs), 0.3);
+        assert_eq!(a.cluster_of[0], a.cluster_of[1], "{:?}", a.cluster_of);
     }
 
     #[test]

@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 
 use super::class::{FailureClass, classify};
 use super::signature::{Signature, template};
+use super::verdict;
 use crate::trace::json::clip;
 use crate::trace::model::{ErrorSource, Nanos, OutcomeStatus, Step, StepKind, Trace, value_text};
 
@@ -74,11 +75,16 @@ pub fn analyze(trace: &Trace, trace_seq: usize, assume_failed: bool) -> Option<F
         .or_else(|| user_complaint(trace, &order))
         .or_else(|| handled_error(trace))
         .or_else(|| refusal(trace, &order))
-        .or_else(|| terminal_signal(trace, &order))
-        .or_else(|| last_turn(trace, &order));
-    let found = found.map(|d| deepest(trace, &order, d));
-    let Decisive { step, signal, message, error_type } =
-        found.unwrap_or(Decisive { step: None, signal: "unknown".into(), message: String::new(), error_type: None });
+        .or_else(|| terminal_signal(trace, &order));
+    // Nothing raised: the verdict alone says the run failed, and its content says why.
+    let (found, verdict) = match found {
+        Some(d) => (deepest(trace, &order, d), None),
+        None => {
+            let (d, role) = verdict_only(trace, &order);
+            (d, Some(role))
+        }
+    };
+    let Decisive { step, signal, message, error_type } = found;
     let step_ref = step.map(|i| &trace.steps[i]);
     let tool = step_ref.and_then(|s| {
         s.tool_call
@@ -93,10 +99,19 @@ pub fn analyze(trace: &Trace, trace_seq: usize, assume_failed: bool) -> Option<F
         .then(|| classify(&message, error_type.as_deref(), code, step_ref))
         .flatten();
     let infra = class.map_or_else(|| is_infra(&message, error_type.as_deref(), step_ref), FailureClass::infra);
-    let signature = match class {
+    let signature = match (class, verdict) {
+        (_, Some((role, tool))) => Signature {
+            kind: "capability".into(),
+            signal: signal.clone(),
+            step_kind: role,
+            tool,
+            error_type: None,
+            // The cause, not the quote: the quote differs run to run, the cause does not.
+            template: signal.trim_start_matches("verdict:").replace('_', " "),
+        },
         // One root cause, one signature: the class alone, whichever step, tool or framework
         // words carried it (the words stay in `message` and `excerpt`).
-        Some(class) => Signature {
+        (Some(class), None) => Signature {
             kind: if infra { "infra" } else { "capability" }.into(),
             signal: "class".into(),
             step_kind: "-".into(),
@@ -104,7 +119,7 @@ pub fn analyze(trace: &Trace, trace_seq: usize, assume_failed: bool) -> Option<F
             error_type: Some(class.as_str().into()),
             template: class.as_str().into(),
         },
-        None => Signature {
+        (None, None) => Signature {
             kind: if infra { "infra" } else { "capability" }.into(),
             signal: signal.clone(),
             step_kind: step_ref.map(|s| s.kind.as_str()).unwrap_or("none").into(),
@@ -503,27 +518,30 @@ fn terminal_signal(trace: &Trace, order: &[usize]) -> Option<Decisive> {
     Some(Decisive { step, signal: format!("signal:{}", signal.kind), message: signal.detail.clone(), error_type: None })
 }
 
-/// No step-level evidence: the verdict is about the final answer. The decisive step is
-/// where that answer came from: the earliest agent step that already says what the last
-/// model turn says (a wrong value is usually produced once and then repeated), else the
-/// last model turn itself.
-fn last_turn(trace: &Trace, order: &[usize]) -> Option<Decisive> {
-    let signal = trace.signals.iter().find(|s| !s.passed);
-    // The last model turn that says something: a closing "TERMINATE" or "thanks" carries
-    // no answer to trace back.
+/// A failure with no step-level evidence, characterised by its content (`verdict`): the
+/// decisive step and signal, and the decisive agent's role and tool for the signature.
+fn verdict_only(trace: &Trace, order: &[usize]) -> (Decisive, (String, Option<String>)) {
+    let (answer, origin) = answer_turn(trace, order);
+    let run = verdict::Run::new(trace, order, |i| step_text(trace, &trace.steps[i]));
+    let finding = verdict::characterise(&run, answer);
+    let step = finding.step.or(origin);
+    let detail = trace.signals.iter().find(|s| !s.passed).map(|s| s.detail.clone()).unwrap_or_default();
+    let message = if finding.quote.is_empty() { detail } else { finding.quote };
+    let role = verdict::role(trace, step.map(|i| caller(trace, order, i)));
+    let signal = format!("verdict:{}", finding.cause.as_str());
+    (Decisive { step, signal, message, error_type: None }, (role, finding.tool))
+}
+
+/// The answer turn (the last model turn that says something) and where its content first
+/// appeared.
+fn answer_turn(trace: &Trace, order: &[usize]) -> (Option<usize>, Option<usize>) {
     let llm_turns = || order.iter().rev().filter(|&&i| trace.steps[i].kind == StepKind::Llm);
     let last = llm_turns()
         .find(|&&i| !answer_terms(&step_text(trace, &trace.steps[i])).is_empty())
         .or_else(|| llm_turns().next())
         .copied()
         .or(order.last().copied());
-    let step = last.map(|l| answer_origin(trace, order, l).unwrap_or(l));
-    Some(Decisive {
-        step,
-        signal: signal.map(|s| format!("signal:{}", s.kind)).unwrap_or_else(|| "unknown".into()),
-        message: signal.map(|s| s.detail.clone()).unwrap_or_default(),
-        error_type: None,
-    })
+    (last, last.map(|l| answer_origin(trace, order, l).unwrap_or(l)))
 }
 
 /// Distinctive words of an answer: numbers and words of 3+ letters that are not common.

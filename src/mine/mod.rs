@@ -15,6 +15,7 @@ pub mod failure;
 pub mod signature;
 pub mod state;
 pub mod summarize;
+pub mod verdict;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -135,6 +136,21 @@ pub struct MineResult {
 pub fn label_for(c: &Cluster, founding: Option<&Failure>) -> String {
     let terms = c.top_terms(4).join(", ");
     match founding {
+        // A failure that raised nothing: what went wrong in words, who did it, and the step
+        // quoted (the quote is where a person starts reading).
+        Some(f) if verdict::Cause::from_signal(&f.signature.signal).is_some() => {
+            let cause = verdict::Cause::from_signal(&f.signature.signal).unwrap_or(verdict::Cause::Unexplained);
+            // Unexplained has no evidence to quote: the decisive step is where to start reading.
+            let source = if cause == verdict::Cause::Unexplained { &f.excerpt } else { &f.message };
+            let quote = source.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+            let cause = cause.words();
+            let who = &f.signature.step_kind;
+            if quote.is_empty() {
+                format!("{cause} ({who})")
+            } else {
+                clip(&format!("{cause} ({who}): \"{quote}\""), 200)
+            }
+        }
         Some(f) => {
             let sig = &f.signature;
             let place = sig.tool.clone().or_else(|| sig.error_type.clone()).unwrap_or_else(|| sig.step_kind.clone());
