@@ -417,7 +417,7 @@ fn main() {
 
 /// The gate under test in the scale table's "new" columns.
 fn new_gate(cfg: &GateConfig) -> GateConfig {
-    cfg.clone()
+    GateConfig { sequential: true, ..cfg.clone() }
 }
 
 /// One `next_requests` + `decide` on a large gate after the first round, where every case has

@@ -150,6 +150,14 @@ pub struct GateConfig {
     /// Most trials per target case per arm (20): showing a gain with a confidence bound needs
     /// more pairs than ruling out a regression, and the target pool stops as soon as it is settled.
     pub target_k_max: u32,
+    /// Sequential allocation (see "Sequential allocation" in the module doc). Default false:
+    /// every case gets `k` trials on both arms first.
+    pub sequential: bool,
+    /// Sequential only: candidate trials a case with a warm stable baseline (at least `k_max`
+    /// recorded baseline trials, at most 5% of them failures) gets before it is judged (2, at
+    /// most `k`). A case that breaks to pass rate q slips through with probability q^n: 1% at
+    /// q = 0.1 with n = 2.
+    pub screen_trials: u32,
 }
 
 impl Default for GateConfig {
@@ -164,6 +172,8 @@ impl Default for GateConfig {
             holdout_alpha: 0.05,
             flip_tolerance: 0.05,
             target_k_max: 20,
+            sequential: false,
+            screen_trials: 2,
         }
     }
 }
@@ -258,6 +268,8 @@ pub enum Rule {
     },
     /// The flaky suite cases dropped significantly taken together.
     FlakyRegression,
+    /// The screened stable suite cases dropped significantly taken together (sequential only).
+    StableRegression,
     /// The target cases did not improve significantly by at least `min_effect`.
     NoImprovement,
     /// The holdout dropped significantly.
@@ -352,6 +364,10 @@ pub struct SuiteStats {
     pub per_case_alpha: f64,
     /// Pooled drop test over the flaky-baseline suite cases, if any.
     pub flaky: Option<PairedStats>,
+    /// Sequential only: pooled drop test over the screened suite cases (their first
+    /// `screen_trials` candidate trials against an equal share of each one's baseline).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stable: Option<PairedStats>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -425,6 +441,8 @@ struct Cfg {
     min_effect: f64,
     require_improvement: bool,
     eps: f64,
+    sequential: bool,
+    screen: u32,
 }
 
 fn level(x: f64, default: f64) -> f64 {
@@ -443,6 +461,8 @@ fn sanitize(cfg: &GateConfig) -> Cfg {
         min_effect: if cfg.min_effect.is_finite() { cfg.min_effect.clamp(0.0, 1.0) } else { 0.0 },
         require_improvement: cfg.require_improvement,
         eps: if cfg.flip_tolerance.is_finite() { cfg.flip_tolerance.clamp(0.0, 1.0) } else { 0.05 },
+        sequential: cfg.sequential,
+        screen: cfg.screen_trials.clamp(1, cfg.k.clamp(1, k_max)),
     }
 }
 
@@ -458,15 +478,45 @@ struct CaseData {
     risk: f64,
     /// Most trials per arm for this case (`k_max`, or `target_k_max` for target cases).
     kmax: u32,
+    /// Trials per arm the case needs before it is judged: `k`, fewer on the candidate of a
+    /// screened case, none on the baseline of a sequential case whose candidate never failed.
+    first: Start,
+    /// Sequential: the baseline alone makes this case one the candidate is screened on (warm,
+    /// stable, history not flaky), whatever the candidate has shown since.
+    screenable: bool,
+}
+
+/// Why a case starts with the trials it does (sequential allocation; shown in the report).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Start {
+    /// `k` trials on both arms (today's rule, target cases, and any case whose candidate failed).
+    Both,
+    /// Sequential: the candidate first; the baseline only if the candidate fails.
+    CandidateFirst,
+    /// Sequential, warm stable baseline: `screen_trials` candidate trials, no fresh baseline.
+    Screened,
 }
 
 impl CaseData {
     fn new(cfg: &Cfg, c: &CaseTrials) -> Self {
         let kmax = if c.role == Role::Target { cfg.target_k_max } else { cfg.k_max };
-        Self::of(cfg, &c.baseline, &c.candidate, c.prior_fail_rate, kmax)
+        // History says the case is flaky: its baseline is needed for the flaky pool whatever the
+        // candidate does (leaving out the cases whose candidate happened to pass would bias the
+        // pool towards drops).
+        let stable_history = c.prior_fail_rate.is_finite() && c.prior_fail_rate <= 0.05;
+        let lazy = cfg.sequential && c.role != Role::Target && stable_history;
+        let mut d = Self::of(cfg, &c.baseline, &c.candidate, c.prior_fail_rate, kmax, lazy);
+        // Holdout cases are never screened: the holdout's pooled drop test needs its k trials.
+        if c.role == Role::Holdout && d.first == Start::Screened {
+            d.first = Start::CandidateFirst;
+            d.pending = d.cand.trials < cfg.k;
+        }
+        d.screenable &= c.role == Role::Suite;
+        d
     }
 
-    fn of(cfg: &Cfg, baseline: &[bool], candidate: &[bool], prior_fail_rate: f64, kmax: u32) -> Self {
+    fn of(cfg: &Cfg, baseline: &[bool], candidate: &[bool], prior_fail_rate: f64, kmax: u32, lazy: bool) -> Self {
         let base = Counts::from_outcomes(baseline);
         let cand = Counts::from_outcomes(candidate);
         let (mut pairs, mut to_fail, mut to_pass) = (0u32, 0u32, 0u32);
@@ -484,6 +534,13 @@ impl CaseData {
         let prior = if prior_fail_rate.is_finite() { prior_fail_rate.clamp(0.0, 1.0) } else { 0.0 };
         // Observed candidate failure rate shrunk towards the prior with the weight of two trials.
         let risk = (f64::from(cand.failures()) + 2.0 * prior) / (f64::from(cand.trials) + 2.0);
+        let first = start(cfg, base, cand, lazy);
+        let screenable = start(cfg, base, Counts::default(), lazy) == Start::Screened;
+        let (need_cand, need_base) = match first {
+            Start::Both => (cfg.k, cfg.k),
+            Start::CandidateFirst => (cfg.k, 0),
+            Start::Screened => (cfg.screen, 0),
+        };
         CaseData {
             base,
             cand,
@@ -491,11 +548,19 @@ impl CaseData {
             to_fail,
             to_pass,
             class,
-            pending: base.trials < cfg.k || cand.trials < cfg.k,
+            pending: base.trials < need_base || cand.trials < need_cand,
             at_max: base.trials >= kmax && cand.trials >= kmax,
             risk,
             kmax,
+            first,
+            screenable,
         }
+    }
+
+    /// Trials per arm a pending case is brought to (the plan has one count for both arms; an
+    /// arm that has more already gets nothing).
+    fn first_trials(&self, cfg: &Cfg) -> u32 {
+        if self.first == Start::Screened { cfg.screen } else { cfg.k }
     }
 
     fn min_trials(&self) -> u32 {
@@ -505,6 +570,21 @@ impl CaseData {
     /// Per-arm trial count after one more round.
     fn top_up(&self, cfg: &Cfg) -> u32 {
         self.min_trials().saturating_add(cfg.step).min(self.kmax)
+    }
+}
+
+/// How a case starts (see [`Start`]). A candidate that passed every trial cannot show a drop
+/// whatever the baseline does (the one-sided Fisher p is 1), so its baseline is not needed; once
+/// the candidate fails the case is judged like any other, on `k` trials of both arms.
+fn start(cfg: &Cfg, base: Counts, cand: Counts, lazy: bool) -> Start {
+    if !lazy || cand.failures() > 0 {
+        return Start::Both;
+    }
+    // Warm and stable: at least k_max recorded baseline trials, at most 5% failures.
+    if base.trials >= cfg.k_max && base.failures().saturating_mul(20) <= base.trials {
+        Start::Screened
+    } else {
+        Start::CandidateFirst
     }
 }
 
@@ -755,11 +835,38 @@ struct SuiteEval {
     status: Vec<Status>,
     flaky: Vec<usize>,
     flaky_pool: Option<Pool>,
+    stable_pool: Option<Pool>,
+}
+
+/// The screened suite cases' pooled evidence: the first `screen` candidate trials of each, and
+/// the first `m` baseline trials of each (`m` the fewest any member has), so every case weighs
+/// the same on both arms. Membership depends on the baseline only, and the candidate counts on
+/// trials every member gets whatever it shows, so the test has its nominal level: this is what
+/// catches a drop spread thinly over many stable cases that each show it once or not at all.
+fn stable_counts(cfg: &Cfg, cases: &[CaseTrials], data: &[CaseData], suite: &[usize]) -> Option<(Counts, Counts, u32)> {
+    let members: Vec<usize> = suite.iter().copied().filter(|&i| data[i].screenable).collect();
+    if members.len() < 2 {
+        return None;
+    }
+    let m = members.iter().map(|&i| cases[i].baseline.len()).min().unwrap_or(0);
+    let (mut cand, mut base) = (Counts::default(), Counts::default());
+    for &i in &members {
+        let c = &cases[i];
+        cand = cand + Counts::from_outcomes(&c.candidate[..c.candidate.len().min(cfg.screen as usize)]);
+        base = base + Counts::from_outcomes(&c.baseline[..m]);
+    }
+    Some((cand, base, u32::try_from(members.len()).unwrap_or(u32::MAX)))
 }
 
 /// `suite` are the per-case hypotheses (suite cases, holdout cases, target guards);
 /// `pooled` the cases whose flaky members form the pooled drop test (the suite's).
-fn eval_suite(cfg: &Cfg, data: &[CaseData], suite: &[usize], pooled: &[usize]) -> SuiteEval {
+fn eval_suite(
+    cfg: &Cfg,
+    data: &[CaseData],
+    suite: &[usize],
+    pooled: &[usize],
+    stable: Option<(Counts, Counts, u32)>,
+) -> SuiteEval {
     let p_lower: Vec<f64> = data.iter().map(|d| stats::fisher_lower(d.cand, d.base)).collect();
     let flaky: Vec<usize> =
         pooled.iter().copied().filter(|&i| data[i].class == Class::Flaky && !data[i].pending).collect();
@@ -781,6 +888,12 @@ fn eval_suite(cfg: &Cfg, data: &[CaseData], suite: &[usize], pooled: &[usize]) -
         let pairs: u32 = flaky.iter().map(|&i| data[i].pairs.max(cfg.k_max)).sum();
         let share = f64::from(s.flips_to_fail + s.flips_to_pass) / f64::from(s.pairs.max(1));
         projected.push(stats::sign_test_min_p((share * f64::from(pairs)).round() as u32));
+    }
+    // The stable pool is looked at once, on data of a fixed size: its margins now are final.
+    if let Some((cand, base, _)) = stable {
+        let at_end = Counts::new(cand.passes, cand.trials.max(1));
+        min_ps.push(stats::fisher_lower_min_p(at_end, base));
+        projected.push(stats::fisher_lower_min_p(at_end, base));
     }
     let k = tarone(cfg.alpha, &min_ps).max(tarone(cfg.alpha, &projected));
     let t = cfg.alpha / f64::from(k);
@@ -819,7 +932,38 @@ fn eval_suite(cfg: &Cfg, data: &[CaseData], suite: &[usize], pooled: &[usize]) -
         s.settled = status.settled();
         Pool { stats: s, status }
     });
-    SuiteEval { p_lower, k, t, status, flaky, flaky_pool }
+    let stable_pool = stable.map(|(cand, base, cases)| stable_pool(cfg, data, pooled, cand, base, cases, t));
+    SuiteEval { p_lower, k, t, status, flaky, flaky_pool, stable_pool }
+}
+
+/// The stable pool's status: settled once every member has its screening trials.
+fn stable_pool(cfg: &Cfg, data: &[CaseData], pooled: &[usize], cand: Counts, base: Counts, cases: u32, t: f64) -> Pool {
+    let pending = pooled.iter().any(|&i| data[i].screenable && data[i].cand.trials < cfg.screen);
+    let p = stats::fisher_lower(cand, base);
+    let status = match (pending, p <= t) {
+        (true, _) => Status::Pending,
+        (false, true) => Status::Fail,
+        (false, false) => Status::Pass,
+    };
+    let stats = PairedStats {
+        cases,
+        pairs: 0,
+        flips_to_fail: 0,
+        flips_to_pass: 0,
+        baseline_passes: base.passes,
+        baseline_n: base.trials,
+        candidate_passes: cand.passes,
+        candidate_n: cand.trials,
+        wilson_baseline: stats::wilson_confidence(base, 0.95),
+        wilson_candidate: stats::wilson_confidence(cand, 0.95),
+        effect: cand.rate() - base.rate(),
+        p_value: p,
+        gain_lower_bound: None,
+        alpha: t,
+        significant: p <= t,
+        settled: status.settled(),
+    };
+    Pool { stats, status }
 }
 
 /// The target pool: significant flips towards passing and a large enough mean gain. Returns the
@@ -890,7 +1034,7 @@ fn plan_requests(cfg: &Cfg, data: &[CaseData], plan: &Plan) -> Vec<Request> {
     };
     for &i in plan.suite {
         match plan.eval.status[i] {
-            Status::Pending => bump(i, cfg.k, 1, 1.0 - data[i].risk),
+            Status::Pending => bump(i, data[i].first_trials(cfg), 1, 1.0 - data[i].risk),
             // Closest to confirming a regression first.
             Status::Uncertain => bump(i, data[i].top_up(cfg), 0, plan.eval.p_lower[i]),
             _ => {}
@@ -900,7 +1044,7 @@ fn plan_requests(cfg: &Cfg, data: &[CaseData], plan: &Plan) -> Vec<Request> {
         for &i in members {
             let d = &data[i];
             match status {
-                Status::Pending if d.pending => bump(i, cfg.k, tier, 1.0 - d.risk),
+                Status::Pending if d.pending => bump(i, d.first_trials(cfg), tier, 1.0 - d.risk),
                 Status::Uncertain if !d.at_max => bump(i, d.top_up(cfg), tier, 1.0 - d.risk),
                 _ => {}
             }
@@ -911,8 +1055,10 @@ fn plan_requests(cfg: &Cfg, data: &[CaseData], plan: &Plan) -> Vec<Request> {
     order.sort_by(|a, b| a.2.cmp(&b.2).then(a.3.total_cmp(&b.3)).then(a.0.cmp(&b.0)));
     let mut requests = Vec::new();
     for (i, n, _, _) in order {
-        // The candidate first: the baseline's results are often cached.
-        for (arm, have) in [(Arm::Candidate, data[i].cand.trials), (Arm::Baseline, data[i].base.trials)] {
+        // The candidate first: the baseline's results are often cached. A sequential case whose
+        // candidate never failed needs no baseline trials (see `start`).
+        let base_n = if data[i].first == Start::Both { n } else { 0 };
+        for (arm, have, n) in [(Arm::Candidate, data[i].cand.trials, n), (Arm::Baseline, data[i].base.trials, base_n)] {
             if n > have {
                 requests.push(Request { case: i, arm, first_trial: have, trials: n - have });
             }
@@ -939,7 +1085,9 @@ fn analyze(config: &GateConfig, cases: &[CaseTrials]) -> Analysis {
         for &i in &target {
             let c = &cases[i];
             if !c.baseline_full.is_empty() || !c.candidate_full.is_empty() {
-                data.push(CaseData::of(&cfg, &c.baseline_full, &c.candidate_full, c.prior_fail_rate, cfg.target_k_max));
+                let full =
+                    CaseData::of(&cfg, &c.baseline_full, &c.candidate_full, c.prior_fail_rate, cfg.target_k_max, false);
+                data.push(full);
                 real.push(i);
             }
         }
@@ -948,7 +1096,8 @@ fn analyze(config: &GateConfig, cases: &[CaseTrials]) -> Analysis {
     // that drops is a regression with the same evidence a suite case needs), target guards.
     let per_case: Vec<usize> = suite.iter().chain(&holdout).copied().chain(cases.len()..data.len()).collect();
 
-    let eval = eval_suite(&cfg, &data, &per_case, &suite);
+    let stable = if cfg.sequential { stable_counts(&cfg, cases, &data, &suite) } else { None };
+    let eval = eval_suite(&cfg, &data, &per_case, &suite, stable);
     // Target cases are not run at all unless improvement is required: they cannot change the decision.
     let target_pool = cfg.require_improvement.then(|| eval_target(&cfg, &data, &target));
     let holdout_pool = (!holdout.is_empty()).then(|| eval_holdout(&cfg, &data, &holdout));
@@ -956,10 +1105,11 @@ fn analyze(config: &GateConfig, cases: &[CaseTrials]) -> Analysis {
     // The decision is final once a rejection is settled or everything is.
     let pool_status = |p: Option<&Pool>| p.map_or(Status::Pass, |p| p.status);
     let flaky_st = pool_status(eval.flaky_pool.as_ref());
+    let stable_st = pool_status(eval.stable_pool.as_ref());
     let target_st = pool_status(target_pool.as_ref().map(|(p, _)| p));
     let holdout_st = pool_status(holdout_pool.as_ref());
     let components: Vec<Status> =
-        per_case.iter().map(|&i| eval.status[i]).chain([flaky_st, target_st, holdout_st]).collect();
+        per_case.iter().map(|&i| eval.status[i]).chain([flaky_st, stable_st, target_st, holdout_st]).collect();
     let complete = components.contains(&Status::Fail) || components.iter().all(|s| s.settled());
 
     let requests = if complete {
@@ -995,6 +1145,8 @@ fn analyze(config: &GateConfig, cases: &[CaseTrials]) -> Analysis {
         regression(i)
     } else if flaky_st == Status::Fail {
         Rule::FlakyRegression
+    } else if stable_st == Status::Fail {
+        Rule::StableRegression
     } else if holdout_st == Status::Fail {
         Rule::HoldoutDrop
     } else if target_st == Status::Fail {
@@ -1003,6 +1155,8 @@ fn analyze(config: &GateConfig, cases: &[CaseTrials]) -> Analysis {
         regression(i)
     } else if flaky_sig {
         Rule::FlakyRegression
+    } else if eval.stable_pool.as_ref().is_some_and(|p| p.stats.significant) {
+        Rule::StableRegression
     } else if holdout_sig {
         Rule::HoldoutDrop
     } else if !target_met {
@@ -1069,6 +1223,7 @@ fn analyze(config: &GateConfig, cases: &[CaseTrials]) -> Analysis {
         testable_hypotheses: eval.k,
         per_case_alpha: eval.t,
         flaky: eval.flaky_pool.map(|p| p.stats),
+        stable: eval.stable_pool.map(|p| p.stats),
     };
     let target_stats =
         target_pool.map(|(p, met)| TargetStats { paired: p.stats, min_effect: cfg.min_effect, improved: met });
@@ -1138,6 +1293,19 @@ fn summarize(d: &Decision) -> String {
                 fmt_p(f.alpha)
             ),
             None => "FAIL: flaky suite cases dropped together".to_owned(),
+        },
+        Rule::StableRegression => match &d.suite.stable {
+            Some(f) => format!(
+                "FAIL: {} screened stable suite cases dropped together: candidate {}/{} vs baseline {}/{}, Fisher p = {} ≤ {}",
+                f.cases,
+                f.candidate_passes,
+                f.candidate_n,
+                f.baseline_passes,
+                f.baseline_n,
+                fmt_p(f.p_value),
+                fmt_p(f.alpha)
+            ),
+            None => "FAIL: screened stable suite cases dropped together".to_owned(),
         },
         Rule::HoldoutDrop => match &d.holdout {
             Some(h) => format!(

@@ -591,6 +591,7 @@ fn conclude(mut report: GateReport, decision: engine::Decision, started: Instant
         engine::Rule::Passed => "passed",
         engine::Rule::Regression { .. } => "regression",
         engine::Rule::FlakyRegression => "flaky_regression",
+        engine::Rule::StableRegression => "stable_regression",
         engine::Rule::NoImprovement => "no_improvement",
         engine::Rule::HoldoutDrop => "holdout_drop",
         engine::Rule::HoldoutRegression { .. } => "holdout_regression",
