@@ -74,6 +74,24 @@
 //! would miss 0.5 → 0.05 about one time in ten at α/K; `k_max = 20`, or cached baseline history
 //! (which the engine uses when present), is what closes that gap.
 //!
+//! # Sequential allocation (`sequential`, opt-in)
+//!
+//! A suite or holdout case whose history is not flaky (`prior_fail_rate` ≤ 0.05) starts on the
+//! candidate alone: a candidate that passes every trial cannot show a drop whatever the baseline
+//! does (its one-sided Fisher p is 1), so the baseline is run only once the candidate fails, and
+//! from then on the case is judged by the rules above (`k` trials of both arms, top-ups). A
+//! suite case with a warm stable baseline (at least `k_max` recorded trials, at most 5% failures)
+//! is *screened*: `screen_trials` candidate trials (2) instead of `k`; a case that breaks to pass
+//! rate q passes its screen with probability q^n (1% at q = 0.1). Flaky-history cases, target
+//! cases and holdout cases are never screened. Leaving baselines out only ever removes
+//! flips to pass from the pooled sign tests, so it can make them reject more, never less.
+//!
+//! The screened cases form one more pooled hypothesis in the suite's Tarone family: a one-sided
+//! Fisher test of their first `screen_trials` candidate trials against the first `m` baseline
+//! trials of each (`m` the fewest any member has). Membership and sample sizes are fixed by the
+//! baseline before any candidate trial, so the test is looked at once, at its nominal level; it
+//! is what catches a drop spread thinly over many stable cases (`StableRegression`).
+//!
 //! # Request order
 //!
 //! Top-ups of suite cases that already show a suspicious candidate failure come first (smallest
@@ -323,6 +341,13 @@ pub struct CaseVerdict {
     /// 95% Wilson intervals of the pass rates.
     pub wilson_baseline: (f64, f64),
     pub wilson_candidate: (f64, f64),
+    /// Sequential allocation: how the case started (absent = `k` trials on both arms).
+    #[serde(skip_serializing_if = "Start::is_both")]
+    pub start: Start,
+    /// Sequential allocation: the candidate failed, so the case got its baseline and was judged
+    /// on `k` or more trials of both arms.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub escalated: bool,
 }
 
 /// Pooled seed-paired evidence over a group of cases.
@@ -484,6 +509,8 @@ struct CaseData {
     /// Sequential: the baseline alone makes this case one the candidate is screened on (warm,
     /// stable, history not flaky), whatever the candidate has shown since.
     screenable: bool,
+    /// How the case started, before any candidate trial (the report's "why this many trials").
+    plan: Start,
 }
 
 /// Why a case starts with the trials it does (sequential allocation; shown in the report).
@@ -498,6 +525,12 @@ pub enum Start {
     Screened,
 }
 
+impl Start {
+    fn is_both(&self) -> bool {
+        *self == Start::Both
+    }
+}
+
 impl CaseData {
     fn new(cfg: &Cfg, c: &CaseTrials) -> Self {
         let kmax = if c.role == Role::Target { cfg.target_k_max } else { cfg.k_max };
@@ -508,9 +541,12 @@ impl CaseData {
         let lazy = cfg.sequential && c.role != Role::Target && stable_history;
         let mut d = Self::of(cfg, &c.baseline, &c.candidate, c.prior_fail_rate, kmax, lazy);
         // Holdout cases are never screened: the holdout's pooled drop test needs its k trials.
-        if c.role == Role::Holdout && d.first == Start::Screened {
-            d.first = Start::CandidateFirst;
-            d.pending = d.cand.trials < cfg.k;
+        if c.role == Role::Holdout && d.plan == Start::Screened {
+            d.plan = Start::CandidateFirst;
+            if d.first == Start::Screened {
+                d.first = Start::CandidateFirst;
+                d.pending = d.cand.trials < cfg.k;
+            }
         }
         d.screenable &= c.role == Role::Suite;
         d
@@ -535,7 +571,8 @@ impl CaseData {
         // Observed candidate failure rate shrunk towards the prior with the weight of two trials.
         let risk = (f64::from(cand.failures()) + 2.0 * prior) / (f64::from(cand.trials) + 2.0);
         let first = start(cfg, base, cand, lazy);
-        let screenable = start(cfg, base, Counts::default(), lazy) == Start::Screened;
+        let plan = start(cfg, base, Counts::default(), lazy);
+        let screenable = plan == Start::Screened;
         let (need_cand, need_base) = match first {
             Start::Both => (cfg.k, cfg.k),
             Start::CandidateFirst => (cfg.k, 0),
@@ -554,6 +591,7 @@ impl CaseData {
             kmax,
             first,
             screenable,
+            plan,
         }
     }
 
@@ -1166,9 +1204,44 @@ fn analyze(config: &GateConfig, cases: &[CaseTrials]) -> Analysis {
     };
     let verdict = if rule == Rule::Passed { Verdict::Pass } else { Verdict::Fail };
 
-    let case_verdicts: Vec<CaseVerdict> = cases
+    let cx = Verdicts { cfg: &cfg, eval: &eval, real: &real, complete, target_st, holdout_st };
+    let case_verdicts = case_verdicts(&cx, cases, &data);
+    let suite_stats = SuiteStats {
+        cases: u32::try_from(suite.len()).unwrap_or(u32::MAX),
+        testable_hypotheses: eval.k,
+        per_case_alpha: eval.t,
+        flaky: eval.flaky_pool.map(|p| p.stats),
+        stable: eval.stable_pool.map(|p| p.stats),
+    };
+    let target_stats =
+        target_pool.map(|(p, met)| TargetStats { paired: p.stats, min_effect: cfg.min_effect, improved: met });
+    let holdout_stats = holdout_pool.map(|p| {
+        let dropped = p.status == Status::Fail || (p.stats.significant && !complete);
+        HoldoutStats { paired: p.stats, dropped }
+    });
+    let sum = |f: fn(&CaseData) -> u32| data.iter().fold(0u32, |a, d| a.saturating_add(f(d)));
+    let mut decision = Decision {
+        verdict,
+        rule,
+        complete,
+        cases: case_verdicts,
+        suite: suite_stats,
+        target: target_stats,
+        holdout: holdout_stats,
+        trials_baseline: sum(|d| d.base.trials),
+        trials_candidate: sum(|d| d.cand.trials),
+        summary: String::new(),
+    };
+    decision.summary = summarize(&decision);
+    Analysis { requests, decision }
+}
+
+/// One row per case: the rule's outcome for it and the numbers behind it.
+fn case_verdicts(cx: &Verdicts, cases: &[CaseTrials], data: &[CaseData]) -> Vec<CaseVerdict> {
+    let Verdicts { cfg, eval, real, complete, target_st, holdout_st } = *cx;
+    cases
         .iter()
-        .zip(&data)
+        .zip(data)
         .enumerate()
         .map(|(i, (c, d))| {
             let p_lower = eval.p_lower[i];
@@ -1214,38 +1287,22 @@ fn analyze(config: &GateConfig, cases: &[CaseTrials]) -> Analysis {
                 p_value: tested.then_some(if c.role == Role::Target { p_higher } else { p_lower }),
                 wilson_baseline: stats::wilson_confidence(d.base, 0.95),
                 wilson_candidate: stats::wilson_confidence(d.cand, 0.95),
+                start: d.plan,
+                escalated: d.plan != Start::Both && d.first == Start::Both,
             }
         })
-        .collect();
+        .collect()
+}
 
-    let suite_stats = SuiteStats {
-        cases: u32::try_from(suite.len()).unwrap_or(u32::MAX),
-        testable_hypotheses: eval.k,
-        per_case_alpha: eval.t,
-        flaky: eval.flaky_pool.map(|p| p.stats),
-        stable: eval.stable_pool.map(|p| p.stats),
-    };
-    let target_stats =
-        target_pool.map(|(p, met)| TargetStats { paired: p.stats, min_effect: cfg.min_effect, improved: met });
-    let holdout_stats = holdout_pool.map(|p| {
-        let dropped = p.status == Status::Fail || (p.stats.significant && !complete);
-        HoldoutStats { paired: p.stats, dropped }
-    });
-    let sum = |f: fn(&CaseData) -> u32| data.iter().fold(0u32, |a, d| a.saturating_add(f(d)));
-    let mut decision = Decision {
-        verdict,
-        rule,
-        complete,
-        cases: case_verdicts,
-        suite: suite_stats,
-        target: target_stats,
-        holdout: holdout_stats,
-        trials_baseline: sum(|d| d.base.trials),
-        trials_candidate: sum(|d| d.cand.trials),
-        summary: String::new(),
-    };
-    decision.summary = summarize(&decision);
-    Analysis { requests, decision }
+/// What [`case_verdicts`] needs of the analysis.
+#[derive(Clone, Copy)]
+struct Verdicts<'a> {
+    cfg: &'a Cfg,
+    eval: &'a SuiteEval,
+    real: &'a [usize],
+    complete: bool,
+    target_st: Status,
+    holdout_st: Status,
 }
 
 fn fmt_p(p: f64) -> String {
@@ -1371,6 +1428,64 @@ mod tests {
         }
         assert!(next_requests(cfg, cases).is_empty());
         decide(cfg, cases)
+    }
+
+    fn sequential() -> GateConfig {
+        GateConfig { sequential: true, ..GateConfig::default() }
+    }
+
+    #[test]
+    fn sequential_runs_the_candidate_first_and_the_baseline_only_where_it_failed() {
+        let cfg = sequential();
+        let mut cases: Vec<CaseTrials> = (0..6).map(|i| CaseTrials::new(format!("s{i}"), Role::Suite)).collect();
+        let first = next_requests(&cfg, &cases);
+        assert_eq!(first.len(), 6, "{first:?}");
+        assert!(first.iter().all(|r| r.arm == Arm::Candidate && r.trials == cfg.k), "{first:?}");
+        // Case 2's candidate fails its first trial: only case 2 gets baseline trials.
+        let d = run(&cfg, &mut cases, |c, arm, t| !(c == 2 && arm == Arm::Candidate && t == 0));
+        assert_eq!(d.verdict, Verdict::Pass, "{}", d.summary);
+        assert!(cases.iter().enumerate().all(|(i, c)| c.baseline.is_empty() == (i != 2)));
+        assert_eq!(d.cases[0].start, Start::CandidateFirst);
+        assert!(d.cases[2].escalated && !d.cases[0].escalated);
+        // The same failure, repeated on every trial, is still a regression.
+        let mut cases: Vec<CaseTrials> = (0..6).map(|i| CaseTrials::new(format!("s{i}"), Role::Suite)).collect();
+        let d = run(&cfg, &mut cases, |c, arm, _| !(c == 2 && arm == Arm::Candidate));
+        assert_eq!(d.rule, Rule::Regression { case: "s2".into() }, "{}", d.summary);
+    }
+
+    #[test]
+    fn warm_stable_cases_are_screened_and_escalate_on_a_failure() {
+        let cfg = sequential();
+        let warm = [true; 30];
+        let mut cases: Vec<CaseTrials> = (0..8).map(|i| case(&format!("s{i}"), Role::Suite, &warm, &[])).collect();
+        let first = next_requests(&cfg, &cases);
+        assert!(first.iter().all(|r| r.arm == Arm::Candidate && r.trials == cfg.screen_trials), "{first:?}");
+        let d = run(&cfg, &mut cases, |c, _, t| !(c == 5 && t == 1));
+        assert_eq!(d.verdict, Verdict::Pass, "{}", d.summary);
+        assert!(d.cases.iter().all(|c| c.start == Start::Screened));
+        assert_eq!(d.cases[0].candidate_n, cfg.screen_trials, "a clean screen settles the case");
+        assert!(d.cases[5].escalated && d.cases[5].candidate_n > cfg.k, "a failure earns a top-up");
+        assert!(d.trials_candidate < 8 * cfg.k);
+        let stable = d.suite.stable.as_ref().expect("stable pool");
+        assert_eq!((stable.cases, stable.candidate_n), (8, 8 * cfg.screen_trials));
+    }
+
+    #[test]
+    fn a_drop_spread_over_screened_cases_fails_the_stable_pool() {
+        // 14 of 40 warm stable cases fail one screening trial each (and pass their top-ups): no
+        // case is significant on its own, the screened cases taken together are.
+        let cfg = sequential();
+        let warm = [true; 30];
+        let fresh =
+            || -> Vec<CaseTrials> { (0..40).map(|i| case(&format!("s{i}"), Role::Suite, &warm, &[])).collect() };
+        let mut cases = fresh();
+        let d = run(&cfg, &mut cases, |c, arm, t| !(c < 14 && arm == Arm::Candidate && t == 0));
+        assert!(d.cases.iter().all(|c| c.outcome != CaseOutcome::Regressed), "{}", d.summary);
+        assert_eq!(d.rule, Rule::StableRegression, "{}", d.summary);
+        // One such failure is noise.
+        let mut cases = fresh();
+        let d = run(&cfg, &mut cases, |c, arm, t| !(c == 0 && arm == Arm::Candidate && t == 0));
+        assert_eq!(d.verdict, Verdict::Pass, "{}", d.summary);
     }
 
     #[test]
