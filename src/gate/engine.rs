@@ -1177,31 +1177,20 @@ fn analyze(config: &GateConfig, cases: &[CaseTrials]) -> Analysis {
     let regressed_settled = most_significant(&|i| eval.status[i] == Status::Fail);
     let regressed_now = most_significant(&|i| eval.p_lower[i] <= eval.t);
     let target_met = target_pool.as_ref().is_none_or(|(_, met)| *met);
-    let flaky_sig = eval.flaky_pool.as_ref().is_some_and(|p| p.stats.significant);
-    let holdout_sig = holdout_pool.as_ref().is_some_and(|p| p.stats.significant);
-    let rule = if let Some(i) = regressed_settled {
-        regression(i)
-    } else if flaky_st == Status::Fail {
-        Rule::FlakyRegression
-    } else if stable_st == Status::Fail {
-        Rule::StableRegression
-    } else if holdout_st == Status::Fail {
-        Rule::HoldoutDrop
-    } else if target_st == Status::Fail {
-        Rule::NoImprovement
-    } else if let Some(i) = regressed_now {
-        regression(i)
-    } else if flaky_sig {
-        Rule::FlakyRegression
-    } else if eval.stable_pool.as_ref().is_some_and(|p| p.stats.significant) {
-        Rule::StableRegression
-    } else if holdout_sig {
-        Rule::HoldoutDrop
-    } else if !target_met {
-        Rule::NoImprovement
-    } else {
-        Rule::Passed
-    };
+    let sig = |p: Option<&Pool>| p.is_some_and(|p| p.stats.significant);
+    // Pools in order of precedence: status, significant now, the rule they give.
+    let pools = [
+        (flaky_st, sig(eval.flaky_pool.as_ref()), Rule::FlakyRegression),
+        (stable_st, sig(eval.stable_pool.as_ref()), Rule::StableRegression),
+        (holdout_st, sig(holdout_pool.as_ref()), Rule::HoldoutDrop),
+        (target_st, !target_met, Rule::NoImprovement),
+    ];
+    let rule = regressed_settled
+        .map(regression)
+        .or_else(|| pools.iter().find(|p| p.0 == Status::Fail).map(|p| p.2.clone()))
+        .or_else(|| regressed_now.map(regression))
+        .or_else(|| pools.iter().find(|p| p.1).map(|p| p.2.clone()))
+        .unwrap_or(Rule::Passed);
     let verdict = if rule == Rule::Passed { Verdict::Pass } else { Verdict::Fail };
 
     let cx = Verdicts { cfg: &cfg, eval: &eval, real: &real, complete, target_st, holdout_st };
