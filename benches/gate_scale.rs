@@ -107,10 +107,13 @@ pub const SHAPES: &[Shape] = &[
     },
 ];
 
+/// How a method gates one world (the run number seeds its trials).
+type Gate = Box<dyn Fn(u64, &World) -> Run>;
+
 /// A gating method of the scale table: a name and how it runs on one world.
 pub struct Method {
     pub name: &'static str,
-    run: Box<dyn Fn(u64, &World) -> Run>,
+    run: Gate,
 }
 
 /// The methods compared: fixed k_max, single run, today's adaptive gate cold and warm, and the
