@@ -37,6 +37,7 @@ fn rule_letter(rule: &Rule) -> char {
         Rule::Passed => '-',
         Rule::Regression { .. } => 'R',
         Rule::FlakyRegression => 'F',
+        Rule::StableRegression => 'S',
         Rule::HoldoutDrop => 'H',
         Rule::NoImprovement => 'N',
         Rule::HoldoutRegression { .. } => 'h',

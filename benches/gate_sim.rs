@@ -20,7 +20,9 @@
 //! the engine's default config). Prints the table, the rejections by rule, and whether the
 //! targets are met: adaptive agrees with fixed-k_max on ≥ 95% of decisions using ≤ 50% of its
 //! trials, and accepts < 5% of the patches that break a case. Ends with the cost of one engine
-//! call on a 500-case gate.
+//! call on a 500-case gate, then the suite-scale table of `gate_scale.rs` (`--sizes 30,300,3000
+//! --scale-seeds N`: runs per shape on 30 cases, proportionally fewer on larger suites; `--scale-only`
+//! skips the rest).
 #![allow(clippy::print_stdout)]
 
 use std::time::Instant;
@@ -29,6 +31,8 @@ use autoharness::gate::engine::{Arm, CaseTrials, Decision, GateConfig, Role, dec
 
 #[path = "gate_common.rs"]
 mod common;
+#[path = "gate_scale.rs"]
+mod scale;
 use common::{Run, Table, Tally, splitmix64};
 
 struct Rng(u64);
@@ -351,15 +355,23 @@ fn single_run(cfg: &GateConfig, run: u64, world: &World) -> Run {
 fn main() {
     let mut cfg = GateConfig::default();
     let mut seeds = 1000u32;
+    let (mut scale_seeds, mut sizes, mut scale_only) = (200u32, vec![30usize, 300, 3000], false);
     let args: Vec<String> = std::env::args().collect();
     for w in args.windows(2) {
         match w[0].as_str() {
+            "--scale-seeds" => scale_seeds = w[1].parse().expect("--scale-seeds N"),
+            "--sizes" => sizes = w[1].split(',').map(|n| n.parse().expect("--sizes 30,300,3000")).collect(),
             "--seeds" => seeds = w[1].parse().expect("--seeds N"),
             "--eps" => cfg.flip_tolerance = w[1].parse().expect("--eps X"),
             "--step" => cfg.step = w[1].parse().expect("--step N"),
             "--kmax" => cfg.k_max = w[1].parse().expect("--kmax N"),
             _ => {}
         }
+    }
+    scale_only |= args.iter().any(|a| a == "--scale-only");
+    if scale_only {
+        scale::bench(&cfg, &new_gate(&cfg), &sizes, scale_seeds);
+        return;
     }
     println!(
         "gate_sim: {seeds} runs per scenario; k = {}, k_max = {}, step = {}, alpha = {}, holdout_alpha = {}, \
@@ -400,6 +412,12 @@ fn main() {
     }
     println!("elapsed {:.1} s", started.elapsed().as_secs_f64());
     scale(&cfg);
+    scale::bench(&cfg, &new_gate(&cfg), &sizes, scale_seeds);
+}
+
+/// The gate under test in the scale table's "new" columns.
+fn new_gate(cfg: &GateConfig) -> GateConfig {
+    GateConfig { sequential: true, ..cfg.clone() }
 }
 
 /// One `next_requests` + `decide` on a large gate after the first round, where every case has

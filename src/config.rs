@@ -49,11 +49,14 @@ pub struct ProjectConfig {
 pub struct GateSettings {
     /// Share by which a candidate's mean cost or tokens per trial may exceed the baseline's.
     pub cost_tolerance: f64,
+    /// Sequential allocation (candidate first, warm stable cases screened, a pooled test over
+    /// them): see `gate::engine`'s "Sequential allocation".
+    pub sequential: bool,
 }
 
 impl Default for GateSettings {
     fn default() -> Self {
-        GateSettings { cost_tolerance: 0.25 }
+        GateSettings { cost_tolerance: 0.25, sequential: false }
     }
 }
 
@@ -161,7 +164,7 @@ pub fn load_config(path: &Path) -> anyhow::Result<ProjectConfig> {
     toml::from_str(&text).map_err(|e| {
         crate::exit::hinted(
             format!("`{}` is not a valid autoharness config: {}", path.display(), e.message()),
-            "allowed keys: harness, db, [mine] join_threshold, holdout_share, [gate] cost_tolerance, [proposer] provider/base_url/model/api_key_env/command/timeout/max_tokens/temperature/input_per_mtok/output_per_mtok/context_tokens, [redact] patterns/fields/emails/entropy",
+            "allowed keys: harness, db, [mine] join_threshold, holdout_share, [gate] cost_tolerance/sequential, [proposer] provider/base_url/model/api_key_env/command/timeout/max_tokens/temperature/input_per_mtok/output_per_mtok/context_tokens, [redact] patterns/fields/emails/entropy",
         )
     })
 }

@@ -184,3 +184,25 @@ fn example_regressions_are_caught() {
     assert_eq!(code, Some(1), "{err}\n{doc:#}");
     assert!(doc["cases"].to_string().contains("IdentityError"), "{doc:#}");
 }
+
+#[test]
+fn a_sequential_gate_runs_the_baseline_only_where_the_candidate_failed() {
+    let sb = steady();
+    sb.write("autoharness.toml", "[gate]\nsequential = true\n");
+    let p = diff(&sb, "harnesses/steady/run.sh", "# Prints the prompt (reworded comment).\ncat prompt.txt\n");
+    let (code, doc, err) = gate(&sb, &p, &["--markdown", "gate.md"]);
+    assert_eq!(code, Some(0), "{err}\n{doc:#}");
+    // No candidate trial failed: not one baseline trial was needed.
+    assert_eq!(doc["trials"]["baseline"], 0, "{doc:#}");
+    assert_eq!(doc["trials"]["candidate"], 12, "{doc:#}");
+    let cases = doc["decision"]["cases"].as_array().unwrap();
+    assert!(cases.iter().all(|c| c["start"] == "candidate_first"), "{doc:#}");
+    let md = std::fs::read_to_string(sb.path().join("gate.md")).unwrap();
+    assert!(md.contains("**Allocation** (sequential)") && md.contains("no baseline needed"), "{md}");
+    // A broken candidate: the failing case gets its baseline and fails the gate.
+    let p = diff(&sb, "harnesses/steady/prompt.txt", "goodbye\n");
+    let (code, doc, err) = gate(&sb, &p, &[]);
+    assert_eq!(code, Some(1), "{err}\n{doc:#}");
+    assert_eq!(doc["rule"], "regression", "{doc:#}");
+    assert!(doc["decision"]["cases"].as_array().unwrap().iter().any(|c| c["escalated"] == true), "{doc:#}");
+}

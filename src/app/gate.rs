@@ -37,6 +37,7 @@ pub fn gate(settings: &Settings, out: &Output, args: &GateArgs) -> anyhow::Resul
         k: args.trials.max(1),
         k_max: args.max_trials.max(args.trials.max(1)),
         alpha: args.alpha,
+        sequential: settings.config.gate.sequential,
         ..GateConfig::default()
     };
     if let Some(m) = args.min_effect {

@@ -74,6 +74,24 @@
 //! would miss 0.5 → 0.05 about one time in ten at α/K; `k_max = 20`, or cached baseline history
 //! (which the engine uses when present), is what closes that gap.
 //!
+//! # Sequential allocation (`sequential`, opt-in)
+//!
+//! A suite or holdout case whose history is not flaky (`prior_fail_rate` ≤ 0.05) starts on the
+//! candidate alone: a candidate that passes every trial cannot show a drop whatever the baseline
+//! does (its one-sided Fisher p is 1), so the baseline is run only once the candidate fails, and
+//! from then on the case is judged by the rules above (`k` trials of both arms, top-ups). A
+//! suite case with a warm stable baseline (at least `k_max` recorded trials, at most 5% failures)
+//! is *screened*: `screen_trials` candidate trials (2) instead of `k`; a case that breaks to pass
+//! rate q passes its screen with probability q^n (1% at q = 0.1). Flaky-history cases, target
+//! cases and holdout cases are never screened. Leaving baselines out only ever removes
+//! flips to pass from the pooled sign tests, so it can make them reject more, never less.
+//!
+//! The screened cases form one more pooled hypothesis in the suite's Tarone family: a one-sided
+//! Fisher test of their first `screen_trials` candidate trials against the first `m` baseline
+//! trials of each (`m` the fewest any member has). Membership and sample sizes are fixed by the
+//! baseline before any candidate trial, so the test is looked at once, at its nominal level; it
+//! is what catches a drop spread thinly over many stable cases (`StableRegression`).
+//!
 //! # Request order
 //!
 //! Top-ups of suite cases that already show a suspicious candidate failure come first (smallest
@@ -150,6 +168,14 @@ pub struct GateConfig {
     /// Most trials per target case per arm (20): showing a gain with a confidence bound needs
     /// more pairs than ruling out a regression, and the target pool stops as soon as it is settled.
     pub target_k_max: u32,
+    /// Sequential allocation (see "Sequential allocation" in the module doc). Default false:
+    /// every case gets `k` trials on both arms first.
+    pub sequential: bool,
+    /// Sequential only: candidate trials a case with a warm stable baseline (at least `k_max`
+    /// recorded baseline trials, at most 5% of them failures) gets before it is judged (2, at
+    /// most `k`). A case that breaks to pass rate q slips through with probability q^n: 1% at
+    /// q = 0.1 with n = 2.
+    pub screen_trials: u32,
 }
 
 impl Default for GateConfig {
@@ -164,6 +190,8 @@ impl Default for GateConfig {
             holdout_alpha: 0.05,
             flip_tolerance: 0.05,
             target_k_max: 20,
+            sequential: false,
+            screen_trials: 2,
         }
     }
 }
@@ -258,6 +286,8 @@ pub enum Rule {
     },
     /// The flaky suite cases dropped significantly taken together.
     FlakyRegression,
+    /// The screened stable suite cases dropped significantly taken together (sequential only).
+    StableRegression,
     /// The target cases did not improve significantly by at least `min_effect`.
     NoImprovement,
     /// The holdout dropped significantly.
@@ -311,6 +341,13 @@ pub struct CaseVerdict {
     /// 95% Wilson intervals of the pass rates.
     pub wilson_baseline: (f64, f64),
     pub wilson_candidate: (f64, f64),
+    /// Sequential allocation: how the case started (absent = `k` trials on both arms).
+    #[serde(skip_serializing_if = "Start::is_both")]
+    pub start: Start,
+    /// Sequential allocation: the candidate failed, so the case got its baseline and was judged
+    /// on `k` or more trials of both arms.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub escalated: bool,
 }
 
 /// Pooled seed-paired evidence over a group of cases.
@@ -352,6 +389,10 @@ pub struct SuiteStats {
     pub per_case_alpha: f64,
     /// Pooled drop test over the flaky-baseline suite cases, if any.
     pub flaky: Option<PairedStats>,
+    /// Sequential only: pooled drop test over the screened suite cases (their first
+    /// `screen_trials` candidate trials against an equal share of each one's baseline).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stable: Option<PairedStats>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -425,6 +466,8 @@ struct Cfg {
     min_effect: f64,
     require_improvement: bool,
     eps: f64,
+    sequential: bool,
+    screen: u32,
 }
 
 fn level(x: f64, default: f64) -> f64 {
@@ -443,6 +486,8 @@ fn sanitize(cfg: &GateConfig) -> Cfg {
         min_effect: if cfg.min_effect.is_finite() { cfg.min_effect.clamp(0.0, 1.0) } else { 0.0 },
         require_improvement: cfg.require_improvement,
         eps: if cfg.flip_tolerance.is_finite() { cfg.flip_tolerance.clamp(0.0, 1.0) } else { 0.05 },
+        sequential: cfg.sequential,
+        screen: cfg.screen_trials.clamp(1, cfg.k.clamp(1, k_max)),
     }
 }
 
@@ -458,15 +503,56 @@ struct CaseData {
     risk: f64,
     /// Most trials per arm for this case (`k_max`, or `target_k_max` for target cases).
     kmax: u32,
+    /// Trials per arm the case needs before it is judged: `k`, fewer on the candidate of a
+    /// screened case, none on the baseline of a sequential case whose candidate never failed.
+    first: Start,
+    /// Sequential: the baseline alone makes this case one the candidate is screened on (warm,
+    /// stable, history not flaky), whatever the candidate has shown since.
+    screenable: bool,
+    /// How the case started, before any candidate trial (the report's "why this many trials").
+    plan: Start,
+}
+
+/// Why a case starts with the trials it does (sequential allocation; shown in the report).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Start {
+    /// `k` trials on both arms (today's rule, target cases, and any case whose candidate failed).
+    Both,
+    /// Sequential: the candidate first; the baseline only if the candidate fails.
+    CandidateFirst,
+    /// Sequential, warm stable baseline: `screen_trials` candidate trials, no fresh baseline.
+    Screened,
+}
+
+impl Start {
+    fn is_both(&self) -> bool {
+        *self == Start::Both
+    }
 }
 
 impl CaseData {
     fn new(cfg: &Cfg, c: &CaseTrials) -> Self {
         let kmax = if c.role == Role::Target { cfg.target_k_max } else { cfg.k_max };
-        Self::of(cfg, &c.baseline, &c.candidate, c.prior_fail_rate, kmax)
+        // History says the case is flaky: its baseline is needed for the flaky pool whatever the
+        // candidate does (leaving out the cases whose candidate happened to pass would bias the
+        // pool towards drops).
+        let stable_history = c.prior_fail_rate.is_finite() && c.prior_fail_rate <= 0.05;
+        let lazy = cfg.sequential && c.role != Role::Target && stable_history;
+        let mut d = Self::of(cfg, &c.baseline, &c.candidate, c.prior_fail_rate, kmax, lazy);
+        // Holdout cases are never screened: the holdout's pooled drop test needs its k trials.
+        if c.role == Role::Holdout && d.plan == Start::Screened {
+            d.plan = Start::CandidateFirst;
+            if d.first == Start::Screened {
+                d.first = Start::CandidateFirst;
+                d.pending = d.cand.trials < cfg.k;
+            }
+        }
+        d.screenable &= c.role == Role::Suite;
+        d
     }
 
-    fn of(cfg: &Cfg, baseline: &[bool], candidate: &[bool], prior_fail_rate: f64, kmax: u32) -> Self {
+    fn of(cfg: &Cfg, baseline: &[bool], candidate: &[bool], prior_fail_rate: f64, kmax: u32, lazy: bool) -> Self {
         let base = Counts::from_outcomes(baseline);
         let cand = Counts::from_outcomes(candidate);
         let (mut pairs, mut to_fail, mut to_pass) = (0u32, 0u32, 0u32);
@@ -484,6 +570,14 @@ impl CaseData {
         let prior = if prior_fail_rate.is_finite() { prior_fail_rate.clamp(0.0, 1.0) } else { 0.0 };
         // Observed candidate failure rate shrunk towards the prior with the weight of two trials.
         let risk = (f64::from(cand.failures()) + 2.0 * prior) / (f64::from(cand.trials) + 2.0);
+        let first = start(cfg, base, cand, lazy);
+        let plan = start(cfg, base, Counts::default(), lazy);
+        let screenable = plan == Start::Screened;
+        let (need_cand, need_base) = match first {
+            Start::Both => (cfg.k, cfg.k),
+            Start::CandidateFirst => (cfg.k, 0),
+            Start::Screened => (cfg.screen, 0),
+        };
         CaseData {
             base,
             cand,
@@ -491,11 +585,20 @@ impl CaseData {
             to_fail,
             to_pass,
             class,
-            pending: base.trials < cfg.k || cand.trials < cfg.k,
+            pending: base.trials < need_base || cand.trials < need_cand,
             at_max: base.trials >= kmax && cand.trials >= kmax,
             risk,
             kmax,
+            first,
+            screenable,
+            plan,
         }
+    }
+
+    /// Trials per arm a pending case is brought to (the plan has one count for both arms; an
+    /// arm that has more already gets nothing).
+    fn first_trials(&self, cfg: &Cfg) -> u32 {
+        if self.first == Start::Screened { cfg.screen } else { cfg.k }
     }
 
     fn min_trials(&self) -> u32 {
@@ -505,6 +608,21 @@ impl CaseData {
     /// Per-arm trial count after one more round.
     fn top_up(&self, cfg: &Cfg) -> u32 {
         self.min_trials().saturating_add(cfg.step).min(self.kmax)
+    }
+}
+
+/// How a case starts (see [`Start`]). A candidate that passed every trial cannot show a drop
+/// whatever the baseline does (the one-sided Fisher p is 1), so its baseline is not needed; once
+/// the candidate fails the case is judged like any other, on `k` trials of both arms.
+fn start(cfg: &Cfg, base: Counts, cand: Counts, lazy: bool) -> Start {
+    if !lazy || cand.failures() > 0 {
+        return Start::Both;
+    }
+    // Warm and stable: at least k_max recorded baseline trials, at most 5% failures.
+    if base.trials >= cfg.k_max && base.failures().saturating_mul(20) <= base.trials {
+        Start::Screened
+    } else {
+        Start::CandidateFirst
     }
 }
 
@@ -755,11 +873,38 @@ struct SuiteEval {
     status: Vec<Status>,
     flaky: Vec<usize>,
     flaky_pool: Option<Pool>,
+    stable_pool: Option<Pool>,
+}
+
+/// The screened suite cases' pooled evidence: the first `screen` candidate trials of each, and
+/// the first `m` baseline trials of each (`m` the fewest any member has), so every case weighs
+/// the same on both arms. Membership depends on the baseline only, and the candidate counts on
+/// trials every member gets whatever it shows, so the test has its nominal level: this is what
+/// catches a drop spread thinly over many stable cases that each show it once or not at all.
+fn stable_counts(cfg: &Cfg, cases: &[CaseTrials], data: &[CaseData], suite: &[usize]) -> Option<(Counts, Counts, u32)> {
+    let members: Vec<usize> = suite.iter().copied().filter(|&i| data[i].screenable).collect();
+    if members.len() < 2 {
+        return None;
+    }
+    let m = members.iter().map(|&i| cases[i].baseline.len()).min().unwrap_or(0);
+    let (mut cand, mut base) = (Counts::default(), Counts::default());
+    for &i in &members {
+        let c = &cases[i];
+        cand = cand + Counts::from_outcomes(&c.candidate[..c.candidate.len().min(cfg.screen as usize)]);
+        base = base + Counts::from_outcomes(&c.baseline[..m]);
+    }
+    Some((cand, base, u32::try_from(members.len()).unwrap_or(u32::MAX)))
 }
 
 /// `suite` are the per-case hypotheses (suite cases, holdout cases, target guards);
 /// `pooled` the cases whose flaky members form the pooled drop test (the suite's).
-fn eval_suite(cfg: &Cfg, data: &[CaseData], suite: &[usize], pooled: &[usize]) -> SuiteEval {
+fn eval_suite(
+    cfg: &Cfg,
+    data: &[CaseData],
+    suite: &[usize],
+    pooled: &[usize],
+    stable: Option<(Counts, Counts, u32)>,
+) -> SuiteEval {
     let p_lower: Vec<f64> = data.iter().map(|d| stats::fisher_lower(d.cand, d.base)).collect();
     let flaky: Vec<usize> =
         pooled.iter().copied().filter(|&i| data[i].class == Class::Flaky && !data[i].pending).collect();
@@ -781,6 +926,12 @@ fn eval_suite(cfg: &Cfg, data: &[CaseData], suite: &[usize], pooled: &[usize]) -
         let pairs: u32 = flaky.iter().map(|&i| data[i].pairs.max(cfg.k_max)).sum();
         let share = f64::from(s.flips_to_fail + s.flips_to_pass) / f64::from(s.pairs.max(1));
         projected.push(stats::sign_test_min_p((share * f64::from(pairs)).round() as u32));
+    }
+    // The stable pool is looked at once, on data of a fixed size: its margins now are final.
+    if let Some((cand, base, _)) = stable {
+        let at_end = Counts::new(cand.passes, cand.trials.max(1));
+        min_ps.push(stats::fisher_lower_min_p(at_end, base));
+        projected.push(stats::fisher_lower_min_p(at_end, base));
     }
     let k = tarone(cfg.alpha, &min_ps).max(tarone(cfg.alpha, &projected));
     let t = cfg.alpha / f64::from(k);
@@ -819,7 +970,38 @@ fn eval_suite(cfg: &Cfg, data: &[CaseData], suite: &[usize], pooled: &[usize]) -
         s.settled = status.settled();
         Pool { stats: s, status }
     });
-    SuiteEval { p_lower, k, t, status, flaky, flaky_pool }
+    let stable_pool = stable.map(|(cand, base, cases)| stable_pool(cfg, data, pooled, cand, base, cases, t));
+    SuiteEval { p_lower, k, t, status, flaky, flaky_pool, stable_pool }
+}
+
+/// The stable pool's status: settled once every member has its screening trials.
+fn stable_pool(cfg: &Cfg, data: &[CaseData], pooled: &[usize], cand: Counts, base: Counts, cases: u32, t: f64) -> Pool {
+    let pending = pooled.iter().any(|&i| data[i].screenable && data[i].cand.trials < cfg.screen);
+    let p = stats::fisher_lower(cand, base);
+    let status = match (pending, p <= t) {
+        (true, _) => Status::Pending,
+        (false, true) => Status::Fail,
+        (false, false) => Status::Pass,
+    };
+    let stats = PairedStats {
+        cases,
+        pairs: 0,
+        flips_to_fail: 0,
+        flips_to_pass: 0,
+        baseline_passes: base.passes,
+        baseline_n: base.trials,
+        candidate_passes: cand.passes,
+        candidate_n: cand.trials,
+        wilson_baseline: stats::wilson_confidence(base, 0.95),
+        wilson_candidate: stats::wilson_confidence(cand, 0.95),
+        effect: cand.rate() - base.rate(),
+        p_value: p,
+        gain_lower_bound: None,
+        alpha: t,
+        significant: p <= t,
+        settled: status.settled(),
+    };
+    Pool { stats, status }
 }
 
 /// The target pool: significant flips towards passing and a large enough mean gain. Returns the
@@ -890,7 +1072,7 @@ fn plan_requests(cfg: &Cfg, data: &[CaseData], plan: &Plan) -> Vec<Request> {
     };
     for &i in plan.suite {
         match plan.eval.status[i] {
-            Status::Pending => bump(i, cfg.k, 1, 1.0 - data[i].risk),
+            Status::Pending => bump(i, data[i].first_trials(cfg), 1, 1.0 - data[i].risk),
             // Closest to confirming a regression first.
             Status::Uncertain => bump(i, data[i].top_up(cfg), 0, plan.eval.p_lower[i]),
             _ => {}
@@ -900,7 +1082,7 @@ fn plan_requests(cfg: &Cfg, data: &[CaseData], plan: &Plan) -> Vec<Request> {
         for &i in members {
             let d = &data[i];
             match status {
-                Status::Pending if d.pending => bump(i, cfg.k, tier, 1.0 - d.risk),
+                Status::Pending if d.pending => bump(i, d.first_trials(cfg), tier, 1.0 - d.risk),
                 Status::Uncertain if !d.at_max => bump(i, d.top_up(cfg), tier, 1.0 - d.risk),
                 _ => {}
             }
@@ -911,8 +1093,10 @@ fn plan_requests(cfg: &Cfg, data: &[CaseData], plan: &Plan) -> Vec<Request> {
     order.sort_by(|a, b| a.2.cmp(&b.2).then(a.3.total_cmp(&b.3)).then(a.0.cmp(&b.0)));
     let mut requests = Vec::new();
     for (i, n, _, _) in order {
-        // The candidate first: the baseline's results are often cached.
-        for (arm, have) in [(Arm::Candidate, data[i].cand.trials), (Arm::Baseline, data[i].base.trials)] {
+        // The candidate first: the baseline's results are often cached. A sequential case whose
+        // candidate never failed needs no baseline trials (see `start`).
+        let base_n = if data[i].first == Start::Both { n } else { 0 };
+        for (arm, have, n) in [(Arm::Candidate, data[i].cand.trials, n), (Arm::Baseline, data[i].base.trials, base_n)] {
             if n > have {
                 requests.push(Request { case: i, arm, first_trial: have, trials: n - have });
             }
@@ -939,7 +1123,9 @@ fn analyze(config: &GateConfig, cases: &[CaseTrials]) -> Analysis {
         for &i in &target {
             let c = &cases[i];
             if !c.baseline_full.is_empty() || !c.candidate_full.is_empty() {
-                data.push(CaseData::of(&cfg, &c.baseline_full, &c.candidate_full, c.prior_fail_rate, cfg.target_k_max));
+                let full =
+                    CaseData::of(&cfg, &c.baseline_full, &c.candidate_full, c.prior_fail_rate, cfg.target_k_max, false);
+                data.push(full);
                 real.push(i);
             }
         }
@@ -948,7 +1134,8 @@ fn analyze(config: &GateConfig, cases: &[CaseTrials]) -> Analysis {
     // that drops is a regression with the same evidence a suite case needs), target guards.
     let per_case: Vec<usize> = suite.iter().chain(&holdout).copied().chain(cases.len()..data.len()).collect();
 
-    let eval = eval_suite(&cfg, &data, &per_case, &suite);
+    let stable = if cfg.sequential { stable_counts(&cfg, cases, &data, &suite) } else { None };
+    let eval = eval_suite(&cfg, &data, &per_case, &suite, stable);
     // Target cases are not run at all unless improvement is required: they cannot change the decision.
     let target_pool = cfg.require_improvement.then(|| eval_target(&cfg, &data, &target));
     let holdout_pool = (!holdout.is_empty()).then(|| eval_holdout(&cfg, &data, &holdout));
@@ -956,10 +1143,11 @@ fn analyze(config: &GateConfig, cases: &[CaseTrials]) -> Analysis {
     // The decision is final once a rejection is settled or everything is.
     let pool_status = |p: Option<&Pool>| p.map_or(Status::Pass, |p| p.status);
     let flaky_st = pool_status(eval.flaky_pool.as_ref());
+    let stable_st = pool_status(eval.stable_pool.as_ref());
     let target_st = pool_status(target_pool.as_ref().map(|(p, _)| p));
     let holdout_st = pool_status(holdout_pool.as_ref());
     let components: Vec<Status> =
-        per_case.iter().map(|&i| eval.status[i]).chain([flaky_st, target_st, holdout_st]).collect();
+        per_case.iter().map(|&i| eval.status[i]).chain([flaky_st, stable_st, target_st, holdout_st]).collect();
     let complete = components.contains(&Status::Fail) || components.iter().all(|s| s.settled());
 
     let requests = if complete {
@@ -989,32 +1177,60 @@ fn analyze(config: &GateConfig, cases: &[CaseTrials]) -> Analysis {
     let regressed_settled = most_significant(&|i| eval.status[i] == Status::Fail);
     let regressed_now = most_significant(&|i| eval.p_lower[i] <= eval.t);
     let target_met = target_pool.as_ref().is_none_or(|(_, met)| *met);
-    let flaky_sig = eval.flaky_pool.as_ref().is_some_and(|p| p.stats.significant);
-    let holdout_sig = holdout_pool.as_ref().is_some_and(|p| p.stats.significant);
-    let rule = if let Some(i) = regressed_settled {
-        regression(i)
-    } else if flaky_st == Status::Fail {
-        Rule::FlakyRegression
-    } else if holdout_st == Status::Fail {
-        Rule::HoldoutDrop
-    } else if target_st == Status::Fail {
-        Rule::NoImprovement
-    } else if let Some(i) = regressed_now {
-        regression(i)
-    } else if flaky_sig {
-        Rule::FlakyRegression
-    } else if holdout_sig {
-        Rule::HoldoutDrop
-    } else if !target_met {
-        Rule::NoImprovement
-    } else {
-        Rule::Passed
-    };
+    let sig = |p: Option<&Pool>| p.is_some_and(|p| p.stats.significant);
+    // Pools in order of precedence: status, significant now, the rule they give.
+    let pools = [
+        (flaky_st, sig(eval.flaky_pool.as_ref()), Rule::FlakyRegression),
+        (stable_st, sig(eval.stable_pool.as_ref()), Rule::StableRegression),
+        (holdout_st, sig(holdout_pool.as_ref()), Rule::HoldoutDrop),
+        (target_st, !target_met, Rule::NoImprovement),
+    ];
+    let rule = regressed_settled
+        .map(regression)
+        .or_else(|| pools.iter().find(|p| p.0 == Status::Fail).map(|p| p.2.clone()))
+        .or_else(|| regressed_now.map(regression))
+        .or_else(|| pools.iter().find(|p| p.1).map(|p| p.2.clone()))
+        .unwrap_or(Rule::Passed);
     let verdict = if rule == Rule::Passed { Verdict::Pass } else { Verdict::Fail };
 
-    let case_verdicts: Vec<CaseVerdict> = cases
+    let cx = Verdicts { cfg: &cfg, eval: &eval, real: &real, complete, target_st, holdout_st };
+    let case_verdicts = case_verdicts(&cx, cases, &data);
+    let suite_stats = SuiteStats {
+        cases: u32::try_from(suite.len()).unwrap_or(u32::MAX),
+        testable_hypotheses: eval.k,
+        per_case_alpha: eval.t,
+        flaky: eval.flaky_pool.map(|p| p.stats),
+        stable: eval.stable_pool.map(|p| p.stats),
+    };
+    let target_stats =
+        target_pool.map(|(p, met)| TargetStats { paired: p.stats, min_effect: cfg.min_effect, improved: met });
+    let holdout_stats = holdout_pool.map(|p| {
+        let dropped = p.status == Status::Fail || (p.stats.significant && !complete);
+        HoldoutStats { paired: p.stats, dropped }
+    });
+    let sum = |f: fn(&CaseData) -> u32| data.iter().fold(0u32, |a, d| a.saturating_add(f(d)));
+    let mut decision = Decision {
+        verdict,
+        rule,
+        complete,
+        cases: case_verdicts,
+        suite: suite_stats,
+        target: target_stats,
+        holdout: holdout_stats,
+        trials_baseline: sum(|d| d.base.trials),
+        trials_candidate: sum(|d| d.cand.trials),
+        summary: String::new(),
+    };
+    decision.summary = summarize(&decision);
+    Analysis { requests, decision }
+}
+
+/// One row per case: the rule's outcome for it and the numbers behind it.
+fn case_verdicts(cx: &Verdicts, cases: &[CaseTrials], data: &[CaseData]) -> Vec<CaseVerdict> {
+    let Verdicts { cfg, eval, real, complete, target_st, holdout_st } = *cx;
+    cases
         .iter()
-        .zip(&data)
+        .zip(data)
         .enumerate()
         .map(|(i, (c, d))| {
             let p_lower = eval.p_lower[i];
@@ -1060,37 +1276,22 @@ fn analyze(config: &GateConfig, cases: &[CaseTrials]) -> Analysis {
                 p_value: tested.then_some(if c.role == Role::Target { p_higher } else { p_lower }),
                 wilson_baseline: stats::wilson_confidence(d.base, 0.95),
                 wilson_candidate: stats::wilson_confidence(d.cand, 0.95),
+                start: d.plan,
+                escalated: d.plan != Start::Both && d.first == Start::Both,
             }
         })
-        .collect();
+        .collect()
+}
 
-    let suite_stats = SuiteStats {
-        cases: u32::try_from(suite.len()).unwrap_or(u32::MAX),
-        testable_hypotheses: eval.k,
-        per_case_alpha: eval.t,
-        flaky: eval.flaky_pool.map(|p| p.stats),
-    };
-    let target_stats =
-        target_pool.map(|(p, met)| TargetStats { paired: p.stats, min_effect: cfg.min_effect, improved: met });
-    let holdout_stats = holdout_pool.map(|p| {
-        let dropped = p.status == Status::Fail || (p.stats.significant && !complete);
-        HoldoutStats { paired: p.stats, dropped }
-    });
-    let sum = |f: fn(&CaseData) -> u32| data.iter().fold(0u32, |a, d| a.saturating_add(f(d)));
-    let mut decision = Decision {
-        verdict,
-        rule,
-        complete,
-        cases: case_verdicts,
-        suite: suite_stats,
-        target: target_stats,
-        holdout: holdout_stats,
-        trials_baseline: sum(|d| d.base.trials),
-        trials_candidate: sum(|d| d.cand.trials),
-        summary: String::new(),
-    };
-    decision.summary = summarize(&decision);
-    Analysis { requests, decision }
+/// What [`case_verdicts`] needs of the analysis.
+#[derive(Clone, Copy)]
+struct Verdicts<'a> {
+    cfg: &'a Cfg,
+    eval: &'a SuiteEval,
+    real: &'a [usize],
+    complete: bool,
+    target_st: Status,
+    holdout_st: Status,
 }
 
 fn fmt_p(p: f64) -> String {
@@ -1138,6 +1339,19 @@ fn summarize(d: &Decision) -> String {
                 fmt_p(f.alpha)
             ),
             None => "FAIL: flaky suite cases dropped together".to_owned(),
+        },
+        Rule::StableRegression => match &d.suite.stable {
+            Some(f) => format!(
+                "FAIL: {} screened stable suite cases dropped together: candidate {}/{} vs baseline {}/{}, Fisher p = {} ≤ {}",
+                f.cases,
+                f.candidate_passes,
+                f.candidate_n,
+                f.baseline_passes,
+                f.baseline_n,
+                fmt_p(f.p_value),
+                fmt_p(f.alpha)
+            ),
+            None => "FAIL: screened stable suite cases dropped together".to_owned(),
         },
         Rule::HoldoutDrop => match &d.holdout {
             Some(h) => format!(
@@ -1203,6 +1417,64 @@ mod tests {
         }
         assert!(next_requests(cfg, cases).is_empty());
         decide(cfg, cases)
+    }
+
+    fn sequential() -> GateConfig {
+        GateConfig { sequential: true, ..GateConfig::default() }
+    }
+
+    #[test]
+    fn sequential_runs_the_candidate_first_and_the_baseline_only_where_it_failed() {
+        let cfg = sequential();
+        let mut cases: Vec<CaseTrials> = (0..6).map(|i| CaseTrials::new(format!("s{i}"), Role::Suite)).collect();
+        let first = next_requests(&cfg, &cases);
+        assert_eq!(first.len(), 6, "{first:?}");
+        assert!(first.iter().all(|r| r.arm == Arm::Candidate && r.trials == cfg.k), "{first:?}");
+        // Case 2's candidate fails its first trial: only case 2 gets baseline trials.
+        let d = run(&cfg, &mut cases, |c, arm, t| !(c == 2 && arm == Arm::Candidate && t == 0));
+        assert_eq!(d.verdict, Verdict::Pass, "{}", d.summary);
+        assert!(cases.iter().enumerate().all(|(i, c)| c.baseline.is_empty() == (i != 2)));
+        assert_eq!(d.cases[0].start, Start::CandidateFirst);
+        assert!(d.cases[2].escalated && !d.cases[0].escalated);
+        // The same failure, repeated on every trial, is still a regression.
+        let mut cases: Vec<CaseTrials> = (0..6).map(|i| CaseTrials::new(format!("s{i}"), Role::Suite)).collect();
+        let d = run(&cfg, &mut cases, |c, arm, _| !(c == 2 && arm == Arm::Candidate));
+        assert_eq!(d.rule, Rule::Regression { case: "s2".into() }, "{}", d.summary);
+    }
+
+    #[test]
+    fn warm_stable_cases_are_screened_and_escalate_on_a_failure() {
+        let cfg = sequential();
+        let warm = [true; 30];
+        let mut cases: Vec<CaseTrials> = (0..8).map(|i| case(&format!("s{i}"), Role::Suite, &warm, &[])).collect();
+        let first = next_requests(&cfg, &cases);
+        assert!(first.iter().all(|r| r.arm == Arm::Candidate && r.trials == cfg.screen_trials), "{first:?}");
+        let d = run(&cfg, &mut cases, |c, _, t| !(c == 5 && t == 1));
+        assert_eq!(d.verdict, Verdict::Pass, "{}", d.summary);
+        assert!(d.cases.iter().all(|c| c.start == Start::Screened));
+        assert_eq!(d.cases[0].candidate_n, cfg.screen_trials, "a clean screen settles the case");
+        assert!(d.cases[5].escalated && d.cases[5].candidate_n > cfg.k, "a failure earns a top-up");
+        assert!(d.trials_candidate < 8 * cfg.k);
+        let stable = d.suite.stable.as_ref().expect("stable pool");
+        assert_eq!((stable.cases, stable.candidate_n), (8, 8 * cfg.screen_trials));
+    }
+
+    #[test]
+    fn a_drop_spread_over_screened_cases_fails_the_stable_pool() {
+        // 14 of 40 warm stable cases fail one screening trial each (and pass their top-ups): no
+        // case is significant on its own, the screened cases taken together are.
+        let cfg = sequential();
+        let warm = [true; 30];
+        let fresh =
+            || -> Vec<CaseTrials> { (0..40).map(|i| case(&format!("s{i}"), Role::Suite, &warm, &[])).collect() };
+        let mut cases = fresh();
+        let d = run(&cfg, &mut cases, |c, arm, t| !(c < 14 && arm == Arm::Candidate && t == 0));
+        assert!(d.cases.iter().all(|c| c.outcome != CaseOutcome::Regressed), "{}", d.summary);
+        assert_eq!(d.rule, Rule::StableRegression, "{}", d.summary);
+        // One such failure is noise.
+        let mut cases = fresh();
+        let d = run(&cfg, &mut cases, |c, arm, t| !(c == 0 && arm == Arm::Candidate && t == 0));
+        assert_eq!(d.verdict, Verdict::Pass, "{}", d.summary);
     }
 
     #[test]

@@ -436,7 +436,8 @@ fn candidate(
 /// exact test can reject with a baseline that never passes), so they are not run on the
 /// candidate; they are reported as not guarded. The baseline's trials are usually cached,
 /// so this costs little. Returns the cases gated and the baseline trials run, by (case
-/// index, seed).
+/// index, seed). A sequential gate runs no baseline up front: a case's baseline runs only once
+/// its candidate fails, and a stable failure then settles as one that cannot regress.
 #[allow(clippy::type_complexity)]
 async fn leave_out_stable_failures(
     selected: Vec<(usize, Role)>,
@@ -447,7 +448,11 @@ async fn leave_out_stable_failures(
     progress: &dyn Progress,
     report: &mut GateReport,
 ) -> anyhow::Result<(Vec<(usize, Role)>, Vec<((usize, u64), TrialRecord)>)> {
-    let suite: Vec<usize> = selected.iter().filter(|(_, r)| *r == Role::Suite).map(|(i, _)| *i).collect();
+    let suite: Vec<usize> = if cfg.sequential {
+        Vec::new()
+    } else {
+        selected.iter().filter(|(_, r)| *r == Role::Suite).map(|(i, _)| *i).collect()
+    };
     let pre_trials: Vec<Trial> =
         suite.iter().flat_map(|&i| (0..cfg.k as u64).map(move |seed| Trial { case: i, seed })).collect();
     let pre = runner.run(baseline, cases, &pre_trials, &|r| progress.trial(r)).await?;
@@ -591,6 +596,7 @@ fn conclude(mut report: GateReport, decision: engine::Decision, started: Instant
         engine::Rule::Passed => "passed",
         engine::Rule::Regression { .. } => "regression",
         engine::Rule::FlakyRegression => "flaky_regression",
+        engine::Rule::StableRegression => "stable_regression",
         engine::Rule::NoImprovement => "no_improvement",
         engine::Rule::HoldoutDrop => "holdout_drop",
         engine::Rule::HoldoutRegression { .. } => "holdout_regression",

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use super::junit::{JunitCase, esc, render};
 use super::output::{Output, Style};
 use super::table as new_table;
-use crate::gate::engine::{CaseOutcome, CaseVerdict, PairedStats, Role};
+use crate::gate::engine::{CaseOutcome, CaseVerdict, Decision, PairedStats, Role, Start};
 use crate::gate::session::{CaseRow, GateReport};
 use crate::trace::json::clip;
 
@@ -104,6 +104,9 @@ pub fn terminal(out: &Output, r: &GateReport) -> String {
     }
     if let Some(n) = &r.note {
         let _ = writeln!(t, "  {}", out.paint(Style::Dim, n));
+    }
+    if let Some(line) = r.decision.as_ref().and_then(allocation) {
+        let _ = writeln!(t, "  {}", out.paint(Style::Dim, &format!("sequential: {line}")));
     }
     if !r.cases.is_empty() {
         let mut table =
@@ -261,6 +264,9 @@ pub fn markdown(r: &GateReport) -> String {
         }
         let regressed = d.cases.iter().filter(|c| c.outcome == CaseOutcome::Regressed && c.role == Role::Suite).count();
         let _ = writeln!(md, "- **Suite**: {} cases, {regressed} regressed", d.suite.cases);
+        if let Some(line) = allocation(d) {
+            let _ = writeln!(md, "- **Allocation** (sequential): {}", md_text(&line));
+        }
     }
     for l in &r.leaks {
         let _ = writeln!(md, "- **Leak** {}: {}", md_code(&l.case), md_text(&l.what));
@@ -324,13 +330,51 @@ pub fn markdown(r: &GateReport) -> String {
                 md_code(&c.cluster),
                 md_text(&c.flip),
                 p(v.and_then(|v| v.p_value)),
-                v.map(|v| outcome_name(v.outcome)).unwrap_or("-"),
+                v.map(outcome_label).unwrap_or("-".into()),
                 md_text(&c.candidate_failure.as_deref().map(|s| clip(s, 80)).unwrap_or_default())
             );
         }
         md.push_str("\n</details>\n");
     }
     md
+}
+
+/// Why a case got the trials it did, when the gate allocated them sequentially: the outcome
+/// and how the case started (and whether a candidate failure escalated it).
+fn outcome_label(v: &CaseVerdict) -> String {
+    let how = match (v.start, v.escalated) {
+        (Start::Both, _) => return outcome_name(v.outcome).to_owned(),
+        (_, true) => "escalated: the candidate failed",
+        (Start::Screened, false) => "screened: warm stable baseline",
+        (Start::CandidateFirst, false) => "candidate first: it never failed, no baseline needed",
+    };
+    format!("{} ({how}; {} + {} trials)", outcome_name(v.outcome), v.baseline_n, v.candidate_n)
+}
+
+/// One line on a sequential gate's allocation: how many cases started each way, how many a
+/// candidate failure escalated, and the screened cases' pooled test.
+pub fn allocation(d: &Decision) -> Option<String> {
+    let count = |s: Start| d.cases.iter().filter(|c| c.start == s).count();
+    let (first, screened) = (count(Start::CandidateFirst), count(Start::Screened));
+    if first + screened == 0 {
+        return None;
+    }
+    let escalated = d.cases.iter().filter(|c| c.escalated).count();
+    let mut line = format!(
+        "{first} cases ran the candidate first, {screened} were screened on their warm stable baseline, \
+         {escalated} escalated after a candidate failure"
+    );
+    if let Some(s) = &d.suite.stable {
+        line.push_str(&format!(
+            "; screened cases together: candidate {}/{} vs baseline {}/{}, Fisher p = {}",
+            s.candidate_passes,
+            s.candidate_n,
+            s.baseline_passes,
+            s.baseline_n,
+            p(Some(s.p_value))
+        ));
+    }
+    Some(line)
 }
 
 /// The files of each trial of a case, as relative links (paths under `.autoharness/`).
