@@ -97,6 +97,22 @@ impl Store {
         Ok(rows.iter().map(from_row).collect())
     }
 
+    /// Every trial of these harness versions that started, oldest first (a merge reads a
+    /// shard's trials with it; a later rerun of a trial overrides an earlier one).
+    pub async fn trials_of_versions(&self, hashes: &[String]) -> anyhow::Result<Vec<TrialRecord>> {
+        let mut out = Vec::new();
+        for hash in hashes {
+            let rows = sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM trials WHERE harness_hash = ? AND status != 'failed_to_start' ORDER BY id"
+            ))
+            .bind(hash)
+            .fetch_all(&self.pool)
+            .await?;
+            out.extend(rows.iter().map(from_row));
+        }
+        Ok(out)
+    }
+
     /// Record a case's status change with its reason.
     pub async fn record_case_event(&self, case_id: &str, status: &str, reason: &str) -> anyhow::Result<()> {
         let mut tx = self.pool.begin().await?;
