@@ -1,7 +1,7 @@
 //! Scale-out (#20): `gate --partition K/N` on separate stores, then `gate --merge`, must decide
 //! exactly as one machine does with the same seeds, on the seeded harness
 //! (tests/fixtures/harnesses/seeded: flaky cases whose outcome is a function of case and seed,
-//! so gates need top-ups). A missing, failed or mismatched shard is exit 2 naming it.
+//! so gates need top-ups, some of which only the merge's pooled tests ask for). A missing, failed or mismatched shard is exit 2 naming it.
 
 use std::collections::BTreeSet;
 
@@ -83,12 +83,11 @@ fn shards_then_merge_decide_as_one_machine_with_the_same_seeds() {
             let sb = seeded();
             sb.write("change.patch", &patch);
             let docs = shards(&sb, n);
-            // Every case on exactly one shard, all cases covered, and each shard ran only the first round.
+            // Every case on exactly one shard, all cases covered.
             let mut seen = BTreeSet::new();
-            let mut first_round = 0;
+            let mut by_shards = 0;
             for d in &docs {
-                assert_eq!(d["trials"]["rounds"], 1, "{d:#}");
-                first_round += d["trials"]["baseline"].as_u64().unwrap() + d["trials"]["candidate"].as_u64().unwrap();
+                by_shards += d["trials"]["baseline"].as_u64().unwrap() + d["trials"]["candidate"].as_u64().unwrap();
                 for c in d["cases"].as_array().unwrap() {
                     assert!(seen.insert(c.as_str().unwrap().to_string()), "{c} on two shards");
                 }
@@ -103,11 +102,13 @@ fn shards_then_merge_decide_as_one_machine_with_the_same_seeds() {
             assert_eq!(code2, code, "{err}\n{merged:#}");
             assert_eq!(decided(&merged), decided(&single), "{n} shards vs one machine");
             assert_eq!(merged["trials"]["rounds"], single["trials"]["rounds"]);
-            // The first round came from the shards; only the top-ups ran in the merge.
-            assert_eq!(merged["trials"]["cached"].as_u64().unwrap(), first_round, "{merged:#}");
+            // Every trial a shard ran served the merge, which ran only the top-ups no shard ran:
+            // each trial of the gate ran once, somewhere.
+            let cached = merged["trials"]["cached"].as_u64().unwrap();
             let total =
                 merged["trials"]["baseline"].as_u64().unwrap() + merged["trials"]["candidate"].as_u64().unwrap();
-            assert!(total > first_round, "top-ups ran in the merge");
+            assert_eq!(cached, by_shards, "{merged:#}");
+            assert!(total > cached, "the merge topped up cases itself (pooled tests): {merged:#}");
         }
     }
 }

@@ -178,7 +178,7 @@ pub struct GateArgs {
     /// Run every trial even when it ran before with the same harness, case, seed and environment
     #[arg(long)]
     pub no_cache: bool,
-    /// Run one shard's first round only and record it for `--merge`: K/N (1-based, e.g. a
+    /// Run the gate on one shard's cases and record their trials for `--merge`: K/N (1-based, e.g. a
     /// GitHub Actions matrix), `auto` (GitLab, Buildkite, Kubernetes index variables) or auto/N
     #[arg(long, value_name = "K/N", conflicts_with = "merge")]
     pub partition: Option<String>,

@@ -1,13 +1,15 @@
-//! `gate PATCH --merge`: the decision of a gate whose first round ran as shards
-//! (`--partition K/N`), each on its own machine and store (or all on one shared store).
+//! `gate PATCH --merge`: the decision of a gate whose trials ran as shards (`--partition K/N`),
+//! each on its own machine and store (or all on one shared store). A shard runs the gate on
+//! its own cases: their first round, then the top-ups they ask for on their own.
 //!
 //! The merge runs the gate as one machine would, with the shards' trials standing in for the
 //! baseline's first trials and the first round of paired trials: every (case, arm, seed) that
 //! phase asks for must come from a finished shard of this very gate — the same patch, the same
 //! baseline and candidate hashes, the same `--trials` — else the merge stops (exit 2) naming
 //! the shard, and never decides on fewer trials. The top-ups of uncertain cases that follow run
-//! here, as they would on one machine, so N shards end with the decision one machine makes
-//! with the same seeds.
+//! here unless a shard already ran them (pooled tests over all cases can ask for top-ups no
+//! shard saw a need for), so N shards end with the decision one machine makes with the same
+//! seeds.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,7 +25,7 @@ pub struct ShardRow {
     pub total: u32,
     pub trials_k: u32,
     pub target: Option<String>,
-    /// `running` until every trial of its first round is recorded, then `done`.
+    /// `running` until every trial it ran is recorded, then `done`.
     pub state: String,
     pub baseline_hash: Option<String>,
     pub candidate_hash: Option<String>,
@@ -219,7 +221,7 @@ impl Imported {
     }
 }
 
-/// What a shard (`gate --partition K/N`) did: the first round of its cases, recorded for a
+/// What a shard (`gate --partition K/N`) did: the trials of its cases, recorded for a
 /// merge (`autoharness.gate-shard/v1`).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ShardReport {

@@ -32,8 +32,8 @@ pub struct GateOptions {
     pub cost_tolerance: f64,
     /// Folder for the candidate copy and trial folders of this gate.
     pub work_dir: PathBuf,
-    /// Run only this shard's cases, and only the first round (`--partition K/N`): the
-    /// report's rule is `shard` and a merge decides.
+    /// Run only this shard's cases (`--partition K/N`): their first round and the top-ups
+    /// they ask for on their own; the report's rule is `shard` and a merge decides.
     pub partition: Option<super::partition::Partition>,
     /// Take the first round from these shards' stores (`--merge`), then decide.
     pub merge: Option<Arc<super::merge::Sources>>,
@@ -367,9 +367,7 @@ pub async fn run(
         }
     }
     let versions = [&baseline, &candidate];
-    let max_rounds = if opts.partition.is_some() { 1 } else { u32::MAX };
-    report.trials.rounds =
-        paired_trials(&mut state, &mut records, &selected_cases, versions, &ctx, &cfg, max_rounds).await?;
+    report.trials.rounds = paired_trials(&mut state, &mut records, &selected_cases, versions, &ctx, &cfg).await?;
     let decision = engine::decide(&cfg, &state);
     report.trials.baseline = records.keys().filter(|(a, _, _)| *a == Arm::Baseline).count() as u32;
     report.trials.candidate = records.keys().filter(|(a, _, _)| *a == Arm::Candidate).count() as u32;
@@ -379,7 +377,7 @@ pub async fn run(
     report.cost = cost_stats(&records, opts.cost_tolerance);
     report.new_failures = new_failures(cases, &records, &selected_cases);
     if let Some(p) = opts.partition {
-        let reason = format!("shard {p}: first round recorded; `gate --merge` decides");
+        let reason = format!("shard {p}: trials recorded; `gate --merge` decides");
         return Ok(finish(report, "shard", reason, started));
     }
     Ok(conclude(report, decision, started))
@@ -524,19 +522,19 @@ async fn paired_trials(
     [baseline, candidate]: [&Version; 2],
     ctx: &Trials<'_>,
     cfg: &GateConfig,
-    max_rounds: u32,
 ) -> anyhow::Result<u32> {
     append(state, records, cfg);
     let mut rounds = 0;
     loop {
         let requests = engine::next_requests(cfg, state);
-        if requests.is_empty() || rounds >= max_rounds {
+        if requests.is_empty() {
             return Ok(rounds);
         }
         rounds += 1;
         let (cand_trials, base_trials) = split_requests(&requests);
         ctx.progress.round(rounds, cand_trials.len() + base_trials.len());
-        // The first round is what shards run: a merge takes all of it from them.
+        // Every shard runs the first round of its cases: a merge takes all of it from them
+        // (and any later trial a shard ran for its own cases' top-ups).
         let cand = ctx.run(candidate, cases, &cand_trials, rounds == 1).await?;
         let base = ctx.run(baseline, cases, &base_trials, rounds == 1).await?;
         for (arm, trials, recs) in [(Arm::Candidate, &cand_trials, cand), (Arm::Baseline, &base_trials, base)] {

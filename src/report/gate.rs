@@ -105,7 +105,7 @@ pub fn shard(out: &Output, r: &crate::gate::merge::ShardReport) -> String {
     }
     let _ = writeln!(
         t,
-        "  first round of {} case(s): {} baseline and {} candidate trial(s), {} cached, in {:.1}s",
+        "  {} case(s): {} baseline and {} candidate trial(s), {} cached, in {:.1}s",
         r.cases.len(),
         r.trials.baseline,
         r.trials.candidate,
