@@ -274,7 +274,7 @@ fn record(
         for (t, r) in trials.iter().zip(&recs) {
             m[t.case][t.seed as usize] = r.passed;
             if r.status != "exited" {
-                *abnormal.entry(r.status.clone()).or_default() += 1;
+                *abnormal.entry(r.status.to_string()).or_default() += 1;
             }
         }
         let reused = cases.len() - trials.len() / seeds;

@@ -22,3 +22,119 @@ pub const JSON_OUTPUTS: &[&str] =
 
 /// A case file (`evals/<harness>/<cluster>/<case>.json`).
 pub const CASE: &str = "autoharness.case/v1";
+
+/// A domain state stored and printed as text (a database `CHECK (x IN (...))` column, a
+/// JSON field): one enum, one spelling per variant, used by serde, by the store and by the
+/// reports alike, so a typo is a compile error and a corrupt row a clear one.
+macro_rules! text_enum {
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $name:ident ($what:literal) {
+            $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+        $vis enum $name {
+            $($(#[$vmeta])* #[serde(rename = $text)] $variant),+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+
+            pub fn parse(s: &str) -> Option<$name> {
+                Self::ALL.iter().copied().find(|v| v.as_str() == s)
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.as_str() == *other
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.as_str() == other
+            }
+        }
+
+        // Stored as its text in any database whose text columns decode to `String`: a row
+        // that is none of the spellings is a decode error naming the column and the value.
+        impl<DB: sqlx::Database> sqlx::Type<DB> for $name
+        where
+            String: sqlx::Type<DB>,
+        {
+            fn type_info() -> DB::TypeInfo {
+                <String as sqlx::Type<DB>>::type_info()
+            }
+
+            fn compatible(ty: &DB::TypeInfo) -> bool {
+                <String as sqlx::Type<DB>>::compatible(ty)
+            }
+        }
+
+        impl<'r, DB: sqlx::Database> sqlx::Decode<'r, DB> for $name
+        where
+            String: sqlx::Decode<'r, DB>,
+        {
+            fn decode(value: DB::ValueRef<'r>) -> Result<$name, sqlx::error::BoxDynError> {
+                Ok($name::try_from(<String as sqlx::Decode<'r, DB>>::decode(value)?)?)
+            }
+        }
+
+        impl<'q, DB: sqlx::Database> sqlx::Encode<'q, DB> for $name
+        where
+            &'static str: sqlx::Encode<'q, DB>,
+        {
+            fn encode_by_ref(
+                &self,
+                buf: &mut DB::ArgumentBuffer<'q>,
+            ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+                <&'static str as sqlx::Encode<'q, DB>>::encode(self.as_str(), buf)
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = $crate::schema::UnknownText;
+
+            fn try_from(text: String) -> Result<$name, Self::Error> {
+                $name::parse(&text).ok_or_else(|| $crate::schema::UnknownText {
+                    what: $what,
+                    text,
+                    expected: Self::ALL.iter().map(|v| v.as_str()).collect(),
+                })
+            }
+        }
+    };
+}
+pub(crate) use text_enum;
+
+/// A stored or written value that is none of its type's spellings (a row edited by hand,
+/// a store written by a newer autoharness).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownText {
+    pub what: &'static str,
+    pub text: String,
+    pub expected: Vec<&'static str>,
+}
+
+impl std::fmt::Display for UnknownText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "unknown {} '{}' (expected one of: {})", self.what, self.text, self.expected.join(", "))
+    }
+}
+
+impl std::error::Error for UnknownText {}

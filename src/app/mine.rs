@@ -172,15 +172,15 @@ pub fn cases(settings: &Settings, out: &Output, cluster: Option<&str>) -> anyhow
                 let path = c.path.display().to_string();
                 match rows.iter_mut().find(|r| r.id == c.file.id) {
                     Some(r) => {
-                        r.status = c.file.status.to_string();
-                        r.split = c.file.split.to_string();
+                        r.status = c.file.status;
+                        r.split = c.file.split;
                     }
                     None => rows.push(crate::store::mine::StoredCase {
                         id: c.file.id.clone(),
                         cluster_id: c.file.cluster.clone(),
                         harness: c.file.harness.clone(),
-                        split: c.file.split.to_string(),
-                        status: c.file.status.to_string(),
+                        split: c.file.split,
+                        status: c.file.status,
                         path,
                         content_hash: String::new(),
                     }),
@@ -190,7 +190,7 @@ pub fn cases(settings: &Settings, out: &Output, cluster: Option<&str>) -> anyhow
         rows.sort_by(|a, b| (a.cluster_id.as_str(), a.id.as_str()).cmp(&(b.cluster_id.as_str(), b.id.as_str())));
         let mut out = Vec::new();
         for r in rows {
-            let history = store.case_events(&r.id).await?;
+            let history = store.case_events(&r.id).await?.into_iter().map(|e| (e.status, e.reason, e.at)).collect();
             let trials = store.trials_of_case(&r.id).await?;
             let passed = trials.iter().filter(|t| t.passed).count();
             out.push(render::CaseRow { case: r, history, trials_passed: passed, trials_total: trials.len() });

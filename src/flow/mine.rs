@@ -72,7 +72,8 @@ pub async fn mine(store: &Store, opts: &MineOptions, tick: &(dyn Fn(&str) + Sync
     let clock = PhaseClock(std::time::Instant::now());
     // Only files whose failures were analysed at their current content count as known:
     // `traces ls` records files without mining them.
-    let known: Known = store.mined_files().await?.into_iter().map(|(p, s, m, h)| (p, (s as u64, m, h))).collect();
+    let known: Known =
+        store.mined_files().await?.into_iter().map(|f| (f.path, (f.size as u64, f.mtime_ns, f.hash))).collect();
     let (mut result, mut summary) = scan_phase(opts, &known, tick);
     clock.done("scan");
     let mut errors: Vec<String> = result.walk_errors.iter().map(|(p, e)| format!("{}: {e}", p.display())).collect();
@@ -440,8 +441,8 @@ async fn write_planned(
             id: planned.case.id.clone(),
             cluster_id: cluster_id.to_string(),
             harness: opts.harness.clone(),
-            split: planned.case.split.to_string(),
-            status: planned.case.status.to_string(),
+            split: planned.case.split,
+            status: planned.case.status,
             path,
             content_hash: hash,
         };
@@ -468,8 +469,8 @@ fn cluster_view(
     ClusterView {
         id: sc.cluster.id.clone(),
         label: sc.label.clone(),
-        kind: sc.kind.clone(),
-        state: sc.state.clone(),
+        kind: sc.kind,
+        state: sc.state,
         count: ms.len(),
         share: if total_failed > 0 { ms.len() as f64 / total_failed as f64 } else { 0.0 },
         first_seen: times.iter().min().map(|s| s.to_string()),

@@ -21,9 +21,11 @@ use crate::gate::engine::{GateConfig, Role};
 use crate::gate::session::{self, GateOptions, GateReport, target_fixed};
 use crate::harness::manifest::Manifest;
 use crate::harness::{patch, workspace};
+use crate::mine::state::ClusterState;
 use crate::propose::Proposal;
 use crate::propose::knobs::{self, KnobChange};
 use crate::store::Store;
+use crate::store::runs::RunStatus;
 use crate::trial::{Runner, Trial, Version};
 
 /// Seeds each knob candidate is screened with on the target cases before any gate.
@@ -122,7 +124,7 @@ struct Target {
     id: String,
     label: String,
     failures: i64,
-    state: String,
+    state: ClusterState,
 }
 
 pub struct RunContext<'a> {
@@ -216,7 +218,7 @@ struct RunState {
     skipped: HashSet<String>,
     /// Suite changes of this run (case id → status): in the store at once, in the case
     /// files only with --apply / --branch, so the tree changes only when asked to.
-    statuses: std::collections::HashMap<String, String>,
+    statuses: std::collections::HashMap<String, case::CaseStatus>,
     summary: RunSummary,
 }
 
@@ -245,8 +247,8 @@ async fn run_inner(
         }
         let mut cases = case::load_checked(&ctx.project_root.join("evals"), &manifest.name)?;
         for c in &mut cases {
-            if let Some(status) = st.statuses.get(c.id()).and_then(|s| case::CaseStatus::parse(s)) {
-                c.file.status = status;
+            if let Some(status) = st.statuses.get(c.id()) {
+                c.file.status = *status;
             }
         }
         let (target, passed_over) = choose_target(ctx.store, &cases, &st.skipped, st.opts.target.as_deref()).await?;
@@ -268,7 +270,7 @@ async fn run_inner(
     let json = serde_json::to_string_pretty(&summary)?;
     std::fs::write(st.run_dir.join("summary.json"), &json)?;
     std::fs::write(st.run_dir.join("summary.md"), ctx.evidence.summary_markdown(summary))?;
-    store.update_run(&st.run_id, st.iteration as i64, "finished", Some(&json)).await?;
+    store.update_run(&st.run_id, st.iteration as i64, RunStatus::Finished, Some(&json)).await?;
     let _ = std::fs::remove_dir_all(&st.base_root);
     Ok(st.summary)
 }
@@ -449,7 +451,7 @@ async fn iterate(
         failures: target.failures,
         share: target.failures as f64 / total as f64,
     });
-    store.set_cluster_state(&target.id, "targeted").await?;
+    store.set_cluster_state(&target.id, ClusterState::Targeted).await?;
     let mut it = IterationSummary {
         iteration,
         cluster: target.id.clone(),
@@ -468,7 +470,7 @@ async fn iterate(
         iteration: iteration as i64,
         cluster: &target.id,
         accepted: None,
-        cluster_state: "observed",
+        cluster_state: ClusterState::Observed,
         case_events: Vec::new(),
     };
     let usable = propose(ctx, st, runner, cases, target, &mut it).await?;
@@ -502,7 +504,7 @@ async fn iterate(
     close.accepted = Some(pid);
     // "fixed" only once the fix is in the tree (--apply / --branch, below); until then
     // the cluster stays targeted, with a fix proposed in this run.
-    close.cluster_state = "targeted";
+    close.cluster_state = ClusterState::Targeted;
     close.case_events = events;
     crate::crash::point("accepted");
     store.close_iteration(&close).await?;
@@ -524,10 +526,10 @@ async fn iterate(
     it.evidence = Some(md.display().to_string());
     (ctx.emit)(RunEvent::Accepted { iteration, patch: patch_path, description: p.description.clone() });
     for id in &promoted {
-        st.statuses.insert(id.clone(), "active".into());
+        st.statuses.insert(id.clone(), case::CaseStatus::Active);
     }
     for id in &quarantined {
-        st.statuses.insert(id.clone(), "quarantined".into());
+        st.statuses.insert(id.clone(), case::CaseStatus::Quarantined);
     }
     (ctx.emit)(RunEvent::Promoted { cases: promoted.clone(), quarantined: quarantined.clone() });
     it.promoted = promoted;
@@ -732,13 +734,13 @@ async fn hand_over(ctx: &RunContext<'_>, manifest: &Manifest, st: &mut RunState)
     crate::harness::apply::to_tree(&patches, &manifest.root, &st.run_dir.join("apply-intent.json"))?;
     let (cases, _) = case::load(&ctx.project_root.join("evals"), &manifest.name);
     for c in &cases {
-        if let Some(status) = st.statuses.get(c.id()).filter(|s| **s != c.file.status.as_str()) {
-            case::write_status(&c.path, status)?;
+        if let Some(status) = st.statuses.get(c.id()).filter(|s| **s != c.file.status) {
+            case::write_status(&c.path, status.as_str())?;
         }
     }
     st.summary.applied_to_tree = true;
     for p in &accepted {
-        store.set_cluster_state(&p.cluster_id, "fixed").await?;
+        store.set_cluster_state(&p.cluster_id, ClusterState::Fixed).await?;
     }
     if let Some(branch) = &st.opts.branch {
         commit_branch(ctx.project_root, manifest, branch, &touched, accepted.len(), &st.run_id)?;
@@ -939,7 +941,7 @@ async fn choose_target(
             failures: s
                 .map(|s| s.cluster.members as i64)
                 .unwrap_or_else(|| cases.iter().filter(|x| x.file.cluster == c.file.cluster).count() as i64),
-            state: s.map(|s| s.state.clone()).unwrap_or_else(|| "observed".into()),
+            state: s.map(|s| s.state).unwrap_or_default(),
         });
     }
     targets.sort_by(|a, b| b.failures.cmp(&a.failures).then(a.id.cmp(&b.id)));
@@ -953,7 +955,7 @@ async fn choose_target(
         }
         let why = if skipped.contains(&t.id) {
             Some("already worked on in this run".to_string())
-        } else if t.state == "fixed" {
+        } else if t.state == ClusterState::Fixed {
             Some("fixed (its fix was applied)".to_string())
         } else if let Some(run) = store.unapplied_fix(&t.id).await? {
             Some(format!("fix proposed in run {run}, not applied yet (its accepted.patch)"))
@@ -1145,7 +1147,7 @@ fn lifecycle(
     run_id: &str,
     cases: &[Case],
     report: &GateReport,
-) -> (Vec<String>, Vec<String>, Vec<(String, String, String)>) {
+) -> (Vec<String>, Vec<String>, Vec<(String, case::CaseStatus, String)>) {
     let mut promoted = Vec::new();
     let mut quarantined = Vec::new();
     let mut events = Vec::new();
@@ -1154,7 +1156,7 @@ fn lifecycle(
         // The case files change only with --apply / --branch (see `run`).
         if row.role == Role::Target && row.candidate_passes >= 3 && row.candidate_passes == row.candidate_trials {
             let why = format!("run {run_id}: passed {0}/{0} on the accepted harness", row.candidate_passes);
-            events.push((row.id.clone(), "active".to_string(), why));
+            events.push((row.id.clone(), case::CaseStatus::Active, why));
             promoted.push(row.id.clone());
         }
         let v = report.decision.as_ref().and_then(|d| d.cases.iter().find(|v| v.id == row.id));
@@ -1168,7 +1170,7 @@ fn lifecycle(
                 "run {run_id}: flipped under an unchanged harness: {}/{} on baseline",
                 v.baseline_passes, v.baseline_n
             );
-            events.push((row.id.clone(), "quarantined".to_string(), why));
+            events.push((row.id.clone(), case::CaseStatus::Quarantined, why));
             quarantined.push(row.id.clone());
         }
     }

@@ -66,76 +66,29 @@ pub struct Provenance {
     pub mined_at: String,
 }
 
-/// Which side of the train/holdout wall a case is on. The holdout is never shown to a
-/// proposer and only vetoes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Split {
-    #[default]
-    Train,
-    Holdout,
-}
-
-/// Where a case is in its life (DESIGN.md "case"). A case written by hand defaults to
-/// `active`: a person who wrote it wants it guarded.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CaseStatus {
-    Candidate,
-    #[default]
-    Active,
-    Quarantined,
-    Retired,
-}
-
-impl Split {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Split::Train => "train",
-            Split::Holdout => "holdout",
-        }
+crate::schema::text_enum! {
+    /// Which side of the train/holdout wall a case is on. The holdout is never shown to a
+    /// proposer and only vetoes.
+    #[derive(Default)]
+    pub enum Split ("case split") {
+        #[default]
+        Train = "train",
+        Holdout = "holdout",
     }
 }
 
-impl CaseStatus {
-    pub const ALL: [CaseStatus; 4] =
-        [CaseStatus::Candidate, CaseStatus::Active, CaseStatus::Quarantined, CaseStatus::Retired];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CaseStatus::Candidate => "candidate",
-            CaseStatus::Active => "active",
-            CaseStatus::Quarantined => "quarantined",
-            CaseStatus::Retired => "retired",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<CaseStatus> {
-        CaseStatus::ALL.into_iter().find(|c| c.as_str() == s)
+crate::schema::text_enum! {
+    /// Where a case is in its life (DESIGN.md "case"). A case written by hand defaults to
+    /// `active`: a person who wrote it wants it guarded.
+    #[derive(Default)]
+    pub enum CaseStatus ("case status") {
+        Candidate = "candidate",
+        #[default]
+        Active = "active",
+        Quarantined = "quarantined",
+        Retired = "retired",
     }
 }
-
-macro_rules! str_like {
-    ($t:ty) => {
-        impl std::fmt::Display for $t {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-        impl PartialEq<&str> for $t {
-            fn eq(&self, other: &&str) -> bool {
-                self.as_str() == *other
-            }
-        }
-        impl PartialEq<str> for $t {
-            fn eq(&self, other: &str) -> bool {
-                self.as_str() == other
-            }
-        }
-    };
-}
-str_like!(Split);
-str_like!(CaseStatus);
 
 /// A case chosen for a cluster, before it is written.
 #[derive(Debug, Clone)]

@@ -13,6 +13,7 @@ pub mod cluster;
 pub mod emit;
 pub mod failure;
 pub mod signature;
+pub mod state;
 pub mod summarize;
 
 use std::collections::BTreeMap;
@@ -49,8 +50,8 @@ pub struct MineOptions {
 pub struct ClusterView {
     pub id: String,
     pub label: String,
-    pub kind: String,
-    pub state: String,
+    pub kind: state::ClusterKind,
+    pub state: state::ClusterState,
     pub count: usize,
     /// Share of all failed runs in the window.
     pub share: f64,

@@ -7,6 +7,8 @@ use serde::Serialize;
 
 use super::output::{Output, Style};
 use super::table as new_table;
+use crate::evals::case::CaseStatus;
+use crate::mine::state::{ClusterKind, ClusterState};
 use crate::mine::{ClusterView, MineResult, MineSummary};
 use crate::store::mine::{StoredCase, StoredCluster, StoredFailure};
 use crate::trace::json::clip;
@@ -61,7 +63,8 @@ pub fn table(out: &Output, r: &MineResult) -> String {
         out.color_stdout,
     );
     for (i, c) in r.clusters.iter().enumerate() {
-        let kind = if c.kind == "infra" { out.paint(Style::Magenta, "infra") } else { "capability".to_string() };
+        let kind =
+            if c.kind == ClusterKind::Infra { out.paint(Style::Magenta, "infra") } else { "capability".to_string() };
         t.add_row(vec![
             (i + 1).to_string(),
             out.paint(Style::Bold, &c.id),
@@ -117,7 +120,7 @@ pub fn markdown(r: &MineResult) -> String {
             "| {} | {} | {} | {} | {:.0}% | {} | {} | {} | {} |",
             i + 1,
             md_code(&c.id),
-            md_text(&c.kind),
+            md_text(c.kind.as_str()),
             c.count,
             c.share * 100.0,
             day(&c.first_seen),
@@ -197,7 +200,7 @@ pub fn html(r: &MineResult) -> String {
             "<tr><td>{}</td><td><a href=\"#{id}\"><code>{id}</code></a></td><td class=\"{kind}\">{kind}</td><td>{n}</td><td><span class=\"bar\" style=\"width:{w}px\"></span> {share:.0}%</td><td>{first}</td><td>{last}</td><td>{label}</td></tr>",
             i + 1,
             id = esc(&c.id),
-            kind = esc(&c.kind),
+            kind = esc(c.kind.as_str()),
             n = c.count,
             w = (c.share * 120.0).round() as u32,
             share = c.share * 100.0,
@@ -244,8 +247,8 @@ pub fn html(r: &MineResult) -> String {
 struct ClusterRow<'a> {
     id: &'a str,
     label: &'a str,
-    kind: &'a str,
-    state: &'a str,
+    kind: ClusterKind,
+    state: ClusterState,
     members: usize,
     signature: &'a str,
 }
@@ -256,8 +259,8 @@ pub fn clusters_doc<'a>(clusters: &'a [StoredCluster], failures: &[StoredFailure
         .map(|c| ClusterRow {
             id: &c.cluster.id,
             label: &c.label,
-            kind: &c.kind,
-            state: &c.state,
+            kind: c.kind,
+            state: c.state,
             members: failures.iter().filter(|f| f.cluster_id.as_deref() == Some(&c.cluster.id)).count(),
             signature: &c.cluster.signature,
         })
@@ -276,7 +279,13 @@ pub fn clusters_table(out: &Output, clusters: &[StoredCluster], failures: &[Stor
     rows.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cluster.id.cmp(&b.1.cluster.id)));
     let mut t = new_table(&["CLUSTER", "KIND", "STATE", "MEMBERS", "LABEL"], out.color_stdout);
     for (n, c) in rows {
-        t.add_row(vec![c.cluster.id.clone(), c.kind.clone(), c.state.clone(), n.to_string(), clip(&c.label, 90)]);
+        t.add_row(vec![
+            c.cluster.id.clone(),
+            c.kind.to_string(),
+            c.state.to_string(),
+            n.to_string(),
+            clip(&c.label, 90),
+        ]);
     }
     format!("{t}\n")
 }
@@ -340,7 +349,7 @@ pub struct CaseRow {
     #[serde(flatten)]
     pub case: StoredCase,
     /// (status, reason, at), oldest first.
-    pub history: Vec<(String, String, String)>,
+    pub history: Vec<(CaseStatus, String, String)>,
     pub trials_passed: usize,
     pub trials_total: usize,
 }
@@ -362,15 +371,15 @@ pub fn cases_table(out: &Output, cases: &[CaseRow], invalid: &[crate::evals::cas
     }
     let mut t = new_table(&["CASE", "CLUSTER", "SPLIT", "STATUS", "TRIALS", "LAST CHANGE", "FILE"], out.color_stdout);
     for c in cases {
-        let status = match c.case.status.as_str() {
-            "active" => out.paint(Style::Green, "active"),
-            "quarantined" => out.paint(Style::Yellow, "quarantined"),
+        let status = match c.case.status {
+            CaseStatus::Active => out.paint(Style::Green, "active"),
+            CaseStatus::Quarantined => out.paint(Style::Yellow, "quarantined"),
             s => s.to_string(),
         };
         t.add_row(vec![
             c.case.id.clone(),
             c.case.cluster_id.clone(),
-            c.case.split.clone(),
+            c.case.split.to_string(),
             status,
             if c.trials_total == 0 { "-".into() } else { format!("{}/{}", c.trials_passed, c.trials_total) },
             c.history

@@ -4,12 +4,13 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sqlx::Row;
 
 use super::{Store, now_rfc3339, parse_rows};
 use crate::mine::cluster::Cluster;
+use crate::mine::emit::{CaseStatus, Split};
 use crate::mine::failure::{CaseSeed, Failure};
 use crate::mine::signature::Signature;
+use crate::mine::state::{ClusterKind, ClusterState};
 use crate::store::traces::{FileRow, ROWS_PER_STATEMENT, record_files_in};
 use crate::trace::FileReport;
 use crate::trace::json::format_time;
@@ -17,7 +18,7 @@ use crate::trace::scan::TraceSummary;
 
 pub use crate::mine::failure::StoredFailure;
 
-/// A `failures` row as [`Store::failures`] reads it (a JSON array, in this order).
+/// A `failures` row as [`Store::failures`] reads it (a JSON object per row, by column name).
 #[derive(Deserialize)]
 struct FailureRow {
     id: i64,
@@ -81,25 +82,74 @@ impl FailureRow {
     }
 }
 
+/// A `trace_files` row of a file mined at its current content.
+#[derive(Debug, Clone, Deserialize)]
+pub struct MinedFileRow {
+    pub path: String,
+    pub size: i64,
+    pub mtime_ns: Option<i64>,
+    pub hash: String,
+}
+
 /// A cluster row with its label and state.
 #[derive(Debug, Clone, Serialize)]
 pub struct StoredCluster {
     pub cluster: Cluster,
     pub label: String,
-    pub kind: String,
-    pub state: String,
+    pub kind: ClusterKind,
+    pub state: ClusterState,
     pub summary: Option<String>,
     pub created_at: String,
 }
 
-/// A `cases` row; deserialized from a JSON array in this order.
+/// A `clusters` row, by column name.
+#[derive(sqlx::FromRow)]
+struct ClusterRow {
+    id: String,
+    signature: String,
+    signatures: String,
+    label: String,
+    kind: ClusterKind,
+    state: ClusterState,
+    centroid: String,
+    members: i64,
+    summary: Option<String>,
+    created_at: String,
+}
+
+impl ClusterRow {
+    fn into_stored(self) -> anyhow::Result<StoredCluster> {
+        let json = |column: &str, text: &str| {
+            anyhow::anyhow!("the store's cluster {} has a corrupt `{column}` column: {text:.80}", self.id)
+        };
+        let signatures = serde_json::from_str(&self.signatures).map_err(|_| json("signatures", &self.signatures))?;
+        let centroid = serde_json::from_str(&self.centroid).map_err(|_| json("centroid", &self.centroid))?;
+        Ok(StoredCluster {
+            cluster: Cluster {
+                signature: self.signature,
+                signatures,
+                centroid,
+                members: self.members as usize,
+                infra: self.kind == ClusterKind::Infra,
+                id: self.id,
+            },
+            label: self.label,
+            kind: self.kind,
+            state: self.state,
+            summary: self.summary,
+            created_at: self.created_at,
+        })
+    }
+}
+
+/// A `cases` row (read as a JSON object per row, by column name).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StoredCase {
     pub id: String,
     pub cluster_id: String,
     pub harness: String,
-    pub split: String,
-    pub status: String,
+    pub split: Split,
+    pub status: CaseStatus,
     pub path: String,
     pub content_hash: String,
 }
@@ -153,32 +203,34 @@ impl Store {
         let key_of: HashMap<i64, &str> = analysed.iter().map(|(id, f)| (*id, f.key)).collect();
         Ok(stored
             .into_iter()
-            .filter_map(|(id, file_id, seq)| Some(((key_of.get(&file_id)?.to_string(), seq), id)))
+            .filter_map(|f| Some(((key_of.get(&f.file_id)?.to_string(), f.trace_seq), f.id)))
             .collect())
     }
 
-    /// Every stored failure. Without `full`, `text` and `seed` are left empty: they are most
-    /// of the bytes, and only clustering and case planning read them.
-    ///
-    /// The rows come back as one JSON text (see [`parse_rows`]).
-    /// Files whose failures were analysed at their current content: (path, size, mtime,
-    /// hash). `traces ls` records files without mining them; those are not in it.
-    pub async fn mined_files(&self) -> anyhow::Result<Vec<(String, i64, Option<i64>, String)>> {
+    /// Files whose failures were analysed at their current content. `traces ls` records
+    /// files without mining them; those are not in it.
+    pub async fn mined_files(&self) -> anyhow::Result<Vec<MinedFileRow>> {
         let text: String = sqlx::query_scalar(
-            "SELECT json_group_array(json_array(path, size, mtime_ns, hash)) FROM trace_files
-             WHERE mined_hash IS NOT NULL AND mined_hash = hash",
+            "SELECT json_group_array(json_object('path', path, 'size', size, 'mtime_ns', mtime_ns, 'hash', hash))
+             FROM trace_files WHERE mined_hash IS NOT NULL AND mined_hash = hash",
         )
         .fetch_one(&self.pool)
         .await?;
         super::parse_rows(&text, "trace files")
     }
 
+    /// Every stored failure. Without `full`, `text` and `seed` are left empty: they are most
+    /// of the bytes, and only clustering and case planning read them.
+    ///
+    /// The rows come back as one JSON text (see [`parse_rows`]).
     pub async fn failures(&self, full: bool) -> anyhow::Result<Vec<StoredFailure>> {
         let text: String = sqlx::query_scalar(
-            "SELECT json_group_array(json_array(f.id, t.path, f.cluster_id, f.trace_seq, f.trace_id, f.format, f.infra,
-                    f.signal, f.step_kind, f.tool, f.error_type, f.template, f.step_id, f.step_index, f.message,
-                    CASE WHEN ?1 THEN f.text ELSE '' END, f.excerpt, f.seen_at, f.cost_usd, f.tokens,
-                    CASE WHEN ?1 THEN json(f.seed) END))
+            "SELECT json_group_array(json_object('id', f.id, 'path', t.path, 'cluster_id', f.cluster_id,
+                    'trace_seq', f.trace_seq, 'trace_id', f.trace_id, 'format', f.format, 'infra', f.infra,
+                    'signal', f.signal, 'step_kind', f.step_kind, 'tool', f.tool, 'error_type', f.error_type,
+                    'template', f.template, 'step_id', f.step_id, 'step_index', f.step_index, 'message', f.message,
+                    'text', CASE WHEN ?1 THEN f.text ELSE '' END, 'excerpt', f.excerpt, 'seen_at', f.seen_at,
+                    'cost_usd', f.cost_usd, 'tokens', f.tokens, 'seed', CASE WHEN ?1 THEN json(f.seed) END))
              FROM failures f JOIN trace_files t ON t.id = f.file_id",
         )
         .bind(full)
@@ -190,31 +242,12 @@ impl Store {
     }
 
     pub async fn clusters(&self) -> anyhow::Result<Vec<StoredCluster>> {
-        let rows = sqlx::query(
+        let rows: Vec<ClusterRow> = sqlx::query_as(
             "SELECT id, signature, signatures, label, kind, state, centroid, members, summary, created_at FROM clusters ORDER BY id",
         )
         .fetch_all(&self.pool)
         .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in rows {
-            let kind: String = r.get(4);
-            out.push(StoredCluster {
-                cluster: Cluster {
-                    id: r.get(0),
-                    signature: r.get(1),
-                    signatures: serde_json::from_str(&r.get::<String, _>(2)).unwrap_or_default(),
-                    centroid: serde_json::from_str(&r.get::<String, _>(6)).unwrap_or_default(),
-                    members: r.get::<i64, _>(7) as usize,
-                    infra: kind == "infra",
-                },
-                label: r.get(3),
-                kind,
-                state: r.get(5),
-                summary: r.get(8),
-                created_at: r.get(9),
-            });
-        }
-        Ok(out)
+        rows.into_iter().map(ClusterRow::into_stored).collect()
     }
 
     /// The plan key of a harness's last case planning (`mine::plan_key`).
@@ -246,7 +279,8 @@ impl Store {
 
     pub async fn cases(&self, cluster: Option<&str>) -> anyhow::Result<Vec<StoredCase>> {
         let text: String = sqlx::query_scalar(
-            "SELECT json_group_array(json_array(id, cluster_id, harness, split, status, path, content_hash))
+            "SELECT json_group_array(json_object('id', id, 'cluster_id', cluster_id, 'harness', harness,
+                    'split', split, 'status', status, 'path', path, 'content_hash', content_hash))
              FROM cases WHERE (?1 IS NULL OR cluster_id = ?1)",
         )
         .bind(cluster)
@@ -273,8 +307,8 @@ impl Store {
         .bind(&case.id)
         .bind(&case.cluster_id)
         .bind(&case.harness)
-        .bind(&case.split)
-        .bind(&case.status)
+        .bind(case.split.as_str())
+        .bind(case.status.as_str())
         .bind(&case.path)
         .bind(&case.content_hash)
         .bind(input_hash)
@@ -348,10 +382,18 @@ const FAILURE_ROWS_PER_STATEMENT: usize = 500;
 /// Replace the failures of files scanned again, and remember the content they were
 /// analysed at (`traces ls` records files without mining them). Returns `(id, file_id,
 /// trace_seq)` of every failure now stored for `files`.
+/// Where a stored failure came from: its file and its trace's place in the file.
+#[derive(Deserialize)]
+struct FailureKey {
+    id: i64,
+    file_id: i64,
+    trace_seq: usize,
+}
+
 async fn replace_failures_in(
     tx: &mut sqlx::SqliteConnection,
     files: &[(i64, &MinedFile<'_>)],
-) -> anyhow::Result<Vec<(i64, i64, usize)>> {
+) -> anyhow::Result<Vec<FailureKey>> {
     if files.is_empty() {
         return Ok(Vec::new());
     }
@@ -424,7 +466,7 @@ async fn replace_failures_in(
         .execute(&mut *tx)
         .await?;
     let stored: String = sqlx::query_scalar(
-        "SELECT json_group_array(json_array(id, file_id, trace_seq)) FROM failures
+        "SELECT json_group_array(json_object('id', id, 'file_id', file_id, 'trace_seq', trace_seq)) FROM failures
          WHERE file_id IN (SELECT value FROM json_each(?))",
     )
     .bind(serde_json::to_string(&ids)?)

@@ -1,15 +1,25 @@
 //! Runs of the nightly loop and their proposals.
 
-use sqlx::Row;
-
 use super::{Store, now_rfc3339};
+use crate::evals::case::CaseStatus;
+use crate::mine::state::ClusterState;
 use crate::propose::Proposal;
 
-#[derive(Debug, Clone)]
+crate::schema::text_enum! {
+    /// A run is `running` until it finishes or stops on an error; only a running one is
+    /// resumed.
+    pub enum RunStatus ("run status") {
+        Running = "running",
+        Finished = "finished",
+        Failed = "failed",
+    }
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct StoredRun {
     pub id: String,
     pub harness: String,
-    pub status: String,
+    pub status: RunStatus,
     pub iteration: i64,
     pub spent_usd: f64,
     pub summary: Option<String>,
@@ -26,13 +36,14 @@ pub struct IterationEnd<'a> {
     pub cluster: &'a str,
     /// The accepted proposal, if any.
     pub accepted: Option<i64>,
-    /// `fixed` with an accepted proposal, else `observed`.
-    pub cluster_state: &'a str,
+    /// `targeted` with an accepted proposal (`fixed` once it is in the tree), else
+    /// `observed`.
+    pub cluster_state: ClusterState,
     /// Suite changes: (case id, status, reason).
-    pub case_events: Vec<(String, String, String)>,
+    pub case_events: Vec<(String, CaseStatus, String)>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct StoredProposal {
     pub id: i64,
     pub iteration: i64,
@@ -63,24 +74,21 @@ impl Store {
 
     /// The newest run of `harness` (any status), or the newest one still running.
     pub async fn latest_run(&self, harness: &str, running_only: bool) -> anyhow::Result<Option<StoredRun>> {
-        let row = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT id, harness, status, iteration, spent_usd, summary, options FROM runs
              WHERE harness = ? AND (? = 0 OR status = 'running') ORDER BY started_at DESC, id DESC LIMIT 1",
         )
         .bind(harness)
         .bind(running_only)
         .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(|r| run_row(&r)))
+        .await?)
     }
 
     pub async fn run_by_id(&self, id: &str) -> anyhow::Result<Option<StoredRun>> {
-        let row =
-            sqlx::query("SELECT id, harness, status, iteration, spent_usd, summary, options FROM runs WHERE id = ?")
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(row.map(|r| run_row(&r)))
+        Ok(sqlx::query_as("SELECT id, harness, status, iteration, spent_usd, summary, options FROM runs WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
     }
 
     /// A run that stopped on an error: `failed`, with the error kept as its summary, so it
@@ -105,14 +113,14 @@ impl Store {
         &self,
         id: &str,
         iteration: i64,
-        status: &str,
+        status: RunStatus,
         summary: Option<&str>,
     ) -> anyhow::Result<()> {
         sqlx::query(
             "UPDATE runs SET iteration = ?, status = ?, summary = COALESCE(?, summary), updated_at = ? WHERE id = ?",
         )
         .bind(iteration)
-        .bind(status)
+        .bind(status.as_str())
         .bind(summary)
         .bind(now_rfc3339())
         .bind(id)
@@ -137,13 +145,13 @@ impl Store {
             sqlx::query("UPDATE proposals SET accepted = 1 WHERE id = ?").bind(pid).execute(&mut *tx).await?;
         }
         sqlx::query("UPDATE clusters SET state = ?, updated_at = ? WHERE id = ?")
-            .bind(end.cluster_state)
+            .bind(end.cluster_state.as_str())
             .bind(&now)
             .bind(end.cluster)
             .execute(&mut *tx)
             .await?;
         for (case_id, status, reason) in &end.case_events {
-            super::trials::case_event_in(&mut tx, case_id, status, reason, &now).await?;
+            super::trials::case_event_in(&mut tx, case_id, *status, reason, &now).await?;
         }
         sqlx::query("UPDATE runs SET iteration = ?, updated_at = ? WHERE id = ?")
             .bind(end.iteration)
@@ -212,13 +220,13 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        let id: i64 = sqlx::query("SELECT id FROM proposals WHERE run_id = ? AND iteration = ? AND diff_hash = ?")
-            .bind(run)
-            .bind(iteration)
-            .bind(p.diff_hash())
-            .fetch_one(&mut *tx)
-            .await?
-            .get(0);
+        let id: i64 =
+            sqlx::query_scalar("SELECT id FROM proposals WHERE run_id = ? AND iteration = ? AND diff_hash = ?")
+                .bind(run)
+                .bind(iteration)
+                .bind(p.diff_hash())
+                .fetch_one(&mut *tx)
+                .await?;
         tx.commit().await?;
         crate::crash::point("proposal_recorded");
         Ok(id)
@@ -244,65 +252,39 @@ impl Store {
     }
 
     pub async fn proposals_of_run(&self, run: &str) -> anyhow::Result<Vec<StoredProposal>> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT id, iteration, cluster_id, description, diff, verdict, rule, accepted, cost_usd FROM proposals
              WHERE run_id = ? ORDER BY id",
         )
         .bind(run)
         .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.iter().map(proposal_row).collect())
+        .await?)
     }
 
     /// The proposals an iteration recorded, as they were asked for (a resumed run gates
     /// these again instead of asking a model anew: it need not answer the same twice, and
     /// they were paid for).
     pub async fn recorded_proposals(&self, run: &str, iteration: i64, cluster: &str) -> anyhow::Result<Vec<Proposal>> {
-        let rows = sqlx::query(
-            "SELECT provider, description, diff, COALESCE(prediction, '{}'), prompt, answer, tokens_in, tokens_out,
-               cost_usd, error FROM proposals WHERE run_id = ? AND iteration = ? AND cluster_id = ? ORDER BY id",
+        let rows: Vec<ProposalRow> = sqlx::query_as(
+            "SELECT provider, description, diff, COALESCE(prediction, '{}') AS prediction, prompt, answer, tokens_in,
+               tokens_out, cost_usd, error FROM proposals WHERE run_id = ? AND iteration = ? AND cluster_id = ? ORDER BY id",
         )
         .bind(run)
         .bind(iteration)
         .bind(cluster)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .iter()
-            .map(|r| {
-                let prediction: serde_json::Value = serde_json::from_str(r.get::<&str, _>(3)).unwrap_or_default();
-                let list = |key: &str| -> Vec<String> {
-                    prediction[key]
-                        .as_array()
-                        .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
-                        .unwrap_or_default()
-                };
-                Proposal {
-                    provider: r.get(0),
-                    description: r.get(1),
-                    diff: r.get(2),
-                    fixes: list("fixes"),
-                    risks: list("risks"),
-                    prompt: r.get(4),
-                    answer: r.get(5),
-                    tokens_in: r.get::<Option<i64>, _>(6).map(|t| t as u64),
-                    tokens_out: r.get::<Option<i64>, _>(7).map(|t| t as u64),
-                    cost_usd: r.get(8),
-                    error: r.get(9),
-                }
-            })
-            .collect())
+        rows.into_iter().map(ProposalRow::into_proposal).collect()
     }
 
     /// Diffs already gated for a cluster (any run), so a search never gates one twice.
     pub async fn gated_diffs(&self, cluster: &str) -> anyhow::Result<Vec<(String, String)>> {
-        let rows = sqlx::query(
-            "SELECT diff_hash, COALESCE(rule, '') FROM proposals WHERE cluster_id = ? AND verdict IS NOT NULL",
+        Ok(sqlx::query_as(
+            "SELECT diff_hash, COALESCE(rule, '') AS rule FROM proposals WHERE cluster_id = ? AND verdict IS NOT NULL",
         )
         .bind(cluster)
         .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+        .await?)
     }
 
     pub async fn set_prediction_score(&self, id: i64, score: &str) -> anyhow::Result<()> {
@@ -316,64 +298,49 @@ impl Store {
 
     /// Earlier rejected proposals for a cluster: (description, rule, the gate's reason).
     pub async fn rejected_proposals(&self, cluster: &str) -> anyhow::Result<Vec<(String, String, String)>> {
-        let rows = sqlx::query(
-            "SELECT p.description, COALESCE(p.rule, ''), COALESCE(g.reason, p.error, '') FROM proposals p
+        Ok(sqlx::query_as(
+            "SELECT p.description, COALESCE(p.rule, '') AS rule, COALESCE(g.reason, p.error, '') AS reason FROM proposals p
              LEFT JOIN gates g ON g.id = p.gate_id
              WHERE p.cluster_id = ? AND p.verdict IS NOT NULL AND p.accepted = 0 AND p.diff != '' ORDER BY p.id DESC LIMIT 10",
         )
         .bind(cluster)
         .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+        .await?)
     }
 
     /// Iterations (any run) that gated a proposal for a cluster and accepted nothing.
     /// Proposals that never reached a verdict (a provider error, an answer that did not
     /// parse, a patch that did not apply) say nothing about the cluster and do not count.
     pub async fn failed_attempts(&self, cluster: &str) -> anyhow::Result<i64> {
-        let n: i64 = sqlx::query(
+        let n: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM (SELECT run_id, iteration FROM proposals WHERE cluster_id = ?
                AND verdict IN ('pass', 'fail') GROUP BY run_id, iteration HAVING MAX(accepted) = 0)",
         )
         .bind(cluster)
         .fetch_one(&self.pool)
-        .await?
-        .get(0);
+        .await?;
         Ok(n)
     }
 
     /// The newest run that accepted a fix for this cluster without applying it to the tree.
     pub async fn unapplied_fix(&self, cluster: &str) -> anyhow::Result<Option<String>> {
-        let row = sqlx::query(
+        Ok(sqlx::query_scalar(
             "SELECT p.run_id FROM proposals p JOIN clusters c ON c.id = p.cluster_id
              WHERE p.cluster_id = ? AND p.accepted = 1 AND c.state != 'fixed' ORDER BY p.id DESC LIMIT 1",
         )
         .bind(cluster)
         .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(|r| r.get(0)))
+        .await?)
     }
 
-    pub async fn set_cluster_state(&self, id: &str, state: &str) -> anyhow::Result<()> {
+    pub async fn set_cluster_state(&self, id: &str, state: ClusterState) -> anyhow::Result<()> {
         sqlx::query("UPDATE clusters SET state = ?, updated_at = ? WHERE id = ?")
-            .bind(state)
+            .bind(state.as_str())
             .bind(now_rfc3339())
             .bind(id)
             .execute(&self.pool)
             .await?;
         Ok(())
-    }
-}
-
-fn run_row(r: &sqlx::sqlite::SqliteRow) -> StoredRun {
-    StoredRun {
-        id: r.get(0),
-        harness: r.get(1),
-        status: r.get(2),
-        iteration: r.get(3),
-        spent_usd: r.get(4),
-        summary: r.get(5),
-        options: r.get(6),
     }
 }
 
@@ -389,16 +356,45 @@ fn redacted_proposal(p: &Proposal) -> Proposal {
     p
 }
 
-fn proposal_row(r: &sqlx::sqlite::SqliteRow) -> StoredProposal {
-    StoredProposal {
-        id: r.get(0),
-        iteration: r.get(1),
-        cluster_id: r.get(2),
-        description: r.get(3),
-        diff: r.get(4),
-        verdict: r.get(5),
-        rule: r.get(6),
-        accepted: r.get(7),
-        cost_usd: r.get(8),
+/// A proposal as it was asked for, by column name (`recorded_proposals`).
+#[derive(sqlx::FromRow)]
+struct ProposalRow {
+    provider: String,
+    description: String,
+    diff: String,
+    prediction: String,
+    prompt: Option<String>,
+    answer: Option<String>,
+    tokens_in: Option<i64>,
+    tokens_out: Option<i64>,
+    cost_usd: f64,
+    error: Option<String>,
+}
+
+impl ProposalRow {
+    fn into_proposal(self) -> anyhow::Result<Proposal> {
+        #[derive(serde::Deserialize)]
+        struct Prediction {
+            #[serde(default)]
+            fixes: Vec<String>,
+            #[serde(default)]
+            risks: Vec<String>,
+        }
+        let prediction: Prediction = serde_json::from_str(&self.prediction).map_err(|e| {
+            anyhow::anyhow!("the store's proposal '{}' has a corrupt `prediction` column: {e}", self.description)
+        })?;
+        Ok(Proposal {
+            provider: self.provider,
+            description: self.description,
+            diff: self.diff,
+            fixes: prediction.fixes,
+            risks: prediction.risks,
+            prompt: self.prompt,
+            answer: self.answer,
+            tokens_in: self.tokens_in.map(|t| t as u64),
+            tokens_out: self.tokens_out.map(|t| t as u64),
+            cost_usd: self.cost_usd,
+            error: self.error,
+        })
     }
 }

@@ -3,16 +3,15 @@
 
 use std::collections::HashMap;
 
-use sqlx::Row;
-
 use super::{Store, now_rfc3339, parse_rows};
 use crate::trace::FileReport;
 use crate::trace::scan::TraceSummary;
 
 /// What the store knows about a file from an earlier scan.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct KnownFile {
     pub id: i64,
+    #[sqlx(try_from = "i64")]
     pub size: u64,
     pub mtime_ns: Option<i64>,
     pub hash: String,
@@ -20,11 +19,10 @@ pub struct KnownFile {
 
 impl Store {
     pub async fn known_file(&self, canonical_path: &str) -> anyhow::Result<Option<KnownFile>> {
-        let row = sqlx::query("SELECT id, size, mtime_ns, hash FROM trace_files WHERE path = ?")
+        Ok(sqlx::query_as("SELECT id, size, mtime_ns, hash FROM trace_files WHERE path = ?")
             .bind(canonical_path)
             .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(|r| KnownFile { id: r.get(0), size: r.get::<i64, _>(1) as u64, mtime_ns: r.get(2), hash: r.get(3) }))
+            .await?)
     }
 
     /// Record scanned files and their traces, replacing what an earlier scan stored for the
@@ -37,10 +35,11 @@ impl Store {
     }
 
     pub async fn count_traces(&self) -> anyhow::Result<(i64, i64)> {
-        let row = sqlx::query("SELECT (SELECT COUNT(*) FROM trace_files), (SELECT COUNT(*) FROM traces)")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok((row.get(0), row.get(1)))
+        Ok(sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM trace_files) AS files, (SELECT COUNT(*) FROM traces) AS traces",
+        )
+        .fetch_one(&self.pool)
+        .await?)
     }
 }
 
@@ -97,12 +96,19 @@ pub(crate) async fn record_files_in(
     }
     let keys: Vec<&str> = files.iter().map(|f| f.key).collect();
     let text: String = sqlx::query_scalar(
-        "SELECT json_group_array(json_array(path, id)) FROM trace_files WHERE path IN (SELECT value FROM json_each(?))",
+        "SELECT json_group_array(json_object('path', path, 'id', id)) FROM trace_files
+         WHERE path IN (SELECT value FROM json_each(?))",
     )
     .bind(serde_json::to_string(&keys)?)
     .fetch_one(&mut *tx)
     .await?;
-    let ids: HashMap<String, i64> = parse_rows::<(String, i64)>(&text, "trace files")?.into_iter().collect();
+    #[derive(serde::Deserialize)]
+    struct FileId {
+        path: String,
+        id: i64,
+    }
+    let ids: HashMap<String, i64> =
+        parse_rows::<FileId>(&text, "trace files")?.into_iter().map(|f| (f.path, f.id)).collect();
     let file_ids: Vec<i64> = keys.iter().filter_map(|k| ids.get(*k).copied()).collect();
     sqlx::query("DELETE FROM traces WHERE file_id IN (SELECT value FROM json_each(?))")
         .bind(serde_json::to_string(&file_ids)?)

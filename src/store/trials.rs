@@ -1,10 +1,9 @@
 //! Trials: recording each one, and the cache lookup by (harness hash, case hash, seed,
 //! environment fingerprint).
 
-use sqlx::Row;
-
 use super::{Store, now_rfc3339};
-use crate::trial::{BoxFuture, TrialLog, TrialRecord};
+use crate::evals::case::CaseStatus;
+use crate::trial::{BoxFuture, TrialLog, TrialRecord, TrialStatus};
 
 const COLUMNS: &str = "harness, harness_hash, case_id, case_hash, seed, env_fp, passed, status, exit_code, reason,
     checks, duration_ms, tokens, cost_usd, output, stderr_tail, trace_path, isolation, signature, created_at";
@@ -19,7 +18,7 @@ impl Store {
         seed: u64,
         env_fp: &str,
     ) -> anyhow::Result<Option<TrialRecord>> {
-        let row = sqlx::query(&format!(
+        let row: Option<TrialRow> = sqlx::query_as(&format!(
             "SELECT {COLUMNS} FROM trials WHERE harness_hash = ? AND case_hash = ? AND seed = ? AND env_fp = ?
                AND status != 'failed_to_start'"
         ))
@@ -29,11 +28,8 @@ impl Store {
         .bind(env_fp)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|r| {
-            let mut t = from_row(&r);
-            t.cached = true;
-            t
-        }))
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(TrialRecord { cached: true, ..row.into_record()? }))
     }
 
     /// Record a trial, replacing an earlier one with the same key (a `--no-cache` rerun).
@@ -61,7 +57,7 @@ impl Store {
         .bind(t.seed as i64)
         .bind(&t.env_fp)
         .bind(t.passed)
-        .bind(&t.status)
+        .bind(t.status.as_str())
         .bind(t.exit_code)
         .bind(&t.reason)
         .bind(serde_json::to_string(&t.checks)?)
@@ -90,11 +86,12 @@ impl Store {
 
     /// Every recorded trial of a case, oldest first (for `cases` history).
     pub async fn trials_of_case(&self, case_id: &str) -> anyhow::Result<Vec<TrialRecord>> {
-        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM trials WHERE case_id = ? ORDER BY id"))
-            .bind(case_id)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.iter().map(from_row).collect())
+        let rows: Vec<TrialRow> =
+            sqlx::query_as(&format!("SELECT {COLUMNS} FROM trials WHERE case_id = ? ORDER BY id"))
+                .bind(case_id)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.into_iter().map(TrialRow::into_record).collect()
     }
 
     /// Every trial of these harness versions that started, oldest first (a merge reads a
@@ -102,64 +99,66 @@ impl Store {
     pub async fn trials_of_versions(&self, hashes: &[String]) -> anyhow::Result<Vec<TrialRecord>> {
         let mut out = Vec::new();
         for hash in hashes {
-            let rows = sqlx::query(&format!(
+            let rows: Vec<TrialRow> = sqlx::query_as(&format!(
                 "SELECT {COLUMNS} FROM trials WHERE harness_hash = ? AND status != 'failed_to_start' ORDER BY id"
             ))
             .bind(hash)
             .fetch_all(&self.pool)
             .await?;
-            out.extend(rows.iter().map(from_row));
+            for r in rows {
+                out.push(r.into_record()?);
+            }
         }
         Ok(out)
     }
 
-    /// Record a case's status change with its reason.
-    pub async fn record_case_event(&self, case_id: &str, status: &str, reason: &str) -> anyhow::Result<()> {
-        let mut tx = self.pool.begin().await?;
-        case_event_in(&mut tx, case_id, status, reason, &now_rfc3339()).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
     /// The latest status each case got from a run (its events' reasons name the run).
-    pub async fn case_statuses_of_run(&self, run_id: &str) -> anyhow::Result<Vec<(String, String)>> {
-        let rows = sqlx::query(
-            "SELECT case_id, status FROM case_events WHERE id IN
+    pub async fn case_statuses_of_run(&self, run_id: &str) -> anyhow::Result<Vec<(String, CaseStatus)>> {
+        let rows: Vec<CaseEventRow> = sqlx::query_as(
+            "SELECT case_id, status, reason, at FROM case_events WHERE id IN
                (SELECT MAX(id) FROM case_events WHERE reason LIKE ? GROUP BY case_id)",
         )
         .bind(format!("run {run_id}:%"))
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+        Ok(rows.into_iter().map(|r| (r.case_id, r.status)).collect())
     }
 
-    /// A case's status history: (status, reason, at), oldest first.
-    pub async fn case_events(&self, case_id: &str) -> anyhow::Result<Vec<(String, String, String)>> {
-        let rows = sqlx::query("SELECT status, reason, at FROM case_events WHERE case_id = ? ORDER BY id")
+    /// A case's status history, oldest first.
+    pub async fn case_events(&self, case_id: &str) -> anyhow::Result<Vec<CaseEventRow>> {
+        Ok(sqlx::query_as("SELECT case_id, status, reason, at FROM case_events WHERE case_id = ? ORDER BY id")
             .bind(case_id)
             .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+            .await?)
     }
+}
+
+/// A `case_events` row: a case's status change and why.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct CaseEventRow {
+    pub case_id: String,
+    pub status: CaseStatus,
+    pub reason: String,
+    pub at: String,
 }
 
 /// A case's status change and its reason, inside a transaction of the caller's.
 pub(crate) async fn case_event_in(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
     case_id: &str,
-    status: &str,
+    status: CaseStatus,
     reason: &str,
     now: &str,
 ) -> anyhow::Result<()> {
     sqlx::query("INSERT INTO case_events (case_id, status, reason, at) VALUES (?, ?, ?, ?)")
         .bind(case_id)
-        .bind(status)
+        .bind(status.as_str())
         .bind(reason)
         .bind(now)
         .execute(&mut **tx)
         .await?;
     sqlx::query("UPDATE cases SET status = ?, updated_at = ? WHERE id = ?")
-        .bind(status)
+        .bind(status.as_str())
         .bind(now)
         .bind(case_id)
         .execute(&mut **tx)
@@ -167,29 +166,63 @@ pub(crate) async fn case_event_in(
     Ok(())
 }
 
-fn from_row(r: &sqlx::sqlite::SqliteRow) -> TrialRecord {
-    TrialRecord {
-        harness: r.get(0),
-        harness_hash: r.get(1),
-        case_id: r.get(2),
-        case_hash: r.get(3),
-        seed: r.get::<i64, _>(4) as u64,
-        env_fp: r.get(5),
-        passed: r.get(6),
-        status: r.get(7),
-        exit_code: r.get(8),
-        reason: r.get(9),
-        checks: serde_json::from_str(r.get::<&str, _>(10)).unwrap_or_default(),
-        duration_ms: r.get::<i64, _>(11) as u64,
-        tokens: r.get::<Option<i64>, _>(12).map(|x| x as u64),
-        cost_usd: r.get(13),
-        output: r.get(14),
-        stderr_tail: r.get(15),
-        trace_path: r.get(16),
-        isolation: r.get(17),
-        signature: r.get(18),
-        cached: false,
-        infra: None,
+/// A `trials` row, by column name.
+#[derive(sqlx::FromRow)]
+struct TrialRow {
+    harness: String,
+    harness_hash: String,
+    case_id: String,
+    case_hash: String,
+    seed: i64,
+    env_fp: String,
+    passed: bool,
+    status: TrialStatus,
+    exit_code: Option<i32>,
+    reason: Option<String>,
+    checks: String,
+    duration_ms: i64,
+    tokens: Option<i64>,
+    cost_usd: Option<f64>,
+    output: String,
+    stderr_tail: String,
+    trace_path: Option<String>,
+    isolation: String,
+    signature: Option<String>,
+}
+
+impl TrialRow {
+    fn into_record(self) -> anyhow::Result<TrialRecord> {
+        let checks = serde_json::from_str(&self.checks).map_err(|e| {
+            anyhow::anyhow!(
+                "the store's trial of case {} (seed {}) has a corrupt `checks` column ({e}); \
+                 run with --no-cache to record it again",
+                self.case_id,
+                self.seed
+            )
+        })?;
+        Ok(TrialRecord {
+            harness: self.harness,
+            harness_hash: self.harness_hash,
+            case_id: self.case_id,
+            case_hash: self.case_hash,
+            seed: self.seed as u64,
+            env_fp: self.env_fp,
+            passed: self.passed,
+            status: self.status,
+            exit_code: self.exit_code,
+            reason: self.reason,
+            checks,
+            duration_ms: self.duration_ms as u64,
+            tokens: self.tokens.map(|x| x as u64),
+            cost_usd: self.cost_usd,
+            output: self.output,
+            stderr_tail: self.stderr_tail,
+            trace_path: self.trace_path,
+            isolation: self.isolation,
+            signature: self.signature,
+            cached: false,
+            infra: None,
+        })
     }
 }
 
@@ -217,7 +250,7 @@ impl TrialLog for Store {
 mod tests {
     use super::*;
 
-    fn record(status: &str) -> TrialRecord {
+    fn record(status: TrialStatus) -> TrialRecord {
         TrialRecord {
             harness: "h".into(),
             harness_hash: "hh".into(),
@@ -226,7 +259,7 @@ mod tests {
             seed: 0,
             env_fp: "fp".into(),
             passed: false,
-            status: status.into(),
+            status,
             exit_code: None,
             reason: Some("why".into()),
             signature: None,
@@ -248,14 +281,30 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("s.db")).await.unwrap();
         store.create_run("r-1", "h", "{}").await.unwrap();
-        store.record_trial_for(&record("failed_to_start"), Some("r-1")).await.unwrap();
+        store.record_trial_for(&record(TrialStatus::FailedToStart), Some("r-1")).await.unwrap();
         assert!(store.cached_trial("hh", "ch", 0, "fp").await.unwrap().is_none());
         // Its cost still counts: it was spent.
         assert_eq!(store.run_spent("r-1").await.unwrap(), 0.5);
-        store.record_trial_for(&record("exited"), Some("r-1")).await.unwrap();
+        store.record_trial_for(&record(TrialStatus::Exited), Some("r-1")).await.unwrap();
         let cached = store.cached_trial("hh", "ch", 0, "fp").await.unwrap().unwrap();
-        assert!(cached.cached && cached.status == "exited");
+        assert!(cached.cached && cached.status == TrialStatus::Exited);
         assert_eq!(store.run_spent("r-1").await.unwrap(), 1.0);
+        store.close().await;
+    }
+
+    /// A row that no longer decodes is an error naming the case, never a trial with no
+    /// checks (which would read as a pass with nothing checked).
+    #[tokio::test]
+    async fn a_corrupt_trial_row_is_an_error_naming_the_case() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db")).await.unwrap();
+        store.record_trial(&record(TrialStatus::Exited)).await.unwrap();
+        sqlx::query("UPDATE trials SET checks = '[{\"kind\": tru'").execute(&store.pool).await.unwrap();
+        let e = store.cached_trial("hh", "ch", 0, "fp").await.unwrap_err().to_string();
+        assert!(e.contains("case c-1") && e.contains("corrupt `checks`"), "{e}");
+        sqlx::query("UPDATE trials SET checks = '[]', status = 'exploded'").execute(&store.pool).await.unwrap();
+        let e = format!("{:#}", store.trials_of_case("c-1").await.unwrap_err());
+        assert!(e.contains("unknown trial status 'exploded'"), "{e}");
         store.close().await;
     }
 }

@@ -65,6 +65,18 @@ pub struct Trial {
     pub seed: u64,
 }
 
+crate::schema::text_enum! {
+    /// How a trial's process ended, as recorded (the sandbox's `ExitStatus` without its
+    /// details).
+    pub enum TrialStatus ("trial status") {
+        Exited = "exited",
+        Signaled = "signaled",
+        TimedOut = "timed_out",
+        KilledForLimit = "killed_for_limit",
+        FailedToStart = "failed_to_start",
+    }
+}
+
 /// How one trial went, as recorded.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TrialRecord {
@@ -76,8 +88,7 @@ pub struct TrialRecord {
     #[serde(skip)]
     pub env_fp: String,
     pub passed: bool,
-    /// `exited`, `signaled`, `timed_out`, `killed_for_limit`, `failed_to_start`, `batch`.
-    pub status: String,
+    pub status: TrialStatus,
     pub exit_code: Option<i32>,
     /// Why it failed, one line for people.
     pub reason: Option<String>,
@@ -729,20 +740,20 @@ fn trace_tokens(t: &crate::trace::model::Trace) -> Option<u64> {
 
 /// The exit status a stored record describes, as far as infrastructure checks need it.
 fn status_of(rec: &TrialRecord) -> ExitStatus {
-    match rec.status.as_str() {
-        "failed_to_start" => ExitStatus::FailedToStart { message: rec.reason.clone().unwrap_or_default() },
-        "timed_out" => ExitStatus::TimedOut,
+    match rec.status {
+        TrialStatus::FailedToStart => ExitStatus::FailedToStart { message: rec.reason.clone().unwrap_or_default() },
+        TrialStatus::TimedOut => ExitStatus::TimedOut,
         _ => ExitStatus::Exited { code: rec.exit_code.unwrap_or(1) },
     }
 }
 
-fn status_fields(s: &ExitStatus) -> (String, Option<i32>) {
+fn status_fields(s: &ExitStatus) -> (TrialStatus, Option<i32>) {
     match s {
-        ExitStatus::Exited { code } => ("exited".into(), Some(*code)),
-        ExitStatus::Signaled { .. } => ("signaled".into(), None),
-        ExitStatus::TimedOut => ("timed_out".into(), None),
-        ExitStatus::KilledForLimit { .. } => ("killed_for_limit".into(), None),
-        ExitStatus::FailedToStart { .. } => ("failed_to_start".into(), None),
+        ExitStatus::Exited { code } => (TrialStatus::Exited, Some(*code)),
+        ExitStatus::Signaled { .. } => (TrialStatus::Signaled, None),
+        ExitStatus::TimedOut => (TrialStatus::TimedOut, None),
+        ExitStatus::KilledForLimit { .. } => (TrialStatus::KilledForLimit, None),
+        ExitStatus::FailedToStart { .. } => (TrialStatus::FailedToStart, None),
     }
 }
 
@@ -830,7 +841,7 @@ async fn run_batch_once(
                 seed,
                 env_fp: env_fp.to_string(),
                 passed,
-                status: status.clone(),
+                status,
                 exit_code,
                 signature: None,
                 reason: (!passed).then(|| {

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value, json};
 
-use super::chat::{ListMode, attrs_except, push_messages};
+use super::common::transcript::{ListMode, attrs_except, push_messages};
 use super::{FileCtx, Format, ParseError, Sink};
 use crate::trace::json::{self, as_f64, as_u64, str_of};
 use crate::trace::model::{Signal, Trace};
@@ -129,7 +129,7 @@ fn trajectory(ctx: &FileCtx<'_>, v: &Value, pos: Pos) -> Option<Trace> {
         }
     }
     push_messages(&mut trace, &messages, ListMode::Chat);
-    trace.task = super::chat::first_user_text(&trace).map(Value::String);
+    trace.task = super::common::transcript::first_user_text(&trace).map(Value::String);
     trace.start = trace.steps.iter().filter_map(|s| s.start).min();
     if let Some(fm) = v.get("final_metrics") {
         trace.usage.input_tokens = fm.get("total_prompt_tokens").and_then(as_u64).or(trace.usage.input_tokens);

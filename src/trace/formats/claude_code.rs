@@ -11,7 +11,9 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::Value;
 
-use super::chat::{attrs_except, file_stem, new_step, parts_of, set_error, text_error, text_value, usage_of};
+use super::common::transcript::{
+    attrs_except, file_stem, new_step, parts_of, set_error, text_error, text_value, usage_of,
+};
 use super::{FileCtx, Format, ParseError, Sink};
 use crate::trace::json::{self, as_bool, as_f64, parse_time, str_of, string_of};
 use crate::trace::model::{

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use super::chat::{file_stem, new_step, parts_of, set_error, text_error, text_value, usage_of};
+use super::common::transcript::{file_stem, new_step, parts_of, set_error, text_error, text_value, usage_of};
 use super::{FileCtx, Format, ParseError, Sink};
 use crate::trace::json::{self, as_bool, as_i64, decode_json_string, parse_time, str_of, string_of};
 use crate::trace::model::{
@@ -55,7 +55,7 @@ pub fn parse(records: &mut Records, ctx: &mut FileCtx<'_>, sink: &mut Sink<'_>) 
     if let Some(r) = b {
         let mut trace = r.trace;
         if trace.task.is_none() {
-            trace.task = super::chat::first_user_text(&trace).map(Value::String);
+            trace.task = super::common::transcript::first_user_text(&trace).map(Value::String);
         }
         if !trace.steps.is_empty() || !trace.signals.is_empty() {
             sink(trace);

@@ -18,6 +18,7 @@ pub mod atif;
 pub mod chat;
 pub mod claude_code;
 pub mod codex;
+pub(crate) mod common;
 pub mod langfuse;
 pub mod langsmith;
 pub mod openai_agents;

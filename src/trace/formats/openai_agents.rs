@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
-use super::langfuse::shared::{
+use super::common::platform::{
     decode_deep, error_from_text, first_user_text, http_code, messages_from, order_steps, text_error, time_of,
     usage_from,
 };

@@ -332,7 +332,7 @@ pub fn parse_attribute_map(
 ) -> Result<(), ParseError> {
     // The id is the file name without its trace and compression extensions, so a gzip or
     // zstd copy reads as the same trace (`x.json.gz` → `x`, not `x.json`).
-    let stem = super::chat::file_stem(ctx.path);
+    let stem = super::common::transcript::file_stem(ctx.path);
     let mut n = 0usize;
     for item in records {
         let rec = match item {

@@ -19,7 +19,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 use serde_json::Value;
 
-use super::chat::{file_stem, new_step};
+use super::common::transcript::{file_stem, new_step};
 use super::{FileCtx, Format, Sink};
 use crate::trace::model::{ErrorInfo, ErrorSource, Message, StepKind};
 use crate::trace::read::{IN_MEMORY_BYTES, Opened, Pos};

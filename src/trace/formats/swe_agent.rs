@@ -12,7 +12,7 @@ use std::sync::{Mutex, OnceLock};
 
 use serde_json::Value;
 
-use super::chat::{
+use super::common::transcript::{
     ListMode, attrs_except, file_stem, new_step, parts_of, push_messages, set_error, text_error, tool_calls_of,
     usage_of,
 };
@@ -69,7 +69,7 @@ pub fn parse(records: &mut Records, ctx: &mut FileCtx<'_>, sink: &mut Sink<'_>) 
             .iter()
             .find(|m| str_of(m, "role") == Some("user"))
             .and_then(|m| m.get("content"))
-            .map(super::chat::text_value)
+            .map(super::common::transcript::text_value)
             .filter(|t| !t.is_empty())
             .map(Value::String);
         model_stats(&mut trace, info);
@@ -123,7 +123,7 @@ fn swe_steps(trace: &mut Trace, trajectory: &[Value], history: &[Value]) {
         tool.name = Some(tool_name).filter(|n| !n.is_empty());
         tool.tool_call = Some(call);
         let observation = entry.get("observation").cloned().unwrap_or(Value::Null);
-        let text = super::chat::text_value(&observation);
+        let text = super::common::transcript::text_value(&observation);
         let (exit_code, error) = text_error(&text);
         tool.tool_result = Some(ToolResult { call_id: None, content: observation, is_error: None, exit_code });
         if let Some(e) = error {
@@ -237,7 +237,7 @@ fn mini_steps(trace: &mut Trace, messages: &[Value]) {
         let seq = trace.steps.len();
         let role = str_of(m, "role").unwrap_or("");
         let content = m.get("content").unwrap_or(&Value::Null);
-        let text = super::chat::text_value(content);
+        let text = super::common::transcript::text_value(content);
         let t = trace.transcript.len() as u32;
         let msg = Message {
             role: if role.is_empty() { "unknown".into() } else { role.to_string() },

@@ -7,7 +7,7 @@
 
 use serde_json::Value;
 
-use super::chat::{ListMode, attrs_except, push_messages, string_of_any};
+use super::common::transcript::{ListMode, attrs_except, push_messages, string_of_any};
 use super::{FileCtx, Format, ParseError, Sink};
 use crate::trace::json::{self, as_f64, str_of};
 use crate::trace::model::{Signal, Trace};
@@ -81,7 +81,7 @@ fn result_record(ctx: &FileCtx<'_>, v: &Value, pos: Pos) -> Option<Trace> {
     }
     push_messages(&mut trace, traj, ListMode::Chat);
     if trace.task.is_none() {
-        trace.task = super::chat::first_user_text(&trace).map(Value::String);
+        trace.task = super::common::transcript::first_user_text(&trace).map(Value::String);
     }
     let reward =
         v.get("reward").and_then(as_f64).or_else(|| json::path(info, &["reward_info", "reward"]).and_then(as_f64));
@@ -107,7 +107,7 @@ fn simulation(ctx: &FileCtx<'_>, sim: &Value, tasks: Option<&Vec<Value>>, pos: P
     }
     push_messages(&mut trace, messages, ListMode::Chat);
     if trace.task.is_none() {
-        trace.task = super::chat::first_user_text(&trace).map(Value::String);
+        trace.task = super::common::transcript::first_user_text(&trace).map(Value::String);
     }
     let reward =
         json::path(sim, &["reward_info", "reward"]).and_then(as_f64).or_else(|| sim.get("reward").and_then(as_f64));
