@@ -84,16 +84,7 @@ pub fn gate(settings: &Settings, out: &Output, args: &GateArgs) -> anyhow::Resul
             opts.merge = Some(Arc::new(merge_sources(&store, files, &patch_hash).await?));
         }
         let shard_id = match partition {
-            Some(p) => {
-                let start = ShardStart {
-                    harness: &manifest.name,
-                    patch_hash: &patch_hash,
-                    partition: p,
-                    trials_k: opts.cfg.k,
-                    target: opts.target.as_deref(),
-                };
-                Some(store.start_shard(&start).await?)
-            }
+            Some(p) => Some(start_shard(&store, &manifest.name, &patch_hash, p, &opts).await?),
             None => None,
         };
         let mut runner = Runner::new(Some(Arc::new(store.clone())), settings.jobs, space.path().join("trials"));
@@ -120,13 +111,7 @@ pub fn gate(settings: &Settings, out: &Output, args: &GateArgs) -> anyhow::Resul
     let report = result?;
     space.finish();
     if let Some(p) = partition {
-        let shard = ShardReport::of(&report, p);
-        if out.json {
-            out.print_json(&shard)?;
-        } else {
-            out.print(&render::shard(out, &shard));
-        }
-        return Ok(exit::SUCCESS);
+        return print_shard(out, &ShardReport::of(&report, p));
     }
     if let Some(path) = &args.markdown {
         write(path, &render::markdown(&render::for_file(&report, path)))?;
@@ -150,6 +135,29 @@ pub fn gate(settings: &Settings, out: &Output, args: &GateArgs) -> anyhow::Resul
         out.print(&render::terminal(out, &report));
     }
     Ok(if report.passed() { exit::SUCCESS } else { exit::FAILURE })
+}
+
+/// A shard is recorded as started before its first trial: a merge reads one that never
+/// finished (killed, failed) as such, and names it.
+async fn start_shard(
+    store: &Store,
+    harness: &str,
+    patch_hash: &str,
+    partition: Partition,
+    opts: &GateOptions,
+) -> anyhow::Result<i64> {
+    let start = ShardStart { harness, patch_hash, partition, trials_k: opts.cfg.k, target: opts.target.as_deref() };
+    store.start_shard(&start).await
+}
+
+/// A shard's report; its exit code is 0 once its trials are recorded (the merge decides).
+fn print_shard(out: &Output, shard: &ShardReport) -> anyhow::Result<ExitCode> {
+    if out.json {
+        out.print_json(shard)?;
+    } else {
+        out.print(&render::shard(out, shard));
+    }
+    Ok(exit::SUCCESS)
 }
 
 /// `--partition`, with the CI engine's variables for `auto`.
