@@ -20,6 +20,7 @@ mod fuzz;
 mod gate_evidence;
 mod hostile;
 mod llm_e2e;
+mod partition;
 mod pinned;
 mod producers;
 mod sandbox;

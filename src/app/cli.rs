@@ -178,6 +178,14 @@ pub struct GateArgs {
     /// Run every trial even when it ran before with the same harness, case, seed and environment
     #[arg(long)]
     pub no_cache: bool,
+    /// Run the gate on one shard's cases and record their trials for `--merge`: K/N (1-based, e.g. a
+    /// GitHub Actions matrix), `auto` (GitLab, Buildkite, Kubernetes index variables) or auto/N
+    #[arg(long, value_name = "K/N", conflicts_with = "merge")]
+    pub partition: Option<String>,
+    /// Decide from the shards' stores (the shared store when none is named): every shard must
+    /// have finished this gate's first round
+    #[arg(long, value_name = "SHARD_DB", num_args = 0..)]
+    pub merge: Option<Vec<PathBuf>>,
 }
 
 #[derive(Debug, Args)]
@@ -247,6 +255,9 @@ pub struct EvalArgs {
     /// Run every trial even when the same harness, case, seed and environment ran before
     #[arg(long)]
     pub no_cache: bool,
+    /// Run only the cases of shard K of N (by a hash of the case id): K/N, `auto` or auto/N as for `gate`
+    #[arg(long, value_name = "K/N")]
+    pub partition: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -20,14 +20,21 @@ pub fn eval(settings: &Settings, out: &Output, args: &EvalArgs) -> anyhow::Resul
     if !matches!(split, "train" | "holdout" | "all") {
         return Err(hinted(format!("--split `{split}`"), "use train, holdout or all"));
     }
+    let partition = args.partition.as_deref().map(super::gate::parse_partition).transpose()?;
     let cases = load_cases(settings, &manifest)?;
     let cases: Vec<Case> = cases
         .into_iter()
         .filter(|c| split == "all" || c.file.split == *split)
         .filter(|c| c.file.status != "retired")
         .filter(|c| args.cluster.as_deref().is_none_or(|k| c.file.cluster.starts_with(k)))
+        .filter(|c| partition.is_none_or(|p| p.contains(c.id())))
         .collect();
-    if cases.is_empty() {
+    if cases.is_empty()
+        && let Some(p) = partition
+    {
+        // A shard can be empty when there are fewer cases than shards: nothing to do is no error.
+        out.note(&format!("shard {p} holds none of the {split} cases"));
+    } else if cases.is_empty() {
         return Err(hinted(
             format!("no {split} cases to run for harness `{}`", manifest.name),
             "check --cluster / --split, or run `autoharness mine` to write cases",

@@ -1,6 +1,8 @@
 //! `autoharness gate PATCH`: exit 0 pass, 1 fail, 2 error.
 
 use std::io::Read;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::cli::GateArgs;
@@ -8,11 +10,14 @@ use super::eval::load_cases;
 use crate::config::Settings;
 use crate::exit::{self, ExitCode, hinted};
 use crate::gate::engine::GateConfig;
+use crate::gate::merge::{self, ShardReport};
+use crate::gate::partition::{self, Partition};
 use crate::gate::session::{self, GateOptions, Progress};
 use crate::harness::manifest;
 use crate::harness::space::TrialSpace;
 use crate::report::Output;
 use crate::report::gate as render;
+use crate::store::shards::ShardStart;
 use crate::store::{Store, runtime};
 use crate::trial::{Runner, TrialRecord};
 
@@ -46,11 +51,15 @@ pub fn gate(settings: &Settings, out: &Output, args: &GateArgs) -> anyhow::Resul
     // Candidate copy, check runs and trials: in a folder no other process touches.
     let space = TrialSpace::claim(&settings.trials_root())?;
     let work_dir = space.path().join("gate");
-    let opts = GateOptions {
+    let partition = args.partition.as_deref().map(parse_partition).transpose()?;
+    let patch_hash = blake3::hash(text.as_bytes()).to_hex().to_string();
+    let mut opts = GateOptions {
         cfg,
         target: args.target.clone(),
         cost_tolerance: args.cost_tolerance.unwrap_or(settings.config.gate.cost_tolerance),
         work_dir: work_dir.clone(),
+        partition,
+        merge: None,
     };
     let bar = out.progress(0, "gate");
     let done = AtomicU32::new(0);
@@ -70,11 +79,16 @@ pub fn gate(settings: &Settings, out: &Output, args: &GateArgs) -> anyhow::Resul
     }
     let progress = Bar { bar: &bar, done: &done };
     let rt = runtime()?;
-    let patch_hash = blake3::hash(text.as_bytes()).to_hex().to_string();
     let result = rt.block_on(async {
         let store = Store::open(&settings.db_path).await?;
-        let mut runner =
-            Runner::new(Some(std::sync::Arc::new(store.clone())), settings.jobs, space.path().join("trials"));
+        if let Some(files) = &args.merge {
+            opts.merge = Some(Arc::new(merge_sources(&store, files, &patch_hash).await?));
+        }
+        let shard_id = match partition {
+            Some(p) => Some(start_shard(&store, &manifest.name, &patch_hash, p, &opts).await?),
+            None => None,
+        };
+        let mut runner = Runner::new(Some(Arc::new(store.clone())), settings.jobs, space.path().join("trials"));
         runner.use_cache = !args.no_cache;
         let report = tokio::select! {
             r = session::run(&manifest, &patch, &cases, &runner, &opts, &progress) => r,
@@ -83,8 +97,12 @@ pub fn gate(settings: &Settings, out: &Output, args: &GateArgs) -> anyhow::Resul
                 "finished trials are recorded in the store and cached; run the gate again to resume from them",
             )),
         };
-        if let Ok(r) = &report {
-            store.record_gate(r, &patch_hash).await?;
+        match (&report, shard_id) {
+            (Ok(r), Some(id)) => store.finish_shard(id, r).await?,
+            (Ok(r), None) => {
+                store.record_gate(r, &patch_hash).await?;
+            }
+            (Err(_), _) => {}
         }
         store.close().await;
         report
@@ -93,6 +111,9 @@ pub fn gate(settings: &Settings, out: &Output, args: &GateArgs) -> anyhow::Resul
     let _ = std::fs::remove_dir_all(&work_dir);
     let report = result?;
     space.finish();
+    if let Some(p) = partition {
+        return print_shard(out, &ShardReport::of(&report, p));
+    }
     if let Some(path) = &args.markdown {
         write(path, &render::markdown(&render::for_file(&report, path)))?;
     }
@@ -115,6 +136,55 @@ pub fn gate(settings: &Settings, out: &Output, args: &GateArgs) -> anyhow::Resul
         out.print(&render::terminal(out, &report));
     }
     Ok(if report.passed() { exit::SUCCESS } else { exit::FAILURE })
+}
+
+/// A shard is recorded as started before its first trial: a merge reads one that never
+/// finished (killed, failed) as such, and names it.
+async fn start_shard(
+    store: &Store,
+    harness: &str,
+    patch_hash: &str,
+    partition: Partition,
+    opts: &GateOptions,
+) -> anyhow::Result<i64> {
+    let start = ShardStart { harness, patch_hash, partition, trials_k: opts.cfg.k, target: opts.target.as_deref() };
+    store.start_shard(&start).await
+}
+
+/// A shard's report; its exit code is 0 once its trials are recorded (the merge decides).
+fn print_shard(out: &Output, shard: &ShardReport) -> anyhow::Result<ExitCode> {
+    if out.json {
+        out.print_json(shard)?;
+    } else {
+        out.print(&render::shard(out, shard));
+    }
+    Ok(exit::SUCCESS)
+}
+
+/// `--partition`, with the CI engine's variables for `auto`.
+pub(super) fn parse_partition(spec: &str) -> anyhow::Result<Partition> {
+    partition::parse(spec, &|name| std::env::var(name).ok())
+        .map_err(|e| hinted(format!("--partition {spec}: {e}"), "pass K/N (e.g. --partition 2/4), `auto` or auto/N"))
+}
+
+/// The stores a merge reads shards from: the files named (each must exist: a missing shard
+/// file is a missing shard), or the command's own store when none is named (a shared store).
+async fn merge_sources(store: &Store, files: &[PathBuf], patch_hash: &str) -> anyhow::Result<merge::Sources> {
+    let mut stores: Vec<(String, Arc<dyn merge::ShardLog>)> = Vec::new();
+    if files.is_empty() {
+        stores.push((format!("the store `{}`", store.path.display()), Arc::new(store.clone())));
+    }
+    for f in files {
+        if !f.is_file() {
+            return Err(hinted(
+                format!("the shard store `{}` does not exist", f.display()),
+                "pass the store each shard wrote (its --db), e.g. --merge shard-*.db",
+            ));
+        }
+        let shard = Store::open(f).await?;
+        stores.push((format!("`{}`", f.display()), Arc::new(shard)));
+    }
+    Ok(merge::Sources { patch_hash: patch_hash.to_string(), stores })
 }
 
 fn write(path: &std::path::Path, text: &str) -> anyhow::Result<()> {

@@ -629,6 +629,8 @@ async fn gate_candidates(
             target: Some(target.id.clone()),
             cost_tolerance: st.opts.cost_tolerance,
             work_dir: st.run_dir.join(format!("gate-{pid}")),
+            partition: None,
+            merge: None,
         };
         let outcome = match session::prepare_patch(&p.diff, &st.base_manifest, ctx.project_root) {
             Ok(parsed) => {

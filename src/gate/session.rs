@@ -8,6 +8,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -31,6 +32,11 @@ pub struct GateOptions {
     pub cost_tolerance: f64,
     /// Folder for the candidate copy and trial folders of this gate.
     pub work_dir: PathBuf,
+    /// Run only this shard's cases (`--partition K/N`): their first round and the top-ups
+    /// they ask for on their own; the report's rule is `shard` and a merge decides.
+    pub partition: Option<super::partition::Partition>,
+    /// Take the first round from these shards' stores (`--merge`), then decide.
+    pub merge: Option<Arc<super::merge::Sources>>,
 }
 
 /// An error that means "this patch cannot be gated" (exit 2), with a hint.
@@ -330,8 +336,18 @@ pub async fn run(
         report.check = Some(why.clone());
         return Ok(finish(report, "check", format!("the harness check failed on the candidate: {why}"), started));
     }
-    let (selected, pre) =
-        leave_out_stable_failures(selected, cases, &baseline, runner, &cfg, progress, &mut report).await?;
+    let imported = match &opts.merge {
+        Some(m) => Some(
+            super::merge::load(m, &manifest.name, [&baseline.hash, &candidate.hash], cfg.k, opts.target.as_deref())
+                .await?,
+        ),
+        None => None,
+    };
+    // The one point a partition applies: a shard plans (and runs) trials of its own cases only.
+    let selected: Vec<(usize, Role)> =
+        selected.into_iter().filter(|(i, _)| opts.partition.is_none_or(|p| p.contains(cases[*i].id()))).collect();
+    let ctx = Trials { runner, imported: imported.as_ref(), progress };
+    let (selected, pre) = leave_out_stable_failures(selected, cases, &baseline, &ctx, &cfg, &mut report).await?;
     let selected_cases: Vec<Case> = selected.iter().map(|(i, _)| cases[*i].clone()).collect();
     let mut state: Vec<CaseTrials> = selected.iter().map(|(i, role)| CaseTrials::new(cases[*i].id(), *role)).collect();
     // History orders the trials: cases that failed most often before run first, so a broken
@@ -351,8 +367,7 @@ pub async fn run(
         }
     }
     let versions = [&baseline, &candidate];
-    report.trials.rounds =
-        paired_trials(&mut state, &mut records, &selected_cases, versions, runner, &cfg, progress).await?;
+    report.trials.rounds = paired_trials(&mut state, &mut records, &selected_cases, versions, &ctx, &cfg).await?;
     let decision = engine::decide(&cfg, &state);
     report.trials.baseline = records.keys().filter(|(a, _, _)| *a == Arm::Baseline).count() as u32;
     report.trials.candidate = records.keys().filter(|(a, _, _)| *a == Arm::Candidate).count() as u32;
@@ -361,6 +376,10 @@ pub async fn run(
     report.isolation = crate::gate::evidence::isolation_summary(&records.values().collect::<Vec<_>>());
     report.cost = cost_stats(&records, opts.cost_tolerance);
     report.new_failures = new_failures(cases, &records, &selected_cases);
+    if let Some(p) = opts.partition {
+        let reason = format!("shard {p}: trials recorded; `gate --merge` decides");
+        return Ok(finish(report, "shard", reason, started));
+    }
     Ok(conclude(report, decision, started))
 }
 
@@ -443,9 +462,8 @@ async fn leave_out_stable_failures(
     selected: Vec<(usize, Role)>,
     cases: &[Case],
     baseline: &Version,
-    runner: &Runner,
+    ctx: &Trials<'_>,
     cfg: &GateConfig,
-    progress: &dyn Progress,
     report: &mut GateReport,
 ) -> anyhow::Result<(Vec<(usize, Role)>, Vec<((usize, u64), TrialRecord)>)> {
     let suite: Vec<usize> = if cfg.sequential {
@@ -455,7 +473,7 @@ async fn leave_out_stable_failures(
     };
     let pre_trials: Vec<Trial> =
         suite.iter().flat_map(|&i| (0..cfg.k as u64).map(move |seed| Trial { case: i, seed })).collect();
-    let pre = runner.run(baseline, cases, &pre_trials, &|r| progress.trial(r)).await?;
+    let pre = ctx.run(baseline, cases, &pre_trials, true).await?;
     let mut stable_fail: HashSet<usize> = suite.iter().copied().collect();
     for (t, r) in pre_trials.iter().zip(&pre) {
         if r.passed {
@@ -478,6 +496,27 @@ async fn leave_out_stable_failures(
     Ok((selected, pre))
 }
 
+/// How a gate's trials are run: by the runner, or taken from shards' stores (`--merge`).
+struct Trials<'a> {
+    runner: &'a Runner,
+    imported: Option<&'a super::merge::Imported>,
+    progress: &'a dyn Progress,
+}
+
+impl Trials<'_> {
+    /// `first_round`: trials a shard runs, which a merge must find in the shards.
+    async fn run(
+        &self,
+        version: &Version,
+        cases: &[Case],
+        trials: &[Trial],
+        first_round: bool,
+    ) -> anyhow::Result<Vec<TrialRecord>> {
+        let on_done = |r: &TrialRecord| self.progress.trial(r);
+        super::merge::trials(self.imported, first_round, self.runner, version, cases, trials, &on_done).await
+    }
+}
+
 /// The adaptive paired trials: round after round of what the engine asks for, candidate
 /// first (a broken candidate shows itself while the baseline is still cached). Returns the
 /// number of rounds.
@@ -486,9 +525,8 @@ async fn paired_trials(
     records: &mut Records,
     cases: &[Case],
     [baseline, candidate]: [&Version; 2],
-    runner: &Runner,
+    ctx: &Trials<'_>,
     cfg: &GateConfig,
-    progress: &dyn Progress,
 ) -> anyhow::Result<u32> {
     append(state, records, cfg);
     let mut rounds = 0;
@@ -499,10 +537,11 @@ async fn paired_trials(
         }
         rounds += 1;
         let (cand_trials, base_trials) = split_requests(&requests);
-        progress.round(rounds, cand_trials.len() + base_trials.len());
-        let on_done = |r: &TrialRecord| progress.trial(r);
-        let cand = runner.run(candidate, cases, &cand_trials, &on_done).await?;
-        let base = runner.run(baseline, cases, &base_trials, &on_done).await?;
+        ctx.progress.round(rounds, cand_trials.len() + base_trials.len());
+        // Every shard runs the first round of its cases: a merge takes all of it from them
+        // (and any later trial a shard ran for its own cases' top-ups).
+        let cand = ctx.run(candidate, cases, &cand_trials, rounds == 1).await?;
+        let base = ctx.run(baseline, cases, &base_trials, rounds == 1).await?;
         for (arm, trials, recs) in [(Arm::Candidate, &cand_trials, cand), (Arm::Baseline, &base_trials, base)] {
             for (t, rec) in trials.iter().zip(recs) {
                 records.insert((arm, t.case, t.seed), rec);

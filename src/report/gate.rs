@@ -89,6 +89,37 @@ fn ordered(r: &GateReport) -> Vec<&CaseRow> {
     rows
 }
 
+/// A shard's few lines: what it ran, and the merge that decides.
+pub fn shard(out: &Output, r: &crate::gate::merge::ShardReport) -> String {
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "gate {} shard {}: candidate {} vs baseline {}",
+        out.paint(Style::Bold, &r.harness),
+        r.partition,
+        short(&r.candidate_hash),
+        short(&r.baseline_hash)
+    );
+    if let Some(d) = &r.decided_before_trials {
+        let _ = writeln!(t, "  decided before any trial ({d}); the merge decides the same");
+    }
+    let _ = writeln!(
+        t,
+        "  {} case(s): {} baseline and {} candidate trial(s), {} cached, in {:.1}s",
+        r.cases.len(),
+        r.trials.baseline,
+        r.trials.candidate,
+        r.trials.cached,
+        r.wall_ms as f64 / 1000.0
+    );
+    let _ = writeln!(
+        t,
+        "  {}",
+        out.paint(Style::Dim, "recorded; decide with `autoharness gate PATCH --merge <every shard's store>`")
+    );
+    t
+}
+
 pub fn terminal(out: &Output, r: &GateReport) -> String {
     let mut t = String::new();
     let _ = writeln!(

@@ -8,6 +8,7 @@
 pub mod gates;
 pub mod mine;
 pub mod runs;
+pub mod shards;
 pub mod traces;
 pub mod trials;
 

@@ -94,6 +94,24 @@ impl Store {
         rows.into_iter().map(TrialRow::into_record).collect()
     }
 
+    /// Every trial of these harness versions that started, oldest first (a merge reads a
+    /// shard's trials with it; a later rerun of a trial overrides an earlier one).
+    pub async fn trials_of_versions(&self, hashes: &[String]) -> anyhow::Result<Vec<TrialRecord>> {
+        let mut out = Vec::new();
+        for hash in hashes {
+            let rows: Vec<TrialRow> = sqlx::query_as(&format!(
+                "SELECT {COLUMNS} FROM trials WHERE harness_hash = ? AND status != 'failed_to_start' ORDER BY id"
+            ))
+            .bind(hash)
+            .fetch_all(&self.pool)
+            .await?;
+            for r in rows {
+                out.push(r.into_record()?);
+            }
+        }
+        Ok(out)
+    }
+
     /// The latest status each case got from a run (its events' reasons name the run).
     pub async fn case_statuses_of_run(&self, run_id: &str) -> anyhow::Result<Vec<(String, CaseStatus)>> {
         let rows: Vec<CaseEventRow> = sqlx::query_as(
