@@ -97,13 +97,13 @@ macro_rules! text_enum {
 
         impl<'q, DB: sqlx::Database> sqlx::Encode<'q, DB> for $name
         where
-            &'static str: sqlx::Encode<'q, DB>,
+            String: sqlx::Encode<'q, DB>,
         {
             fn encode_by_ref(
                 &self,
                 buf: &mut DB::ArgumentBuffer<'q>,
             ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
-                <&'static str as sqlx::Encode<'q, DB>>::encode(self.as_str(), buf)
+                <String as sqlx::Encode<'q, DB>>::encode(self.as_str().to_string(), buf)
             }
         }
 

@@ -645,13 +645,13 @@ async fn gate_candidates(
                 let gate_id = store.record_gate(&report, &p.diff_hash()).await?;
                 let prediction = score_prediction(&p, &target.id, &report);
                 store.set_prediction_score(pid, &prediction.to_string()).await?;
-                store.set_proposal_verdict(pid, &report.verdict, &report.rule, Some(gate_id), false).await?;
+                store.set_proposal_verdict(pid, report.verdict.as_str(), &report.rule, Some(gate_id), false).await?;
                 crate::crash::point("gate_recorded");
                 st.summary.trials += report.trials.baseline + report.trials.candidate;
                 st.summary.cached_trials += report.trials.cached;
                 it.candidates.push(CandidateSummary {
                     description: p.description.clone(),
-                    verdict: report.verdict.clone(),
+                    verdict: report.verdict.to_string(),
                     rule: report.rule.clone(),
                     reason: report.reason.clone(),
                     trials: report.trials.baseline + report.trials.candidate,

@@ -268,11 +268,11 @@ pub struct Request {
     pub trials: u32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    Pass,
-    Fail,
+crate::schema::text_enum! {
+    pub enum Verdict ("gate verdict") {
+        Pass = "pass",
+        Fail = "fail",
+    }
 }
 
 /// Why the verdict is what it is.

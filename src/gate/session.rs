@@ -243,7 +243,7 @@ pub struct GateReport {
     pub baseline_hash: String,
     pub candidate_hash: String,
     /// `pass` or `fail`.
-    pub verdict: String,
+    pub verdict: Verdict,
     /// The rule that decided: passed, regression, flaky_regression, no_improvement,
     /// holdout_drop, leakage, check, new_failure, cost.
     pub rule: String,
@@ -278,7 +278,7 @@ pub struct GateReport {
 
 impl GateReport {
     pub fn passed(&self) -> bool {
-        self.verdict == "pass"
+        self.verdict == Verdict::Pass
     }
 }
 
@@ -396,7 +396,7 @@ fn new_report(
         harness: manifest.name.clone(),
         baseline_hash: baseline.hash.clone(),
         candidate_hash: String::new(),
-        verdict: "fail".into(),
+        verdict: Verdict::Fail,
         rule: String::new(),
         reason: String::new(),
         target: opts.target.clone(),
@@ -658,7 +658,7 @@ fn conclude(mut report: GateReport, decision: engine::Decision, started: Instant
         );
         return finish(report, "cost", reason, started);
     }
-    report.verdict = "pass".into();
+    report.verdict = Verdict::Pass;
     finish(report, "passed", summary, started)
 }
 

@@ -262,7 +262,7 @@ pub fn markdown(r: &GateReport) -> String {
     let _ = writeln!(
         md,
         "### {icon} autoharness gate: **{}** ({})\n",
-        md_text(&r.verdict.to_uppercase()),
+        md_text(&r.verdict.as_str().to_uppercase()),
         md_code(&r.rule)
     );
     let _ = writeln!(md, "{}\n", md_text(reason));
@@ -491,8 +491,8 @@ pub fn html(r: &GateReport) -> String {
          .bar{{display:inline-block;height:8px;background:#8c959f;vertical-align:middle}}\
          pre{{background:#f6f8fa;padding:6px;white-space:pre-wrap;max-height:20em;overflow:auto}}.legend{{color:#57606a}}</style>\
          <div class=v>{verdict_up} · {rule}</div><p>{reason}</p>",
-        verdict = esc(&r.verdict),
-        verdict_up = esc(&r.verdict.to_uppercase()),
+        verdict = esc(r.verdict.as_str()),
+        verdict_up = esc(&r.verdict.as_str().to_uppercase()),
         rule = esc(&r.rule),
         reason = esc(reason),
     );

@@ -15,7 +15,7 @@ impl Store {
         .bind(&r.candidate_hash)
         .bind(patch_hash)
         .bind(&r.target)
-        .bind(&r.verdict)
+        .bind(r.verdict)
         .bind(&r.rule)
         .bind(&r.reason)
         .bind((r.trials.baseline + r.trials.candidate) as i64)
