@@ -258,6 +258,9 @@ pub struct EvalArgs {
     /// Run only the cases of shard K of N (by a hash of the case id): K/N, `auto` or auto/N as for `gate`
     #[arg(long, value_name = "K/N")]
     pub partition: Option<String>,
+    /// Also run retired cases (left out of gates and of a plain `eval`; quarantined ones always run here)
+    #[arg(long)]
+    pub all: bool,
 }
 
 #[derive(Debug, Args)]

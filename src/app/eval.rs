@@ -25,7 +25,8 @@ pub fn eval(settings: &Settings, out: &Output, args: &EvalArgs) -> anyhow::Resul
     let cases: Vec<Case> = cases
         .into_iter()
         .filter(|c| split == "all" || c.file.split == *split)
-        .filter(|c| c.file.status != "retired")
+        // Retired cases are out of the suite but never lost: `--all` runs them too.
+        .filter(|c| args.all || c.file.status != "retired")
         .filter(|c| args.cluster.as_deref().is_none_or(|k| c.file.cluster.starts_with(k)))
         .filter(|c| partition.is_none_or(|p| p.contains(c.id())))
         .collect();

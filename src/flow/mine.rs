@@ -15,10 +15,10 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::mine::cluster::{self, Cluster, Idf};
-use crate::mine::emit::{WriteResult, plan_cases, write_case};
+use crate::mine::emit::{CaseFile, CaseStatus, PlannedCase, WriteResult, duplicates, plan_cases, write_case};
 use crate::mine::failure::{CaseSeed, Failure, StoredFailure, analyze};
 use crate::mine::{
-    ClusterView, MemberView, MineOptions, MineResult, MineSummary, label_for, redact_failure, summarize,
+    ClusterView, MemberView, MergedCase, MineOptions, MineResult, MineSummary, label_for, redact_failure, summarize,
 };
 use crate::store::Store;
 
@@ -364,6 +364,27 @@ async fn cases_phase(
     let existing_cases: HashMap<String, (String, String)> =
         recorded_cases.iter().map(|c| (c.id.clone(), (c.content_hash.clone(), c.path.clone()))).collect();
     let now = crate::store::now_rfc3339();
+    let mut planned: HashMap<String, Vec<PlannedCase>> = HashMap::new();
+    if opts.write_cases && !skip_planning {
+        for sc in stored_clusters {
+            let Some(ms) = members.get(&sc.cluster.id) else { continue };
+            let p = plan_cases(
+                &sc.cluster.id,
+                ms,
+                &opts.harness,
+                opts.max_cases_per_cluster,
+                opts.holdout_share,
+                &opts.evals_dir,
+                &now,
+            );
+            planned.insert(sc.cluster.id.clone(), p);
+        }
+    }
+    // Across clusters, the smallest case id of each task stays: deterministic whatever the
+    // clusters' order, and unchanged by a re-mine.
+    let mut all: Vec<&CaseFile> = planned.values().flatten().map(|p| &p.case).collect();
+    all.sort_by(|a, b| a.id.cmp(&b.id));
+    let dups = duplicates(all);
     let mut views = Vec::new();
     for sc in stored_clusters {
         let Some(ms) = members.get(&sc.cluster.id) else { continue };
@@ -378,16 +399,15 @@ async fn cases_phase(
             );
             summary.cases_unchanged += cases.len();
         } else if opts.write_cases {
-            for planned in plan_cases(
-                &sc.cluster.id,
-                ms,
-                &opts.harness,
-                opts.max_cases_per_cluster,
-                opts.holdout_share,
-                &opts.evals_dir,
-                &now,
-            ) {
-                written += write_planned(store, opts, &sc.cluster.id, &planned, &existing_cases, summary).await?;
+            for planned in planned.remove(&sc.cluster.id).unwrap_or_default() {
+                if let Some(kept) = dups.get(&planned.case.id) {
+                    let dup = Duplicate { planned: &planned, kept, recorded: &recorded_cases };
+                    if merge_duplicate(store, opts, &sc.cluster.id, &dup, summary).await? {
+                        continue;
+                    }
+                } else {
+                    written += write_planned(store, opts, &sc.cluster.id, &planned, &existing_cases, summary).await?;
+                }
                 cases.push(planned.case.id.clone());
             }
         }
@@ -449,6 +469,82 @@ async fn write_planned(
         store.upsert_case(&row, &planned.input_hash, Some(planned.failure_id)).await?;
     }
     Ok(written)
+}
+
+/// A planned case that runs the same task as `kept`.
+struct Duplicate<'a> {
+    planned: &'a PlannedCase,
+    kept: &'a str,
+    recorded: &'a [crate::store::mine::StoredCase],
+}
+
+/// Merge a duplicate into the case it duplicates: a new one is not written; a file mining
+/// wrote is retired (status in the file, row and history, with the reason), never deleted,
+/// so `eval --all` still runs it. A file a person wrote or edited is left as it is and
+/// reported. True when merged (the case is then not listed under its cluster).
+async fn merge_duplicate(
+    store: &Store,
+    opts: &MineOptions,
+    cluster_id: &str,
+    dup: &Duplicate<'_>,
+    summary: &mut MineSummary,
+) -> anyhow::Result<bool> {
+    let planned = dup.planned;
+    let id = &planned.case.id;
+    let merged = |action| MergedCase { case: id.clone(), duplicate_of: dup.kept.to_string(), action };
+    let Ok(bytes) = std::fs::read(&planned.path) else {
+        summary.duplicates_merged.push(merged("not_written"));
+        return Ok(true);
+    };
+    let recorded = dup.recorded.iter().find(|c| c.id == *id);
+    let hash = blake3::hash(&bytes).to_hex().to_string();
+    let Ok(mut file) = serde_json::from_slice::<CaseFile>(&bytes) else {
+        summary.cases_kept_edited.push(planned.path.display().to_string());
+        return Ok(false);
+    };
+    // Ours when the store recorded exactly this file, or (a fresh store) when it is what
+    // mining plans apart from its mining time and status.
+    let ours = match recorded {
+        Some(r) => r.content_hash == hash,
+        None => {
+            let mut c = file.clone();
+            c.status = planned.case.status;
+            if let (Some(p), Some(o)) = (c.provenance.as_mut(), planned.case.provenance.as_ref()) {
+                p.mined_at = o.mined_at.clone();
+            }
+            c == planned.case
+        }
+    };
+    if !ours {
+        summary.cases_kept_edited.push(planned.path.display().to_string());
+        return Ok(false);
+    }
+    let mut content_hash = hash;
+    if file.status != CaseStatus::Retired {
+        file.status = CaseStatus::Retired;
+        let mut text = serde_json::to_string_pretty(&file)?;
+        text.push('\n');
+        crate::paths::write_atomic(&planned.path, &planned.path.with_extension("json.tmp"), text.as_bytes())?;
+        content_hash = blake3::hash(text.as_bytes()).to_hex().to_string();
+    }
+    let row = crate::store::mine::StoredCase {
+        id: id.clone(),
+        cluster_id: cluster_id.to_string(),
+        harness: opts.harness.clone(),
+        split: file.split,
+        status: CaseStatus::Retired,
+        path: planned.path.display().to_string(),
+        content_hash,
+    };
+    if recorded.is_none_or(|r| r.content_hash != row.content_hash || r.status != CaseStatus::Retired) {
+        store.upsert_case(&row, &planned.input_hash, Some(planned.failure_id)).await?;
+    }
+    if recorded.is_none_or(|r| r.status != CaseStatus::Retired) {
+        let reason = format!("duplicate of {}: same input (after normalising whitespace and key order)", dup.kept);
+        store.case_event(id, CaseStatus::Retired, &reason).await?;
+    }
+    summary.duplicates_merged.push(merged("retired"));
+    Ok(true)
 }
 
 /// One row of the ranked table: a cluster over its members in the window.

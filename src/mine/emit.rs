@@ -242,6 +242,44 @@ pub fn canonical_json(v: &Value) -> String {
     sort(v).to_string()
 }
 
+/// What makes two cases the same task, whatever cluster mined them: the harness and the
+/// input as canonical JSON (keys sorted) with every string trimmed and each run of
+/// whitespace made one space. Case and punctuation are kept: "cancel #W1" and "Cancel W1"
+/// may be different tasks to an agent. Fixtures are left out: they record the tool answers
+/// one trace saw before it failed, so the same task failing at two points has two of them
+/// (one a prefix of the other in the bundled example). Two cases with one key run the same
+/// trial twice, and every mined case checks `no_error`, which covers each `not_signature`.
+pub fn duplicate_key(case: &CaseFile) -> String {
+    fn norm(v: &Value) -> Value {
+        match v {
+            Value::String(s) => Value::String(s.split_whitespace().collect::<Vec<_>>().join(" ")),
+            Value::Array(a) => Value::Array(a.iter().map(norm).collect()),
+            Value::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), norm(v))).collect()),
+            other => other.clone(),
+        }
+    }
+    format!("{}\n{}", case.harness, canonical_json(&norm(&case.input)))
+}
+
+/// Keep the first case of each [`duplicate_key`] in `order` (the caller's deterministic
+/// order); every later one maps to the id of the case it duplicates.
+pub fn duplicates<'a>(order: impl IntoIterator<Item = &'a CaseFile>) -> std::collections::HashMap<String, String> {
+    let mut first: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    let mut dups = std::collections::HashMap::new();
+    for c in order {
+        match first.get(&duplicate_key(c)) {
+            Some(kept) if *kept != c.id => {
+                dups.insert(c.id.clone(), kept.clone());
+            }
+            Some(_) => {}
+            None => {
+                first.insert(duplicate_key(c), c.id.clone());
+            }
+        }
+    }
+    dups
+}
+
 /// What happened to a planned case file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

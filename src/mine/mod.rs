@@ -82,6 +82,15 @@ pub struct MemberView {
     pub seen_at: Option<String>,
 }
 
+/// A duplicate case and the case it duplicates (which stays).
+#[derive(Debug, Clone, Serialize)]
+pub struct MergedCase {
+    pub case: String,
+    pub duplicate_of: String,
+    /// `not_written` (a new duplicate) or `retired` (its file existed; its status is now retired).
+    pub action: &'static str,
+}
+
 #[derive(Debug, Default, Serialize)]
 pub struct MineSummary {
     pub files: usize,
@@ -101,6 +110,9 @@ pub struct MineSummary {
     pub cases_unchanged: usize,
     /// Case files a person edited: never overwritten.
     pub cases_kept_edited: Vec<String>,
+    /// Cases that run the same task as another case (same harness and normalised input):
+    /// not written, or, when already written by mining, retired with the reason recorded.
+    pub duplicates_merged: Vec<MergedCase>,
     /// Cluster summaries written by the LLM this time, and what they cost.
     pub summaries_written: usize,
     pub summary_cost_usd: f64,

@@ -81,11 +81,12 @@ pub fn table(out: &Output, r: &MineResult) -> String {
     let _ = writeln!(text, "\n{t}");
     let _ = writeln!(
         text,
-        "\n{} clusters ({} new) · {} cases written, {} unchanged{}",
+        "\n{} clusters ({} new) · {} cases written, {} unchanged, {} duplicates merged{}",
         s.clusters_total,
         s.new_clusters,
         s.cases_written,
         s.cases_unchanged,
+        s.duplicates_merged.len(),
         if s.cases_kept_edited.is_empty() {
             String::new()
         } else {

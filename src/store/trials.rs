@@ -124,6 +124,14 @@ impl Store {
         Ok(rows.into_iter().map(|r| (r.case_id, r.status)).collect())
     }
 
+    /// Record a case's status change and why (the row and the history, together).
+    pub async fn case_event(&self, case_id: &str, status: CaseStatus, reason: &str) -> anyhow::Result<()> {
+        let mut tx = self.pool.begin().await?;
+        case_event_in(&mut tx, case_id, status, reason, &super::now_rfc3339()).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// A case's status history, oldest first.
     pub async fn case_events(&self, case_id: &str) -> anyhow::Result<Vec<CaseEventRow>> {
         Ok(sqlx::query_as("SELECT case_id, status, reason, at FROM case_events WHERE case_id = ? ORDER BY id")
