@@ -38,7 +38,8 @@ fn example_traces_mine_into_the_committed_cases() {
     }
     // The committed cases are exactly what mining writes: nothing new, nothing edited.
     assert_eq!(s["cases_written"], 0, "{s:#}");
-    assert_eq!(s["cases_unchanged"], 23, "{s:#}");
+    assert_eq!(s["cases_unchanged"], 19, "{s:#}");
+    assert_eq!(s["duplicates_merged"].as_array().unwrap().len(), 4, "{s:#}");
     assert_eq!(s["cases_kept_edited"].as_array().map(Vec::len).unwrap_or(0), 0, "{s:#}");
 }
 
@@ -77,4 +78,73 @@ fn example_cases_fail_on_production_and_pass_once_fixed() {
             assert!(rate >= 0.9, "{id}: fixed config should pass, got {rate}: {:#}", after["cases"]);
         }
     }
+}
+
+/// The example's traces hold 4 tasks that failed in two ways (two clusters): each pair is one
+/// case run twice. Mining keeps one of each, retires the other with a reason naming the kept
+/// case, writes no duplicate into an empty evals folder, and `eval --all` still runs the retired.
+#[test]
+fn example_duplicate_cases_are_merged_with_a_reason_and_stay_runnable() {
+    let sb = example_project();
+    let doc = sb.json(&["mine", "examples/support-bot/traces", "--harness", "support-bot"]);
+    let merged = doc["summary"]["duplicates_merged"].as_array().unwrap().clone();
+    let pairs: Vec<(&str, &str)> =
+        merged.iter().map(|m| (m["case"].as_str().unwrap(), m["duplicate_of"].as_str().unwrap())).collect();
+    assert_eq!(
+        pairs,
+        [
+            ("c-6dede2ba", "c-2b091cf1"),
+            ("c-b869bdc9", "c-2f952efb"),
+            ("c-95e2743f", "c-30e5bfa8"),
+            ("c-c237feac", "c-3bec75ca")
+        ]
+        .iter()
+        .copied()
+        .collect::<Vec<_>>(),
+        "{merged:#?}"
+    );
+    let cases = sb.json(&["cases"]);
+    let all = cases["cases"].as_array().unwrap();
+    let retired: Vec<&Value> = all.iter().filter(|c| c["status"] == "retired").collect();
+    assert_eq!(retired.len(), 4, "{cases:#}");
+    for c in &retired {
+        let (_, kept) = pairs.iter().find(|(d, _)| c["id"] == *d).unwrap();
+        let history = c["history"].to_string();
+        assert!(history.contains(&format!("duplicate of {kept}")), "{c:#}");
+    }
+    // Retired cases are out of a plain eval and back with --all.
+    let plain = sb.json(&["eval", "--trials", "1", "--split", "all"]);
+    let all_run = sb.json(&["eval", "--trials", "1", "--split", "all", "--all"]);
+    let ids = |d: &Value| {
+        d["cases"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap().to_string()).collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&plain).len(), 19, "{plain:#}");
+    assert_eq!(ids(&all_run).len(), 23);
+    assert!(ids(&all_run).iter().any(|i| i == "c-6dede2ba") && !ids(&plain).iter().any(|i| i == "c-6dede2ba"));
+
+    // From empty evals/, mining never writes the second case of a pair.
+    let fresh = example_project();
+    std::fs::remove_dir_all(fresh.path().join("evals/support-bot")).unwrap();
+    let doc = fresh.json(&["mine", "examples/support-bot/traces", "--harness", "support-bot"]);
+    assert_eq!(doc["summary"]["cases_written"], 19, "{:#}", doc["summary"]);
+    assert!(doc["summary"]["duplicates_merged"].as_array().unwrap().iter().all(|m| m["action"] == "not_written"));
+    assert!(!fresh.path().join("evals/support-bot/k-343c9a8f/c-6dede2ba.json").exists());
+}
+
+/// A case a person edited is theirs: even when it duplicates another, it is neither
+/// retired nor rewritten, only reported.
+#[test]
+fn an_edited_duplicate_is_reported_not_retired() {
+    let sb = example_project();
+    let path = sb.path().join("evals/support-bot/k-343c9a8f/c-6dede2ba.json");
+    let text = std::fs::read_to_string(&path).unwrap().replace("\"retired\"", "\"active\"");
+    let mut case: Value = serde_json::from_str(&text).unwrap();
+    case["description"] = "kept by hand".into();
+    std::fs::write(&path, serde_json::to_string_pretty(&case).unwrap()).unwrap();
+    let doc = sb.json(&["mine", "examples/support-bot/traces", "--harness", "support-bot"]);
+    let s = &doc["summary"];
+    assert_eq!(s["duplicates_merged"].as_array().unwrap().len(), 3, "{s:#}");
+    assert!(s["cases_kept_edited"].to_string().contains("c-6dede2ba"), "{s:#}");
+    let after: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(after["status"], "active");
 }

@@ -14,6 +14,8 @@ fn filters() -> Vec<(&'static str, &'static str)> {
         (r"\b[0-9a-f]{64}\b", "[HASH]"),
         (r"\b[0-9a-f]{40}\b", "[SHA]"),
         (r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)", "[TIME]"),
+        // The day of a case's last status change (`cases` table), e.g. a duplicate retired by mine.
+        (r"\b\d{4}-\d\d-\d\d (candidate|active|quarantined|retired):", "[DATE] $1:"),
         (r"\b\d{8}T\d{6}Z?(-[0-9a-z]+)?\b", "[RUN]"),
         (r"r-[0-9a-z]{6,}", "[RUN]"),
         (r"\d+(\.\d+)?\s?(ms|s|µs)\b", "[DUR]"),
