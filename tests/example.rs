@@ -98,9 +98,7 @@ fn example_duplicate_cases_are_merged_with_a_reason_and_stay_runnable() {
             ("c-95e2743f", "c-30e5bfa8"),
             ("c-c237feac", "c-3bec75ca")
         ]
-        .iter()
-        .copied()
-        .collect::<Vec<_>>(),
+        .to_vec(),
         "{merged:#?}"
     );
     let cases = sb.json(&["cases"]);
