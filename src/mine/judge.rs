@@ -150,10 +150,13 @@ pub async fn judge(cfg: &ProviderConfig, f: &Failure) -> Result<Judged, llm::Llm
     Ok(judged)
 }
 
-/// The judged category becomes the verdict-only failure's signature, so clusters follow it.
+/// The judged category becomes the verdict-only failure's signature, so clusters follow it:
+/// the agent's role and tool go too, or one cause split by which agent showed it.
 pub fn apply(f: &mut Failure, category: &str) {
     if is_judged(f) {
         f.signature.signal = format!("verdict:judge:{category}");
+        f.signature.step_kind = "-".into();
+        f.signature.tool = None;
         f.signature.template = format!("judge {}", category.replace('_', " "));
     }
 }
