@@ -133,8 +133,11 @@ pub fn check(j: &Judgement, f: &Failure) -> Result<(), String> {
 pub async fn judge(cfg: &ProviderConfig, f: &Failure) -> Result<Judged, llm::LlmError> {
     let mut judged = Judged { outcome: Outcome::Rejected(String::new()), requests: 0, tokens: 0, cost_usd: 0.0 };
     let mut retry: Option<String> = None;
+    // The answer is one short JSON object: a long one is a model rambling at our expense.
+    let mut cfg = cfg.clone();
+    cfg.max_tokens = cfg.max_tokens.min(300);
     for _ in 0..2 {
-        let answer = llm::complete(cfg, &request(f, retry.as_deref())).await?;
+        let answer = llm::complete(&cfg, &request(f, retry.as_deref())).await?;
         judged.requests += 1;
         judged.tokens += answer.input_tokens + answer.output_tokens;
         judged.cost_usd += answer.cost_usd;
