@@ -186,7 +186,7 @@ fn the_judge_stops_asking_when_the_budget_is_spent_and_says_so() {
     assert_eq!(j["budget_exhausted"], true, "{j}");
     // Asking stops at the first failure after the budget is reached: at most one failure
     // (two requests, a re-ask) past it.
-    assert!(cost >= 0.005 && cost <= 0.005 + 2.0 * 0.002 + 1e-9, "{j}");
+    assert!((0.005..=0.005 + 2.0 * 0.002 + 1e-9).contains(&cost), "{j}");
     assert!(sent < 12 && j["requests"].as_u64() == Some(sent as u64), "{sent} {j}");
     assert!(j["unjudged"].as_u64().unwrap() > 0, "{j}");
     let stderr = String::from_utf8_lossy(&out.stderr);

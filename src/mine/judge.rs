@@ -95,7 +95,23 @@ pub fn request(f: &Failure, retry: Option<&str>) -> ChatRequest {
     if let Some(why) = retry {
         user.push_str(&format!("\nYour previous answer was refused: {why}. Answer again.\n"));
     }
-    ChatRequest { system, user, json_schema: None }
+    ChatRequest { system, user, json_schema: Some(schema()) }
+}
+
+/// The answer's shape, for servers that constrain output to a schema (llama.cpp, OpenAI):
+/// a small model then at least answers in the form the check can read.
+fn schema() -> serde_json::Value {
+    let categories: Vec<&str> = CATEGORIES.iter().map(|(slug, _)| *slug).collect();
+    serde_json::json!({
+        "type": "object",
+        "properties": {
+            "category": {"type": "string", "enum": categories},
+            "step": {"type": "string"},
+            "quote": {"type": "string"}
+        },
+        "required": ["category", "step", "quote"],
+        "additionalProperties": false
+    })
 }
 
 /// The first JSON object in an answer (models wrap it in prose or fences).
@@ -114,7 +130,7 @@ pub fn check(j: &Judgement, f: &Failure) -> Result<(), String> {
     if !CATEGORIES.iter().any(|(slug, _)| *slug == j.category) {
         return Err(format!("category `{}` is not in the taxonomy", clip(&j.category, 60)));
     }
-    if !f.step_ids.iter().any(|s| *s == j.step) {
+    if !f.step_ids.contains(&j.step) {
         return Err(format!("step `{}` is not a step of the trace", clip(&j.step, 60)));
     }
     let quote = squash(&j.quote);
