@@ -365,6 +365,7 @@ impl Gen {
                 template: String::new(),
             },
             step_id: Some(format!("step-{}", seq % 37)),
+            step_ids: Vec::new(),
             step_index: Some(seq % 37),
             excerpt: message.chars().take(600).collect(),
             message,

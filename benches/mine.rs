@@ -87,6 +87,7 @@ fn options(dir: &Path, work: &Path, jobs: usize, write_cases: bool) -> MineOptio
         evals_dir: work.join("evals"),
         write_cases,
         summarize: None,
+        judge: None,
         feedback: Default::default(),
     }
 }

@@ -36,6 +36,9 @@ pub struct ProjectConfig {
     pub gate: GateSettings,
     #[serde(default)]
     pub proposer: crate::propose::ProposerConfig,
+    /// The LLM of `mine --judge`, same keys as `[proposer]`; absent: `[proposer]` judges.
+    #[serde(default)]
+    pub judge: Option<crate::propose::ProposerConfig>,
     /// What is redacted from traces and trial output before anything is written.
     #[serde(default)]
     pub redact: crate::redact::RedactConfig,
@@ -164,7 +167,7 @@ pub fn load_config(path: &Path) -> anyhow::Result<ProjectConfig> {
     toml::from_str(&text).map_err(|e| {
         crate::exit::hinted(
             format!("`{}` is not a valid autoharness config: {}", path.display(), e.message()),
-            "allowed keys: harness, db, [mine] join_threshold, holdout_share, [gate] cost_tolerance/sequential, [proposer] provider/base_url/model/api_key_env/command/timeout/max_tokens/temperature/input_per_mtok/output_per_mtok/context_tokens, [redact] patterns/fields/emails/entropy",
+            "allowed keys: harness, db, [mine] join_threshold, holdout_share, [gate] cost_tolerance/sequential, [proposer] provider/base_url/model/api_key_env/command/timeout/max_tokens/temperature/input_per_mtok/output_per_mtok/context_tokens, [judge] (the same keys as [proposer]), [redact] patterns/fields/emails/entropy",
         )
     })
 }

@@ -123,3 +123,41 @@ fn mine_summarizes_each_cluster_once_with_a_real_local_llm() {
     let detail = sb.json(&["clusters", id]);
     assert_eq!(detail["summary"], clusters[0]["summary"]);
 }
+
+/// `mine --judge` mechanics with the real model: every verdict-only failure gets an answer
+/// that is accepted (a taxonomy category in its signature) or rejected by the check, never
+/// invented; usage is priced; a re-mine of the same failures is answered from the cache.
+/// Agreement with any labels is not asserted: a 135M model's categories are mostly noise.
+#[test]
+fn mine_judge_with_a_real_local_llm_is_checked_priced_and_cached() {
+    let Some(url) = server_url() else { return };
+    let sb = Sandbox::new();
+    copy_tree(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/verdict"), &sb.path().join("traces"));
+    sb.write(
+        "autoharness.toml",
+        format!("[judge]\nprovider = \"openai\"\nbase_url = \"{url}\"\nmodel = \"smollm2\"\ntimeout = \"120s\"\ninput_per_mtok = 1.0\noutput_per_mtok = 2.0\n"),
+    );
+    let first = sb.json(&["mine", "--no-cases", "--judge", "traces"]);
+    let j = &first["summary"]["judge"];
+    let n = |k: &str| j[k].as_u64().unwrap_or_else(|| panic!("{k}: {j}"));
+    assert_eq!(n("failures"), 10, "{j}");
+    assert_eq!((n("accepted") + n("rejected"), n("unjudged")), (10, 0), "{j}");
+    assert!((10..=20).contains(&n("requests")), "one ask and at most one re-ask each: {j}");
+    assert!(j["cost_usd"].as_f64().unwrap() > 0.0 && n("tokens") > 0, "{j}");
+    let judged: usize = first["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["signature"].as_str().unwrap().contains("|verdict:judge:"))
+        .map(|c| c["count"].as_u64().unwrap() as usize)
+        .sum();
+    assert_eq!(judged as u64, n("accepted"), "accepted judgements and judged members differ: {first:#}");
+    for e in std::fs::read_dir(sb.path().join("traces")).unwrap() {
+        let p = e.unwrap().path();
+        let text = std::fs::read_to_string(&p).unwrap() + "\n";
+        std::fs::write(&p, text).unwrap();
+    }
+    let again = sb.json(&["mine", "--no-cases", "--judge", "traces"]);
+    let j2 = &again["summary"]["judge"];
+    assert_eq!((j2["cache_hits"].as_u64(), j2["requests"].as_u64()), (Some(10), Some(0)), "{j2}");
+}

@@ -19,6 +19,7 @@ mod formats_variants;
 mod fuzz;
 mod gate_evidence;
 mod hostile;
+mod judge;
 mod llm_e2e;
 mod partition;
 mod pinned;

@@ -134,6 +134,14 @@ pub struct MineArgs {
     /// (optional: mining is offline without it; a failed request only warns)
     #[arg(long)]
     pub summarize: bool,
+    /// Ask the [judge] LLM (else [proposer]) for the root cause of each verdict-only failure
+    /// in AgentRx's taxonomy, with the decisive step and a quote checked against the trace;
+    /// judgements are cached in the store (docs/judge.md)
+    #[arg(long)]
+    pub judge: bool,
+    /// With --judge: stop asking once the judge has cost this many dollars this mine
+    #[arg(long, value_name = "USD", value_parser = dollars, requires = "judge")]
+    pub budget_usd: Option<f64>,
     /// Scores or feedback to join to the traces as outcome evidence (Langfuse scores,
     /// LangSmith feedback, OTel evaluation events, a trace_id,score|label CSV/JSONL);
     /// repeatable. Feedback files among the traces are found without it (docs/outcomes.md)

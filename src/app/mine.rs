@@ -45,6 +45,11 @@ pub fn mine(settings: &Settings, out: &Output, args: &MineArgs) -> anyhow::Resul
         evals_dir: settings.project_root.join("evals"),
         write_cases: !args.no_cases,
         summarize: if args.summarize { Some(summary_provider(settings)?) } else { None },
+        judge: if args.judge {
+            Some(crate::mine::JudgeOptions { provider: judge_provider(settings)?, budget_usd: args.budget_usd })
+        } else {
+            None
+        },
         feedback: crate::trace::scan::FeedbackOptions {
             files: args.feedback.clone(),
             config: settings.config.feedback.clone(),
@@ -111,6 +116,21 @@ fn summary_provider(settings: &Settings) -> anyhow::Result<crate::llm::ProviderC
         ));
     }
     proposer.llm()
+}
+
+/// The LLM `--judge` asks: `[judge]`, else `[proposer]`; either must speak HTTP.
+fn judge_provider(settings: &Settings) -> anyhow::Result<crate::llm::ProviderConfig> {
+    let (section, cfg) = match &settings.config.judge {
+        Some(j) => ("[judge]", j),
+        None => ("[proposer]", &settings.config.proposer),
+    };
+    if !matches!(cfg.provider.as_str(), "openai" | "anthropic") {
+        return Err(exit::hinted(
+            format!("--judge needs an LLM, and the {section} provider is `{}`", cfg.provider),
+            "set [judge] provider = \"openai\" (with base_url and model) or \"anthropic\" in autoharness.toml",
+        ));
+    }
+    cfg.llm()
 }
 
 fn parse_since(date: &str) -> anyhow::Result<i128> {

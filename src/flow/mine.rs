@@ -79,7 +79,12 @@ pub async fn mine(store: &Store, opts: &MineOptions, tick: &(dyn Fn(&str) + Sync
     let mut errors: Vec<String> = result.walk_errors.iter().map(|(p, e)| format!("{}: {e}", p.display())).collect();
     let feedback_warning = result.feedback.as_ref().and_then(crate::trace::feedback::not_found_warning);
     summary.feedback = result.feedback.take();
-    let (replaced, new) = changed_failures(&mut result, &known, &mut summary, &mut errors);
+    let (replaced, mut new) = changed_failures(&mut result, &known, &mut summary, &mut errors);
+    let mut warnings: Vec<String> = feedback_warning.into_iter().collect();
+    if let Some(judge) = &opts.judge {
+        judge_phase(store, judge, &mut new, &mut summary, &mut warnings).await?;
+        clock.done("judge");
+    }
     let replaced: HashSet<&str> = replaced.iter().map(|&i| result.files[i].key.as_str()).collect();
     let mut clustered = cluster_phase(store, opts, &new, &replaced, &mut summary).await?;
     clock.done("clustering");
@@ -89,11 +94,92 @@ pub async fn mine(store: &Store, opts: &MineOptions, tick: &(dyn Fn(&str) + Sync
     let stored_clusters = clustered.stored_clusters;
     let mut ranked = cases_phase(store, opts, stored, complete, fresh, &stored_clusters, &mut summary).await?;
     clock.done("cases and ranking");
-    let mut warnings: Vec<String> = feedback_warning.into_iter().collect();
     if let Some(cfg) = &opts.summarize {
         summarize_phase(store, cfg, &mut ranked, &mut summary, &mut warnings).await?;
     }
     Ok(MineResult { summary, clusters: ranked.views, errors, warnings })
+}
+
+/// 2b. `mine --judge`: judge each new verdict-only failure (from the cache when its content,
+///     the taxonomy and the model were judged before) and let an accepted category replace
+///     its offline cause in the signature, before clustering. A provider error or a spent
+///     budget leaves the rest with their offline cause, and says so.
+async fn judge_phase(
+    store: &Store,
+    opts: &crate::mine::JudgeOptions,
+    new: &mut [(usize, Failure)],
+    summary: &mut MineSummary,
+    warnings: &mut Vec<String>,
+) -> anyhow::Result<()> {
+    use crate::mine::judge::{self, Outcome};
+    let model = opts.provider.model.clone();
+    let mut s = crate::mine::JudgeSummary {
+        taxonomy: judge::TAXONOMY_VERSION.into(),
+        model: model.clone(),
+        ..Default::default()
+    };
+    let mut provider_error: Option<String> = None;
+    for (_, f) in new.iter_mut().filter(|(_, f)| judge::is_judged(f)) {
+        s.failures += 1;
+        let hash = judge::content_hash(f);
+        let key = crate::store::judgements::JudgementKey {
+            content_hash: &hash,
+            taxonomy: judge::TAXONOMY_VERSION,
+            model: &model,
+        };
+        let outcome = match store.judgement(&key).await? {
+            Some(o) => {
+                s.cache_hits += 1;
+                o
+            }
+            None if provider_error.is_some() => {
+                s.unjudged += 1;
+                continue;
+            }
+            None if opts.budget_usd.is_some_and(|b| s.cost_usd >= b) => {
+                s.budget_exhausted = true;
+                s.unjudged += 1;
+                continue;
+            }
+            None => match judge::judge(&opts.provider, f).await {
+                Ok(j) => {
+                    s.requests += j.requests;
+                    s.tokens += j.tokens;
+                    s.cost_usd += j.cost_usd;
+                    store.put_judgement(&key, &j).await?;
+                    j.outcome
+                }
+                Err(e) => {
+                    provider_error = Some(format!("{e}"));
+                    s.unjudged += 1;
+                    continue;
+                }
+            },
+        };
+        match outcome {
+            Outcome::Accepted(j) => {
+                s.accepted += 1;
+                judge::apply(f, &j.category);
+            }
+            Outcome::Rejected(_) => s.rejected += 1,
+        }
+    }
+    if let Some(e) = provider_error {
+        warnings.push(format!(
+            "--judge: the provider failed ({e}); {} failure(s) keep their offline cause and are judged next mine",
+            s.unjudged
+        ));
+    } else if s.budget_exhausted {
+        warnings.push(format!(
+            "--judge: the budget of ${:.4} is spent (${:.4}); {} failure(s) keep their offline cause (raise --budget-usd or mine again)",
+            opts.budget_usd.unwrap_or_default(),
+            s.cost_usd,
+            s.unjudged
+        ));
+    }
+    s.cache_hit_rate = if s.failures == 0 { 1.0 } else { s.cache_hits as f64 / s.failures as f64 };
+    summary.judge = Some(s);
+    Ok(())
 }
 
 /// 1. Scan the paths, skipping files unchanged since they were mined (size + mtime), and

@@ -384,6 +384,7 @@ async fn open_run(
 async fn mine_new(ctx: &RunContext<'_>, manifest: &Manifest, opts: &RunOptions, traces: &Path) -> anyhow::Result<()> {
     let mopts = crate::mine::MineOptions {
         summarize: None,
+        judge: None,
         paths: vec![traces.to_path_buf()],
         harness: manifest.name.clone(),
         since: None,

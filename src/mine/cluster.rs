@@ -907,6 +907,7 @@ mod tests {
                         template: format!("{} failed <n>", WORDS[sig]),
                     },
                     step_id: None,
+                    step_ids: Vec::new(),
                     step_index: None,
                     message: String::new(),
                     text: text.join(if rng.below(2) == 0 { " " } else { ", " }),

@@ -33,6 +33,9 @@ pub struct Failure {
     pub infra: bool,
     pub signature: Signature,
     pub step_id: Option<String>,
+    /// Every step id of the trace, for checking a judge's answer (`mine --judge`); not stored.
+    #[serde(default, skip)]
+    pub step_ids: Vec<String>,
     /// Index of the decisive step in source order (for transcripts: the message index).
     pub step_index: Option<usize>,
     pub message: String,
@@ -143,6 +146,7 @@ pub fn analyze(trace: &Trace, trace_seq: usize, assume_failed: bool) -> Option<F
         infra,
         signature,
         step_id: step_ref.map(|s| s.id.clone()),
+        step_ids: order.iter().map(|&i| trace.steps[i].id.clone()).collect(),
         step_index: step,
         message: clip(&message, 2000),
         text,

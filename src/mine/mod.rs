@@ -12,6 +12,7 @@ pub mod class;
 pub mod cluster;
 pub mod emit;
 pub mod failure;
+pub mod judge;
 pub mod signature;
 pub mod state;
 pub mod summarize;
@@ -42,8 +43,39 @@ pub struct MineOptions {
     pub write_cases: bool,
     /// Ask this LLM for a one-line root cause of each cluster that has none yet.
     pub summarize: Option<crate::llm::ProviderConfig>,
+    /// Ask this LLM for the root cause of each verdict-only failure (`mine --judge`).
+    pub judge: Option<JudgeOptions>,
     /// Scores and feedback joined to the traces as outcome evidence (`trace::feedback`).
     pub feedback: crate::trace::scan::FeedbackOptions,
+}
+
+/// `mine --judge`: the provider, and the most it may spend this mine.
+#[derive(Debug, Clone)]
+pub struct JudgeOptions {
+    pub provider: crate::llm::ProviderConfig,
+    pub budget_usd: Option<f64>,
+}
+
+/// What `mine --judge` did this mine.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct JudgeSummary {
+    pub taxonomy: String,
+    pub model: String,
+    /// Verdict-only failures this mine had to judge.
+    pub failures: usize,
+    pub cache_hits: usize,
+    /// `cache_hits / failures` (1.0 when there was nothing to judge).
+    pub cache_hit_rate: f64,
+    /// Requests sent (a re-ask counts twice).
+    pub requests: u32,
+    pub accepted: usize,
+    /// Answers that failed the check twice: recorded, their failures keep the offline cause.
+    pub rejected: usize,
+    /// Failures left unjudged because the provider failed or the budget was spent.
+    pub unjudged: usize,
+    pub budget_exhausted: bool,
+    pub tokens: u64,
+    pub cost_usd: f64,
 }
 
 /// One cluster in the ranked table.
@@ -118,6 +150,9 @@ pub struct MineSummary {
     pub summary_cost_usd: f64,
     /// Secrets and personal data redacted from this mine's new failures, by kind.
     pub redacted: crate::redact::Redactions,
+    /// `mine --judge`, when asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub judge: Option<JudgeSummary>,
     /// Feedback files read and how much of them met a trace.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub feedback: Option<crate::trace::feedback::FeedbackSummary>,

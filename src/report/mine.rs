@@ -97,6 +97,23 @@ pub fn table(out: &Output, r: &MineResult) -> String {
         let _ =
             writeln!(text, "{} cluster summaries written by the LLM (${:.4})", s.summaries_written, s.summary_cost_usd);
     }
+    if let Some(j) = &s.judge {
+        let _ = writeln!(
+            text,
+            "judge ({}, {}): {} verdict-only failure(s), {} accepted, {} rejected, {} unjudged; cache hits {} ({:.0}%), {} request(s), {} tokens, ${:.4}",
+            j.model,
+            j.taxonomy,
+            j.failures,
+            j.accepted,
+            j.rejected,
+            j.unjudged,
+            j.cache_hits,
+            j.cache_hit_rate * 100.0,
+            j.requests,
+            j.tokens,
+            j.cost_usd
+        );
+    }
     let _ = writeln!(
         text,
         "{}",

@@ -67,6 +67,7 @@ impl FailureRow {
                 infra,
                 signature,
                 step_id: self.step_id,
+                step_ids: Vec::new(),
                 step_index: self.step_index,
                 message: self.message,
                 text: self.text,

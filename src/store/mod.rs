@@ -6,6 +6,7 @@
 //! transaction, so a crash or a bad file never leaves half a record behind.
 
 pub mod gates;
+pub mod judgements;
 pub mod mine;
 pub mod runs;
 pub mod shards;

@@ -1,0 +1,63 @@
+//! The judgement cache of `mine --judge`, keyed by (failure content hash, taxonomy, model).
+
+use sqlx::Row;
+
+use super::{Store, now_rfc3339};
+use crate::mine::judge::{Judged, Judgement, Outcome};
+
+/// The key a judgement is cached under.
+pub struct JudgementKey<'a> {
+    pub content_hash: &'a str,
+    pub taxonomy: &'a str,
+    pub model: &'a str,
+}
+
+impl Store {
+    /// The cached outcome for this key, if any.
+    pub async fn judgement(&self, k: &JudgementKey<'_>) -> anyhow::Result<Option<Outcome>> {
+        let row = sqlx::query(
+            "SELECT status, category, step_id, quote, reason FROM judgements
+               WHERE content_hash = ? AND taxonomy = ? AND model = ?",
+        )
+        .bind(k.content_hash)
+        .bind(k.taxonomy)
+        .bind(k.model)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| {
+            let text = |c: &str| r.get::<Option<String>, _>(c).unwrap_or_default();
+            if r.get::<String, _>("status") == "accepted" {
+                Outcome::Accepted(Judgement { category: text("category"), step: text("step_id"), quote: text("quote") })
+            } else {
+                Outcome::Rejected(text("reason"))
+            }
+        }))
+    }
+
+    /// Record a judgement with what it cost (a re-judgement under the same key replaces it).
+    pub async fn put_judgement(&self, k: &JudgementKey<'_>, j: &Judged) -> anyhow::Result<()> {
+        let (status, accepted, reason) = match &j.outcome {
+            Outcome::Accepted(a) => ("accepted", Some(a), None),
+            Outcome::Rejected(why) => ("rejected", None, Some(why.as_str())),
+        };
+        sqlx::query(
+            "INSERT OR REPLACE INTO judgements (content_hash, taxonomy, model, status, category, step_id, quote,
+               reason, requests, tokens, cost_usd, judged_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(k.content_hash)
+        .bind(k.taxonomy)
+        .bind(k.model)
+        .bind(status)
+        .bind(accepted.map(|a| a.category.as_str()))
+        .bind(accepted.map(|a| a.step.as_str()))
+        .bind(accepted.map(|a| a.quote.as_str()))
+        .bind(reason)
+        .bind(j.requests as i64)
+        .bind(j.tokens as i64)
+        .bind(j.cost_usd)
+        .bind(now_rfc3339())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,204 @@
+//! `mine --judge` replayed against a scripted OpenAI-compatible server on 127.0.0.1: fixed
+//! answers by content, so the judged clusters, the quote check, the cache and the budget
+//! stop are deterministic. The server counts requests and stops by itself.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::cli::Sandbox;
+
+/// The scripted judge, keyed on the offline cause the failure text starts with: blocked
+/// access is a guardrail; an invented value gets a fabricated quote (both times, so it must
+/// be rejected); anything else is a plan-adherence failure. Genuine quotes are copied from
+/// the failure text, as a good model would.
+fn answer(user: &str) -> String {
+    let steps = user.lines().find_map(|l| l.strip_prefix("Step ids: ")).unwrap_or("");
+    let step = steps.split(", ").last().unwrap_or("");
+    let text = user.split("Failure text:\n").nth(1).unwrap_or("");
+    let genuine: String = text.lines().nth(1).or(text.lines().next()).unwrap_or("").chars().take(30).collect();
+    let (category, quote) = if text.starts_with("verdict blocked access") {
+        ("guardrails_triggered", genuine)
+    } else if text.starts_with("verdict invented value") {
+        ("invented_information", "the final answer is 99999 exactly".to_string())
+    } else {
+        ("plan_adherence", genuine)
+    };
+    serde_json::json!({"category": category, "step": step, "quote": quote}).to_string()
+}
+
+fn respond(mut s: std::net::TcpStream) {
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let body_start = loop {
+        let Ok(n) = s.read(&mut chunk) else { return };
+        if n == 0 {
+            return;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..body_start]).to_lowercase();
+    let len: usize =
+        head.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+    while buf.len() < body_start + len {
+        let Ok(n) = s.read(&mut chunk) else { return };
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let req: Value = serde_json::from_slice(&buf[body_start..]).unwrap_or(Value::Null);
+    let user = req["messages"]
+        .as_array()
+        .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or("");
+    let body = serde_json::json!({
+        "id": "x", "object": "chat.completion", "model": "scripted",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": answer(user)}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 1000, "completion_tokens": 100, "total_tokens": 1100}
+    })
+    .to_string();
+    let _ = s.write_all(
+        format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+}
+
+/// Serves for at most `for_secs`; returns the base URL and the request counter.
+fn scripted_server(for_secs: u64) -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        let end = Instant::now() + Duration::from_secs(for_secs);
+        while Instant::now() < end {
+            match listener.accept() {
+                Ok((s, _)) => {
+                    let _ = s.set_nonblocking(false);
+                    seen.fetch_add(1, Ordering::SeqCst);
+                    respond(s);
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
+    });
+    (format!("http://{addr}/v1"), count)
+}
+
+/// A project whose `[judge]` is the scripted server ($0.002 a request: 1000 tokens in at
+/// $1/Mtok, 100 out at $10/Mtok), with the verdict-only fixtures under `traces/`.
+fn project(url: &str) -> Sandbox {
+    let sb = Sandbox::new();
+    sb.write(
+        "autoharness.toml",
+        format!(
+            "[judge]\nprovider = \"openai\"\nbase_url = \"{url}\"\nmodel = \"scripted\"\ninput_per_mtok = 1.0\noutput_per_mtok = 10.0\n"
+        ),
+    );
+    crate::common::cli::copy_tree(&crate::common::fixture("verdict"), &sb.path().join("traces"));
+    sb
+}
+
+fn signals(doc: &Value) -> Vec<(String, usize)> {
+    let mut v: Vec<(String, usize)> = doc["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["signature"].as_str().unwrap().split('|').nth(1).unwrap().to_string(),
+                c["count"].as_u64().unwrap() as usize,
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn judged_clusters_follow_the_checked_judge_and_a_second_mine_asks_nothing() {
+    let (url, requests) = scripted_server(120);
+    let sb = project(&url);
+    let first = sb.json(&["mine", "--no-cases", "--judge", "traces"]);
+    let j = &first["summary"]["judge"];
+    assert_eq!(j["taxonomy"], "agentrx-v1", "{j}");
+    // Ten verdict-only failures: eight accepted at once; the two census runs' fabricated
+    // quotes fail the check, are re-asked once, and are recorded as rejected.
+    assert_eq!(
+        (j["failures"].as_u64(), j["accepted"].as_u64(), j["rejected"].as_u64()),
+        (Some(10), Some(8), Some(2)),
+        "{j}"
+    );
+    assert_eq!(j["requests"].as_u64(), Some(12), "{j}");
+    assert_eq!(requests.load(Ordering::SeqCst), 12);
+    assert!((j["cost_usd"].as_f64().unwrap() - 12.0 * 0.002).abs() < 1e-9, "{j}");
+    assert_eq!(j["cache_hits"].as_u64(), Some(0));
+    // Clusters follow the judge: the three offline causes it calls plan adherence join; the
+    // rejected ones keep their offline cause (nothing invented).
+    assert_eq!(
+        signals(&first),
+        vec![
+            ("verdict:invented_value".to_string(), 2),
+            ("verdict:judge:guardrails_triggered".to_string(), 2),
+            ("verdict:judge:plan_adherence".to_string(), 6),
+        ]
+    );
+    // Same failures, new file contents: re-analysed, every judgement from the cache.
+    for e in std::fs::read_dir(sb.path().join("traces")).unwrap() {
+        let p = e.unwrap().path();
+        let mut text = std::fs::read_to_string(&p).unwrap();
+        text.push('\n');
+        std::fs::write(&p, text).unwrap();
+    }
+    let second = sb.json(&["mine", "--no-cases", "--judge", "traces"]);
+    let j = &second["summary"]["judge"];
+    assert_eq!(second["summary"]["new_failures"].as_u64(), Some(10), "{}", second["summary"]);
+    assert_eq!((j["cache_hits"].as_u64(), j["requests"].as_u64()), (Some(10), Some(0)), "{j}");
+    assert_eq!(j["cache_hit_rate"].as_f64(), Some(1.0));
+    assert_eq!(requests.load(Ordering::SeqCst), 12, "the second mine sent requests");
+    assert_eq!(signals(&second), signals(&first));
+}
+
+#[test]
+fn the_judge_stops_asking_when_the_budget_is_spent_and_says_so() {
+    let (url, requests) = scripted_server(120);
+    let sb = project(&url);
+    let out = sb.run(&["--json", "mine", "--no-cases", "--judge", "--budget-usd", "0.005", "traces"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let j = &doc["summary"]["judge"];
+    let cost = j["cost_usd"].as_f64().unwrap();
+    let sent = requests.load(Ordering::SeqCst);
+    assert_eq!(j["budget_exhausted"], true, "{j}");
+    // Asking stops at the first failure after the budget is reached: at most one failure
+    // (two requests, a re-ask) past it.
+    assert!((0.005..=0.005 + 2.0 * 0.002 + 1e-9).contains(&cost), "{j}");
+    assert!(sent < 12 && j["requests"].as_u64() == Some(sent as u64), "{sent} {j}");
+    assert!(j["unjudged"].as_u64().unwrap() > 0, "{j}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("budget") && stderr.contains("--budget-usd"), "{stderr}");
+}
+
+#[test]
+fn judge_without_an_llm_says_which_section_to_set() {
+    let sb = Sandbox::new();
+    crate::common::cli::copy_tree(&crate::common::fixture("verdict"), &sb.path().join("traces"));
+    let out = sb.run(&["mine", "--no-cases", "--judge", "traces"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--judge needs an LLM") && stderr.contains("[judge]"), "{stderr}");
+}
