@@ -521,24 +521,7 @@ impl TermIndex {
 /// corpus (old and new failures); `threshold` is the cosine similarity needed to join.
 /// The centroids of the clusters returned are truncated (`Cluster::truncate`), as persisted.
 pub fn assign<F: Borrow<Failure>>(failures: &[F], existing: Vec<Cluster>, idf: &Idf, threshold: f64) -> Assignment {
-    // Groups by canonical signature, in first-seen order.
-    let mut group_index: HashMap<String, usize, FxBuildHasher> = HashMap::default();
-    let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
-    for (i, f) in failures.iter().enumerate() {
-        let key = f.borrow().signature.canonical();
-        let g = match group_index.get(&key) {
-            Some(&g) => g,
-            None => {
-                group_index.insert(key.clone(), groups.len());
-                groups.push((key, Vec::new()));
-                groups.len() - 1
-            }
-        };
-        groups[g].1.push(i);
-    }
-    drop(group_index);
-    // Largest groups first: they found the clusters smaller ones join. Ties by key for determinism.
-    groups.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then_with(|| a.0.cmp(&b.0)));
+    let groups = signature_groups(failures);
 
     let mut vocab = Vocab::new(idf);
     let mut clusters = existing;
@@ -562,9 +545,7 @@ pub fn assign<F: Borrow<Failure>>(failures: &[F], existing: Vec<Cluster>, idf: &
     let mut vectorizer = Vectorizer::default();
     let mut vector = Vec::new();
     let mut group = GroupSum::default();
-    let mut seen_at: Vec<u32> = Vec::new(); // per cluster: the last group (1-based) that listed it
-    let mut candidates: Vec<u32> = Vec::new();
-    let mut shared: Vec<f64> = Vec::new(); // per candidate cluster: the probe weight it shares
+    let mut search = Search::default();
     let mut cluster_of = vec![String::new(); failures.len()];
     let mut new_clusters = 0;
     for (gi, (key, members)) in groups.iter().enumerate() {
@@ -586,76 +567,13 @@ pub fn assign<F: Borrow<Failure>>(failures: &[F], existing: Vec<Cluster>, idf: &
             known
         } else {
             let probe = vocab.top(group.terms.clone(), PROBE_TERMS, |t| group.sum[t as usize]);
-            let stamp = gi as u32 + 1;
-            seen_at.resize(live.len(), 0);
-            shared.resize(live.len(), 0.0);
-            candidates.clear();
             let infra = failures[members[0]].borrow().infra;
-            for &t in &probe {
-                let postings = index.postings.get(t as usize).map(Vec::as_slice).unwrap_or_default();
-                for &ci in postings.iter().take(MAX_POSTINGS) {
-                    let i = ci as usize;
-                    if clusters[i].infra != infra {
-                        continue; // infrastructure and capability failures never mix
-                    }
-                    if seen_at[i] != stamp {
-                        seen_at[i] = stamp;
-                        shared[i] = 0.0;
-                        candidates.push(ci);
-                    }
-                    shared[i] += group.sum[t as usize];
-                }
-            }
-            if candidates.len() > MAX_CANDIDATES {
-                // The clusters sharing the most of the probe's weight, then the largest.
-                candidates.select_nth_unstable_by(MAX_CANDIDATES - 1, |&a, &b| {
-                    let (a, b) = (a as usize, b as usize);
-                    shared[b]
-                        .total_cmp(&shared[a])
-                        .then_with(|| clusters[b].members.cmp(&clusters[a].members))
-                        .then_with(|| a.cmp(&b))
-                });
-                candidates.truncate(MAX_CANDIDATES);
-            }
-            let mut best: Option<(f64, usize)> = None;
-            for &ci in &candidates {
-                let ci = ci as usize;
-                let l = &live[ci];
-                let l_norm = l.norm();
-                let sim = if norm == 0.0 || l_norm == 0.0 { 0.0 } else { l.dot(&group) / (norm * l_norm) };
-                if sim >= threshold && best.is_none_or(|(b, bi)| sim > b || (sim == b && ci < bi)) {
-                    best = Some((sim, ci));
-                }
-            }
-            best.map(|(_, ci)| ci)
+            let near = Near { group: &group, norm, probe: &probe, infra, threshold };
+            search.nearest(gi as u32 + 1, &near, &index, &clusters, &live)
         };
         let ci = match target {
             Some(ci) => {
-                let l = &mut live[ci];
-                let mut grew_only = true;
-                // The norm follows the changed weights (not a pass over the whole centroid,
-                // which grows with the cluster's vocabulary, on every join).
-                for &t in &group.terms {
-                    let x = group.sum[t as usize];
-                    grew_only &= x >= 0.0;
-                    let w = l.weights.entry(t).or_insert(0.0);
-                    let old = *w;
-                    *w += x;
-                    l.sum_sq += *w * *w - old * old;
-                }
-                // Weights only grew, and only the group's terms: the new top terms are among
-                // the old top terms and the group's (any other term still has as many above it).
-                let pool: Vec<u32> = if grew_only {
-                    let mut pool = l.top.clone();
-                    let mut in_pool: HashSet<u32, FxBuildHasher> = pool.iter().copied().collect();
-                    pool.extend(group.terms.iter().copied().filter(|t| in_pool.insert(*t)));
-                    pool
-                } else {
-                    l.weights.keys().copied().collect()
-                };
-                let weights = &l.weights;
-                l.top = vocab.top(pool, CENTROID_TERMS, |t| weights[&t]);
-                l.changed = true;
+                live[ci].absorb(&group, &vocab);
                 let c = &mut clusters[ci];
                 c.members += members.len();
                 // A signature already known to a cluster is in that cluster's list.
@@ -665,14 +583,7 @@ pub fn assign<F: Borrow<Failure>>(failures: &[F], existing: Vec<Cluster>, idf: &
                 ci
             }
             None => {
-                let sig = &failures[members[0]].borrow().signature;
-                let mut id = sig.cluster_id();
-                // Two different signatures with the same short hash: extend deterministically.
-                let mut salt = 1;
-                while by_id.contains_key(&id) {
-                    id = super::signature::short_id("k-", &format!("{}#{salt}", sig.canonical()));
-                    salt += 1;
-                }
+                let id = fresh_id(&failures[members[0]].borrow().signature, &by_id);
                 clusters.push(Cluster {
                     id: id.clone(),
                     signature: key.clone(),
@@ -707,6 +618,146 @@ pub fn assign<F: Borrow<Failure>>(failures: &[F], existing: Vec<Cluster>, idf: &
         }
     }
     Assignment { cluster_of, clusters, new_clusters }
+}
+
+/// Failures grouped by canonical signature, largest groups first (they found the clusters
+/// smaller ones join), ties by signature for determinism; members in input order.
+fn signature_groups<F: Borrow<Failure>>(failures: &[F]) -> Vec<(String, Vec<usize>)> {
+    let mut group_index: HashMap<String, usize, FxBuildHasher> = HashMap::default();
+    let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
+    for (i, f) in failures.iter().enumerate() {
+        let key = f.borrow().signature.canonical();
+        let g = match group_index.get(&key) {
+            Some(&g) => g,
+            None => {
+                group_index.insert(key.clone(), groups.len());
+                groups.push((key, Vec::new()));
+                groups.len() - 1
+            }
+        };
+        groups[g].1.push(i);
+    }
+    groups.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then_with(|| a.0.cmp(&b.0)));
+    groups
+}
+
+/// A new cluster's id: the signature's, extended deterministically when two different
+/// signatures share the same short hash.
+fn fresh_id(sig: &super::signature::Signature, by_id: &HashMap<String, usize, FxBuildHasher>) -> String {
+    let mut id = sig.cluster_id();
+    let mut salt = 1;
+    while by_id.contains_key(&id) {
+        id = super::signature::short_id("k-", &format!("{}#{salt}", sig.canonical()));
+        salt += 1;
+    }
+    id
+}
+
+/// What a group looks for: the most similar cluster of its kind at or above `threshold`.
+struct Near<'g> {
+    group: &'g GroupSum,
+    norm: f64,
+    /// The group's strongest terms: only clusters holding one of them are candidates.
+    probe: &'g [u32],
+    infra: bool,
+    threshold: f64,
+}
+
+/// Scratch space of the candidate search, reused from group to group.
+#[derive(Default)]
+struct Search {
+    /// Per cluster: the last group (1-based) that listed it.
+    seen_at: Vec<u32>,
+    candidates: Vec<u32>,
+    /// Per candidate cluster: the probe weight it shares.
+    shared: Vec<f64>,
+}
+
+impl Search {
+    /// The cluster a group joins, if any: among the clusters sharing the probe's terms (the
+    /// `MAX_CANDIDATES` sharing the most), the most similar by cosine, ties by index.
+    fn nearest(
+        &mut self,
+        stamp: u32,
+        near: &Near<'_>,
+        index: &TermIndex,
+        clusters: &[Cluster],
+        live: &[LiveCentroid],
+    ) -> Option<usize> {
+        let Search { seen_at, candidates, shared } = self;
+        let group = near.group;
+        seen_at.resize(live.len(), 0);
+        shared.resize(live.len(), 0.0);
+        candidates.clear();
+        for &t in near.probe {
+            let postings = index.postings.get(t as usize).map(Vec::as_slice).unwrap_or_default();
+            for &ci in postings.iter().take(MAX_POSTINGS) {
+                let i = ci as usize;
+                if clusters[i].infra != near.infra {
+                    continue; // infrastructure and capability failures never mix
+                }
+                if seen_at[i] != stamp {
+                    seen_at[i] = stamp;
+                    shared[i] = 0.0;
+                    candidates.push(ci);
+                }
+                shared[i] += group.sum[t as usize];
+            }
+        }
+        if candidates.len() > MAX_CANDIDATES {
+            // The clusters sharing the most of the probe's weight, then the largest.
+            candidates.select_nth_unstable_by(MAX_CANDIDATES - 1, |&a, &b| {
+                let (a, b) = (a as usize, b as usize);
+                shared[b]
+                    .total_cmp(&shared[a])
+                    .then_with(|| clusters[b].members.cmp(&clusters[a].members))
+                    .then_with(|| a.cmp(&b))
+            });
+            candidates.truncate(MAX_CANDIDATES);
+        }
+        let mut best: Option<(f64, usize)> = None;
+        for &ci in candidates.iter() {
+            let ci = ci as usize;
+            let l = &live[ci];
+            let l_norm = l.norm();
+            let sim = if near.norm == 0.0 || l_norm == 0.0 { 0.0 } else { l.dot(group) / (near.norm * l_norm) };
+            if sim >= near.threshold && best.is_none_or(|(b, bi)| sim > b || (sim == b && ci < bi)) {
+                best = Some((sim, ci));
+            }
+        }
+        best.map(|(_, ci)| ci)
+    }
+}
+
+impl LiveCentroid {
+    /// Adds a group's sums to the centroid and keeps its norm and top terms up to date.
+    fn absorb(&mut self, group: &GroupSum, vocab: &Vocab<'_>) {
+        let l = self;
+        let mut grew_only = true;
+        // The norm follows the changed weights (not a pass over the whole centroid,
+        // which grows with the cluster's vocabulary, on every join).
+        for &t in &group.terms {
+            let x = group.sum[t as usize];
+            grew_only &= x >= 0.0;
+            let w = l.weights.entry(t).or_insert(0.0);
+            let old = *w;
+            *w += x;
+            l.sum_sq += *w * *w - old * old;
+        }
+        // Weights only grew, and only the group's terms: the new top terms are among
+        // the old top terms and the group's (any other term still has as many above it).
+        let pool: Vec<u32> = if grew_only {
+            let mut pool = l.top.clone();
+            let mut in_pool: HashSet<u32, FxBuildHasher> = pool.iter().copied().collect();
+            pool.extend(group.terms.iter().copied().filter(|t| in_pool.insert(*t)));
+            pool
+        } else {
+            l.weights.keys().copied().collect()
+        };
+        let weights = &l.weights;
+        l.top = vocab.top(pool, CENTROID_TERMS, |t| weights[&t]);
+        l.changed = true;
+    }
 }
 
 #[cfg(test)]
