@@ -109,7 +109,7 @@ pub fn mine(settings: &Settings, out: &Output, args: &MineArgs) -> anyhow::Resul
 /// The LLM `--summarize` asks: the `[proposer]` one, which must speak HTTP.
 fn summary_provider(settings: &Settings) -> anyhow::Result<crate::llm::ProviderConfig> {
     let proposer = &settings.config.proposer;
-    if !matches!(proposer.provider.as_str(), "openai" | "anthropic") {
+    if !proposer.provider.is_llm() {
         return Err(exit::hinted(
             format!("--summarize needs an LLM, and the [proposer] provider is `{}`", proposer.provider),
             "set [proposer] provider = \"openai\" (with base_url and model) or \"anthropic\" in autoharness.toml",
@@ -124,7 +124,7 @@ fn judge_provider(settings: &Settings) -> anyhow::Result<crate::llm::ProviderCon
         Some(j) => ("[judge]", j),
         None => ("[proposer]", &settings.config.proposer),
     };
-    if !matches!(cfg.provider.as_str(), "openai" | "anthropic") {
+    if !cfg.provider.is_llm() {
         return Err(exit::hinted(
             format!("--judge needs an LLM, and the {section} provider is `{}`", cfg.provider),
             "set [judge] provider = \"openai\" (with base_url and model) or \"anthropic\" in autoharness.toml",

@@ -8,6 +8,7 @@ use crate::flow::run::{RunContext, RunOptions, lock, run as run_loop};
 use crate::gate::engine::GateConfig;
 use crate::harness::manifest::parse_duration;
 use crate::harness::space::TrialSpace;
+use crate::propose::ProposerKind;
 use crate::report::Output;
 use crate::report::run as render;
 use crate::store::{Store, runtime};
@@ -40,7 +41,8 @@ pub fn run(settings: &Settings, out: &Output, args: &RunArgs) -> anyhow::Result<
     }
     let mut proposer = settings.config.proposer.clone();
     if let Some(p) = &args.proposer {
-        proposer.provider = p.clone();
+        proposer.provider = ProposerKind::parse(p)
+            .ok_or_else(|| hinted(format!("unknown proposer `{p}`"), "use knobs, openai, anthropic or command"))?;
     }
     if let Some(m) = &args.model {
         proposer.model = Some(m.clone());
@@ -48,16 +50,10 @@ pub fn run(settings: &Settings, out: &Output, args: &RunArgs) -> anyhow::Result<
     if let Some(u) = &args.base_url {
         proposer.base_url = Some(u.clone());
     }
-    if !matches!(proposer.provider.as_str(), "knobs" | "openai" | "anthropic" | "command") {
-        return Err(hinted(
-            format!("unknown proposer `{}`", proposer.provider),
-            "use knobs, openai, anthropic or command",
-        ));
-    }
-    if matches!(proposer.provider.as_str(), "openai" | "anthropic") {
+    if proposer.provider.is_llm() {
         proposer.llm()?;
     }
-    if proposer.provider == "command" && proposer.command.as_deref().is_none_or(|c| c.trim().is_empty()) {
+    if proposer.provider == ProposerKind::Command && proposer.command.as_deref().is_none_or(|c| c.trim().is_empty()) {
         return Err(hinted(
             "the `command` proposer needs a command",
             "set [proposer] command = \"...\" in autoharness.toml (it reads the brief on stdin)",

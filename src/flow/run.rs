@@ -22,8 +22,8 @@ use crate::gate::session::{self, GateOptions, GateReport, target_fixed};
 use crate::harness::manifest::Manifest;
 use crate::harness::{patch, workspace};
 use crate::mine::state::ClusterState;
-use crate::propose::Proposal;
 use crate::propose::knobs::{self, KnobChange};
+use crate::propose::{Proposal, ProposerKind};
 use crate::store::Store;
 use crate::store::runs::RunStatus;
 use crate::trial::{Runner, Trial, Version};
@@ -479,7 +479,7 @@ async fn iterate(
         (ctx.emit)(RunEvent::NoCandidate { cluster: target.id.clone() });
         // Model answers were recorded one by one; the knobs search leaves one record saying
         // nothing helped, so the cluster's failed attempts count.
-        if st.opts.proposer.provider == "knobs" {
+        if st.opts.proposer.provider == ProposerKind::Knobs {
             let none = Proposal {
                 description: "no knob change improved the target cases in screening".into(),
                 error: Some("no candidate".into()),
@@ -554,7 +554,7 @@ async fn propose(
     let opts = &st.opts;
     let baseline = Version::new(st.base_manifest.clone(), st.base_root.clone())?;
     let gated: HashSet<String> = store.gated_diffs(&target.id).await?.into_iter().map(|(h, _)| h).collect();
-    let (proposals, screening_trials) = if opts.proposer.provider == "knobs" {
+    let (proposals, screening_trials) = if opts.proposer.provider == ProposerKind::Knobs {
         let screening = propose_knobs(
             runner,
             &baseline,
@@ -1116,13 +1116,13 @@ async fn propose_model(
     let editable = baseline.manifest.editable_set();
     let mut out = Vec::new();
     for i in 0..n {
-        let p = match cfg.provider.as_str() {
-            "openai" | "anthropic" => {
+        let p = match cfg.provider {
+            ProposerKind::Openai | ProposerKind::Anthropic => {
                 let mut llm = cfg.llm()?;
                 llm.deadline = deadline;
-                crate::propose::ask_llm(&llm, &brief_text, &baseline.root, editable, &cfg.provider).await
+                crate::propose::ask_llm(&llm, &brief_text, &baseline.root, editable, cfg.provider.as_str()).await
             }
-            "command" => {
+            ProposerKind::Command => {
                 let command = cfg.command.clone().ok_or_else(|| {
                     crate::exit::hinted("the `command` proposer needs a command", "set [proposer] command = \"...\"")
                 })?;
@@ -1132,7 +1132,7 @@ async fn propose_model(
                 let scratch = run_dir.join(format!("command-{i}"));
                 crate::propose::ask_command(&command, &brief_text, &baseline.root, editable, &scratch, timeout).await
             }
-            other => anyhow::bail!("unknown proposer `{other}` (known: knobs, openai, anthropic, command)"),
+            ProposerKind::Knobs => anyhow::bail!("the knobs proposer searches knobs; it is not asked for diffs"),
         };
         out.push(p);
     }

@@ -51,12 +51,33 @@ use serde::Deserialize;
 
 use crate::llm;
 
+crate::schema::text_enum! {
+    /// Where diffs come from.
+    #[derive(Default)]
+    pub enum ProposerKind ("proposer") {
+        /// The offline search over the manifest's knobs.
+        #[default]
+        Knobs = "knobs",
+        /// Any OpenAI-compatible endpoint.
+        Openai = "openai",
+        Anthropic = "anthropic",
+        /// A coding agent run in a scratch copy of the harness, brief on stdin.
+        Command = "command",
+    }
+}
+
+impl ProposerKind {
+    /// `openai` and `anthropic`: the providers reached over HTTP with a model.
+    pub fn is_llm(self) -> bool {
+        matches!(self, ProposerKind::Openai | ProposerKind::Anthropic)
+    }
+}
+
 /// `[proposer]` in autoharness.toml. Every key is optional; the default is `knobs`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProposerConfig {
-    /// `knobs` (offline), `openai` (any OpenAI-compatible endpoint), `anthropic`, `command`.
-    pub provider: String,
+    pub provider: ProposerKind,
     pub base_url: Option<String>,
     pub model: Option<String>,
     /// Name of the environment variable holding the API key (never the key itself).
@@ -76,7 +97,7 @@ pub struct ProposerConfig {
 impl Default for ProposerConfig {
     fn default() -> Self {
         ProposerConfig {
-            provider: "knobs".into(),
+            provider: ProposerKind::Knobs,
             base_url: None,
             model: None,
             api_key_env: None,
@@ -94,9 +115,9 @@ impl Default for ProposerConfig {
 impl ProposerConfig {
     /// The HTTP client settings for `openai` / `anthropic`.
     pub fn llm(&self) -> anyhow::Result<llm::ProviderConfig> {
-        let (kind, default_url) = match self.provider.as_str() {
-            "openai" => (llm::ProviderKind::OpenAi, "https://api.openai.com/v1"),
-            "anthropic" => (llm::ProviderKind::Anthropic, "https://api.anthropic.com"),
+        let (kind, default_url) = match self.provider {
+            ProposerKind::Openai => (llm::ProviderKind::OpenAi, "https://api.openai.com/v1"),
+            ProposerKind::Anthropic => (llm::ProviderKind::Anthropic, "https://api.anthropic.com"),
             other => anyhow::bail!("provider `{other}` is not an HTTP provider"),
         };
         let model = self.model.clone().ok_or_else(|| {
