@@ -150,7 +150,11 @@ fn example_with_suite(config: &str, min_active: usize) -> Sandbox {
     let mut active = 0;
     for c in doc["cases"].as_array().unwrap() {
         if c["passes"] == 3 {
-            autoharness::evals::case::write_status(Path::new(c["path"].as_str().unwrap()), "active").unwrap();
+            autoharness::evals::case::write_status(
+                Path::new(c["path"].as_str().unwrap()),
+                autoharness::evals::case::CaseStatus::Active,
+            )
+            .unwrap();
             active += 1;
         }
     }

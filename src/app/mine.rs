@@ -108,26 +108,31 @@ pub fn mine(settings: &Settings, out: &Output, args: &MineArgs) -> anyhow::Resul
 
 /// The LLM `--summarize` asks: the `[proposer]` one, which must speak HTTP.
 fn summary_provider(settings: &Settings) -> anyhow::Result<crate::llm::ProviderConfig> {
-    let proposer = &settings.config.proposer;
-    if !proposer.provider.is_llm() {
-        return Err(exit::hinted(
-            format!("--summarize needs an LLM, and the [proposer] provider is `{}`", proposer.provider),
-            "set [proposer] provider = \"openai\" (with base_url and model) or \"anthropic\" in autoharness.toml",
-        ));
-    }
-    proposer.llm()
+    http_provider("--summarize", "[proposer]", &settings.config.proposer, "[proposer]")
 }
 
 /// The LLM `--judge` asks: `[judge]`, else `[proposer]`; either must speak HTTP.
 fn judge_provider(settings: &Settings) -> anyhow::Result<crate::llm::ProviderConfig> {
-    let (section, cfg) = match &settings.config.judge {
-        Some(j) => ("[judge]", j),
-        None => ("[proposer]", &settings.config.proposer),
-    };
+    match &settings.config.judge {
+        Some(j) => http_provider("--judge", "[judge]", j, "[judge]"),
+        None => http_provider("--judge", "[proposer]", &settings.config.proposer, "[judge]"),
+    }
+}
+
+/// `cfg` (read from `section`) as the LLM `flag` asks; an error that says which section to
+/// set (`to_set`) when its provider does not speak HTTP.
+fn http_provider(
+    flag: &str,
+    section: &str,
+    cfg: &crate::propose::ProposerConfig,
+    to_set: &str,
+) -> anyhow::Result<crate::llm::ProviderConfig> {
     if !cfg.provider.is_llm() {
         return Err(exit::hinted(
-            format!("--judge needs an LLM, and the {section} provider is `{}`", cfg.provider),
-            "set [judge] provider = \"openai\" (with base_url and model) or \"anthropic\" in autoharness.toml",
+            format!("{flag} needs an LLM, and the {section} provider is `{}`", cfg.provider),
+            format!(
+                "set {to_set} provider = \"openai\" (with base_url and model) or \"anthropic\" in autoharness.toml"
+            ),
         ));
     }
     cfg.llm()

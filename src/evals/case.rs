@@ -198,11 +198,11 @@ pub fn check_id(id: &str) -> Result<(), String> {
 
 /// Rewrite only the `status` field of a case file, keeping everything else (and a
 /// person's edits) as it is. Returns the blake3 of the new bytes.
-pub fn write_status(path: &Path, status: &str) -> anyhow::Result<String> {
+pub fn write_status(path: &Path, status: CaseStatus) -> anyhow::Result<String> {
     let bytes = std::fs::read(path)?;
     let mut value: Value = serde_json::from_slice(&bytes)?;
     if let Some(obj) = value.as_object_mut() {
-        obj.insert("status".into(), Value::String(status.into()));
+        obj.insert("status".into(), Value::String(status.as_str().into()));
     }
     let mut text = serde_json::to_string_pretty(&value)?;
     text.push('\n');

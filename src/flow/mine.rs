@@ -584,7 +584,7 @@ async fn merge_duplicate(
     };
     let recorded = dup.recorded.iter().find(|c| c.id == *id);
     let hash = blake3::hash(&bytes).to_hex().to_string();
-    let Ok(mut file) = serde_json::from_slice::<CaseFile>(&bytes) else {
+    let Ok(file) = serde_json::from_slice::<CaseFile>(&bytes) else {
         summary.cases_kept_edited.push(planned.path.display().to_string());
         return Ok(false);
     };
@@ -605,14 +605,11 @@ async fn merge_duplicate(
         summary.cases_kept_edited.push(planned.path.display().to_string());
         return Ok(false);
     }
-    let mut content_hash = hash;
-    if file.status != CaseStatus::Retired {
-        file.status = CaseStatus::Retired;
-        let mut text = serde_json::to_string_pretty(&file)?;
-        text.push('\n');
-        crate::paths::write_atomic(&planned.path, &planned.path.with_extension("json.tmp"), text.as_bytes())?;
-        content_hash = blake3::hash(text.as_bytes()).to_hex().to_string();
-    }
+    let content_hash = if file.status == CaseStatus::Retired {
+        hash
+    } else {
+        crate::evals::case::write_status(&planned.path, CaseStatus::Retired)?
+    };
     let row = crate::store::mine::StoredCase {
         id: id.clone(),
         cluster_id: cluster_id.to_string(),

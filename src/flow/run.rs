@@ -736,7 +736,7 @@ async fn hand_over(ctx: &RunContext<'_>, manifest: &Manifest, st: &mut RunState)
     let (cases, _) = case::load(&ctx.project_root.join("evals"), &manifest.name);
     for c in &cases {
         if let Some(status) = st.statuses.get(c.id()).filter(|s| **s != c.file.status) {
-            case::write_status(&c.path, status.as_str())?;
+            case::write_status(&c.path, *status)?;
         }
     }
     st.summary.applied_to_tree = true;

@@ -267,14 +267,9 @@ pub fn duplicates<'a>(order: impl IntoIterator<Item = &'a CaseFile>) -> std::col
     let mut first: std::collections::HashMap<String, String> = std::collections::HashMap::new();
     let mut dups = std::collections::HashMap::new();
     for c in order {
-        match first.get(&duplicate_key(c)) {
-            Some(kept) if *kept != c.id => {
-                dups.insert(c.id.clone(), kept.clone());
-            }
-            Some(_) => {}
-            None => {
-                first.insert(duplicate_key(c), c.id.clone());
-            }
+        let kept = first.entry(duplicate_key(c)).or_insert_with(|| c.id.clone());
+        if *kept != c.id {
+            dups.insert(c.id.clone(), kept.clone());
         }
     }
     dups
