@@ -10,6 +10,8 @@
 #   benches/scale_out.sh [BIN]        # BIN defaults to target/release/autoharness
 #   SLEEP=0.5 JOBS=2 SHARDS="1 2 4 8" benches/scale_out.sh
 #   SHARED=1 benches/scale_out.sh     # every shard on ONE SQLite store (concurrent writers), merged from it
+#   PG=postgres://u@host:port/db benches/scale_out.sh   # every shard on ONE Postgres store (a fresh
+#                                     # schema per configuration; needs psql), merged from it
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 bin=$(realpath "${1:-$here/target/release/autoharness}")
@@ -17,6 +19,14 @@ sleep_s=${SLEEP:-0.5}
 jobs=${JOBS:-2}
 shards=${SHARDS:-"1 2 4 8"}
 shared=${SHARED:-0}
+pg=${PG:-}
+[ -n "$pg" ] && shared=1
+# The store of one configuration: a shard's own file, the shared file, or a fresh Postgres schema.
+pg_store() { # name
+    local schema="bench_$1_$$"
+    psql -q "$pg" -c "DROP SCHEMA IF EXISTS $schema CASCADE; CREATE SCHEMA $schema" >/dev/null
+    case "$pg" in *\?*) echo "$pg&options[search_path]=$schema" ;; *) echo "$pg?options[search_path]=$schema" ;; esac
+}
 [ -x "$bin" ] || { echo "no binary at $bin: cargo build --release first, or pass one" >&2; exit 2; }
 
 work=$(mktemp -d -t autoharness-scale-XXXX)
@@ -38,12 +48,14 @@ run_in() { # dir args... (a fresh copy of the project per configuration: no cach
     (cd "$dir" && AUTOHARNESS_JOBS=$jobs CI=1 NO_COLOR=1 "$bin" "$@")
 }
 
-echo "stores: $([ "$shared" = 1 ] && echo 'one shared SQLite file' || echo 'one SQLite file per shard')"
+if [ -n "$pg" ]; then echo "stores: one shared Postgres store"; else
+echo "stores: $([ "$shared" = 1 ] && echo 'one shared SQLite file' || echo 'one SQLite file per shard')"; fi
 echo "trial wait ${sleep_s}s, $jobs trials at a time per process; gate of change.patch (c-r12 60% -> 40%)"
 printf '%-8s %10s %10s %10s %9s %14s %11s %s\n' shards shards_s merge_s total_s speedup merge_trials all_trials verdict
 d="$work/one"; cp -r "$work/base" "$d"; cp "$work/change.patch" "$d/"
+one_db=one.db; [ -n "$pg" ] && one_db=$(pg_store one)
 t0=$(now)
-run_in "$d" --db one.db --json gate change.patch > "$d/one.json" || true
+run_in "$d" --db "$one_db" --json gate change.patch > "$d/one.json" || true
 t1=$(now)
 single=$(secs "$t0" "$t1")
 one_trials=$(field "$d/one.json" "d['trials']['baseline']+d['trials']['candidate']")
@@ -51,10 +63,11 @@ printf '%-8s %10s %10s %10s %9s %14s %11s %s\n' "1 (no partition)" - - "$single"
     "$(field "$d/one.json" "d['verdict']")"
 for n in $shards; do
     d="$work/s$n"; cp -r "$work/base" "$d"; cp "$work/change.patch" "$d/"
+    team=team.db; [ -n "$pg" ] && team=$(pg_store "s$n")
     t0=$(now)
     pids=()
     for k in $(seq 1 "$n"); do
-        db="shard-$k.db"; [ "$shared" = 1 ] && db=team.db
+        db="shard-$k.db"; [ "$shared" = 1 ] && db=$team
         run_in "$d" --db "$db" --json gate change.patch --partition "$k/$n" > "$d/shard-$k.json" &
         pids+=($!)
     done
@@ -62,7 +75,7 @@ for n in $shards; do
     t1=$(now)
     stores=(); for k in $(seq 1 "$n"); do stores+=("shard-$k.db"); done
     if [ "$shared" = 1 ]; then
-        run_in "$d" --db team.db --json gate change.patch --merge > "$d/merge.json" || true
+        run_in "$d" --db "$team" --json gate change.patch --merge > "$d/merge.json" || true
     else
         run_in "$d" --db merge.db --json gate change.patch --merge "${stores[@]}" > "$d/merge.json" || true
     fi

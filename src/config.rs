@@ -10,13 +10,15 @@ use serde::Deserialize;
 /// Every environment variable autoharness reads, with what it does.
 pub const ENV_VARS: &[(&str, &str)] = &[
     ("AUTOHARNESS_CONFIG", "project config file (same as --config)"),
-    ("AUTOHARNESS_DB", "SQLite state file (same as --db)"),
+    ("AUTOHARNESS_DB", "the store: a SQLite file, or a postgres:// URL (same as --db)"),
+    ("AUTOHARNESS_DB_POOL", "connections per process to a Postgres store (default 4)"),
     ("AUTOHARNESS_JOBS", "parallel jobs (same as --jobs)"),
     ("AUTOHARNESS_HARNESS", "default harness name"),
     ("AUTOHARNESS_LOG", "tracing filter for logs on stderr, e.g. `autoharness=debug`"),
     ("AUTOHARNESS_ISOLATION", "trials' filesystem isolation: auto (default), bwrap, landlock or none"),
     ("AUTOHARNESS_CRASH_AT", "tests: `<point>:<n>` kills the process the n-th time it passes a point (src/crash.rs)"),
     ("AUTOHARNESS_REQUIRE_ALL", "tests: 1 turns skips for missing dependencies into failures"),
+    ("AUTOHARNESS_TEST_POSTGRES", "tests: a Postgres server's URL; store tests run on it too (scripts/postgres.sh)"),
     ("NO_COLOR", "disable colors"),
     ("FORCE_COLOR", "enable colors even when not a terminal"),
     ("CI", "set by CI systems: disables progress bars"),
@@ -78,12 +80,62 @@ impl Default for MineConfig {
     }
 }
 
+/// Where the store lives: a SQLite file, or a Postgres database shared by many runners.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    File(PathBuf),
+    /// A `postgres://` or `postgresql://` URL (credentials may be in it: never printed whole,
+    /// see [`StoreLocation::display`]).
+    Postgres(String),
+}
+
+impl StoreLocation {
+    /// `--db`/`AUTOHARNESS_DB`/`db =`: a URL with a Postgres scheme, else a file path.
+    pub fn parse(text: &str) -> StoreLocation {
+        let lower = text.trim().to_ascii_lowercase();
+        if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
+            StoreLocation::Postgres(text.trim().to_string())
+        } else {
+            StoreLocation::File(PathBuf::from(text))
+        }
+    }
+
+    /// For messages: the path, or the URL without its password.
+    pub fn display(&self) -> String {
+        match self {
+            StoreLocation::File(p) => p.display().to_string(),
+            StoreLocation::Postgres(url) => redact_url(url),
+        }
+    }
+}
+
+/// A Postgres URL with any password replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let (authority, tail) = rest.split_once('/').map_or((rest, None), |(a, t)| (a, Some(t)));
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => authority.to_string(),
+        },
+        None => authority.to_string(),
+    };
+    match tail {
+        Some(t) => format!("{scheme}://{authority}/{t}"),
+        None => format!("{scheme}://{authority}"),
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// The folder holding autoharness.toml (or the current directory).
     pub project_root: PathBuf,
     pub config: ProjectConfig,
+    /// The SQLite store; for a Postgres store, the local file its locks and trial folders
+    /// are named after (`.autoharness/state.db`, never created).
     pub db_path: PathBuf,
+    /// Where the store is: the file `db_path`, or a Postgres database.
+    pub store: StoreLocation,
     pub jobs: usize,
 }
 
@@ -123,16 +175,27 @@ impl Settings {
         // Absolute from here on: trial folders live beside the store and their paths are handed
         // to a harness running in another folder, where a relative path would not resolve.
         let project_root = std::path::absolute(&project_root).unwrap_or(project_root);
-        let db_path = match (&global.db, &config.db) {
-            (Some(p), _) => std::path::absolute(p).unwrap_or_else(|_| p.clone()),
-            (None, Some(p)) => project_root.join(p),
-            (None, None) => project_root.join(".autoharness/state.db"),
+        let default_file = project_root.join(".autoharness/state.db");
+        let store = match (&global.db, &config.db) {
+            (Some(p), _) => match StoreLocation::parse(&p.to_string_lossy()) {
+                StoreLocation::File(p) => StoreLocation::File(std::path::absolute(&p).unwrap_or(p)),
+                url => url,
+            },
+            (None, Some(p)) => match StoreLocation::parse(&p.to_string_lossy()) {
+                StoreLocation::File(p) => StoreLocation::File(project_root.join(p)),
+                url => url,
+            },
+            (None, None) => StoreLocation::File(default_file.clone()),
+        };
+        let db_path = match &store {
+            StoreLocation::File(p) => p.clone(),
+            StoreLocation::Postgres(_) => default_file,
         };
         let jobs = global
             .jobs
             .filter(|&j| j > 0)
             .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
-        Ok(Settings { project_root, config, db_path, jobs })
+        Ok(Settings { project_root, config, db_path, store, jobs })
     }
 
     /// `.autoharness/`: the folder of the store, its locks, trial folders and run reports.
@@ -156,6 +219,7 @@ impl Settings {
         Settings {
             project_root: db_path.parent().map(Path::to_path_buf).unwrap_or_default(),
             config: ProjectConfig::default(),
+            store: StoreLocation::File(db_path.clone()),
             db_path,
             jobs: 2,
         }

@@ -547,7 +547,7 @@ fn values_are_checked_before_any_work() {
         let running: i64 = rt.block_on(async {
             let store = autoharness::store::Store::open(&sb.db()).await.unwrap();
             let n = sqlx::query_scalar("SELECT count(*) FROM runs WHERE status = 'running'")
-                .fetch_one(&store.pool)
+                .fetch_one(store.sqlite().unwrap())
                 .await
                 .unwrap();
             store.close().await;
@@ -605,14 +605,14 @@ fn a_damaged_store_is_not_ok_in_doctor() {
     let rt = autoharness::store::runtime().unwrap();
     let (page, page_size): (i64, i64) = rt.block_on(async {
         let store = autoharness::store::Store::open(&sb.db()).await.unwrap();
-        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&store.pool).await.unwrap();
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(store.sqlite().unwrap()).await.unwrap();
         let page = sqlx::query_scalar(
             "SELECT rootpage FROM sqlite_master WHERE type = 'index' AND tbl_name = 'failures' ORDER BY rootpage DESC LIMIT 1",
         )
-        .fetch_one(&store.pool)
+        .fetch_one(store.sqlite().unwrap())
         .await
         .unwrap();
-        let size = sqlx::query_scalar("PRAGMA page_size").fetch_one(&store.pool).await.unwrap();
+        let size = sqlx::query_scalar("PRAGMA page_size").fetch_one(store.sqlite().unwrap()).await.unwrap();
         store.close().await;
         (page, size)
     });

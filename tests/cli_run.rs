@@ -132,7 +132,7 @@ fn count(db: &Path, sql: &str) -> i64 {
     let rt = autoharness::store::runtime().unwrap();
     rt.block_on(async {
         let store = autoharness::store::Store::open(db).await.unwrap();
-        let n: (i64,) = sqlx::query_as(sql).fetch_one(&store.pool).await.unwrap_or((0,));
+        let n: (i64,) = sqlx::query_as(sql).fetch_one(store.sqlite().unwrap()).await.unwrap_or((0,));
         store.close().await;
         n.0
     })

@@ -30,7 +30,7 @@ pub fn rows(db: &Path, sql: &str) -> Vec<Value> {
     rt.block_on(async {
         let store = autoharness::store::Store::open(db).await.unwrap();
         let text: String = sqlx::query_scalar(&format!("SELECT json_group_array(json(j)) FROM ({sql})"))
-            .fetch_one(&store.pool)
+            .fetch_one(store.sqlite().unwrap())
             .await
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
         store.close().await;

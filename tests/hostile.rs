@@ -97,19 +97,19 @@ fn store_text(db: &Path) -> Vec<(String, String)> {
         let store = autoharness::store::Store::open(db).await.unwrap();
         let tables: Vec<String> =
             sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
-                .fetch_all(&store.pool)
+                .fetch_all(store.sqlite().unwrap())
                 .await
                 .unwrap();
         let mut out = Vec::new();
         for t in tables {
             let cols: Vec<String> = sqlx::query_scalar(&format!("SELECT name FROM pragma_table_info('{t}')"))
-                .fetch_all(&store.pool)
+                .fetch_all(store.sqlite().unwrap())
                 .await
                 .unwrap();
             for c in cols {
                 let values: Vec<Option<Vec<u8>>> =
                     sqlx::query_scalar(&format!("SELECT CAST(\"{c}\" AS BLOB) FROM \"{t}\""))
-                        .fetch_all(&store.pool)
+                        .fetch_all(store.sqlite().unwrap())
                         .await
                         .unwrap();
                 out.extend(

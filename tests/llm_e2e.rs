@@ -66,7 +66,7 @@ fn run_with_a_real_local_llm_completes_and_accepts_no_regression() {
         let rows = sqlx::query_as(
             "SELECT provider, verdict, rule, tokens_in, tokens_out, cost_usd, accepted, error FROM proposals",
         )
-        .fetch_all(&store.pool)
+        .fetch_all(store.sqlite().unwrap())
         .await
         .unwrap();
         store.close().await;

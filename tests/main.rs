@@ -23,6 +23,7 @@ mod judge;
 mod llm_e2e;
 mod partition;
 mod pinned;
+mod postgres;
 mod producers;
 mod sandbox;
 mod tidy;

@@ -155,7 +155,7 @@ fn a_missing_failed_or_mismatched_shard_is_an_error_naming_it() {
         let rt = autoharness::store::runtime().unwrap();
         let gates: i64 = rt.block_on(async {
             let s = autoharness::store::Store::open(&path).await.unwrap();
-            let n = sqlx::query_scalar("SELECT COUNT(*) FROM gates").fetch_one(&s.pool).await.unwrap();
+            let n = sqlx::query_scalar("SELECT COUNT(*) FROM gates").fetch_one(s.sqlite().unwrap()).await.unwrap();
             s.close().await;
             n
         });

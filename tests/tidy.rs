@@ -174,3 +174,78 @@ fn json_docs_list_exactly_the_json_outputs() {
     assert!(missing.is_empty(), "written but not in docs/json.md: {missing:?}");
     assert!(stale.is_empty(), "in docs/json.md but no command writes them: {stale:?}");
 }
+
+/// The schema a migrations folder builds, version by version: each file's name, and the
+/// tables' columns and the indexes its statements make.
+fn schema_of(dir: &Path) -> BTreeMap<String, BTreeSet<String>> {
+    let mut out = BTreeMap::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "sql") {
+            continue;
+        }
+        let text: String = std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .map(|l| l.split("--").next().unwrap_or("").to_string() + "\n")
+            .collect();
+        let mut items = BTreeSet::new();
+        for stmt in text.split(';') {
+            let words: Vec<&str> = stmt.split_whitespace().collect();
+            match words.as_slice() {
+                ["CREATE", "TABLE", table, ..] => {
+                    let table = table.trim_end_matches('(');
+                    let body = &stmt[stmt.find('(').unwrap() + 1..stmt.rfind(')').unwrap()];
+                    let mut depth = 0;
+                    let mut part = String::new();
+                    let mut parts = Vec::new();
+                    for ch in body.chars() {
+                        match ch {
+                            '(' => depth += 1,
+                            ')' => depth -= 1,
+                            ',' if depth == 0 => {
+                                parts.push(std::mem::take(&mut part));
+                                continue;
+                            }
+                            _ => {}
+                        }
+                        part.push(ch);
+                    }
+                    parts.push(part);
+                    for p in parts {
+                        let first = p.split_whitespace().next().unwrap_or("");
+                        if ["UNIQUE", "PRIMARY", "FOREIGN", "CHECK", "CONSTRAINT", ""].contains(&first) {
+                            items.insert(format!("{table}: {}", p.split_whitespace().collect::<Vec<_>>().join(" ")));
+                        } else {
+                            items.insert(format!("{table}.{first}"));
+                        }
+                    }
+                }
+                ["ALTER", "TABLE", table, "ADD", "COLUMN", column, ..] => {
+                    items.insert(format!("{table}.{column}"));
+                }
+                ["CREATE", "INDEX", name, "ON", table, ..] => {
+                    items.insert(format!("index {name} on {table}"));
+                }
+                _ => {}
+            }
+        }
+        out.insert(path.file_name().unwrap().to_string_lossy().to_string(), items);
+    }
+    out
+}
+
+/// SQLite and Postgres stores are migrated from two folders; they must build the same
+/// tables, columns, keys and indexes at every version, or a team's shared store and a
+/// laptop's file would hold different things.
+#[test]
+fn both_migration_folders_build_the_same_schema_at_every_version() {
+    let sqlite = schema_of(&repo().join("migrations"));
+    let postgres = schema_of(&repo().join("migrations/postgres"));
+    assert!(sqlite.len() >= 9, "{sqlite:?}");
+    let names = |m: &BTreeMap<String, BTreeSet<String>>| m.keys().cloned().collect::<Vec<_>>();
+    assert_eq!(names(&postgres), names(&sqlite), "every migration needs its Postgres twin, with the same file name");
+    for (file, items) in &sqlite {
+        assert_eq!(&postgres[file], items, "migrations/postgres/{file} differs from migrations/{file}");
+    }
+}

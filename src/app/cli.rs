@@ -26,8 +26,8 @@ pub struct GlobalArgs {
     /// Project config file [default: ./autoharness.toml when present]
     #[arg(long, global = true, env = "AUTOHARNESS_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// SQLite state file [default: .autoharness/state.db]
-    #[arg(long, global = true, env = "AUTOHARNESS_DB", value_name = "FILE")]
+    /// The store: a SQLite file, or a postgres:// URL shared by many runners [default: .autoharness/state.db]
+    #[arg(long, global = true, env = "AUTOHARNESS_DB", value_name = "FILE|URL")]
     pub db: Option<PathBuf>,
     /// Print machine-readable JSON on stdout (schemas in docs/json.md)
     #[arg(long, global = true)]

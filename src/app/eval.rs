@@ -51,7 +51,7 @@ pub fn eval(settings: &Settings, out: &Output, args: &EvalArgs) -> anyhow::Resul
     let space = TrialSpace::claim(&settings.trials_root())?;
     let rt = runtime()?;
     let records = rt.block_on(async {
-        let store = Store::open(&settings.db_path).await?;
+        let store = Store::open_settings(settings).await?;
         let mut runner =
             Runner::new(Some(std::sync::Arc::new(store.clone())), settings.jobs, space.path().join("trials"));
         runner.use_cache = !args.no_cache;

@@ -80,7 +80,7 @@ pub fn gate(settings: &Settings, out: &Output, args: &GateArgs) -> anyhow::Resul
     let progress = Bar { bar: &bar, done: &done };
     let rt = runtime()?;
     let result = rt.block_on(async {
-        let store = Store::open(&settings.db_path).await?;
+        let store = Store::open_settings(settings).await?;
         if let Some(files) = &args.merge {
             opts.merge = Some(Arc::new(merge_sources(&store, files, &patch_hash).await?));
         }
@@ -172,7 +172,7 @@ pub(super) fn parse_partition(spec: &str) -> anyhow::Result<Partition> {
 async fn merge_sources(store: &Store, files: &[PathBuf], patch_hash: &str) -> anyhow::Result<merge::Sources> {
     let mut stores: Vec<(String, Arc<dyn merge::ShardLog>)> = Vec::new();
     if files.is_empty() {
-        stores.push((format!("the store `{}`", store.path.display()), Arc::new(store.clone())));
+        stores.push((format!("the store `{}`", store.describe()), Arc::new(store.clone())));
     }
     for f in files {
         if !f.is_file() {

@@ -70,7 +70,7 @@ pub fn mine(settings: &Settings, out: &Output, args: &MineArgs) -> anyhow::Resul
     let tick = |_: &str| bar.set_position(done.fetch_add(1, Ordering::Relaxed) + 1);
     let rt = runtime()?;
     let result = rt.block_on(async {
-        let store = Store::open(&settings.db_path).await?;
+        let store = Store::open_settings(settings).await?;
         let r = run_mine(&store, &opts, &tick).await;
         store.close().await;
         r
@@ -147,7 +147,7 @@ fn parse_since(date: &str) -> anyhow::Result<i128> {
 pub fn clusters(settings: &Settings, out: &Output, id: Option<&str>) -> anyhow::Result<ExitCode> {
     let rt = runtime()?;
     let (clusters, failures, cases) = rt.block_on(async {
-        let store = Store::open_for_reading(&settings.db_path).await?;
+        let store = Store::open_settings_for_reading(settings).await?;
         let r = (store.clusters().await?, store.failures(false).await?, store.cases(id).await?);
         store.close().await;
         anyhow::Ok(r)
@@ -188,7 +188,7 @@ pub fn cases(settings: &Settings, out: &Output, cluster: Option<&str>) -> anyhow
     let harness = super::eval::select_harness(settings, None).ok();
     let mut invalid = Vec::new();
     let cases = rt.block_on(async {
-        let store = Store::open_for_reading(&settings.db_path).await?;
+        let store = Store::open_settings_for_reading(settings).await?;
         let mut rows = store.cases(cluster).await?;
         if let Some(m) = &harness {
             let (files, problems) = crate::evals::case::load(&settings.project_root.join("evals"), &m.name);

@@ -93,7 +93,9 @@ pub fn run(settings: &Settings, out: &Output, args: &RunArgs) -> anyhow::Result<
         }
     };
     let summary = rt.block_on(async {
-        let store = Store::open(&settings.db_path).await?;
+        let store = Store::open_settings(settings).await?;
+        // Runners on other machines sharing a Postgres store see no lock file of ours.
+        let _shared_lock = store.run_lock().await?;
         let state_dir = settings.state_dir();
         let ctx = RunContext {
             evidence: &render::Renderers,
@@ -126,7 +128,7 @@ pub fn run(settings: &Settings, out: &Output, args: &RunArgs) -> anyhow::Result<
 pub fn report(settings: &Settings, out: &Output, args: &ReportArgs) -> anyhow::Result<ExitCode> {
     let rt = runtime()?;
     let found = rt.block_on(async {
-        let store = Store::open_for_reading(&settings.db_path).await?;
+        let store = Store::open_settings_for_reading(settings).await?;
         let r = match &args.run {
             Some(id) => store.run_by_id(id).await?,
             None => {

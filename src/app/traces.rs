@@ -82,7 +82,7 @@ fn count_files(paths: &[PathBuf]) -> u64 {
 pub fn record<T>(settings: &Settings, files: &[crate::trace::scan::ScannedFile<T>]) -> anyhow::Result<()> {
     let rt = runtime()?;
     rt.block_on(async {
-        let store = Store::open(&settings.db_path).await?;
+        let store = Store::open_settings(settings).await?;
         let rows: Vec<crate::store::traces::FileRow<'_>> = files
             .iter()
             .filter(|f| !f.skipped)

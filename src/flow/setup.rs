@@ -147,7 +147,7 @@ pub fn doctor(settings: &Settings) -> anyhow::Result<DoctorReport> {
     }
     let rt = runtime()?;
     let store = rt.block_on(async {
-        match Store::open_for_reading(&settings.db_path).await {
+        match Store::open_settings_for_reading(settings).await {
             Ok(s) => {
                 // Opening reads only the header and schema: a torn or overwritten file shows in a check.
                 let (ok, detail) = match (s.quick_check().await, s.count_traces().await) {
@@ -163,9 +163,9 @@ pub fn doctor(settings: &Settings) -> anyhow::Result<DoctorReport> {
                     (Ok(Ok(())), Err(e)) => (false, format!("opened, but cannot count: {e}")),
                 };
                 s.close().await;
-                StoreStatus { path: settings.db_path.display().to_string(), ok, detail }
+                StoreStatus { path: settings.store.display(), ok, detail }
             }
-            Err(e) => StoreStatus { path: settings.db_path.display().to_string(), ok: false, detail: format!("{e:#}") },
+            Err(e) => StoreStatus { path: settings.store.display(), ok: false, detail: format!("{e:#}") },
         }
     });
     if !store.ok {

@@ -1,14 +1,15 @@
 //! Gate decisions, each with its full report.
 
-use super::{Store, now_rfc3339};
+use super::{Store, now_rfc3339, on_pool};
 use crate::gate::session::GateReport;
 
 impl Store {
     /// Record a gate's decision; returns its id.
     pub async fn record_gate(&self, r: &GateReport, patch_hash: &str) -> anyhow::Result<i64> {
-        let id = sqlx::query(
+        let id = on_pool!(self, |p| {
+            sqlx::query_scalar(
             "INSERT INTO gates (harness, baseline_hash, candidate_hash, patch_hash, target, verdict, rule, reason, trials,
-               cost_usd, report, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+               cost_usd, report, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
         )
         .bind(&r.harness)
         .bind(&r.baseline_hash)
@@ -22,9 +23,9 @@ impl Store {
         .bind(r.cost.total_usd)
         .bind(serde_json::to_string(r)?)
         .bind(now_rfc3339())
-        .execute(&self.pool)
-        .await?
-        .last_insert_rowid();
+        .fetch_one(p)
+.await?
+        });
         Ok(id)
     }
 }

@@ -1,8 +1,6 @@
 //! The judgement cache of `mine --judge`, keyed by (failure content hash, taxonomy, model).
 
-use sqlx::Row;
-
-use super::{Store, now_rfc3339};
+use super::{Store, now_rfc3339, on_pool};
 use crate::mine::judge::{Judged, Judgement, Outcome};
 
 /// The key a judgement is cached under.
@@ -12,24 +10,34 @@ pub struct JudgementKey<'a> {
     pub model: &'a str,
 }
 
+/// A `judgements` row, by column name.
+#[derive(sqlx::FromRow)]
+struct JudgementRow {
+    status: String,
+    category: Option<String>,
+    step_id: Option<String>,
+    quote: Option<String>,
+    reason: Option<String>,
+}
+
 impl Store {
     /// The cached outcome for this key, if any.
     pub async fn judgement(&self, k: &JudgementKey<'_>) -> anyhow::Result<Option<Outcome>> {
-        let row = sqlx::query(
+        let row: Option<JudgementRow> = on_pool!(self, |p| sqlx::query_as(
             "SELECT status, category, step_id, quote, reason FROM judgements
-               WHERE content_hash = ? AND taxonomy = ? AND model = ?",
+               WHERE content_hash = $1 AND taxonomy = $2 AND model = $3",
         )
         .bind(k.content_hash)
         .bind(k.taxonomy)
         .bind(k.model)
-        .fetch_optional(&self.pool)
-        .await?;
+        .fetch_optional(p)
+        .await?);
         Ok(row.map(|r| {
-            let text = |c: &str| r.get::<Option<String>, _>(c).unwrap_or_default();
-            if r.get::<String, _>("status") == "accepted" {
-                Outcome::Accepted(Judgement { category: text("category"), step: text("step_id"), quote: text("quote") })
+            let text = |c: Option<String>| c.unwrap_or_default();
+            if r.status == "accepted" {
+                Outcome::Accepted(Judgement { category: text(r.category), step: text(r.step_id), quote: text(r.quote) })
             } else {
-                Outcome::Rejected(text("reason"))
+                Outcome::Rejected(text(r.reason))
             }
         }))
     }
@@ -40,9 +48,13 @@ impl Store {
             Outcome::Accepted(a) => ("accepted", Some(a), None),
             Outcome::Rejected(why) => ("rejected", None, Some(why.as_str())),
         };
-        sqlx::query(
-            "INSERT OR REPLACE INTO judgements (content_hash, taxonomy, model, status, category, step_id, quote,
-               reason, requests, tokens, cost_usd, judged_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        on_pool!(self, |p| sqlx::query(
+            "INSERT INTO judgements (content_hash, taxonomy, model, status, category, step_id, quote,
+               reason, requests, tokens, cost_usd, judged_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+             ON CONFLICT (content_hash, taxonomy, model) DO UPDATE SET status = excluded.status,
+               category = excluded.category, step_id = excluded.step_id, quote = excluded.quote,
+               reason = excluded.reason, requests = excluded.requests, tokens = excluded.tokens,
+               cost_usd = excluded.cost_usd, judged_at = excluded.judged_at",
         )
         .bind(k.content_hash)
         .bind(k.taxonomy)
@@ -56,8 +68,9 @@ impl Store {
         .bind(j.tokens as i64)
         .bind(j.cost_usd)
         .bind(now_rfc3339())
-        .execute(&self.pool)
-        .await?;
+        .execute(p)
+        .await?
+        .rows_affected());
         Ok(())
     }
 }

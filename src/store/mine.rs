@@ -5,13 +5,13 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Store, now_rfc3339, parse_rows};
+use super::{Store, in_transaction, now_rfc3339, on_pool, parse_rows, per_backend};
 use crate::mine::cluster::Cluster;
 use crate::mine::emit::{CaseStatus, Split};
 use crate::mine::failure::{CaseSeed, Failure};
 use crate::mine::signature::Signature;
 use crate::mine::state::{ClusterKind, ClusterState};
-use crate::store::traces::{FileRow, ROWS_PER_STATEMENT, record_files_in};
+use crate::store::traces::{FileRow, ROWS_PER_STATEMENT};
 use crate::trace::FileReport;
 use crate::trace::json::format_time;
 use crate::trace::scan::TraceSummary;
@@ -188,19 +188,20 @@ impl Store {
         files: &[MinedFile<'_>],
         clustering: &Clustering,
     ) -> anyhow::Result<HashMap<(String, usize), i64>> {
-        let mut tx = self.pool.begin().await?;
-        // Clusters first: failures refer to them.
-        save_clusters_in(&mut tx, &clustering.clusters).await?;
         let rows: Vec<FileRow<'_>> = files
             .iter()
             .map(|f| FileRow { key: f.key, mtime_ns: f.mtime_ns, report: f.report, traces: f.traces })
             .collect();
-        let ids = record_files_in(&mut tx, &rows).await?;
-        let analysed: Vec<(i64, &MinedFile<'_>)> =
-            files.iter().filter(|f| f.failures.is_some()).filter_map(|f| Some((*ids.get(f.key)?, f))).collect();
-        let stored = replace_failures_in(&mut tx, &analysed).await?;
-        set_memberships_in(&mut tx, &clustering.memberships).await?;
-        tx.commit().await?;
+        let (analysed, stored) = in_transaction!(self, |tx, crate::store::mine as m, crate::store::traces as t| {
+            // Clusters first: failures refer to them.
+            m::save_clusters_in(&mut tx, &clustering.clusters).await?;
+            let ids = t::record_files_in(&mut tx, &rows).await?;
+            let analysed: Vec<(i64, &MinedFile<'_>)> =
+                files.iter().filter(|f| f.failures.is_some()).filter_map(|f| Some((*ids.get(f.key)?, f))).collect();
+            let stored = m::replace_failures_in(&mut tx, &analysed).await?;
+            m::set_memberships_in(&mut tx, &clustering.memberships).await?;
+            (analysed, stored)
+        });
         let key_of: HashMap<i64, &str> = analysed.iter().map(|(id, f)| (*id, f.key)).collect();
         Ok(stored
             .into_iter()
@@ -211,12 +212,11 @@ impl Store {
     /// Files whose failures were analysed at their current content. `traces ls` records
     /// files without mining them; those are not in it.
     pub async fn mined_files(&self) -> anyhow::Result<Vec<MinedFileRow>> {
-        let text: String = sqlx::query_scalar(
-            "SELECT json_group_array(json_object('path', path, 'size', size, 'mtime_ns', mtime_ns, 'hash', hash))
-             FROM trace_files WHERE mined_hash IS NOT NULL AND mined_hash = hash",
-        )
-        .fetch_one(&self.pool)
-        .await?;
+        let sql = self.dialect().json_rows(
+            "'path', path, 'size', size, 'mtime_ns', mtime_ns, 'hash', hash",
+            "FROM trace_files WHERE mined_hash IS NOT NULL AND mined_hash = hash",
+        );
+        let text: String = on_pool!(self, |p| sqlx::query_scalar(&sql).fetch_one(p).await?);
         super::parse_rows(&text, "trace files")
     }
 
@@ -225,68 +225,68 @@ impl Store {
     ///
     /// The rows come back as one JSON text (see [`parse_rows`]).
     pub async fn failures(&self, full: bool) -> anyhow::Result<Vec<StoredFailure>> {
-        let text: String = sqlx::query_scalar(
-            "SELECT json_group_array(json_object('id', f.id, 'path', t.path, 'cluster_id', f.cluster_id,
-                    'trace_seq', f.trace_seq, 'trace_id', f.trace_id, 'format', f.format, 'infra', f.infra,
+        let dialect = self.dialect();
+        let (infra, seed) = match dialect {
+            super::Dialect::Sqlite => ("f.infra", "json(f.seed)"),
+            super::Dialect::Postgres => ("CASE WHEN f.infra THEN 1 ELSE 0 END", "f.seed::json"),
+        };
+        let sql = dialect.json_rows(
+            &format!(
+                "'id', f.id, 'path', t.path, 'cluster_id', f.cluster_id,
+                    'trace_seq', f.trace_seq, 'trace_id', f.trace_id, 'format', f.format, 'infra', {infra},
                     'signal', f.signal, 'step_kind', f.step_kind, 'tool', f.tool, 'error_type', f.error_type,
                     'template', f.template, 'step_id', f.step_id, 'step_index', f.step_index, 'message', f.message,
-                    'text', CASE WHEN ?1 THEN f.text ELSE '' END, 'excerpt', f.excerpt, 'seen_at', f.seen_at,
-                    'cost_usd', f.cost_usd, 'tokens', f.tokens, 'seed', CASE WHEN ?1 THEN json(f.seed) END))
-             FROM failures f JOIN trace_files t ON t.id = f.file_id",
-        )
-        .bind(full)
-        .fetch_one(&self.pool)
-        .await?;
+                    'text', CASE WHEN $1 THEN f.text ELSE '' END, 'excerpt', f.excerpt, 'seen_at', f.seen_at,
+                    'cost_usd', f.cost_usd, 'tokens', f.tokens, 'seed', CASE WHEN $1 THEN {seed} END"
+            ),
+            "FROM failures f JOIN trace_files t ON t.id = f.file_id",
+        );
+        let text: String = on_pool!(self, |p| sqlx::query_scalar(&sql).bind(full).fetch_one(p).await?);
         let mut rows: Vec<FailureRow> = parse_rows(&text, "failures")?;
         rows.sort_unstable_by_key(|r| r.id);
         Ok(rows.into_iter().map(FailureRow::into_stored).collect())
     }
 
     pub async fn clusters(&self) -> anyhow::Result<Vec<StoredCluster>> {
-        let rows: Vec<ClusterRow> = sqlx::query_as(
-            "SELECT id, signature, signatures, label, kind, state, centroid, members, summary, created_at FROM clusters ORDER BY id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let sql = "SELECT id, signature, signatures, label, kind, state, centroid, members, summary, created_at
+                   FROM clusters ORDER BY id";
+        let rows: Vec<ClusterRow> = on_pool!(self, |p| sqlx::query_as(sql).fetch_all(p).await?);
         rows.into_iter().map(ClusterRow::into_stored).collect()
     }
 
     /// The plan key of a harness's last case planning (`mine::plan_key`).
     pub async fn case_plan(&self, harness: &str) -> anyhow::Result<Option<String>> {
-        Ok(sqlx::query_scalar("SELECT plan_hash FROM case_plans WHERE harness = ?")
-            .bind(harness)
-            .fetch_optional(&self.pool)
-            .await?)
+        let sql = "SELECT plan_hash FROM case_plans WHERE harness = $1";
+        Ok(on_pool!(self, |p| sqlx::query_scalar(sql).bind(harness).fetch_optional(p).await?))
     }
 
     pub async fn set_case_plan(&self, harness: &str, plan_hash: &str) -> anyhow::Result<()> {
-        sqlx::query(
-            "INSERT INTO case_plans (harness, plan_hash, planned_at) VALUES (?, ?, ?)
-             ON CONFLICT(harness) DO UPDATE SET plan_hash = excluded.plan_hash, planned_at = excluded.planned_at",
-        )
-        .bind(harness)
-        .bind(plan_hash)
-        .bind(now_rfc3339())
-        .execute(&self.pool)
-        .await?;
+        let sql = "INSERT INTO case_plans (harness, plan_hash, planned_at) VALUES ($1, $2, $3)
+             ON CONFLICT(harness) DO UPDATE SET plan_hash = excluded.plan_hash, planned_at = excluded.planned_at";
+        on_pool!(self, |p| sqlx::query(sql)
+            .bind(harness)
+            .bind(plan_hash)
+            .bind(now_rfc3339())
+            .execute(p)
+            .await?
+            .rows_affected());
         Ok(())
     }
 
     /// Keep a cluster's one-line root cause (from `mine --summarize`).
     pub async fn set_cluster_summary(&self, id: &str, summary: &str) -> anyhow::Result<()> {
-        sqlx::query("UPDATE clusters SET summary = ? WHERE id = ?").bind(summary).bind(id).execute(&self.pool).await?;
+        let sql = "UPDATE clusters SET summary = $1 WHERE id = $2";
+        on_pool!(self, |p| sqlx::query(sql).bind(summary).bind(id).execute(p).await?.rows_affected());
         Ok(())
     }
 
     pub async fn cases(&self, cluster: Option<&str>) -> anyhow::Result<Vec<StoredCase>> {
-        let text: String = sqlx::query_scalar(
-            "SELECT json_group_array(json_object('id', id, 'cluster_id', cluster_id, 'harness', harness,
-                    'split', split, 'status', status, 'path', path, 'content_hash', content_hash))
-             FROM cases WHERE (?1 IS NULL OR cluster_id = ?1)",
-        )
-        .bind(cluster)
-        .fetch_one(&self.pool)
-        .await?;
+        let sql = self.dialect().json_rows(
+            "'id', id, 'cluster_id', cluster_id, 'harness', harness,
+                    'split', split, 'status', status, 'path', path, 'content_hash', content_hash",
+            "FROM cases WHERE (CAST($1 AS TEXT) IS NULL OR cluster_id = $1)",
+        );
+        let text: String = on_pool!(self, |p| sqlx::query_scalar(&sql).bind(cluster).fetch_one(p).await?);
         let mut cases: Vec<StoredCase> = parse_rows(&text, "cases")?;
         cases.sort_unstable_by(|a, b| (&a.cluster_id, &a.id).cmp(&(&b.cluster_id, &b.id)));
         Ok(cases)
@@ -299,31 +299,48 @@ impl Store {
         failure_id: Option<i64>,
     ) -> anyhow::Result<()> {
         let now = now_rfc3339();
-        sqlx::query(
-            "INSERT INTO cases (id, cluster_id, harness, split, status, path, content_hash, input_hash, failure_id, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        let sql =
+            "INSERT INTO cases (id, cluster_id, harness, split, status, path, content_hash, input_hash, failure_id,
+               created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
              ON CONFLICT(id) DO UPDATE SET path = excluded.path, content_hash = excluded.content_hash,
-               updated_at = excluded.updated_at",
-        )
-        .bind(&case.id)
-        .bind(&case.cluster_id)
-        .bind(&case.harness)
-        .bind(case.split.as_str())
-        .bind(case.status.as_str())
-        .bind(&case.path)
-        .bind(&case.content_hash)
-        .bind(input_hash)
-        .bind(failure_id)
-        .bind(&now)
-        .bind(&now)
-        .execute(&self.pool)
-        .await?;
+               updated_at = excluded.updated_at";
+        on_pool!(self, |p| sqlx::query(sql)
+            .bind(&case.id)
+            .bind(&case.cluster_id)
+            .bind(&case.harness)
+            .bind(case.split.as_str())
+            .bind(case.status.as_str())
+            .bind(&case.path)
+            .bind(&case.content_hash)
+            .bind(input_hash)
+            .bind(failure_id)
+            .bind(&now)
+            .bind(&now)
+            .execute(p)
+            .await?
+            .rows_affected());
         Ok(())
     }
 }
 
+/// Failure rows per `INSERT`: 22 parameters each, well under SQLite's 32,766.
+const FAILURE_ROWS_PER_STATEMENT: usize = 500;
+
+/// Replace the failures of files scanned again, and remember the content they were
+/// analysed at (`traces ls` records files without mining them). Returns `(id, file_id,
+/// trace_seq)` of every failure now stored for `files`.
+/// Where a stored failure came from: its file and its trace's place in the file.
+#[derive(Deserialize)]
+pub(crate) struct FailureKey {
+    pub(crate) id: i64,
+    pub(crate) file_id: i64,
+    pub(crate) trace_seq: usize,
+}
+
+per_backend! {
 /// Upsert clusters with their labels.
-async fn save_clusters_in(tx: &mut sqlx::SqliteConnection, clusters: &[(Cluster, String)]) -> anyhow::Result<()> {
+pub(crate) async fn save_clusters_in(tx: &mut <Db as sqlx::Database>::Connection, clusters: &[(Cluster, String)]) -> anyhow::Result<()> {
     if clusters.is_empty() {
         return Ok(());
     }
@@ -336,7 +353,7 @@ async fn save_clusters_in(tx: &mut sqlx::SqliteConnection, clusters: &[(Cluster,
         .collect::<anyhow::Result<_>>()?;
     // Bound parameters, as for every many-row write (see `record_files_in` for why).
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        let mut q = sqlx::QueryBuilder::new(
+        let mut q = sqlx::QueryBuilder::<Db>::new(
             "INSERT INTO clusters (id, signature, signatures, label, kind, centroid, members, created_at, updated_at) ",
         );
         q.push_values(chunk, |mut b, (c, label, signatures, centroid)| {
@@ -360,7 +377,7 @@ async fn save_clusters_in(tx: &mut sqlx::SqliteConnection, clusters: &[(Cluster,
 }
 
 /// Set the cluster of failures already stored.
-async fn set_memberships_in(tx: &mut sqlx::SqliteConnection, memberships: &[(i64, String)]) -> anyhow::Result<()> {
+pub(crate) async fn set_memberships_in(tx: &mut <Db as sqlx::Database>::Connection, memberships: &[(i64, String)]) -> anyhow::Result<()> {
     // One statement per cluster, its members found by primary key (an `UPDATE … FROM
     // json_each` join would leave the loop order to the planner).
     let mut by_cluster: std::collections::BTreeMap<&str, Vec<i64>> = std::collections::BTreeMap::new();
@@ -368,7 +385,7 @@ async fn set_memberships_in(tx: &mut sqlx::SqliteConnection, memberships: &[(i64
         by_cluster.entry(cluster_id.as_str()).or_default().push(*failure_id);
     }
     for (cluster_id, ids) in by_cluster {
-        sqlx::query("UPDATE failures SET cluster_id = ? WHERE id IN (SELECT value FROM json_each(?))")
+        sqlx::query(&format!("UPDATE failures SET cluster_id = $1 WHERE id IN ({})", DIALECT.json_ints(2)))
             .bind(cluster_id)
             .bind(serde_json::to_string(&ids)?)
             .execute(&mut *tx)
@@ -377,22 +394,8 @@ async fn set_memberships_in(tx: &mut sqlx::SqliteConnection, memberships: &[(i64
     Ok(())
 }
 
-/// Failure rows per `INSERT`: 22 parameters each, well under SQLite's 32,766.
-const FAILURE_ROWS_PER_STATEMENT: usize = 500;
-
-/// Replace the failures of files scanned again, and remember the content they were
-/// analysed at (`traces ls` records files without mining them). Returns `(id, file_id,
-/// trace_seq)` of every failure now stored for `files`.
-/// Where a stored failure came from: its file and its trace's place in the file.
-#[derive(Deserialize)]
-struct FailureKey {
-    id: i64,
-    file_id: i64,
-    trace_seq: usize,
-}
-
-async fn replace_failures_in(
-    tx: &mut sqlx::SqliteConnection,
+pub(crate) async fn replace_failures_in(
+    tx: &mut <Db as sqlx::Database>::Connection,
     files: &[(i64, &MinedFile<'_>)],
 ) -> anyhow::Result<Vec<FailureKey>> {
     if files.is_empty() {
@@ -400,7 +403,7 @@ async fn replace_failures_in(
     }
     let now = now_rfc3339();
     let ids: Vec<i64> = files.iter().map(|(id, _)| *id).collect();
-    sqlx::query("DELETE FROM failures WHERE file_id IN (SELECT value FROM json_each(?))")
+    sqlx::query(&format!("DELETE FROM failures WHERE file_id IN ({})", DIALECT.json_ints(1)))
         .bind(serde_json::to_string(&ids)?)
         .execute(&mut *tx)
         .await?;
@@ -428,7 +431,7 @@ async fn replace_failures_in(
         }
     }
     for chunk in rows.chunks(FAILURE_ROWS_PER_STATEMENT) {
-        let mut q = sqlx::QueryBuilder::new(
+        let mut q = sqlx::QueryBuilder::<Db>::new(
             "INSERT INTO failures (file_id, trace_seq, trace_id, format, infra, signature, signal, step_kind, tool,
                error_type, template, step_id, step_index, message, text, excerpt, seen_at, cost_usd, tokens, seed,
                cluster_id, mined_at) ",
@@ -462,16 +465,18 @@ async fn replace_failures_in(
         q.build().execute(&mut *tx).await?;
     }
     // The content just recorded is the content analysed: the hash is already in the row.
-    sqlx::query("UPDATE trace_files SET mined_hash = hash WHERE id IN (SELECT value FROM json_each(?))")
+    sqlx::query(&format!("UPDATE trace_files SET mined_hash = hash WHERE id IN ({})", DIALECT.json_ints(1)))
         .bind(serde_json::to_string(&ids)?)
         .execute(&mut *tx)
         .await?;
-    let stored: String = sqlx::query_scalar(
-        "SELECT json_group_array(json_object('id', id, 'file_id', file_id, 'trace_seq', trace_seq)) FROM failures
-         WHERE file_id IN (SELECT value FROM json_each(?))",
-    )
+    let sql = DIALECT.json_rows(
+        "'id', id, 'file_id', file_id, 'trace_seq', trace_seq",
+        &format!("FROM failures WHERE file_id IN ({})", DIALECT.json_ints(1)),
+    );
+    let stored: String = sqlx::query_scalar(&sql)
     .bind(serde_json::to_string(&ids)?)
     .fetch_one(&mut *tx)
     .await?;
     parse_rows(&stored, "failures")
+}
 }

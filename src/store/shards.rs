@@ -2,9 +2,7 @@
 //! its first round is done, and read back by a merge (`gate --merge`) through
 //! [`ShardLog`](crate::gate::merge::ShardLog).
 
-use sqlx::Row;
-
-use super::{Store, now_rfc3339};
+use super::{Store, now_rfc3339, on_pool};
 use crate::gate::merge::{ShardLog, ShardRow};
 use crate::gate::partition::Partition;
 use crate::gate::session::GateReport;
@@ -22,9 +20,11 @@ pub struct ShardStart<'a> {
 impl Store {
     /// A shard starts: until [`Store::finish_shard`], a merge reads it as failed or running.
     pub async fn start_shard(&self, s: &ShardStart<'_>) -> anyhow::Result<i64> {
-        let id = sqlx::query(
+        let id: i64 =
+            on_pool!(self, |p| {
+                sqlx::query_scalar(
             "INSERT INTO gate_shards (harness, patch_hash, partition_index, partition_total, trials_k, target, state,
-               started_at) VALUES (?, ?, ?, ?, ?, ?, 'running', ?)",
+               started_at) VALUES ($1, $2, $3, $4, $5, $6, 'running', $7) RETURNING id",
         )
         .bind(s.harness)
         .bind(s.patch_hash)
@@ -33,18 +33,18 @@ impl Store {
         .bind(s.trials_k as i64)
         .bind(s.target)
         .bind(now_rfc3339())
-        .execute(&self.pool)
-        .await?
-        .last_insert_rowid();
+        .fetch_one(p)
+.await?
+            });
         Ok(id)
     }
 
     /// A shard's first round is recorded: its hashes and the cases it ran.
     pub async fn finish_shard(&self, id: i64, r: &GateReport) -> anyhow::Result<()> {
         let cases: Vec<&str> = r.cases.iter().map(|c| c.id.as_str()).collect();
-        sqlx::query(
-            "UPDATE gate_shards SET state = 'done', baseline_hash = ?, candidate_hash = ?, cases = ?, trials = ?,
-               finished_at = ? WHERE id = ?",
+        on_pool!(self, |p| sqlx::query(
+            "UPDATE gate_shards SET state = 'done', baseline_hash = $1, candidate_hash = $2, cases = $3, trials = $4,
+               finished_at = $5 WHERE id = $6",
         )
         .bind(&r.baseline_hash)
         .bind(&r.candidate_hash)
@@ -52,39 +52,54 @@ impl Store {
         .bind((r.trials.baseline + r.trials.candidate) as i64)
         .bind(now_rfc3339())
         .bind(id)
-        .execute(&self.pool)
-        .await?;
+        .execute(p)
+        .await?
+        .rows_affected());
         Ok(())
     }
 
     /// Every shard run of this patch on this harness.
     pub async fn shards_of(&self, harness: &str, patch_hash: &str) -> anyhow::Result<Vec<ShardRow>> {
-        let rows = sqlx::query(
+        let rows: Vec<ShardDbRow> =
+            on_pool!(self, |p| {
+                sqlx::query_as(
             "SELECT partition_index, partition_total, trials_k, target, state, baseline_hash, candidate_hash, cases,
-               started_at FROM gate_shards WHERE harness = ? AND patch_hash = ? ORDER BY id",
+               started_at FROM gate_shards WHERE harness = $1 AND patch_hash = $2 ORDER BY id",
         )
         .bind(harness)
         .bind(patch_hash)
-        .fetch_all(&self.pool)
-        .await?;
+        .fetch_all(p)
+.await?
+            });
         Ok(rows
-            .iter()
+            .into_iter()
             .map(|r| ShardRow {
-                index: r.get::<i64, _>("partition_index") as u32,
-                total: r.get::<i64, _>("partition_total") as u32,
-                trials_k: r.get::<i64, _>("trials_k") as u32,
-                target: r.get("target"),
-                state: r.get("state"),
-                baseline_hash: r.get("baseline_hash"),
-                candidate_hash: r.get("candidate_hash"),
-                cases: r
-                    .get::<Option<String>, _>("cases")
-                    .and_then(|c| serde_json::from_str(&c).ok())
-                    .unwrap_or_default(),
-                started_at: r.get("started_at"),
+                index: r.partition_index as u32,
+                total: r.partition_total as u32,
+                trials_k: r.trials_k as u32,
+                target: r.target,
+                state: r.state,
+                baseline_hash: r.baseline_hash,
+                candidate_hash: r.candidate_hash,
+                cases: r.cases.and_then(|c| serde_json::from_str(&c).ok()).unwrap_or_default(),
+                started_at: r.started_at,
             })
             .collect())
     }
+}
+
+/// A `gate_shards` row, by column name.
+#[derive(sqlx::FromRow)]
+struct ShardDbRow {
+    partition_index: i64,
+    partition_total: i64,
+    trials_k: i64,
+    target: Option<String>,
+    state: String,
+    baseline_hash: Option<String>,
+    candidate_hash: Option<String>,
+    cases: Option<String>,
+    started_at: String,
 }
 
 impl ShardLog for Store {

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use super::{Store, now_rfc3339, parse_rows};
+use super::{Store, in_transaction, now_rfc3339, on_pool, parse_rows, per_backend};
 use crate::trace::FileReport;
 use crate::trace::scan::TraceSummary;
 
@@ -19,27 +19,20 @@ pub struct KnownFile {
 
 impl Store {
     pub async fn known_file(&self, canonical_path: &str) -> anyhow::Result<Option<KnownFile>> {
-        Ok(sqlx::query_as("SELECT id, size, mtime_ns, hash FROM trace_files WHERE path = ?")
-            .bind(canonical_path)
-            .fetch_optional(&self.pool)
-            .await?)
+        let sql = "SELECT id, size, mtime_ns, hash FROM trace_files WHERE path = $1";
+        Ok(on_pool!(self, |p| sqlx::query_as(sql).bind(canonical_path).fetch_optional(p).await?))
     }
 
     /// Record scanned files and their traces, replacing what an earlier scan stored for the
     /// same paths, in one transaction.
     pub async fn record_files(&self, files: &[FileRow<'_>]) -> anyhow::Result<()> {
-        let mut tx = self.pool.begin().await?;
-        record_files_in(&mut tx, files).await?;
-        tx.commit().await?;
+        in_transaction!(self, |tx, crate::store::traces as t| t::record_files_in(&mut tx, files).await?);
         Ok(())
     }
 
     pub async fn count_traces(&self) -> anyhow::Result<(i64, i64)> {
-        Ok(sqlx::query_as(
-            "SELECT (SELECT COUNT(*) FROM trace_files) AS files, (SELECT COUNT(*) FROM traces) AS traces",
-        )
-        .fetch_one(&self.pool)
-        .await?)
+        let sql = "SELECT (SELECT COUNT(*) FROM trace_files) AS files, (SELECT COUNT(*) FROM traces) AS traces";
+        Ok(on_pool!(self, |p| sqlx::query_as(sql).fetch_one(p).await?))
     }
 }
 
@@ -54,6 +47,7 @@ pub struct FileRow<'a> {
     pub traces: &'a [TraceSummary],
 }
 
+per_backend! {
 /// [`Store::record_files`] inside a transaction the caller commits (`mine` stores a whole
 /// scan in one); returns each path's file id.
 ///
@@ -62,7 +56,7 @@ pub struct FileRow<'a> {
 /// the time `mine` spent storing; and rows sent as one JSON text were parsed again by
 /// SQLite for every column taken out with `->>`.
 pub(crate) async fn record_files_in(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut <Db as sqlx::Database>::Connection,
     files: &[FileRow<'_>],
 ) -> anyhow::Result<HashMap<String, i64>> {
     if files.is_empty() {
@@ -70,7 +64,7 @@ pub(crate) async fn record_files_in(
     }
     let now = now_rfc3339();
     for chunk in files.chunks(ROWS_PER_STATEMENT) {
-        let mut q = sqlx::QueryBuilder::new(
+        let mut q = sqlx::QueryBuilder::<Db>::new(
             "INSERT INTO trace_files (path, size, mtime_ns, hash, format, reason, error, warnings, n_traces, scanned_at) ",
         );
         q.push_values(chunk, |mut b, f| {
@@ -95,10 +89,11 @@ pub(crate) async fn record_files_in(
         q.build().execute(&mut *tx).await?;
     }
     let keys: Vec<&str> = files.iter().map(|f| f.key).collect();
-    let text: String = sqlx::query_scalar(
-        "SELECT json_group_array(json_object('path', path, 'id', id)) FROM trace_files
-         WHERE path IN (SELECT value FROM json_each(?))",
-    )
+    let sql = DIALECT.json_rows(
+        "'path', path, 'id', id",
+        &format!("FROM trace_files WHERE path IN ({})", DIALECT.json_texts(1)),
+    );
+    let text: String = sqlx::query_scalar(&sql)
     .bind(serde_json::to_string(&keys)?)
     .fetch_one(&mut *tx)
     .await?;
@@ -110,7 +105,7 @@ pub(crate) async fn record_files_in(
     let ids: HashMap<String, i64> =
         parse_rows::<FileId>(&text, "trace files")?.into_iter().map(|f| (f.path, f.id)).collect();
     let file_ids: Vec<i64> = keys.iter().filter_map(|k| ids.get(*k).copied()).collect();
-    sqlx::query("DELETE FROM traces WHERE file_id IN (SELECT value FROM json_each(?))")
+    sqlx::query(&format!("DELETE FROM traces WHERE file_id IN ({})", DIALECT.json_ints(1)))
         .bind(serde_json::to_string(&file_ids)?)
         .execute(&mut *tx)
         .await?;
@@ -125,7 +120,7 @@ pub(crate) async fn record_files_in(
         }
     }
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        let mut q = sqlx::QueryBuilder::new(
+        let mut q = sqlx::QueryBuilder::<Db>::new(
             "INSERT INTO traces (file_id, seq, trace_id, format, name, outcome, evidence, n_steps, n_errors,
                total_tokens, cost_usd, started_at, ended_at, location) ",
         );
@@ -148,4 +143,5 @@ pub(crate) async fn record_files_in(
         q.build().execute(&mut *tx).await?;
     }
     Ok(ids)
+}
 }

@@ -1,7 +1,7 @@
 //! Trials: recording each one, and the cache lookup by (harness hash, case hash, seed,
 //! environment fingerprint).
 
-use super::{Store, now_rfc3339};
+use super::{Store, in_transaction, now_rfc3339, on_pool, per_backend};
 use crate::evals::case::CaseStatus;
 use crate::trial::{BoxFuture, TrialLog, TrialRecord, TrialStatus};
 
@@ -18,16 +18,17 @@ impl Store {
         seed: u64,
         env_fp: &str,
     ) -> anyhow::Result<Option<TrialRecord>> {
-        let row: Option<TrialRow> = sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM trials WHERE harness_hash = ? AND case_hash = ? AND seed = ? AND env_fp = ?
+        let sql = format!(
+            "SELECT {COLUMNS} FROM trials WHERE harness_hash = $1 AND case_hash = $2 AND seed = $3 AND env_fp = $4
                AND status != 'failed_to_start'"
-        ))
-        .bind(harness_hash)
-        .bind(case_hash)
-        .bind(seed as i64)
-        .bind(env_fp)
-        .fetch_optional(&self.pool)
-        .await?;
+        );
+        let row: Option<TrialRow> = on_pool!(self, |p| sqlx::query_as(&sql)
+            .bind(harness_hash)
+            .bind(case_hash)
+            .bind(seed as i64)
+            .bind(env_fp)
+            .fetch_optional(p)
+            .await?);
         let Some(row) = row else { return Ok(None) };
         Ok(Some(TrialRecord { cached: true, ..row.into_record()? }))
     }
@@ -40,57 +41,55 @@ impl Store {
     /// Record a trial and, in the same transaction, add its cost to what run `run` spent:
     /// a run killed mid-gate has still counted every trial that ended.
     pub async fn record_trial_for(&self, t: &TrialRecord, run: Option<&str>) -> anyhow::Result<()> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(&format!(
-            "INSERT INTO trials ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        let sql = format!(
+            "INSERT INTO trials ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
              ON CONFLICT (harness_hash, case_hash, seed, env_fp) DO UPDATE SET
                passed = excluded.passed, status = excluded.status, exit_code = excluded.exit_code,
                reason = excluded.reason, checks = excluded.checks, duration_ms = excluded.duration_ms,
                tokens = excluded.tokens, cost_usd = excluded.cost_usd, output = excluded.output,
                stderr_tail = excluded.stderr_tail, trace_path = excluded.trace_path,
                isolation = excluded.isolation, signature = excluded.signature, created_at = excluded.created_at"
-        ))
-        .bind(&t.harness)
-        .bind(&t.harness_hash)
-        .bind(&t.case_id)
-        .bind(&t.case_hash)
-        .bind(t.seed as i64)
-        .bind(&t.env_fp)
-        .bind(t.passed)
-        .bind(t.status.as_str())
-        .bind(t.exit_code)
-        .bind(&t.reason)
-        .bind(serde_json::to_string(&t.checks)?)
-        .bind(t.duration_ms as i64)
-        .bind(t.tokens.map(|x| x as i64))
-        .bind(t.cost_usd)
-        .bind(&t.output)
-        .bind(&t.stderr_tail)
-        .bind(&t.trace_path)
-        .bind(&t.isolation)
-        .bind(&t.signature)
-        .bind(now_rfc3339())
-        .execute(&mut *tx)
-        .await?;
-        if let (Some(run), Some(cost)) = (run, t.cost_usd.filter(|c| *c > 0.0)) {
-            sqlx::query("UPDATE runs SET spent_usd = spent_usd + ? WHERE id = ?")
-                .bind(cost)
-                .bind(run)
+        );
+        in_transaction!(self, |tx| {
+            sqlx::query(&sql)
+                .bind(&t.harness)
+                .bind(&t.harness_hash)
+                .bind(&t.case_id)
+                .bind(&t.case_hash)
+                .bind(t.seed as i64)
+                .bind(&t.env_fp)
+                .bind(t.passed)
+                .bind(t.status.as_str())
+                .bind(t.exit_code)
+                .bind(&t.reason)
+                .bind(serde_json::to_string(&t.checks)?)
+                .bind(t.duration_ms as i64)
+                .bind(t.tokens.map(|x| x as i64))
+                .bind(t.cost_usd)
+                .bind(&t.output)
+                .bind(&t.stderr_tail)
+                .bind(&t.trace_path)
+                .bind(&t.isolation)
+                .bind(&t.signature)
+                .bind(now_rfc3339())
                 .execute(&mut *tx)
                 .await?;
-        }
-        tx.commit().await?;
+            if let (Some(run), Some(cost)) = (run, t.cost_usd.filter(|c| *c > 0.0)) {
+                sqlx::query("UPDATE runs SET spent_usd = spent_usd + $1 WHERE id = $2")
+                    .bind(cost)
+                    .bind(run)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        });
         crate::crash::point("trial_recorded");
         Ok(())
     }
 
     /// Every recorded trial of a case, oldest first (for `cases` history).
     pub async fn trials_of_case(&self, case_id: &str) -> anyhow::Result<Vec<TrialRecord>> {
-        let rows: Vec<TrialRow> =
-            sqlx::query_as(&format!("SELECT {COLUMNS} FROM trials WHERE case_id = ? ORDER BY id"))
-                .bind(case_id)
-                .fetch_all(&self.pool)
-                .await?;
+        let sql = format!("SELECT {COLUMNS} FROM trials WHERE case_id = $1 ORDER BY id");
+        let rows: Vec<TrialRow> = on_pool!(self, |p| sqlx::query_as(&sql).bind(case_id).fetch_all(p).await?);
         rows.into_iter().map(TrialRow::into_record).collect()
     }
 
@@ -98,13 +97,10 @@ impl Store {
     /// shard's trials with it; a later rerun of a trial overrides an earlier one).
     pub async fn trials_of_versions(&self, hashes: &[String]) -> anyhow::Result<Vec<TrialRecord>> {
         let mut out = Vec::new();
+        let sql =
+            format!("SELECT {COLUMNS} FROM trials WHERE harness_hash = $1 AND status != 'failed_to_start' ORDER BY id");
         for hash in hashes {
-            let rows: Vec<TrialRow> = sqlx::query_as(&format!(
-                "SELECT {COLUMNS} FROM trials WHERE harness_hash = ? AND status != 'failed_to_start' ORDER BY id"
-            ))
-            .bind(hash)
-            .fetch_all(&self.pool)
-            .await?;
+            let rows: Vec<TrialRow> = on_pool!(self, |p| sqlx::query_as(&sql).bind(hash).fetch_all(p).await?);
             for r in rows {
                 out.push(r.into_record()?);
             }
@@ -114,30 +110,25 @@ impl Store {
 
     /// The latest status each case got from a run (its events' reasons name the run).
     pub async fn case_statuses_of_run(&self, run_id: &str) -> anyhow::Result<Vec<(String, CaseStatus)>> {
-        let rows: Vec<CaseEventRow> = sqlx::query_as(
-            "SELECT case_id, status, reason, at FROM case_events WHERE id IN
-               (SELECT MAX(id) FROM case_events WHERE reason LIKE ? GROUP BY case_id)",
-        )
-        .bind(format!("run {run_id}:%"))
-        .fetch_all(&self.pool)
-        .await?;
+        let sql = "SELECT case_id, status, reason, at FROM case_events WHERE id IN
+               (SELECT MAX(id) FROM case_events WHERE reason LIKE $1 GROUP BY case_id)";
+        let rows: Vec<CaseEventRow> =
+            on_pool!(self, |p| sqlx::query_as(sql).bind(format!("run {run_id}:%")).fetch_all(p).await?);
         Ok(rows.into_iter().map(|r| (r.case_id, r.status)).collect())
     }
 
     /// Record a case's status change and why (the row and the history, together).
     pub async fn case_event(&self, case_id: &str, status: CaseStatus, reason: &str) -> anyhow::Result<()> {
-        let mut tx = self.pool.begin().await?;
-        case_event_in(&mut tx, case_id, status, reason, &super::now_rfc3339()).await?;
-        tx.commit().await?;
+        in_transaction!(self, |tx, crate::store::trials as t| {
+            t::case_event_in(&mut tx, case_id, status, reason, &super::now_rfc3339()).await?
+        });
         Ok(())
     }
 
     /// A case's status history, oldest first.
     pub async fn case_events(&self, case_id: &str) -> anyhow::Result<Vec<CaseEventRow>> {
-        Ok(sqlx::query_as("SELECT case_id, status, reason, at FROM case_events WHERE case_id = ? ORDER BY id")
-            .bind(case_id)
-            .fetch_all(&self.pool)
-            .await?)
+        let sql = "SELECT case_id, status, reason, at FROM case_events WHERE case_id = $1 ORDER BY id";
+        Ok(on_pool!(self, |p| sqlx::query_as(sql).bind(case_id).fetch_all(p).await?))
     }
 }
 
@@ -150,28 +141,30 @@ pub struct CaseEventRow {
     pub at: String,
 }
 
+per_backend! {
 /// A case's status change and its reason, inside a transaction of the caller's.
 pub(crate) async fn case_event_in(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    tx: &mut sqlx::Transaction<'_, Db>,
     case_id: &str,
     status: CaseStatus,
     reason: &str,
     now: &str,
 ) -> anyhow::Result<()> {
-    sqlx::query("INSERT INTO case_events (case_id, status, reason, at) VALUES (?, ?, ?, ?)")
+    sqlx::query("INSERT INTO case_events (case_id, status, reason, at) VALUES ($1, $2, $3, $4)")
         .bind(case_id)
         .bind(status.as_str())
         .bind(reason)
         .bind(now)
         .execute(&mut **tx)
         .await?;
-    sqlx::query("UPDATE cases SET status = ?, updated_at = ? WHERE id = ?")
+    sqlx::query("UPDATE cases SET status = $1, updated_at = $2 WHERE id = $3")
         .bind(status.as_str())
         .bind(now)
         .bind(case_id)
         .execute(&mut **tx)
         .await?;
     Ok(())
+}
 }
 
 /// A `trials` row, by column name.
@@ -287,7 +280,12 @@ mod tests {
     #[tokio::test]
     async fn trials_that_could_not_start_are_never_served_from_the_cache() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("s.db")).await.unwrap();
+        for store in crate::store::testing::stores(dir.path()).await {
+            trials_that_could_not_start_on(store).await;
+        }
+    }
+
+    async fn trials_that_could_not_start_on(store: Store) {
         store.create_run("r-1", "h", "{}").await.unwrap();
         store.record_trial_for(&record(TrialStatus::FailedToStart), Some("r-1")).await.unwrap();
         assert!(store.cached_trial("hh", "ch", 0, "fp").await.unwrap().is_none());
@@ -307,10 +305,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("s.db")).await.unwrap();
         store.record_trial(&record(TrialStatus::Exited)).await.unwrap();
-        sqlx::query("UPDATE trials SET checks = '[{\"kind\": tru'").execute(&store.pool).await.unwrap();
+        sqlx::query("UPDATE trials SET checks = '[{\"kind\": tru'").execute(store.sqlite().unwrap()).await.unwrap();
         let e = store.cached_trial("hh", "ch", 0, "fp").await.unwrap_err().to_string();
         assert!(e.contains("case c-1") && e.contains("corrupt `checks`"), "{e}");
-        sqlx::query("UPDATE trials SET checks = '[]', status = 'exploded'").execute(&store.pool).await.unwrap();
+        sqlx::query("UPDATE trials SET checks = '[]', status = 'exploded'")
+            .execute(store.sqlite().unwrap())
+            .await
+            .unwrap();
         let e = format!("{:#}", store.trials_of_case("c-1").await.unwrap_err());
         assert!(e.contains("unknown trial status 'exploded'"), "{e}");
         store.close().await;
