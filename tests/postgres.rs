@@ -328,3 +328,40 @@ fn a_postgres_store_that_cannot_be_opened_says_why_without_the_password() {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("no_such_database_here") && err.contains("createdb"), "{err}");
 }
+
+/// Postgres text cannot hold NUL; traces (JSON's `\u0000`) and trials' output can. Both
+/// backends store such text alike (NUL as U+FFFD), and nothing is refused.
+#[test]
+fn text_with_nul_characters_is_stored_alike_on_both_backends() {
+    let Some(url) = postgres() else { return };
+    let line = |i: usize| {
+        serde_json::json!({"trace_id": format!("t{i}"), "is_correct": false, "messages": [
+            {"role": "user", "content": "find order 7\u{0}please"},
+            {"role": "tool", "name": "get_order", "content": "Error: lookup failed\u{0} at byte 3"},
+            {"role": "assistant", "content": "sorry"}]})
+        .to_string()
+    };
+    let traces = (0..3).map(line).collect::<Vec<_>>().join("\n") + "\n";
+    let (lite, pg) = (Sandbox::new(), Sandbox::new());
+    for sb in [&lite, &pg] {
+        sb.write("traces/t.jsonl", &traces);
+    }
+    let a = ok(&lite, "state.db", &["mine", "traces", "--no-cases"]);
+    let b = ok(&pg, &url, &["mine", "traces", "--no-cases"]);
+    assert_eq!(b["summary"]["new_failures"], 3, "{b:#}");
+    assert_eq!(here(&pg, &mine_summary(&b)), here(&lite, &mine_summary(&a)));
+    assert_eq!(ok(&pg, &url, &["clusters"]), ok(&lite, "state.db", &["clusters"]));
+    // A harness whose output holds NUL: its trials are recorded (and cached) on Postgres.
+    let sb = steady_with_patch();
+    sb.write("harnesses/steady/run.sh", "printf 'bin\\000ary '\ncat prompt.txt\n");
+    let (code, doc, err) = on(&sb, &url, &["gate", "change.patch"]);
+    assert!(matches!(code, Some(0 | 1)), "{err}\n{doc:#}");
+    let outputs = pg_rows(&url, "SELECT to_json(output) AS j FROM trials");
+    assert!(
+        !outputs.is_empty() && outputs.iter().all(|o| o.as_str().unwrap().contains("bin\u{FFFD}ary")),
+        "{outputs:?}"
+    );
+    let (_, again, err) = on(&sb, &url, &["gate", "change.patch"]);
+    let ran = again["trials"]["baseline"].as_u64().unwrap() + again["trials"]["candidate"].as_u64().unwrap();
+    assert_eq!(again["trials"]["cached"].as_u64(), Some(ran), "{err}\n{again:#}");
+}

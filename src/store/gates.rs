@@ -18,7 +18,7 @@ impl Store {
         .bind(&r.target)
         .bind(r.verdict)
         .bind(&r.rule)
-        .bind(&r.reason)
+        .bind(super::text(&r.reason))
         .bind((r.trials.baseline + r.trials.candidate) as i64)
         .bind(r.cost.total_usd)
         .bind(serde_json::to_string(r)?)

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Store, in_transaction, now_rfc3339, on_pool, parse_rows, per_backend};
+use super::{Store, in_transaction, now_rfc3339, on_pool, parse_rows, per_backend, text, text_opt};
 use crate::mine::cluster::Cluster;
 use crate::mine::emit::{CaseStatus, Split};
 use crate::mine::failure::{CaseSeed, Failure};
@@ -276,7 +276,7 @@ impl Store {
     /// Keep a cluster's one-line root cause (from `mine --summarize`).
     pub async fn set_cluster_summary(&self, id: &str, summary: &str) -> anyhow::Result<()> {
         let sql = "UPDATE clusters SET summary = $1 WHERE id = $2";
-        on_pool!(self, |p| sqlx::query(sql).bind(summary).bind(id).execute(p).await?.rows_affected());
+        on_pool!(self, |p| sqlx::query(sql).bind(text(summary)).bind(id).execute(p).await?.rows_affected());
         Ok(())
     }
 
@@ -358,9 +358,9 @@ pub(crate) async fn save_clusters_in(tx: &mut <Db as sqlx::Database>::Connection
         );
         q.push_values(chunk, |mut b, (c, label, signatures, centroid)| {
             b.push_bind(c.id.as_str())
-                .push_bind(c.signature.as_str())
+                .push_bind(text(&c.signature))
                 .push_bind(signatures.as_str())
-                .push_bind(*label)
+                .push_bind(text(label))
                 .push_bind(if c.infra { "infra" } else { "capability" })
                 .push_bind(centroid.as_str())
                 .push_bind(c.members as i64)
@@ -440,20 +440,20 @@ pub(crate) async fn replace_failures_in(
             let f = r.f;
             b.push_bind(r.file_id)
                 .push_bind(f.trace_seq as i64)
-                .push_bind(f.trace_id.as_str())
+                .push_bind(text(&f.trace_id))
                 .push_bind(f.format.as_str())
                 .push_bind(f.infra)
-                .push_bind(r.signature.as_str())
-                .push_bind(f.signature.signal.as_str())
-                .push_bind(f.signature.step_kind.as_str())
-                .push_bind(f.signature.tool.as_deref())
-                .push_bind(f.signature.error_type.as_deref())
-                .push_bind(f.signature.template.as_str())
-                .push_bind(f.step_id.as_deref())
+                .push_bind(text(&r.signature))
+                .push_bind(text(&f.signature.signal))
+                .push_bind(text(&f.signature.step_kind))
+                .push_bind(text_opt(f.signature.tool.as_deref()))
+                .push_bind(text_opt(f.signature.error_type.as_deref()))
+                .push_bind(text(&f.signature.template))
+                .push_bind(text_opt(f.step_id.as_deref()))
                 .push_bind(f.step_index.map(|i| i as i64))
-                .push_bind(f.message.as_str())
-                .push_bind(f.text.as_str())
-                .push_bind(f.excerpt.as_str())
+                .push_bind(text(&f.message))
+                .push_bind(text(&f.text))
+                .push_bind(text(&f.excerpt))
                 .push_bind(r.seen_at.as_deref())
                 .push_bind(f.cost_usd)
                 .push_bind(f.tokens.map(|t| t as i64))

@@ -564,6 +564,18 @@ pub(crate) fn parse_rows<T: serde::de::DeserializeOwned>(text: &str, table: &str
     serde_json::from_str(text).with_context(|| format!("the store's {table} are not readable"))
 }
 
+/// Text as the store keeps it: Postgres text cannot hold NUL (a tool's output or a trace's
+/// message can: JSON's `\u0000`), so NUL becomes U+FFFD, on both backends alike. JSON
+/// columns need no help: serde_json escapes control characters.
+pub(crate) fn text(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains('\0') { std::borrow::Cow::Owned(s.replace('\0', "\u{FFFD}")) } else { std::borrow::Cow::Borrowed(s) }
+}
+
+/// [`text`] of an optional column.
+pub(crate) fn text_opt(s: Option<&str>) -> Option<std::borrow::Cow<'_, str>> {
+    s.map(text)
+}
+
 pub fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }

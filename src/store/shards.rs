@@ -20,9 +20,8 @@ pub struct ShardStart<'a> {
 impl Store {
     /// A shard starts: until [`Store::finish_shard`], a merge reads it as failed or running.
     pub async fn start_shard(&self, s: &ShardStart<'_>) -> anyhow::Result<i64> {
-        let id: i64 =
-            on_pool!(self, |p| {
-                sqlx::query_scalar(
+        let id: i64 = on_pool!(self, |p| {
+            sqlx::query_scalar(
             "INSERT INTO gate_shards (harness, patch_hash, partition_index, partition_total, trials_k, target, state,
                started_at) VALUES ($1, $2, $3, $4, $5, $6, 'running', $7) RETURNING id",
         )
@@ -35,7 +34,7 @@ impl Store {
         .bind(now_rfc3339())
         .fetch_one(p)
 .await?
-            });
+        });
         Ok(id)
     }
 
@@ -60,9 +59,8 @@ impl Store {
 
     /// Every shard run of this patch on this harness.
     pub async fn shards_of(&self, harness: &str, patch_hash: &str) -> anyhow::Result<Vec<ShardRow>> {
-        let rows: Vec<ShardDbRow> =
-            on_pool!(self, |p| {
-                sqlx::query_as(
+        let rows: Vec<ShardDbRow> = on_pool!(self, |p| {
+            sqlx::query_as(
             "SELECT partition_index, partition_total, trials_k, target, state, baseline_hash, candidate_hash, cases,
                started_at FROM gate_shards WHERE harness = $1 AND patch_hash = $2 ORDER BY id",
         )
@@ -70,7 +68,7 @@ impl Store {
         .bind(patch_hash)
         .fetch_all(p)
 .await?
-            });
+        });
         Ok(rows
             .into_iter()
             .map(|r| ShardRow {

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use super::{Store, in_transaction, now_rfc3339, on_pool, parse_rows, per_backend};
+use super::{Store, in_transaction, now_rfc3339, on_pool, parse_rows, per_backend, text, text_opt};
 use crate::trace::FileReport;
 use crate::trace::scan::TraceSummary;
 
@@ -74,8 +74,8 @@ pub(crate) async fn record_files_in(
                 .push_bind(f.mtime_ns)
                 .push_bind(r.hash.as_str())
                 .push_bind(r.format.map(|f| f.name()))
-                .push_bind(r.reason.as_str())
-                .push_bind(r.error.as_deref())
+                .push_bind(text(&r.reason))
+                .push_bind(text_opt(r.error.as_deref()))
                 .push_bind(r.warnings.len() as i64)
                 .push_bind(f.traces.len() as i64)
                 .push_bind(now.as_str());
@@ -93,7 +93,7 @@ pub(crate) async fn record_files_in(
         "'path', path, 'id', id",
         &format!("FROM trace_files WHERE path IN ({})", DIALECT.json_texts(1)),
     );
-    let text: String = sqlx::query_scalar(&sql)
+    let found: String = sqlx::query_scalar(&sql)
     .bind(serde_json::to_string(&keys)?)
     .fetch_one(&mut *tx)
     .await?;
@@ -103,7 +103,7 @@ pub(crate) async fn record_files_in(
         id: i64,
     }
     let ids: HashMap<String, i64> =
-        parse_rows::<FileId>(&text, "trace files")?.into_iter().map(|f| (f.path, f.id)).collect();
+        parse_rows::<FileId>(&found, "trace files")?.into_iter().map(|f| (f.path, f.id)).collect();
     let file_ids: Vec<i64> = keys.iter().filter_map(|k| ids.get(*k).copied()).collect();
     sqlx::query(&format!("DELETE FROM traces WHERE file_id IN ({})", DIALECT.json_ints(1)))
         .bind(serde_json::to_string(&file_ids)?)
@@ -127,9 +127,9 @@ pub(crate) async fn record_files_in(
         q.push_values(chunk, |mut b, (file_id, t, evidence)| {
             b.push_bind(*file_id)
                 .push_bind(t.seq as i64)
-                .push_bind(t.trace_id.as_str())
+                .push_bind(text(&t.trace_id))
                 .push_bind(t.format.as_str())
-                .push_bind(t.name.as_deref())
+                .push_bind(text_opt(t.name.as_deref()))
                 .push_bind(t.outcome.as_str())
                 .push_bind(evidence.as_str())
                 .push_bind(t.n_steps as i64)
@@ -138,7 +138,7 @@ pub(crate) async fn record_files_in(
                 .push_bind(t.cost_usd)
                 .push_bind(t.start.as_deref())
                 .push_bind(t.end.as_deref())
-                .push_bind(t.location.as_deref());
+                .push_bind(text_opt(t.location.as_deref()));
         });
         q.build().execute(&mut *tx).await?;
     }
