@@ -27,4 +27,15 @@ impl Store {
         .last_insert_rowid();
         Ok(id)
     }
+
+    /// The newest `limit` gate reports of `harness`, newest first: (gate id, report JSON).
+    pub async fn gate_reports(&self, harness: &str, limit: i64) -> anyhow::Result<Vec<(i64, String)>> {
+        let rows: Vec<(i64, String)> =
+            sqlx::query_as("SELECT id, report FROM gates WHERE harness = $1 ORDER BY id DESC LIMIT $2")
+                .bind(harness)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows)
+    }
 }

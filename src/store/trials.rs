@@ -132,6 +132,17 @@ impl Store {
         Ok(())
     }
 
+    /// A case file's new content hash, after autoharness rewrote the file (its status is
+    /// recorded by `case_event`); a case the store never recorded is left alone.
+    pub async fn set_case_hash(&self, case_id: &str, content_hash: &str) -> anyhow::Result<()> {
+        sqlx::query("UPDATE cases SET content_hash = $1 WHERE id = $2")
+            .bind(content_hash)
+            .bind(case_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// A case's status history, oldest first.
     pub async fn case_events(&self, case_id: &str) -> anyhow::Result<Vec<CaseEventRow>> {
         Ok(sqlx::query_as("SELECT case_id, status, reason, at FROM case_events WHERE case_id = ? ORDER BY id")
