@@ -27,6 +27,11 @@
 //!    same rules on `k_max` trials of every case, (c) a single-run gate like the peers' (one trial
 //!    per case and arm; accept if the candidate's suite + holdout passes ≥ the baseline's and,
 //!    when targeted, its target passes are strictly higher).
+//! 6. **Sequential (issue 21).** Then today's adaptive gate beside `[gate] sequential = true` on
+//!    the same permutations, each cold and with a warm baseline (all S recorded baseline trials
+//!    of every suite and holdout case, as a real sequential gate takes them from the trial
+//!    cache; not counted as spent), and per regressing scenario the paired difference in false
+//!    accepts with a 95% interval.
 //!
 //! `cargo bench --bench gate_example [-- --seeds S --reps R --jobs J --outcomes FILE --eps X --step N
 //! --kmax N]` (defaults: 30 recorded seeds, 400 repetitions per scenario, 2 jobs, the engine's

@@ -11,7 +11,10 @@
 //! broken (→ 0.05), a spread-out drop (a third of the stable suite cases each lose 0.25) and a
 //! holdout drop (two stable holdout cases → 0.2). "Warm" columns start every case with 30 cached
 //! baseline trials of the same harness (a `main` gated earlier that day); cached trials are not
-//! counted as spent.
+//! counted as spent. The guarantee lines compare the new gate with today's adaptive gate run by
+//! run (same worlds, same trial outcomes): the difference in false accepts with a 95% interval,
+//! so "worse" is said only when the interval lies above zero. The neutral rows also list which
+//! rule rejected (R case, F flaky pool, S stable pool, H holdout pool, h one holdout case).
 #![allow(dead_code)]
 
 use autoharness::gate::engine::{GateConfig, Role};

@@ -135,7 +135,7 @@ fn suite_cases_idle_for_the_last_gates_are_retired_with_why_and_stay_runnable() 
     use crate::common::cli::{diff, steady};
     let sb = steady();
     let gate = |text: &str| {
-        sb.write("change.patch", &diff(&sb, "harnesses/steady/prompt.txt", text));
+        sb.write("change.patch", diff(&sb, "harnesses/steady/prompt.txt", text));
         sb.run(&["--json", "gate", "change.patch"]).status.code()
     };
     let retire = |gates: &str| sb.json(&["cases", "--retire-idle", gates]);
@@ -165,7 +165,7 @@ fn suite_cases_idle_for_the_last_gates_are_retired_with_why_and_stay_runnable() 
         serde_json::from_slice(&std::fs::read(sb.path().join("evals/steady/k-s/c-s2.json")).unwrap()).unwrap();
     assert_eq!(file["status"], "retired", "{file:#}");
     // Retired cases leave the gate, and `eval --all` still runs them.
-    sb.write("change.patch", &diff(&sb, "harnesses/steady/prompt.txt", "hello once more\n"));
+    sb.write("change.patch", diff(&sb, "harnesses/steady/prompt.txt", "hello once more\n"));
     let doc = sb.json(&["gate", "change.patch"]);
     assert_eq!(doc["guarded"]["suite"], 0, "{doc:#}");
     let eval = stdout(&sb.run(&["eval", "--all"]));

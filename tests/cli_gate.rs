@@ -57,7 +57,7 @@ fn a_second_sequential_gate_screens_on_the_baseline_history_the_first_recorded()
     let sb = steady();
     let manifest = sb.path().join("harnesses/steady/harness.toml");
     let text = std::fs::read_to_string(&manifest).unwrap();
-    sb.write("harnesses/steady/harness.toml", &format!("{text}env = [\"STEADY_MODEL\"]\n"));
+    sb.write("harnesses/steady/harness.toml", format!("{text}env = [\"STEADY_MODEL\"]\n"));
     // The first gate, today's rule at k = 10: it records 10 baseline trials of every case.
     let p = diff(&sb, "harnesses/steady/run.sh", "# Prints the prompt (reworded comment).\ncat prompt.txt\n");
     let (code, doc, err) = gate_with_model(&sb, &p, "m-1", &["--trials", "10"]);
