@@ -174,7 +174,7 @@ impl Tally {
         self.rounds += u64::from(r.rounds);
     }
 
-    fn rules(&self) -> String {
+    pub fn rules(&self) -> String {
         self.rules.iter().filter(|(k, _)| **k != '-').map(|(k, v)| format!("{k}{v}")).collect::<Vec<_>>().join(" ")
     }
 }

@@ -27,6 +27,11 @@
 //!    same rules on `k_max` trials of every case, (c) a single-run gate like the peers' (one trial
 //!    per case and arm; accept if the candidate's suite + holdout passes ≥ the baseline's and,
 //!    when targeted, its target passes are strictly higher).
+//! 6. **Sequential (issue 21).** Then today's adaptive gate beside `[gate] sequential = true` on
+//!    the same permutations, each cold and with a warm baseline (all S recorded baseline trials
+//!    of every suite and holdout case, as a real sequential gate takes them from the trial
+//!    cache; not counted as spent), and per regressing scenario the paired difference in false
+//!    accepts with a 95% interval.
 //!
 //! `cargo bench --bench gate_example [-- --seeds S --reps R --jobs J --outcomes FILE --eps X --step N
 //! --kmax N]` (defaults: 30 recorded seeds, 400 repetitions per scenario, 2 jobs, the engine's
@@ -398,6 +403,74 @@ fn fixed(s: &Setup, cases: &[Case], perm: &[usize]) -> Run {
     Run::of(&d, spent(&d), 1)
 }
 
+/// Issue 21's comparison: `cfg` (today's gate or the sequential one) with a warm baseline of
+/// `warm` recorded trials per suite and holdout case (what a real sequential gate takes from the
+/// trial cache) or none. Every case's `prior_fail_rate` is its baseline's recorded failure rate,
+/// as the store's history gives it. Warm trials are not counted as spent.
+fn with_history(s: &Setup, cases: &[Case], perm: &[usize], cfg: &GateConfig, warm: u32) -> Run {
+    let mut cs = empty_cases(s, cases);
+    let mut cached = 0;
+    for (j, c) in cs.iter_mut().enumerate() {
+        c.prior_fail_rate = 1.0 - rate(&s.base[s.roles[j].0]);
+        if c.role != Role::Target {
+            c.push(Arm::Baseline, (0..warm).map(|t| outcome(s, perm, j, Arm::Baseline, t)));
+            cached += warm;
+        }
+    }
+    let (d, rounds) = common::adaptive(cfg, cs, |j, arm, t| outcome(s, perm, j, arm, t));
+    Run::of(&d, spent(&d) - cached, rounds)
+}
+
+/// Today's adaptive gate beside the sequential one (`[gate] sequential = true`), cold and warm,
+/// on the same permutations: % wrong and trials per decision, and per regressing scenario the
+/// paired difference in false accepts (runs only one of the two accepted) with a 95% interval.
+fn sequential_table(setups: &[Setup], cases: &[Case], seeds: usize, reps: u32) {
+    let warm = seeds as u32;
+    println!("\nsequential gate (issue 21) on the same permutations; warm = {warm} recorded baseline trials per case:");
+    println!("| scenario | truth | adaptive | adaptive warm | sequential | sequential warm |");
+    println!("|---|---|---|---|---|---|");
+    let mut diffs = Vec::new();
+    for (si, (sc, s)) in SCENARIOS.iter().zip(setups).enumerate() {
+        let seq = GateConfig { sequential: true, ..s.cfg.clone() };
+        let methods = [(&s.cfg, 0), (&s.cfg, warm), (&seq, 0), (&seq, warm)];
+        let runs: Vec<Vec<Run>> = (0..reps)
+            .map(|rep| {
+                let perm = permutation(seeds, (si as u64) << 32 | u64::from(rep));
+                methods.iter().map(|&(cfg, w)| with_history(s, cases, &perm, cfg, w)).collect()
+            })
+            .collect();
+        let cells: Vec<String> = (0..methods.len())
+            .map(|m| {
+                let wrong = runs.iter().filter(|r| r[m].accept != s.accept_is_right).count() as u32;
+                let trials: u64 = runs.iter().map(|r| u64::from(r[m].trials)).sum();
+                format!("{:.1}% · {:.1}", common::pct(wrong, reps), trials as f64 / f64::from(reps))
+            })
+            .collect();
+        let truth = if s.accept_is_right { "accept" } else { "reject" };
+        println!("| {} | {truth} | {} |", sc.name, cells.join(" | "));
+        if !s.accept_is_right {
+            for (new, today, label) in [(2, 0, "cold"), (3, 1, "warm")] {
+                let only_new = runs.iter().filter(|r| r[new].accept && !r[today].accept).count() as f64;
+                let only_today = runs.iter().filter(|r| !r[new].accept && r[today].accept).count() as f64;
+                let n = f64::from(reps);
+                let d = (only_new - only_today) / n;
+                let half = 1.96 * (((only_new + only_today) / n - d * d) / n).max(0.0).sqrt();
+                diffs.push(format!(
+                    "  {:<42} {label}: {:+5.1} points [{:+5.1}, {:+5.1}]",
+                    sc.name,
+                    100.0 * d,
+                    100.0 * (d - half),
+                    100.0 * (d + half)
+                ));
+            }
+        }
+    }
+    println!(
+        "false accepts, sequential minus adaptive (paired, 95% interval; above 0 = the sequential gate is worse):"
+    );
+    diffs.iter().for_each(|d| println!("{d}"));
+}
+
 fn single_run(s: &Setup, perm: &[usize]) -> Run {
     let roles: Vec<Role> = s.roles.iter().map(|&(_, r)| r).collect();
     common::single_run(&s.cfg, &roles, |j, arm, t| outcome(s, perm, j, arm, t))
@@ -510,6 +583,7 @@ fn main() {
             if fa < 5.0 { "met" } else { "MISSED" }
         );
     }
+    sequential_table(&setups, &cases, seeds, reps);
     println!(
         "elapsed: recording {rec_secs:.1} s, resampled gates {:.1} s, total {:.1} s",
         sim_started.elapsed().as_secs_f64(),

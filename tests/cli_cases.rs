@@ -129,3 +129,47 @@ fn a_harness_that_cannot_start_is_an_error_with_a_hint() {
     assert!(err.contains("could not start"), "{err}");
     assert!(err.contains("hint:"), "{err}");
 }
+
+#[test]
+fn suite_cases_idle_for_the_last_gates_are_retired_with_why_and_stay_runnable() {
+    use crate::common::cli::{diff, steady};
+    let sb = steady();
+    let gate = |text: &str| {
+        sb.write("change.patch", diff(&sb, "harnesses/steady/prompt.txt", text));
+        sb.run(&["--json", "gate", "change.patch"]).status.code()
+    };
+    let retire = |gates: &str| sb.json(&["cases", "--retire-idle", gates]);
+    let status = |doc: &Value, id: &str| {
+        let c = doc["cases"].as_array().unwrap().iter().find(|c| c["id"] == id).cloned().unwrap();
+        c["status"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(gate("hello there\n"), Some(0));
+    assert_eq!(gate("goodbye\n"), Some(1), "a broken candidate: every suite case fails it");
+    assert_eq!(gate("hello again\n"), Some(0));
+    // Each suite case's last 2 gates hold the broken one: it told two harnesses apart, so it stays.
+    let doc = retire("2");
+    assert_eq!(doc["retired"].as_array().unwrap().len(), 0, "{doc:#}");
+    assert_eq!(status(&doc, "c-s1"), "active");
+    assert_eq!(gate("hello, hello\n"), Some(0));
+    // Now the last 2 gates of every suite case are clean: the three retire; the holdout case never does.
+    let doc = retire("2");
+    let retired: Vec<&str> = doc["retired"].as_array().unwrap().iter().map(|r| r["case"].as_str().unwrap()).collect();
+    assert_eq!(retired, ["c-s1", "c-s2", "c-s3"], "{doc:#}");
+    assert!(doc["retired"][0]["reason"].as_str().unwrap().starts_with("idle: passed all"), "{doc:#}");
+    let listed = sb.json(&["cases"]);
+    assert_eq!(status(&listed, "c-s2"), "retired");
+    assert_eq!(status(&listed, "c-h1"), "candidate");
+    let history = listed["cases"].as_array().unwrap().iter().find(|c| c["id"] == "c-s2").unwrap()["history"].clone();
+    assert!(history.to_string().contains("in each of its last 2 gates (#3, #4)"), "{history:#}");
+    let file: Value =
+        serde_json::from_slice(&std::fs::read(sb.path().join("evals/steady/k-s/c-s2.json")).unwrap()).unwrap();
+    assert_eq!(file["status"], "retired", "{file:#}");
+    // Retired cases leave the gate, and `eval --all` still runs them.
+    sb.write("change.patch", diff(&sb, "harnesses/steady/prompt.txt", "hello once more\n"));
+    let doc = sb.json(&["gate", "change.patch"]);
+    assert_eq!(doc["guarded"]["suite"], 0, "{doc:#}");
+    let eval = stdout(&sb.run(&["eval", "--all"]));
+    assert!(eval.contains("c-s2"), "{eval}");
+    // Nothing is retired twice.
+    assert_eq!(retire("2")["retired"].as_array().unwrap().len(), 0);
+}

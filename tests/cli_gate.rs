@@ -41,6 +41,56 @@ fn neutral_change_passes_and_evidence_is_written() {
     assert!(doc["trials"]["cached"].as_u64().unwrap() >= 12, "{doc:#}");
 }
 
+/// A gate with `STEADY_MODEL` set to `model` (a passed-through variable: part of the trials'
+/// environment fingerprint, as a model name in the environment would be).
+fn gate_with_model(sb: &Sandbox, patch: &str, model: &str, extra: &[&str]) -> (Option<i32>, Value, String) {
+    sb.write("change.patch", patch);
+    let mut args = vec!["--json", "gate", "change.patch"];
+    args.extend_from_slice(extra);
+    let out = sb.command(&args).env("STEADY_MODEL", model).output().unwrap();
+    let doc = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (out.status.code(), doc, stderr(&out))
+}
+
+#[test]
+fn a_second_sequential_gate_screens_on_the_baseline_history_the_first_recorded() {
+    let sb = steady();
+    let manifest = sb.path().join("harnesses/steady/harness.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    sb.write("harnesses/steady/harness.toml", format!("{text}env = [\"STEADY_MODEL\"]\n"));
+    // The first gate, today's rule at k = 10: it records 10 baseline trials of every case.
+    let p = diff(&sb, "harnesses/steady/run.sh", "# Prints the prompt (reworded comment).\ncat prompt.txt\n");
+    let (code, doc, err) = gate_with_model(&sb, &p, "m-1", &["--trials", "10"]);
+    assert_eq!(code, Some(0), "{err}\n{doc:#}");
+    assert_eq!(doc["trials"]["baseline"], 40, "{doc:#}");
+    assert!(doc["trials"].get("history").is_none(), "{doc:#}");
+    // The second, sequential, of another patch on the same baseline: warm.
+    sb.write("autoharness.toml", "[gate]\nsequential = true\n");
+    let p2 = diff(&sb, "harnesses/steady/prompt.txt", "hello there\n");
+    let (code, doc, err) = gate_with_model(&sb, &p2, "m-1", &["--markdown", "gate.md"]);
+    assert_eq!(code, Some(0), "{err}\n{doc:#}");
+    assert_eq!(doc["trials"]["history"], 40, "{doc:#}");
+    assert_eq!(doc["trials"]["cached"], 40, "not one baseline trial ran again: {doc:#}");
+    let cases = doc["decision"]["cases"].as_array().unwrap();
+    let suite: Vec<&Value> = cases.iter().filter(|c| c["role"] == "suite").collect();
+    assert_eq!(suite.len(), 3, "{doc:#}");
+    for c in &suite {
+        assert_eq!(c["start"], "screened", "{doc:#}");
+        assert_eq!((c["baseline_n"].as_u64(), c["candidate_n"].as_u64()), (Some(10), Some(2)), "{doc:#}");
+    }
+    // 2 screening trials per suite case, 3 for the holdout case (never screened).
+    assert_eq!(doc["trials"]["candidate"], 3 * 2 + 3, "{doc:#}");
+    let md = std::fs::read_to_string(sb.path().join("gate.md")).unwrap();
+    assert!(md.contains("40 of them the baseline's history") && md.contains("screened: warm stable baseline"), "{md}");
+    // A changed model in the environment: the history is not this environment's, the gate starts cold.
+    let p3 = diff(&sb, "harnesses/steady/prompt.txt", "hello again\n");
+    let (code, doc, err) = gate_with_model(&sb, &p3, "m-2", &[]);
+    assert_eq!(code, Some(0), "{err}\n{doc:#}");
+    assert!(doc["trials"].get("history").is_none(), "{doc:#}");
+    let cases = doc["decision"]["cases"].as_array().unwrap();
+    assert!(cases.iter().all(|c| c["start"] == "candidate_first"), "{doc:#}");
+}
+
 #[test]
 fn a_broken_candidate_fails_with_the_regression_and_its_evidence() {
     let sb = steady();

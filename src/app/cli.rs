@@ -282,6 +282,11 @@ pub struct CasesArgs {
     /// Only cases of this cluster
     #[arg(long, value_name = "ID")]
     pub cluster: Option<String>,
+    /// First retire the active suite cases that passed every trial on both arms in each of
+    /// their last GATES recorded gates (at least 2); each gets a case_events record of why, and
+    /// `eval --all` still runs it
+    #[arg(long, value_name = "GATES", value_parser = clap::value_parser!(u32).range(2..))]
+    pub retire_idle: Option<u32>,
 }
 
 #[derive(Debug, Args)]
@@ -410,7 +415,7 @@ fn dispatch(command: Command, settings: &crate::config::Settings, out: &Output) 
         }
         Command::Mine(args) => commands::mine::mine(settings, out, &args),
         Command::Clusters(args) => commands::mine::clusters(settings, out, args.id.as_deref()),
-        Command::Cases(args) => commands::mine::cases(settings, out, args.cluster.as_deref()),
+        Command::Cases(args) => commands::mine::cases(settings, out, args.cluster.as_deref(), args.retire_idle),
         Command::Eval(args) => commands::eval::eval(settings, out, &args),
         Command::Init(args) => commands::setup::init(out, &args),
         Command::Doctor => commands::setup::doctor(settings, out),

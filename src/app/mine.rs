@@ -181,12 +181,32 @@ pub fn clusters(settings: &Settings, out: &Output, id: Option<&str>) -> anyhow::
     Ok(exit::SUCCESS)
 }
 
-pub fn cases(settings: &Settings, out: &Output, cluster: Option<&str>) -> anyhow::Result<ExitCode> {
+pub fn cases(
+    settings: &Settings,
+    out: &Output,
+    cluster: Option<&str>,
+    retire_idle: Option<u32>,
+) -> anyhow::Result<ExitCode> {
     let rt = runtime()?;
     // The case files are the truth for status (a CI runner starts with an empty store); the
     // store adds each case's history and trial record.
     let harness = super::eval::select_harness(settings, None).ok();
     let mut invalid = Vec::new();
+    let retired = match retire_idle {
+        Some(gates) => {
+            let m = super::eval::select_harness(settings, None)?;
+            rt.block_on(async {
+                let store = Store::open(&settings.db_path).await?;
+                let retired = crate::flow::retire::retire_idle(&store, &settings.project_root, &m.name, gates).await;
+                store.close().await;
+                retired
+            })?
+        }
+        None => Vec::new(),
+    };
+    for r in &retired {
+        out.note(&format!("retired {}: {}", r.case, r.reason));
+    }
     let cases = rt.block_on(async {
         let store = Store::open_settings_for_reading(settings).await?;
         let mut rows = store.cases(cluster).await?;
@@ -224,7 +244,11 @@ pub fn cases(settings: &Settings, out: &Output, cluster: Option<&str>) -> anyhow
         anyhow::Ok(out)
     })?;
     if out.json {
-        out.print_json(&serde_json::json!({"schema": crate::schema::CASES, "cases": cases, "invalid": invalid}))?;
+        let mut doc = serde_json::json!({"schema": crate::schema::CASES, "cases": cases, "invalid": invalid});
+        if retire_idle.is_some() {
+            doc["retired"] = serde_json::to_value(&retired)?;
+        }
+        out.print_json(&doc)?;
     } else {
         out.print(&render::cases_table(out, &cases, &invalid));
     }

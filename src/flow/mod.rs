@@ -1,7 +1,9 @@
 //! The workflows users run, each a short sequence of named phases over the stages and the
 //! store: `mine` (traces → failures → clusters → cases), `run` (the flywheel: mine,
-//! target, propose, gate, accept) and `setup` (`init`, `doctor`).
+//! target, propose, gate, accept), `retire` (suite cases idle for many gates retired, with why)
+//! and `setup` (`init`, `doctor`).
 
 pub mod mine;
+pub mod retire;
 pub mod run;
 pub mod setup;

@@ -83,7 +83,8 @@
 //! suite case with a warm stable baseline (at least `k_max` recorded trials, at most 5% failures)
 //! is *screened*: `screen_trials` candidate trials (2) instead of `k`; a case that breaks to pass
 //! rate q passes its screen with probability q^n (1% at q = 0.1). Flaky-history cases, target
-//! cases and holdout cases are never screened. Leaving baselines out only ever removes
+//! cases and holdout cases are never screened. A real gate's warm baseline is the case's
+//! recorded trials of the same baseline hash, case and environment (`session::warm_baseline`). Leaving baselines out only ever removes
 //! flips to pass from the pooled sign tests, so it can make them reject more, never less.
 //!
 //! The screened cases form one more pooled hypothesis in the suite's Tarone family: a one-sided

@@ -233,7 +233,15 @@ pub struct TrialCounts {
     pub baseline: u32,
     pub candidate: u32,
     pub cached: u32,
+    /// Of `cached`, the baseline trials a sequential gate took from history before it planned
+    /// anything (`warm_baseline`); absent when none.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub history: u32,
     pub rounds: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -361,6 +369,7 @@ pub async fn run(
         }
     }
     let mut records: Records = HashMap::new();
+    report.trials.history = warm_baseline(&mut records, &selected, &selected_cases, &baseline, runner, opts).await?;
     for ((case, seed), r) in pre {
         if let Some(ci) = selected.iter().position(|(i, _)| *i == case) {
             records.insert((Arm::Baseline, ci, seed), r);
@@ -414,7 +423,7 @@ fn new_report(
         decision: None,
         cases: Vec::new(),
         cost: CostStats { tolerance: opts.cost_tolerance, ..CostStats::default() },
-        trials: TrialCounts { baseline: 0, candidate: 0, cached: 0, rounds: 0 },
+        trials: TrialCounts { baseline: 0, candidate: 0, cached: 0, history: 0, rounds: 0 },
         wall_ms: 0,
         config: opts.cfg.clone(),
     }
@@ -515,6 +524,43 @@ impl Trials<'_> {
         let on_done = |r: &TrialRecord| self.progress.trial(r);
         super::merge::trials(self.imported, first_round, self.runner, version, cases, trials, &on_done).await
     }
+}
+
+/// Baseline trials a sequential gate takes from history rather than running them (at most 30
+/// per case: the warm baseline the engine screens stable cases on, see "Sequential allocation"
+/// in `engine`).
+pub const HISTORY_TRIALS: u32 = 30;
+
+/// A sequential gate's warm baseline: each suite and holdout case's recorded trials of this
+/// baseline (same harness hash, case content hash and environment fingerprint, so a changed
+/// harness, case, command, passed-through variable or virtualenv starts cold), seeds 0.. without
+/// a gap, into `records`. The engine screens a case whose warm baseline is long and stable.
+/// Not done for today's gate (its plan runs `k` baseline trials whatever the history), with
+/// `--no-cache`, or for shards and merges (a merge must see the trials its shards saw). Returns
+/// how many trials were taken.
+async fn warm_baseline(
+    records: &mut Records,
+    selected: &[(usize, Role)],
+    cases: &[Case],
+    baseline: &Version,
+    runner: &Runner,
+    opts: &GateOptions,
+) -> anyhow::Result<u32> {
+    if !opts.cfg.sequential || opts.partition.is_some() || opts.merge.is_some() {
+        return Ok(0);
+    }
+    let limit = HISTORY_TRIALS.max(opts.cfg.k_max).min(engine::MAX_TRIALS);
+    let mut taken = 0;
+    for (ci, ((_, role), case)) in selected.iter().zip(cases).enumerate() {
+        if *role == Role::Target {
+            continue;
+        }
+        for (seed, rec) in (0u64..).zip(runner.recorded(baseline, case, u64::from(limit)).await?) {
+            records.insert((Arm::Baseline, ci, seed), rec);
+            taken += 1;
+        }
+    }
+    Ok(taken)
 }
 
 /// The adaptive paired trials: round after round of what the engine asks for, candidate

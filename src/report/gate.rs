@@ -219,10 +219,10 @@ pub fn terminal(out: &Output, r: &GateReport) -> String {
     };
     let _ = writeln!(
         t,
-        "trials: {} baseline + {} candidate ({} cached) in {} rounds{} · spent ${:.4} · {:.1}s",
+        "trials: {} baseline + {} candidate ({}) in {} rounds{} · spent ${:.4} · {:.1}s",
         r.trials.baseline,
         r.trials.candidate,
-        r.trials.cached,
+        cached_note(r),
         r.trials.rounds,
         cost,
         c.total_usd,
@@ -304,10 +304,10 @@ pub fn markdown(r: &GateReport) -> String {
     }
     let _ = writeln!(
         md,
-        "- **Trials**: {} baseline + {} candidate ({} cached), {} rounds, ${:.4}, {:.1}s\n",
+        "- **Trials**: {} baseline + {} candidate ({}), {} rounds, ${:.4}, {:.1}s\n",
         r.trials.baseline,
         r.trials.candidate,
-        r.trials.cached,
+        cached_note(r),
         r.trials.rounds,
         r.cost.total_usd,
         r.wall_ms as f64 / 1000.0
@@ -368,6 +368,15 @@ pub fn markdown(r: &GateReport) -> String {
         md.push_str("\n</details>\n");
     }
     md
+}
+
+/// `12 cached`, or `42 cached, 30 of them the baseline's history` when a sequential gate
+/// started from recorded baseline trials.
+fn cached_note(r: &GateReport) -> String {
+    match r.trials.history {
+        0 => format!("{} cached", r.trials.cached),
+        h => format!("{} cached, {h} of them the baseline's history", r.trials.cached),
+    }
 }
 
 /// Why a case got the trials it did, when the gate allocated them sequentially: the outcome

@@ -28,4 +28,12 @@ impl Store {
         });
         Ok(id)
     }
+
+    /// The newest `limit` gate reports of `harness`, newest first: (gate id, report JSON).
+    pub async fn gate_reports(&self, harness: &str, limit: i64) -> anyhow::Result<Vec<(i64, String)>> {
+        let sql = "SELECT id, report FROM gates WHERE harness = $1 ORDER BY id DESC LIMIT $2";
+        let rows: Vec<(i64, String)> =
+            on_pool!(self, |p| sqlx::query_as(sql).bind(harness).bind(limit).fetch_all(p).await?);
+        Ok(rows)
+    }
 }

@@ -125,6 +125,14 @@ impl Store {
         Ok(())
     }
 
+    /// A case file's new content hash, after autoharness rewrote the file (its status is
+    /// recorded by `case_event`); a case the store never recorded is left alone.
+    pub async fn set_case_hash(&self, case_id: &str, content_hash: &str) -> anyhow::Result<()> {
+        let sql = "UPDATE cases SET content_hash = $1 WHERE id = $2";
+        on_pool!(self, |p| sqlx::query(sql).bind(content_hash).bind(case_id).execute(p).await?.rows_affected());
+        Ok(())
+    }
+
     /// A case's status history, oldest first.
     pub async fn case_events(&self, case_id: &str) -> anyhow::Result<Vec<CaseEventRow>> {
         let sql = "SELECT case_id, status, reason, at FROM case_events WHERE case_id = $1 ORDER BY id";

@@ -271,13 +271,37 @@ impl Runner {
         Ok(out.into_iter().flatten().collect())
     }
 
+    /// The recorded trials of `case` on `version` under today's environment, seeds `0..` as far
+    /// as they run without a gap, at most `limit`: the history a gate may take as warm evidence
+    /// instead of running the baseline again. Nothing when the cache is off or there is no store.
+    pub async fn recorded(&self, version: &Version, case: &Case, limit: u64) -> anyhow::Result<Vec<TrialRecord>> {
+        let env_fp = env_fingerprint(&version.manifest, self.isolation, &version.host);
+        let mut out = Vec::new();
+        for seed in 0..limit {
+            match self.reusable(version, case, seed, &env_fp).await? {
+                Some(rec) => out.push(rec),
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// The cached record of this trial, if the cache is on and holds one worth reusing.
+    async fn reusable(
+        &self,
+        version: &Version,
+        case: &Case,
+        seed: u64,
+        env_fp: &str,
+    ) -> anyhow::Result<Option<TrialRecord>> {
+        let (Some(store), true) = (&self.store, self.use_cache) else { return Ok(None) };
+        let rec = store.cached(&version.hash, &case.hash, seed, env_fp).await?;
+        // A store written before infrastructure failures were told apart may hold one.
+        Ok(rec.filter(|r| r.passed || infra_reason(&status_of(r), &r.stderr_tail, &r.output, None).is_none()))
+    }
+
     async fn one(&self, version: &Version, case: &Case, seed: u64, env_fp: &str) -> anyhow::Result<TrialRecord> {
-        if self.use_cache
-            && let Some(store) = &self.store
-            && let Some(rec) = store.cached(&version.hash, &case.hash, seed, env_fp).await?
-            // A store written before infrastructure failures were told apart may hold one.
-            && (rec.passed || infra_reason(&status_of(&rec), &rec.stderr_tail, &rec.output, None).is_none())
-        {
+        if let Some(rec) = self.reusable(version, case, seed, env_fp).await? {
             return Ok(rec);
         }
         let dir = self.trial_dir(version, case, seed)?;
