@@ -319,6 +319,14 @@ fn every_producer_every_scenario() {
         total as f64 / clusters.len().max(1) as f64,
         signature_total as f64 / signatures.len().max(1) as f64
     );
+    // One root cause, one signature, before any similarity: the signature is the cluster's
+    // identity, so a root cause signed two ways depends on clustering to be one cluster.
+    for (cause, ids) in &signatures {
+        if ids.len() > 1 {
+            let split: Vec<String> = ids.iter().map(|(id, p)| format!("{id}: {p:?}")).collect();
+            problems.push(format!("root cause {cause:?} signed {} ways: {}", ids.len(), split.join("; ")));
+        }
+    }
     assert_eq!(clusters.len(), signatures.len(), "every root cause must have a cluster: {clusters:?}");
     assert!(problems.is_empty(), "{} problems:\n{}", problems.len(), problems.join("\n"));
 }

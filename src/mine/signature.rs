@@ -43,6 +43,25 @@ impl Signature {
     }
 }
 
+/// The version of the rules that turn a failure into its signature. A signature change
+/// changes cluster ids: when a store's failures were signed under other rules, the next
+/// mine signs them again and records which old cluster became which new one
+/// (`cluster_aliases`, docs/outcomes.md), so old ids keep resolving.
+///
+/// 1: until tool errors were signed by meaning; 2: a tool's error is the tool and its core
+/// message (`tool_error.rs`).
+pub const SIGNATURE_RULES: u32 = 2;
+
+/// The rules in force: [`SIGNATURE_RULES`], or 1 when `AUTOHARNESS_TEST_SIGNATURE_RULES=1`
+/// (a switch for the tests that build a store the way an older binary did; not for users).
+pub fn rules() -> u32 {
+    static RULES: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *RULES.get_or_init(|| match std::env::var("AUTOHARNESS_TEST_SIGNATURE_RULES").as_deref() {
+        Ok("1") => 1,
+        _ => SIGNATURE_RULES,
+    })
+}
+
 pub fn short_id(prefix: &str, content: &str) -> String {
     let hash = blake3::hash(content.as_bytes()).to_hex();
     format!("{prefix}{}", &hash[..8])
