@@ -3,8 +3,9 @@
 //! the stored failures again, records which old cluster became which new one, and moves
 //! their cases with them; a case file a person edited is never touched.
 //!
-//! The old store is made by this binary with `AUTOHARNESS_TEST_SIGNATURE_RULES=1`, which
-//! signs tool errors as main did before they were signed by meaning (rules 1).
+//! The old store is made by this binary under signature rules 1 (tool errors signed as
+//! their exporter recorded them, as main does), the upgrade mines under rules 2
+//! (`AUTOHARNESS_SIGNATURE_RULES`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
@@ -32,9 +33,7 @@ fn corpus_file(producer: &str) -> PathBuf {
 fn mine(sb: &Sandbox, old_rules: bool) -> (Value, String) {
     let mut cmd = sb.std_command(bin());
     cmd.args(sb.db_args()).args(["--json", "mine", "t", "--harness", "h"]);
-    if old_rules {
-        cmd.env("AUTOHARNESS_TEST_SIGNATURE_RULES", "1");
-    }
+    cmd.env("AUTOHARNESS_SIGNATURE_RULES", if old_rules { "1" } else { "2" });
     let out = cmd.output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     (serde_json::from_slice(&out.stdout).unwrap(), stderr(&out))

@@ -66,6 +66,11 @@ const EXCERPT_MAX: usize = 600;
 /// Analyse a trace. `assume_failed` treats traces whose outcome is unknown as failures
 /// (a folder of traces a person already flagged).
 pub fn analyze(trace: &Trace, trace_seq: usize, assume_failed: bool) -> Option<Failure> {
+    analyze_with_rules(trace, trace_seq, assume_failed, crate::mine::signature::rules())
+}
+
+/// [`analyze`] under the given signature rules (`signature::SIGNATURE_RULES_LATEST`).
+pub fn analyze_with_rules(trace: &Trace, trace_seq: usize, assume_failed: bool, rules: u32) -> Option<Failure> {
     match trace.outcome.status {
         OutcomeStatus::Failed => {}
         OutcomeStatus::Unknown if assume_failed => {}
@@ -122,7 +127,7 @@ pub fn analyze(trace: &Trace, trace_seq: usize, assume_failed: bool) -> Option<F
             template: class.as_str().into(),
         },
         // A tool's own error: the tool and what it said, whoever exported it (tool_error.rs).
-        (None, None) if tool.is_some() && is_error && crate::mine::signature::rules() >= 2 => Signature {
+        (None, None) if tool.is_some() && is_error && rules >= 2 => Signature {
             kind: if infra { "infra" } else { "capability" }.into(),
             signal: if signal.starts_with("handled:") { "tool_error:handled" } else { "tool_error" }.into(),
             step_kind: StepKind::Tool.as_str().into(),
@@ -828,7 +833,7 @@ mod tests {
             ..Default::default()
         });
         crate::trace::outcome::derive(&mut t);
-        analyze(&t, 0, true).expect("a failure")
+        analyze_with_rules(&t, 0, true, 2).expect("a failure")
     }
 
     #[test]

@@ -43,22 +43,32 @@ impl Signature {
     }
 }
 
-/// The version of the rules that turn a failure into its signature. A signature change
+/// The versions of the rules that turn a failure into its signature. A signature change
 /// changes cluster ids: when a store's failures were signed under other rules, the next
 /// mine signs them again and records which old cluster became which new one
-/// (`cluster_aliases`, docs/outcomes.md), so old ids keep resolving.
+/// (`cluster_aliases`, docs/producers.md), so old ids keep resolving.
 ///
-/// 1: until tool errors were signed by meaning; 2: a tool's error is the tool and its core
-/// message (`tool_error.rs`).
-pub const SIGNATURE_RULES: u32 = 2;
+/// 1: a tool's error is signed as its exporter recorded it (reader, exception class,
+/// wording); 2: by the tool and its core message (`tool_error.rs`), one signature across
+/// exporters.
+pub const SIGNATURE_RULES_LATEST: u32 = 2;
 
-/// The rules in force: [`SIGNATURE_RULES`], or 1 when `AUTOHARNESS_TEST_SIGNATURE_RULES=1`
-/// (a switch for the tests that build a store the way an older binary did; not for users).
+/// The rules used unless `AUTOHARNESS_SIGNATURE_RULES` says otherwise. Still 1: under 2
+/// the bundled example's tool-error clusters get new ids, which moves which of two
+/// duplicate cases is kept (the smallest case id) and leaves its timeout cluster without a
+/// train case; the example and its snapshots are to be re-mined before 2 is the default.
+pub const SIGNATURE_RULES_DEFAULT: u32 = 1;
+
+/// The rules in force: `AUTOHARNESS_SIGNATURE_RULES` (1 or 2), else
+/// [`SIGNATURE_RULES_DEFAULT`]. Read once per process.
 pub fn rules() -> u32 {
     static RULES: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-    *RULES.get_or_init(|| match std::env::var("AUTOHARNESS_TEST_SIGNATURE_RULES").as_deref() {
-        Ok("1") => 1,
-        _ => SIGNATURE_RULES,
+    *RULES.get_or_init(|| {
+        std::env::var("AUTOHARNESS_SIGNATURE_RULES")
+            .ok()
+            .and_then(|v| v.trim().parse::<u32>().ok())
+            .filter(|v| (1..=SIGNATURE_RULES_LATEST).contains(v))
+            .unwrap_or(SIGNATURE_RULES_DEFAULT)
     })
 }
 
