@@ -19,6 +19,12 @@
 /// `Exception: `), an error tag's content. One line: the first of what is left.
 pub fn core_message(message: &str) -> String {
     let mut text = message.trim().to_string();
+    // An exit status says only that a command failed; what failed is in the output after
+    // it, as the message's first lines carry it.
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    if lines.next().is_some_and(is_exit_status) {
+        return text.lines().map(str::trim).filter(|l| !l.is_empty()).take(3).collect::<Vec<_>>().join(" ");
+    }
     if let Some(inner) = tagged(&text, "tool_use_error") {
         text = inner;
     }
@@ -40,6 +46,18 @@ pub fn core_message(message: &str) -> String {
     }
     let first = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
     first.to_string()
+}
+
+/// `exitcode: 1 (execution failed)`, `Exit code: 2`, `exit status 127`, `Process exited
+/// with code 1`: a line that reports a command's exit status.
+fn is_exit_status(line: &str) -> bool {
+    let lower = line.to_ascii_lowercase();
+    ["exitcode", "exit code", "exit status", "exited with code", "return code", "returncode"].iter().any(|k| {
+        lower.find(k).is_some_and(|i| {
+            let rest = lower[i + k.len()..].trim_start_matches([':', '=', ' ']);
+            i < 20 && rest.starts_with(|c: char| c.is_ascii_digit() || c == '-')
+        })
+    })
 }
 
 /// The content of `<tag>…</tag>` when the text starts with it.
@@ -136,7 +154,12 @@ mod tests {
     #[test]
     fn what_is_not_a_wrapper_stays() {
         assert_eq!(core_message("order A-1: not found"), "order A-1: not found");
-        assert_eq!(core_message("Exit code: 2\nls: cannot access"), "Exit code: 2");
+        // An exit status keeps the output that says what failed.
+        assert_eq!(core_message("Exit code: 2\nls: cannot access"), "Exit code: 2 ls: cannot access");
+        assert_eq!(
+            core_message("exitcode: 1 (execution failed)\nCode output: \nunknown language json"),
+            "exitcode: 1 (execution failed) Code output: unknown language json"
+        );
         assert_eq!(core_message("KeyError('sku')"), "sku");
         // The innermost exception of a chained traceback.
         let chained = "Traceback (most recent call last):\n  File \"a\"\nKeyError: 'x'\n\nDuring handling of the above exception, another exception occurred:\n\nTraceback (most recent call last):\n  File \"b\"\nRuntimeError: lookup failed";
