@@ -182,3 +182,56 @@ fn fresh_sdk_feedback_joins_fresh_traces() {
         assert!(reason.starts_with("feedback: ") && !reason.contains("not found"), "{f}: {reason}");
     }
 }
+
+/// Failures `run` mined from `t/` (traces and feedback together), in a project with the
+/// `steady` harness and the given autoharness.toml.
+fn failures_run_mines(config: &str) -> i64 {
+    let sb = crate::common::cli::steady();
+    traces_in(&sb, "t");
+    feedback_in(&sb, "t", &FEEDBACK);
+    if !config.is_empty() {
+        let path = sb.path().join("autoharness.toml");
+        let mut text = std::fs::read_to_string(&path).unwrap_or_default();
+        text.push_str(config);
+        std::fs::write(path, text).unwrap();
+    }
+    let out = sb.run(&["run", "--traces", "t", "--max-iterations", "0"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rt = autoharness::store::runtime().unwrap();
+    rt.block_on(async {
+        let store = autoharness::store::Store::open(&sb.db()).await.unwrap();
+        let n: (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM failures").fetch_one(store.sqlite().unwrap()).await.unwrap();
+        store.close().await;
+        n.0
+    })
+}
+
+/// `run` mines its traces with the project's `[feedback]`, as `mine` does: 2 stars pass
+/// under the default threshold and fail under `stars = 3`.
+#[test]
+fn run_reads_feedback_with_the_project_config() {
+    assert_eq!(failures_run_mines(""), 4);
+    assert_eq!(failures_run_mines("\n[feedback]\nthresholds = { stars = 3 }\n"), 5);
+}
+
+/// `traces show FILE` joins the feedback beside the file, as `mine FILE` does, and shows
+/// the entry that decided the outcome first.
+#[test]
+fn traces_show_joins_the_feedback_beside_the_file() {
+    let sandbox = Sandbox::new();
+    traces_in(&sandbox, "t");
+    let file = "t/otel-genai-success.jsonl.gz";
+    let alone = sandbox.json(&["traces", "show", file]);
+    assert_eq!(alone["traces"][0]["outcome"], "unknown", "{}", alone["traces"][0]["evidence"]);
+    feedback_in(&sandbox, "t", &["otel-evaluations.jsonl"]);
+    let doc = sandbox.json(&["traces", "show", file]);
+    let t = &doc["traces"][0];
+    assert_eq!(t["outcome"], "failed", "{}", t["evidence"]);
+    let first = &t["evidence"][0];
+    assert_eq!(first["signal"], "feedback", "{first}");
+    assert!(first["detail"].as_str().unwrap().contains("otel-evaluations.jsonl"), "{first}");
+    // The human output says which file it joined.
+    let out = sandbox.run(&["traces", "show", file]);
+    assert!(stderr(&out).contains("feedback joined from") && stderr(&out).contains("otel-evaluations.jsonl"));
+}

@@ -40,6 +40,27 @@ fn harbor_trials_take_their_reward_and_exception_from_result_json() {
     assert!(text.contains("cancel-order__k7m8n9/result.json"), "{text}");
 }
 
+/// A trial's `result.json` copied without its `agent/` folder has no steps: it is refused,
+/// saying its reward and exception and what is missing, rather than mined as a trace with
+/// no steps (nothing to localise, no input to make a case from).
+#[test]
+fn a_harbor_result_without_its_trajectory_is_refused_with_its_reason() {
+    let sandbox = Sandbox::new();
+    let trial = "variants/harbor/job-2026-11-30/cancel-order__k7m8n9";
+    sandbox.copy_fixture(trial);
+    std::fs::remove_dir_all(sandbox.path().join(trial).join("agent")).unwrap();
+    let doc = ls(&sandbox, trial);
+    let row = ls_row(&doc, "cancel-order__k7m8n9/result.json");
+    assert_eq!(row["format"], Value::Null, "{row}");
+    assert_eq!(row["traces"], 0, "{row}");
+    let reason = row["reason"].as_str().unwrap();
+    for part in ["Harbor trial result", "AgentTimeoutError", "without its trajectory", "agent/trajectory.json"] {
+        assert!(reason.contains(part), "{part}: {reason}");
+    }
+    let mined = sandbox.json(&["mine", trial, "--no-cases"]);
+    assert_eq!(mined["summary"]["failures_total"], 0, "{}", mined["summary"]);
+}
+
 #[test]
 fn plain_text_agent_logs_are_one_message_traces_and_other_text_says_why_not() {
     let sandbox = Sandbox::new();

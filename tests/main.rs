@@ -1,5 +1,6 @@
 //! The one integration test binary (see ARCHITECTURE.md, "Tests"): a module per area.
 
+mod aliases;
 mod bad_input;
 mod cli_cases;
 mod cli_eval;

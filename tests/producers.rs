@@ -9,7 +9,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use autoharness::mine::failure::{Failure, analyze};
+use autoharness::mine::failure::{Failure, analyze_with_rules};
+use autoharness::mine::signature::SIGNATURE_RULES_LATEST;
 use autoharness::trace::model::{OutcomeStatus, StepKind, Trace};
 use autoharness::trace::read_file;
 
@@ -128,7 +129,13 @@ fn scenario_file(dir: &Path, scenario: &str) -> Option<PathBuf> {
 
 fn read_cell(path: &Path) -> Cell {
     let report = read_file(path, &path.display().to_string());
-    let failures = report.traces.iter().enumerate().filter_map(|(i, t)| analyze(t, i, false)).collect();
+    // Under the newest signature rules (one signature per tool failure across exporters).
+    let failures = report
+        .traces
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| analyze_with_rules(t, i, false, SIGNATURE_RULES_LATEST))
+        .collect();
     Cell {
         format: report.format.map(|f| f.name().to_string()),
         reason: report.reason.clone(),
@@ -283,7 +290,11 @@ fn every_producer_every_scenario() {
     let dirs: Vec<String> = producers.iter().map(|(_, p)| p.display().to_string()).collect();
     let mut args: Vec<&str> = vec!["mine", "--no-cases"];
     args.extend(dirs.iter().map(String::as_str));
-    let doc = sb.json(&args);
+    let mut cmd = sb.command(&[&["--json"], &args[..]].concat());
+    cmd.env("AUTOHARNESS_SIGNATURE_RULES", SIGNATURE_RULES_LATEST.to_string());
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let mut clusters: BTreeMap<&str, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
     let mut clustered: BTreeSet<String> = BTreeSet::new();
     for c in doc["clusters"].as_array().expect("clusters") {
@@ -319,6 +330,14 @@ fn every_producer_every_scenario() {
         total as f64 / clusters.len().max(1) as f64,
         signature_total as f64 / signatures.len().max(1) as f64
     );
+    // One root cause, one signature, before any similarity: the signature is the cluster's
+    // identity, so a root cause signed two ways depends on clustering to be one cluster.
+    for (cause, ids) in &signatures {
+        if ids.len() > 1 {
+            let split: Vec<String> = ids.iter().map(|(id, p)| format!("{id}: {p:?}")).collect();
+            problems.push(format!("root cause {cause:?} signed {} ways: {}", ids.len(), split.join("; ")));
+        }
+    }
     assert_eq!(clusters.len(), signatures.len(), "every root cause must have a cluster: {clusters:?}");
     assert!(problems.is_empty(), "{} problems:\n{}", problems.len(), problems.join("\n"));
 }

@@ -146,12 +146,37 @@ fn parse_since(date: &str) -> anyhow::Result<i128> {
 
 pub fn clusters(settings: &Settings, out: &Output, id: Option<&str>) -> anyhow::Result<ExitCode> {
     let rt = runtime()?;
-    let (clusters, failures, cases) = rt.block_on(async {
+    let (clusters, failures, cases, alias) = rt.block_on(async {
         let store = Store::open_settings_for_reading(settings).await?;
-        let r = (store.clusters().await?, store.failures(false).await?, store.cases(id).await?);
+        // An id from before a change of the signature rules names the cluster it became.
+        let aliases = crate::mine::alias::Aliases::new(store.cluster_aliases().await?);
+        let mut clusters = store.clusters().await?;
+        // An alias's row stays (its label, state and history) but it has no members: the
+        // cluster it became is the one listed.
+        clusters.retain(|c| aliases.resolve(&c.cluster.id) == c.cluster.id);
+        let known =
+            |id: &str| clusters.iter().any(|c| c.cluster.id == id || c.cluster.id.trim_start_matches("k-") == id);
+        let alias = match id.filter(|id| !known(id)).and_then(|id| aliases.old_id(id)) {
+            Some(old) => Some((old.to_string(), aliases.resolve(old), store.cluster_alias_reason(old).await?)),
+            None => None,
+        };
+        let full = match (&alias, id) {
+            (Some((_, new, _)), _) => Some(new.clone()),
+            (None, Some(id)) => clusters
+                .iter()
+                .find(|c| c.cluster.id == id || c.cluster.id.trim_start_matches("k-") == id)
+                .map(|c| c.cluster.id.clone()),
+            (None, None) => None,
+        };
+        let r = (clusters, store.failures(false).await?, store.cases(full.as_deref()).await?, alias);
         store.close().await;
         anyhow::Ok(r)
     })?;
+    let resolved = alias.as_ref().map(|(old, new, reason)| {
+        out.note(&format!("`{old}` is now `{new}` ({})", reason.as_deref().unwrap_or("signature rules changed")));
+        new.as_str()
+    });
+    let id = resolved.or(id);
     match id {
         None => {
             if out.json {
@@ -196,7 +221,7 @@ pub fn cases(
         Some(gates) => {
             let m = super::eval::select_harness(settings, None)?;
             rt.block_on(async {
-                let store = Store::open(&settings.db_path).await?;
+                let store = Store::open_settings(settings).await?;
                 let retired = crate::flow::retire::retire_idle(&store, &settings.project_root, &m.name, gates).await;
                 store.close().await;
                 retired
@@ -209,11 +234,16 @@ pub fn cases(
     }
     let cases = rt.block_on(async {
         let store = Store::open_settings_for_reading(settings).await?;
+        // Old cluster ids (from before a change of the signature rules) resolve to new ones,
+        // in the argument and in case files a person edited (they keep the id they had).
+        let aliases = crate::mine::alias::Aliases::new(store.cluster_aliases().await?);
+        let resolved = cluster.map(|k| aliases.old_id(k).map_or_else(|| k.to_string(), |old| aliases.resolve(old)));
+        let cluster = resolved.as_deref();
         let mut rows = store.cases(cluster).await?;
         if let Some(m) = &harness {
             let (files, problems) = crate::evals::case::load(&settings.project_root.join("evals"), &m.name);
             invalid = problems;
-            for c in files.iter().filter(|c| cluster.is_none_or(|k| c.file.cluster.starts_with(k))) {
+            for c in files.iter().filter(|c| cluster.is_none_or(|k| aliases.resolve(&c.file.cluster).starts_with(k))) {
                 let path = c.path.display().to_string();
                 match rows.iter_mut().find(|r| r.id == c.file.id) {
                     Some(r) => {
@@ -222,7 +252,7 @@ pub fn cases(
                     }
                     None => rows.push(crate::store::mine::StoredCase {
                         id: c.file.id.clone(),
-                        cluster_id: c.file.cluster.clone(),
+                        cluster_id: aliases.resolve(&c.file.cluster),
                         harness: c.file.harness.clone(),
                         split: c.file.split,
                         status: c.file.status,

@@ -105,6 +105,7 @@ pub fn run(settings: &Settings, out: &Output, args: &RunArgs) -> anyhow::Result<
             trials_dir: &space.path().join("trials"),
             jobs: settings.jobs,
             emit: &emit,
+            feedback: &settings.config.feedback,
         };
         let r = tokio::select! {
             r = run_loop(&ctx, &manifest, &opts) => r,

@@ -11,7 +11,7 @@ use crate::trace::formats::Format;
 use crate::trace::read_file;
 use crate::trace::scan::{FeedbackOptions, scan_with};
 
-pub fn show(_settings: &Settings, out: &Output, file: &Path, all: bool) -> anyhow::Result<ExitCode> {
+pub fn show(settings: &Settings, out: &Output, file: &Path, all: bool) -> anyhow::Result<ExitCode> {
     let meta = std::fs::metadata(file).map_err(|e| {
         exit::hinted(
             crate::paths::describe_io(file, &e),
@@ -30,7 +30,12 @@ pub fn show(_settings: &Settings, out: &Output, file: &Path, all: bool) -> anyho
             format!("use `autoharness traces ls {}` for folders", file.display()),
         ));
     }
-    let report = read_file(file, &file.display().to_string());
+    let mut report = read_file(file, &file.display().to_string());
+    // The outcome `mine` would use: feedback beside the file joined (docs/outcomes.md).
+    let joined = crate::trace::scan::join_beside(file, &mut report, &settings.config.feedback);
+    if !joined.is_empty() && !out.json {
+        out.note(&format!("feedback joined from {}", joined.join(", ")));
+    }
     let doc = show_doc(&report);
     if out.json {
         out.print_json(&doc)?;

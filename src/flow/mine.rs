@@ -72,9 +72,10 @@ pub async fn mine(store: &Store, opts: &MineOptions, tick: &(dyn Fn(&str) + Sync
     let clock = PhaseClock(std::time::Instant::now());
     // Only files whose failures were analysed at their current content count as known:
     // `traces ls` records files without mining them.
-    let known: Known =
+    let mut known: Known =
         store.mined_files().await?.into_iter().map(|f| (f.path, (f.size as u64, f.mtime_ns, f.hash))).collect();
-    let (mut result, mut summary) = scan_phase(opts, &known, tick);
+    let resign = Resign::plan(store, opts, &mut known).await?;
+    let (mut result, mut summary) = scan_phase(resign.opts.as_ref().unwrap_or(opts), &known, tick);
     clock.done("scan");
     let mut errors: Vec<String> = result.walk_errors.iter().map(|(p, e)| format!("{}: {e}", p.display())).collect();
     let feedback_warning = result.feedback.as_ref().and_then(crate::trace::feedback::not_found_warning);
@@ -88,8 +89,10 @@ pub async fn mine(store: &Store, opts: &MineOptions, tick: &(dyn Fn(&str) + Sync
     let replaced: HashSet<&str> = replaced.iter().map(|&i| result.files[i].key.as_str()).collect();
     let mut clustered = cluster_phase(store, opts, &new, &replaced, &mut summary).await?;
     clock.done("clustering");
+    let aliases = resign.aliases(&result, &new, &mut clustered);
     let (stored, complete) = store_phase(store, &result, new, &replaced, &mut clustered).await?;
     clock.done("store and read back");
+    let moved = repoint_cases(store, &clustered.resigned).await?;
     let fresh = clustered.fresh;
     let stored_clusters = clustered.stored_clusters;
     let mut ranked = cases_phase(store, opts, stored, complete, fresh, &stored_clusters, &mut summary).await?;
@@ -97,7 +100,145 @@ pub async fn mine(store: &Store, opts: &MineOptions, tick: &(dyn Fn(&str) + Sync
     if let Some(cfg) = &opts.summarize {
         summarize_phase(store, cfg, &mut ranked, &mut summary, &mut warnings).await?;
     }
+    if !aliases.is_empty() {
+        warnings.push(format!(
+            "the signature rules changed (v{} -> v{}): {} cluster id(s) now resolve to new ones (`autoharness clusters OLD_ID` shows where); {moved} case(s) follow them",
+            resign.stored.unwrap_or_default(),
+            resign.rules,
+            aliases.len()
+        ));
+    }
     Ok(MineResult { summary, clusters: ranked.views, errors, warnings })
+}
+
+/// A mine under signature rules other than the stored failures': they are signed again.
+struct Resign {
+    /// The rules the stored failures were signed under (None: no failures yet).
+    stored: Option<u32>,
+    rules: u32,
+    /// The options with every file mined before added to the paths, when signing again.
+    opts: Option<MineOptions>,
+    /// Each stored failure's cluster and signature before signing again, by place.
+    before: HashMap<crate::mine::alias::Place, (String, String)>,
+}
+
+impl Resign {
+    /// Whether this mine signs the stored failures again; if so, every file mined before is
+    /// read again (none counts as known) and its failures' clusters are remembered.
+    async fn plan(store: &Store, opts: &MineOptions, known: &mut Known) -> anyhow::Result<Resign> {
+        let stored = store.signature_rules().await?;
+        let rules = crate::mine::signature::rules();
+        let mut r = Resign { stored, rules, opts: None, before: HashMap::new() };
+        if stored.is_none_or(|v| v == rules) {
+            return Ok(r);
+        }
+        let roots: Vec<String> = opts.paths.iter().map(|p| crate::trace::walk::file_key(p)).collect();
+        let mut again = opts.clone();
+        for path in known.keys() {
+            let under = roots.iter().any(|r| path == r || path.starts_with(&format!("{r}/")));
+            if !under && std::path::Path::new(path).is_file() {
+                again.paths.push(path.into());
+            }
+        }
+        known.clear();
+        for s in store.failures(false).await? {
+            if let Some(c) = s.cluster_id {
+                r.before.insert((s.path, s.failure.trace_seq), (c, s.failure.signature.canonical()));
+            }
+        }
+        r.opts = Some(again);
+        Ok(r)
+    }
+
+    /// The aliases signing again made (saved with the mine), and the rules to record.
+    fn aliases(
+        &self,
+        result: &crate::trace::scan::ScanResult<Failure>,
+        new: &[(usize, Failure)],
+        clustered: &mut Clustered,
+    ) -> Vec<crate::mine::alias::Alias> {
+        if self.stored == Some(self.rules) {
+            return Vec::new();
+        }
+        let mut after = HashMap::new();
+        let mut signatures = HashMap::new();
+        for ((i, f), c) in new.iter().zip(&clustered.new_clusters) {
+            let place = (result.files[*i].key.clone(), f.trace_seq);
+            if let Some((_, old_sig)) = self.before.get(&place) {
+                signatures.insert(old_sig.clone(), f.signature.canonical());
+            }
+            after.insert(place, c.clone());
+        }
+        let mut alive: HashSet<String> = after.values().cloned().collect();
+        alive.extend(clustered.kept.iter().filter_map(|s| s.cluster_id.clone()));
+        alive.extend(clustered.clustering.memberships.iter().map(|(_, c)| c.clone()));
+        let before: HashMap<_, _> = self.before.iter().map(|(p, (c, _))| (p.clone(), c.clone())).collect();
+        let aliases =
+            crate::mine::alias::after_resigning(&before, &after, &alive, (self.stored.unwrap_or(1), self.rules));
+        clustered.clustering.signed = Some((self.rules, aliases.clone()));
+        clustered.resigned = signatures;
+        aliases
+    }
+}
+
+/// Cases whose cluster became an alias follow it: a file mining wrote (its bytes as
+/// recorded) moves to the new cluster's folder with its `cluster` and `not_signature`
+/// updated; a file a person edited stays where it is, untouched, and only its row is
+/// re-pointed (loaders resolve its old id). Runs every mine, so a crash between the mine's
+/// commit and the moves is finished by the next one.
+/// Returns how many cases were re-pointed.
+async fn repoint_cases(store: &Store, signatures: &HashMap<String, String>) -> anyhow::Result<usize> {
+    let aliases = crate::mine::alias::Aliases::new(store.cluster_aliases().await?);
+    if aliases.is_empty() {
+        return Ok(0);
+    }
+    let mut n = 0;
+    for case in store.cases(None).await? {
+        let new_id = aliases.resolve(&case.cluster_id);
+        if new_id == case.cluster_id {
+            continue;
+        }
+        let old = std::path::PathBuf::from(&case.path);
+        let bytes = std::fs::read(&old).ok();
+        let ours = bytes.as_ref().is_some_and(|b| blake3::hash(b).to_hex().as_str() == case.content_hash);
+        let moved = match (ours, bytes, old.parent().and_then(|d| d.parent()), old.file_name()) {
+            (true, Some(bytes), Some(harness_dir), Some(name)) => {
+                let to = crate::paths::safe_name(harness_dir, &new_id)?.join(name);
+                let text = moved_case_text(&bytes, &new_id, signatures)?;
+                std::fs::create_dir_all(to.parent().unwrap_or(harness_dir))?;
+                crate::paths::write_atomic(&to, &to.with_extension("json.tmp"), text.as_bytes())?;
+                std::fs::remove_file(&old)?;
+                // The old cluster's folder goes when it is empty (a person's file keeps it).
+                let _ = old.parent().map(std::fs::remove_dir);
+                Some((to.display().to_string(), blake3::hash(text.as_bytes()).to_hex().to_string()))
+            }
+            _ => None,
+        };
+        let (path, hash) = moved.unwrap_or((case.path.clone(), case.content_hash.clone()));
+        store.repoint_case(&case.id, &new_id, &path, &hash).await?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// A case file's text with its cluster id replaced and its `not_signature` checks naming
+/// the failure's signature under the new rules.
+fn moved_case_text(bytes: &[u8], new_id: &str, signatures: &HashMap<String, String>) -> anyhow::Result<String> {
+    let mut v: serde_json::Value = serde_json::from_slice(bytes)?;
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert("cluster".into(), new_id.into());
+        for check in obj.get_mut("checks").and_then(|c| c.as_array_mut()).into_iter().flatten() {
+            if check.get("kind").and_then(|k| k.as_str()) == Some("not_signature") {
+                let now = check.get("signature").and_then(|s| s.as_str()).and_then(|s| signatures.get(s)).cloned();
+                if let Some(sig) = now {
+                    check["signature"] = sig.into();
+                }
+            }
+        }
+    }
+    let mut text = serde_json::to_string_pretty(&v)?;
+    text.push('\n');
+    Ok(text)
 }
 
 /// 2b. `mine --judge`: judge each new verdict-only failure (from the cache when its content,
@@ -277,6 +418,8 @@ struct Clustered {
     /// The cluster of each new failure, in order.
     new_clusters: Vec<String>,
     stored_clusters: Vec<crate::store::mine::StoredCluster>,
+    /// Old canonical signature → new, when this mine signed the failures again.
+    resigned: HashMap<String, String>,
 }
 
 /// 3. Cluster the new failures, and any stored ones left without a cluster (a store from
@@ -333,7 +476,7 @@ async fn cluster_phase(
             })
             .collect();
     }
-    Ok(Clustered { kept, kept_whole, fresh, clustering, new_clusters, stored_clusters })
+    Ok(Clustered { kept, kept_whole, fresh, clustering, new_clusters, stored_clusters, resigned: HashMap::new() })
 }
 
 /// 4. Store the whole mine in one transaction, then the failures as stored (ids, clusters,
@@ -449,6 +592,14 @@ async fn cases_phase(
     // Case id → (content hash, path) as last recorded.
     let existing_cases: HashMap<String, (String, String)> =
         recorded_cases.iter().map(|c| (c.id.clone(), (c.content_hash.clone(), c.path.clone()))).collect();
+    // (cluster, input) → the case recorded for it: a case that followed its cluster to a
+    // new id (`repoint_cases`) keeps its own id, and is not planned again under another.
+    let mut covered: HashMap<(String, String), String> = HashMap::new();
+    if opts.write_cases && !skip_planning {
+        for (id, cluster, input) in store.case_inputs(&opts.harness).await? {
+            covered.entry((cluster, input)).or_insert(id);
+        }
+    }
     let now = crate::store::now_rfc3339();
     let mut planned: HashMap<String, Vec<PlannedCase>> = HashMap::new();
     if opts.write_cases && !skip_planning {
@@ -486,6 +637,11 @@ async fn cases_phase(
             summary.cases_unchanged += cases.len();
         } else if opts.write_cases {
             for planned in planned.remove(&sc.cluster.id).unwrap_or_default() {
+                let key = (sc.cluster.id.clone(), planned.input_hash.clone());
+                if let Some(existing) = covered.get(&key).filter(|id| **id != planned.case.id) {
+                    cases.push(existing.clone());
+                    continue;
+                }
                 if let Some(kept) = dups.get(&planned.case.id) {
                     let dup = Duplicate { planned: &planned, kept, recorded: &recorded_cases };
                     if merge_duplicate(store, opts, &sc.cluster.id, &dup, summary).await? {

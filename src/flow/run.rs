@@ -137,6 +137,9 @@ pub struct RunContext<'a> {
     pub emit: &'a (dyn Fn(RunEvent) + Sync),
     /// Renders the evidence files the run writes (`report::run::Renderers`).
     pub evidence: &'a dyn Evidence,
+    /// The project's `[feedback]`: what the scores found beside the traces mean, as for
+    /// `mine` (a resumed run reads the config as it is now, like every other setting).
+    pub feedback: &'a crate::trace::feedback::FeedbackConfig,
 }
 
 /// How a run's evidence files are rendered (each accepted gate in Markdown and HTML, the
@@ -241,6 +244,11 @@ async fn run_inner(
     let mut runner = Runner::new(Some(std::sync::Arc::new(ctx.store.clone())), ctx.jobs, ctx.trials_dir.to_path_buf());
     runner.use_cache = !st.opts.no_cache;
     runner.run_id = Some(st.run_id.clone());
+    // Cluster ids from before a change of the signature rules (in `--target` and in case
+    // files a person edited) resolve to the clusters they became.
+    let aliases = crate::mine::alias::Aliases::new(ctx.store.cluster_aliases().await?);
+    let only =
+        st.opts.target.as_deref().map(|t| aliases.old_id(t).map_or_else(|| t.to_string(), |o| aliases.resolve(o)));
     let stop = loop {
         if let Some(why) = stop_reason(ctx.store, &st, started).await? {
             break why;
@@ -250,10 +258,11 @@ async fn run_inner(
             if let Some(status) = st.statuses.get(c.id()) {
                 c.file.status = *status;
             }
+            c.file.cluster = aliases.resolve(&c.file.cluster);
         }
-        let (target, passed_over) = choose_target(ctx.store, &cases, &st.skipped, st.opts.target.as_deref()).await?;
+        let (target, passed_over) = choose_target(ctx.store, &cases, &st.skipped, only.as_deref()).await?;
         let Some(target) = target else {
-            break no_target_reason(st.opts.target.as_deref(), &passed_over);
+            break no_target_reason(only.as_deref(), &passed_over);
         };
         iterate(ctx, manifest, &mut st, &runner, &cases, &target).await?;
     };
@@ -395,7 +404,7 @@ async fn mine_new(ctx: &RunContext<'_>, manifest: &Manifest, opts: &RunOptions, 
         holdout_share: opts.holdout_share,
         evals_dir: ctx.project_root.join("evals"),
         write_cases: true,
-        feedback: Default::default(),
+        feedback: crate::trace::scan::FeedbackOptions { files: Vec::new(), config: ctx.feedback.clone() },
     };
     let m = crate::flow::mine::mine(ctx.store, &mopts, &|_| {}).await?;
     (ctx.emit)(RunEvent::Mined {

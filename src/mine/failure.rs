@@ -66,6 +66,11 @@ const EXCERPT_MAX: usize = 600;
 /// Analyse a trace. `assume_failed` treats traces whose outcome is unknown as failures
 /// (a folder of traces a person already flagged).
 pub fn analyze(trace: &Trace, trace_seq: usize, assume_failed: bool) -> Option<Failure> {
+    analyze_with_rules(trace, trace_seq, assume_failed, crate::mine::signature::rules())
+}
+
+/// [`analyze`] under the given signature rules (`signature::SIGNATURE_RULES_LATEST`).
+pub fn analyze_with_rules(trace: &Trace, trace_seq: usize, assume_failed: bool, rules: u32) -> Option<Failure> {
     match trace.outcome.status {
         OutcomeStatus::Failed => {}
         OutcomeStatus::Unknown if assume_failed => {}
@@ -98,9 +103,8 @@ pub fn analyze(trace: &Trace, trace_seq: usize, assume_failed: bool) -> Option<F
     let code = step_ref.and_then(|s| s.error.as_ref()).and_then(|e| e.code.as_deref());
     // Only errors are classed: a divergence from expected actions or a complaint has no
     // framework wording to normalise.
-    let class = (signal.starts_with("error:") || signal.starts_with("handled:"))
-        .then(|| classify(&message, error_type.as_deref(), code, step_ref))
-        .flatten();
+    let is_error = signal.starts_with("error:") || signal.starts_with("handled:");
+    let class = is_error.then(|| classify(&message, error_type.as_deref(), code, step_ref)).flatten();
     let infra = class.map_or_else(|| is_infra(&message, error_type.as_deref(), step_ref), FailureClass::infra);
     let signature = match (class, verdict) {
         (_, Some((role, tool))) => Signature {
@@ -121,6 +125,15 @@ pub fn analyze(trace: &Trace, trace_seq: usize, assume_failed: bool) -> Option<F
             tool: None,
             error_type: Some(class.as_str().into()),
             template: class.as_str().into(),
+        },
+        // A tool's own error: the tool and what it said, whoever exported it (tool_error.rs).
+        (None, None) if tool.is_some() && is_error && rules >= 2 => Signature {
+            kind: if infra { "infra" } else { "capability" }.into(),
+            signal: if signal.starts_with("handled:") { "tool_error:handled" } else { "tool_error" }.into(),
+            step_kind: StepKind::Tool.as_str().into(),
+            tool: tool.clone(),
+            error_type: None,
+            template: template(&crate::mine::tool_error::core_message(&message)),
         },
         (None, None) => Signature {
             kind: if infra { "infra" } else { "capability" }.into(),
@@ -799,4 +812,55 @@ pub struct StoredFailure {
     pub cluster_id: Option<String>,
     pub failure: Failure,
     pub seen_at: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::model::ErrorInfo;
+
+    /// A run whose one tool step failed with `error`.
+    fn tool_failure(tool: &str, error: ErrorInfo) -> Failure {
+        let mut t = Trace { id: "t".into(), ..Default::default() };
+        t.steps.push(Step { id: "s0".into(), kind: StepKind::Agent, name: Some("agent".into()), ..Default::default() });
+        t.steps.push(Step {
+            id: "s1".into(),
+            parent_id: Some("s0".into()),
+            seq: 1,
+            kind: StepKind::Tool,
+            name: Some(tool.into()),
+            error: Some(error),
+            ..Default::default()
+        });
+        crate::trace::outcome::derive(&mut t);
+        analyze_with_rules(&t, 0, true, 2).expect("a failure")
+    }
+
+    #[test]
+    fn a_tools_error_signs_the_same_whoever_recorded_it_and_apart_from_another_tool() {
+        let msg = "order A-1 has already shipped and cannot be cancelled";
+        let otel = tool_failure(
+            "cancel_order",
+            ErrorInfo::new(ErrorSource::Exception).with_type("ValueError").with_message(msg),
+        );
+        let agents = tool_failure(
+            "cancel_order",
+            ErrorInfo::new(ErrorSource::SpanStatus).with_message(format!("Error running tool cancel_order: {msg}")),
+        );
+        let text = tool_failure(
+            "cancel_order",
+            ErrorInfo::new(ErrorSource::TextHeuristic)
+                .with_message(format!("ValueError('{msg}')Traceback (most recent call last):")),
+        );
+        assert_eq!(otel.signature, agents.signature);
+        assert_eq!(otel.signature, text.signature);
+        assert_eq!(otel.signature.tool.as_deref(), Some("cancel_order"));
+        // The exporter's words stay the evidence.
+        assert!(agents.message.starts_with("Error running tool"), "{}", agents.message);
+        let other = tool_failure(
+            "refund_order",
+            ErrorInfo::new(ErrorSource::Exception).with_type("ValueError").with_message(msg),
+        );
+        assert_ne!(otel.signature.cluster_id(), other.signature.cluster_id());
+    }
 }

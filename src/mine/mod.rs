@@ -8,6 +8,7 @@
 //!    stored failures, persisted centroids);
 //! 4. emit up to N diverse cases per cluster under `evals/<harness>/<cluster>/`.
 
+pub mod alias;
 pub mod class;
 pub mod cluster;
 pub mod emit;
@@ -16,6 +17,7 @@ pub mod judge;
 pub mod signature;
 pub mod state;
 pub mod summarize;
+pub mod tool_error;
 pub mod verdict;
 
 use std::collections::BTreeMap;

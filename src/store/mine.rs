@@ -172,6 +172,10 @@ pub struct MinedFile<'a> {
 pub struct Clustering {
     pub clusters: Vec<(Cluster, String)>,
     pub memberships: Vec<(i64, String)>,
+    /// The signature rules the stored failures are now signed under, when this mine signed
+    /// them (again), and the old clusters that became aliases: saved with the mine, so a
+    /// crash never leaves failures signed anew without their aliases.
+    pub signed: Option<(u32, Vec<crate::mine::alias::Alias>)>,
 }
 
 impl Store {
@@ -200,6 +204,9 @@ impl Store {
                 files.iter().filter(|f| f.failures.is_some()).filter_map(|f| Some((*ids.get(f.key)?, f))).collect();
             let stored = m::replace_failures_in(&mut tx, &analysed).await?;
             m::set_memberships_in(&mut tx, &clustering.memberships).await?;
+            if let Some((rules, aliases)) = &clustering.signed {
+                m::save_signing_in(&mut tx, *rules, aliases).await?;
+            }
             (analysed, stored)
         });
         let key_of: HashMap<i64, &str> = analysed.iter().map(|(id, f)| (*id, f.key)).collect();
@@ -324,6 +331,53 @@ impl Store {
     }
 }
 
+/// Signature rules and cluster aliases (migration 0011).
+impl Store {
+    /// The signature rules the stored failures were signed under: the newest recorded,
+    /// else 1 when there are failures (a store from before the rules were recorded), else
+    /// none.
+    pub async fn signature_rules(&self) -> anyhow::Result<Option<u32>> {
+        let sql = "SELECT COALESCE((SELECT MAX(version) FROM signature_rules), (SELECT 1 FROM failures LIMIT 1))";
+        let v: Option<i64> = on_pool!(self, |p| sqlx::query_scalar(sql).fetch_one(p).await?);
+        Ok(v.map(|v| v as u32))
+    }
+
+    /// Every cluster alias, old id → new id.
+    pub async fn cluster_aliases(&self) -> anyhow::Result<Vec<(String, String)>> {
+        let sql = "SELECT old_id, new_id FROM cluster_aliases ORDER BY old_id";
+        Ok(on_pool!(self, |p| sqlx::query_as(sql).fetch_all(p).await?))
+    }
+
+    /// Why `old_id` is an alias, as recorded.
+    pub async fn cluster_alias_reason(&self, old_id: &str) -> anyhow::Result<Option<String>> {
+        let sql = "SELECT reason FROM cluster_aliases WHERE old_id = $1";
+        Ok(on_pool!(self, |p| sqlx::query_scalar(sql).bind(old_id).fetch_optional(p).await?))
+    }
+
+    /// Point a case's row at its cluster's new id (and at its file, moved or not).
+    pub async fn repoint_case(&self, id: &str, cluster_id: &str, path: &str, content_hash: &str) -> anyhow::Result<()> {
+        let sql = "UPDATE cases SET cluster_id = $1, path = $2, content_hash = $3, updated_at = $4 WHERE id = $5";
+        on_pool!(self, |p| sqlx::query(sql)
+            .bind(cluster_id)
+            .bind(path)
+            .bind(content_hash)
+            .bind(now_rfc3339())
+            .bind(id)
+            .execute(p)
+            .await?
+            .rows_affected());
+        Ok(())
+    }
+
+    /// Each recorded case's cluster and input hash, for a harness: a case planned again
+    /// for an input its cluster already has a case for (under an id from an old cluster
+    /// id) is that case.
+    pub async fn case_inputs(&self, harness: &str) -> anyhow::Result<Vec<(String, String, String)>> {
+        let sql = "SELECT id, cluster_id, input_hash FROM cases WHERE harness = $1 ORDER BY id";
+        Ok(on_pool!(self, |p| sqlx::query_as(sql).bind(harness).fetch_all(p).await?))
+    }
+}
+
 /// Failure rows per `INSERT`: 22 parameters each, well under SQLite's 32,766.
 const FAILURE_ROWS_PER_STATEMENT: usize = 500;
 
@@ -339,6 +393,34 @@ pub(crate) struct FailureKey {
 }
 
 per_backend! {
+/// Record the rules the failures are now signed under and the aliases the change made.
+pub(crate) async fn save_signing_in(
+    tx: &mut <Db as sqlx::Database>::Connection,
+    rules: u32,
+    aliases: &[crate::mine::alias::Alias],
+) -> anyhow::Result<()> {
+    let now = now_rfc3339();
+    sqlx::query("INSERT INTO signature_rules (version, applied_at) VALUES ($1, $2) ON CONFLICT (version) DO NOTHING")
+        .bind(rules as i64)
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?;
+    for a in aliases {
+        sqlx::query(
+            "INSERT INTO cluster_aliases (old_id, new_id, reason, created_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (old_id) DO UPDATE SET new_id = excluded.new_id, reason = excluded.reason,
+               created_at = excluded.created_at",
+        )
+        .bind(&a.old_id)
+        .bind(&a.new_id)
+        .bind(text(&a.reason))
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
+}
+
 /// Upsert clusters with their labels.
 pub(crate) async fn save_clusters_in(tx: &mut <Db as sqlx::Database>::Connection, clusters: &[(Cluster, String)]) -> anyhow::Result<()> {
     if clusters.is_empty() {

@@ -283,9 +283,7 @@ fn known_non_trace(path: &Path, head: &Value) -> Option<String> {
         return Some("not a trace: SWE-bench evaluation report (an outcome, read beside the trajectory)".into());
     }
     if super::formats::atif::is_trial_result(head) {
-        return Some(
-            "not a trace: a Harbor trial result (its reward is the outcome of agent/trajectory.json beside it)".into(),
-        );
+        return Some(super::formats::atif::trial_result_reason(path, head));
     }
     if has(head, "trial_name") && has(head, "task") && has(head, "agent") {
         return Some("not a trace: a Harbor trial config".into());

@@ -150,6 +150,27 @@ pub struct FeedbackOptions {
     pub config: FeedbackConfig,
 }
 
+/// Join the feedback found beside one named trace file (as `mine FILE` finds it: the
+/// siblings whose name says feedback) into the traces read from it, so that `traces show`
+/// shows the outcome `mine` would use and the score or label that decided it. Returns the
+/// feedback files read.
+pub fn join_beside(file: &std::path::Path, report: &mut FileReport, config: &FeedbackConfig) -> Vec<String> {
+    if !config.discover {
+        return Vec::new();
+    }
+    let mut set = FeedbackSet::new(config.clone());
+    for path in feedback::beside(&[file.to_path_buf()]) {
+        let display = path.display().to_string();
+        if let Some(f) = feedback::probe(&path, &display) {
+            set.add(display, f);
+        }
+    }
+    for t in &mut report.traces {
+        set.apply(t);
+    }
+    set.summary().map(|s| s.files).unwrap_or_default()
+}
+
 /// Open the files named with `--feedback`: an error names a file that is not feedback.
 pub fn named_feedback(opts: &FeedbackOptions) -> anyhow::Result<Vec<(String, FeedbackFile)>> {
     opts.files.iter().map(|p| Ok((p.display().to_string(), feedback::read_named(p)?))).collect()

@@ -161,6 +161,31 @@ pub(crate) fn is_trial_result(v: &Value) -> bool {
             || (has("exception_info") && (has("trial_name") || has("task_name") || has("agent_info"))))
 }
 
+/// Why a Harbor trial's `result.json` is not a trace of its own. With the trial's
+/// trajectory beside it, its reward is that trajectory's outcome. Without one (the agent
+/// wrote none, or only the results were copied) it is refused rather than mined: it has no
+/// steps, so no decisive step, no signature beyond "reward < 1" and no input to make a
+/// case from; a trace with zero steps would only count as a failure nobody can act on.
+pub(crate) fn trial_result_reason(path: &Path, result: &Value) -> String {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let beside = [dir.join("agent").join("trajectory.json"), dir.join("trajectory.json")];
+    if beside.iter().any(|p| p.is_file()) {
+        return "not a trace: a Harbor trial result (its reward is the outcome of agent/trajectory.json beside it)"
+            .into();
+    }
+    let reward = trial_reward(result).map_or_else(|| "no reward".to_string(), |r| format!("reward {r}"));
+    let exception = result
+        .get("exception_info")
+        .and_then(|e| str_of(e, "exception_type"))
+        .map(|t| format!(", {t}"))
+        .unwrap_or_default();
+    format!(
+        "not a trace: a Harbor trial result ({reward}{exception}) without its trajectory: no agent/trajectory.json \
+         beside it, so there are no steps to analyse; keep the trial's agent/ folder (Harbor writes the ATIF \
+         trajectory there) and mine the trial folder"
+    )
+}
+
 fn trial_reward(result: &Value) -> Option<f64> {
     let vr = result.get("verifier_result")?;
     json::path(vr, &["rewards", "reward"]).or_else(|| vr.get("reward")).and_then(as_f64)

@@ -13,9 +13,11 @@
 //! "Does this tool output show an error" is still decided three ways:
 //! `transcript::text_error` (exit codes and tracebacks in terminal output),
 //! `platform::text_error` (error strings in platform records) and `otlp::text_error`
-//! (tool results in spans). They disagree on edge cases, so one failure can get a different
-//! error type, hence a different signature, depending on the exporter. Merging them changes
-//! cluster ids and is a measured change of its own (issue 18), not part of a move.
+//! (tool results in spans). Each reads the shapes its exporters write, and they differ in
+//! which source and error type they report. None of that reaches a tool error's
+//! signature any more: `mine::tool_error` signs it by the tool and the core of what the tool
+//! said, read by meaning, so the three readers give one signature for one failure
+//! (docs/producers.md, "Failure classes").
 
 pub(crate) mod platform;
 pub(crate) mod transcript;
