@@ -21,7 +21,7 @@ shared="${AUTOHARNESS_SHARED:-$here/../shared}"
 work=$(mktemp -d -t autoharness-stores-XXXX)
 trap 'rm -rf "$work"' EXIT
 fresh() { # kind -> a new, empty store
-    if [ "$1" = sqlite ]; then echo "$work/s$n.db"; return; fi
+    if [ "$1" = sqlite ]; then echo "$work/s$(date +%s%N).db"; return; fi
     local schema="bench_store_$$_$(date +%s%N)"
     psql -q "$pg" -c "CREATE SCHEMA $schema" >/dev/null
     case "$pg" in *\?*) echo "$pg&options[search_path]=$schema" ;; *) echo "$pg?options[search_path]=$schema" ;; esac
