@@ -36,15 +36,56 @@ pub struct ProjectConfig {
     pub gate: GateSettings,
     #[serde(default)]
     pub proposer: crate::propose::ProposerConfig,
-    /// The LLM of `mine --judge`, same keys as `[proposer]`; absent: `[proposer]` judges.
+    /// `mine --judge`: its LLM (same keys as `[proposer]`; absent: `[proposer]` judges) and
+    /// `[judge.rubric]`.
     #[serde(default)]
-    pub judge: Option<crate::propose::ProposerConfig>,
+    pub judge: JudgeSection,
     /// What is redacted from traces and trial output before anything is written.
     #[serde(default)]
     pub redact: crate::redact::RedactConfig,
     /// Which scores and feedback mean failed or passed (docs/outcomes.md).
     #[serde(default)]
     pub feedback: crate::trace::feedback::FeedbackConfig,
+}
+
+/// `[judge]`: the provider keys of `[proposer]` beside one table, `rubric`. Read by hand
+/// because serde's `flatten` would let unknown provider keys through unnoticed.
+#[derive(Debug, Clone, Default)]
+pub struct JudgeSection {
+    /// `None` when `[judge]` names no provider key: `[proposer]` judges.
+    pub provider: Option<crate::propose::ProposerConfig>,
+    pub rubric: Option<RubricConfig>,
+}
+
+/// `[judge.rubric]`: what a run whose outcome is unknown must do (docs/judge.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RubricConfig {
+    pub criteria: String,
+    /// The cache key of judgements under these criteria; absent: a hash of `criteria`.
+    pub version: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for JudgeSection {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut table = toml::Table::deserialize(d)?;
+        let rubric = match table.remove("rubric") {
+            Some(v) => {
+                Some(RubricConfig::deserialize(v).map_err(|e| D::Error::custom(format!("[judge.rubric]: {e}")))?)
+            }
+            None => None,
+        };
+        if rubric.as_ref().is_some_and(|r| r.criteria.trim().is_empty()) {
+            return Err(D::Error::custom("[judge.rubric]: `criteria` is empty; say what a run must do"));
+        }
+        let provider = if table.is_empty() {
+            None
+        } else {
+            Some(crate::propose::ProposerConfig::deserialize(toml::Value::Table(table)).map_err(D::Error::custom)?)
+        };
+        Ok(JudgeSection { provider, rubric })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -167,7 +208,7 @@ pub fn load_config(path: &Path) -> anyhow::Result<ProjectConfig> {
     toml::from_str(&text).map_err(|e| {
         crate::exit::hinted(
             format!("`{}` is not a valid autoharness config: {}", path.display(), e.message()),
-            "allowed keys: harness, db, [mine] join_threshold, holdout_share, [gate] cost_tolerance/sequential, [proposer] provider/base_url/model/api_key_env/command/timeout/max_tokens/temperature/input_per_mtok/output_per_mtok/context_tokens, [judge] (the same keys as [proposer]), [redact] patterns/fields/emails/entropy",
+            "allowed keys: harness, db, [mine] join_threshold, holdout_share, [gate] cost_tolerance/sequential, [proposer] provider/base_url/model/api_key_env/command/timeout/max_tokens/temperature/input_per_mtok/output_per_mtok/context_tokens, [judge] (the same keys as [proposer]), [judge.rubric] criteria/version, [redact] patterns/fields/emails/entropy",
         )
     })
 }
