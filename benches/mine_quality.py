@@ -45,6 +45,7 @@ def mine_judged(a, path):
             f.write(f'[judge]\nprovider = "openai"\nbase_url = "{a.judge_url}"\nmodel = "{a.judge_model}"\n'
                     f'timeout = "300s"\ninput_per_mtok = {a.judge_price_in}\noutput_per_mtok = {a.judge_price_out}\n')
         copy = os.path.join(tmp, "copy", os.path.basename(path))
+        os.makedirs(os.path.dirname(copy))
         (shutil.copytree if os.path.isdir(path) else shutil.copy2)(path, copy)
         cmd = [a.bin, "--db", os.path.join(tmp, "s.db"), "--json", "-q", "mine", "--no-cases", "--judge"]
         first = json.loads(subprocess.run(cmd + [path], check=True, capture_output=True, text=True, cwd=tmp).stdout)
