@@ -212,3 +212,33 @@ pub fn load_config(path: &Path) -> anyhow::Result<ProjectConfig> {
         )
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<ProjectConfig, String> {
+        toml::from_str(text).map_err(|e| e.message().to_string())
+    }
+
+    #[test]
+    fn judge_takes_the_provider_keys_and_a_rubric_and_refuses_the_rest() {
+        let c = parse("[judge.rubric]\ncriteria = \"answer the question\"\n").unwrap();
+        assert!(c.judge.provider.is_none(), "a rubric alone leaves [proposer] judging");
+        assert_eq!(c.judge.rubric.unwrap().criteria, "answer the question");
+        let c = parse(
+            "[judge]\nprovider = \"openai\"\nmodel = \"m\"\n[judge.rubric]\ncriteria = \"x\"\nversion = \"v1\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.judge.provider.unwrap().model.as_deref(), Some("m"));
+        assert_eq!(c.judge.rubric.unwrap().version.as_deref(), Some("v1"));
+        let no_criteria = parse("[judge.rubric]\nversion = \"v1\"\n").unwrap_err();
+        assert!(no_criteria.contains("[judge.rubric]") && no_criteria.contains("criteria"), "{no_criteria}");
+        let empty = parse("[judge.rubric]\ncriteria = \"  \"\n").unwrap_err();
+        assert!(empty.contains("empty"), "{empty}");
+        let unknown = parse("[judge]\nprovider = \"openai\"\nmodle = \"m\"\n").unwrap_err();
+        assert!(unknown.contains("modle"), "{unknown}");
+        let unknown = parse("[judge.rubric]\ncriteria = \"x\"\nweight = 2\n").unwrap_err();
+        assert!(unknown.contains("weight"), "{unknown}");
+    }
+}
