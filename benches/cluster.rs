@@ -366,6 +366,7 @@ impl Gen {
             },
             step_id: Some(format!("step-{}", seq % 37)),
             step_ids: Vec::new(),
+            unknown_outcome: false,
             step_index: Some(seq % 37),
             excerpt: message.chars().take(600).collect(),
             message,

@@ -14,8 +14,15 @@ localisation on Who&When next to the published all-at-once LLM figures and a ran
 Tuned on: Who&When and AgentRx (the patterns of `src/mine/verdict.rs` were checked there).
 Checked on: TRAIL and MAST, reported in their own sections.
 Labels never reach the tool: it only sees the trace files.
+
+With `--judge-url URL` (an OpenAI-compatible server, e.g. `scripts/llm-server.sh start`),
+also `mine --judge` on AgentRx and Who&When: how often the judge's category is AgentRx's
+root-cause category, the agent and step accuracy of the judge's step on Who&When, what it
+cost (priced at --judge-price-in/--judge-price-out dollars per million tokens), and the
+cache hit rate of a second mine of the same runs copied to another folder (same store).
+The judge's prompt was not tuned on either set.
 """
-import argparse, json, os, subprocess, sys, tempfile
+import argparse, json, os, shutil, subprocess, sys, tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SHARED = os.path.normpath(os.path.join(HERE, "..", "..", "shared"))
@@ -28,6 +35,94 @@ def mine(bin_, paths, extra=()):
         cmd = [bin_, "--db", os.path.join(tmp, "s.db"), "--json", "-q", "mine", "--no-cases", *extra, *paths]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=tmp).stdout
     return json.loads(out)
+
+
+def mine_judged(a, path):
+    """`mine --judge` of `path`, then of a copy of it in another folder against the same
+    store: the copy's failures have the same content, so the cache should answer them all."""
+    with tempfile.TemporaryDirectory() as tmp:
+        with open(os.path.join(tmp, "autoharness.toml"), "w") as f:
+            f.write(f'[judge]\nprovider = "openai"\nbase_url = "{a.judge_url}"\nmodel = "{a.judge_model}"\n'
+                    f'timeout = "300s"\ninput_per_mtok = {a.judge_price_in}\noutput_per_mtok = {a.judge_price_out}\n')
+        copy = os.path.join(tmp, "copy", os.path.basename(path))
+        os.makedirs(os.path.dirname(copy))
+        (shutil.copytree if os.path.isdir(path) else shutil.copy2)(path, copy)
+        cmd = [a.bin, "--db", os.path.join(tmp, "s.db"), "--json", "-q", "mine", "--no-cases", "--judge"]
+        first = json.loads(subprocess.run(cmd + [path], check=True, capture_output=True, text=True, cwd=tmp).stdout)
+        second = json.loads(subprocess.run(cmd + [copy], check=True, capture_output=True, text=True, cwd=tmp).stdout)
+    return first, second
+
+
+def judge_costs(first, second):
+    j, k = first["summary"]["judge"], second["summary"]["judge"]
+    return (f"judged={j['failures']} accepted={j['accepted']} rejected={j['rejected']} unjudged={j['unjudged']}"
+            f" requests={j['requests']} tokens={j['tokens']} cost=${j['cost_usd']:.4f}"
+            f" | second mine (copy): failures={k['failures']} cache_hit_rate={k['cache_hit_rate']:.3f}"
+            f" requests={k['requests']}")
+
+
+# AgentRx's category names → the judge's slugs (src/mine/judge.rs CATEGORIES).
+AGENTRX_SLUGS = {
+    "instruction adherence failure": "plan_adherence", "plan adherence failure": "plan_adherence",
+    "invention of new information": "invented_information", "invalid invocation": "invalid_invocation",
+    "misinterpretation of tool output": "misinterpreted_tool_output",
+    "intent plan misalignment": "intent_plan_misalignment", "underspecified user intent": "underspecified_intent",
+    "intent not supported": "intent_not_supported", "guardrails triggered": "guardrails_triggered",
+    "system failure": "system_failure", "inconclusive": "inconclusive",
+}
+
+
+def judged_members(doc):
+    """(member, category) of every failure whose signature the judge set."""
+    for c in doc["clusters"]:
+        sig = c["signature"].split("|")[1]
+        if sig.startswith("verdict:judge:"):
+            for m in c["members"]:
+                yield m, sig[len("verdict:judge:"):]
+
+
+def judge_agentrx(a, rx):
+    first, second = mine_judged(a, rx)
+    gold = {}
+    for g in json.load(open(os.path.join(DATA, "agentrx-tau-retail", "tau_ground_truth.json"))):
+        root = [f for f in g["failures"] if f["failure_id"] == g["root_cause"]["failure_id"]]
+        if root:
+            gold[g["trajectory_id"]] = AGENTRX_SLUGS.get(root[0]["failure_category"].lower(), "?")
+    n_fail = sum(len(c["members"]) for c in first["clusters"])
+    hits = n = 0
+    for m, cat in judged_members(first):
+        task = int(m["id"].split("#task-")[1].split("/")[0])
+        if task in gold:
+            n += 1
+            hits += cat == gold[task]
+    top = max(set(gold.values()), key=list(gold.values()).count) if gold else "-"
+    major = list(gold.values()).count(top) / len(gold) if gold else 0.0
+    print(f"  judge: {judge_costs(first, second)}")
+    print(f"  judge category = AgentRx root-cause category: {hits}/{n} judged"
+          f" ({hits / n if n else float('nan'):.3f}); {hits}/{n_fail} of all failures"
+          f" | majority class ({top}) {major:.3f}, random 1/10 = 0.100")
+
+
+def judge_who_and_when(a, ww):
+    first, second = mine_judged(a, ww)
+    step_hits = agent_hits = n = 0
+    for m, _ in judged_members(first):
+        sub = "Hand-Crafted" if "Hand-Crafted" in m["file"] else "Algorithm-Generated"
+        run = json.load(open(os.path.join(ww, sub, os.path.basename(m["file"]))))
+        if run.get("mistake_step") is None or not m["step"] or not m["step"].startswith("msg:"):
+            continue
+        n += 1
+        pred = int(m["step"][4:])
+        hist = run.get("history", [])
+        step_hits += pred == int(run["mistake_step"])
+        said = hist[pred] if pred < len(hist) else {}
+        who = (said.get("name") or said.get("role") or "").lower()
+        agent_hits += bool(run.get("mistake_agent")) and run["mistake_agent"].lower() in who
+    n_fail = sum(len(c["members"]) for c in first["clusters"])
+    print(f"  judge: {judge_costs(first, second)}")
+    print(f"  judge's step on Who&When: n={n} judged of {n_fail} failures:"
+          f" step exact={step_hits / n if n else float('nan'):.3f} agent={agent_hits / n if n else float('nan'):.3f}"
+          " (offline and random above; published all-at-once LLM: agent ~0.54 step ~0.14)")
 
 
 def mapping(doc, verdict_only=False):
@@ -88,6 +183,11 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", default=os.path.join(HERE, "..", "target", "release", "autoharness"))
     ap.add_argument("--python", default=os.environ.get("BENCH_PYTHON", "/tmp/benchvenv/bin/python"))
+    ap.add_argument("--judge-url", help="an OpenAI-compatible server: also score `mine --judge`")
+    ap.add_argument("--judge-model", default="smollm2")
+    ap.add_argument("--judge-price-in", type=float, default=1.0, help="dollars per million input tokens")
+    ap.add_argument("--judge-price-out", type=float, default=2.0, help="dollars per million output tokens")
+    ap.add_argument("--judge-only", action="store_true", help="only the --judge figures")
     a = ap.parse_args()
     if not os.path.isdir(DATA):
         print(f"SKIPPED: {DATA} not found")
@@ -96,6 +196,15 @@ def main():
     rx = os.path.join(DATA, "agentrx-tau-retail", "tau_dataset_failed.json")
     trail = os.path.join(DATA, "trail", "data")
     ww = os.path.join(DATA, "who-and-when")
+
+    if a.judge_url:
+        print(f"== mine --judge ({a.judge_model} at {a.judge_url}; AgentRx and Who&When, prompt not tuned on them)")
+        print(" AgentRx tau-retail:")
+        judge_agentrx(a, rx)
+        print(" Who&When:")
+        judge_who_and_when(a, ww)
+        if a.judge_only:
+            return
 
     print("== AgentRx tau-retail root causes (29 failed runs)")
     d = mine(a.bin, [rx])

@@ -38,15 +38,56 @@ pub struct ProjectConfig {
     pub gate: GateSettings,
     #[serde(default)]
     pub proposer: crate::propose::ProposerConfig,
-    /// The LLM of `mine --judge`, same keys as `[proposer]`; absent: `[proposer]` judges.
+    /// `mine --judge`: its LLM (same keys as `[proposer]`; absent: `[proposer]` judges) and
+    /// `[judge.rubric]`.
     #[serde(default)]
-    pub judge: Option<crate::propose::ProposerConfig>,
+    pub judge: JudgeSection,
     /// What is redacted from traces and trial output before anything is written.
     #[serde(default)]
     pub redact: crate::redact::RedactConfig,
     /// Which scores and feedback mean failed or passed (docs/outcomes.md).
     #[serde(default)]
     pub feedback: crate::trace::feedback::FeedbackConfig,
+}
+
+/// `[judge]`: the provider keys of `[proposer]` beside one table, `rubric`. Read by hand
+/// because serde's `flatten` would let unknown provider keys through unnoticed.
+#[derive(Debug, Clone, Default)]
+pub struct JudgeSection {
+    /// `None` when `[judge]` names no provider key: `[proposer]` judges.
+    pub provider: Option<crate::propose::ProposerConfig>,
+    pub rubric: Option<RubricConfig>,
+}
+
+/// `[judge.rubric]`: what a run whose outcome is unknown must do (docs/judge.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RubricConfig {
+    pub criteria: String,
+    /// The cache key of judgements under these criteria; absent: a hash of `criteria`.
+    pub version: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for JudgeSection {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut table = toml::Table::deserialize(d)?;
+        let rubric = match table.remove("rubric") {
+            Some(v) => {
+                Some(RubricConfig::deserialize(v).map_err(|e| D::Error::custom(format!("[judge.rubric]: {e}")))?)
+            }
+            None => None,
+        };
+        if rubric.as_ref().is_some_and(|r| r.criteria.trim().is_empty()) {
+            return Err(D::Error::custom("[judge.rubric]: `criteria` is empty; say what a run must do"));
+        }
+        let provider = if table.is_empty() {
+            None
+        } else {
+            Some(crate::propose::ProposerConfig::deserialize(toml::Value::Table(table)).map_err(D::Error::custom)?)
+        };
+        Ok(JudgeSection { provider, rubric })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -231,7 +272,37 @@ pub fn load_config(path: &Path) -> anyhow::Result<ProjectConfig> {
     toml::from_str(&text).map_err(|e| {
         crate::exit::hinted(
             format!("`{}` is not a valid autoharness config: {}", path.display(), e.message()),
-            "allowed keys: harness, db, [mine] join_threshold, holdout_share, [gate] cost_tolerance/sequential, [proposer] provider/base_url/model/api_key_env/command/timeout/max_tokens/temperature/input_per_mtok/output_per_mtok/context_tokens, [judge] (the same keys as [proposer]), [redact] patterns/fields/emails/entropy",
+            "allowed keys: harness, db, [mine] join_threshold, holdout_share, [gate] cost_tolerance/sequential, [proposer] provider/base_url/model/api_key_env/command/timeout/max_tokens/temperature/input_per_mtok/output_per_mtok/context_tokens, [judge] (the same keys as [proposer]), [judge.rubric] criteria/version, [redact] patterns/fields/emails/entropy",
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<ProjectConfig, String> {
+        toml::from_str(text).map_err(|e| e.message().to_string())
+    }
+
+    #[test]
+    fn judge_takes_the_provider_keys_and_a_rubric_and_refuses_the_rest() {
+        let c = parse("[judge.rubric]\ncriteria = \"answer the question\"\n").unwrap();
+        assert!(c.judge.provider.is_none(), "a rubric alone leaves [proposer] judging");
+        assert_eq!(c.judge.rubric.unwrap().criteria, "answer the question");
+        let c = parse(
+            "[judge]\nprovider = \"openai\"\nmodel = \"m\"\n[judge.rubric]\ncriteria = \"x\"\nversion = \"v1\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.judge.provider.unwrap().model.as_deref(), Some("m"));
+        assert_eq!(c.judge.rubric.unwrap().version.as_deref(), Some("v1"));
+        let no_criteria = parse("[judge.rubric]\nversion = \"v1\"\n").unwrap_err();
+        assert!(no_criteria.contains("[judge.rubric]") && no_criteria.contains("criteria"), "{no_criteria}");
+        let empty = parse("[judge.rubric]\ncriteria = \"  \"\n").unwrap_err();
+        assert!(empty.contains("empty"), "{empty}");
+        let unknown = parse("[judge]\nprovider = \"openai\"\nmodle = \"m\"\n").unwrap_err();
+        assert!(unknown.contains("modle"), "{unknown}");
+        let unknown = parse("[judge.rubric]\ncriteria = \"x\"\nweight = 2\n").unwrap_err();
+        assert!(unknown.contains("weight"), "{unknown}");
+    }
 }

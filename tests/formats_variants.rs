@@ -62,7 +62,7 @@ fn a_harbor_result_without_its_trajectory_is_refused_with_its_reason() {
 }
 
 #[test]
-fn plain_text_agent_logs_are_one_message_traces_and_other_text_says_why_not() {
+fn plain_text_agent_logs_split_into_turns_and_other_text_says_why_not() {
     let sandbox = Sandbox::new();
     sandbox.copy_fixture("variants/plain-text");
     let doc = ls(&sandbox, "variants/plain-text");
@@ -79,10 +79,11 @@ fn plain_text_agent_logs_are_one_message_traces_and_other_text_says_why_not() {
     let row = ls_row(&doc, "pytest_stdout.txt");
     assert_eq!(row["format"], Value::Null, "{row}");
     assert!(row["reason"].as_str().unwrap().contains("without the marks of an agent log"), "{row}");
-    // One message, the whole log.
+    // The log's turns: the task, then each step's call and its observations.
     let shown = sandbox.json(&["traces", "show", "variants/plain-text/smolagents_success.log"]);
     let trace = &shown["traces"][0];
-    assert_eq!(trace["steps"].as_array().map(Vec::len), Some(1), "{trace}");
+    let kinds: Vec<&str> = trace["steps"].as_array().unwrap().iter().map(|s| s["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["user", "llm", "tool", "llm", "tool", "llm"], "{trace}");
     // The failures the logs end with are the model API's: infrastructure, by class.
     let mined = sandbox.json(&["mine", "variants/plain-text", "--no-cases"]);
     let mut sigs: Vec<String> =

@@ -21,6 +21,9 @@ fn answer(user: &str) -> String {
     let step = steps.split(", ").last().unwrap_or("");
     let text = user.split("Failure text:\n").nth(1).unwrap_or("");
     let genuine: String = text.lines().nth(1).or(text.lines().next()).unwrap_or("").chars().take(30).collect();
+    if let Some(run) = user.split("Run text:\n").nth(1) {
+        return rubric_answer(step, run);
+    }
     let (category, quote) = if text.starts_with("verdict blocked access") {
         ("guardrails_triggered", genuine)
     } else if text.starts_with("verdict invented value") {
@@ -29,6 +32,23 @@ fn answer(user: &str) -> String {
         ("plan_adherence", genuine)
     };
     serde_json::json!({"category": category, "step": step, "quote": quote}).to_string()
+}
+
+/// The scripted rubric judge, keyed the same way: a run that asked the user met the rubric;
+/// blocked access failed it as a guardrail; an invented value gets a fabricated quote (so it
+/// is rejected); anything else failed it as plan adherence.
+fn rubric_answer(step: &str, text: &str) -> String {
+    let genuine: String = text.lines().nth(1).or(text.lines().next()).unwrap_or("").chars().take(30).collect();
+    let (met, category, quote) = if text.starts_with("verdict asked user") {
+        (true, "inconclusive", genuine)
+    } else if text.starts_with("verdict blocked access") {
+        (false, "guardrails_triggered", genuine)
+    } else if text.starts_with("verdict invented value") {
+        (false, "invented_information", "the final answer is 99999 exactly".to_string())
+    } else {
+        (false, "plan_adherence", genuine)
+    };
+    serde_json::json!({"met": met, "category": category, "step": step, "quote": quote}).to_string()
 }
 
 fn respond(mut s: std::net::TcpStream) {
@@ -201,4 +221,137 @@ fn judge_without_an_llm_says_which_section_to_set() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--judge needs an LLM") && stderr.contains("[judge]"), "{stderr}");
+}
+
+/// The verdict fixtures with their verdicts taken out, under `unknown/`: traces whose outcome
+/// is unknown, the same content as the recorded failures beside them.
+fn add_unknown_outcome_traces(sb: &Sandbox) {
+    let dir = sb.path().join("traces").join("unknown");
+    std::fs::create_dir_all(&dir).unwrap();
+    for e in std::fs::read_dir(crate::common::fixture("verdict")).unwrap() {
+        let p = e.unwrap().path();
+        let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        v.as_object_mut().unwrap().remove("is_correct");
+        // Another task (else their cases would be merged into the recorded ones' as duplicates).
+        let q = format!("{} (production)", v["question"].as_str().unwrap());
+        v["question"] = Value::String(q);
+        std::fs::write(dir.join(p.file_name().unwrap()), serde_json::to_string_pretty(&v).unwrap()).unwrap();
+    }
+}
+
+fn set_rubric(sb: &Sandbox, url: &str, version: &str) {
+    sb.write(
+        "autoharness.toml",
+        format!(
+            "[judge]\nprovider = \"openai\"\nbase_url = \"{url}\"\nmodel = \"scripted\"\ninput_per_mtok = 1.0\noutput_per_mtok = 10.0\n\n[judge.rubric]\ncriteria = \"The agent answers the question itself, with values it was given.\"\nversion = \"{version}\"\n"
+        ),
+    );
+}
+
+fn outcome_sources(doc: &Value) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = doc["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let signal = c["signature"].as_str().unwrap().split('|').nth(1).unwrap().to_string();
+            (signal, c["outcome_source"].as_str().unwrap().to_string())
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_rubric_judges_unknown_outcome_traces_apart_from_recorded_failures_cached_by_version() {
+    let (url, requests) = scripted_server(180);
+    let sb = project(&url);
+    add_unknown_outcome_traces(&sb);
+    set_rubric(&sb, &url, "v1");
+    let first = sb.json(&["mine", "--judge", "traces"]);
+    assert_eq!(first["summary"]["unknown"].as_u64(), Some(10), "{}", first["summary"]);
+    let j = &first["summary"]["judge"];
+    let r = &j["rubric"];
+    assert_eq!(r["version"], "v1", "{j}");
+    // Ten unknown-outcome traces: two met the rubric, six failed it, two fabricated quotes
+    // were rejected twice (their outcome stays unknown).
+    assert_eq!(
+        [&r["traces"], &r["met"], &r["failed"], &r["rejected"], &r["unjudged"]].map(Value::as_u64),
+        [Some(10), Some(2), Some(6), Some(2), Some(0)],
+        "{j}"
+    );
+    // 12 requests for the recorded failures, 12 for the rubric (10 + 2 re-asks).
+    assert_eq!(j["requests"].as_u64(), Some(24), "{j}");
+    assert_eq!(first["summary"]["new_failures"].as_u64(), Some(16), "{}", first["summary"]);
+    // Judged failures have clusters of their own, marked judged; recorded ones are not mixed in.
+    assert_eq!(
+        outcome_sources(&first),
+        vec![
+            ("rubric:guardrails_triggered".to_string(), "judged".to_string()),
+            ("rubric:plan_adherence".to_string(), "judged".to_string()),
+            ("verdict:invented_value".to_string(), "recorded".to_string()),
+            ("verdict:judge:guardrails_triggered".to_string(), "recorded".to_string()),
+            ("verdict:judge:plan_adherence".to_string(), "recorded".to_string()),
+        ]
+    );
+    let mut judged_cases = 0;
+    for c in first["clusters"].as_array().unwrap() {
+        let judged = c["outcome_source"] == "judged";
+        assert_eq!(judged, c["label"].as_str().unwrap().starts_with("judged against the rubric"), "{c}");
+        for m in c["members"].as_array().unwrap() {
+            assert_eq!(judged, m["file"].as_str().unwrap().contains("unknown"), "{c}");
+        }
+        // The case files say so too.
+        for id in c["cases"].as_array().unwrap() {
+            let path = sb.path().join("evals").join("default").join(c["id"].as_str().unwrap());
+            let file = path.join(format!("{}.json", id.as_str().unwrap()));
+            let case: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+            let source = &case["provenance"]["outcome_source"];
+            assert_eq!(judged, source == "judged", "{}: {case}", file.display());
+            assert!(judged || source.is_null(), "{case}");
+            judged_cases += usize::from(judged);
+        }
+    }
+    assert!(judged_cases > 0, "no case file of a judged cluster was written");
+    let clusters = sb.json(&["clusters"]);
+    assert_eq!(outcome_sources(&clusters), outcome_sources(&first));
+    // Unchanged files and rubric: the unknown-outcome files are read again, nothing is asked.
+    let second = sb.json(&["mine", "--judge", "traces"]);
+    let j = &second["summary"]["judge"];
+    assert_eq!((j["requests"].as_u64(), j["cache_hit_rate"].as_f64()), (Some(0), Some(1.0)), "{j}");
+    assert_eq!(requests.load(Ordering::SeqCst), 24);
+    assert_eq!(outcome_sources(&second), outcome_sources(&first));
+    // A new rubric version judges the unknown-outcome traces again, and only them.
+    set_rubric(&sb, &url, "v2");
+    let third = sb.json(&["mine", "--judge", "traces"]);
+    let j = &third["summary"]["judge"];
+    assert_eq!((j["requests"].as_u64(), j["rubric"]["version"].as_str()), (Some(12), Some("v2")), "{j}");
+}
+
+#[test]
+fn failures_stored_before_are_judged_on_request_and_only_once() {
+    let (url, requests) = scripted_server(120);
+    let sb = project(&url);
+    let plain = sb.json(&["mine", "--no-cases", "traces"]);
+    assert!(signals(&plain).iter().all(|(s, _)| !s.starts_with("verdict:judge:")), "{:?}", signals(&plain));
+    // Nothing changed on disk: the stored failures are judged all the same.
+    let judged = sb.json(&["mine", "--no-cases", "--judge", "traces"]);
+    let j = &judged["summary"]["judge"];
+    assert_eq!((j["failures"].as_u64(), j["requests"].as_u64()), (Some(10), Some(12)), "{j}");
+    assert_eq!(
+        signals(&judged),
+        vec![
+            ("verdict:invented_value".to_string(), 2),
+            ("verdict:judge:guardrails_triggered".to_string(), 2),
+            ("verdict:judge:plan_adherence".to_string(), 6),
+        ]
+    );
+    assert_eq!(judged["summary"]["failures_total"].as_u64(), Some(10), "{}", judged["summary"]);
+    // Once judged (accepted or rejected), a file is not read again for the judge.
+    let again = sb.json(&["mine", "--no-cases", "--judge", "traces"]);
+    let j = &again["summary"]["judge"];
+    assert_eq!((j["failures"].as_u64(), j["requests"].as_u64()), (Some(0), Some(0)), "{j}");
+    assert_eq!(again["summary"]["skipped_unchanged"].as_u64(), Some(10), "{}", again["summary"]);
+    assert_eq!(requests.load(Ordering::SeqCst), 12);
+    assert_eq!(signals(&again), signals(&judged));
 }

@@ -161,3 +161,44 @@ fn mine_judge_with_a_real_local_llm_is_checked_priced_and_cached() {
     let j2 = &again["summary"]["judge"];
     assert_eq!((j2["cache_hits"].as_u64(), j2["requests"].as_u64()), (Some(10), Some(0)), "{j2}");
 }
+
+/// Rubric judging against the real server: traces with no recorded outcome are each judged
+/// (met, failed, or rejected by the check), failed ones become failures marked judged under
+/// `rubric:`, cost is recorded, and a second mine asks nothing.
+#[test]
+fn mine_judge_with_a_rubric_and_a_real_local_llm_marks_judged_failures_and_caches() {
+    let Some(url) = server_url() else { return };
+    let sb = Sandbox::new();
+    let dir = sb.path().join("traces");
+    std::fs::create_dir_all(&dir).unwrap();
+    // The verdict fixtures without their verdict: outcome unknown.
+    for e in std::fs::read_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/verdict")).unwrap() {
+        let p = e.unwrap().path();
+        let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        v.as_object_mut().unwrap().remove("is_correct");
+        std::fs::write(dir.join(p.file_name().unwrap()), v.to_string()).unwrap();
+    }
+    sb.write(
+        "autoharness.toml",
+        format!("[judge]\nprovider = \"openai\"\nbase_url = \"{url}\"\nmodel = \"smollm2\"\ntimeout = \"120s\"\ninput_per_mtok = 1.0\noutput_per_mtok = 2.0\n\n[judge.rubric]\ncriteria = \"The agent answers the user's question correctly with values it was given.\"\n"),
+    );
+    let first = sb.json(&["mine", "--no-cases", "--judge", "traces"]);
+    assert_eq!(first["summary"]["unknown"].as_u64(), Some(10), "{}", first["summary"]);
+    let r = &first["summary"]["judge"]["rubric"];
+    let n = |k: &str| r[k].as_u64().unwrap_or_else(|| panic!("{k}: {r}"));
+    assert_eq!(n("traces"), 10, "{r}");
+    assert_eq!(n("met") + n("failed") + n("rejected"), 10, "every trace judged or rejected: {r}");
+    let j = &first["summary"]["judge"];
+    assert!(j["cost_usd"].as_f64().unwrap() > 0.0, "{j}");
+    let judged: u64 = first["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .inspect(|c| assert_eq!(c["outcome_source"], "judged", "only judged failures here: {c}"))
+        .map(|c| c["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(judged, n("failed"), "{first:#}");
+    let again = sb.json(&["mine", "--no-cases", "--judge", "traces"]);
+    let j2 = &again["summary"]["judge"];
+    assert_eq!((j2["requests"].as_u64(), j2["cache_hit_rate"].as_f64()), (Some(0), Some(1.0)), "{j2}");
+}

@@ -46,7 +46,16 @@ pub fn mine(settings: &Settings, out: &Output, args: &MineArgs) -> anyhow::Resul
         write_cases: !args.no_cases,
         summarize: if args.summarize { Some(summary_provider(settings)?) } else { None },
         judge: if args.judge {
-            Some(crate::mine::JudgeOptions { provider: judge_provider(settings)?, budget_usd: args.budget_usd })
+            Some(crate::mine::JudgeOptions {
+                provider: judge_provider(settings)?,
+                budget_usd: args.budget_usd,
+                rubric: settings
+                    .config
+                    .judge
+                    .rubric
+                    .as_ref()
+                    .map(|r| crate::mine::judge::Rubric::new(r.criteria.clone(), r.version.clone())),
+            })
         } else {
             None
         },
@@ -113,7 +122,7 @@ fn summary_provider(settings: &Settings) -> anyhow::Result<crate::llm::ProviderC
 
 /// The LLM `--judge` asks: `[judge]`, else `[proposer]`; either must speak HTTP.
 fn judge_provider(settings: &Settings) -> anyhow::Result<crate::llm::ProviderConfig> {
-    match &settings.config.judge {
+    match &settings.config.judge.provider {
         Some(j) => http_provider("--judge", "[judge]", j, "[judge]"),
         None => http_provider("--judge", "[proposer]", &settings.config.proposer, "[judge]"),
     }

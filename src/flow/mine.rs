@@ -10,6 +10,9 @@
 //!    `evals/<harness>/<cluster>/`;
 //! 6. optionally, a one-line root cause per cluster from an LLM.
 //!
+//! With `--judge`, files whose stored failures the judge has not answered for are read again
+//! (0.), and the new failures are judged before clustering (2b.).
+//!
 //! Each phase is a function of its own; `mine` only sequences them.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -74,6 +77,10 @@ pub async fn mine(store: &Store, opts: &MineOptions, tick: &(dyn Fn(&str) + Sync
     // `traces ls` records files without mining them.
     let mut known: Known =
         store.mined_files().await?.into_iter().map(|f| (f.path, (f.size as u64, f.mtime_ns, f.hash))).collect();
+    if let Some(judge) = &opts.judge {
+        let again = files_to_judge(store, judge).await?;
+        known.retain(|path, _| !again.contains(path));
+    }
     let resign = Resign::plan(store, opts, &mut known).await?;
     let (mut result, mut summary) = scan_phase(resign.opts.as_ref().unwrap_or(opts), &known, tick);
     clock.done("scan");
@@ -243,69 +250,62 @@ fn moved_case_text(bytes: &[u8], new_id: &str, signatures: &HashMap<String, Stri
 
 /// 2b. `mine --judge`: judge each new verdict-only failure (from the cache when its content,
 ///     the taxonomy and the model were judged before) and let an accepted category replace
-///     its offline cause in the signature, before clustering. A provider error or a spent
-///     budget leaves the rest with their offline cause, and says so.
+///     its offline cause in the signature, before clustering. With a rubric, each trace of
+///     unknown outcome is judged against it too: one that fails it becomes a failure under
+///     `rubric:<category>`, any other is dropped (its outcome stays unknown). A provider
+///     error or a spent budget leaves the rest with their offline cause, and says so.
 async fn judge_phase(
     store: &Store,
     opts: &crate::mine::JudgeOptions,
-    new: &mut [(usize, Failure)],
+    new: &mut Vec<(usize, Failure)>,
     summary: &mut MineSummary,
     warnings: &mut Vec<String>,
 ) -> anyhow::Result<()> {
     use crate::mine::judge::{self, Outcome};
-    let model = opts.provider.model.clone();
-    let mut s = crate::mine::JudgeSummary {
-        taxonomy: judge::TAXONOMY_VERSION.into(),
-        model: model.clone(),
-        ..Default::default()
+    let mut j = Judging {
+        opts,
+        s: crate::mine::JudgeSummary {
+            taxonomy: judge::TAXONOMY_VERSION.into(),
+            model: opts.provider.model.clone(),
+            rubric: opts
+                .rubric
+                .as_ref()
+                .map(|r| crate::mine::RubricSummary { version: r.version.clone(), ..Default::default() }),
+            ..Default::default()
+        },
+        provider_error: None,
     };
-    let mut provider_error: Option<String> = None;
-    for (_, f) in new.iter_mut().filter(|(_, f)| judge::is_judged(f)) {
-        s.failures += 1;
-        let hash = judge::content_hash(f);
-        let key = crate::store::judgements::JudgementKey {
-            content_hash: &hash,
-            taxonomy: judge::TAXONOMY_VERSION,
-            model: &model,
-        };
-        let outcome = match store.judgement(&key).await? {
-            Some(o) => {
-                s.cache_hits += 1;
-                o
-            }
-            None if provider_error.is_some() => {
-                s.unjudged += 1;
-                continue;
-            }
-            None if opts.budget_usd.is_some_and(|b| s.cost_usd >= b) => {
-                s.budget_exhausted = true;
-                s.unjudged += 1;
-                continue;
-            }
-            None => match judge::judge(&opts.provider, f).await {
-                Ok(j) => {
-                    s.requests += j.requests;
-                    s.tokens += j.tokens;
-                    s.cost_usd += j.cost_usd;
-                    store.put_judgement(&key, &j).await?;
-                    j.outcome
+    let mut keep = vec![true; new.len()];
+    for ((_, f), keep) in new.iter_mut().zip(&mut keep) {
+        if f.unknown_outcome {
+            // Without a rubric no trace of unknown outcome is analysed; this one is a failure
+            // only if the rubric judge says so.
+            *keep = false;
+            let Some(rubric) = &opts.rubric else { continue };
+            let outcome = j.outcome(store, f, &rubric.cache_key(), Some(rubric)).await?;
+            let r = j.s.rubric.get_or_insert_with(Default::default);
+            r.traces += 1;
+            match outcome {
+                Some(Outcome::Accepted(a)) if a.category == judge::RUBRIC_MET => r.met += 1,
+                Some(Outcome::Accepted(a)) => {
+                    r.failed += 1;
+                    judge::apply_rubric(f, &a);
+                    *keep = true;
                 }
-                Err(e) => {
-                    provider_error = Some(format!("{e}"));
-                    s.unjudged += 1;
-                    continue;
-                }
-            },
-        };
-        match outcome {
-            Outcome::Accepted(j) => {
-                s.accepted += 1;
-                judge::apply(f, &j.category);
+                Some(Outcome::Rejected(_)) => r.rejected += 1,
+                None => r.unjudged += 1,
             }
-            Outcome::Rejected(_) => s.rejected += 1,
+        } else if judge::is_judged(f)
+            && let Some(Outcome::Accepted(a)) = j.outcome(store, f, judge::TAXONOMY_VERSION, None).await?
+        {
+            judge::apply(f, &a);
         }
     }
-    if let Some(e) = provider_error {
+    let mut flags = keep.into_iter();
+    new.retain(|_| flags.next().unwrap_or(true));
+    summary.new_failures = new.len();
+    let s = &mut j.s;
+    if let Some(e) = j.provider_error {
         warnings.push(format!(
             "--judge: the provider failed ({e}); {} failure(s) keep their offline cause and are judged next mine",
             s.unjudged
@@ -319,8 +319,110 @@ async fn judge_phase(
         ));
     }
     s.cache_hit_rate = if s.failures == 0 { 1.0 } else { s.cache_hits as f64 / s.failures as f64 };
-    summary.judge = Some(s);
+    summary.judge = Some(j.s);
     Ok(())
+}
+
+/// One mine's judging: what it has cost and whether the provider has failed.
+struct Judging<'a> {
+    opts: &'a crate::mine::JudgeOptions,
+    s: crate::mine::JudgeSummary,
+    provider_error: Option<String>,
+}
+
+impl Judging<'_> {
+    /// The judgement of one failure under `taxonomy` (the taxonomy's version, or a rubric's
+    /// cache key): from the cache, else asked and recorded; `None` when it could not be asked.
+    async fn outcome(
+        &mut self,
+        store: &Store,
+        f: &Failure,
+        taxonomy: &str,
+        rubric: Option<&crate::mine::judge::Rubric>,
+    ) -> anyhow::Result<Option<crate::mine::judge::Outcome>> {
+        use crate::mine::judge::{self, Outcome};
+        let s = &mut self.s;
+        s.failures += 1;
+        let hash = judge::content_hash(f);
+        let key = crate::store::judgements::JudgementKey { content_hash: &hash, taxonomy, model: &s.model };
+        let outcome = match store.judgement(&key).await? {
+            Some(o) => {
+                s.cache_hits += 1;
+                o
+            }
+            None if self.provider_error.is_some() => {
+                s.unjudged += 1;
+                return Ok(None);
+            }
+            None if self.opts.budget_usd.is_some_and(|b| s.cost_usd >= b) => {
+                s.budget_exhausted = true;
+                s.unjudged += 1;
+                return Ok(None);
+            }
+            None => {
+                let asked = match rubric {
+                    Some(r) => judge::judge_rubric(&self.opts.provider, f, r).await,
+                    None => judge::judge(&self.opts.provider, f).await,
+                };
+                match asked {
+                    Ok(j) => {
+                        s.requests += j.requests;
+                        s.tokens += j.tokens;
+                        s.cost_usd += j.cost_usd;
+                        store.put_judgement(&key, &j).await?;
+                        j.outcome
+                    }
+                    Err(e) => {
+                        self.provider_error = Some(format!("{e}"));
+                        s.unjudged += 1;
+                        return Ok(None);
+                    }
+                }
+            }
+        };
+        match &outcome {
+            Outcome::Accepted(_) => s.accepted += 1,
+            Outcome::Rejected(_) => s.rejected += 1,
+        }
+        Ok(Some(outcome))
+    }
+}
+
+/// 0. `mine --judge`: the files to read again although unchanged, so the judge sees their
+///    failures: those holding a stored verdict-only failure the judge has not answered for
+///    (never judged: mined without `--judge`, or when the budget or provider stopped it; or
+///    judged and accepted but stored before the answer applied; or stored before step ids
+///    were kept), and with a rubric every file holding a trace of unknown outcome (the
+///    cache answers for those judged before).
+async fn files_to_judge(store: &Store, opts: &crate::mine::JudgeOptions) -> anyhow::Result<HashSet<String>> {
+    use crate::mine::judge::{self, Outcome};
+    let steps = store.failure_step_ids().await?;
+    let mut files = HashSet::new();
+    for s in store.failures(true).await? {
+        if !judge::is_judged(&s.failure) || s.failure.signature.signal.starts_with("verdict:judge:") {
+            continue;
+        }
+        let Some(ids) = steps.get(&s.id) else {
+            files.insert(s.path);
+            continue;
+        };
+        let mut f = s.failure;
+        f.step_ids = ids.clone();
+        let hash = judge::content_hash(&f);
+        let key = crate::store::judgements::JudgementKey {
+            content_hash: &hash,
+            taxonomy: judge::TAXONOMY_VERSION,
+            model: &opts.provider.model,
+        };
+        // A rejection stands: asking again would cost the same and say the same.
+        if !matches!(store.judgement(&key).await?, Some(Outcome::Rejected(_))) {
+            files.insert(s.path);
+        }
+    }
+    if opts.rubric.is_some() {
+        files.extend(store.files_with_unknown_outcome().await?);
+    }
+    Ok(files)
 }
 
 /// 1. Scan the paths, skipping files unchanged since they were mined (size + mtime), and
@@ -335,9 +437,12 @@ fn scan_phase(
         known.get(key).is_some_and(|(s, m, _)| *s == size && m.is_some() && *m == mtime)
     };
     let assume_failed = opts.assume_failed;
+    // With a rubric, traces of unknown outcome are analysed too: the judge decides which fail.
+    let rubric = opts.judge.as_ref().is_some_and(|j| j.rubric.is_some());
     let redactions = std::sync::Mutex::new(crate::redact::Redactions::default());
     let extract = |t: &crate::trace::model::Trace| {
-        let mut f = analyze(t, t.source.seq, assume_failed)?;
+        let mut f = analyze(t, t.source.seq, assume_failed || rubric)?;
+        f.unknown_outcome = !assume_failed && t.outcome.status == crate::trace::model::OutcomeStatus::Unknown;
         let mut counts = crate::redact::Redactions::default();
         redact_failure(&mut f, &mut counts);
         if !counts.is_empty() {
@@ -509,6 +614,17 @@ async fn store_phase(
         .collect();
     let ids = store.record_mined(&batch, &clustered.clustering).await?;
     drop(batch);
+    // The judge's cache key needs the step ids: kept for the failures it judges, so a later
+    // `mine --judge` knows which stored ones it has not answered for.
+    let steps: Vec<(i64, &[String])> = result
+        .files
+        .iter()
+        .zip(&assigned)
+        .flat_map(|(f, failures)| failures.iter().map(move |(failure, _)| (f, failure)))
+        .filter(|(_, failure)| crate::mine::judge::is_judged(failure))
+        .filter_map(|(f, failure)| Some((*ids.get(&(f.key.clone(), failure.trace_seq))?, failure.step_ids.as_slice())))
+        .collect();
+    store.put_failure_step_ids(&steps).await?;
     crate::crash::point("mine_stored");
     let kept = std::mem::take(&mut clustered.kept);
     if !clustered.fresh {
@@ -806,6 +922,7 @@ fn cluster_view(
         label: sc.label.clone(),
         kind: sc.kind,
         state: sc.state,
+        outcome_source: crate::mine::state::OutcomeSource::of_signature(&sc.cluster.signature),
         count: ms.len(),
         share: if total_failed > 0 { ms.len() as f64 / total_failed as f64 } else { 0.0 },
         first_seen: times.iter().min().map(|s| s.to_string()),

@@ -473,12 +473,16 @@ struct LiveCentroid {
     sum_sq: f64,
     top: Vec<u32>,
     changed: bool,
+    /// Its failures were found by a rubric judge (`OutcomeSource::Judged`): only judged
+    /// failures may join it, and it joins no recorded ones.
+    judged: bool,
 }
 
 impl LiveCentroid {
-    fn new(weights: HashMap<u32, f64, FxBuildHasher>, top: Vec<u32>, changed: bool) -> LiveCentroid {
+    fn new(weights: HashMap<u32, f64, FxBuildHasher>, top: Vec<u32>, changed: bool, signature: &str) -> LiveCentroid {
         let sum_sq = weights.values().map(|v| v * v).sum::<f64>();
-        LiveCentroid { weights, sum_sq, top, changed }
+        let judged = super::state::OutcomeSource::of_signature(signature) == super::state::OutcomeSource::Judged;
+        LiveCentroid { weights, sum_sq, top, changed, judged }
     }
 
     fn norm(&self) -> f64 {
@@ -537,7 +541,7 @@ pub fn assign<F: Borrow<Failure>>(failures: &[F], existing: Vec<Cluster>, idf: &
         let weights: HashMap<u32, f64, FxBuildHasher> = c.centroid.iter().map(|(t, &w)| (vocab.intern(t), w)).collect();
         let all: Vec<u32> = weights.keys().copied().collect();
         let top = vocab.top(all, CENTROID_TERMS, |t| weights[&t]);
-        let l = LiveCentroid::new(weights, top, false);
+        let l = LiveCentroid::new(weights, top, false, &c.signature);
         index.add(&l.top, ci);
         live.push(l);
     }
@@ -558,17 +562,15 @@ pub fn assign<F: Borrow<Failure>>(failures: &[F], existing: Vec<Cluster>, idf: &
         }
         let norm = group.terms.iter().map(|&t| group.sum[t as usize].powi(2)).sum::<f64>().sqrt();
         let known = by_signature.get(key).copied();
-        // A canonical failure class is a decided root cause: it never joins another cluster
-        // by similarity (two classes whose traces share a long system prompt stay apart).
-        // Nor does a verdict-only failure nothing explained: joining would claim a cause.
         let signal = &failures[members[0]].borrow().signature.signal;
-        let classed = signal == "class" || signal == "verdict:unexplained";
+        let classed = joins_by_signature_only(signal);
         let target = if known.is_some() || classed {
             known
         } else {
             let probe = vocab.top(group.terms.clone(), PROBE_TERMS, |t| group.sum[t as usize]);
             let infra = failures[members[0]].borrow().infra;
-            let near = Near { group: &group, norm, probe: &probe, infra, threshold };
+            let judged = super::state::OutcomeSource::of_signature(signal) == super::state::OutcomeSource::Judged;
+            let near = Near { group: &group, norm, probe: &probe, infra, judged, threshold };
             search.nearest(gi as u32 + 1, &near, &index, &clusters, &live)
         };
         let ci = match target {
@@ -595,7 +597,7 @@ pub fn assign<F: Borrow<Failure>>(failures: &[F], existing: Vec<Cluster>, idf: &
                 let weights: HashMap<u32, f64, FxBuildHasher> =
                     group.terms.iter().map(|&t| (t, group.sum[t as usize])).collect();
                 let top = vocab.top(group.terms.clone(), CENTROID_TERMS, |t| group.sum[t as usize]);
-                live.push(LiveCentroid::new(weights, top, true));
+                live.push(LiveCentroid::new(weights, top, true, key));
                 new_clusters += 1;
                 let ci = clusters.len() - 1;
                 by_id.insert(id, ci);
@@ -618,6 +620,18 @@ pub fn assign<F: Borrow<Failure>>(failures: &[F], existing: Vec<Cluster>, idf: &
         }
     }
     Assignment { cluster_of, clusters, new_clusters }
+}
+
+/// Whether a group with this signal joins only the cluster holding its signature, never
+/// another by similarity. A canonical failure class is a decided root cause (two classes
+/// whose traces share a long system prompt stay apart), and so is a judge's category: the
+/// same text judged differently must not rejoin the cluster of its offline cause. A
+/// verdict-only failure nothing explained does not join either: joining would claim a cause.
+fn joins_by_signature_only(signal: &str) -> bool {
+    signal == "class"
+        || signal == "verdict:unexplained"
+        || signal.starts_with("verdict:judge:")
+        || signal.starts_with(super::judge::RUBRIC_SIGNAL)
 }
 
 /// Failures grouped by canonical signature, largest groups first (they found the clusters
@@ -660,6 +674,8 @@ struct Near<'g> {
     /// The group's strongest terms: only clusters holding one of them are candidates.
     probe: &'g [u32],
     infra: bool,
+    /// Found by a rubric judge: joins only clusters of judged failures.
+    judged: bool,
     threshold: f64,
 }
 
@@ -693,8 +709,8 @@ impl Search {
             let postings = index.postings.get(t as usize).map(Vec::as_slice).unwrap_or_default();
             for &ci in postings.iter().take(MAX_POSTINGS) {
                 let i = ci as usize;
-                if clusters[i].infra != near.infra {
-                    continue; // infrastructure and capability failures never mix
+                if clusters[i].infra != near.infra || live[i].judged != near.judged {
+                    continue; // infrastructure and capability failures never mix, nor judged and recorded ones
                 }
                 if seen_at[i] != stamp {
                     seen_at[i] = stamp;
@@ -819,7 +835,7 @@ mod tests {
             let gnorm = centroid.values().map(|x| x * x).sum::<f64>().sqrt();
             let target = if let Some(&ci) = by_signature.get(key) {
                 Some(ci)
-            } else if ["class", "verdict:unexplained"].contains(&failures[members[0]].signature.signal.as_str()) {
+            } else if joins_by_signature_only(&failures[members[0]].signature.signal) {
                 None
             } else {
                 let mut probe: Vec<(&String, &f64)> = centroid.iter().collect();
@@ -830,7 +846,10 @@ mod tests {
                 let infra = failures[members[0]].infra;
                 for ci in candidates {
                     let c = &clusters[ci];
-                    if c.infra != infra {
+                    if c.infra != infra
+                        || crate::mine::state::OutcomeSource::of_signature(&c.signature)
+                            != crate::mine::state::OutcomeSource::of_signature(key)
+                    {
                         continue;
                     }
                     let sim = cosine(&centroid, gnorm, &c.centroid, norm(c));
@@ -959,6 +978,7 @@ mod tests {
                     },
                     step_id: None,
                     step_ids: Vec::new(),
+                    unknown_outcome: false,
                     step_index: None,
                     message: String::new(),
                     text: text.join(if rng.below(2) == 0 { " " } else { ", " }),

@@ -64,6 +64,10 @@ pub struct Provenance {
     pub signature: String,
     #[serde(default)]
     pub mined_at: String,
+    /// `judged` when a rubric judge found the failure in a trace that recorded no outcome;
+    /// absent when the trace recorded it (so case files mined before stay as they were).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome_source: Option<super::state::OutcomeSource>,
 }
 
 crate::schema::text_enum! {
@@ -179,6 +183,8 @@ pub fn plan_cases(
                     files: vec![project_relative(&m.path, evals_dir)],
                     signature: f.signature.canonical(),
                     mined_at: now.into(),
+                    outcome_source: Some(super::state::OutcomeSource::of_signature(&f.signature.signal))
+                        .filter(|s| *s == super::state::OutcomeSource::Judged),
                 }),
             };
             let path = match case_path(evals_dir, harness, cluster_id, &id) {

@@ -36,6 +36,10 @@ pub struct Failure {
     /// Every step id of the trace, for checking a judge's answer (`mine --judge`); not stored.
     #[serde(default, skip)]
     pub step_ids: Vec<String>,
+    /// The trace recorded no outcome: a failure only if a rubric judge says so (`mine
+    /// --judge` with `[judge.rubric]`), never stored as one otherwise; not stored.
+    #[serde(default, skip)]
+    pub unknown_outcome: bool,
     /// Index of the decisive step in source order (for transcripts: the message index).
     pub step_index: Option<usize>,
     pub message: String,
@@ -160,6 +164,7 @@ pub fn analyze_with_rules(trace: &Trace, trace_seq: usize, assume_failed: bool, 
         signature,
         step_id: step_ref.map(|s| s.id.clone()),
         step_ids: order.iter().map(|&i| trace.steps[i].id.clone()).collect(),
+        unknown_outcome: false,
         step_index: step,
         message: clip(&message, 2000),
         text,

@@ -73,7 +73,7 @@ pub fn content_hash(f: &Failure) -> String {
 
 /// Only verdict-only failures are judged: error-bearing ones already cluster by their error.
 pub fn is_judged(f: &Failure) -> bool {
-    f.signature.signal.starts_with("verdict:")
+    !f.unknown_outcome && f.signature.signal.starts_with("verdict:")
 }
 
 pub fn request(f: &Failure, retry: Option<&str>) -> ChatRequest {
@@ -95,18 +95,26 @@ pub fn request(f: &Failure, retry: Option<&str>) -> ChatRequest {
     if let Some(why) = retry {
         user.push_str(&format!("\nYour previous answer was refused: {why}. Answer again.\n"));
     }
-    ChatRequest { system, user, json_schema: Some(schema()) }
+    ChatRequest { system, user, json_schema: Some(schema(&f.step_ids)) }
 }
 
 /// The answer's shape, for servers that constrain output to a schema (llama.cpp, OpenAI):
-/// a small model then at least answers in the form the check can read.
-fn schema() -> serde_json::Value {
+/// a small model then at least answers in the form the check can read. The step is an enum
+/// of the trace's step ids: unconstrained, a 135M model invented 8 step ids in 10 answers.
+fn schema(step_ids: &[String]) -> serde_json::Value {
     let categories: Vec<&str> = CATEGORIES.iter().map(|(slug, _)| *slug).collect();
+    // A trace without step ids (none recorded) gets a free string: an empty enum would make
+    // every answer invalid, and the check refuses any step then anyway.
+    let step = if step_ids.is_empty() {
+        serde_json::json!({"type": "string"})
+    } else {
+        serde_json::json!({"type": "string", "enum": step_ids})
+    };
     serde_json::json!({
         "type": "object",
         "properties": {
             "category": {"type": "string", "enum": categories},
-            "step": {"type": "string"},
+            "step": step,
             "quote": {"type": "string"}
         },
         "required": ["category", "step", "quote"],
@@ -147,17 +155,26 @@ pub fn check(j: &Judgement, f: &Failure) -> Result<(), String> {
 /// Ask, check, re-ask once with the reason, else reject. A provider error ends the judging
 /// of this failure with nothing recorded (it may answer next time).
 pub async fn judge(cfg: &ProviderConfig, f: &Failure) -> Result<Judged, llm::LlmError> {
+    ask_checked(cfg, |retry| request(f, retry), |answer| parse(answer).and_then(|j| check(&j, f).map(|()| j))).await
+}
+
+/// The ask-check-re-ask loop both judges share.
+async fn ask_checked(
+    cfg: &ProviderConfig,
+    request: impl Fn(Option<&str>) -> ChatRequest,
+    accept: impl Fn(&str) -> Result<Judgement, String>,
+) -> Result<Judged, llm::LlmError> {
     let mut judged = Judged { outcome: Outcome::Rejected(String::new()), requests: 0, tokens: 0, cost_usd: 0.0 };
     let mut retry: Option<String> = None;
     // The answer is one short JSON object: a long one is a model rambling at our expense.
     let mut cfg = cfg.clone();
     cfg.max_tokens = cfg.max_tokens.min(300);
     for _ in 0..2 {
-        let answer = llm::complete(&cfg, &request(f, retry.as_deref())).await?;
+        let answer = llm::complete(&cfg, &request(retry.as_deref())).await?;
         judged.requests += 1;
         judged.tokens += answer.input_tokens + answer.output_tokens;
         judged.cost_usd += answer.cost_usd;
-        match parse(&answer.text).and_then(|j| check(&j, f).map(|()| j)) {
+        match accept(&answer.text) {
             Ok(j) => {
                 judged.outcome = Outcome::Accepted(j);
                 return Ok(judged);
@@ -170,14 +187,114 @@ pub async fn judge(cfg: &ProviderConfig, f: &Failure) -> Result<Judged, llm::Llm
 }
 
 /// The judged category becomes the verdict-only failure's signature, so clusters follow it:
-/// the agent's role and tool go too, or one cause split by which agent showed it.
-pub fn apply(f: &mut Failure, category: &str) {
+/// the agent's role and tool go too, or one cause split by which agent showed it. The
+/// judge's (checked) step becomes the decisive step people are pointed to.
+pub fn apply(f: &mut Failure, judged: &Judgement) {
+    let category = judged.category.as_str();
     if is_judged(f) {
+        f.step_id = Some(judged.step.clone());
         f.signature.signal = format!("verdict:judge:{category}");
         f.signature.step_kind = "-".into();
         f.signature.tool = None;
         f.signature.template = format!("judge {}", category.replace('_', " "));
     }
+}
+
+/// `[judge.rubric]`: what a run must do, for traces that recorded no outcome. The version
+/// keys the cache, so changed criteria are judged again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rubric {
+    pub criteria: String,
+    pub version: String,
+}
+
+impl Rubric {
+    /// A rubric whose version is the one given, else the first 12 hex digits of the blake3
+    /// of its criteria (so an edit of the text is a new version without anyone bumping it).
+    pub fn new(criteria: String, version: Option<String>) -> Rubric {
+        let version = version.unwrap_or_else(|| blake3::hash(criteria.as_bytes()).to_hex()[..12].to_string());
+        Rubric { criteria, version }
+    }
+
+    /// What rubric judgements are cached under, in place of the taxonomy version: the
+    /// answer's categories are the taxonomy's, so both versions are part of it.
+    pub fn cache_key(&self) -> String {
+        format!("rubric:{}:{TAXONOMY_VERSION}", self.version)
+    }
+}
+
+/// What a rubric judgement's category is when the run met the rubric: no failure.
+pub const RUBRIC_MET: &str = "met";
+/// The signal prefix of a failure a rubric judge found: never `verdict:`, so judged
+/// failures never join clusters of failures whose trace recorded its verdict.
+pub const RUBRIC_SIGNAL: &str = "rubric:";
+
+/// The rubric judge's answer: whether the run met the criteria, and if not, why.
+#[derive(Debug, Clone, Deserialize)]
+struct RubricAnswer {
+    met: bool,
+    category: String,
+    step: String,
+    quote: String,
+}
+
+pub fn rubric_request(f: &Failure, rubric: &Rubric, retry: Option<&str>) -> ChatRequest {
+    let mut system = format!(
+        "You review runs of AI agents whose outcome was not recorded. The run must meet these criteria:\n{}\n\n\
+         Decide whether it met them. If it did not, classify the root cause into exactly one category:\n",
+        rubric.criteria.trim()
+    );
+    for (slug, meaning) in CATEGORIES {
+        system.push_str(&format!("- {slug}: {meaning}\n"));
+    }
+    system.push_str(
+        "Answer with one JSON object only: {\"met\": true|false, \"category\": \"<slug>\", \"step\": \"<one of the \
+         step ids>\", \"quote\": \"<a short span copied exactly from the run text, the evidence>\"}",
+    );
+    let mut user = format!("Step ids: {}\n\nRun text:\n{}\n", f.step_ids.join(", "), clip(&f.text, TEXT_CHARS));
+    if let Some(why) = retry {
+        user.push_str(&format!("\nYour previous answer was refused: {why}. Answer again.\n"));
+    }
+    let mut schema = schema(&f.step_ids);
+    schema["properties"]["met"] = serde_json::json!({"type": "boolean"});
+    schema["required"] = serde_json::json!(["met", "category", "step", "quote"]);
+    ChatRequest { system, user, json_schema: Some(schema) }
+}
+
+/// A rubric answer as a judgement: a met rubric is the category [`RUBRIC_MET`]. The step and
+/// quote are checked either way (a verdict without evidence is a guess); the category only
+/// when the rubric was not met.
+fn parse_rubric(answer: &str, f: &Failure) -> Result<Judgement, String> {
+    let start = answer.find('{').ok_or("the answer holds no JSON object")?;
+    let end = answer.rfind('}').filter(|&e| e > start).ok_or("the answer's JSON object is not closed")?;
+    let a: RubricAnswer = serde_json::from_str(&answer[start..=end])
+        .map_err(|e| format!("the answer's JSON is not a rubric judgement: {e}"))?;
+    let category = if a.met { RUBRIC_MET.to_string() } else { a.category };
+    let j = Judgement { category, step: a.step, quote: a.quote };
+    let checked = if a.met { Judgement { category: CATEGORIES[0].0.into(), ..j.clone() } } else { j.clone() };
+    check(&checked, f)?;
+    Ok(j)
+}
+
+/// Judge a trace of unknown outcome against the rubric: ask, check, re-ask once, else reject.
+pub async fn judge_rubric(cfg: &ProviderConfig, f: &Failure, rubric: &Rubric) -> Result<Judged, llm::LlmError> {
+    ask_checked(cfg, |retry| rubric_request(f, rubric, retry), |answer| parse_rubric(answer, f)).await
+}
+
+/// A rubric judge's failing category becomes the signature, under its own prefix, and its
+/// checked quote the failure's message (the evidence a person reads first); the offline
+/// cause of a trace that recorded no failure meant nothing.
+pub fn apply_rubric(f: &mut Failure, judged: &Judgement) {
+    let category = judged.category.as_str();
+    f.message = judged.quote.clone();
+    f.step_id = Some(judged.step.clone());
+    f.signature.signal = format!("{RUBRIC_SIGNAL}{category}");
+    f.signature.step_kind = "-".into();
+    f.signature.tool = None;
+    f.signature.error_type = None;
+    f.signature.kind = "capability".into();
+    f.infra = false;
+    f.signature.template = format!("rubric {}", category.replace('_', " "));
 }
 
 #[cfg(test)]
@@ -221,11 +338,47 @@ mod tests {
         assert_eq!(j.category, "system_failure");
         assert!(parse("no idea").is_err());
         let mut f = failure();
-        apply(&mut f, "system_failure");
+        let j = Judgement { category: "system_failure".into(), step: "s1".into(), quote: "q".into() };
+        apply(&mut f, &j);
         assert_eq!(f.signature.signal, "verdict:judge:system_failure");
+        assert_eq!(f.step_id.as_deref(), Some("s1"));
         let mut e = failure();
         e.signature.signal = "error:span_status".into();
-        apply(&mut e, "system_failure");
+        apply(&mut e, &j);
         assert_eq!(e.signature.signal, "error:span_status");
+    }
+
+    #[test]
+    fn a_rubric_answer_is_checked_and_a_met_rubric_needs_no_category() {
+        let f = failure();
+        let met = parse_rubric(r#"{"met": true, "category": "", "step": "s1", "quote": "order total is 42"}"#, &f);
+        assert_eq!(met.unwrap().category, RUBRIC_MET);
+        let failed =
+            parse_rubric(r#"{"met": false, "category": "plan_adherence", "step": "s2", "quote": "order total"}"#, &f);
+        assert_eq!(failed.unwrap().category, "plan_adherence");
+        let bad = parse_rubric(r#"{"met": false, "category": "met", "step": "s2", "quote": "order total"}"#, &f);
+        assert!(bad.unwrap_err().contains("taxonomy"));
+        let invented = parse_rubric(r#"{"met": true, "category": "", "step": "s2", "quote": "all went well"}"#, &f);
+        assert!(invented.unwrap_err().contains("does not occur"));
+        let r = Rubric::new("Answer the user's question.".into(), None);
+        assert_eq!(r.version.len(), 12);
+        assert_ne!(Rubric::new("Answer politely.".into(), None).version, r.version);
+        assert_eq!(Rubric::new("x".into(), Some("v2".into())).cache_key(), format!("rubric:v2:{TAXONOMY_VERSION}"));
+        let mut g = failure();
+        let j = Judgement { category: "plan_adherence".into(), step: "s2".into(), quote: "order total".into() };
+        apply_rubric(&mut g, &j);
+        assert_eq!(g.signature.signal, "rubric:plan_adherence");
+        assert_eq!(g.message, "order total");
+    }
+
+    #[test]
+    fn the_schema_limits_the_step_to_the_trace_s_step_ids() {
+        let req = request(&failure(), None);
+        let schema = req.json_schema.unwrap();
+        assert_eq!(schema["properties"]["step"]["enum"], serde_json::json!(["s1", "s2"]));
+        let mut none = failure();
+        none.step_ids.clear();
+        let schema = request(&none, None).json_schema.unwrap();
+        assert!(schema["properties"]["step"].get("enum").is_none());
     }
 }

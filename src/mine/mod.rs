@@ -56,6 +56,8 @@ pub struct MineOptions {
 pub struct JudgeOptions {
     pub provider: crate::llm::ProviderConfig,
     pub budget_usd: Option<f64>,
+    /// `[judge.rubric]`: traces whose outcome is unknown are judged against it.
+    pub rubric: Option<judge::Rubric>,
 }
 
 /// What `mine --judge` did this mine.
@@ -78,6 +80,25 @@ pub struct JudgeSummary {
     pub budget_exhausted: bool,
     pub tokens: u64,
     pub cost_usd: f64,
+    /// Traces of unknown outcome judged against `[judge.rubric]` (none without one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rubric: Option<RubricSummary>,
+}
+
+/// What rubric judging did this mine. Its judgements also count in the totals above.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct RubricSummary {
+    pub version: String,
+    /// Traces of unknown outcome looked at.
+    pub traces: usize,
+    /// Judged failing the rubric: stored as failures, signal `rubric:<category>`.
+    pub failed: usize,
+    /// Judged meeting it: not failures.
+    pub met: usize,
+    /// Answers that failed the check twice: the trace's outcome stays unknown.
+    pub rejected: usize,
+    /// Not judged (provider error, budget spent): judged by a later mine.
+    pub unjudged: usize,
 }
 
 /// One cluster in the ranked table.
@@ -87,6 +108,8 @@ pub struct ClusterView {
     pub label: String,
     pub kind: state::ClusterKind,
     pub state: state::ClusterState,
+    /// `judged` when a rubric judge found these failures in traces that recorded no outcome.
+    pub outcome_source: state::OutcomeSource,
     pub count: usize,
     /// Share of all failed runs in the window.
     pub share: f64,
@@ -199,6 +222,12 @@ pub fn label_for(c: &Cluster, founding: Option<&Failure>) -> String {
             } else {
                 clip(&format!("{cause} ({who}): \"{quote}\""), 200)
             }
+        }
+        // Found by a rubric judge: said first, so nobody takes it for a recorded failure.
+        Some(f) if f.signature.signal.starts_with(judge::RUBRIC_SIGNAL) => {
+            let category = f.signature.signal.trim_start_matches(judge::RUBRIC_SIGNAL).replace('_', " ");
+            let quote = f.message.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+            clip(&format!("judged against the rubric: {category}: \"{quote}\""), 200)
         }
         Some(f) => {
             let sig = &f.signature;

@@ -28,3 +28,22 @@ crate::schema::text_enum! {
         Regressed = "regressed",
     }
 }
+
+crate::schema::text_enum! {
+    /// Where a failure's "failed" comes from: the trace recorded it (an error, a verdict, a
+    /// score), or a rubric judge read a trace that recorded no outcome (`mine --judge` with
+    /// `[judge.rubric]`). Judged failures have their own signal prefix, so a cluster is one
+    /// or the other, never both.
+    pub enum OutcomeSource ("outcome source") {
+        Recorded = "recorded",
+        Judged = "judged",
+    }
+}
+
+impl OutcomeSource {
+    /// Read from a canonical signature (`kind|signal|…`) or a bare signal.
+    pub fn of_signature(signature: &str) -> OutcomeSource {
+        let signal = signature.split('|').nth(1).unwrap_or(signature);
+        if signal.starts_with(super::judge::RUBRIC_SIGNAL) { OutcomeSource::Judged } else { OutcomeSource::Recorded }
+    }
+}

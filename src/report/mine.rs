@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::output::{Output, Style};
 use super::table as new_table;
 use crate::evals::case::CaseStatus;
-use crate::mine::state::{ClusterKind, ClusterState};
+use crate::mine::state::{ClusterKind, ClusterState, OutcomeSource};
 use crate::mine::{ClusterView, MineResult, MineSummary};
 use crate::store::mine::{StoredCase, StoredCluster, StoredFailure};
 use crate::trace::json::clip;
@@ -100,7 +100,7 @@ pub fn table(out: &Output, r: &MineResult) -> String {
     if let Some(j) = &s.judge {
         let _ = writeln!(
             text,
-            "judge ({}, {}): {} verdict-only failure(s), {} accepted, {} rejected, {} unjudged; cache hits {} ({:.0}%), {} request(s), {} tokens, ${:.4}",
+            "judge ({}, {}): {} failure(s) to judge, {} accepted, {} rejected, {} unjudged; cache hits {} ({:.0}%), {} request(s), {} tokens, ${:.4}",
             j.model,
             j.taxonomy,
             j.failures,
@@ -113,6 +113,13 @@ pub fn table(out: &Output, r: &MineResult) -> String {
             j.tokens,
             j.cost_usd
         );
+        if let Some(r) = &j.rubric {
+            let _ = writeln!(
+                text,
+                "rubric {}: {} trace(s) of unknown outcome, {} failed it (now failures, marked judged), {} met it, {} rejected, {} unjudged",
+                r.version, r.traces, r.failed, r.met, r.rejected, r.unjudged
+            );
+        }
     }
     let _ = writeln!(
         text,
@@ -267,6 +274,7 @@ struct ClusterRow<'a> {
     label: &'a str,
     kind: ClusterKind,
     state: ClusterState,
+    outcome_source: OutcomeSource,
     members: usize,
     signature: &'a str,
 }
@@ -279,6 +287,7 @@ pub fn clusters_doc<'a>(clusters: &'a [StoredCluster], failures: &[StoredFailure
             label: &c.label,
             kind: c.kind,
             state: c.state,
+            outcome_source: OutcomeSource::of_signature(&c.cluster.signature),
             members: failures.iter().filter(|f| f.cluster_id.as_deref() == Some(&c.cluster.id)).count(),
             signature: &c.cluster.signature,
         })
@@ -322,7 +331,7 @@ pub fn cluster_detail_doc(c: &StoredCluster, members: &[&StoredFailure], cases: 
     serde_json::json!({
         "schema": crate::schema::CLUSTER,
         "id": c.cluster.id, "label": c.label, "summary": c.summary, "kind": c.kind, "state": c.state,
-        "signature": c.cluster.signature, "signatures": c.cluster.signatures,
+        "outcome_source": OutcomeSource::of_signature(&c.cluster.signature), "signature": c.cluster.signature, "signatures": c.cluster.signatures,
         "top_terms": c.cluster.top_terms(10), "members": members, "cases": cases,
     })
 }

@@ -1,5 +1,7 @@
 //! The judgement cache of `mine --judge`, keyed by (failure content hash, taxonomy, model).
 
+use std::collections::HashMap;
+
 use super::{Store, now_rfc3339, on_pool};
 use crate::mine::judge::{Judged, Judgement, Outcome};
 
@@ -72,5 +74,40 @@ impl Store {
         .await?
         .rows_affected());
         Ok(())
+    }
+}
+
+impl Store {
+    /// Record the step ids of stored failures (by failure id), for [`Store::failure_step_ids`].
+    pub async fn put_failure_step_ids(&self, rows: &[(i64, &[String])]) -> anyhow::Result<()> {
+        let sql = "INSERT INTO failure_steps (failure_id, step_ids) VALUES ($1, $2)
+                   ON CONFLICT (failure_id) DO UPDATE SET step_ids = excluded.step_ids";
+        super::in_transaction!(self, |tx| {
+            for (id, steps) in rows {
+                sqlx::query(sql).bind(id).bind(serde_json::to_string(steps)?).execute(&mut *tx).await?;
+            }
+        });
+        Ok(())
+    }
+
+    /// The step ids recorded for each stored failure that has them.
+    pub async fn failure_step_ids(&self) -> anyhow::Result<HashMap<i64, Vec<String>>> {
+        let sql = "SELECT failure_id, step_ids FROM failure_steps";
+        let rows: Vec<(i64, String)> = on_pool!(self, |p| sqlx::query_as(sql).fetch_all(p).await?);
+        rows.into_iter()
+            .map(|(id, steps)| {
+                let steps = serde_json::from_str(&steps)
+                    .map_err(|e| anyhow::anyhow!("failure_steps row {id}: step_ids is not a JSON list: {e}"))?;
+                Ok((id, steps))
+            })
+            .collect()
+    }
+
+    /// Files holding a trace whose outcome is unknown: with a rubric, `mine --judge` reads
+    /// them again so their traces are judged (answers come from the cache when judged before).
+    pub async fn files_with_unknown_outcome(&self) -> anyhow::Result<Vec<String>> {
+        let sql =
+            "SELECT DISTINCT f.path FROM trace_files f JOIN traces t ON t.file_id = f.id WHERE t.outcome = 'unknown'";
+        Ok(on_pool!(self, |p| sqlx::query_scalar(sql).fetch_all(p).await?))
     }
 }

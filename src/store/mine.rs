@@ -68,6 +68,7 @@ impl FailureRow {
                 signature,
                 step_id: self.step_id,
                 step_ids: Vec::new(),
+                unknown_outcome: false,
                 step_index: self.step_index,
                 message: self.message,
                 text: self.text,

@@ -102,6 +102,14 @@ pub fn parse_text_log(records: &mut Records, ctx: &mut FileCtx<'_>, sink: &mut S
         let mut trace = ctx.trace(Format::TextLog, id, rec.pos);
         trace.attributes = attrs_except(v, &["trace"]);
         trace.name = str_of(v, "mas_name").map(str::to_string);
+        // Split into turns when the log shows them, so the failure has steps to be
+        // localised to; else one step holding the whole text.
+        let turns = super::plain_text::split_turns(text);
+        if !turns.is_empty() {
+            push_messages(&mut trace, &turns, ListMode::History);
+            sink(trace);
+            continue;
+        }
         let mut step = new_step("log", 0, StepKind::System);
         step.name = Some("log".into());
         step.output = Some(Value::String(text.to_string()));

@@ -19,7 +19,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 use serde_json::Value;
 
-use super::common::transcript::{file_stem, new_step};
+use super::common::transcript::{ListMode, file_stem, new_step, push_messages};
 use super::{FileCtx, Format, Sink};
 use crate::trace::model::{ErrorInfo, ErrorSource, Message, StepKind};
 use crate::trace::read::{IN_MEMORY_BYTES, Opened, Pos};
@@ -68,6 +68,130 @@ static EXCEPTION: LazyLock<Regex> = LazyLock::new(|| {
         .expect("a valid pattern")
 });
 
+/// A log line's prefix that is not what was said: a timestamp, a level, a logger's name
+/// (`[2025-01-17 11:36:43 INFO] `, `2025-01-17 11:40:27.872 | INFO | pkg.mod:fn:391 - `,
+/// `Agent_x - INFO - `).
+static LOG_PREFIX: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"^(?:\[[^\]]{0,60}\]\s*|\d{4}-\d\d-\d\d[ T][\d:.,]+\s*\|\s*\w+\s*\|\s*\S+\s+-\s+|\S+\s+-\s+(?:INFO|DEBUG|WARNING|ERROR)\s+-\s+)",
+    )
+    .expect("a valid pattern")
+});
+
+/// After a log prefix: `Name:` or `Name(Role):` opening what someone said.
+static SPEAKER: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^([A-Z][\w]*(?:\s[A-Z][\w]*){0,2}(?:\([\w ]{1,40}\))?)\s*:\s").expect("a valid pattern")
+});
+
+/// A line that is only a turn's header: `Response from X`, `Message to X`,
+/// `---------- X ----------`, `FROM: X TO: Y`, `Code Execution Output`.
+static HEADER: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
+    let re = |s: &str| Regex::new(s).expect("a valid pattern");
+    vec![
+        (re(r"(?i)^(?:response|reply|answer)s?\s+from\s+(.{1,60}?)\s*:?$"), "assistant"),
+        // Said by whoever sends it: the header is the speaker.
+        (re(r"(?i)^((?:message|request|instruction)s?\s+(?:to|for)\s+.{1,60}?)\s*:?$"), "assistant"),
+        (re(r"^[-=*#~]{3,}\s*([^-=*#~\s][^-=*#~]{0,60}?)\s*[-=*#~]{3,}$"), "assistant"),
+        (re(r"^FROM:\s*(\S+)"), "assistant"),
+        (re(r"(?i)^((?:code\s+)?execution\s+(?:output|result)s?|tool\s+(?:output|result)s?)\s*:?$"), "tool"),
+    ]
+});
+
+/// Most turns a log is split into: past this, it is one more turn (a log that prints a
+/// ReAct field on every line is not a conversation of thousands).
+const MAX_TURNS: usize = 400;
+
+/// The role of a speaker named in a log: people are the user, terminals and observations
+/// are tools, anyone else is an agent.
+fn role_of(name: &str) -> &'static str {
+    let n = name.to_ascii_lowercase();
+    if n.starts_with("user") || n.starts_with("human") {
+        "user"
+    } else if ["observation", "tool", "terminal", "executor", "output", "result"].iter().any(|w| n.contains(w)) {
+        "tool"
+    } else if n.starts_with("system") {
+        "system"
+    } else {
+        "assistant"
+    }
+}
+
+/// Who opens a turn on this line, if anyone: (role, speaker name, what follows on the line).
+fn opener(raw: &str) -> Option<(&'static str, Option<String>, String)> {
+    // Logs printed inside JSON string lists: `"Action:",`.
+    let line = raw.trim().trim_end_matches(',').trim_matches('"').trim();
+    if line.is_empty() || line.len() > 400 {
+        return None;
+    }
+    if let Some(m) = LOG_PREFIX.find(line) {
+        let rest = &line[m.end()..];
+        if let Some(c) = SPEAKER.captures(rest) {
+            let name = c[1].to_string();
+            return Some((role_of(&name), Some(name), rest[c.get(0).map_or(0, |m| m.end())..].to_string()));
+        }
+    }
+    for (re, role) in HEADER.iter() {
+        if let Some(c) = re.captures(line) {
+            let name = c[1].trim().to_string();
+            let role = if *role == "tool" { "tool" } else { role_of(&name) };
+            return Some((role, Some(name), String::new()));
+        }
+    }
+    // Role prefixes, ReAct fields, numbered steps: a plain role, no agent's name (so a
+    // Thought, its Action and its Action Input are one turn, the Observation the next).
+    for m in &MARKS[..3] {
+        if let Some(found) = m.re.find(line) {
+            let word: String = found.as_str().chars().filter(|c| c.is_alphabetic()).collect();
+            return Some((role_of(&word), None, line[found.end()..].trim().to_string()));
+        }
+    }
+    None
+}
+
+/// A free-text log as the turns it is made of, as chat messages (`role`, `name`,
+/// `content`) for `push_messages`: the text before the first turn is the task, as the
+/// user's. Consecutive turns of one speaker are one. Empty when the log has fewer than two
+/// turns: then it stays one message, as before, rather than a guess.
+pub(crate) fn split_turns(text: &str) -> Vec<Value> {
+    let mut head: Vec<&str> = Vec::new();
+    let mut turns: Vec<(&'static str, Option<String>, String)> = Vec::new();
+    for line in text.lines() {
+        match opener(line) {
+            Some((role, name, rest)) if turns.len() < MAX_TURNS => match turns.last_mut() {
+                Some(last) if last.0 == role && last.1 == name => push_line(&mut last.2, line),
+                _ => turns.push((role, name, rest)),
+            },
+            _ => match turns.last_mut() {
+                Some(last) => push_line(&mut last.2, line),
+                None => head.push(line),
+            },
+        }
+    }
+    if turns.len() < 2 {
+        return Vec::new();
+    }
+    let task = head.join("\n");
+    let mut msgs = Vec::with_capacity(turns.len() + 1);
+    if !task.trim().is_empty() {
+        msgs.push(serde_json::json!({"role": "user", "content": task.trim()}));
+    }
+    for (role, name, content) in turns {
+        let mut m = serde_json::json!({"role": role, "content": content.trim()});
+        if let (Some(n), "assistant") = (name, role) {
+            m["name"] = Value::String(n);
+        }
+        msgs.push(m);
+    }
+    msgs
+}
+
+fn push_line(text: &mut String, line: &str) {
+    if !text.is_empty() {
+        text.push('\n');
+    }
+    text.push_str(line);
+}
+
 /// The first marks are the structure of a run (roles, ReAct fields, steps, run banners);
 /// the rest are words.
 const STRUCTURAL: usize = 4;
@@ -113,6 +237,16 @@ pub fn parse(opened: Opened, ctx: &mut FileCtx<'_>, sink: &mut Sink<'_>) -> Resu
     let text = String::from_utf8_lossy(&bytes).into_owned();
     let mut trace = ctx.trace(Format::TextLog, file_stem(ctx.path), Pos::Line(1));
     trace.source.location = None;
+    let turns = split_turns(&text);
+    if !turns.is_empty() {
+        push_messages(&mut trace, &turns, ListMode::History);
+        // The exception a log ends with ends its last turn.
+        if let (Some(e), Some(last)) = (final_exception(&text), trace.steps.last_mut()) {
+            last.error = Some(e);
+        }
+        sink(trace);
+        return Ok(());
+    }
     let mut step = new_step("log", 0, StepKind::System);
     step.name = Some("log".into());
     step.error = final_exception(&text);
@@ -184,6 +318,35 @@ mod tests {
             let why = judge(other.as_bytes()).unwrap_err();
             assert!(why.starts_with("not a trace: plain text"), "{other:?}: {why}");
         }
+    }
+
+    #[test]
+    fn logs_split_into_turns_by_their_speakers() {
+        let roles = |t: &str| -> Vec<(String, String)> {
+            split_turns(t)
+                .iter()
+                .map(|m| (m["role"].as_str().unwrap().to_string(), m["name"].as_str().unwrap_or("").to_string()))
+                .collect()
+        };
+        let react = "Question: refund order 7\nThought: I need the order\nAction: lookup_order\nAction Input: 7\nObservation: {\"status\": \"delivered\"}\nThought: done\nFinal Answer: refunded\n";
+        let got = roles(react);
+        let want = [("user", ""), ("assistant", ""), ("tool", ""), ("assistant", "")];
+        assert_eq!(got, want.map(|(r, n)| (r.to_string(), n.to_string())), "{:#?}", split_turns(react));
+        let multi = "Task 3: mark the note done\nResponse from Supervisor Agent\n  I will ask the notes agent\nMessage to Notes Agent\n  find the note\nCode Execution Output\n  Execution failed.\n---------- WebSurfer ----------\nI typed it\n[2025-01-17 11:36:43 INFO] Programmer: **here is the code**\nmore code\n";
+        let got = roles(multi);
+        let want = [
+            ("user", ""),
+            ("assistant", "Supervisor Agent"),
+            ("assistant", "Message to Notes Agent"),
+            ("tool", ""),
+            ("assistant", "WebSurfer"),
+            ("assistant", "Programmer"),
+        ];
+        assert_eq!(got, want.map(|(r, n)| (r.to_string(), n.to_string())));
+        assert_eq!(split_turns(multi)[0]["content"], "Task 3: mark the note done");
+        // One turn, or none, is not a conversation: the log stays one message.
+        assert!(split_turns("Thought: only this\nand more text\n").is_empty());
+        assert!(split_turns("plain words\nwith no speaker\n").is_empty());
     }
 
     #[test]
