@@ -24,7 +24,7 @@ pg=${PG:-}
 # The store of one configuration: a shard's own file, the shared file, or a fresh Postgres schema.
 pg_store() { # name
     local schema="bench_$1_$$"
-    psql -q "$pg" -c "DROP SCHEMA IF EXISTS $schema CASCADE; CREATE SCHEMA $schema" >/dev/null
+    PGOPTIONS=--client-min-messages=warning psql -q "$pg" -c "DROP SCHEMA IF EXISTS $schema CASCADE; CREATE SCHEMA $schema" >/dev/null
     case "$pg" in *\?*) echo "$pg&options[search_path]=$schema" ;; *) echo "$pg?options[search_path]=$schema" ;; esac
 }
 [ -x "$bin" ] || { echo "no binary at $bin: cargo build --release first, or pass one" >&2; exit 2; }
