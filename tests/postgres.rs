@@ -365,3 +365,43 @@ fn text_with_nul_characters_is_stored_alike_on_both_backends() {
     let ran = again["trials"]["baseline"].as_u64().unwrap() + again["trials"]["candidate"].as_u64().unwrap();
     assert_eq!(again["trials"]["cached"].as_u64(), Some(ran), "{err}\n{again:#}");
 }
+
+/// A runner killed mid-gate (SIGKILL after its third trial was recorded) loses nothing that
+/// finished: the next gate on the shared store, from another runner, takes those trials from
+/// the cache and decides as an uninterrupted gate does; a mine killed after storing, before
+/// writing its cases, is finished by the next mine, which counts every failure once.
+#[test]
+fn a_runner_killed_mid_gate_or_mid_mine_loses_nothing_that_finished() {
+    let Some(url) = postgres() else { return };
+    let killed = steady_with_patch();
+    let out = killed
+        .std_command(bin())
+        .args(["--db", &url, "--json", "gate", "change.patch"])
+        .env("AUTOHARNESS_CRASH_AT", "trial_recorded:3")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), None, "killed by the crash point: {}", stderr(&out));
+    assert_eq!(pg_rows(&url, "SELECT to_json(id) AS j FROM trials").len(), 3, "the 3 finished trials are stored");
+    let other = steady_with_patch();
+    let (code, doc, err) = on(&other, &url, &["gate", "change.patch"]);
+    let (ref_code, reference, _) = on(&steady_with_patch(), &postgres().unwrap(), &["gate", "change.patch"]);
+    assert_eq!(code, ref_code, "{err}");
+    assert_eq!(doc["verdict"], reference["verdict"]);
+    assert_eq!(doc["trials"]["cached"], 3, "{doc:#}");
+    // A mine killed after its transaction, before its case files.
+    let sb = with_traces();
+    let out = sb
+        .std_command(bin())
+        .args(["--db", &url, "mine", "traces", "--harness", "support-bot"])
+        .env("AUTOHARNESS_CRASH_AT", "mine_stored:1")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    ok(&sb, &url, &MINE);
+    let members = pg_rows(&url, "SELECT json_build_array(id, members) AS j FROM clusters ORDER BY id");
+    let counted = pg_rows(
+        &url,
+        "SELECT json_build_array(cluster_id, COUNT(*)) AS j FROM failures GROUP BY cluster_id ORDER BY cluster_id",
+    );
+    assert_eq!(members, counted, "the mine after the kill counts every failure once");
+}
