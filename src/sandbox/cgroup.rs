@@ -283,9 +283,17 @@ impl TrialCgroup {
     }
 
     /// Puts an empty cgroup back into the pool (one still busy is dropped, which removes
-    /// it if it can).
+    /// it if it can). Empty means no member and nothing charged: a killed process leaves
+    /// `cgroup.procs` when it exits but stays charged to `pids.current` until it is reaped,
+    /// and a fork bomb's orphans wait for PID 1 to reap them (late on a loaded machine,
+    /// never under a PID 1 that does not reap). A cgroup reused with those charges would
+    /// refuse the next trial's forks: a harness failure the harness never caused.
     pub(crate) fn release(self) {
-        if self.members().is_empty() {
+        let charged = std::fs::read_to_string(self.dir.join("pids.current"))
+            .ok()
+            .and_then(|t| t.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        if self.members().is_empty() && charged == 0 {
             if let Ok(mut pool) = POOL.lock() {
                 if pool.len() < POOL_MAX {
                     pool.push(self);
