@@ -20,7 +20,7 @@ fn spawn(sb: &Sandbox, args: &[&str]) -> Child {
         .expect("start autoharness")
 }
 
-fn finish(children: Vec<Child>) -> Vec<Output> {
+pub fn finish(children: Vec<Child>) -> Vec<Output> {
     children.into_iter().map(|c| c.wait_with_output().expect("wait")).collect()
 }
 

@@ -6,11 +6,12 @@
 //! `AUTOHARNESS_REQUIRE_ALL=1` (CI).
 
 use std::path::Path;
-use std::process::{Child, Output, Stdio};
+use std::process::{Child, Stdio};
 
 use serde_json::Value;
 
 use crate::common::cli::{Sandbox, bin, copy_tree, diff, stderr, steady};
+use crate::concurrency::finish;
 
 /// A fresh Postgres schema as a store URL, or `None` (skipped) without a test server.
 fn postgres() -> Option<String> {
@@ -38,10 +39,6 @@ fn spawn(sb: &Sandbox, db: &str, args: &[&str]) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start autoharness")
-}
-
-fn finish(children: Vec<Child>) -> Vec<Output> {
-    children.into_iter().map(|c| c.wait_with_output().expect("wait")).collect()
 }
 
 /// Rows of a Postgres store as JSON values (`sql` selects one JSON value per row as `j`).

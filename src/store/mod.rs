@@ -225,6 +225,14 @@ const PG_RUN_LOCK: i64 = PG_WRITE_LOCK + 1;
 const PG_TRY_LOCK: &str = "SELECT pg_try_advisory_lock(hashtextextended(current_schema(), $1))";
 const PG_LOCK: &str = "SELECT pg_advisory_lock(hashtextextended(current_schema(), $1))";
 
+/// A connection of its own (detached from the pool: the lock lives as long as the session)
+/// and whether it took the advisory lock `key` of this store's schema.
+async fn pg_try_lock(pool: &PgPool, key: i64) -> anyhow::Result<(sqlx::PgConnection, bool)> {
+    let mut conn = pool.acquire().await?.detach();
+    let took: bool = sqlx::query_scalar(PG_TRY_LOCK).bind(key).fetch_one(&mut conn).await?;
+    Ok((conn, took))
+}
+
 impl Store {
     /// Open the store at `location` (a SQLite file beside `anchor`'s folder, or a Postgres
     /// database) and bring its schema up to date.
@@ -306,8 +314,7 @@ impl Store {
     /// runner's run holds it. `None` for a SQLite store.
     pub async fn run_lock(&self) -> anyhow::Result<Option<StoreLock>> {
         let Pool::Postgres(pool) = &self.pool else { return Ok(None) };
-        let mut conn = pool.acquire().await?.detach();
-        let took: bool = sqlx::query_scalar(PG_TRY_LOCK).bind(PG_RUN_LOCK).fetch_one(&mut conn).await?;
+        let (conn, took) = pg_try_lock(pool, PG_RUN_LOCK).await?;
         if !took {
             return Err(crate::exit::hinted(
                 format!("another `autoharness run` is using the store `{}`", self.describe()),
@@ -412,8 +419,7 @@ impl Store {
     /// across runners on other machines, where a lock file would not.
     pub async fn exclusive(&self) -> anyhow::Result<Option<StoreLock>> {
         if let Pool::Postgres(pool) = &self.pool {
-            let mut conn = pool.acquire().await?.detach();
-            let took: bool = sqlx::query_scalar(PG_TRY_LOCK).bind(PG_WRITE_LOCK).fetch_one(&mut conn).await?;
+            let (mut conn, took) = pg_try_lock(pool, PG_WRITE_LOCK).await?;
             if !took {
                 tracing::info!("waiting for another autoharness process on this store");
                 sqlx::query(PG_LOCK).bind(PG_WRITE_LOCK).execute(&mut conn).await?;
