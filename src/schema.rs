@@ -10,6 +10,7 @@ pub const EVAL: &str = "autoharness.eval/v1";
 pub const GATE: &str = "autoharness.gate/v1";
 pub const GATE_SHARD: &str = "autoharness.gate-shard/v1";
 pub const RUN: &str = "autoharness.run/v1";
+pub const RUN_SHARD: &str = "autoharness.run-shard/v1";
 pub const TRACES_LS: &str = "autoharness.traces-ls/v1";
 pub const TRACE_SHOW: &str = "autoharness.trace-show/v1";
 pub const FORMATS: &str = "autoharness.formats/v1";
@@ -18,7 +19,7 @@ pub const DOCTOR: &str = "autoharness.doctor/v1";
 
 /// Every `--json` document, as docs/json.md documents them.
 pub const JSON_OUTPUTS: &[&str] =
-    &[MINE, CLUSTERS, CLUSTER, CASES, EVAL, GATE, GATE_SHARD, RUN, TRACES_LS, TRACE_SHOW, FORMATS, INIT, DOCTOR];
+    &[MINE, CLUSTERS, CLUSTER, CASES, EVAL, GATE, GATE_SHARD, RUN, RUN_SHARD, TRACES_LS, TRACE_SHOW, FORMATS, INIT, DOCTOR];
 
 /// A case file (`evals/<harness>/<cluster>/<case>.json`).
 pub const CASE: &str = "autoharness.case/v1";

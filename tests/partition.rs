@@ -191,3 +191,112 @@ fn one_shared_store_merges_without_files_and_eval_runs_a_shard_of_the_cases() {
     assert_eq!(code, Some(2));
     assert!(err.contains("numbered 1 to 2"), "{err}");
 }
+
+/// A copy of the bundled example project (harness, cases, traces): one runner's checkout.
+pub(crate) fn example() -> Sandbox {
+    let sb = Sandbox::new();
+    for rel in ["harnesses/support-bot", "evals/support-bot", "examples/support-bot/traces"] {
+        copy_tree(&std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel), &sb.path().join(rel));
+    }
+    sb
+}
+
+pub(crate) const RUN: [&str; 5] = ["run", "--traces", "examples/support-bot/traces", "--max-iterations", "1"];
+
+/// A run's decisions: every candidate's verdict with its numbers, and the suite changes.
+pub(crate) fn run_decisions(doc: &Value) -> Vec<Value> {
+    let iterations = doc["iterations"].as_array().unwrap_or_else(|| panic!("not a run summary: {doc:#}"));
+    iterations
+        .iter()
+        .flat_map(|it| {
+            let mut v: Vec<Value> = it["candidates"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| serde_json::json!([c["description"], c["verdict"], c["rule"], c["reason"], c["trials"]]))
+                .collect();
+            v.push(serde_json::json!([it["accepted"], it["promoted"], it["quarantined"]]));
+            v
+        })
+        .collect()
+}
+
+/// `run --partition K/N` in the background on store `db`.
+pub(crate) fn follower(sb: &Sandbox, db: &str, shard: &str, env: &[(&str, &str)]) -> std::process::Child {
+    let mut cmd = sb.std_command(bin());
+    cmd.args(["--db", db, "--json", "run", "--partition", shard, "--shard-wait", "60s"]);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().expect("spawn a follower")
+}
+
+#[test]
+fn a_partitioned_run_decides_as_one_machine_while_followers_run_their_shares() {
+    let one = example();
+    let (code, single, err) = on(&one, "one.db", &RUN, &[]);
+    assert_eq!(code, Some(0), "{err}");
+    // Three runners, each its own checkout, one store; the same seeds.
+    let runners: Vec<Sandbox> = (0..3).map(|_| example()).collect();
+    let db = runners[0].path().join("team.db").display().to_string();
+    let followers: Vec<_> = (2..=3).map(|k| follower(&runners[k - 1], &db, &format!("{k}/3"), &[])).collect();
+    let mut args = RUN.to_vec();
+    args.extend(["--partition", "1/3"]);
+    let (code, led, err) = on(&runners[0], &db, &args, &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(run_decisions(&led), run_decisions(&single), "N runners decide as one machine");
+    let gated = led["iterations"][0]["candidates"].as_array().unwrap().iter().filter(|c| c["trials"] != 0).count();
+    assert!(gated > 0, "{led:#}");
+    let mut per_gate: Vec<BTreeSet<String>> = vec![BTreeSet::new(); gated];
+    for (k, child) in (2..=3).zip(followers) {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "follower {k}/3: {}", stderr(&out));
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(doc["schema"], "autoharness.run-shard/v1", "{doc:#}");
+        assert_eq!(doc["run_id"], led["run_id"]);
+        let gates = doc["gates"].as_array().unwrap();
+        // A follower runs its share of every gate (none was taken over: they were all there).
+        assert_eq!(gates.len(), gated, "follower {k}/3: {doc:#}");
+        assert!(doc["trials"].as_u64().unwrap() > 0, "{doc:#}");
+        for (g, gate) in gates.iter().enumerate() {
+            assert_eq!(gate["partition"], format!("{k}/3"));
+            for case in gate["cases"].as_array().unwrap() {
+                assert!(per_gate[g].insert(case.as_str().unwrap().to_string()), "case {case} on two shards");
+            }
+        }
+    }
+    assert!(per_gate.iter().all(|s| !s.is_empty()), "{per_gate:?}");
+}
+
+#[test]
+fn the_leader_runs_the_shard_of_a_lost_follower_and_a_different_checkout_is_refused() {
+    let one = example();
+    let (code, single, err) = on(&one, "one.db", &RUN, &[]);
+    assert_eq!(code, Some(0), "{err}");
+    let runners: Vec<Sandbox> = (0..3).map(|_| example()).collect();
+    let db = runners[0].path().join("team.db").display().to_string();
+    // Killed after its third recorded trial: its shard stays "running" and stops beating.
+    let lost = follower(&runners[1], &db, "2/2", &[("AUTOHARNESS_CRASH_AT", "trial_recorded:3")]);
+    // Another commit of the harness: its baseline would not be the leader's.
+    let config = runners[2].path().join("harnesses/support-bot/config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text + "\n# another commit\n").unwrap();
+    let other = follower(&runners[2], &db, "2/2", &[]);
+    let mut cmd = runners[0].std_command(bin());
+    cmd.args(["--db", &db, "run", "--partition", "1/2", "--shard-wait", "2s"]).args(&RUN[1..]);
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("shard 2/2 runs here: its runner has not reported for 2s"),
+        "the leader says it took the shard over: {}",
+        stderr(&out)
+    );
+    let lost = lost.wait_with_output().unwrap();
+    assert_eq!(lost.status.code(), None, "killed by the crash point: {}", stderr(&lost));
+    let other = other.wait_with_output().unwrap();
+    assert_eq!(other.status.code(), Some(2), "{}", stderr(&other));
+    assert!(stderr(&other).contains("is not the one the leading runner started from"), "{}", stderr(&other));
+    let (code, led, err) = on(&runners[0], &db, &["report"], &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(run_decisions(&led), run_decisions(&single), "a lost shard changes no decision");
+}

@@ -402,3 +402,25 @@ fn a_runner_killed_mid_gate_or_mid_mine_loses_nothing_that_finished() {
     );
     assert_eq!(members, counted, "the mine after the kill counts every failure once");
 }
+
+#[test]
+fn a_run_partitioned_over_runners_on_one_postgres_store_decides_as_one_machine() {
+    let Some(url) = postgres() else { return };
+    use crate::partition::{RUN, example, follower, run_decisions};
+    let one = example();
+    let (code, single, err) = on(&one, "one.db", &RUN);
+    assert_eq!(code, Some(0), "{err}");
+    // Two runners, each its own checkout; nothing passes between them but the store.
+    let (lead, other) = (example(), example());
+    let child = follower(&other, &url, "2/2", &[]);
+    let mut args = RUN.to_vec();
+    args.extend(["--partition", "1/2"]);
+    let (code, led, err) = on(&lead, &url, &args);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(run_decisions(&led), run_decisions(&single));
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["run_id"], led["run_id"], "{doc:#}");
+    assert!(!doc["gates"].as_array().unwrap().is_empty() && doc["trials"].as_u64().unwrap() > 0, "{doc:#}");
+}

@@ -241,6 +241,12 @@ pub struct RunArgs {
     /// Endpoint for openai-compatible servers, e.g. http://127.0.0.1:8080/v1 [default: [proposer] base_url]
     #[arg(long, value_name = "URL")]
     pub base_url: Option<String>,
+    /// Spread each gate's trials over N runners sharing one store (Postgres): shard 1 leads (mines, proposes, decides, applies); shards 2..N only run their share of each gate until the run ends. K/N, `auto` or auto/N as for `gate`
+    #[arg(long, value_name = "K/N")]
+    pub partition: Option<String>,
+    /// With --partition: how long the leader waits for a shard nobody started, or whose runner stopped reporting, before it runs that shard itself; a follower waits this long for the leader's run to appear
+    #[arg(long, value_name = "DURATION", default_value = "2m")]
+    pub shard_wait: String,
 }
 
 #[derive(Debug, Args)]

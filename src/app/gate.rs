@@ -147,7 +147,14 @@ async fn start_shard(
     partition: Partition,
     opts: &GateOptions,
 ) -> anyhow::Result<i64> {
-    let start = ShardStart { harness, patch_hash, partition, trials_k: opts.cfg.k, target: opts.target.as_deref() };
+    let start = ShardStart {
+        harness,
+        patch_hash,
+        partition,
+        trials_k: opts.cfg.k,
+        target: opts.target.as_deref(),
+        request: None,
+    };
     store.start_shard(&start).await
 }
 

@@ -15,6 +15,16 @@ use crate::store::{Store, runtime};
 
 pub fn run(settings: &Settings, out: &Output, args: &RunArgs) -> anyhow::Result<ExitCode> {
     let manifest = select_harness(settings, args.harness.as_deref())?;
+    let partition = args.partition.as_deref().map(super::gate::parse_partition).transpose()?;
+    let shard_wait = parse_duration(&args.shard_wait).ok_or_else(|| {
+        hinted(
+            format!("--shard-wait `{}` is not a duration of at most 366 days", args.shard_wait.escape_debug()),
+            crate::harness::manifest::DURATION_HINT,
+        )
+    })?;
+    if let Some(p) = partition.filter(|p| p.index > 1) {
+        return follow(settings, out, &manifest, p, shard_wait);
+    }
     let time_limit = match &args.time_limit {
         Some(t) => Some(parse_duration(t).ok_or_else(|| {
             hinted(
@@ -81,6 +91,8 @@ pub fn run(settings: &Settings, out: &Output, args: &RunArgs) -> anyhow::Result<
         proposer,
         target: args.target.clone(),
         no_cache: args.no_cache,
+        partition,
+        shard_wait: Some(shard_wait),
     };
     let _lock = lock(&settings.db_path)?;
     let space = TrialSpace::claim(&settings.trials_root())?;
@@ -122,6 +134,52 @@ pub fn run(settings: &Settings, out: &Output, args: &RunArgs) -> anyhow::Result<
         out.print_json(&summary)?;
     } else {
         out.print(&render::terminal(out, &summary));
+    }
+    Ok(exit::SUCCESS)
+}
+
+/// `run --partition K/N` with K > 1: run this runner's share of the leading runner's gates.
+/// The leader's other options (traces, budgets, --apply) are its own: a CI matrix passes one
+/// command line to every job.
+fn follow(
+    settings: &Settings,
+    out: &Output,
+    manifest: &crate::harness::manifest::Manifest,
+    partition: crate::gate::partition::Partition,
+    wait: std::time::Duration,
+) -> anyhow::Result<ExitCode> {
+    let space = TrialSpace::claim(&settings.trials_root())?;
+    let rt = runtime()?;
+    let emit = |_: crate::flow::run::RunEvent| {};
+    out.note(&format!("autoharness run: shard {partition}, following the run led by shard 1/{}", partition.total));
+    let summary = rt.block_on(async {
+        let store = Store::open_settings(settings).await?;
+        let state_dir = settings.state_dir();
+        let ctx = RunContext {
+            evidence: &render::Renderers,
+            store: &store,
+            project_root: &settings.project_root,
+            state_dir: &state_dir,
+            trials_dir: &space.path().join("trials"),
+            jobs: settings.jobs,
+            emit: &emit,
+            feedback: &settings.config.feedback,
+        };
+        let r = tokio::select! {
+            r = crate::flow::partitioned::follow(&ctx, manifest, partition, wait) => r,
+            _ = tokio::signal::ctrl_c() => Err(hinted(
+                "interrupted: this shard stopped; the leading runner runs what it leaves",
+                "nothing to do: finished trials are recorded",
+            )),
+        };
+        store.close().await;
+        r
+    })?;
+    space.finish();
+    if out.json {
+        out.print_json(&summary)?;
+    } else {
+        out.print(&render::follower(out, &summary));
     }
     Ok(exit::SUCCESS)
 }

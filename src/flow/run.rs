@@ -57,21 +57,80 @@ pub struct RunOptions {
     /// Run every trial again instead of reusing cached results (`--no-cache`).
     #[serde(default)]
     pub no_cache: bool,
+    /// Spread each gate's trials over this many runners sharing the store; this run is
+    /// shard 1, which leads (`--partition 1/N`; `flow::partitioned`).
+    #[serde(default)]
+    pub partition: Option<crate::gate::partition::Partition>,
+    /// How long the leader waits for a shard nobody started, or whose runner stopped
+    /// reporting, before it runs that shard itself (`--shard-wait`).
+    #[serde(default, with = "opt_secs")]
+    pub shard_wait: Option<Duration>,
 }
+
+impl RunOptions {
+    pub fn shard_wait(&self) -> Duration {
+        self.shard_wait.unwrap_or(DEFAULT_SHARD_WAIT)
+    }
+}
+
+/// `--shard-wait`'s default: long enough for a CI matrix's jobs to start, short enough that
+/// a lost runner costs one shard's time, not the night.
+pub const DEFAULT_SHARD_WAIT: Duration = Duration::from_secs(120);
 
 /// What the loop reports as it goes; `report::run` renders these.
 #[derive(Debug, Clone)]
 pub enum RunEvent {
-    Started { run_id: String, resumed: bool, baseline_hash: String },
-    Mined { files: usize, skipped: usize, failures: usize, clusters: usize, cases_written: usize },
-    Target { iteration: u32, cluster: String, label: String, failures: i64, share: f64 },
-    Screening { candidates: usize, cases: usize },
-    NoCandidate { cluster: String },
-    Unusable { provider: String, why: String },
-    Gated { description: String, report: Box<GateReport> },
-    Accepted { iteration: u32, patch: PathBuf, description: String },
-    Promoted { cases: Vec<String>, quarantined: Vec<String> },
-    Stopped { why: String },
+    Started {
+        run_id: String,
+        resumed: bool,
+        baseline_hash: String,
+    },
+    Mined {
+        files: usize,
+        skipped: usize,
+        failures: usize,
+        clusters: usize,
+        cases_written: usize,
+    },
+    Target {
+        iteration: u32,
+        cluster: String,
+        label: String,
+        failures: i64,
+        share: f64,
+    },
+    Screening {
+        candidates: usize,
+        cases: usize,
+    },
+    NoCandidate {
+        cluster: String,
+    },
+    Unusable {
+        provider: String,
+        why: String,
+    },
+    Gated {
+        description: String,
+        report: Box<GateReport>,
+    },
+    Accepted {
+        iteration: u32,
+        patch: PathBuf,
+        description: String,
+    },
+    Promoted {
+        cases: Vec<String>,
+        quarantined: Vec<String>,
+    },
+    /// `--partition`: the leader runs a shard itself, and why.
+    ShardTakenOver {
+        partition: String,
+        why: String,
+    },
+    Stopped {
+        why: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -210,6 +269,8 @@ struct RunState {
     opts: RunOptions,
     deadline: Option<Instant>,
     run_dir: PathBuf,
+    /// The content hash of the harness as the run found it (before any accepted patch).
+    root_hash: String,
     /// The user's root plus every patch this run accepted so far.
     base_root: PathBuf,
     base_manifest: Manifest,
@@ -319,6 +380,7 @@ async fn open_run(
         std::fs::remove_dir_all(&base_root)?;
     }
     workspace::private_copy(&manifest.root, &base_root, &manifest.filter)?;
+    let root_hash = workspace::content_hash(&base_root, &manifest.filter)?;
     let mut accepted_so_far = 0u32;
     let mut iteration = existing.as_ref().map(|r| r.iteration as u32).unwrap_or(0);
     let mut clusters_fixed = Vec::new();
@@ -379,6 +441,7 @@ async fn open_run(
         opts,
         deadline,
         run_dir,
+        root_hash,
         base_root,
         base_manifest,
         iteration,
@@ -643,10 +706,23 @@ async fn gate_candidates(
             merge: None,
         };
         let outcome = match session::prepare_patch(&p.diff, &st.base_manifest, ctx.project_root) {
-            Ok(parsed) => {
-                let gate = session::run(&st.base_manifest, &parsed, cases, runner, &gate_opts, &());
-                within(st.deadline, "a gate", gate).await
-            }
+            Ok(parsed) => match st.opts.partition.filter(|p| p.total > 1) {
+                Some(partition) => {
+                    let leader = super::partitioned::Leader {
+                        ctx,
+                        run_id: &st.run_id,
+                        root_hash: &st.root_hash,
+                        opts: &st.opts,
+                        partition,
+                    };
+                    let gate = leader.gate(&st.base_manifest, &p.diff, &parsed, cases, runner, &gate_opts);
+                    within(st.deadline, "a gate", gate).await
+                }
+                None => {
+                    let gate = session::run(&st.base_manifest, &parsed, cases, runner, &gate_opts, &());
+                    within(st.deadline, "a gate", gate).await
+                }
+            },
             Err(e) => Err(e),
         };
         let _ = std::fs::remove_dir_all(&gate_opts.work_dir);
@@ -797,7 +873,7 @@ fn patch_id(diff: &str) -> String {
 }
 
 /// A diff whose paths are relative to the harness root (as proposers write them).
-fn parse_relative(diff: &str) -> anyhow::Result<patch::Patch> {
+pub(super) fn parse_relative(diff: &str) -> anyhow::Result<patch::Patch> {
     let mut p = patch::parse(diff)?;
     patch::normalize_paths(&mut p, None);
     Ok(p)

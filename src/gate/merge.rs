@@ -89,10 +89,12 @@ pub async fn load(
     let mut imported =
         Imported { trials: HashMap::new(), owner: HashMap::new(), baseline_hash: baseline.to_string(), total };
     for index in 1..=total {
+        // A finished run of the shard over any later one that did not finish: a shard taken
+        // over by `run --partition`'s leader can leave its lost runner's row behind.
         let newest = rows
             .iter()
             .filter(|(_, r)| r.total == total && r.index == index)
-            .max_by(|a, b| a.1.started_at.cmp(&b.1.started_at));
+            .max_by_key(|(_, r)| (r.state == "done", r.started_at.clone()));
         let Some((src, row)) = newest else {
             return Err(hinted(
                 format!("shard {index}/{total} is missing: none of {} holds it", names.join(", ")),
@@ -231,7 +233,8 @@ pub struct ShardReport {
     pub partition: String,
     pub baseline_hash: String,
     pub candidate_hash: String,
-    /// The cases this shard ran, in suite order.
+    /// The cases this shard ran trials of, in suite order (then those the baseline failed
+    /// throughout, which it left out of the decision).
     pub cases: Vec<String>,
     pub trials: super::session::TrialCounts,
     /// Set when the gate is decided before any trial (leakage, a failed check): the merge
@@ -249,7 +252,7 @@ impl ShardReport {
             partition: partition.to_string(),
             baseline_hash: r.baseline_hash.clone(),
             candidate_hash: r.candidate_hash.clone(),
-            cases: r.cases.iter().map(|c| c.id.clone()).collect(),
+            cases: r.cases_run(),
             trials: r.trials.clone(),
             decided_before_trials: (r.rule != "shard").then(|| format!("{}: {}", r.rule, r.reason)),
             wall_ms: r.wall_ms,

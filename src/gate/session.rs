@@ -288,6 +288,13 @@ impl GateReport {
     pub fn passed(&self) -> bool {
         self.verdict == Verdict::Pass
     }
+
+    /// Every case this gate ran trials of: those it tested and those it left out because the
+    /// baseline failed all their first trials. A shard lists both: the merge repeats that
+    /// screen and must find those trials too.
+    pub fn cases_run(&self) -> Vec<String> {
+        self.cases.iter().map(|c| c.id.clone()).chain(self.skipped_stable_fail.iter().cloned()).collect()
+    }
 }
 
 /// What the gate reports as it goes (progress bars, notes).
@@ -354,6 +361,11 @@ pub async fn run(
     // The one point a partition applies: a shard plans (and runs) trials of its own cases only.
     let selected: Vec<(usize, Role)> =
         selected.into_iter().filter(|(i, _)| opts.partition.is_none_or(|p| p.contains(cases[*i].id()))).collect();
+    // A shard with none of the target's cases would read "no target case improved" as settled
+    // before its first trial and run nothing: the target is the merge's to judge.
+    if opts.partition.is_some() && !selected.iter().any(|(_, r)| *r == Role::Target) {
+        cfg.require_improvement = false;
+    }
     let ctx = Trials { runner, imported: imported.as_ref(), progress };
     let (selected, pre) = leave_out_stable_failures(selected, cases, &baseline, &ctx, &cfg, &mut report).await?;
     let selected_cases: Vec<Case> = selected.iter().map(|(i, _)| cases[*i].clone()).collect();

@@ -63,6 +63,9 @@ pub fn event(out: &Output, e: &RunEvent) -> Option<String> {
         RunEvent::Accepted { iteration, patch, description } => {
             format!("  {} {description} → {}", paint(Style::Green, &format!("accepted #{iteration}")), patch.display())
         }
+        RunEvent::ShardTakenOver { partition, why } => {
+            format!("  {} shard {partition} runs here: {why}", paint(Style::Yellow, "–"))
+        }
         RunEvent::Promoted { cases, quarantined } => {
             if cases.is_empty() && quarantined.is_empty() {
                 return None;
@@ -200,4 +203,28 @@ impl crate::flow::run::Evidence for Renderers {
     fn summary_markdown(&self, summary: &RunSummary) -> String {
         markdown(summary)
     }
+}
+
+/// What a follower of a partitioned run did (`run --partition K/N`, K > 1).
+pub fn follower(out: &Output, s: &crate::flow::partitioned::FollowSummary) -> String {
+    let c = out.color_stdout;
+    let mut text = format!(
+        "{} shard {} of run {} · {} gate(s) · {} trials · {:.1}s\n",
+        super::output::paint(c, Style::Bold, "autoharness"),
+        s.partition,
+        s.run_id,
+        s.gates.len(),
+        s.trials,
+        s.wall_ms as f64 / 1000.0
+    );
+    for g in &s.gates {
+        let _ = writeln!(
+            text,
+            "  candidate {} · {} case(s) · {} trials",
+            &g.candidate_hash[..12.min(g.candidate_hash.len())],
+            g.cases.len(),
+            g.trials.baseline + g.trials.candidate
+        );
+    }
+    text
 }
