@@ -373,10 +373,11 @@ pub async fn run(
     // History orders the trials: cases that failed most often before run first, so a broken
     // candidate shows itself in the first round.
     if let Some(store) = &runner.store {
+        let ids: Vec<String> = state.iter().map(|ct| ct.id.clone()).collect();
+        let rates = store.fail_rates(&ids).await?;
         for ct in &mut state {
-            let past = store.history(&ct.id).await?;
-            if !past.is_empty() {
-                ct.prior_fail_rate = past.iter().filter(|t| !t.passed).count() as f64 / past.len() as f64;
+            if let Some(rate) = rates.get(&ct.id) {
+                ct.prior_fail_rate = *rate;
             }
         }
     }

@@ -33,6 +33,49 @@ impl Store {
         Ok(Some(TrialRecord { cached: true, ..row.into_record()? }))
     }
 
+    /// Every reusable recorded trial of one harness version under one environment whose case
+    /// hash is among `case_hashes`: a gate round's cache lookups in one query instead of one
+    /// round trip per trial (which a Postgres store over a network pays in full).
+    pub async fn cached_trials(
+        &self,
+        harness_hash: &str,
+        env_fp: &str,
+        case_hashes: &[String],
+    ) -> anyhow::Result<Vec<TrialRecord>> {
+        let hashes = serde_json::to_string(case_hashes)?;
+        let rows: Vec<TrialRow> = on_pool!(self, |p| {
+            let sql = format!(
+                "SELECT {COLUMNS} FROM trials WHERE harness_hash = $1 AND env_fp = $2 AND status != 'failed_to_start'
+                   AND case_hash IN ({})",
+                DIALECT.json_texts(3)
+            );
+            sqlx::query_as(&sql).bind(harness_hash).bind(env_fp).bind(&hashes).fetch_all(p).await?
+        });
+        rows.into_iter().map(|r| Ok(TrialRecord { cached: true, ..r.into_record()? })).collect()
+    }
+
+    /// Each case's share of failed trials among its last `last` recorded trials, any harness
+    /// version (cases without trials are absent). One bounded query for a whole suite: the
+    /// history grows with every gate, the gate's cost must not.
+    pub async fn past_fail_rates(
+        &self,
+        case_ids: &[String],
+        last: i64,
+    ) -> anyhow::Result<std::collections::HashMap<String, f64>> {
+        let ids = serde_json::to_string(case_ids)?;
+        let rows: Vec<(String, i64, i64)> = on_pool!(self, |p| {
+            let sql = format!(
+                "SELECT case_id, CAST(SUM(CASE WHEN passed THEN 0 ELSE 1 END) AS BIGINT), COUNT(*) FROM (
+                   SELECT case_id, passed, ROW_NUMBER() OVER (PARTITION BY case_id ORDER BY id DESC) AS nth
+                   FROM trials WHERE case_id IN ({})) recent
+                 WHERE nth <= $2 GROUP BY case_id",
+                DIALECT.json_texts(1)
+            );
+            sqlx::query_as(&sql).bind(&ids).bind(last).fetch_all(p).await?
+        });
+        Ok(rows.into_iter().map(|(id, failed, n)| (id, failed as f64 / n.max(1) as f64)).collect())
+    }
+
     /// Record a trial, replacing an earlier one with the same key (a `--no-cache` rerun).
     pub async fn record_trial(&self, t: &TrialRecord) -> anyhow::Result<()> {
         self.record_trial_for(t, None).await
@@ -250,8 +293,20 @@ impl TrialLog for Store {
         Box::pin(self.record_trial_for(rec, run_id))
     }
 
-    fn history<'a>(&'a self, case_id: &'a str) -> BoxFuture<'a, anyhow::Result<Vec<TrialRecord>>> {
-        Box::pin(self.trials_of_case(case_id))
+    fn cached_many<'a>(
+        &'a self,
+        version: &'a str,
+        env: &'a str,
+        case_hashes: &'a [String],
+    ) -> BoxFuture<'a, anyhow::Result<Vec<TrialRecord>>> {
+        Box::pin(self.cached_trials(version, env, case_hashes))
+    }
+
+    fn fail_rates<'a>(
+        &'a self,
+        case_ids: &'a [String],
+    ) -> BoxFuture<'a, anyhow::Result<std::collections::HashMap<String, f64>>> {
+        Box::pin(self.past_fail_rates(case_ids, crate::trial::HISTORY_TRIALS))
     }
 }
 
@@ -303,6 +358,65 @@ mod tests {
         let cached = store.cached_trial("hh", "ch", 0, "fp").await.unwrap().unwrap();
         assert!(cached.cached && cached.status == TrialStatus::Exited);
         assert_eq!(store.run_spent("r-1").await.unwrap(), 1.0);
+        store.close().await;
+    }
+
+    /// The batched lookups answer as the one-trial lookup does, and the past failure rate
+    /// reads only each case's most recent trials.
+    #[tokio::test]
+    async fn batched_cache_lookups_and_bounded_failure_rates() {
+        let dir = tempfile::tempdir().unwrap();
+        for store in crate::store::testing::stores(dir.path()).await {
+            batched_on(store).await;
+        }
+    }
+
+    async fn batched_on(store: Store) {
+        let trial = |case: &str, hash: &str, seed: u64, passed: bool, status: TrialStatus| TrialRecord {
+            case_id: case.into(),
+            case_hash: hash.into(),
+            seed,
+            passed,
+            ..record(status)
+        };
+        // c-1: five failures, then three passes; c-2: one pass; c-3 on another environment.
+        for seed in 0..8 {
+            store.record_trial(&trial("c-1", "h1", seed, seed >= 5, TrialStatus::Exited)).await.unwrap();
+        }
+        store.record_trial(&trial("c-2", "h2", 0, true, TrialStatus::Exited)).await.unwrap();
+        store.record_trial(&trial("c-2", "h2", 1, false, TrialStatus::FailedToStart)).await.unwrap();
+        store.record_trial(&TrialRecord { env_fp: "other".into(), ..trial("c-3", "h3", 0, true, TrialStatus::Exited) })
+            .await
+            .unwrap();
+        let hashes = ["h1".to_string(), "h2".to_string(), "h3".to_string(), "h9".to_string()];
+        let mut got: Vec<(String, u64)> = store
+            .cached_trials("hh", "fp", &hashes)
+            .await
+            .unwrap()
+            .into_iter()
+            .inspect(|r| assert!(r.cached))
+            .map(|r| (r.case_hash, r.seed))
+            .collect();
+        got.sort();
+        let mut one_by_one = Vec::new();
+        for h in &hashes {
+            for seed in 0..8 {
+                if let Some(r) = store.cached_trial("hh", h, seed, "fp").await.unwrap() {
+                    one_by_one.push((r.case_hash, r.seed));
+                }
+            }
+        }
+        one_by_one.sort();
+        assert_eq!(got, one_by_one);
+        assert_eq!(got.len(), 9, "{got:?}");
+        let ids = ["c-1".to_string(), "c-2".to_string(), "c-4".to_string()];
+        let all = store.past_fail_rates(&ids, 100).await.unwrap();
+        assert_eq!(all.get("c-1"), Some(&(5.0 / 8.0)));
+        assert_eq!(all.get("c-2"), Some(&0.5));
+        assert!(!all.contains_key("c-4"));
+        // The last three of c-1 passed: an old failure streak does not weigh for ever.
+        let recent = store.past_fail_rates(&ids, 3).await.unwrap();
+        assert_eq!(recent.get("c-1"), Some(&0.0));
         store.close().await;
     }
 

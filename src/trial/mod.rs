@@ -16,6 +16,7 @@
 
 pub mod summary;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -160,9 +161,30 @@ pub trait TrialLog: Send + Sync {
     ) -> BoxFuture<'a, anyhow::Result<Option<TrialRecord>>>;
     /// Record a finished trial, adding its cost to `run_id`'s spend in the same write.
     fn record<'a>(&'a self, rec: &'a TrialRecord, run_id: Option<&'a str>) -> BoxFuture<'a, anyhow::Result<()>>;
-    /// Every recorded trial of a case id, any harness version (a gate orders cases by it).
-    fn history<'a>(&'a self, case_id: &'a str) -> BoxFuture<'a, anyhow::Result<Vec<TrialRecord>>>;
+    /// Every recorded trial of this harness version and environment for these case hashes:
+    /// the cache lookups of many trials at once.
+    fn cached_many<'a>(
+        &'a self,
+        version: &'a str,
+        env: &'a str,
+        case_hashes: &'a [String],
+    ) -> BoxFuture<'a, anyhow::Result<Vec<TrialRecord>>>;
+    /// Each case's share of failed trials among its last [`HISTORY_TRIALS`], any harness
+    /// version (a gate runs the cases that failed most first).
+    fn fail_rates<'a>(
+        &'a self,
+        case_ids: &'a [String],
+    ) -> BoxFuture<'a, anyhow::Result<HashMap<String, f64>>>;
 }
+
+/// A recorded trial worth reusing: a store written before infrastructure failures were
+/// told apart may hold one, which says nothing about the harness.
+fn reusable_record(r: &TrialRecord) -> bool {
+    r.passed || infra_reason(&status_of(r), &r.stderr_tail, &r.output, None).is_none()
+}
+
+/// How many of a case's most recent trials its past failure rate is read from.
+pub const HISTORY_TRIALS: i64 = 200;
 
 /// Runs trials in parallel and records them.
 #[derive(Clone)]
@@ -229,13 +251,20 @@ impl Runner {
         on_done: &(dyn Fn(&TrialRecord) + Sync),
     ) -> anyhow::Result<Vec<TrialRecord>> {
         let env_fp = env_fingerprint(&version.manifest, self.isolation, &version.host);
+        let mut known = self.prefetch(version, cases, trials, &env_fp).await?;
         if version.manifest.run.is_none() {
-            return self.run_batch(version, cases, trials, &env_fp, on_done).await;
+            return self.run_batch(version, cases, trials, &env_fp, &mut known, on_done).await;
         }
         let semaphore = Arc::new(Semaphore::new(self.jobs));
         let shared = Arc::new((self.clone(), version.clone(), cases.to_vec(), env_fp));
         let mut set = tokio::task::JoinSet::new();
+        let mut out: Vec<Option<TrialRecord>> = vec![None; trials.len()];
         for (i, &trial) in trials.iter().enumerate() {
+            if let Some(rec) = known.remove(&(cases[trial.case].hash.clone(), trial.seed)) {
+                on_done(&rec);
+                out[i] = Some(rec);
+                continue;
+            }
             let shared = shared.clone();
             let semaphore = semaphore.clone();
             set.spawn(async move {
@@ -244,7 +273,6 @@ impl Runner {
                 (i, runner.one(version, &cases[trial.case], trial.seed, env_fp).await)
             });
         }
-        let mut out: Vec<Option<TrialRecord>> = vec![None; trials.len()];
         let mut first_error = None;
         let mut infra: Vec<String> = Vec::new();
         while let Some(joined) = set.join_next().await {
@@ -286,6 +314,34 @@ impl Runner {
         Ok(out)
     }
 
+    /// The reusable cached records of these trials, by (case hash, seed), read in one query.
+    /// A trial not found here is looked up again just before it would run: another runner
+    /// sharing the store may have finished it meanwhile.
+    async fn prefetch(
+        &self,
+        version: &Version,
+        cases: &[Case],
+        trials: &[Trial],
+        env_fp: &str,
+    ) -> anyhow::Result<HashMap<(String, u64), TrialRecord>> {
+        let (Some(store), true) = (&self.store, self.use_cache) else { return Ok(HashMap::new()) };
+        let mut hashes: Vec<String> = trials.iter().map(|t| cases[t.case].hash.clone()).collect();
+        hashes.sort_unstable();
+        hashes.dedup();
+        if hashes.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let wanted: std::collections::HashSet<(&str, u64)> =
+            trials.iter().map(|t| (cases[t.case].hash.as_str(), t.seed)).collect();
+        let mut out = HashMap::new();
+        for rec in store.cached_many(&version.hash, env_fp, &hashes).await? {
+            if wanted.contains(&(rec.case_hash.as_str(), rec.seed)) && reusable_record(&rec) {
+                out.insert((rec.case_hash.clone(), rec.seed), rec);
+            }
+        }
+        Ok(out)
+    }
+
     /// The cached record of this trial, if the cache is on and holds one worth reusing.
     async fn reusable(
         &self,
@@ -296,8 +352,7 @@ impl Runner {
     ) -> anyhow::Result<Option<TrialRecord>> {
         let (Some(store), true) = (&self.store, self.use_cache) else { return Ok(None) };
         let rec = store.cached(&version.hash, &case.hash, seed, env_fp).await?;
-        // A store written before infrastructure failures were told apart may hold one.
-        Ok(rec.filter(|r| r.passed || infra_reason(&status_of(r), &r.stderr_tail, &r.output, None).is_none()))
+        Ok(rec.filter(reusable_record))
     }
 
     async fn one(&self, version: &Version, case: &Case, seed: u64, env_fp: &str) -> anyhow::Result<TrialRecord> {
@@ -337,6 +392,7 @@ impl Runner {
         cases: &[Case],
         trials: &[Trial],
         env_fp: &str,
+        known: &mut HashMap<(String, u64), TrialRecord>,
         on_done: &(dyn Fn(&TrialRecord) + Sync),
     ) -> anyhow::Result<Vec<TrialRecord>> {
         let mut out: Vec<Option<TrialRecord>> = vec![None; trials.len()];
@@ -348,9 +404,9 @@ impl Runner {
             let mut todo = Vec::new();
             for (i, t) in trials.iter().enumerate().filter(|(_, t)| t.seed == seed) {
                 let case = &cases[t.case];
-                let cached = match (&self.store, self.use_cache) {
-                    (Some(s), true) => s.cached(&version.hash, &case.hash, seed, env_fp).await?,
-                    _ => None,
+                let cached = match known.remove(&(case.hash.clone(), seed)) {
+                    Some(rec) => Some(rec),
+                    None => self.reusable(version, case, seed, env_fp).await?,
                 };
                 match cached {
                     Some(rec) => {
