@@ -18,8 +18,10 @@ pub const INIT: &str = "autoharness.init/v1";
 pub const DOCTOR: &str = "autoharness.doctor/v1";
 
 /// Every `--json` document, as docs/json.md documents them.
-pub const JSON_OUTPUTS: &[&str] =
-    &[MINE, CLUSTERS, CLUSTER, CASES, EVAL, GATE, GATE_SHARD, RUN, RUN_SHARD, TRACES_LS, TRACE_SHOW, FORMATS, INIT, DOCTOR];
+pub const JSON_OUTPUTS: &[&str] = &[
+    MINE, CLUSTERS, CLUSTER, CASES, EVAL, GATE, GATE_SHARD, RUN, RUN_SHARD, TRACES_LS, TRACE_SHOW, FORMATS, INIT,
+    DOCTOR,
+];
 
 /// A case file (`evals/<harness>/<cluster>/<case>.json`).
 pub const CASE: &str = "autoharness.case/v1";

@@ -248,6 +248,7 @@ fn a_partitioned_run_decides_as_one_machine_while_followers_run_their_shares() {
     let gated = led["iterations"][0]["candidates"].as_array().unwrap().iter().filter(|c| c["trials"] != 0).count();
     assert!(gated > 0, "{led:#}");
     let mut per_gate: Vec<BTreeSet<String>> = vec![BTreeSet::new(); gated];
+    let mut screened = 0;
     for (k, child) in (2..=3).zip(followers) {
         let out = child.wait_with_output().unwrap();
         assert!(out.status.success(), "follower {k}/3: {}", stderr(&out));
@@ -258,6 +259,9 @@ fn a_partitioned_run_decides_as_one_machine_while_followers_run_their_shares() {
         // A follower runs its share of every gate (none was taken over: they were all there).
         assert_eq!(gates.len(), gated, "follower {k}/3: {doc:#}");
         assert!(doc["trials"].as_u64().unwrap() > 0, "{doc:#}");
+        // The knob screening is spread too: each follower took part in the iteration's one.
+        assert_eq!(doc["screenings"], 1, "{doc:#}");
+        screened += doc["screening_trials"].as_u64().unwrap();
         for (g, gate) in gates.iter().enumerate() {
             assert_eq!(gate["partition"], format!("{k}/3"));
             for case in gate["cases"].as_array().unwrap() {
@@ -266,6 +270,10 @@ fn a_partitioned_run_decides_as_one_machine_while_followers_run_their_shares() {
         }
     }
     assert!(per_gate.iter().all(|s| !s.is_empty()), "{per_gate:?}");
+    // What the followers screened, the leader took from the cache.
+    let leader_screened = led["iterations"][0]["screening_trials"].as_u64().unwrap();
+    let alone = single["iterations"][0]["screening_trials"].as_u64().unwrap();
+    assert!(screened > 0 && leader_screened < alone, "{screened} {leader_screened} {alone}");
 }
 
 #[test]

@@ -35,26 +35,35 @@ use crate::mine::emit::CaseFile;
 use crate::store::Store;
 use crate::store::runs::RunStatus;
 use crate::store::shards::ShardStart;
-use crate::trial::Runner;
+use crate::trial::{Runner, Trial, Version};
 
 /// How often runners look at the store while they wait.
 const POLL: Duration = Duration::from_millis(300);
 
-/// A gate of the leader's, as its followers need it (`gate_requests.request`).
+/// Work the leader asks its followers for (`gate_requests.request`), with what they need to
+/// rebuild the leader's baseline without its checkout.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct GateRequest {
+pub struct ShardRequest {
     pub harness: String,
     /// The harness as the run found it in the leader's checkout: a follower's must match.
     pub root_hash: String,
     /// The patches this run accepted so far, in order: the baseline is the root plus these.
     pub accepted: Vec<String>,
-    pub candidate: String,
-    /// The suite as the run sees it (statuses this run changed, clusters resolved), so a
+    /// The cases as the run sees them (statuses this run changed, clusters resolved), so a
     /// follower needs neither the cases the run's own mine wrote nor its status changes.
     pub cases: Vec<RequestCase>,
-    pub gate: GateConfig,
-    pub target: Option<String>,
-    pub cost_tolerance: f64,
+    pub work: Work,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Work {
+    /// A shard of the gate of `candidate`; the leader merges.
+    Gate { candidate: String, gate: GateConfig, target: Option<String>, cost_tolerance: f64 },
+    /// A share of the knob screening's trials (seeds `0..seeds` of every case on the baseline
+    /// and on each candidate), recorded for the leader, whose own screening then finds them in
+    /// the cache: it decides nothing here, so nothing needs merging.
+    Screen { candidates: Vec<String>, seeds: u64 },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -72,6 +81,10 @@ pub struct FollowSummary {
     pub partition: String,
     /// One per gate of the run whose shard this runner ran.
     pub gates: Vec<ShardReport>,
+    /// Knob screenings of the run this runner ran a share of, and the trials that took.
+    pub screenings: u32,
+    pub screening_trials: u32,
+    /// Every trial this runner ran or found cached, gates and screenings.
     pub trials: u32,
     pub wall_ms: u64,
 }
@@ -99,22 +112,15 @@ impl Leader<'_> {
         gate_opts: &GateOptions,
     ) -> anyhow::Result<GateReport> {
         let store = self.ctx.store;
-        let accepted: Vec<String> =
-            store.proposals_of_run(self.run_id).await?.into_iter().filter(|p| p.accepted).map(|p| p.diff).collect();
-        let request = GateRequest {
-            harness: base.name.clone(),
-            root_hash: self.root_hash.to_string(),
-            accepted,
+        let work = Work::Gate {
             candidate: diff.to_string(),
-            cases: cases.iter().map(|c| RequestCase { path: c.path.clone(), file: c.file.clone() }).collect(),
             gate: gate_opts.cfg.clone(),
             target: gate_opts.target.clone(),
             cost_tolerance: gate_opts.cost_tolerance,
         };
         let patch_hash = blake3::hash(diff.as_bytes()).to_hex().to_string();
         let total = self.partition.total;
-        let json = serde_json::to_string(&request)?;
-        let id = store.open_gate_request(self.run_id, &base.name, &patch_hash, total, &json).await?;
+        let id = self.publish(base, cases, work, &patch_hash).await?;
         let wait = self.opts.shard_wait();
         let shard = |index: u32| {
             let p = Partition { index, total };
@@ -134,10 +140,59 @@ impl Leader<'_> {
         store.close_gate_request(id).await?;
         decided
     }
+
+    /// Spread the knob screening's trials of `candidates` (and of the baseline) on `cases`
+    /// over the runners; the leader's screening that follows finds them in the cache.
+    pub async fn screen(
+        &self,
+        base: &Manifest,
+        candidates: Vec<String>,
+        cases: &[Case],
+        seeds: u64,
+        runner: &Runner,
+    ) -> anyhow::Result<()> {
+        if cases.is_empty() {
+            return Ok(());
+        }
+        let key = blake3::hash(format!("screen\0{}", candidates.join("\0")).as_bytes()).to_hex().to_string();
+        let work = Work::Screen { candidates: candidates.clone(), seeds };
+        let id = self.publish(base, cases, work, &key).await?;
+        let wait = self.opts.shard_wait();
+        let total = self.partition.total;
+        let dir = self.ctx.state_dir.join("runs").join(self.run_id).join(format!("screen-{id}"));
+        let shard = |index: u32| {
+            let p = Partition { index, total };
+            screen_shard(self.ctx.store, runner, base, &candidates, cases, seeds, p, id, &key, beat_every(wait), &dir)
+        };
+        let done = async {
+            shard(self.partition.index).await?;
+            await_shards(self.ctx, id, self.partition, wait, shard).await
+        }
+        .await;
+        let _ = std::fs::remove_dir_all(&dir);
+        self.ctx.store.close_gate_request(id).await?;
+        done
+    }
+
+    /// Write a request for the followers; its id.
+    async fn publish(&self, base: &Manifest, cases: &[Case], work: Work, key: &str) -> anyhow::Result<i64> {
+        let store = self.ctx.store;
+        let accepted: Vec<String> =
+            store.proposals_of_run(self.run_id).await?.into_iter().filter(|p| p.accepted).map(|p| p.diff).collect();
+        let request = ShardRequest {
+            harness: base.name.clone(),
+            root_hash: self.root_hash.to_string(),
+            accepted,
+            cases: cases.iter().map(|c| RequestCase { path: c.path.clone(), file: c.file.clone() }).collect(),
+            work,
+        };
+        let json = serde_json::to_string(&request)?;
+        store.open_gate_request(self.run_id, &base.name, key, self.partition.total, &json).await
+    }
 }
 
 /// Wait until every other shard of request `id` is done, running the lost ones here.
-async fn await_shards<'a, F, Fut>(
+async fn await_shards<'a, T, F, Fut>(
     ctx: &RunContext<'_>,
     id: i64,
     partition: Partition,
@@ -146,7 +201,7 @@ async fn await_shards<'a, F, Fut>(
 ) -> anyhow::Result<()>
 where
     F: Fn(u32) -> Fut,
-    Fut: Future<Output = anyhow::Result<GateReport>> + 'a,
+    Fut: Future<Output = anyhow::Result<T>> + 'a,
 {
     let asked = Instant::now();
     // Each shard's last heartbeat as read, and when (on our clock) it last moved.
@@ -230,17 +285,89 @@ async fn run_shard(
         work_dir: gate_opts.work_dir.join(format!("shard-{}", partition.index)),
         ..gate_opts.clone()
     };
-    let gate = session::run(base, parsed, cases, runner, &opts, &());
-    tokio::pin!(gate);
-    let report = loop {
-        tokio::select! {
-            r = &mut gate => break r?,
-            _ = tokio::time::sleep(beat) => store.shard_heartbeat(id).await?,
-        }
-    };
+    let report = beating(store, id, beat, session::run(base, parsed, cases, runner, &opts, &())).await?;
     let _ = std::fs::remove_dir_all(&opts.work_dir);
     store.finish_shard(id, &report).await?;
     Ok(report)
+}
+
+/// `work`, with shard `id`'s heartbeat written every `beat` while it runs.
+async fn beating<T>(
+    store: &Store,
+    id: i64,
+    beat: Duration,
+    work: impl Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            r = &mut work => return r,
+            _ = tokio::time::sleep(beat) => store.shard_heartbeat(id).await?,
+        }
+    }
+}
+
+/// One runner's share of a knob screening: for the baseline and each candidate, the trials
+/// of the (candidate, case) pairs that hash to this shard. Returns the trials run.
+#[allow(clippy::too_many_arguments)]
+async fn screen_shard(
+    store: &Store,
+    runner: &Runner,
+    base: &Manifest,
+    candidates: &[String],
+    cases: &[Case],
+    seeds: u64,
+    partition: Partition,
+    request: i64,
+    key: &str,
+    beat: Duration,
+    dir: &Path,
+) -> anyhow::Result<u32> {
+    let start = ShardStart {
+        harness: &base.name,
+        patch_hash: key,
+        partition,
+        trials_k: seeds as u32,
+        target: None,
+        request: Some(request),
+    };
+    let id = store.start_shard(&start).await?;
+    let work = async {
+        let mut ran = 0u32;
+        let baseline = Version::new(base.clone(), base.root.clone())?;
+        let all = std::iter::once(None).chain(candidates.iter().map(Some));
+        for (i, diff) in all.enumerate() {
+            let mine: Vec<Trial> = (0..cases.len())
+                .filter(|&c| Partition::shard_of(&format!("{i}:{}", cases[c].id()), partition.total) == partition.index)
+                .flat_map(|c| (0..seeds).map(move |seed| Trial { case: c, seed }))
+                .collect();
+            if mine.is_empty() {
+                continue;
+            }
+            let version = match diff {
+                None => baseline.clone(),
+                Some(diff) => {
+                    let root = dir.join(format!("shard-{}", partition.index)).join(i.to_string());
+                    if root.exists() {
+                        std::fs::remove_dir_all(&root)?;
+                    }
+                    workspace::private_copy(&base.root, &root, &base.filter)?;
+                    patch::apply(&parse_relative(diff)?, &root)?;
+                    let mut m = base.clone();
+                    m.root = root.clone();
+                    Version::new(m, root)?
+                }
+            };
+            ran += runner.run(&version, cases, &mine, &|_| {}).await?.len() as u32;
+            if diff.is_some() {
+                let _ = std::fs::remove_dir_all(&version.root);
+            }
+        }
+        anyhow::Ok(ran)
+    };
+    let ran = beating(store, id, beat, work).await?;
+    store.finish_shard_trials(id, ran).await?;
+    Ok(ran)
 }
 
 /// Heartbeats come several times per `--shard-wait`, so one late beat is not a lost runner.
@@ -274,6 +401,8 @@ pub async fn follow(
         harness: manifest.name.clone(),
         partition: partition.to_string(),
         gates: Vec::new(),
+        screenings: 0,
+        screening_trials: 0,
         trials: 0,
         wall_ms: 0,
     };
@@ -317,7 +446,7 @@ pub async fn follow(
             if shards.iter().any(|s| s.partition_index == i64::from(partition.index) && s.state == "done") {
                 continue;
             }
-            let request: GateRequest = serde_json::from_str(&req.request)
+            let request: ShardRequest = serde_json::from_str(&req.request)
                 .map_err(|e| anyhow::anyhow!("gate request {} of run {run_id} is unreadable: {e}", req.id))?;
             if request.root_hash != root_hash {
                 return Err(hinted(
@@ -331,13 +460,21 @@ pub async fn follow(
                 ));
             }
             let work = ctx.state_dir.join("runs").join(run_id).join(format!("shard-{}-{}", partition.index, req.id));
-            let report =
+            let done =
                 shard_of_request(ctx, manifest, &request, partition, req.id, &req.patch_hash, &runner, opts, &work)
                     .await;
             let _ = std::fs::remove_dir_all(&work);
-            let report = report?;
-            summary.trials += report.trials.baseline + report.trials.candidate;
-            summary.gates.push(ShardReport::of(&report, partition));
+            match done? {
+                Done::Gate(report) => {
+                    summary.trials += report.trials.baseline + report.trials.candidate;
+                    summary.gates.push(ShardReport::of(&report, partition));
+                }
+                Done::Screen(trials) => {
+                    summary.screenings += 1;
+                    summary.screening_trials += trials;
+                    summary.trials += trials;
+                }
+            }
             worked = true;
         }
         if !worked {
@@ -358,19 +495,25 @@ async fn leading_run(store: &Store, harness: &str, total: u32) -> anyhow::Result
     Ok(opts.partition.filter(|p| p.total == total).map(|_| (r.id, opts)))
 }
 
-/// Rebuild the leader's baseline in `work` and run this runner's shard of the request.
+/// What a follower did for one request.
+enum Done {
+    Gate(Box<GateReport>),
+    Screen(u32),
+}
+
+/// Rebuild the leader's baseline in `work` and run this runner's share of the request.
 #[allow(clippy::too_many_arguments)]
 async fn shard_of_request(
     ctx: &RunContext<'_>,
     manifest: &Manifest,
-    request: &GateRequest,
+    request: &ShardRequest,
     partition: Partition,
     id: i64,
-    patch_hash: &str,
+    key: &str,
     runner: &Runner,
     opts: &RunOptions,
     work: &Path,
-) -> anyhow::Result<GateReport> {
+) -> anyhow::Result<Done> {
     let base_root = work.join("baseline");
     if base_root.exists() {
         std::fs::remove_dir_all(&base_root)?;
@@ -387,27 +530,28 @@ async fn shard_of_request(
         .iter()
         .map(|c| Case::from_file(c.file.clone(), c.path.clone()))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| anyhow::anyhow!("a case of gate request {id} is invalid: {e}"))?;
-    let parsed = session::prepare_patch(&request.candidate, &base, ctx.project_root)?;
-    let gate_opts = GateOptions {
-        cfg: request.gate.clone(),
-        target: request.target.clone(),
-        cost_tolerance: request.cost_tolerance,
-        work_dir: work.join("gate"),
-        partition: None,
-        merge: None,
-    };
-    run_shard(
-        ctx.store,
-        runner,
-        &base,
-        &parsed,
-        &cases,
-        &gate_opts,
-        partition,
-        id,
-        patch_hash,
-        beat_every(opts.shard_wait()),
-    )
-    .await
+        .map_err(|e| anyhow::anyhow!("a case of request {id} is invalid: {e}"))?;
+    let beat = beat_every(opts.shard_wait());
+    match &request.work {
+        Work::Gate { candidate, gate, target, cost_tolerance } => {
+            let parsed = session::prepare_patch(candidate, &base, ctx.project_root)?;
+            let gate_opts = GateOptions {
+                cfg: gate.clone(),
+                target: target.clone(),
+                cost_tolerance: *cost_tolerance,
+                work_dir: work.join("gate"),
+                partition: None,
+                merge: None,
+            };
+            let report =
+                run_shard(ctx.store, runner, &base, &parsed, &cases, &gate_opts, partition, id, key, beat).await?;
+            Ok(Done::Gate(Box::new(report)))
+        }
+        Work::Screen { candidates, seeds } => {
+            let ran =
+                screen_shard(ctx.store, runner, &base, candidates, &cases, *seeds, partition, id, key, beat, work)
+                    .await?;
+            Ok(Done::Screen(ran))
+        }
+    }
 }

@@ -627,16 +627,18 @@ async fn propose(
     let baseline = Version::new(st.base_manifest.clone(), st.base_root.clone())?;
     let gated: HashSet<String> = store.gated_diffs(&target.id).await?.into_iter().map(|(h, _)| h).collect();
     let (proposals, screening_trials) = if opts.proposer.provider == ProposerKind::Knobs {
-        let screening = propose_knobs(
-            runner,
-            &baseline,
-            cases,
-            &target.id,
-            opts.candidates as usize,
-            &gated,
-            &st.run_dir,
-            ctx.emit,
-        );
+        let screening = async {
+            if let Some(partition) = opts.partition.filter(|p| p.total > 1) {
+                let leader =
+                    super::partitioned::Leader { ctx, run_id: &st.run_id, root_hash: &st.root_hash, opts, partition };
+                let diffs = knob_diffs(&baseline, &gated);
+                leader
+                    .screen(&st.base_manifest, diffs, &screen_targets(cases, &target.id), SCREEN_SEEDS, runner)
+                    .await?;
+            }
+            propose_knobs(runner, &baseline, cases, &target.id, opts.candidates as usize, &gated, &st.run_dir, ctx.emit)
+                .await
+        };
         match within(st.deadline, "knob screening", screening).await {
             Ok((ps, n, _cost)) => (ps, n),
             // Out of time: the loop's check says so and stops.
@@ -1070,6 +1072,31 @@ fn no_target_reason(only: Option<&str>, passed_over: &[(String, String)]) -> Str
     format!("no cluster left to work on ({})", list.join("; "))
 }
 
+/// The cases knob screening runs: the cluster's train cases not yet in the suite.
+fn screen_targets(cases: &[Case], cluster: &str) -> Vec<Case> {
+    cases
+        .iter()
+        .filter(|c| c.file.cluster == cluster && c.file.split == "train" && c.file.status == "candidate")
+        .cloned()
+        .collect()
+}
+
+/// A diff's key among the diffs a cluster was already gated with.
+fn diff_key(diff: &str) -> String {
+    blake3::hash(diff.as_bytes()).to_hex()[..16].to_string()
+}
+
+/// The single knob changes screening tries first, as diffs (those gated before left out):
+/// what `run --partition` spreads over its runners before the leader screens.
+fn knob_diffs(baseline: &Version, gated: &HashSet<String>) -> Vec<String> {
+    knobs::singles(&baseline.manifest, &baseline.root)
+        .into_iter()
+        .filter_map(|c| knobs::candidate(&baseline.root, &[c]).ok())
+        .map(|k| k.diff)
+        .filter(|d| !gated.contains(&diff_key(d)))
+        .collect()
+}
+
 /// Knob candidates for a cluster, screened on its train cases: singles first, then pairs
 /// of the best singles; only those that fix more target trials than the baseline, best
 /// first, never one already gated for this cluster.
@@ -1084,11 +1111,7 @@ async fn propose_knobs(
     run_dir: &Path,
     emit: &(dyn Fn(RunEvent) + Sync),
 ) -> anyhow::Result<(Vec<Proposal>, u32, f64)> {
-    let targets: Vec<Case> = cases
-        .iter()
-        .filter(|c| c.file.cluster == cluster && c.file.split == "train" && c.file.status == "candidate")
-        .cloned()
-        .collect();
+    let targets = screen_targets(cases, cluster);
     let trials: Vec<Trial> =
         (0..targets.len()).flat_map(|c| (0..SCREEN_SEEDS).map(move |seed| Trial { case: c, seed })).collect();
     let mut spent_trials = 0u32;
@@ -1110,7 +1133,7 @@ async fn propose_knobs(
                                  scored: &mut Vec<(usize, Vec<KnobChange>, knobs::KnobCandidate)>|
            -> anyhow::Result<()> {
         let Ok(cand) = knobs::candidate(&baseline.root, &changes) else { return Ok(()) };
-        let hash = blake3::hash(cand.diff.as_bytes()).to_hex()[..16].to_string();
+        let hash = diff_key(&cand.diff);
         if gated.contains(&hash) {
             return Ok(());
         }

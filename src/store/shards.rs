@@ -156,6 +156,20 @@ impl Store {
         Ok(())
     }
 
+    /// A shard whose work is trials only (a share of `run --partition`'s knob screening) is done.
+    pub async fn finish_shard_trials(&self, id: i64, trials: u32) -> anyhow::Result<()> {
+        on_pool!(self, |p| sqlx::query(
+            "UPDATE gate_shards SET state = 'done', trials = $1, finished_at = $2 WHERE id = $3"
+        )
+        .bind(trials as i64)
+        .bind(now_rfc3339())
+        .bind(id)
+        .execute(p)
+        .await?
+        .rows_affected());
+        Ok(())
+    }
+
     /// Every shard run of this patch on this harness.
     pub async fn shards_of(&self, harness: &str, patch_hash: &str) -> anyhow::Result<Vec<ShardRow>> {
         let rows: Vec<ShardDbRow> = on_pool!(self, |p| {

@@ -385,7 +385,8 @@ mod tests {
         }
         store.record_trial(&trial("c-2", "h2", 0, true, TrialStatus::Exited)).await.unwrap();
         store.record_trial(&trial("c-2", "h2", 1, false, TrialStatus::FailedToStart)).await.unwrap();
-        store.record_trial(&TrialRecord { env_fp: "other".into(), ..trial("c-3", "h3", 0, true, TrialStatus::Exited) })
+        store
+            .record_trial(&TrialRecord { env_fp: "other".into(), ..trial("c-3", "h3", 0, true, TrialStatus::Exited) })
             .await
             .unwrap();
         let hashes = ["h1".to_string(), "h2".to_string(), "h3".to_string(), "h9".to_string()];

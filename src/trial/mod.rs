@@ -171,10 +171,7 @@ pub trait TrialLog: Send + Sync {
     ) -> BoxFuture<'a, anyhow::Result<Vec<TrialRecord>>>;
     /// Each case's share of failed trials among its last [`HISTORY_TRIALS`], any harness
     /// version (a gate runs the cases that failed most first).
-    fn fail_rates<'a>(
-        &'a self,
-        case_ids: &'a [String],
-    ) -> BoxFuture<'a, anyhow::Result<HashMap<String, f64>>>;
+    fn fail_rates<'a>(&'a self, case_ids: &'a [String]) -> BoxFuture<'a, anyhow::Result<HashMap<String, f64>>>;
 }
 
 /// A recorded trial worth reusing: a store written before infrastructure failures were
