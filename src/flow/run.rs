@@ -238,6 +238,8 @@ pub async fn run(ctx: &RunContext<'_>, manifest: &Manifest, opts: &RunOptions) -
     // A run that stopped on an error is marked so: never left "running" for ever.
     if let (Err(e), Some(id)) = (&result, run_id.get()) {
         ctx.store.mark_run_failed(id, &format!("{e:#}")).await?;
+        // Followers of a partitioned run start nothing more of it.
+        ctx.store.close_requests_of_run(id).await?;
     }
     result
 }
@@ -408,6 +410,8 @@ async fn open_run(
     }
     if resumed {
         store.reopen_iterations_after(&run_id, iteration as i64).await?;
+        // What a killed leader asked its followers for is asked again, with a new request.
+        store.close_requests_of_run(&run_id).await?;
     }
     let mut base_manifest = manifest.clone();
     base_manifest.root = base_root.clone();

@@ -109,6 +109,19 @@ impl Store {
         Ok(())
     }
 
+    /// Every open request of a run closed: the run stopped, or resumes and asks again.
+    pub async fn close_requests_of_run(&self, run_id: &str) -> anyhow::Result<()> {
+        on_pool!(self, |p| sqlx::query(
+            "UPDATE gate_requests SET state = 'closed', closed_at = $1 WHERE run_id = $2 AND state = 'open'"
+        )
+        .bind(now_rfc3339())
+        .bind(run_id)
+        .execute(p)
+        .await?
+        .rows_affected());
+        Ok(())
+    }
+
     /// The open requests of a run, oldest first.
     pub async fn open_gate_requests(&self, run_id: &str) -> anyhow::Result<Vec<GateRequestRow>> {
         let rows = on_pool!(self, |p| {
