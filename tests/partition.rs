@@ -308,3 +308,28 @@ fn the_leader_runs_the_shard_of_a_lost_follower_and_a_different_checkout_is_refu
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(run_decisions(&led), run_decisions(&single), "a lost shard changes no decision");
 }
+
+#[test]
+fn a_follower_whose_leader_was_killed_stops_and_says_how_to_resume() {
+    let (lead, other) = (example(), example());
+    let db = lead.path().join("team.db").display().to_string();
+    let child = follower(&other, &db, "2/2", &[]);
+    let mut args = RUN.to_vec();
+    args.extend(["--partition", "1/2"]);
+    let (code, _, err) = on(&lead, &db, &args, &[("AUTOHARNESS_CRASH_AT", "trial_recorded:30")]);
+    assert_eq!(code, None, "killed by the crash point: {err}");
+    // A follower that missed the leader's death would wait for ever: fail instead.
+    let mut child = child;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the follower still waits two minutes after its leader was killed");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("stopped without finishing it") && err.contains("run --resume --partition 1/2"), "{err}");
+}

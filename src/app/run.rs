@@ -166,7 +166,7 @@ fn follow(
             feedback: &settings.config.feedback,
         };
         let r = tokio::select! {
-            r = crate::flow::partitioned::follow(&ctx, manifest, partition, wait) => r,
+            r = crate::flow::partitioned::follow(&ctx, &settings.db_path, manifest, partition, wait) => r,
             _ = tokio::signal::ctrl_c() => Err(hinted(
                 "interrupted: this shard stopped; the leading runner runs what it leaves",
                 "nothing to do: finished trials are recorded",

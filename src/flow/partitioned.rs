@@ -387,6 +387,7 @@ fn show(d: Duration) -> String {
 /// of this harness asks for, until its run ends.
 pub async fn follow(
     ctx: &RunContext<'_>,
+    db: &Path,
     manifest: &Manifest,
     partition: Partition,
     wait: Duration,
@@ -407,6 +408,7 @@ pub async fn follow(
         wall_ms: 0,
     };
     let mut done: HashSet<i64> = HashSet::new();
+    let mut looked_for_leader = Instant::now();
     let mut run: Option<(String, RunOptions)> = None;
     loop {
         // The newest unfinished run led over this many shards; a newer one replaces it.
@@ -483,9 +485,40 @@ pub async fn follow(
                 summary.wall_ms = started.elapsed().as_millis() as u64;
                 return Ok(summary);
             }
+            // A leader killed outright leaves its run "running" for ever; its run lock is
+            // released with the process (or its connection), and nobody else holds it.
+            if looked_for_leader.elapsed() >= LEADER_CHECK {
+                looked_for_leader = Instant::now();
+                let gone = leader_gone(store, db).await;
+                let still = store.run_by_id(run_id).await?.map(|r| r.status);
+                if gone && still == Some(RunStatus::Running) {
+                    return Err(hinted(
+                        format!(
+                            "the leading runner of run {run_id} stopped without finishing it (nothing holds its run lock)"
+                        ),
+                        format!(
+                            "continue it with `autoharness run --resume --partition 1/{}`; this runner can follow it again",
+                            partition.total
+                        ),
+                    ));
+                }
+            }
             tokio::time::sleep(POLL).await;
         }
     }
+}
+
+/// How often an idle follower checks that the leader is still there.
+const LEADER_CHECK: Duration = Duration::from_secs(5);
+
+/// Whether no process holds the store's run lock, which a leading `run` holds for its life.
+/// Taking it to see is released at once.
+async fn leader_gone(store: &Store, db: &Path) -> bool {
+    if store.dialect() == crate::store::Dialect::Postgres {
+        return store.run_lock().await.is_ok();
+    }
+    let path = crate::lockfile::beside_store(db, ".run.lock");
+    matches!(crate::lockfile::try_lock(&path), Ok(Ok(_)))
 }
 
 /// The newest unfinished run of `harness` whose options say it is led over `total` shards.
