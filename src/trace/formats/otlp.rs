@@ -1961,8 +1961,8 @@ fn smolagents_step_limit(trace: &mut Trace, parent: &[Option<usize>]) {
             continue;
         }
         let what = format!("Reached max steps: {taken} steps of smolagents.max_steps = {max}, and no final_answer");
+        // The span's status stays as recorded (OK: nothing raised in it); the error is ours.
         let root = &mut trace.steps[r];
-        root.status = StepStatus::Error;
         root.error = Some(ErrorInfo::new(ErrorSource::Terminal).with_type("AgentMaxStepsError").with_message(&what));
         trace.signals.push(Signal { step: Some(root.id.clone()), ..Signal::new("terminal", false, what) });
     }
