@@ -103,6 +103,21 @@ fn old_cluster_ids_resolve_after_the_signature_rules_change() {
         let cases = sb.json(&["cases", "--cluster", old_id]);
         assert_eq!(cases["cases"].as_array().unwrap().len(), before.len(), "cases --cluster {old_id}: {cases}");
     }
+    // `eval --cluster` takes an old id too (the same resolution as `clusters` and `cases`,
+    // `mine::alias::Aliases::given`), and runs every case of the new cluster, the edited
+    // file that still names the old id included.
+    sb.write(
+        "harnesses/h/harness.toml",
+        "name = \"h\"\neditable = [\"prompt.txt\"]\nrun = \"cat prompt.txt\"\ntimeout = \"5s\"\n",
+    );
+    sb.write("harnesses/h/prompt.txt", "hello\n");
+    for old_id in &old_ids {
+        let out = sb.run(&["--json", "eval", "--cluster", old_id, "--split", "all", "--trials", "1"]);
+        assert_ne!(out.status.code(), Some(2), "eval --cluster {old_id}: {}", stderr(&out));
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(doc["cases"].as_array().unwrap().len(), before.len(), "eval --cluster {old_id}: {doc:#}");
+        assert!(stderr(&out).contains(&format!("`{old_id}` is now `{new_id}`")), "{}", stderr(&out));
+    }
     // No case is lost or made twice: the same files, moved with their cluster, except the
     // edited one, which stays where it was, byte for byte.
     let after = case_files(sb.path());

@@ -217,7 +217,7 @@ fn example_clear_fix_of_the_target_cluster_passes() {
     // Baseline: everything fixed but the orders-API retries; the patch adds them.
     let sb = example_with_suite(&BEST.replace("retry_attempts = 5", "retry_attempts = 1"), 1);
     let p = diff(&sb, "harnesses/support-bot/config.toml", BEST);
-    let (code, doc, err) = gate(&sb, &p, &["--target", "k-2b933bfd"]);
+    let (code, doc, err) = gate(&sb, &p, &["--target", "k-9278df0f"]);
     assert_eq!(code, Some(0), "{err}\n{doc:#}");
     let target = &doc["decision"]["target"];
     assert_eq!(target["improved"], true, "{target:#}");

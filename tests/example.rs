@@ -93,10 +93,10 @@ fn example_duplicate_cases_are_merged_with_a_reason_and_stay_runnable() {
     assert_eq!(
         pairs,
         [
-            ("c-6dede2ba", "c-2b091cf1"),
-            ("c-b869bdc9", "c-2f952efb"),
-            ("c-95e2743f", "c-30e5bfa8"),
-            ("c-c237feac", "c-3bec75ca")
+            ("c-b869bdc9", "c-d278bea6"),
+            ("c-95e2743f", "c-f468cd82"),
+            ("c-7c8be247", "c-6dede2ba"),
+            ("c-8112a592", "c-b64e365f")
         ]
         .to_vec(),
         "{merged:#?}"
@@ -118,7 +118,7 @@ fn example_duplicate_cases_are_merged_with_a_reason_and_stay_runnable() {
     };
     assert_eq!(ids(&plain).len(), 19, "{plain:#}");
     assert_eq!(ids(&all_run).len(), 23);
-    assert!(ids(&all_run).iter().any(|i| i == "c-6dede2ba") && !ids(&plain).iter().any(|i| i == "c-6dede2ba"));
+    assert!(ids(&all_run).iter().any(|i| i == "c-b869bdc9") && !ids(&plain).iter().any(|i| i == "c-b869bdc9"));
 
     // From empty evals/, mining never writes the second case of a pair.
     let fresh = example_project();
@@ -126,7 +126,7 @@ fn example_duplicate_cases_are_merged_with_a_reason_and_stay_runnable() {
     let doc = fresh.json(&["mine", "examples/support-bot/traces", "--harness", "support-bot"]);
     assert_eq!(doc["summary"]["cases_written"], 19, "{:#}", doc["summary"]);
     assert!(doc["summary"]["duplicates_merged"].as_array().unwrap().iter().all(|m| m["action"] == "not_written"));
-    assert!(!fresh.path().join("evals/support-bot/k-343c9a8f/c-6dede2ba.json").exists());
+    assert!(!fresh.path().join("evals/support-bot/k-343c9a8f/c-b869bdc9.json").exists());
 }
 
 /// A case a person edited is theirs: even when it duplicates another, it is neither
@@ -134,7 +134,7 @@ fn example_duplicate_cases_are_merged_with_a_reason_and_stay_runnable() {
 #[test]
 fn an_edited_duplicate_is_reported_not_retired() {
     let sb = example_project();
-    let path = sb.path().join("evals/support-bot/k-343c9a8f/c-6dede2ba.json");
+    let path = sb.path().join("evals/support-bot/k-343c9a8f/c-b869bdc9.json");
     let text = std::fs::read_to_string(&path).unwrap().replace("\"retired\"", "\"active\"");
     let mut case: Value = serde_json::from_str(&text).unwrap();
     case["description"] = "kept by hand".into();
@@ -142,7 +142,7 @@ fn an_edited_duplicate_is_reported_not_retired() {
     let doc = sb.json(&["mine", "examples/support-bot/traces", "--harness", "support-bot"]);
     let s = &doc["summary"];
     assert_eq!(s["duplicates_merged"].as_array().unwrap().len(), 3, "{s:#}");
-    assert!(s["cases_kept_edited"].to_string().contains("c-6dede2ba"), "{s:#}");
+    assert!(s["cases_kept_edited"].to_string().contains("c-b869bdc9"), "{s:#}");
     let after: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     assert_eq!(after["status"], "active");
 }

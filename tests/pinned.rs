@@ -109,8 +109,8 @@ fn mine_clusters_cases_on_the_example() {
     pin("mine_human", &transcript(&sb.run(&["mine", "examples/support-bot/traces", "--harness", "support-bot"])));
     pin("clusters_human", &transcript(&sb.run(&["clusters"])));
     pin_json("clusters_json", &sb.json(&["clusters"]));
-    pin("cluster_one_human", &transcript(&sb.run(&["clusters", "k-2b933bfd"])));
-    pin_json("cluster_one_json", &sb.json(&["clusters", "k-2b933bfd"]));
+    pin("cluster_one_human", &transcript(&sb.run(&["clusters", "k-9278df0f"])));
+    pin_json("cluster_one_json", &sb.json(&["clusters", "k-9278df0f"]));
     pin("cases_human", &transcript(&sb.run(&["cases"])));
     pin_json("cases_json", &sb.json(&["cases"]));
     let again = crate::example::example_project();

@@ -85,12 +85,9 @@ const EXPECT: &[Expect] = &[
 ];
 
 /// Cells known not to hold, with why; the test fails when one starts holding (remove it then).
-const KNOWN_GAPS: &[(&str, &str, &str)] = &[(
-    "smolagents",
-    "turn_limit",
-    "smolagents ends a run at max_steps by asking the model for a final answer; its OpenInference spans \
-     carry no error (root status OK, output None), only the smolagents.max_steps attribute",
-)];
+/// (smolagents' `turn_limit` was one until its step limit was read from `smolagents.max_steps`
+/// and the run's `Step N` spans: `otlp::smolagents_step_limit`.)
+const KNOWN_GAPS: &[(&str, &str, &str)] = &[];
 
 /// The corpus folder, or None when only the snapshot may be used and it is absent.
 fn corpus() -> PathBuf {

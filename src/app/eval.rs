@@ -21,13 +21,13 @@ pub fn eval(settings: &Settings, out: &Output, args: &EvalArgs) -> anyhow::Resul
         return Err(hinted(format!("--split `{split}`"), "use train, holdout or all"));
     }
     let partition = args.partition.as_deref().map(super::gate::parse_partition).transpose()?;
-    let cases = load_cases(settings, &manifest)?;
+    let (cases, cluster) = load_cases(settings, out, &manifest, args.cluster.as_deref())?;
     let cases: Vec<Case> = cases
         .into_iter()
         .filter(|c| split == "all" || c.file.split == *split)
         // Retired cases are out of the suite but never lost: `--all` runs them too.
         .filter(|c| args.all || c.file.status != "retired")
-        .filter(|c| args.cluster.as_deref().is_none_or(|k| c.file.cluster.starts_with(k)))
+        .filter(|c| cluster.as_deref().is_none_or(|k| c.file.cluster.starts_with(k)))
         .filter(|c| partition.is_none_or(|p| p.contains(c.id())))
         .collect();
     if cases.is_empty()
@@ -95,7 +95,31 @@ pub fn select_harness(settings: &Settings, name: Option<&str>) -> anyhow::Result
     manifest::select(&settings.project_root, name.as_deref())
 }
 
-/// The harness's cases under evals/; an invalid case file is an error before any trial.
-pub fn load_cases(settings: &Settings, manifest: &Manifest) -> anyhow::Result<Vec<Case>> {
-    case::load_checked(&settings.project_root.join("evals"), &manifest.name)
+/// The harness's cases under evals/ (an invalid case file is an error before any trial),
+/// and the cluster a person named (`--cluster`, `--target`). Cluster ids from before a
+/// change of the signature rules resolve to the clusters they became, in the argument and in
+/// case files a person edited (they keep the id they had).
+pub fn load_cases(
+    settings: &Settings,
+    out: &Output,
+    manifest: &Manifest,
+    cluster: Option<&str>,
+) -> anyhow::Result<(Vec<Case>, Option<String>)> {
+    let mut cases = case::load_checked(&settings.project_root.join("evals"), &manifest.name)?;
+    let aliases = runtime()?.block_on(async {
+        let store = Store::open_settings_for_reading(settings).await?;
+        let aliases = store.aliases().await;
+        store.close().await;
+        aliases
+    })?;
+    for c in &mut cases {
+        c.file.cluster = aliases.resolve(&c.file.cluster);
+    }
+    let named = cluster.map(|k| aliases.given(k, cases.iter().map(|c| c.file.cluster.as_str())));
+    if let Some(n) = &named
+        && let Some(old) = &n.was
+    {
+        out.note(&format!("`{old}` is now `{}` (the signature rules changed; `clusters {old}` says why)", n.id));
+    }
+    Ok((cases, named.map(|n| n.id)))
 }

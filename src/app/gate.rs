@@ -37,7 +37,7 @@ pub fn gate(settings: &Settings, out: &Output, args: &GateArgs) -> anyhow::Resul
         }
     };
     let patch = session::prepare_patch(&text, &manifest, &settings.project_root)?;
-    let cases = load_cases(settings, &manifest)?;
+    let (cases, target) = load_cases(settings, out, &manifest, args.target.as_deref())?;
     let mut cfg = GateConfig {
         k: args.trials.max(1),
         k_max: args.max_trials.max(args.trials.max(1)),
@@ -55,7 +55,7 @@ pub fn gate(settings: &Settings, out: &Output, args: &GateArgs) -> anyhow::Resul
     let patch_hash = blake3::hash(text.as_bytes()).to_hex().to_string();
     let mut opts = GateOptions {
         cfg,
-        target: args.target.clone(),
+        target,
         cost_tolerance: args.cost_tolerance.unwrap_or(settings.config.gate.cost_tolerance),
         work_dir: work_dir.clone(),
         partition,

@@ -158,15 +158,17 @@ pub fn clusters(settings: &Settings, out: &Output, id: Option<&str>) -> anyhow::
     let (clusters, failures, cases, alias) = rt.block_on(async {
         let store = Store::open_settings_for_reading(settings).await?;
         // An id from before a change of the signature rules names the cluster it became.
-        let aliases = crate::mine::alias::Aliases::new(store.cluster_aliases().await?);
+        let aliases = store.aliases().await?;
         let mut clusters = store.clusters().await?;
         // An alias's row stays (its label, state and history) but it has no members: the
         // cluster it became is the one listed.
         clusters.retain(|c| aliases.resolve(&c.cluster.id) == c.cluster.id);
-        let known =
-            |id: &str| clusters.iter().any(|c| c.cluster.id == id || c.cluster.id.trim_start_matches("k-") == id);
-        let alias = match id.filter(|id| !known(id)).and_then(|id| aliases.old_id(id)) {
-            Some(old) => Some((old.to_string(), aliases.resolve(old), store.cluster_alias_reason(old).await?)),
+        let named = id.map(|id| aliases.given(id, clusters.iter().map(|c| c.cluster.id.as_str())));
+        let alias = match named.and_then(|n| Some((n.was?, n.id))) {
+            Some((old, new)) => {
+                let reason = store.cluster_alias_reason(&old).await?;
+                Some((old, new, reason))
+            }
             None => None,
         };
         let full = match (&alias, id) {
@@ -245,8 +247,10 @@ pub fn cases(
         let store = Store::open_settings_for_reading(settings).await?;
         // Old cluster ids (from before a change of the signature rules) resolve to new ones,
         // in the argument and in case files a person edited (they keep the id they had).
-        let aliases = crate::mine::alias::Aliases::new(store.cluster_aliases().await?);
-        let resolved = cluster.map(|k| aliases.old_id(k).map_or_else(|| k.to_string(), |old| aliases.resolve(old)));
+        let aliases = store.aliases().await?;
+        let live: Vec<String> =
+            store.clusters().await?.into_iter().map(|c| c.cluster.id).filter(|id| aliases.resolve(id) == *id).collect();
+        let resolved = cluster.map(|k| aliases.given(k, live.iter().map(String::as_str)).id);
         let cluster = resolved.as_deref();
         let mut rows = store.cases(cluster).await?;
         if let Some(m) = &harness {

@@ -18,7 +18,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::mine::cluster::{self, Cluster, Idf};
-use crate::mine::emit::{CaseFile, CaseStatus, PlannedCase, WriteResult, duplicates, plan_cases, write_case};
+use crate::mine::emit::{CaseFile, CaseStatus, Observed, PlannedCase, WriteResult, duplicates, plan_cases, write_case};
 use crate::mine::failure::{CaseSeed, Failure, StoredFailure, analyze};
 use crate::mine::{
     ClusterView, MemberView, MergedCase, MineOptions, MineResult, MineSummary, label_for, redact_failure, summarize,
@@ -733,11 +733,23 @@ async fn cases_phase(
             planned.insert(sc.cluster.id.clone(), p);
         }
     }
-    // Across clusters, the smallest case id of each task stays: deterministic whatever the
-    // clusters' order, and unchanged by a re-mine.
-    let mut all: Vec<&CaseFile> = planned.values().flatten().map(|p| &p.case).collect();
-    all.sort_by(|a, b| a.id.cmp(&b.id));
-    let dups = duplicates(all);
+    // Across clusters, one case per task stays (`emit::duplicates`: the earliest observed,
+    // and every cluster keeps a train case): unchanged by a re-mine or new signature rules.
+    let by_id: HashMap<i64, &StoredFailure> = stored.iter().map(|s| (s.id, s)).collect();
+    let observed: Vec<Observed<'_>> = planned
+        .values()
+        .flatten()
+        .map(|p| {
+            let s = by_id.get(&p.failure_id);
+            Observed {
+                case: &p.case,
+                time: s.and_then(|s| s.failure.time),
+                path: s.map_or("", |s| s.path.as_str()),
+                seq: s.map_or(0, |s| s.failure.trace_seq),
+            }
+        })
+        .collect();
+    let dups = duplicates(&observed);
     let mut views = Vec::new();
     for sc in stored_clusters {
         let Some(ms) = members.get(&sc.cluster.id) else { continue };

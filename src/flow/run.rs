@@ -309,9 +309,10 @@ async fn run_inner(
     runner.run_id = Some(st.run_id.clone());
     // Cluster ids from before a change of the signature rules (in `--target` and in case
     // files a person edited) resolve to the clusters they became.
-    let aliases = crate::mine::alias::Aliases::new(ctx.store.cluster_aliases().await?);
-    let only =
-        st.opts.target.as_deref().map(|t| aliases.old_id(t).map_or_else(|| t.to_string(), |o| aliases.resolve(o)));
+    let aliases = ctx.store.aliases().await?;
+    let live: Vec<String> =
+        ctx.store.clusters().await?.into_iter().map(|c| c.cluster.id).filter(|id| aliases.resolve(id) == *id).collect();
+    let only = st.opts.target.as_deref().map(|t| aliases.given(t, live.iter().map(String::as_str)).id);
     let stop = loop {
         if let Some(why) = stop_reason(ctx.store, &st, started).await? {
             break why;

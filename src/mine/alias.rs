@@ -64,6 +64,15 @@ pub fn after_resigning(
     out
 }
 
+/// A cluster id as a person gave it, resolved ([`Aliases::given`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Named {
+    /// What to match cluster ids against: the given id or prefix, or the cluster an old id became.
+    pub id: String,
+    /// The old id the given one named, when it named an alias (say so to the person).
+    pub was: Option<String>,
+}
+
 /// Every alias the store holds, resolved transitively (an id aliased twice over rules
 /// changes resolves to the newest).
 #[derive(Debug, Clone, Default)]
@@ -97,6 +106,19 @@ impl Aliases {
         let mut hits = self.map.keys().filter(|old| old.trim_start_matches("k-").starts_with(given));
         let first = hits.next()?;
         hits.next().is_none().then_some(first.as_str())
+    }
+
+    /// The one place a cluster id a person gives (`clusters ID`, `cases --cluster`, `eval
+    /// --cluster`, `gate --target`, `run --target`) is resolved. An id or prefix of a cluster
+    /// in `live` (the clusters with members, or the clusters the loaded cases name) is taken
+    /// as given; otherwise an alias's old id, whole or a prefix, names the cluster it became.
+    pub fn given<'a>(&self, given: &str, live: impl IntoIterator<Item = &'a str>) -> Named {
+        let bare = given.trim_start_matches("k-");
+        let is_live = live.into_iter().any(|id| id.starts_with(given) || id.trim_start_matches("k-").starts_with(bare));
+        match self.old_id(given).filter(|_| !is_live) {
+            Some(old) => Named { id: self.resolve(old), was: Some(old.to_string()) },
+            None => Named { id: given.to_string(), was: None },
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -139,6 +161,17 @@ mod tests {
         assert_eq!(resolved.resolve("k-new"), "k-new");
         assert_eq!(resolved.old_id("old2"), Some("k-old2"));
         assert_eq!(resolved.old_id("k-old"), None, "ambiguous");
+    }
+
+    #[test]
+    fn a_given_id_names_a_live_cluster_before_an_alias() {
+        let a = Aliases::new([("k-ab12".into(), "k-cd34".into())]);
+        let named = a.given("ab1", ["k-cd34"]);
+        assert_eq!(named, Named { id: "k-cd34".into(), was: Some("k-ab12".into()) });
+        assert_eq!(a.given("k-ab12", ["k-cd34"]).id, "k-cd34");
+        // A prefix of a cluster that has members is that cluster's, even when an old id shares it.
+        assert_eq!(a.given("k-ab", ["k-ab99", "k-cd34"]), Named { id: "k-ab".into(), was: None });
+        assert_eq!(a.given("cd3", ["k-cd34"]), Named { id: "cd3".into(), was: None });
     }
 
     #[test]

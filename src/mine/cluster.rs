@@ -627,8 +627,14 @@ pub fn assign<F: Borrow<Failure>>(failures: &[F], existing: Vec<Cluster>, idf: &
 /// whose traces share a long system prompt stay apart), and so is a judge's category: the
 /// same text judged differently must not rejoin the cluster of its offline cause. A
 /// verdict-only failure nothing explained does not join either: joining would claim a cause.
+/// Neither does a tool's own error under signature rules 2 (`tool_error`, `tool_error:handled`):
+/// its signature is the tool and the core of what it said, already read by meaning, so two
+/// signatures are two errors (a timeout and a missing order of one tool joined by their
+/// shared words when mined a day at a time, and not when mined at once).
 fn joins_by_signature_only(signal: &str) -> bool {
     signal == "class"
+        || signal == "tool_error"
+        || signal.starts_with("tool_error:")
         || signal == "verdict:unexplained"
         || signal.starts_with("verdict:judge:")
         || signal.starts_with(super::judge::RUBRIC_SIGNAL)

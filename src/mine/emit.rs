@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use super::cluster::tokens;
 use super::failure::StoredFailure;
 use super::signature::short_id;
+use crate::trace::model::Nanos;
 
 pub use crate::schema::CASE as CASE_SCHEMA;
 
@@ -267,15 +268,73 @@ pub fn duplicate_key(case: &CaseFile) -> String {
     format!("{}\n{}", case.harness, canonical_json(&norm(&case.input)))
 }
 
-/// Keep the first case of each [`duplicate_key`] in `order` (the caller's deterministic
-/// order); every later one maps to the id of the case it duplicates.
-pub fn duplicates<'a>(order: impl IntoIterator<Item = &'a CaseFile>) -> std::collections::HashMap<String, String> {
-    let mut first: std::collections::HashMap<String, String> = std::collections::HashMap::new();
-    let mut dups = std::collections::HashMap::new();
-    for c in order {
-        let kept = first.entry(duplicate_key(c)).or_insert_with(|| c.id.clone());
-        if *kept != c.id {
-            dups.insert(c.id.clone(), kept.clone());
+/// A planned case as the duplicate rule sees it: the case and when its failure was observed.
+pub struct Observed<'a> {
+    pub case: &'a CaseFile,
+    /// The failing trace's start time (None: the trace has none), then its file and place
+    /// in the file: a total order that the signature rules do not change.
+    pub time: Option<Nanos>,
+    pub path: &'a str,
+    pub seq: usize,
+}
+
+/// Which case of each [`duplicate_key`] stays: every other maps to the id of the one kept.
+///
+/// The case whose failure was observed first stays (ties: file, place, case id). Case ids
+/// derive from cluster ids, which change with the signature rules: a rule on ids would move
+/// which case stays whenever the rules change. One exception, so that every cluster with a
+/// train case keeps one (`run` and `gate --target` need one): a cluster whose train cases
+/// all lost to duplicates takes back its first, unless that leaves the kept case's cluster
+/// without a train case of its own.
+pub fn duplicates(cases: &[Observed<'_>]) -> std::collections::HashMap<String, String> {
+    use std::collections::{BTreeMap, HashMap};
+    let mut order: Vec<&Observed<'_>> = cases.iter().collect();
+    order.sort_by(|a, b| {
+        (a.time.is_none(), a.time, a.path, a.seq, &a.case.id).cmp(&(
+            b.time.is_none(),
+            b.time,
+            b.path,
+            b.seq,
+            &b.case.id,
+        ))
+    });
+    let mut groups: BTreeMap<String, Vec<&CaseFile>> = BTreeMap::new();
+    for o in &order {
+        groups.entry(duplicate_key(o.case)).or_default().push(o.case);
+    }
+    // Per group, the index of the case kept; per cluster, how many of its kept cases are train.
+    let mut kept: BTreeMap<&str, usize> = groups.keys().map(|k| (k.as_str(), 0)).collect();
+    let mut kept_train: HashMap<&str, usize> = HashMap::new();
+    for (key, members) in &groups {
+        let c = members[kept[key.as_str()]];
+        if c.split == Split::Train {
+            *kept_train.entry(c.cluster.as_str()).or_default() += 1;
+        }
+    }
+    for o in &order {
+        let (c, key) = (o.case, duplicate_key(o.case));
+        if c.split != Split::Train || kept_train.get(c.cluster.as_str()).copied().unwrap_or(0) > 0 {
+            continue;
+        }
+        let members = &groups[&key];
+        let (slot, at) = kept.get_key_value(key.as_str()).map(|(k, i)| (*k, *i)).expect("every case has a group");
+        let holder = members[at];
+        let holder_train = holder.split == Split::Train;
+        if holder_train && kept_train.get(holder.cluster.as_str()).copied().unwrap_or(0) < 2 {
+            continue;
+        }
+        let mine = members.iter().position(|m| m.id == c.id).expect("the case is in its group");
+        kept.insert(slot, mine);
+        if holder_train {
+            *kept_train.entry(holder.cluster.as_str()).or_default() -= 1;
+        }
+        *kept_train.entry(c.cluster.as_str()).or_default() += 1;
+    }
+    let mut dups = HashMap::new();
+    for (key, members) in &groups {
+        let keep = members[kept[key.as_str()]];
+        for m in members.iter().filter(|m| m.id != keep.id) {
+            dups.insert(m.id.clone(), keep.id.clone());
         }
     }
     dups
@@ -313,4 +372,44 @@ pub fn write_case(planned: &PlannedCase, last_written_hash: Option<&str>) -> std
     // Write to a temp file and rename, so a crash never leaves half a case.
     crate::paths::write_atomic(&planned.path, &planned.path.with_extension("json.tmp"), text.as_bytes())?;
     Ok((WriteResult::Written, blake3::hash(text.as_bytes()).to_hex().to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn case(id: &str, cluster: &str, split: Split, input: &str) -> CaseFile {
+        serde_json::from_value(json!({
+            "id": id, "harness": "h", "cluster": cluster, "split": split.as_str(), "input": input,
+        }))
+        .unwrap()
+    }
+
+    fn at<'a>(c: &'a CaseFile, t: i128) -> Observed<'a> {
+        Observed { case: c, time: Some(t), path: "f", seq: 0 }
+    }
+
+    #[test]
+    fn the_earliest_observed_stays_whatever_the_ids() {
+        // c-b was seen first: it stays although c-a has the smaller id.
+        let (a, b) = (case("c-a", "k-1", Split::Train, "x"), case("c-b", "k-2", Split::Train, "  x "));
+        let other = case("c-0", "k-1", Split::Train, "y");
+        let dups = duplicates(&[at(&a, 20), at(&b, 10), at(&other, 5)]);
+        assert_eq!(dups, [("c-a".to_string(), "c-b".to_string())].into());
+    }
+
+    #[test]
+    fn a_cluster_keeps_a_train_case() {
+        // k-2's only train case duplicates k-1's, seen earlier; k-1 has another train case,
+        // so k-2 keeps its own.
+        let a = case("c-a", "k-1", Split::Train, "x");
+        let a2 = case("c-a2", "k-1", Split::Train, "z");
+        let b = case("c-b", "k-2", Split::Train, "x");
+        let hold = case("c-h", "k-2", Split::Holdout, "w");
+        let dups = duplicates(&[at(&a, 1), at(&a2, 2), at(&b, 3), at(&hold, 4)]);
+        assert_eq!(dups, [("c-a".to_string(), "c-b".to_string())].into());
+        // When that would leave k-1 without a train case, the first observed stays.
+        let dups = duplicates(&[at(&a, 1), at(&b, 3), at(&hold, 4)]);
+        assert_eq!(dups, [("c-b".to_string(), "c-a".to_string())].into());
+    }
 }

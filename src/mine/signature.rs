@@ -53,22 +53,27 @@ impl Signature {
 /// exporters.
 pub const SIGNATURE_RULES_LATEST: u32 = 2;
 
-/// The rules used unless `AUTOHARNESS_SIGNATURE_RULES` says otherwise. Still 1: under 2
-/// the bundled example's tool-error clusters get new ids, which moves which of two
-/// duplicate cases is kept (the smallest case id) and leaves its timeout cluster without a
-/// train case; the example and its snapshots are to be re-mined before 2 is the default.
-pub const SIGNATURE_RULES_DEFAULT: u32 = 1;
+/// The rules used unless `AUTOHARNESS_SIGNATURE_RULES` says otherwise: the latest. A user
+/// who pinned 1 keeps it by setting the variable (docs/producers.md).
+pub const SIGNATURE_RULES_DEFAULT: u32 = SIGNATURE_RULES_LATEST;
 
 /// The rules in force: `AUTOHARNESS_SIGNATURE_RULES` (1 or 2), else
-/// [`SIGNATURE_RULES_DEFAULT`]. Read once per process.
+/// [`SIGNATURE_RULES_DEFAULT`]. Read once per process; a value that names no rules is
+/// reported and the default used (signing under a guessed version would move cluster ids).
 pub fn rules() -> u32 {
     static RULES: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
     *RULES.get_or_init(|| {
-        std::env::var("AUTOHARNESS_SIGNATURE_RULES")
-            .ok()
-            .and_then(|v| v.trim().parse::<u32>().ok())
-            .filter(|v| (1..=SIGNATURE_RULES_LATEST).contains(v))
-            .unwrap_or(SIGNATURE_RULES_DEFAULT)
+        let Ok(v) = std::env::var("AUTOHARNESS_SIGNATURE_RULES") else { return SIGNATURE_RULES_DEFAULT };
+        match v.trim().parse::<u32>().ok().filter(|v| (1..=SIGNATURE_RULES_LATEST).contains(v)) {
+            Some(v) => v,
+            None => {
+                tracing::warn!(
+                    "AUTOHARNESS_SIGNATURE_RULES={v:?} names no signature rules (1..={SIGNATURE_RULES_LATEST}); \
+                     using {SIGNATURE_RULES_DEFAULT}. Set it to 1 to keep the old tool-error signatures, or unset it"
+                );
+                SIGNATURE_RULES_DEFAULT
+            }
+        }
     })
 }
 

@@ -349,6 +349,11 @@ impl Store {
         Ok(on_pool!(self, |p| sqlx::query_as(sql).fetch_all(p).await?))
     }
 
+    /// [`Store::cluster_aliases`] ready to resolve ids.
+    pub async fn aliases(&self) -> anyhow::Result<crate::mine::alias::Aliases> {
+        Ok(crate::mine::alias::Aliases::new(self.cluster_aliases().await?))
+    }
+
     /// Why `old_id` is an alias, as recorded.
     pub async fn cluster_alias_reason(&self, old_id: &str) -> anyhow::Result<Option<String>> {
         let sql = "SELECT reason FROM cluster_aliases WHERE old_id = $1";

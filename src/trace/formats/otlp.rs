@@ -1924,12 +1924,48 @@ fn finish_trace(acc: Acc) -> Trace {
             s.cost_usd = None;
         }
     }
+    smolagents_step_limit(&mut trace, &parent);
     let root = (0..trace.steps.len()).find(|&i| parent[i].is_none());
     if trace.name.is_none() {
         trace.name = root.and_then(|r| trace.steps[r].name.clone());
     }
     trace.task = find_task(&trace.steps, &parent);
     trace
+}
+
+/// smolagents ends a run that used up its steps by asking the model for one last answer
+/// (`_handle_max_steps_reached`): nothing raises, and its `AgentMaxStepsError` stays in the
+/// agent's memory. OpenInference's instrumentation records what shows it: the run span's
+/// `smolagents.max_steps`, and one `Step N` span per step under it. A run span whose steps
+/// reached that number with no `final_answer` tool call below it hit its step limit; the
+/// error goes on the run span, named as smolagents names it (class `turn_limit`).
+fn smolagents_step_limit(trace: &mut Trace, parent: &[Option<usize>]) {
+    let n = trace.steps.len();
+    for r in 0..n {
+        let Some(max) = trace.steps[r].attributes.get("smolagents.max_steps").and_then(as_u64) else { continue };
+        if max == 0 || trace.steps[r].error.is_some() {
+            continue;
+        }
+        let taken = (0..n)
+            .filter(|&i| parent[i] == Some(r))
+            .filter_map(|i| trace.steps[i].name.as_deref()?.strip_prefix("Step ")?.trim().parse::<u64>().ok())
+            .max()
+            .unwrap_or(0);
+        let answered = (0..n).any(|i| {
+            let s = &trace.steps[i];
+            let tool =
+                s.tool_call.as_ref().map(|c| c.name.as_str()).or_else(|| s.attributes.get("tool.name")?.as_str());
+            tool == Some("final_answer") && ancestors_of(parent, i).any(|p| p == r)
+        });
+        if taken < max || answered {
+            continue;
+        }
+        let what = format!("Reached max steps: {taken} steps of smolagents.max_steps = {max}, and no final_answer");
+        // The span's status stays as recorded (OK: nothing raised in it); the error is ours.
+        let root = &mut trace.steps[r];
+        root.error = Some(ErrorInfo::new(ErrorSource::Terminal).with_type("AgentMaxStepsError").with_message(&what));
+        trace.signals.push(Signal { step: Some(root.id.clone()), ..Signal::new("terminal", false, what) });
+    }
 }
 
 /// Arena indexes of the ancestors of `i`, nearest first (cycle-safe).
