@@ -19,10 +19,22 @@ With `--judge-url URL` (an OpenAI-compatible server, e.g. `scripts/llm-server.sh
 also `mine --judge` on AgentRx and Who&When: how often the judge's category is AgentRx's
 root-cause category, the agent and step accuracy of the judge's step on Who&When, what it
 cost (priced at --judge-price-in/--judge-price-out dollars per million tokens), and the
-cache hit rate of a second mine of the same runs copied to another folder (same store).
-The judge's prompt was not tuned on either set.
+cache hit rate of a second mine of the same runs copied to another folder (same store), and
+the check: how many first answers it refused, how many re-asks it accepted, how many were
+rejected after the re-ask and why (read from the store's `judgements` table).
+The judge's prompt was not tuned on either set. AgentRx is judged in a verdict-only view
+(tau-bench's reference solution taken out of each run), else every failure there has an
+expected-action error and the judge is never asked.
+
+A small local model takes ~20 s an answer on two busy cores, so the judge runs on a slice:
+`--judge-limit N` takes the first N runs of AgentRx's file and the first N files (numeric
+name order) of each Who&When subset, by position, never by content:
+
+    scripts/llm-server.sh start /tmp/llm.env && . /tmp/llm.env
+    python3 benches/mine_quality.py --bin $(pwd)/target/debug/autoharness \
+        --judge-url "$AUTOHARNESS_LLM_URL" --judge-only --judge-limit 10
 """
-import argparse, json, os, shutil, subprocess, sys, tempfile
+import argparse, json, os, re, shutil, sqlite3, subprocess, sys, tempfile, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SHARED = os.path.normpath(os.path.join(HERE, "..", "..", "shared"))
@@ -37,28 +49,74 @@ def mine(bin_, paths, extra=()):
     return json.loads(out)
 
 
+def judge_slice(a, path, tmp):
+    """The first `--judge-limit` runs of `path`, chosen by position, not by content: a file's
+    first N records, or a folder's first N files of each subfolder in numeric name order.
+    The whole of `path` without a limit."""
+    if not a.judge_limit:
+        return path
+    out = os.path.join(tmp, "slice", os.path.basename(path))
+    if os.path.isdir(path):
+        for sub in sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d))):
+            names = sorted((n for n in os.listdir(os.path.join(path, sub)) if n.endswith(".json")),
+                           key=lambda n: (int(n[:-5]) if n[:-5].isdigit() else 1 << 30, n))
+            os.makedirs(os.path.join(out, sub))
+            for n in names[:a.judge_limit]:
+                shutil.copy2(os.path.join(path, sub, n), os.path.join(out, sub, n))
+    else:
+        os.makedirs(os.path.dirname(out))
+        with open(path) as f:
+            records = json.load(f)[:a.judge_limit]
+        with open(out, "w") as f:
+            json.dump(records, f)
+    return out
+
+
 def mine_judged(a, path):
-    """`mine --judge` of `path`, then of a copy of it in another folder against the same
-    store: the copy's failures have the same content, so the cache should answer them all."""
+    """`mine --judge` of `path` (or its slice), then of a copy of it in another folder against
+    the same store: the copy's failures have the same content, so the cache should answer them
+    all. Also what the store kept of each judgement (status, requests, why rejected)."""
     with tempfile.TemporaryDirectory() as tmp:
         with open(os.path.join(tmp, "autoharness.toml"), "w") as f:
             f.write(f'[judge]\nprovider = "openai"\nbase_url = "{a.judge_url}"\nmodel = "{a.judge_model}"\n'
-                    f'timeout = "300s"\ninput_per_mtok = {a.judge_price_in}\noutput_per_mtok = {a.judge_price_out}\n')
+                    f'timeout = "600s"\ninput_per_mtok = {a.judge_price_in}\noutput_per_mtok = {a.judge_price_out}\n')
+        path = judge_slice(a, path, tmp)
         copy = os.path.join(tmp, "copy", os.path.basename(path))
         os.makedirs(os.path.dirname(copy))
         (shutil.copytree if os.path.isdir(path) else shutil.copy2)(path, copy)
-        cmd = [a.bin, "--db", os.path.join(tmp, "s.db"), "--json", "-q", "mine", "--no-cases", "--judge"]
+        db = os.path.join(tmp, "s.db")
+        cmd = [a.bin, "--db", db, "--json", "-q", "mine", "--no-cases", "--judge"]
+        started = time.monotonic()
         first = json.loads(subprocess.run(cmd + [path], check=True, capture_output=True, text=True, cwd=tmp).stdout)
+        first["_seconds"] = time.monotonic() - started
         second = json.loads(subprocess.run(cmd + [copy], check=True, capture_output=True, text=True, cwd=tmp).stdout)
+        with sqlite3.connect(db) as con:
+            first["_judgements"] = con.execute("SELECT status, requests, reason FROM judgements").fetchall()
     return first, second
 
 
 def judge_costs(first, second):
     j, k = first["summary"]["judge"], second["summary"]["judge"]
+    rows = first["_judgements"]
+    reasons = {}
+    for status, _, reason in rows:
+        if status == "rejected":
+            # The check's reasons, without the quoted text: "the quote `…` does not occur …".
+            key = re.sub(r"`[^`]*`", "…", reason or "")
+            key = re.sub(r"at line \d+ column \d+", "", key).strip()
+            reasons[key] = reasons.get(key, 0) + 1
+    reasked = sum(1 for _, n, _ in rows if n > 1)
+    accepted_on_reask = sum(1 for s, n, _ in rows if s == "accepted" and n > 1)
+    asked = j["accepted"] + j["rejected"]
     return (f"judged={j['failures']} accepted={j['accepted']} rejected={j['rejected']} unjudged={j['unjudged']}"
             f" requests={j['requests']} tokens={j['tokens']} cost=${j['cost_usd']:.4f}"
-            f" | second mine (copy): failures={k['failures']} cache_hit_rate={k['cache_hit_rate']:.3f}"
-            f" requests={k['requests']}")
+            f" time={first['_seconds']:.0f}s\n"
+            f"  check: first answer refused {reasked}/{asked}, re-asked {reasked}, accepted on the re-ask"
+            f" {accepted_on_reask}; rejected after the re-ask {j['rejected']}/{asked}"
+            f" ({j['rejected'] / asked if asked else float('nan'):.3f}); last reasons: "
+            + (", ".join(f"{k} ×{v}" for k, v in sorted(reasons.items(), key=lambda x: -x[1])) or "-") +
+            f"\n  second mine (copy, same store): failures={k['failures']} cache_hits={k['cache_hits']}"
+            f" cache_hit_rate={k['cache_hit_rate']:.3f} requests={k['requests']} cost=${k['cost_usd']:.4f}")
 
 
 # AgentRx's category names → the judge's slugs (src/mine/judge.rs CATEGORIES).
@@ -81,48 +139,90 @@ def judged_members(doc):
                 yield m, sig[len("verdict:judge:"):]
 
 
+def verdict_only_agentrx(rx, tmp):
+    """AgentRx's failed runs with tau-bench's reference solution taken out (`info.task.actions`,
+    `outputs`, `info.reward_info`): only the reward 0 is left, so the failures are verdict-only,
+    the ones the judge is for. With the reference in, every failure has an expected-action
+    error and the judge is not asked at all."""
+    with open(rx) as f:
+        records = json.load(f)
+    for r in records:
+        r.get("info", {}).pop("reward_info", None)
+        for k in ("actions", "outputs"):
+            r.get("info", {}).get("task", {}).pop(k, None)
+    out = os.path.join(tmp, "verdict-only", os.path.basename(rx))
+    os.makedirs(os.path.dirname(out))
+    with open(out, "w") as f:
+        json.dump(records, f)
+    return out
+
+
 def judge_agentrx(a, rx):
-    first, second = mine_judged(a, rx)
-    gold = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        first, second = mine_judged(a, verdict_only_agentrx(rx, tmp))
+    gold, gold_step = {}, {}
     for g in json.load(open(os.path.join(DATA, "agentrx-tau-retail", "tau_ground_truth.json"))):
         root = [f for f in g["failures"] if f["failure_id"] == g["root_cause"]["failure_id"]]
         if root:
             gold[g["trajectory_id"]] = AGENTRX_SLUGS.get(root[0]["failure_category"].lower(), "?")
+            gold_step[g["trajectory_id"]] = root[0]["step_number"]
     n_fail = sum(len(c["members"]) for c in first["clusters"])
-    hits = n = 0
+    hits = step_hits = n = 0
+    seen = []
     for m, cat in judged_members(first):
         task = int(m["id"].split("#task-")[1].split("/")[0])
         if task in gold:
             n += 1
             hits += cat == gold[task]
-    top = max(set(gold.values()), key=list(gold.values()).count) if gold else "-"
-    major = list(gold.values()).count(top) / len(gold) if gold else 0.0
+            seen.append(gold[task])
+            # The root cause's step_number is the 1-based message index; steps are 0-based.
+            step_hits += bool(m["step"]) and m["step"].startswith("msg:") and int(m["step"][4:]) + 1 == gold_step[task]
+    top = max(set(seen), key=seen.count) if seen else "-"
+    major = seen.count(top) / len(seen) if seen else float("nan")
+    r = lambda x: x / n if n else float("nan")
     print(f"  judge: {judge_costs(first, second)}")
-    print(f"  judge category = AgentRx root-cause category: {hits}/{n} judged"
-          f" ({hits / n if n else float('nan'):.3f}); {hits}/{n_fail} of all failures"
-          f" | majority class ({top}) {major:.3f}, random 1/10 = 0.100")
+    print(f"  judge category = AgentRx root-cause category: {hits}/{n} accepted ({r(hits):.3f}); {hits}/{n_fail}"
+          f" of all failures | on the same runs: majority class ({top}) {major:.3f}, random 1/10 = 0.100"
+          f" | judge's step = root-cause step: {r(step_hits):.3f}")
+
+
+def ww_hit(ww, file, step):
+    """(step exact, agent right, random step, random agent) of a step id on one Who&When run."""
+    sub = "Hand-Crafted" if "Hand-Crafted" in file else "Algorithm-Generated"
+    run = json.load(open(os.path.join(ww, sub, os.path.basename(file))))
+    hist = run.get("history", [])
+    speakers = {(h.get("name") or h.get("role") or "").lower() for h in hist} - {""}
+    rand = (1 / max(1, len(hist)), (run.get("mistake_agent", "").lower() in speakers) / max(1, len(speakers)))
+    if run.get("mistake_step") is None or not step or not step.startswith("msg:"):
+        return None
+    pred = int(step[4:])
+    said = hist[pred] if pred < len(hist) else {}
+    who = (said.get("name") or said.get("role") or "").lower()
+    return (pred == int(run["mistake_step"]), bool(run.get("mistake_agent")) and run["mistake_agent"].lower() in who,
+            *rand)
 
 
 def judge_who_and_when(a, ww):
     first, second = mine_judged(a, ww)
-    step_hits = agent_hits = n = 0
+    offline = {m["file"].split("who-and-when")[-1]: m["step"]
+               for c in mine(a.bin, [ww])["clusters"] for m in c["members"]}
+    judged, off, n = [0, 0, 0.0, 0.0], [0, 0], 0
     for m, _ in judged_members(first):
-        sub = "Hand-Crafted" if "Hand-Crafted" in m["file"] else "Algorithm-Generated"
-        run = json.load(open(os.path.join(ww, sub, os.path.basename(m["file"]))))
-        if run.get("mistake_step") is None or not m["step"] or not m["step"].startswith("msg:"):
+        hit = ww_hit(ww, m["file"], m["step"])
+        if hit is None:
             continue
         n += 1
-        pred = int(m["step"][4:])
-        hist = run.get("history", [])
-        step_hits += pred == int(run["mistake_step"])
-        said = hist[pred] if pred < len(hist) else {}
-        who = (said.get("name") or said.get("role") or "").lower()
-        agent_hits += bool(run.get("mistake_agent")) and run["mistake_agent"].lower() in who
+        judged = [x + y for x, y in zip(judged, hit)]
+        was = ww_hit(ww, m["file"], offline.get(m["file"].split("who-and-when")[-1]))
+        off = [x + y for x, y in zip(off, was[:2] if was else (0, 0))]
     n_fail = sum(len(c["members"]) for c in first["clusters"])
+    r = lambda x: x / n if n else float("nan")
     print(f"  judge: {judge_costs(first, second)}")
-    print(f"  judge's step on Who&When: n={n} judged of {n_fail} failures:"
-          f" step exact={step_hits / n if n else float('nan'):.3f} agent={agent_hits / n if n else float('nan'):.3f}"
-          " (offline and random above; published all-at-once LLM: agent ~0.54 step ~0.14)")
+    print(f"  judge's step on Who&When: n={n} accepted of {n_fail} failures:"
+          f" step exact={r(judged[0]):.3f} agent={r(judged[1]):.3f}"
+          f" | offline on the same runs: step exact={r(off[0]):.3f} agent={r(off[1]):.3f}"
+          f" | random step={r(judged[2]):.3f} agent={r(judged[3]):.3f}"
+          " | published all-at-once LLM (strongest): agent ~0.54 step ~0.14")
 
 
 def mapping(doc, verdict_only=False):
@@ -188,6 +288,8 @@ def main():
     ap.add_argument("--judge-price-in", type=float, default=1.0, help="dollars per million input tokens")
     ap.add_argument("--judge-price-out", type=float, default=2.0, help="dollars per million output tokens")
     ap.add_argument("--judge-only", action="store_true", help="only the --judge figures")
+    ap.add_argument("--judge-limit", type=int, default=0,
+                    help="judge only the first N runs per dataset (per Who&When subset), by position")
     a = ap.parse_args()
     if not os.path.isdir(DATA):
         print(f"SKIPPED: {DATA} not found")
@@ -198,8 +300,9 @@ def main():
     ww = os.path.join(DATA, "who-and-when")
 
     if a.judge_url:
-        print(f"== mine --judge ({a.judge_model} at {a.judge_url}; AgentRx and Who&When, prompt not tuned on them)")
-        print(" AgentRx tau-retail:")
+        what = f"the first {a.judge_limit} runs of each" if a.judge_limit else "all runs"
+        print(f"== mine --judge ({a.judge_model} at {a.judge_url}; {what}; prompt not tuned on these sets)")
+        print(" AgentRx tau-retail, verdict-only view (tau-bench's reference solution removed):")
         judge_agentrx(a, rx)
         print(" Who&When:")
         judge_who_and_when(a, ww)

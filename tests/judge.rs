@@ -51,14 +51,15 @@ fn rubric_answer(step: &str, text: &str) -> String {
     serde_json::json!({"met": met, "category": category, "step": step, "quote": quote}).to_string()
 }
 
-fn respond(mut s: std::net::TcpStream) {
+/// A request's body, read to its `content-length`.
+fn read_request(s: &mut std::net::TcpStream) -> Option<Value> {
     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
     let body_start = loop {
-        let Ok(n) = s.read(&mut chunk) else { return };
+        let n = s.read(&mut chunk).ok()?;
         if n == 0 {
-            return;
+            return None;
         }
         buf.extend_from_slice(&chunk[..n]);
         if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -69,35 +70,37 @@ fn respond(mut s: std::net::TcpStream) {
     let len: usize =
         head.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
     while buf.len() < body_start + len {
-        let Ok(n) = s.read(&mut chunk) else { return };
+        let Ok(n) = s.read(&mut chunk) else { break };
         if n == 0 {
             break;
         }
         buf.extend_from_slice(&chunk[..n]);
     }
-    let req: Value = serde_json::from_slice(&buf[body_start..]).unwrap_or(Value::Null);
-    let user = req["messages"]
-        .as_array()
-        .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
-        .and_then(|m| m["content"].as_str())
-        .unwrap_or("");
-    let body = serde_json::json!({
-        "id": "x", "object": "chat.completion", "model": "scripted",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": answer(user)}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 1000, "completion_tokens": 100, "total_tokens": 1100}
-    })
-    .to_string();
-    let _ = s.write_all(
-        format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .as_bytes(),
-    );
+    Some(serde_json::from_slice(&buf[body_start..]).unwrap_or(Value::Null))
 }
 
-/// Serves for at most `for_secs`; returns the base URL and the request counter.
-fn scripted_server(for_secs: u64) -> (String, Arc<AtomicUsize>) {
+/// The text of the request's last message of `role`.
+fn message_of<'a>(req: &'a Value, role: &str) -> &'a str {
+    req["messages"]
+        .as_array()
+        .and_then(|m| m.iter().rev().find(|m| m["role"] == role))
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or("")
+}
+
+/// The scripted judge's reply: its answer as a chat completion with fixed usage.
+fn scripted(req: &Value) -> (u16, String) {
+    let body = serde_json::json!({
+        "id": "x", "object": "chat.completion", "model": "scripted",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": answer(message_of(req, "user"))}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 1000, "completion_tokens": 100, "total_tokens": 1100}
+    });
+    (200, body.to_string())
+}
+
+/// Serves `reply(request body)` on 127.0.0.1 for at most `for_secs`, one connection at a
+/// time; returns the base URL and the request counter.
+fn serve(for_secs: u64, reply: impl Fn(&Value) -> (u16, String) + Send + 'static) -> (String, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let addr = listener.local_addr().unwrap();
@@ -107,16 +110,28 @@ fn scripted_server(for_secs: u64) -> (String, Arc<AtomicUsize>) {
         let end = Instant::now() + Duration::from_secs(for_secs);
         while Instant::now() < end {
             match listener.accept() {
-                Ok((s, _)) => {
+                Ok((mut s, _)) => {
                     let _ = s.set_nonblocking(false);
                     seen.fetch_add(1, Ordering::SeqCst);
-                    respond(s);
+                    let Some(req) = read_request(&mut s) else { continue };
+                    let (status, body) = reply(&req);
+                    let _ = s.write_all(
+                        format!(
+                            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                            body.len()
+                        )
+                        .as_bytes(),
+                    );
                 }
                 Err(_) => std::thread::sleep(Duration::from_millis(10)),
             }
         }
     });
     (format!("http://{addr}/v1"), count)
+}
+
+fn scripted_server(for_secs: u64) -> (String, Arc<AtomicUsize>) {
+    serve(for_secs, scripted)
 }
 
 /// A project whose `[judge]` is the scripted server ($0.002 a request: 1000 tokens in at
@@ -354,4 +369,154 @@ fn failures_stored_before_are_judged_on_request_and_only_once() {
     assert_eq!(again["summary"]["skipped_unchanged"].as_u64(), Some(10), "{}", again["summary"]);
     assert_eq!(requests.load(Ordering::SeqCst), 12);
     assert_eq!(signals(&again), signals(&judged));
+}
+
+// ---------------------------------------------------------------------------------------
+// Recorded answers of the real model, replayed
+// ---------------------------------------------------------------------------------------
+
+/// Answers the real local model (`scripts/llm-server.sh`: SmolLM2-135M) gave to `mine
+/// --judge` of `tests/fixtures/verdict`, with what that mine found; written by
+/// `record_the_real_model_s_judge_answers`.
+const RECORDING: &str = "judge-replay/smollm2-verdict.json";
+
+/// What a judged mine came to, compared between the recording and its replays: the judge's
+/// counts and usage, and every cluster (id, signature, label, members with their steps).
+fn judged_result(doc: &Value) -> Value {
+    let j = &doc["summary"]["judge"];
+    let counts: Vec<&Value> =
+        ["failures", "accepted", "rejected", "unjudged", "requests", "tokens"].map(|k| &j[k]).into();
+    let mut clusters: Vec<Value> = doc["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let mut members: Vec<Value> = c["members"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| serde_json::json!([m["trace_id"], m["step"]]))
+                .collect();
+            members.sort_by_key(Value::to_string);
+            serde_json::json!({"id": c["id"], "signature": c["signature"], "label": c["label"], "members": members})
+        })
+        .collect();
+    clusters.sort_by_key(|c| c["id"].to_string());
+    serde_json::json!({"judge": counts, "cost_usd": j["cost_usd"], "clusters": clusters})
+}
+
+/// A project judging with `model` at `url`, priced as llm_e2e prices the real model, with
+/// the verdict-only fixtures under `traces/`.
+fn real_model_project(url: &str) -> Sandbox {
+    let sb = Sandbox::new();
+    sb.write(
+        "autoharness.toml",
+        format!(
+            "[judge]\nprovider = \"openai\"\nbase_url = \"{url}\"\nmodel = \"smollm2\"\ntimeout = \"600s\"\ninput_per_mtok = 1.0\noutput_per_mtok = 2.0\n"
+        ),
+    );
+    crate::common::cli::copy_tree(&crate::common::fixture("verdict"), &sb.path().join("traces"));
+    sb
+}
+
+/// The real model's answers replayed by request: the same failures judged in two fresh
+/// stores give exactly the clusters, steps, labels, counts and cost the live mine gave, and
+/// a re-mine of changed files asks nothing. A request the recording does not hold (a prompt
+/// or taxonomy change) is refused with 404 and fails the test: record again.
+#[test]
+fn recorded_answers_of_the_real_model_replay_to_the_clusters_it_gave() {
+    let rec: Value =
+        serde_json::from_str(&std::fs::read_to_string(crate::common::fixture(RECORDING)).unwrap()).unwrap();
+    let answers: std::collections::HashMap<String, (u16, Value)> = rec["exchanges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["request"].to_string(), (e["status"].as_u64().unwrap() as u16, e["response"].clone())))
+        .collect();
+    let misses = Arc::new(AtomicUsize::new(0));
+    let missed = misses.clone();
+    let (url, requests) = serve(300, move |req| match answers.get(&exchange_key(req).to_string()) {
+        Some((status, body)) => (*status, body.to_string()),
+        None => {
+            missed.fetch_add(1, Ordering::SeqCst);
+            (404, r#"{"error": "not in the recording"}"#.into())
+        }
+    });
+    let want = &rec["result"];
+    assert!(
+        want["clusters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["signature"].as_str().unwrap().contains("|verdict:judge:")),
+        "the recording holds no accepted answer: it shows nothing of the judge's effect on clusters"
+    );
+    for store in ["first store", "second store"] {
+        let sb = real_model_project(&url);
+        let doc = sb.json(&["mine", "--no-cases", "--judge", "traces"]);
+        assert_eq!(misses.load(Ordering::SeqCst), 0, "{store}: a request the recording does not hold; record again");
+        assert_eq!(&judged_result(&doc), want, "{store}: replayed answers gave other clusters");
+        if store == "second store" {
+            for e in std::fs::read_dir(sb.path().join("traces")).unwrap() {
+                let p = e.unwrap().path();
+                let text = std::fs::read_to_string(&p).unwrap() + "\n";
+                std::fs::write(&p, text).unwrap();
+            }
+            let sent = requests.load(Ordering::SeqCst);
+            let again = sb.json(&["mine", "--no-cases", "--judge", "traces"]);
+            let j = &again["summary"]["judge"];
+            assert_eq!((j["cache_hit_rate"].as_f64(), j["requests"].as_u64()), (Some(1.0), Some(0)), "{j}");
+            assert_eq!(requests.load(Ordering::SeqCst), sent, "the cached re-mine reached the server");
+            assert_eq!(judged_result(&again)["clusters"], want["clusters"]);
+        }
+    }
+}
+
+/// What identifies a request in the recording: its messages and the answer format asked
+/// for (llama-cpp-python refuses `json_schema` with a 400, then gets `json_object`: both
+/// exchanges are recorded and replayed).
+fn exchange_key(req: &Value) -> Value {
+    serde_json::json!({"messages": req["messages"], "format": req["response_format"]["type"]})
+}
+
+/// Writes the recording the test above replays: run with the real server's URL,
+/// `AUTOHARNESS_LLM_URL=… cargo test --locked --test main record_the_real_model -- --ignored`.
+/// A proxy on 127.0.0.1 passes each request to the real server (through curl) and keeps
+/// the exchange; the mine's result is stored beside them.
+#[test]
+#[ignore = "writes tests/fixtures/judge-replay from the real local LLM server; run by hand"]
+fn record_the_real_model_s_judge_answers() {
+    let real = std::env::var("AUTOHARNESS_LLM_URL").expect("AUTOHARNESS_LLM_URL: start scripts/llm-server.sh");
+    let kept = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = kept.clone();
+    let (url, _) = serve(3600, move |req| {
+        let mut curl = std::process::Command::new("curl")
+            .args(["-sS", "--max-time", "600", "-H", "content-type: application/json", "--data-binary", "@-"])
+            .args(["-w", "\n%{http_code}"])
+            .arg(format!("{real}/chat/completions"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("curl");
+        curl.stdin.take().unwrap().write_all(req.to_string().as_bytes()).unwrap();
+        let out = String::from_utf8(curl.wait_with_output().unwrap().stdout).unwrap();
+        let (body, status) = out.rsplit_once('\n').expect("curl prints the status last");
+        let status: u16 = status.trim().parse().expect("an HTTP status");
+        let body: Value = serde_json::from_str(body).expect("the real server's answer is JSON");
+        keep.lock()
+            .unwrap()
+            .push(serde_json::json!({"request": exchange_key(req), "status": status, "response": body}));
+        (status, body.to_string())
+    });
+    let sb = real_model_project(&url);
+    let doc = sb.json(&["mine", "--no-cases", "--judge", "traces"]);
+    let recording = serde_json::json!({
+        "about": "SmolLM2-135M-Instruct (Q4_1, llama-cpp-python; scripts/llm-server.sh) judging tests/fixtures/verdict; \
+                  replayed by tests/judge.rs::recorded_answers_of_the_real_model_replay_to_the_clusters_it_gave",
+        "exchanges": *kept.lock().unwrap(),
+        "result": judged_result(&doc),
+    });
+    let path = crate::common::fixture(RECORDING);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, serde_json::to_string_pretty(&recording).unwrap() + "\n").unwrap();
 }

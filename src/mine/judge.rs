@@ -193,11 +193,25 @@ pub fn apply(f: &mut Failure, judged: &Judgement) {
     let category = judged.category.as_str();
     if is_judged(f) {
         f.step_id = Some(judged.step.clone());
-        f.signature.signal = format!("verdict:judge:{category}");
+        // The checked quote is the evidence for the judged cause; the offline one argued another.
+        f.message = judged.quote.clone();
+        f.signature.signal = format!("{JUDGED_SIGNAL}{category}");
         f.signature.step_kind = "-".into();
         f.signature.tool = None;
         f.signature.template = format!("judge {}", category.replace('_', " "));
     }
+}
+
+/// The signal prefix of a verdict-only failure whose cause the judge gave.
+pub const JUDGED_SIGNAL: &str = "verdict:judge:";
+
+/// The label of a cluster the judge's category made, in words: the category's meaning, which
+/// category it is, and the checked quote (`message`, see [`apply`]) where a person starts reading.
+pub fn label(signal: &str, message: &str) -> Option<String> {
+    let category = signal.strip_prefix(JUDGED_SIGNAL)?;
+    let meaning = CATEGORIES.iter().find(|(slug, _)| *slug == category).map_or(category, |(_, m)| *m);
+    let quote = message.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+    Some(clip(&format!("{meaning} (judge: {category}): \"{quote}\""), 200))
 }
 
 /// `[judge.rubric]`: what a run must do, for traces that recorded no outcome. The version
@@ -342,6 +356,12 @@ mod tests {
         apply(&mut f, &j);
         assert_eq!(f.signature.signal, "verdict:judge:system_failure");
         assert_eq!(f.step_id.as_deref(), Some("s1"));
+        assert_eq!(f.message, "q");
+        assert_eq!(
+            label(&f.signature.signal, "\n  the tool timed out\nmore").as_deref(),
+            Some("a tool, service or environment failed (judge: system_failure): \"the tool timed out\"")
+        );
+        assert_eq!(label("verdict:gave_up", "x"), None);
         let mut e = failure();
         e.signature.signal = "error:span_status".into();
         apply(&mut e, &j);

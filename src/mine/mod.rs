@@ -223,6 +223,10 @@ pub fn label_for(c: &Cluster, founding: Option<&Failure>) -> String {
                 clip(&format!("{cause} ({who}): \"{quote}\""), 200)
             }
         }
+        // The judge's cause, in words, with its checked quote.
+        Some(f) if f.signature.signal.starts_with(judge::JUDGED_SIGNAL) => {
+            judge::label(&f.signature.signal, &f.message).unwrap_or_default()
+        }
         // Found by a rubric judge: said first, so nobody takes it for a recorded failure.
         Some(f) if f.signature.signal.starts_with(judge::RUBRIC_SIGNAL) => {
             let category = f.signature.signal.trim_start_matches(judge::RUBRIC_SIGNAL).replace('_', " ");

@@ -104,7 +104,7 @@ pub fn parse_text_log(records: &mut Records, ctx: &mut FileCtx<'_>, sink: &mut S
         trace.name = str_of(v, "mas_name").map(str::to_string);
         // Split into turns when the log shows them, so the failure has steps to be
         // localised to; else one step holding the whole text.
-        let turns = super::plain_text::split_turns(text);
+        let turns = super::plain_text::split_log(text);
         if !turns.is_empty() {
             push_messages(&mut trace, &turns, ListMode::History);
             sink(trace);

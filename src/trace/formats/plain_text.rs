@@ -1,8 +1,10 @@
 //! Plain-text agent run logs (not JSON): what `python agent.py > run.log` leaves behind.
 //!
-//! A text file is read as one trace with a single message (the whole log) when its lines
-//! carry the marks of an agent run; otherwise it is not a trace, and the reason says which
-//! marks were missing. The marks, by meaning rather than by one framework's wording:
+//! A text file is read as one trace when its lines carry the marks of an agent run (split
+//! into turns by their speakers when it shows two or more, else one message holding the whole
+//! log); otherwise it is not a trace, and the reason says which marks were missing. Logs kept
+//! as text inside JSON records (MAST) go through [`split_log`], which also reads a log that is
+//! itself a JSON object (a task field and a trajectory) by its fields. The marks, by meaning rather than by one framework's wording:
 //! role prefixes (`User:`, `[assistant]`, `Human:`), the ReAct fields (`Thought:`,
 //! `Action:`, `Observation:`, `Final Answer:`), numbered steps or turns, run banners
 //! (`New run`, `Entering new AgentExecutor chain`), and tool or model calls. A line structured as a turn (a role, a ReAct field or a step) and a second kind of
@@ -78,9 +80,12 @@ static LOG_PREFIX: LazyLock<Regex> = LazyLock::new(|| {
     .expect("a valid pattern")
 });
 
-/// After a log prefix: `Name:` or `Name(Role):` opening what someone said.
+/// After a log prefix: `Name:`, `Name(Role):` or `Name's Response:` opening what someone said.
 static SPEAKER: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^([A-Z][\w]*(?:\s[A-Z][\w]*){0,2}(?:\([\w ]{1,40}\))?)\s*:\s").expect("a valid pattern")
+    Regex::new(
+        r"^([A-Z][\w-]*(?:\s[A-Z][\w-]*){0,2}(?:\([\w ]{1,40}\))?)(?:'s\s+(?i:response|reply|message|output))?\s*:\s",
+    )
+    .expect("a valid pattern")
 });
 
 /// A line that is only a turn's header: `Response from X`, `Message to X`,
@@ -183,6 +188,71 @@ pub(crate) fn split_turns(text: &str) -> Vec<Value> {
         msgs.push(m);
     }
     msgs
+}
+
+/// Keys that hold a JSON-shaped log's task, and its turns, in the order looked for.
+const JSON_TASK_KEYS: [&str; 5] = ["problem_statement", "prompt", "task", "question", "instruction"];
+const JSON_TURN_KEYS: [&str; 5] = ["trajectory", "history", "messages", "content", "log"];
+
+/// A log given as text, split into turns: a JSON object printed as text (MAST's SWE-bench,
+/// MathChat and MetaGPT records) by its fields, other text by [`split_turns`]. Empty when
+/// fewer than two turns show.
+pub(crate) fn split_log(text: &str) -> Vec<Value> {
+    let json = split_json_log(text);
+    if json.is_empty() { split_turns(text) } else { json }
+}
+
+/// A JSON object holding a task and a log: the task as the user's, then the log's turns,
+/// either its own message objects (`role`, `name`, `content`) or its text (a string, or a
+/// list of lines) split by [`split_turns`].
+fn split_json_log(text: &str) -> Vec<Value> {
+    let t = text.trim_start();
+    if !t.starts_with('{') {
+        return Vec::new();
+    }
+    let Ok(Value::Object(o)) = serde_json::from_str::<Value>(t) else { return Vec::new() };
+    let Some(body) = JSON_TURN_KEYS.iter().find_map(|k| o.get(*k)) else { return Vec::new() };
+    let mut msgs: Vec<Value> = match body {
+        Value::Array(items) if !items.is_empty() && items.iter().all(Value::is_object) => {
+            items.iter().map(unquoted_message).collect()
+        }
+        Value::Array(_) | Value::String(_) => split_turns(&lines_of(body)),
+        _ => Vec::new(),
+    };
+    if msgs.len() < 2 {
+        return Vec::new();
+    }
+    if let Some(task) = JSON_TASK_KEYS.iter().find_map(|k| o.get(*k)).map(lines_of).filter(|t| !t.trim().is_empty()) {
+        msgs.insert(0, serde_json::json!({"role": "user", "content": task.trim()}));
+    }
+    msgs
+}
+
+/// A string, or a list of lines, as one text.
+fn lines_of(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Array(items) => items
+            .iter()
+            .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_string))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        other => other.to_string(),
+    }
+}
+
+/// A logged message whose role and name were printed with Python's quotes (`"'assistant'"`).
+fn unquoted_message(m: &Value) -> Value {
+    let mut m = m.clone();
+    for key in ["role", "name"] {
+        if let Some(s) = m.get(key).and_then(Value::as_str) {
+            m[key] = Value::String(s.trim().trim_matches('\'').to_string());
+        }
+    }
+    if let Some(content) = m.get("content").filter(|c| c.is_array()) {
+        m["content"] = Value::String(lines_of(content));
+    }
+    m
 }
 
 fn push_line(text: &mut String, line: &str) {
@@ -363,5 +433,58 @@ mod tests {
         .unwrap();
         assert_eq!(e.r#type.as_deref(), Some("AgentGenerationError"));
         assert_eq!(e.message.as_deref(), Some("Error while generating output: Error code: 500 - oops"));
+    }
+
+    #[test]
+    fn json_shaped_logs_split_by_their_fields() {
+        let turns = |t: &str| -> Vec<(String, String)> {
+            split_log(t)
+                .iter()
+                .map(|m| (m["role"].as_str().unwrap().to_string(), m["name"].as_str().unwrap_or("").to_string()))
+                .collect()
+        };
+        // SWE-bench agents: the issue as a list of lines, the log as a list of lines.
+        let swe = serde_json::json!({
+            "instance_id": "x__y-1", "problem_statement": ["Fix the bug", "in parse()"],
+            "trajectory": [
+                "Agent_x - INFO - Planner's Response: Thought: look at parse",
+                "Subgoal: open the file",
+                "Agent_x - INFO - Inner-Navigator-Assistant's Response: Thought: opening it",
+                "Action:", "open_file(\"a.py\")"
+            ]
+        })
+        .to_string();
+        let got = turns(&swe);
+        assert_eq!(got[0], ("user".to_string(), String::new()), "{:#?}", split_log(&swe));
+        assert_eq!(split_log(&swe)[0]["content"], "Fix the bug\nin parse()");
+        assert_eq!(got[1], ("assistant".to_string(), "Planner".to_string()));
+        assert_eq!(got[2], ("assistant".to_string(), "Inner-Navigator-Assistant".to_string()));
+        // Chat agents: message objects whose role and name were printed with Python's quotes.
+        let chat = serde_json::json!({
+            "problem_statement": ["How many bows?"],
+            "trajectory": [
+                {"content": "Let's use Python.", "role": "'assistant'", "name": "'mathproxyagent'"},
+                {"content": ["Key idea:", "12 gifts"], "role": "'user'", "name": "'assistant'"}
+            ]
+        })
+        .to_string();
+        let msgs = split_log(&chat);
+        assert_eq!(msgs.len(), 3);
+        assert_eq!((msgs[1]["role"].as_str(), msgs[1]["name"].as_str()), (Some("assistant"), Some("mathproxyagent")));
+        assert_eq!(msgs[2]["content"], "Key idea:\n12 gifts");
+        // A prompt and a log text.
+        let log = serde_json::json!({
+            "run_id": 4, "prompt": "write fib",
+            "content": "2025-01-17 11:26:53.893 | INFO     | m.role:_act:391 - Alice(SimpleCoder): to do code\ndef fib(): ...\n2025-01-17 11:26:55.001 | INFO     | m.role:_act:391 - Bob(SimpleTester): to do tests\n"
+        })
+        .to_string();
+        let got = turns(&log);
+        assert_eq!(
+            got.iter().map(|(_, n)| n.as_str()).collect::<Vec<_>>(),
+            ["", "Alice(SimpleCoder)", "Bob(SimpleTester)"]
+        );
+        // Other JSON, or a log without turns, is not split.
+        assert!(split_log(r#"{"a": 1}"#).is_empty());
+        assert!(split_log(r#"{"prompt": "x", "content": "one line only"}"#).is_empty());
     }
 }
