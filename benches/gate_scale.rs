@@ -276,3 +276,71 @@ fn guarantee(methods: &[Method], sizes: &[usize], accepts: &[Vec<Accepts>]) {
         println!("new gate significantly WORSE on: {}", worse.join("; "));
     }
 }
+
+/// `--diagnose RUNS`: the "flaky broken" shape with a warm baseline on `n` cases, today's gate
+/// against the new one on the same worlds; for every run where they disagree, the broken case's
+/// trials, its p, Tarone's K and level, and both pools (how docs/gate.md's cause was found).
+pub fn diagnose(today: &GateConfig, new: &GateConfig, n: usize, reps: u32) {
+    use super::{initial_cases, outcome};
+    let s = 3usize;
+    let shape = &SHAPES[s];
+    let (mut only_new, mut only_today) = (0, 0);
+    for seed in 0..reps {
+        let run = (0x5CA1E << 40) | ((n as u64) << 20) | ((s as u64) << 16) | u64::from(seed);
+        let mut rng = Rng(splitmix64(run ^ 0xC0FFEE));
+        let (mut w, k) = world(&mut rng, n);
+        (shape.patch)(&mut w, &k, &mut rng);
+        let Some(broken) = (0..w.cand.len()).find(|&i| w.cand[i] != w.base[i]) else { continue };
+        let go = |cfg: &GateConfig| {
+            let cases = initial_cases(run, &w, 30);
+            super::common::adaptive_full(cfg, cases, &|i, arm, t| outcome(run, &w, i, arm, t), &|i, arm, t| {
+                outcome(run, &w, i, arm, t)
+            })
+            .0
+        };
+        let (a, b) = (go(today), go(new));
+        let (pa, pb) = (
+            a.verdict == autoharness::gate::engine::Verdict::Pass,
+            b.verdict == autoharness::gate::engine::Verdict::Pass,
+        );
+        if pa == pb {
+            continue;
+        }
+        if pb {
+            only_new += 1
+        } else {
+            only_today += 1
+        }
+        let show = |d: &autoharness::gate::engine::Decision| {
+            let c = &d.cases[broken];
+            format!(
+                "complete={} outcome={:?} K={} t={:.4} case {}/{} vs {}/{} p={:?} flaky={:?} stable={:?} rule={:?}",
+                d.complete,
+                d.cases[broken].outcome,
+                d.suite.testable_hypotheses,
+                d.suite.per_case_alpha,
+                c.candidate_passes,
+                c.candidate_n,
+                c.baseline_passes,
+                c.baseline_n,
+                c.p_value,
+                d.suite.flaky.as_ref().map(|f| (
+                    f.flips_to_fail,
+                    f.flips_to_pass,
+                    f.cases,
+                    format!("{:.4}", f.p_value)
+                )),
+                d.suite.stable.as_ref().map(|f| format!("{:.4}", f.p_value)),
+                d.rule
+            )
+        };
+        println!(
+            "seed {seed} base={:.2} only_{}\n  today: {}\n  new:   {}",
+            w.base[broken],
+            if pb { "new" } else { "today" },
+            show(&a),
+            show(&b)
+        );
+    }
+    println!("only new {only_new}, only today {only_today}");
+}

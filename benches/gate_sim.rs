@@ -369,6 +369,10 @@ fn main() {
         }
     }
     scale_only |= args.iter().any(|a| a == "--scale-only");
+    if let Some(w) = args.windows(2).find(|w| w[0] == "--diagnose") {
+        scale::diagnose(&cfg, &new_gate(&cfg), 30, w[1].parse().expect("--diagnose RUNS"));
+        return;
+    }
     if scale_only {
         scale::bench(&cfg, &new_gate(&cfg), &sizes, scale_seeds);
         return;
