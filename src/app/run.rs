@@ -108,17 +108,8 @@ pub fn run(settings: &Settings, out: &Output, args: &RunArgs) -> anyhow::Result<
         let store = Store::open_settings(settings).await?;
         // Runners on other machines sharing a Postgres store see no lock file of ours.
         let _shared_lock = store.run_lock().await?;
-        let state_dir = settings.state_dir();
-        let ctx = RunContext {
-            evidence: &render::Renderers,
-            store: &store,
-            project_root: &settings.project_root,
-            state_dir: &state_dir,
-            trials_dir: &space.path().join("trials"),
-            jobs: settings.jobs,
-            emit: &emit,
-            feedback: &settings.config.feedback,
-        };
+        let (state_dir, trials_dir) = (settings.state_dir(), space.path().join("trials"));
+        let ctx = context(settings, &store, &state_dir, &trials_dir, &emit);
         let r = tokio::select! {
             r = run_loop(&ctx, &manifest, &opts) => r,
             _ = tokio::signal::ctrl_c() => Err(hinted(
@@ -138,6 +129,26 @@ pub fn run(settings: &Settings, out: &Output, args: &RunArgs) -> anyhow::Result<
     Ok(exit::SUCCESS)
 }
 
+/// What the run's workflows see of this process: the store, its folders, how to report.
+fn context<'a>(
+    settings: &'a Settings,
+    store: &'a Store,
+    state_dir: &'a std::path::Path,
+    trials_dir: &'a std::path::Path,
+    emit: &'a (dyn Fn(crate::flow::run::RunEvent) + Sync),
+) -> RunContext<'a> {
+    RunContext {
+        evidence: &render::Renderers,
+        store,
+        project_root: &settings.project_root,
+        state_dir,
+        trials_dir,
+        jobs: settings.jobs,
+        emit,
+        feedback: &settings.config.feedback,
+    }
+}
+
 /// `run --partition K/N` with K > 1: run this runner's share of the leading runner's gates.
 /// The leader's other options (traces, budgets, --apply) are its own: a CI matrix passes one
 /// command line to every job.
@@ -154,17 +165,8 @@ fn follow(
     out.note(&format!("autoharness run: shard {partition}, following the run led by shard 1/{}", partition.total));
     let summary = rt.block_on(async {
         let store = Store::open_settings(settings).await?;
-        let state_dir = settings.state_dir();
-        let ctx = RunContext {
-            evidence: &render::Renderers,
-            store: &store,
-            project_root: &settings.project_root,
-            state_dir: &state_dir,
-            trials_dir: &space.path().join("trials"),
-            jobs: settings.jobs,
-            emit: &emit,
-            feedback: &settings.config.feedback,
-        };
+        let (state_dir, trials_dir) = (settings.state_dir(), space.path().join("trials"));
+        let ctx = context(settings, &store, &state_dir, &trials_dir, &emit);
         let r = tokio::select! {
             r = crate::flow::partitioned::follow(&ctx, &settings.db_path, manifest, partition, wait) => r,
             _ = tokio::signal::ctrl_c() => Err(hinted(
