@@ -164,7 +164,7 @@ fn producers(root: &Path) -> Vec<(String, PathBuf)> {
 fn every_producer_every_scenario() {
     let root = corpus();
     let producers = producers(&root);
-    assert!(producers.len() >= 8, "only {} producers in {}", producers.len(), root.display());
+    assert!(producers.len() >= 11, "only {} producers in {}", producers.len(), root.display());
     let mut problems: Vec<String> = Vec::new();
     let mut table: Vec<String> = Vec::new();
     // root cause -> signature id -> producers

@@ -103,6 +103,20 @@ pub fn http_status(text: &str) -> Option<u16> {
     None
 }
 
+/// The HTTP status behind one of Anthropic's documented error types. The anthropic SDK's own
+/// OpenTelemetry span (`anthropic.messages.create`, 2.x) records only `error.type`, no
+/// message: `api_error` and `authentication_error` name no status or class otherwise.
+fn anthropic_status(error_type: &str) -> Option<u16> {
+    Some(match error_type.trim().to_ascii_lowercase().as_str() {
+        "authentication_error" => 401,
+        "permission_error" => 403,
+        "rate_limit_error" => 429,
+        "api_error" => 500,
+        "overloaded_error" => 529,
+        _ => return None,
+    })
+}
+
 fn any(text: &str, needles: &[&str]) -> bool {
     needles.iter().any(|n| text.contains(n))
 }
@@ -219,7 +233,8 @@ pub fn classify(
     let status = code
         .and_then(|c| c.trim().parse::<u16>().ok())
         .filter(|c| (400..600).contains(c))
-        .or_else(|| http_status(&text));
+        .or_else(|| http_status(&text))
+        .or_else(|| error_type.and_then(anthropic_status));
     let model_names = names.iter().any(|n| {
         n.starts_with("model")
             || n.starts_with("openai")
@@ -318,6 +333,16 @@ mod tests {
         // Anthropic's overload through LiteLLM (a TRAIL trace): a server error, not a rate limit.
         let overloaded = r#"litellm.InternalServerError: AnthropicError - {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#;
         assert_eq!(class(overloaded, Some("litellm.exceptions.InternalServerError")), Some("model_server_error"));
+    }
+
+    #[test]
+    fn anthropic_error_types_alone_give_the_class() {
+        // The anthropic SDK's own span: error.type only, no message (anthropic 2.17).
+        assert_eq!(class("", Some("api_error")), Some("model_server_error"));
+        assert_eq!(class("", Some("overloaded_error")), Some("model_server_error"));
+        assert_eq!(class("", Some("rate_limit_error")), Some("rate_limit"));
+        assert_eq!(class("", Some("authentication_error")), Some("auth"));
+        assert_eq!(class("", Some("client_timeout_error")), Some("timeout"));
     }
 
     #[test]

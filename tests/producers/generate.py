@@ -55,6 +55,7 @@ PRODUCERS = {
     "langfuse": ["langfuse", "openai"],
     "pydantic-ai": ["pydantic-ai-slim", "logfire"],
     "smolagents": ["smolagents", "openinference-instrumentation-smolagents"],
+    "anthropic": ["anthropic", "opentelemetry-sdk", "openinference-instrumentation-anthropic"],
 }
 # The Agents SDK's own ingest payloads, captured beside its tracing processor's file.
 VERSIONS_ALSO = {"openai-agents-ingest": PRODUCERS["openai-agents"]}
@@ -63,7 +64,9 @@ VERSIONS_ALSO = {"openai-agents-ingest": PRODUCERS["openai-agents"]}
 # Scenarios a producer cannot play as scripted: smolagents always hands a tool's exception back
 # to the model and merges that report into the task's message, so the scripted server cannot
 # tell a retry from a first call (its tool scenarios would only end at max_steps).
-SKIP = {"smolagents": {"tool_recovered", "tool_raises"}}
+# The Messages API has no content-filter error to script: Anthropic's refusals arrive as
+# stop_reason "refusal" in a successful reply, a different root cause shape (not scripted yet).
+SKIP = {"smolagents": {"tool_recovered", "tool_raises"}, "anthropic": {"content_filter"}}
 
 
 def ids_to_hex(obj):

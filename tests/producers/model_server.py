@@ -2,6 +2,7 @@
 
 The scenario is the first path segment of the base URL the SDK is given:
     http://127.0.0.1:PORT/<scenario>/v1/chat/completions
+    http://127.0.0.1:PORT/<scenario>/v1/messages     (the same script as Anthropic's Messages API)
 so one server serves every producer and scenario at once. Replies depend only on the
 request (how many tool results the conversation holds), so a run is reproducible whatever
 the SDK's retries or concurrency.
@@ -24,6 +25,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 MODEL = "gpt-4o-mini-2024-07-18"
+ANTHROPIC_MODEL = "claude-haiku-4-5-20251001"
 TIMEOUT_SLEEP = 3.0
 
 ERRORS = {
@@ -67,7 +69,8 @@ def reply(scenario, body):
     """The assistant message for this request: tool calls or a final answer."""
     messages = body.get("messages") or []
     n = turns_taken(messages)
-    tools = [((t.get("function") or {}).get("name")) for t in body.get("tools") or []]
+    # OpenAI nests a tool's name under "function"; Anthropic's tools carry it at the top.
+    tools = [(t.get("function") or t).get("name") for t in body.get("tools") or []]
     has_tools = bool(tools)
     msg = script(scenario, messages, n, has_tools)
     # Frameworks that end a run through a final_answer tool (smolagents) get the answer that way.
@@ -95,6 +98,37 @@ def script(scenario, messages, n, has_tools):
         order = "A-2" if "A-2" in last_user_text(messages) else "A-1"
         return {"role": "assistant", "content": None, "tool_calls": [tool_call("lookup_order", {"order_id": order}, n)]}
     return {"role": "assistant", "content": "Order A-1 is in transit."}
+
+
+# Anthropic's error bodies for the same scenarios, with its own error types. content_filter
+# is not played on this endpoint: the Messages API has no content-filter error (generate.py).
+ANTHROPIC_TYPES = {
+    500: "api_error",
+    503: "overloaded_error",
+    429: "rate_limit_error",
+    401: "authentication_error",
+}
+
+
+def anthropic_message(msg, n):
+    """An OpenAI-style assistant message as a Messages API response."""
+    content = []
+    if msg.get("content"):
+        content.append({"type": "text", "text": msg["content"]})
+    for tc in msg.get("tool_calls") or []:
+        fn = tc["function"]
+        content.append({"type": "tool_use", "id": f"toolu_{fn['name']}_{n}", "name": fn["name"],
+                        "input": json.loads(fn["arguments"])})
+    return {
+        "id": "msg_" + str(int(time.time() * 1e6)),
+        "type": "message",
+        "role": "assistant",
+        "model": ANTHROPIC_MODEL,
+        "content": content,
+        "stop_reason": "tool_use" if msg.get("tool_calls") else "end_turn",
+        "stop_sequence": None,
+        "usage": {"input_tokens": 42, "output_tokens": 7},
+    }
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -128,14 +162,20 @@ class Handler(BaseHTTPRequestHandler):
             body = {}
         parts = [p for p in self.path.split("/") if p]
         scenario = parts[0] if parts else "success"
+        anthropic = parts[-1:] == ["messages"]
         if scenario in ERRORS:
             code, err = ERRORS[scenario]
+            if anthropic:
+                err = {"type": ANTHROPIC_TYPES[code], "message": err["message"]}
+                return self.send_json(code, {"type": "error", "error": err})
             return self.send_json(code, {"error": err})
         if scenario == "timeout":
             time.sleep(TIMEOUT_SLEEP)
         if scenario == "interleave":
             time.sleep(0.15)
         msg = reply(scenario, body)
+        if anthropic:
+            return self.send_json(200, anthropic_message(msg, turns_taken(body.get("messages") or [])))
         finish = "tool_calls" if msg.get("tool_calls") else "stop"
         doc = {
             "id": "chatcmpl-" + str(int(time.time() * 1e6)),

@@ -590,6 +590,62 @@ def run_smolagents():
     provider.shutdown()
 
 
+def run_anthropic():
+    """The anthropic client in a hand-written tool loop, instrumented by OpenInference."""
+    from anthropic import Anthropic
+    from openinference.instrumentation.anthropic import AnthropicInstrumentor
+    from opentelemetry import trace
+
+    provider = otel_provider(otlp_exporter())
+    AnthropicInstrumentor().instrument(tracer_provider=provider)
+    agent_span, tool_span = oi_spans(trace.get_tracer("support-agent"))
+    tools = [
+        {"name": t["function"]["name"], "description": t["function"]["description"],
+         "input_schema": t["function"]["parameters"]}
+        for t in TOOL_SCHEMAS
+    ]
+
+    def agent(client, task):
+        with agent_span(task) as root:
+            messages = [{"role": "user", "content": task}]
+            for _ in range(MAX_TURNS):
+                resp = client.messages.create(
+                    model="claude-haiku-4-5", max_tokens=512, system=SYSTEM, messages=messages, tools=tools
+                )
+                calls = [b for b in resp.content if b.type == "tool_use"]
+                if not calls:
+                    text = "".join(b.text for b in resp.content if b.type == "text")
+                    root.set_attribute("output.value", text)
+                    return text
+                messages.append({"role": "assistant", "content": [b.model_dump() for b in resp.content]})
+                results = []
+                for call in calls:
+                    with tool_span(call.name, call.input, call.id) as span:
+                        try:
+                            result, failed = TOOL_IMPLS[call.name](**call.input), False
+                        except LookupError as e:
+                            # Handled: the model sees the error (is_error) and can try again.
+                            mark_error(span, e)
+                            result, failed = {"error": str(e)}, True
+                        content = json.dumps(result)
+                        span.set_attribute("output.value", content)
+                    results.append(
+                        {"type": "tool_result", "tool_use_id": call.id, "content": content, "is_error": failed}
+                    )
+                messages.append({"role": "user", "content": results})
+            raise MaxTurnsExceeded(f"Max turns ({MAX_TURNS}) exceeded")
+
+    def play():
+        # The Messages API lives at <base>/v1/messages.
+        client = Anthropic(
+            base_url=MODEL_BASE.removesuffix("/v1"), api_key=API_KEY, timeout=TIMEOUT, max_retries=RETRIES
+        )
+        concurrently(lambda task: agent(client, task))
+
+    each_scenario(play, provider.force_flush)
+    provider.shutdown()
+
+
 RUNNERS = {
     "otel-genai": run_otel_genai,
     "otel-console": lambda: run_otel_genai(console=True),
@@ -600,6 +656,7 @@ RUNNERS = {
     "langfuse": run_langfuse,
     "pydantic-ai": run_pydantic_ai,
     "smolagents": run_smolagents,
+    "anthropic": run_anthropic,
 }
 
 if __name__ == "__main__":
