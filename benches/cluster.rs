@@ -367,6 +367,7 @@ impl Gen {
             step_id: Some(format!("step-{}", seq % 37)),
             step_ids: Vec::new(),
             unknown_outcome: false,
+            header_len: 0,
             step_index: Some(seq % 37),
             excerpt: message.chars().take(600).collect(),
             message,

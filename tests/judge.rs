@@ -12,21 +12,22 @@ use serde_json::Value;
 
 use crate::common::cli::Sandbox;
 
-/// The scripted judge, keyed on the offline cause the failure text starts with: blocked
-/// access is a guardrail; an invented value gets a fabricated quote (both times, so it must
-/// be rejected); anything else is a plan-adherence failure. Genuine quotes are copied from
-/// the failure text, as a good model would.
+/// The scripted judge, keyed on the offline cause the request names: blocked access is a
+/// guardrail; an invented value gets a fabricated quote (both times, so it must be
+/// rejected); anything else is a plan-adherence failure. Genuine quotes are copied from the
+/// trace text, as a good model would.
 fn answer(user: &str) -> String {
     let steps = user.lines().find_map(|l| l.strip_prefix("Step ids: ")).unwrap_or("");
     let step = steps.split(", ").last().unwrap_or("");
-    let text = user.split("Failure text:\n").nth(1).unwrap_or("");
-    let genuine: String = text.lines().nth(1).or(text.lines().next()).unwrap_or("").chars().take(30).collect();
+    let cause = user.lines().find_map(|l| l.strip_prefix("Cause found offline: ")).unwrap_or("");
+    let text = user.split("Trace text:\n").nth(1).unwrap_or("");
+    let genuine: String = text.lines().next().unwrap_or("").chars().take(30).collect();
     if let Some(run) = user.split("Run text:\n").nth(1) {
-        return rubric_answer(step, run);
+        return rubric_answer(step, cause, run);
     }
-    let (category, quote) = if text.starts_with("verdict blocked access") {
+    let (category, quote) = if cause.starts_with("verdict blocked access") {
         ("guardrails_triggered", genuine)
-    } else if text.starts_with("verdict invented value") {
+    } else if cause.starts_with("verdict invented value") {
         ("invented_information", "the final answer is 99999 exactly".to_string())
     } else {
         ("plan_adherence", genuine)
@@ -37,13 +38,13 @@ fn answer(user: &str) -> String {
 /// The scripted rubric judge, keyed the same way: a run that asked the user met the rubric;
 /// blocked access failed it as a guardrail; an invented value gets a fabricated quote (so it
 /// is rejected); anything else failed it as plan adherence.
-fn rubric_answer(step: &str, text: &str) -> String {
-    let genuine: String = text.lines().nth(1).or(text.lines().next()).unwrap_or("").chars().take(30).collect();
-    let (met, category, quote) = if text.starts_with("verdict asked user") {
+fn rubric_answer(step: &str, cause: &str, text: &str) -> String {
+    let genuine: String = text.lines().next().unwrap_or("").chars().take(30).collect();
+    let (met, category, quote) = if cause.starts_with("verdict asked user") {
         (true, "inconclusive", genuine)
-    } else if text.starts_with("verdict blocked access") {
+    } else if cause.starts_with("verdict blocked access") {
         (false, "guardrails_triggered", genuine)
-    } else if text.starts_with("verdict invented value") {
+    } else if cause.starts_with("verdict invented value") {
         (false, "invented_information", "the final answer is 99999 exactly".to_string())
     } else {
         (false, "plan_adherence", genuine)
@@ -170,7 +171,7 @@ fn judged_clusters_follow_the_checked_judge_and_a_second_mine_asks_nothing() {
     let sb = project(&url);
     let first = sb.json(&["mine", "--no-cases", "--judge", "traces"]);
     let j = &first["summary"]["judge"];
-    assert_eq!(j["taxonomy"], "agentrx-v1", "{j}");
+    assert_eq!(j["taxonomy"], "agentrx-v2", "{j}");
     // Ten verdict-only failures: eight accepted at once; the two census runs' fabricated
     // quotes fail the check, are re-asked once, and are recorded as rejected.
     assert_eq!(

@@ -985,6 +985,7 @@ mod tests {
                     step_id: None,
                     step_ids: Vec::new(),
                     unknown_outcome: false,
+                    header_len: 0,
                     step_index: None,
                     message: String::new(),
                     text: text.join(if rng.below(2) == 0 { " " } else { ", " }),

@@ -43,14 +43,32 @@ pub struct Failure {
     /// Index of the decisive step in source order (for transcripts: the message index).
     pub step_index: Option<usize>,
     pub message: String,
-    /// Text of the decisive step and its neighbourhood, for similarity.
+    /// Text of the decisive step and its neighbourhood, for similarity. It opens with a
+    /// header autoharness wrote (the offline cause and message); see `header_len`.
     pub text: String,
+    /// Bytes of `text` that are autoharness's header, not the trace's own text: a judge's
+    /// quote must come from the trace (`judge::check`). 0 when read back from the store
+    /// (not stored; stored failures are never checked against a quote).
+    #[serde(default, skip)]
+    pub header_len: usize,
     /// A short human-readable excerpt of the decisive step.
     pub excerpt: String,
     pub time: Option<Nanos>,
     pub cost_usd: Option<f64>,
     pub tokens: Option<u64>,
     pub seed: CaseSeed,
+}
+
+impl Failure {
+    /// The header autoharness wrote at the top of `text` (the offline cause and message).
+    pub fn header(&self) -> &str {
+        self.text.get(..self.header_len).unwrap_or("")
+    }
+
+    /// `text` without the header: only what the trace itself holds.
+    pub fn trace_text(&self) -> &str {
+        self.text.get(self.header_len..).unwrap_or("")
+    }
 }
 
 /// What an eval case needs from the trace.
@@ -148,7 +166,8 @@ pub fn analyze_with_rules(trace: &Trace, trace_seq: usize, assume_failed: bool, 
             template: template(&message),
         },
     };
-    let text = neighbourhood_text(trace, &order, step, &signal, &message, tool.as_deref(), error_type.as_deref());
+    let (text, header_len) =
+        neighbourhood_text(trace, &order, step, &signal, &message, tool.as_deref(), error_type.as_deref());
     let excerpt = step
         .map(|i| clip(&step_text(trace, &trace.steps[i]), EXCERPT_MAX))
         .unwrap_or_else(|| clip(&message, EXCERPT_MAX));
@@ -168,6 +187,7 @@ pub fn analyze_with_rules(trace: &Trace, trace_seq: usize, assume_failed: bool, 
         step_index: step,
         message: clip(&message, 2000),
         text,
+        header_len,
         excerpt,
         time: trace.start.or(trace.end),
         cost_usd: trace.cost_usd,
@@ -708,7 +728,7 @@ fn neighbourhood_text(
     message: &str,
     tool: Option<&str>,
     error_type: Option<&str>,
-) -> String {
+) -> (String, usize) {
     let mut text = String::new();
     text.push_str(&signal.replace([':', '_'], " "));
     text.push(' ');
@@ -718,6 +738,7 @@ fn neighbourhood_text(
     }
     text.push_str(&clip(message, 600));
     text.push('\n');
+    let header_len = text.len();
     if let Some(idx) = step {
         let pos = order.iter().position(|&i| i == idx).unwrap_or(0);
         // The decisive step, the step before (the reasoning that led to it) and after.
@@ -731,7 +752,11 @@ fn neighbourhood_text(
             text.push_str(&clip(&step_text(trace, &trace.steps[order[pos + 1]]), 400));
         }
     }
-    clip(&text, TEXT_MAX)
+    let text = clip(&text, TEXT_MAX);
+    // A header within TEXT_MAX survives the clip whole (clip cuts at a char boundary at or
+    // below it); a longer one (absurd tool names) leaves nothing of the trace to quote.
+    let header_len = if header_len <= TEXT_MAX { header_len } else { text.len() };
+    (text, header_len)
 }
 
 /// A tool result logged as a message of its own (a chat log's `Computer_terminal` turn)

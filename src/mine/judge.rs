@@ -1,7 +1,8 @@
 //! `mine --judge`: an LLM classifies each verdict-only failure into AgentRx's root-cause
 //! taxonomy, naming the decisive step and quoting the evidence. The answer is checked
 //! before it counts: the category must be one of the taxonomy's, the step must be one of
-//! the trace's, and the quote must occur in the failure's text. A failed check is re-asked
+//! the trace's, and the quote must occur in the trace's own text (never in the header
+//! autoharness wrote, which holds its offline cause). A failed check is re-asked
 //! once with the reason; a second failure is recorded as rejected, never repaired or guessed.
 //!
 //! Judgements are cached by (failure content hash, taxonomy version, model), so a re-mine
@@ -14,7 +15,7 @@ use crate::llm::{self, ChatRequest, ProviderConfig};
 use crate::trace::json::clip;
 
 /// Changes whenever the categories or the prompt change, so old judgements stop matching.
-pub const TAXONOMY_VERSION: &str = "agentrx-v1";
+pub const TAXONOMY_VERSION: &str = "agentrx-v2";
 
 /// AgentRx's failure categories (Microsoft Research, "AgentRx", 2025), as slugs.
 pub const CATEGORIES: &[(&str, &str)] = &[
@@ -84,13 +85,15 @@ pub fn request(f: &Failure, retry: Option<&str>) -> ChatRequest {
     }
     system.push_str(
         "Answer with one JSON object only: {\"category\": \"<slug>\", \"step\": \"<one of the step ids>\", \
-         \"quote\": \"<a short span copied exactly from the failure text>\"}",
+         \"quote\": \"<a short span copied exactly from the trace text>\"}",
     );
+    // The offline cause is a hint, apart from the trace text: quoting it proves nothing.
     let mut user = format!(
-        "Step ids: {}\nDecisive step found offline: {}\n\nFailure text:\n{}\n",
+        "Step ids: {}\nDecisive step found offline: {}\nCause found offline: {}\n\nTrace text:\n{}\n",
         f.step_ids.join(", "),
         f.step_id.as_deref().unwrap_or("-"),
-        clip(&f.text, TEXT_CHARS)
+        f.header().trim(),
+        clip(f.trace_text(), TEXT_CHARS)
     );
     if let Some(why) = retry {
         user.push_str(&format!("\nYour previous answer was refused: {why}. Answer again.\n"));
@@ -146,10 +149,16 @@ pub fn check(j: &Judgement, f: &Failure) -> Result<(), String> {
         return Err(format!("the quote is shorter than {QUOTE_MIN} characters"));
     }
     // Whitespace and case are forgiven; words are not.
-    if !squash(&f.text).contains(&quote) {
-        return Err(format!("the quote `{}` does not occur in the failure text", clip(&j.quote, 80)));
+    if squash(f.trace_text()).contains(&quote) {
+        return Ok(());
     }
-    Ok(())
+    if squash(f.header()).contains(&quote) {
+        return Err(format!(
+            "the quote `{}` is autoharness's offline cause, not the trace's text: quote the trace text",
+            clip(&j.quote, 80)
+        ));
+    }
+    Err(format!("the quote `{}` does not occur in the trace text", clip(&j.quote, 80)))
 }
 
 /// Ask, check, re-ask once with the reason, else reject. A provider error ends the judging
@@ -265,7 +274,13 @@ pub fn rubric_request(f: &Failure, rubric: &Rubric, retry: Option<&str>) -> Chat
         "Answer with one JSON object only: {\"met\": true|false, \"category\": \"<slug>\", \"step\": \"<one of the \
          step ids>\", \"quote\": \"<a short span copied exactly from the run text, the evidence>\"}",
     );
-    let mut user = format!("Step ids: {}\n\nRun text:\n{}\n", f.step_ids.join(", "), clip(&f.text, TEXT_CHARS));
+    // The header autoharness wrote stays apart from the run text: the quote must come from the run.
+    let mut user = format!(
+        "Step ids: {}\nCause found offline: {}\n\nRun text:\n{}\n",
+        f.step_ids.join(", "),
+        f.header().trim(),
+        clip(f.trace_text(), TEXT_CHARS)
+    );
     if let Some(why) = retry {
         user.push_str(&format!("\nYour previous answer was refused: {why}. Answer again.\n"));
     }
@@ -321,12 +336,35 @@ mod tests {
             "signature": {"kind": "capability", "signal": "verdict:unexplained", "step_kind": "assistant",
                           "template": "unexplained"},
             "step_id": "s2", "step_index": 1, "message": "m",
-            "text": "The   order total is 42 USD according to the tool", "excerpt": "e",
+            "text": "verdict unexplained Computer_terminal is_correct = false\nThe   order total is 42 USD according to the tool",
+            "excerpt": "e",
             "time": null, "cost_usd": null, "tokens": null, "seed": {"input": null, "fixtures": [], "checks": []}
         }))
         .unwrap();
         f.step_ids = vec!["s1".into(), "s2".into()];
+        f.header_len = f.text.find('\n').unwrap() + 1;
         f
+    }
+
+    #[test]
+    fn a_quote_of_the_header_autoharness_wrote_is_refused() {
+        let f = failure();
+        let header = Judgement {
+            category: "invented_information".into(),
+            step: "s2".into(),
+            quote: "Computer_terminal is_correct = false".into(),
+        };
+        let why = check(&header, &f).unwrap_err();
+        assert!(why.contains("offline cause, not the trace's text"), "{why}");
+        // Redaction rewrites the text; the header still ends where the trace's text starts.
+        let mut r = failure();
+        r.text = r.text.replace("unexplained", "sk-abcdefghijklmnopqrstuvwxyz0123456789");
+        r.header_len = r.text.find('\n').unwrap() + 1;
+        crate::mine::redact_failure(&mut r, &mut Default::default());
+        assert!(r.header().contains("[REDACTED"), "{}", r.header());
+        assert_eq!(r.trace_text(), "The   order total is 42 USD according to the tool");
+        let req = request(&f, None);
+        assert!(!req.user.split("Trace text:").nth(1).unwrap().contains("is_correct"), "{}", req.user);
     }
 
     #[test]

@@ -186,8 +186,19 @@ pub struct MineSummary {
 /// Everything of a failure that is stored or written to a case file, redacted.
 pub fn redact_failure(f: &mut Failure, counts: &mut crate::redact::Redactions) {
     let r = crate::redact::global();
-    for s in [&mut f.message, &mut f.text, &mut f.excerpt, &mut f.signature.template] {
+    for s in [&mut f.message, &mut f.excerpt, &mut f.signature.template] {
         r.string(s, counts);
+    }
+    // Header and trace text apart, so the header's length still holds after redaction.
+    let split = f.header_len.min(f.text.len());
+    if let (Some(header), Some(trace)) = (f.text.get(..split), f.text.get(split..)) {
+        let (mut header, mut trace) = (header.to_string(), trace.to_string());
+        r.string(&mut header, counts);
+        r.string(&mut trace, counts);
+        f.header_len = header.len();
+        f.text = header + &trace;
+    } else {
+        r.string(&mut f.text, counts);
     }
     r.value(&mut f.seed.input, counts);
     f.seed.fixtures.iter_mut().for_each(|v| r.value(v, counts));

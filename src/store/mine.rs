@@ -69,6 +69,7 @@ impl FailureRow {
                 step_id: self.step_id,
                 step_ids: Vec::new(),
                 unknown_outcome: false,
+                header_len: 0,
                 step_index: self.step_index,
                 message: self.message,
                 text: self.text,
