@@ -378,13 +378,16 @@ fn a_runner_killed_mid_gate_or_mid_mine_loses_nothing_that_finished() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), None, "killed by the crash point: {}", stderr(&out));
-    assert_eq!(pg_rows(&url, "SELECT to_json(id) AS j FROM trials").len(), 3, "the 3 finished trials are stored");
+    // At least the 3 finished when the kill came; a trial running beside the third may have
+    // been recorded before the kill landed (two jobs at once).
+    let stored = pg_rows(&url, "SELECT to_json(id) AS j FROM trials").len();
+    assert!((3..=4).contains(&stored), "the finished trials are stored: {stored}");
     let other = steady_with_patch();
     let (code, doc, err) = on(&other, &url, &["gate", "change.patch"]);
     let (ref_code, reference, _) = on(&steady_with_patch(), &postgres().unwrap(), &["gate", "change.patch"]);
     assert_eq!(code, ref_code, "{err}");
     assert_eq!(doc["verdict"], reference["verdict"]);
-    assert_eq!(doc["trials"]["cached"], 3, "{doc:#}");
+    assert_eq!(doc["trials"]["cached"], stored, "every stored trial is reused: {doc:#}");
     // A mine killed after its transaction, before its case files.
     let sb = with_traces();
     let out = sb
