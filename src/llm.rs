@@ -6,6 +6,8 @@
 //! and the next step. The API key is read from the environment at call time and only ever placed
 //! in a sensitive request header: it is never stored in a struct, an error or a log line.
 
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use reqwest::header::{HeaderMap, HeaderValue};
@@ -86,7 +88,8 @@ pub struct ChatRequest {
     pub system: String,
     pub user: String,
     /// When set, OpenAI-compatible servers are asked for `response_format: json_schema`; a server
-    /// that rejects it gets the request again without it, with the schema in the system prompt.
+    /// that rejects it gets the request again without it, with the schema in the system prompt
+    /// (and, for the rest of the process, gets that weaker format first: [`KNOWN_FORMAT`]).
     /// Anthropic has no such field, so there the schema always goes into the system prompt.
     pub json_schema: Option<Value>,
 }
@@ -220,9 +223,10 @@ async fn complete_with_env(
     let client = client(cfg, &url)?;
     let headers = headers(cfg, key.as_deref())?;
     let mut format = match (cfg.kind, &req.json_schema) {
-        (ProviderKind::OpenAi, Some(_)) => Format::JsonSchema,
+        (ProviderKind::OpenAi, Some(_)) => known_format(cfg).unwrap_or(Format::JsonSchema),
         _ => Format::Prompt,
     };
+    let asked_first = format;
     let mut rng = XorShift::from_time();
     let mut attempts = 0u32;
     let mut retries = 0u32;
@@ -241,6 +245,9 @@ async fn complete_with_env(
         let error = match result {
             Ok(bytes) => {
                 let mut response = parse(cfg, req, &url, &bytes)?;
+                if format != asked_first {
+                    remember_format(cfg, format);
+                }
                 response.attempts = attempts;
                 response.latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
                 return Ok(response);
@@ -294,6 +301,29 @@ impl Format {
             Format::JsonSchema => Format::JsonObject,
             Format::JsonObject | Format::Prompt => Format::Prompt,
         }
+    }
+}
+
+/// The format each server answered in after refusing a stronger one, by (base URL, model):
+/// asked first for the rest of the process, so a server that refuses `json_schema`
+/// (llama-cpp-python) costs one request per ask, not two. Only a refusal followed by an
+/// answer in the weaker format is remembered: a transient failure is retried in the same
+/// format and leaves nothing here, and a 400 that was about something else fails in every
+/// format and is never followed by an answer.
+static KNOWN_FORMAT: LazyLock<Mutex<HashMap<(String, String), Format>>> = LazyLock::new(Mutex::default);
+
+fn format_key(cfg: &ProviderConfig) -> (String, String) {
+    (cfg.base_url.trim_end_matches('/').to_owned(), cfg.model.clone())
+}
+
+fn known_format(cfg: &ProviderConfig) -> Option<Format> {
+    // A poisoned map only lost a hint: asking in the strongest format again is still correct.
+    KNOWN_FORMAT.lock().ok()?.get(&format_key(cfg)).copied()
+}
+
+fn remember_format(cfg: &ProviderConfig, format: Format) {
+    if let Ok(mut known) = KNOWN_FORMAT.lock() {
+        known.insert(format_key(cfg), format);
     }
 }
 
@@ -774,8 +804,12 @@ mod tests {
     use wiremock::matchers::{body_partial_json, header, method, path};
     use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
+    /// A config for `server` with a model name of its own: wiremock reuses its servers' ports
+    /// between tests, and the formats a server refused are remembered by URL and model.
     fn openai(server: &MockServer) -> ProviderConfig {
-        let mut cfg = ProviderConfig::new(ProviderKind::OpenAi, format!("{}/v1", server.uri()), "test-model");
+        static MODELS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let model = format!("test-model-{}", MODELS.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        let mut cfg = ProviderConfig::new(ProviderKind::OpenAi, format!("{}/v1", server.uri()), model);
         cfg.timeout = Duration::from_secs(5);
         cfg
     }
@@ -1021,10 +1055,11 @@ mod tests {
     #[tokio::test]
     async fn usage_and_cost_come_from_the_server_and_the_price() {
         let server = MockServer::start().await;
+        let mut cfg = openai(&server);
         Mock::given(method("POST"))
             .and(path("/v1/chat/completions"))
             .and(body_partial_json(json!({
-                "model": "test-model",
+                "model": cfg.model,
                 "max_tokens": 64,
                 "temperature": 0.0,
                 "messages": [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Say hi."}],
@@ -1033,7 +1068,6 @@ mod tests {
             .expect(1)
             .mount(&server)
             .await;
-        let mut cfg = openai(&server);
         cfg.price = Price { input_per_mtok: 2.5, output_per_mtok: 10.0 };
         cfg.max_tokens = 64;
         cfg.temperature = Some(0.0);
@@ -1059,7 +1093,7 @@ mod tests {
         // "You are terse." + "Say hi." = 21 chars -> 6 tokens; "twelve chars" = 12 chars -> 3.
         assert_eq!((response.input_tokens, response.output_tokens), (6, 3));
         assert_eq!(response.cost_usd, 6.0);
-        assert_eq!(response.model, "test-model");
+        assert_eq!(response.model, cfg.model);
         assert_eq!(response.finish_reason.as_deref(), Some("length"));
     }
 
@@ -1116,6 +1150,58 @@ mod tests {
         let third: Value = server.received_requests().await.unwrap()[2].body_json().unwrap();
         assert!(third.get("response_format").is_none(), "{third}");
         assert!(third["messages"][0]["content"].as_str().unwrap().contains("JSON Schema"), "{third}");
+    }
+
+    /// llama-cpp-python's refusal of `json_schema`, as the real server sends it (a 500).
+    fn llama_cpp_refusal() -> Value {
+        json!({"error": {"message": "1 validation error:\n  {'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), 'msg': \"Input should be 'text' or 'json_object'\", 'input': 'json_schema'}", "type": "internal_server_error"}})
+    }
+
+    /// The `response_format.type` of each request the server received, in order.
+    async fn formats_sent(server: &MockServer) -> Vec<String> {
+        let requests: Vec<Request> = server.received_requests().await.unwrap();
+        requests
+            .iter()
+            .map(|r| r.body_json::<Value>().unwrap()["response_format"]["type"].as_str().unwrap_or("-").to_string())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_refused_json_schema_is_remembered_per_server_and_model() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(body_partial_json(json!({"response_format": {"type": "json_schema"}})))
+            .respond_with(ResponseTemplate::new(500).set_body_json(llama_cpp_refusal()))
+            .mount(&server)
+            .await;
+        mount(&server, ResponseTemplate::new(200).set_body_json(answer(r#"{"ok":true}"#)), None).await;
+        let req = ChatRequest { json_schema: Some(json!({"type": "object"})), ..request() };
+        let cfg = openai(&server);
+        let attempts: Vec<u32> = [
+            complete(&cfg, &req).await.unwrap().attempts,
+            complete(&cfg, &req).await.unwrap().attempts,
+            complete(&cfg, &req).await.unwrap().attempts,
+        ]
+        .into();
+        // Three asks, four requests: only the first ask pays for the refusal.
+        assert_eq!(attempts, [2, 1, 1]);
+        assert_eq!(formats_sent(&server).await, ["json_schema", "json_object", "json_object", "json_object"]);
+        // Another model behind the same URL may be served differently: it is asked afresh.
+        let other = ProviderConfig { model: "other-model".into(), ..cfg };
+        assert_eq!(complete(&other, &req).await.unwrap().attempts, 2);
+    }
+
+    #[tokio::test]
+    async fn a_transient_failure_is_not_remembered_as_a_refusal() {
+        let server = MockServer::start().await;
+        mount(&server, ResponseTemplate::new(500).set_body_string("model crashed"), Some(1)).await;
+        mount(&server, ResponseTemplate::new(200).set_body_json(answer(r#"{"ok":true}"#)), None).await;
+        let req = ChatRequest { json_schema: Some(json!({"type": "object"})), ..request() };
+        let cfg = openai(&server);
+        assert_eq!(complete(&cfg, &req).await.unwrap().attempts, 2);
+        assert_eq!(complete(&cfg, &req).await.unwrap().attempts, 1);
+        // The 500 was retried in the same format, and the next ask still asks for the schema.
+        assert_eq!(formats_sent(&server).await, ["json_schema", "json_schema", "json_schema"]);
     }
 
     #[tokio::test]

@@ -209,6 +209,40 @@ fn judged_clusters_follow_the_checked_judge_and_a_second_mine_asks_nothing() {
     assert_eq!(signals(&second), signals(&first));
 }
 
+/// A server that refuses `response_format: json_schema` as llama-cpp-python does (a 500
+/// naming the field) and answers `json_object` like the scripted judge: after the first
+/// refusal the mine asks in `json_object` directly, so twelve asks cost thirteen requests,
+/// not twenty-four.
+#[test]
+fn a_server_that_refuses_json_schema_is_asked_in_json_object_after_the_first_refusal() {
+    let refused = Arc::new(AtomicUsize::new(0));
+    let seen = refused.clone();
+    let (url, requests) = serve(120, move |req| {
+        if req["response_format"]["type"] == "json_schema" {
+            seen.fetch_add(1, Ordering::SeqCst);
+            let message = "1 validation error: {'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), \
+                           'msg': \"Input should be 'text' or 'json_object'\", 'input': 'json_schema'}";
+            let body = serde_json::json!({"error": {"message": message, "type": "internal_server_error"}});
+            return (500, body.to_string());
+        }
+        scripted(req)
+    });
+    let sb = project(&url);
+    let doc = sb.json(&["mine", "--no-cases", "--judge", "traces"]);
+    let j = &doc["summary"]["judge"];
+    // The same judgements as with a server that takes json_schema (the test above).
+    assert_eq!(
+        (j["accepted"].as_u64(), j["rejected"].as_u64(), j["requests"].as_u64()),
+        (Some(8), Some(2), Some(12)),
+        "{j}"
+    );
+    assert_eq!(
+        (refused.load(Ordering::SeqCst), requests.load(Ordering::SeqCst)),
+        (1, 13),
+        "one refusal, then one request per ask"
+    );
+}
+
 #[test]
 fn the_judge_stops_asking_when_the_budget_is_spent_and_says_so() {
     let (url, requests) = scripted_server(120);
