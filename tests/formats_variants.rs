@@ -70,6 +70,7 @@ fn plain_text_agent_logs_split_into_turns_and_other_text_says_why_not() {
         ("smolagents_success.log", [1, 0, 0, 1]),
         ("smolagents_http_500.log", [1, 0, 1, 0]),
         ("react_traceback.log", [1, 0, 1, 0]),
+        ("loguru_tool_agent.log", [1, 0, 0, 1]),
     ] {
         let row = ls_row(&doc, file);
         assert_eq!(row["format"], "text-log", "{row}");
@@ -84,6 +85,16 @@ fn plain_text_agent_logs_split_into_turns_and_other_text_says_why_not() {
     let trace = &shown["traces"][0];
     let kinds: Vec<&str> = trace["steps"].as_array().unwrap().iter().map(|s| s["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["user", "llm", "tool", "llm", "tool", "llm"], "{trace}");
+    // A log of logger lines: the agent's decorated `Name's thoughts:` and the framework's
+    // tool reports are its turns.
+    let shown = sandbox.json(&["traces", "show", "variants/plain-text/loguru_tool_agent.log"]);
+    let steps: Vec<(&str, &str)> = shown["traces"][0]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["kind"].as_str().unwrap(), s["agent"].as_str().unwrap_or("-")))
+        .collect();
+    assert_eq!(steps, [("user", "-"), ("llm", "Scout"), ("tool", "-"), ("llm", "Scout"), ("tool", "-")]);
     // The failures the logs end with are the model API's: infrastructure, by class.
     let mined = sandbox.json(&["mine", "variants/plain-text", "--no-cases"]);
     let mut sigs: Vec<String> =

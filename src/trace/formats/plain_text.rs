@@ -7,7 +7,9 @@
 //! itself a JSON object (a task field and a trajectory) by its fields. The marks, by meaning rather than by one framework's wording:
 //! role prefixes (`User:`, `[assistant]`, `Human:`), the ReAct fields (`Thought:`,
 //! `Action:`, `Observation:`, `Final Answer:`), numbered steps or turns, run banners
-//! (`New run`, `Entering new AgentExecutor chain`), and tool or model calls. A line structured as a turn (a role, a ReAct field or a step) and a second kind of
+//! (`New run`, `Entering new AgentExecutor chain`), and tool or model calls; behind a logger's
+//! prefix (`date | LEVEL | module:fn:line - `), an agent's `Name's thoughts:` and a framework's
+//! `Tool 'x' … Result:` count as role prefixes. A line structured as a turn (a role, a ReAct field or a step) and a second kind of
 //! mark, or three such lines, make an agent log; words alone ("make one tool call at a
 //! time" in a policy text) do not.
 //!
@@ -80,12 +82,21 @@ static LOG_PREFIX: LazyLock<Regex> = LazyLock::new(|| {
     .expect("a valid pattern")
 });
 
-/// After a log prefix: `Name:`, `Name(Role):` or `Name's Response:` opening what someone said.
+/// After a log prefix: `Name: …`, `Name(Role): …`, `Name's Response:` or `Name's thoughts:`
+/// opening what someone said. A bare `Name:` ending its line is a section header
+/// (`NEW MESSAGES:`), not a speaker; `Name's thoughts:` often has its text on the next lines.
 static SPEAKER: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"^([A-Z][\w-]*(?:\s[A-Z][\w-]*){0,2}(?:\([\w ]{1,40}\))?)(?:'s\s+(?i:response|reply|message|output))?\s*:\s",
+        r"^([A-Z][\w-]*(?:\s[A-Z][\w-]*){0,2}(?:\([\w ]{1,40}\))?)(?:('s\s+(?i:response|reply|message|output|thoughts?|thinking|reasoning|answer))\s*:(?:\s|$)|\s*:\s)",
     )
     .expect("a valid pattern")
+});
+
+/// After a log prefix: a tool's result reported by the framework, `Tool 'x' completed! Result:`,
+/// `Function x returned:`, `Tool x output:` (the name may be quoted; a few words may follow it).
+static TOOL_RESULT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r#"(?i)^(?:tool|function)\s+['"`]?([\w.-]+)['"`]?[^:]{0,60}?\b(?:results?|outputs?|returned|observations?)\s*:"#)
+        .expect("a valid pattern")
 });
 
 /// A line that is only a turn's header: `Response from X`, `Message to X`,
@@ -121,6 +132,21 @@ fn role_of(name: &str) -> &'static str {
     }
 }
 
+/// A logger's line whose message opens a turn: (role, speaker name, what follows, and
+/// whether it is an agent log's own wording: `Name's thoughts:` or a tool's result, which a
+/// service's log does not print, unlike `Config: loaded`).
+fn logged_turn(line: &str) -> Option<(&'static str, Option<String>, String, bool)> {
+    let m = LOG_PREFIX.find(line)?;
+    // Loggers decorate messages with emoji or bullets before the speaker (`✨ Manus's thoughts:`).
+    let rest = line[m.end()..].trim_start_matches(|c: char| !c.is_alphanumeric());
+    let after = |c: &regex::Captures<'_>| rest[c.get(0).map_or(0, |m| m.end())..].trim().to_string();
+    if let Some(c) = SPEAKER.captures(rest) {
+        let name = c[1].to_string();
+        return Some((role_of(&name), Some(name), after(&c), c.get(2).is_some()));
+    }
+    TOOL_RESULT.captures(rest).map(|c| ("tool", None, after(&c), true))
+}
+
 /// Who opens a turn on this line, if anyone: (role, speaker name, what follows on the line).
 fn opener(raw: &str) -> Option<(&'static str, Option<String>, String)> {
     // Logs printed inside JSON string lists: `"Action:",`.
@@ -128,12 +154,8 @@ fn opener(raw: &str) -> Option<(&'static str, Option<String>, String)> {
     if line.is_empty() || line.len() > 400 {
         return None;
     }
-    if let Some(m) = LOG_PREFIX.find(line) {
-        let rest = &line[m.end()..];
-        if let Some(c) = SPEAKER.captures(rest) {
-            let name = c[1].to_string();
-            return Some((role_of(&name), Some(name), rest[c.get(0).map_or(0, |m| m.end())..].to_string()));
-        }
+    if let Some((role, name, rest, _)) = logged_turn(line) {
+        return Some((role, name, rest));
     }
     for (re, role) in HEADER.iter() {
         if let Some(c) = re.captures(line) {
@@ -279,6 +301,10 @@ pub fn judge(head: &[u8]) -> Result<String, String> {
                 hits[i] += 1;
             }
         }
+        // A speaker behind a logger's prefix is a role prefix the patterns cannot anchor.
+        if logged_turn(line).is_some_and(|t| t.3) {
+            hits[0] += 1;
+        }
     }
     let kinds: Vec<&str> = MARKS.iter().zip(&hits).filter(|(_, n)| **n > 0).map(|(m, _)| m.what).collect();
     // Tool and model calls are also what documentation talks about ("make one tool call at
@@ -417,6 +443,40 @@ mod tests {
         // One turn, or none, is not a conversation: the log stays one message.
         assert!(split_turns("Thought: only this\nand more text\n").is_empty());
         assert!(split_turns("plain words\nwith no speaker\n").is_empty());
+    }
+
+    /// Logs whose lines are all logger lines (`date | LEVEL | module:fn:line - message`), the
+    /// speaker decorated with an emoji and often alone on its line, tool results reported by
+    /// the framework (MAST's OpenManus log was one step: nothing there opened a turn).
+    #[test]
+    fn logger_lines_with_decorated_speakers_and_tool_reports_split_into_turns() {
+        let log = include_str!("../../../tests/fixtures/variants/plain-text/loguru_tool_agent.log");
+        let msgs = split_turns(log);
+        let got: Vec<(&str, &str)> =
+            msgs.iter().map(|m| (m["role"].as_str().unwrap(), m["name"].as_str().unwrap_or(""))).collect();
+        let want = [("user", ""), ("assistant", "Scout"), ("tool", ""), ("assistant", "Scout"), ("tool", "")];
+        assert_eq!(got, want, "{msgs:#?}");
+        assert!(msgs[0]["content"].as_str().unwrap().contains("How many moons of Jupiter"), "{}", msgs[0]);
+        // The thought's text on the next line, and the call's arguments, stay in the agent's turn.
+        let thought = msgs[1]["content"].as_str().unwrap();
+        assert!(thought.contains("I will search") && thought.contains("Tool arguments"), "{thought}");
+        assert!(msgs[2]["content"].as_str().unwrap().starts_with("Observed output of cmd `web_search`"), "{}", msgs[2]);
+        // Other decorations and wordings of the same two marks.
+        let other = "[09:00:01] • Planner's reasoning:\nsplit the job\n[09:00:02] → Function fetch_page returned: 404 Not Found\n[09:00:03] Planner: giving up\n";
+        let got: Vec<String> = split_turns(other).iter().map(|m| m["role"].as_str().unwrap().to_string()).collect();
+        assert_eq!(got, ["assistant", "tool", "assistant"], "{:#?}", split_turns(other));
+        // A bare `NAME:` ending a logger's line is a section header, not a speaker.
+        let headed = "[09:00] Alice: hi\n[09:01] NEW MESSAGES:\n[09:02] Bob: hello\n";
+        let names: Vec<String> = split_turns(headed).iter().map(|m| m["name"].as_str().unwrap().to_string()).collect();
+        assert_eq!(names, ["Alice", "Bob"]);
+        // Read as a file, it is an agent log; a service's log with `Name: value` lines is not.
+        assert!(judge(log.as_bytes()).is_ok());
+        let service = "2026-02-03 09:00:00.000 | INFO | app:main:1 - Config: loaded\n\
+                       2026-02-03 09:00:00.100 | INFO | app:main:2 - Server: listening on 8080\n\
+                       2026-02-03 09:00:00.200 | INFO | app:main:3 - Cache: warm\n";
+        assert!(judge(service.as_bytes()).is_err());
+        // Without a logger's prefix, such words are prose, not turns.
+        assert!(split_turns("Tool x finished. Result: ok\nThe tool output: 3\n").is_empty());
     }
 
     #[test]
