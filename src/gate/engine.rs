@@ -87,12 +87,16 @@
 //! recorded trials of the same baseline hash, case and environment (`session::warm_baseline`). Leaving baselines out only ever removes
 //! flips to pass from the pooled sign tests, so it can make them reject more, never less.
 //!
-//! The screened cases form one more pooled hypothesis in the suite's Tarone family: a one-sided
-//! Fisher test of their first `screen_trials` candidate trials against the first `m` baseline
-//! trials of each (`m` the fewest any member has). Membership and sample sizes are fixed by the
-//! baseline before any candidate trial, so the test is looked at once, at its nominal level; it
-//! is what catches a drop spread thinly over many stable cases (`StableRegression`).
-//!
+//! The screened cases form one more pooled hypothesis: a one-sided Fisher test of their first
+//! `screen_trials` candidate trials against `m` baseline trials of each taken after the first
+//! `k_max` (whether a case is screened is read on those first `k_max` only, so the trials that
+//! chose the members are not the ones they are tested on; `m` is chosen from trial counts alone).
+//! It is what catches a drop spread thinly over many stable cases (`StableRegression`). It is not
+//! counted in the suite's Tarone K: it is tested at the family's slack, (K − c)·α/K with c the
+//! hypotheses that can reach α/K on today's margins, so Bonferroni over everything still sums to
+//! at most α. Counted in K it made K one larger on nearly every warm gate (its margins always
+//! allow significance), which settled broken flaky cases as passes (docs/gate.md).
+
 //! # Request order
 //!
 //! Top-ups of suite cases that already show a suspicious candidate failure come first (smallest
@@ -571,8 +575,12 @@ impl CaseData {
         let prior = if prior_fail_rate.is_finite() { prior_fail_rate.clamp(0.0, 1.0) } else { 0.0 };
         // Observed candidate failure rate shrunk towards the prior with the weight of two trials.
         let risk = (f64::from(cand.failures()) + 2.0 * prior) / (f64::from(cand.trials) + 2.0);
-        let first = start(cfg, base, cand, lazy);
-        let plan = start(cfg, base, Counts::default(), lazy);
+        // Whether a case is screened is read on its first `k_max` recorded baseline trials only;
+        // the stable pool tests against the trials after those, so choosing members by their
+        // trials does not bias the pooled baseline rate (see `stable_counts`).
+        let head = Counts::from_outcomes(&baseline[..baseline.len().min(kmax as usize)]);
+        let first = start(cfg, base, head, cand, lazy);
+        let plan = start(cfg, base, head, Counts::default(), lazy);
         let screenable = plan == Start::Screened;
         let (need_cand, need_base) = match first {
             Start::Both => (cfg.k, cfg.k),
@@ -615,12 +623,13 @@ impl CaseData {
 /// How a case starts (see [`Start`]). A candidate that passed every trial cannot show a drop
 /// whatever the baseline does (the one-sided Fisher p is 1), so its baseline is not needed; once
 /// the candidate fails the case is judged like any other, on `k` trials of both arms.
-fn start(cfg: &Cfg, base: Counts, cand: Counts, lazy: bool) -> Start {
+fn start(cfg: &Cfg, base: Counts, head: Counts, cand: Counts, lazy: bool) -> Start {
     if !lazy || cand.failures() > 0 {
         return Start::Both;
     }
-    // Warm and stable: at least k_max recorded baseline trials, at most 5% failures.
-    if base.trials >= cfg.k_max && base.failures().saturating_mul(20) <= base.trials {
+    // Warm and stable: at least k_max recorded baseline trials, at most 5% failures among the
+    // first k_max of them (`head`).
+    if base.trials >= cfg.k_max && head.failures().saturating_mul(20) <= head.trials {
         Start::Screened
     } else {
         Start::CandidateFirst
@@ -878,21 +887,32 @@ struct SuiteEval {
 }
 
 /// The screened suite cases' pooled evidence: the first `screen` candidate trials of each, and
-/// the first `m` baseline trials of each (`m` the fewest any member has), so every case weighs
-/// the same on both arms. Membership depends on the baseline only, and the candidate counts on
-/// trials every member gets whatever it shows, so the test has its nominal level: this is what
-/// catches a drop spread thinly over many stable cases that each show it once or not at all.
+/// `m` baseline trials of each taken *after* its first `k_max` (the trials that decided it is
+/// screened), so every case weighs the same on both arms and the baseline side is not the sample
+/// that chose the members. Reading both from the same trials biased the pooled baseline rate
+/// upwards (members are the cases that happened to fail at most 5%), which a level near α turned
+/// into 16% false rejects at 300 cases (docs/gate.md). Members are the screened cases with at
+/// least `m` such trials, `m` chosen from trial counts alone to make the most baseline evidence;
+/// the candidate counts are trials every member gets whatever it shows, so the test has its
+/// nominal level: it catches a drop spread thinly over many stable cases that each show it once
+/// or not at all.
 fn stable_counts(cfg: &Cfg, cases: &[CaseTrials], data: &[CaseData], suite: &[usize]) -> Option<(Counts, Counts, u32)> {
-    let members: Vec<usize> = suite.iter().copied().filter(|&i| data[i].screenable).collect();
+    let head = cfg.k_max as usize;
+    let tail = |i: usize| cases[i].baseline.len().saturating_sub(head);
+    let screened: Vec<usize> = suite.iter().copied().filter(|&i| data[i].screenable && tail(i) > 0).collect();
+    let m = screened
+        .iter()
+        .map(|&i| tail(i))
+        .max_by_key(|&m| (m * screened.iter().filter(|&&j| tail(j) >= m).count(), m))?;
+    let members: Vec<usize> = screened.into_iter().filter(|&i| tail(i) >= m).collect();
     if members.len() < 2 {
         return None;
     }
-    let m = members.iter().map(|&i| cases[i].baseline.len()).min().unwrap_or(0);
     let (mut cand, mut base) = (Counts::default(), Counts::default());
     for &i in &members {
         let c = &cases[i];
         cand = cand + Counts::from_outcomes(&c.candidate[..c.candidate.len().min(cfg.screen as usize)]);
-        base = base + Counts::from_outcomes(&c.baseline[..m]);
+        base = base + Counts::from_outcomes(&c.baseline[head..head + m]);
     }
     Some((cand, base, u32::try_from(members.len()).unwrap_or(u32::MAX)))
 }
@@ -928,14 +948,16 @@ fn eval_suite(
         let share = f64::from(s.flips_to_fail + s.flips_to_pass) / f64::from(s.pairs.max(1));
         projected.push(stats::sign_test_min_p((share * f64::from(pairs)).round() as u32));
     }
-    // The stable pool is looked at once, on data of a fixed size: its margins now are final.
-    if let Some((cand, base, _)) = stable {
-        let at_end = Counts::new(cand.passes, cand.trials.max(1));
-        min_ps.push(stats::fisher_lower_min_p(at_end, base));
-        projected.push(stats::fisher_lower_min_p(at_end, base));
-    }
     let k = tarone(cfg.alpha, &min_ps).max(tarone(cfg.alpha, &projected));
     let t = cfg.alpha / f64::from(k);
+    // The stable pool is not a member of the family: it gets only the family's slack, the
+    // α/K shares of the K no hypothesis can use on today's margins (Bonferroni over the testable
+    // ones still sums to at most α). As a member it made K one larger on nearly every warm gate
+    // (its margins hold the screened cases' baseline failures, so it can always reach a level),
+    // and a broken flaky case whose best p at `k_max` lay between α/(K + 1) and α/K was then
+    // settled as a pass after 3 trials (issue 21, docs/gate.md).
+    let testable = u32::try_from(min_ps.iter().filter(|&&p| p <= t).count()).unwrap_or(u32::MAX);
+    let pool_level = t * f64::from(k.saturating_sub(testable));
     // Predictions use the level a hypothesis would get; one not yet counted joins the family
     // if it becomes significant.
     let t_for = |min_p: f64| if min_p <= t { t } else { cfg.alpha / f64::from(k + 1) };
@@ -971,11 +993,11 @@ fn eval_suite(
         s.settled = status.settled();
         Pool { stats: s, status }
     });
-    let stable_pool = stable.map(|(cand, base, cases)| stable_pool(cfg, data, pooled, cand, base, cases, t));
+    let stable_pool = stable.map(|(cand, base, cases)| stable_pool(cfg, data, pooled, cand, base, cases, pool_level));
     SuiteEval { p_lower, k, t, status, flaky, flaky_pool, stable_pool }
 }
 
-/// The stable pool's status: settled once every member has its screening trials.
+/// The stable pool's status at level `t`: settled once every member has its screening trials.
 fn stable_pool(cfg: &Cfg, data: &[CaseData], pooled: &[usize], cand: Counts, base: Counts, cases: u32, t: f64) -> Pool {
     let pending = pooled.iter().any(|&i| data[i].screenable && data[i].cand.trials < cfg.screen);
     let p = stats::fisher_lower(cand, base);
@@ -1476,6 +1498,35 @@ mod tests {
         let mut cases = fresh();
         let d = run(&cfg, &mut cases, |c, arm, t| !(c == 0 && arm == Arm::Candidate && t == 0));
         assert_eq!(d.verdict, Verdict::Pass, "{}", d.summary);
+    }
+
+    #[test]
+    fn the_stable_pool_is_tested_on_trials_that_did_not_choose_it_at_the_family_slack() {
+        let cfg = sequential();
+        // s0..s7: the first k_max baseline trials pass, one later trial fails: screened.
+        let mut clean_head = [true; 30];
+        clean_head[15] = false;
+        // s8: 29 of 30 pass like the others, but its failure is among the first k_max: not screened.
+        let mut failing_head = [true; 30];
+        failing_head[2] = false;
+        // s9: a case with a flaky history that can reach significance once topped up to k_max.
+        let flaky: Vec<bool> = (0..30).map(|t| t < 15).collect();
+        let mut cases: Vec<CaseTrials> =
+            (0..8).map(|i| case(&format!("s{i}"), Role::Suite, &clean_head, &[])).collect();
+        cases.push(case("s8", Role::Suite, &failing_head, &[]));
+        cases.push(CaseTrials { prior_fail_rate: 0.5, ..case("s9", Role::Suite, &flaky, &[]) });
+        let d = run(&cfg, &mut cases, |_, _, _| true);
+        assert_eq!(d.verdict, Verdict::Pass, "{}", d.summary);
+        assert!(d.cases[..8].iter().all(|c| c.start == Start::Screened));
+        assert_eq!(d.cases[8].start, Start::CandidateFirst, "a failure in the first k_max trials");
+        let stable = d.suite.stable.as_ref().expect("stable pool");
+        // The pool's baseline is the 20 trials after the first k_max of each member.
+        assert_eq!((stable.cases, stable.baseline_n, stable.baseline_passes), (8, 160, 152));
+        // s9 and the flaky pool (s9 alone) can reach α/2 at k_max, nothing can on today's
+        // margins: K = 2 without the stable pool, which takes the whole slack, 2 · α/2. Counted
+        // in K, it made K = 3 and its own level α/3.
+        assert_eq!(d.suite.testable_hypotheses, 2, "{}", d.summary);
+        assert!((stable.alpha - cfg.alpha).abs() < 1e-12, "pool level {}", stable.alpha);
     }
 
     #[test]
