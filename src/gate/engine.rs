@@ -89,8 +89,9 @@
 //!
 //! The screened cases form one more pooled hypothesis: a one-sided Fisher test of their first
 //! `screen_trials` candidate trials against `m` baseline trials of each taken after the first
-//! `k_max` (whether a case is screened is read on those first `k_max` only, so the trials that
-//! chose the members are not the ones they are tested on; `m` is chosen from trial counts alone).
+//! `k_max / 2` (whether a case is screened is read on those only, never on the prior, so the
+//! trials that chose the members are not the ones they are tested on; `m` is chosen from trial
+//! counts alone).
 //! It is what catches a drop spread thinly over many stable cases (`StableRegression`). It is not
 //! counted in the suite's Tarone K: it is tested at the family's slack, (K − c)·α/K with c the
 //! hypotheses that can reach α/K on today's margins, so Bonferroni over everything still sums to
@@ -543,7 +544,11 @@ impl CaseData {
         // candidate does (leaving out the cases whose candidate happened to pass would bias the
         // pool towards drops).
         let stable_history = c.prior_fail_rate.is_finite() && c.prior_fail_rate <= 0.05;
-        let lazy = cfg.sequential && c.role != Role::Target && stable_history;
+        // A warm baseline whose first trials are clean may be screened whatever the prior says:
+        // the prior is read over the case's recent trials, these included, so requiring it would
+        // make the stable pool's members depend on the trials it tests them on.
+        let screenable = c.baseline.len() >= cfg.k_max as usize && clean_head(cfg, &c.baseline);
+        let lazy = cfg.sequential && c.role != Role::Target && (stable_history || screenable);
         let mut d = Self::of(cfg, &c.baseline, &c.candidate, c.prior_fail_rate, kmax, lazy);
         // Holdout cases are never screened: the holdout's pooled drop test needs its k trials.
         if c.role == Role::Holdout && d.plan == Start::Screened {
@@ -575,10 +580,7 @@ impl CaseData {
         let prior = if prior_fail_rate.is_finite() { prior_fail_rate.clamp(0.0, 1.0) } else { 0.0 };
         // Observed candidate failure rate shrunk towards the prior with the weight of two trials.
         let risk = (f64::from(cand.failures()) + 2.0 * prior) / (f64::from(cand.trials) + 2.0);
-        // Whether a case is screened is read on its first `k_max` recorded baseline trials only;
-        // the stable pool tests against the trials after those, so choosing members by their
-        // trials does not bias the pooled baseline rate (see `stable_counts`).
-        let head = Counts::from_outcomes(&baseline[..baseline.len().min(kmax as usize)]);
+        let head = clean_head(cfg, baseline);
         let first = start(cfg, base, head, cand, lazy);
         let plan = start(cfg, base, head, Counts::default(), lazy);
         let screenable = plan == Start::Screened;
@@ -623,17 +625,30 @@ impl CaseData {
 /// How a case starts (see [`Start`]). A candidate that passed every trial cannot show a drop
 /// whatever the baseline does (the one-sided Fisher p is 1), so its baseline is not needed; once
 /// the candidate fails the case is judged like any other, on `k` trials of both arms.
-fn start(cfg: &Cfg, base: Counts, head: Counts, cand: Counts, lazy: bool) -> Start {
+fn start(cfg: &Cfg, base: Counts, clean_head: bool, cand: Counts, lazy: bool) -> Start {
     if !lazy || cand.failures() > 0 {
         return Start::Both;
     }
-    // Warm and stable: at least k_max recorded baseline trials, at most 5% failures among the
-    // first k_max of them (`head`).
-    if base.trials >= cfg.k_max && head.failures().saturating_mul(20) <= head.trials {
+    // Warm and stable: at least k_max recorded baseline trials, the first of them clean.
+    if base.trials >= cfg.k_max && clean_head {
         Start::Screened
     } else {
         Start::CandidateFirst
     }
+}
+
+/// Baseline trials whose outcomes decide whether a warm case is screened: the first half of
+/// `k_max`. The stable pool tests its members on the trials after these, so the trials that chose
+/// a member are never the ones it is tested on, and a history of exactly `k_max` trials (what one
+/// earlier gate of the same baseline records) still leaves half for the test.
+fn head_len(cfg: &Cfg) -> usize {
+    (cfg.k_max as usize / 2).max(1)
+}
+
+/// Whether the screening trials (`head_len`) have at most 5% failures.
+fn clean_head(cfg: &Cfg, baseline: &[bool]) -> bool {
+    let head = Counts::from_outcomes(&baseline[..baseline.len().min(head_len(cfg))]);
+    head.trials > 0 && head.failures().saturating_mul(20) <= head.trials
 }
 
 /// Trials a prediction adds to an arm: up to the case's `k_max`, at most [`LOOKAHEAD`].
@@ -887,7 +902,7 @@ struct SuiteEval {
 }
 
 /// The screened suite cases' pooled evidence: the first `screen` candidate trials of each, and
-/// `m` baseline trials of each taken *after* its first `k_max` (the trials that decided it is
+/// `m` baseline trials of each taken *after* its first `head_len` (the trials that decided it is
 /// screened), so every case weighs the same on both arms and the baseline side is not the sample
 /// that chose the members. Reading both from the same trials biased the pooled baseline rate
 /// upwards (members are the cases that happened to fail at most 5%), which a level near α turned
@@ -897,7 +912,7 @@ struct SuiteEval {
 /// nominal level: it catches a drop spread thinly over many stable cases that each show it once
 /// or not at all.
 fn stable_counts(cfg: &Cfg, cases: &[CaseTrials], data: &[CaseData], suite: &[usize]) -> Option<(Counts, Counts, u32)> {
-    let head = cfg.k_max as usize;
+    let head = head_len(cfg);
     let tail = |i: usize| cases[i].baseline.len().saturating_sub(head);
     let screened: Vec<usize> = suite.iter().copied().filter(|&i| data[i].screenable && tail(i) > 0).collect();
     let m = screened
@@ -1503,14 +1518,15 @@ mod tests {
     #[test]
     fn the_stable_pool_is_tested_on_trials_that_did_not_choose_it_at_the_family_slack() {
         let cfg = sequential();
-        // s0..s7: the first k_max baseline trials pass, one later trial fails: screened.
+        // s0..s7: the first k_max / 2 baseline trials pass, one later trial fails: screened.
         let mut clean_head = [true; 30];
         clean_head[15] = false;
-        // s8: 29 of 30 pass like the others, but its failure is among the first k_max: not screened.
+        // s8: 29 of 30 pass like the others, but its failure is among the first k_max / 2: not
+        // screened.
         let mut failing_head = [true; 30];
         failing_head[2] = false;
         // s9: a case with a flaky history that can reach significance once topped up to k_max.
-        let flaky: Vec<bool> = (0..30).map(|t| t < 15).collect();
+        let flaky: Vec<bool> = (0..30).map(|t| t % 2 == 0).collect();
         let mut cases: Vec<CaseTrials> =
             (0..8).map(|i| case(&format!("s{i}"), Role::Suite, &clean_head, &[])).collect();
         cases.push(case("s8", Role::Suite, &failing_head, &[]));
@@ -1518,10 +1534,10 @@ mod tests {
         let d = run(&cfg, &mut cases, |_, _, _| true);
         assert_eq!(d.verdict, Verdict::Pass, "{}", d.summary);
         assert!(d.cases[..8].iter().all(|c| c.start == Start::Screened));
-        assert_eq!(d.cases[8].start, Start::CandidateFirst, "a failure in the first k_max trials");
+        assert_eq!(d.cases[8].start, Start::CandidateFirst, "a failure in the first k_max / 2 trials");
         let stable = d.suite.stable.as_ref().expect("stable pool");
-        // The pool's baseline is the 20 trials after the first k_max of each member.
-        assert_eq!((stable.cases, stable.baseline_n, stable.baseline_passes), (8, 160, 152));
+        // The pool's baseline is the 25 trials after the first k_max / 2 of each member.
+        assert_eq!((stable.cases, stable.baseline_n, stable.baseline_passes), (8, 200, 192));
         // s9 and the flaky pool (s9 alone) can reach α/2 at k_max, nothing can on today's
         // margins: K = 2 without the stable pool, which takes the whole slack, 2 · α/2. Counted
         // in K, it made K = 3 and its own level α/3.
