@@ -319,6 +319,7 @@ fn initial_cases(run: u64, world: &World, cached: u32) -> Vec<CaseTrials> {
             let mut c = CaseTrials::new(format!("c{i}"), role);
             c.prior_fail_rate = 1.0 - world.base[i];
             c.push(Arm::Baseline, (0..cached).map(|t| outcome(run, world, i, Arm::Baseline, t)));
+            c.history = cached;
             c
         })
         .collect()

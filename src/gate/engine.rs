@@ -218,6 +218,15 @@ pub struct CaseTrials {
     pub baseline_full: Vec<bool>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub candidate_full: Vec<bool>,
+    /// How many of the first `baseline` trials were recorded before this gate (its warm history,
+    /// same baseline hash, case and environment). Sequential allocation screens a case on these
+    /// alone: trials the gate itself ran were chosen by what the candidate showed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub history: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl CaseTrials {
@@ -230,6 +239,7 @@ impl CaseTrials {
             prior_fail_rate: 0.0,
             baseline_full: Vec::new(),
             candidate_full: Vec::new(),
+            history: 0,
         }
     }
 
@@ -544,25 +554,30 @@ impl CaseData {
         // candidate does (leaving out the cases whose candidate happened to pass would bias the
         // pool towards drops).
         let stable_history = c.prior_fail_rate.is_finite() && c.prior_fail_rate <= 0.05;
-        // A warm baseline whose first trials are clean may be screened whatever the prior says:
+        // A warm history whose first trials are clean may be screened whatever the prior says:
         // the prior is read over the case's recent trials, these included, so requiring it would
         // make the stable pool's members depend on the trials it tests them on.
-        let screenable = c.baseline.len() >= cfg.k_max as usize && clean_head(cfg, &c.baseline);
-        let lazy = cfg.sequential && c.role != Role::Target && (stable_history || screenable);
-        let mut d = Self::of(cfg, &c.baseline, &c.candidate, c.prior_fail_rate, kmax, lazy);
-        // Holdout cases are never screened: the holdout's pooled drop test needs its k trials.
-        if c.role == Role::Holdout && d.plan == Start::Screened {
-            d.plan = Start::CandidateFirst;
-            if d.first == Start::Screened {
-                d.first = Start::CandidateFirst;
-                d.pending = d.cand.trials < cfg.k;
-            }
-        }
-        d.screenable &= c.role == Role::Suite;
-        d
+        let warm = (c.history as usize).min(c.baseline.len());
+        let screen = warm >= cfg.k_max as usize && clean_head(cfg, &c.baseline[..warm]);
+        // Only suite cases start lazily: the holdout's pooled drop test needs the pairs of every
+        // holdout case, including those whose candidate passed its first trials (without them a
+        // drop spread over the holdout went unseen: +8.5 points of false accepts on the bundled
+        // example's moderate regression), and target cases need both arms to show a gain.
+        let lazy = cfg.sequential && c.role == Role::Suite && (stable_history || screen);
+        Self::of(cfg, &c.baseline, &c.candidate, c.prior_fail_rate, kmax, lazy, screen)
     }
 
-    fn of(cfg: &Cfg, baseline: &[bool], candidate: &[bool], prior_fail_rate: f64, kmax: u32, lazy: bool) -> Self {
+    /// `lazy`: the case may start on the candidate alone; `screen`: its warm history lets it be
+    /// screened.
+    fn of(
+        cfg: &Cfg,
+        baseline: &[bool],
+        candidate: &[bool],
+        prior_fail_rate: f64,
+        kmax: u32,
+        lazy: bool,
+        screen: bool,
+    ) -> Self {
         let base = Counts::from_outcomes(baseline);
         let cand = Counts::from_outcomes(candidate);
         let (mut pairs, mut to_fail, mut to_pass) = (0u32, 0u32, 0u32);
@@ -580,9 +595,8 @@ impl CaseData {
         let prior = if prior_fail_rate.is_finite() { prior_fail_rate.clamp(0.0, 1.0) } else { 0.0 };
         // Observed candidate failure rate shrunk towards the prior with the weight of two trials.
         let risk = (f64::from(cand.failures()) + 2.0 * prior) / (f64::from(cand.trials) + 2.0);
-        let head = clean_head(cfg, baseline);
-        let first = start(cfg, base, head, cand, lazy);
-        let plan = start(cfg, base, head, Counts::default(), lazy);
+        let first = start(cand, lazy, screen);
+        let plan = start(Counts::default(), lazy, screen);
         let screenable = plan == Start::Screened;
         let (need_cand, need_base) = match first {
             Start::Both => (cfg.k, cfg.k),
@@ -625,16 +639,11 @@ impl CaseData {
 /// How a case starts (see [`Start`]). A candidate that passed every trial cannot show a drop
 /// whatever the baseline does (the one-sided Fisher p is 1), so its baseline is not needed; once
 /// the candidate fails the case is judged like any other, on `k` trials of both arms.
-fn start(cfg: &Cfg, base: Counts, clean_head: bool, cand: Counts, lazy: bool) -> Start {
+fn start(cand: Counts, lazy: bool, screen: bool) -> Start {
     if !lazy || cand.failures() > 0 {
         return Start::Both;
     }
-    // Warm and stable: at least k_max recorded baseline trials, the first of them clean.
-    if base.trials >= cfg.k_max && clean_head {
-        Start::Screened
-    } else {
-        Start::CandidateFirst
-    }
+    if screen { Start::Screened } else { Start::CandidateFirst }
 }
 
 /// Baseline trials whose outcomes decide whether a warm case is screened: the first half of
@@ -913,7 +922,7 @@ struct SuiteEval {
 /// or not at all.
 fn stable_counts(cfg: &Cfg, cases: &[CaseTrials], data: &[CaseData], suite: &[usize]) -> Option<(Counts, Counts, u32)> {
     let head = head_len(cfg);
-    let tail = |i: usize| cases[i].baseline.len().saturating_sub(head);
+    let tail = |i: usize| (cases[i].history as usize).min(cases[i].baseline.len()).saturating_sub(head);
     let screened: Vec<usize> = suite.iter().copied().filter(|&i| data[i].screenable && tail(i) > 0).collect();
     let m = screened
         .iter()
@@ -1161,8 +1170,15 @@ fn analyze(config: &GateConfig, cases: &[CaseTrials]) -> Analysis {
         for &i in &target {
             let c = &cases[i];
             if !c.baseline_full.is_empty() || !c.candidate_full.is_empty() {
-                let full =
-                    CaseData::of(&cfg, &c.baseline_full, &c.candidate_full, c.prior_fail_rate, cfg.target_k_max, false);
+                let full = CaseData::of(
+                    &cfg,
+                    &c.baseline_full,
+                    &c.candidate_full,
+                    c.prior_fail_rate,
+                    cfg.target_k_max,
+                    false,
+                    false,
+                );
                 data.push(full);
                 real.push(i);
             }
@@ -1429,6 +1445,11 @@ mod tests {
         CaseTrials { baseline: baseline.to_vec(), candidate: candidate.to_vec(), ..CaseTrials::new(id, role) }
     }
 
+    /// A suite case whose baseline trials were all recorded before the gate.
+    fn warm_case(id: &str, baseline: &[bool]) -> CaseTrials {
+        CaseTrials { history: u32::try_from(baseline.len()).unwrap(), ..case(id, Role::Suite, baseline, &[]) }
+    }
+
     const P3: [bool; 3] = [true; 3];
     const F3: [bool; 3] = [false; 3];
 
@@ -1484,7 +1505,7 @@ mod tests {
     fn warm_stable_cases_are_screened_and_escalate_on_a_failure() {
         let cfg = sequential();
         let warm = [true; 30];
-        let mut cases: Vec<CaseTrials> = (0..8).map(|i| case(&format!("s{i}"), Role::Suite, &warm, &[])).collect();
+        let mut cases: Vec<CaseTrials> = (0..8).map(|i| warm_case(&format!("s{i}"), &warm)).collect();
         let first = next_requests(&cfg, &cases);
         assert!(first.iter().all(|r| r.arm == Arm::Candidate && r.trials == cfg.screen_trials), "{first:?}");
         let d = run(&cfg, &mut cases, |c, _, t| !(c == 5 && t == 1));
@@ -1503,8 +1524,7 @@ mod tests {
         // case is significant on its own, the screened cases taken together are.
         let cfg = sequential();
         let warm = [true; 30];
-        let fresh =
-            || -> Vec<CaseTrials> { (0..40).map(|i| case(&format!("s{i}"), Role::Suite, &warm, &[])).collect() };
+        let fresh = || -> Vec<CaseTrials> { (0..40).map(|i| warm_case(&format!("s{i}"), &warm)).collect() };
         let mut cases = fresh();
         let d = run(&cfg, &mut cases, |c, arm, t| !(c < 14 && arm == Arm::Candidate && t == 0));
         assert!(d.cases.iter().all(|c| c.outcome != CaseOutcome::Regressed), "{}", d.summary);
@@ -1527,10 +1547,9 @@ mod tests {
         failing_head[2] = false;
         // s9: a case with a flaky history that can reach significance once topped up to k_max.
         let flaky: Vec<bool> = (0..30).map(|t| t % 2 == 0).collect();
-        let mut cases: Vec<CaseTrials> =
-            (0..8).map(|i| case(&format!("s{i}"), Role::Suite, &clean_head, &[])).collect();
-        cases.push(case("s8", Role::Suite, &failing_head, &[]));
-        cases.push(CaseTrials { prior_fail_rate: 0.5, ..case("s9", Role::Suite, &flaky, &[]) });
+        let mut cases: Vec<CaseTrials> = (0..8).map(|i| warm_case(&format!("s{i}"), &clean_head)).collect();
+        cases.push(warm_case("s8", &failing_head));
+        cases.push(CaseTrials { prior_fail_rate: 0.5, ..warm_case("s9", &flaky) });
         let d = run(&cfg, &mut cases, |_, _, _| true);
         assert_eq!(d.verdict, Verdict::Pass, "{}", d.summary);
         assert!(d.cases[..8].iter().all(|c| c.start == Start::Screened));
@@ -1785,8 +1804,9 @@ mod tests {
     }
 
     fn arb_case() -> impl Strategy<Value = CaseTrials> {
-        (0..3u8, prop::collection::vec(any::<bool>(), 0..14), prop::collection::vec(any::<bool>(), 0..14), any::<f64>())
-            .prop_map(|(r, baseline, candidate, prior)| CaseTrials {
+        let trials = || prop::collection::vec(any::<bool>(), 0..14);
+        (0..3u8, trials(), trials(), any::<f64>(), 0..20u32).prop_map(|(r, baseline, candidate, prior, history)| {
+            CaseTrials {
                 id: "c".into(),
                 role: [Role::Suite, Role::Target, Role::Holdout][usize::from(r)],
                 // Full passes imply the cluster's failure is gone; ragged on purpose sometimes.
@@ -1799,7 +1819,10 @@ mod tests {
                 baseline,
                 candidate,
                 prior_fail_rate: prior,
-            })
+                // At times more than `baseline` holds: the engine must clamp it.
+                history,
+            }
+        })
     }
 
     fn arb_cfg() -> impl Strategy<Value = GateConfig> {
