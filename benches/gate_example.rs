@@ -414,6 +414,7 @@ fn with_history(s: &Setup, cases: &[Case], perm: &[usize], cfg: &GateConfig, war
         c.prior_fail_rate = 1.0 - rate(&s.base[s.roles[j].0]);
         if c.role != Role::Target {
             c.push(Arm::Baseline, (0..warm).map(|t| outcome(s, perm, j, Arm::Baseline, t)));
+            c.history = warm;
             cached += warm;
         }
     }

@@ -9,7 +9,7 @@
 //! recorded SWE-bench runs, rounded. Shapes: neutral (the truth is accept: its column is the false
 //! reject rate), one stable case broken (→ 0), two stable cases broken (→ 0.1), one flaky case
 //! broken (→ 0.05), a spread-out drop (a third of the stable suite cases each lose 0.25) and a
-//! holdout drop (two stable holdout cases → 0.2). "Warm" columns start every case with 30 cached
+//! holdout drop (two stable holdout cases → 0.2). "Warm" columns start every case with `--warm` (30) cached
 //! baseline trials of the same harness (a `main` gated earlier that day); cached trials are not
 //! counted as spent. The guarantee lines compare the new gate with today's adaptive gate run by
 //! run (same worlds, same trial outcomes): the difference in false accepts with a 95% interval,
@@ -121,16 +121,16 @@ pub struct Method {
 
 /// The methods compared: fixed k_max, single run, today's adaptive gate cold and warm, and the
 /// gate under test (`new`) cold and warm.
-pub fn methods(today: &GateConfig, new: &GateConfig) -> Vec<Method> {
+pub fn methods(today: &GateConfig, new: &GateConfig, warm: u32) -> Vec<Method> {
     let (t1, t2, t3, t4) = (today.clone(), today.clone(), today.clone(), today.clone());
     let (n1, n2) = (new.clone(), new.clone());
     vec![
         Method { name: "fixed k_max", run: Box::new(move |r, w| fixed(&t1, r, w, 0)) },
         Method { name: "single run", run: Box::new(move |r, w| single_run(&t2, r, w)) },
         Method { name: "adaptive", run: Box::new(move |r, w| adaptive(&t3, r, w, 0)) },
-        Method { name: "adaptive warm", run: Box::new(move |r, w| adaptive(&t4, r, w, 30)) },
+        Method { name: "adaptive warm", run: Box::new(move |r, w| adaptive(&t4, r, w, warm)) },
         Method { name: "new", run: Box::new(move |r, w| adaptive(&n1, r, w, 0)) },
-        Method { name: "new warm", run: Box::new(move |r, w| adaptive(&n2, r, w, 30)) },
+        Method { name: "new warm", run: Box::new(move |r, w| adaptive(&n2, r, w, warm)) },
     ]
 }
 
@@ -148,10 +148,11 @@ type Accepts = Vec<Vec<bool>>;
 /// Print one table per suite size and the growth and guarantee lines. `seeds` runs per shape on
 /// the 30-case suite, proportionally fewer on the larger ones. Runs are spread over threads
 /// (each run is independent and seeded by its number, so the figures do not depend on them).
-pub fn bench(today: &GateConfig, new: &GateConfig, sizes: &[usize], seeds: u32) {
+pub fn bench(today: &GateConfig, new: &GateConfig, sizes: &[usize], seeds: u32, warm: u32) {
     use rayon::prelude::*;
-    let methods = methods(today, new);
+    let methods = methods(today, new, warm);
     println!("\n## Suite scale (issue 21): wrong = % false accepts (regressions) or false rejects (neutral)\n");
+    println!("warm = {warm} cached baseline trials per case (`--warm N`)\n");
     let mut means: Means = Vec::new();
     let mut accepts: Vec<Vec<Accepts>> = Vec::new();
     let mut rejected = Vec::new();

@@ -21,8 +21,9 @@
 //! targets are met: adaptive agrees with fixed-k_max on ≥ 95% of decisions using ≤ 50% of its
 //! trials, and accepts < 5% of the patches that break a case. Ends with the cost of one engine
 //! call on a 500-case gate, then the suite-scale table of `gate_scale.rs` (`--sizes 30,300,3000
-//! --scale-seeds N`: runs per shape on 30 cases, proportionally fewer on larger suites; `--scale-only`
-//! skips the rest).
+//! --scale-seeds N --warm N`: runs per shape on 30 cases, proportionally fewer on larger suites;
+//! cached baseline trials per case in the warm columns, 30 by default, 10 = what one earlier gate
+//! of the same baseline records; `--scale-only` skips the rest).
 #![allow(clippy::print_stdout)]
 
 use std::time::Instant;
@@ -318,6 +319,7 @@ fn initial_cases(run: u64, world: &World, cached: u32) -> Vec<CaseTrials> {
             let mut c = CaseTrials::new(format!("c{i}"), role);
             c.prior_fail_rate = 1.0 - world.base[i];
             c.push(Arm::Baseline, (0..cached).map(|t| outcome(run, world, i, Arm::Baseline, t)));
+            c.history = cached;
             c
         })
         .collect()
@@ -356,10 +358,12 @@ fn main() {
     let mut cfg = GateConfig::default();
     let mut seeds = 1000u32;
     let (mut scale_seeds, mut sizes, mut scale_only) = (200u32, vec![30usize, 300, 3000], false);
+    let mut warm = 30u32;
     let args: Vec<String> = std::env::args().collect();
     for w in args.windows(2) {
         match w[0].as_str() {
             "--scale-seeds" => scale_seeds = w[1].parse().expect("--scale-seeds N"),
+            "--warm" => warm = w[1].parse().expect("--warm N"),
             "--sizes" => sizes = w[1].split(',').map(|n| n.parse().expect("--sizes 30,300,3000")).collect(),
             "--seeds" => seeds = w[1].parse().expect("--seeds N"),
             "--eps" => cfg.flip_tolerance = w[1].parse().expect("--eps X"),
@@ -374,7 +378,7 @@ fn main() {
         return;
     }
     if scale_only {
-        scale::bench(&cfg, &new_gate(&cfg), &sizes, scale_seeds);
+        scale::bench(&cfg, &new_gate(&cfg), &sizes, scale_seeds, warm);
         return;
     }
     println!(
@@ -416,7 +420,7 @@ fn main() {
     }
     println!("elapsed {:.1} s", started.elapsed().as_secs_f64());
     scale(&cfg);
-    scale::bench(&cfg, &new_gate(&cfg), &sizes, scale_seeds);
+    scale::bench(&cfg, &new_gate(&cfg), &sizes, scale_seeds, warm);
 }
 
 /// The gate under test in the scale table's "new" columns.

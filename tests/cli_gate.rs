@@ -87,8 +87,18 @@ fn a_second_sequential_gate_screens_on_the_baseline_history_the_first_recorded()
     let (code, doc, err) = gate_with_model(&sb, &p3, "m-2", &[]);
     assert_eq!(code, Some(0), "{err}\n{doc:#}");
     assert!(doc["trials"].get("history").is_none(), "{doc:#}");
-    let cases = doc["decision"]["cases"].as_array().unwrap();
-    assert!(cases.iter().all(|c| c["start"] == "candidate_first"), "{doc:#}");
+    assert_starts_cold(&doc);
+}
+
+/// A cold sequential gate: suite cases run the candidate first; holdout cases run both arms,
+/// because the holdout's pooled drop test needs the pairs of every holdout case.
+fn assert_starts_cold(doc: &Value) {
+    for c in doc["decision"]["cases"].as_array().unwrap() {
+        match c["role"].as_str() {
+            Some("suite") => assert_eq!(c["start"], "candidate_first", "{doc:#}"),
+            _ => assert!(c.get("start").is_none() && c["baseline_n"] == 3, "{doc:#}"),
+        }
+    }
 }
 
 #[test]
@@ -246,17 +256,17 @@ fn a_sequential_gate_runs_the_baseline_only_where_the_candidate_failed() {
     let p = diff(&sb, "harnesses/steady/run.sh", "# Prints the prompt (reworded comment).\ncat prompt.txt\n");
     let (code, doc, err) = gate(&sb, &p, &["--markdown", "gate.md"]);
     assert_eq!(code, Some(0), "{err}\n{doc:#}");
-    // No candidate trial failed: not one baseline trial was needed.
-    assert_eq!(doc["trials"]["baseline"], 0, "{doc:#}");
+    // No candidate trial failed: no suite case needed a baseline trial, the holdout case its k.
+    assert_eq!(doc["trials"]["baseline"], 3, "{doc:#}");
     assert_eq!(doc["trials"]["candidate"], 12, "{doc:#}");
-    let cases = doc["decision"]["cases"].as_array().unwrap();
-    assert!(cases.iter().all(|c| c["start"] == "candidate_first"), "{doc:#}");
+    assert_starts_cold(&doc);
     let md = std::fs::read_to_string(sb.path().join("gate.md")).unwrap();
     assert!(md.contains("**Allocation** (sequential)") && md.contains("no baseline needed"), "{md}");
-    // A broken candidate: the failing case gets its baseline and fails the gate.
+    // A broken candidate: the failing suite cases get their baseline; a suite case or the
+    // holdout case (which breaks too, and runs both arms from the start) fails the gate.
     let p = diff(&sb, "harnesses/steady/prompt.txt", "goodbye\n");
     let (code, doc, err) = gate(&sb, &p, &[]);
     assert_eq!(code, Some(1), "{err}\n{doc:#}");
-    assert_eq!(doc["rule"], "regression", "{doc:#}");
+    assert!(doc["rule"] == "regression" || doc["rule"] == "holdout_regression", "{doc:#}");
     assert!(doc["decision"]["cases"].as_array().unwrap().iter().any(|c| c["escalated"] == true), "{doc:#}");
 }

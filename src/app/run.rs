@@ -16,24 +16,11 @@ use crate::store::{Store, runtime};
 pub fn run(settings: &Settings, out: &Output, args: &RunArgs) -> anyhow::Result<ExitCode> {
     let manifest = select_harness(settings, args.harness.as_deref())?;
     let partition = args.partition.as_deref().map(super::gate::parse_partition).transpose()?;
-    let shard_wait = parse_duration(&args.shard_wait).ok_or_else(|| {
-        hinted(
-            format!("--shard-wait `{}` is not a duration of at most 366 days", args.shard_wait.escape_debug()),
-            crate::harness::manifest::DURATION_HINT,
-        )
-    })?;
+    let shard_wait = duration_arg("--shard-wait", &args.shard_wait)?;
     if let Some(p) = partition.filter(|p| p.index > 1) {
         return follow(settings, out, &manifest, p, shard_wait);
     }
-    let time_limit = match &args.time_limit {
-        Some(t) => Some(parse_duration(t).ok_or_else(|| {
-            hinted(
-                format!("--time-limit `{}` is not a duration of at most 366 days", t.escape_debug()),
-                crate::harness::manifest::DURATION_HINT,
-            )
-        })?),
-        None => None,
-    };
+    let time_limit = args.time_limit.as_deref().map(|t| duration_arg("--time-limit", t)).transpose()?;
     if args.apply && args.branch.is_some() {
         return Err(hinted("--apply and --branch both given", "--branch applies and commits; pass one of them"));
     }
@@ -152,6 +139,16 @@ fn context<'a>(
 /// `run --partition K/N` with K > 1: run this runner's share of the leading runner's gates.
 /// The leader's other options (traces, budgets, --apply) are its own: a CI matrix passes one
 /// command line to every job.
+/// A duration flag's value, or an error naming the flag and the accepted forms.
+fn duration_arg(flag: &str, value: &str) -> anyhow::Result<std::time::Duration> {
+    parse_duration(value).ok_or_else(|| {
+        hinted(
+            format!("{flag} `{}` is not a duration of at most 366 days", value.escape_debug()),
+            crate::harness::manifest::DURATION_HINT,
+        )
+    })
+}
+
 fn follow(
     settings: &Settings,
     out: &Output,

@@ -383,6 +383,9 @@ pub async fn run(
     }
     let mut records: Records = HashMap::new();
     report.trials.history = warm_baseline(&mut records, &selected, &selected_cases, &baseline, runner, opts).await?;
+    for (ci, ct) in state.iter_mut().enumerate() {
+        ct.history = (0u64..).take_while(|&seed| records.contains_key(&(Arm::Baseline, ci, seed))).count() as u32;
+    }
     for ((case, seed), r) in pre {
         if let Some(ci) = selected.iter().position(|(i, _)| *i == case) {
             records.insert((Arm::Baseline, ci, seed), r);

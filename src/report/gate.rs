@@ -406,12 +406,15 @@ pub fn allocation(d: &Decision) -> Option<String> {
     );
     if let Some(s) = &d.suite.stable {
         line.push_str(&format!(
-            "; screened cases together: candidate {}/{} vs baseline {}/{}, Fisher p = {}",
+            "; the {} screened cases together: candidate {}/{} vs baseline {}/{} (trials after those that \
+             chose them), Fisher p = {} at α = {}",
+            s.cases,
             s.candidate_passes,
             s.candidate_n,
             s.baseline_passes,
             s.baseline_n,
-            p(Some(s.p_value))
+            p(Some(s.p_value)),
+            p(Some(s.alpha))
         ));
     }
     Some(line)
