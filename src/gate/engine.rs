@@ -76,16 +76,18 @@
 //!
 //! # Sequential allocation (`sequential`, opt-in)
 //!
-//! A suite or holdout case whose history is not flaky (`prior_fail_rate` ≤ 0.05) starts on the
-//! candidate alone: a candidate that passes every trial cannot show a drop whatever the baseline
-//! does (its one-sided Fisher p is 1), so the baseline is run only once the candidate fails, and
-//! from then on the case is judged by the rules above (`k` trials of both arms, top-ups). A
-//! suite case with a warm stable baseline (at least `k_max` recorded trials, at most 5% failures)
-//! is *screened*: `screen_trials` candidate trials (2) instead of `k`; a case that breaks to pass
-//! rate q passes its screen with probability q^n (1% at q = 0.1). Flaky-history cases, target
-//! cases and holdout cases are never screened. A real gate's warm baseline is the case's
-//! recorded trials of the same baseline hash, case and environment (`session::warm_baseline`). Leaving baselines out only ever removes
-//! flips to pass from the pooled sign tests, so it can make them reject more, never less.
+//! A suite case whose history is not flaky (`prior_fail_rate` ≤ 0.05) starts on the candidate
+//! alone: a candidate that passes every trial cannot show a drop whatever the baseline does (its
+//! one-sided Fisher p is 1), so the baseline is run only once the candidate fails, and from then
+//! on the case is judged by the rules above (`k` trials of both arms, top-ups). A suite case with
+//! a warm baseline (`CaseTrials::history`: at least `k_max` trials recorded before the gate, the
+//! first `k_max / 2` of them at most 5% failures) is *screened*: `screen_trials` candidate trials
+//! (2) instead of `k`; a case that breaks to pass rate q passes its screen with probability q^n
+//! (1% at q = 0.1). Holdout and target cases always run both arms: the holdout's pooled drop test
+//! needs the pairs of every holdout case, the target's gain both arms. A real gate's warm baseline
+//! is the case's recorded trials of the same baseline hash, case and environment
+//! (`session::warm_baseline`). Leaving baselines out only ever removes flips to pass from the
+//! pooled sign tests, so it can make them reject more, never less.
 //!
 //! The screened cases form one more pooled hypothesis: a one-sided Fisher test of their first
 //! `screen_trials` candidate trials against `m` baseline trials of each taken after the first
