@@ -91,6 +91,11 @@ pub const SHAPES: &[Shape] = &[
         patch: |w, k, rng| pick(rng, &k.stable_suite, 2).into_iter().for_each(|i| w.cand[i] = 0.1),
     },
     Shape {
+        name: "half broken (1 stable -> 0.5)",
+        accept_is_right: false,
+        patch: |w, k, rng| pick(rng, &k.stable_suite, 1).into_iter().for_each(|i| w.cand[i] = 0.5),
+    },
+    Shape {
         name: "flaky broken (1 flaky -> 0.05)",
         accept_is_right: false,
         patch: |w, k, rng| pick(rng, &k.flaky_suite, 1).into_iter().for_each(|i| w.cand[i] = 0.05),
