@@ -7,7 +7,8 @@
 //! draws a class: 80% stable (pass rate 0.97–1.0), 12% flaky (0.5–0.9), 5% near the edge
 //! (0.85–0.95), 3% stable failures (0–0.03) — the mix of the bundled example's suite and of the
 //! recorded SWE-bench runs, rounded. Shapes: neutral (the truth is accept: its column is the false
-//! reject rate), one stable case broken (→ 0), two stable cases broken (→ 0.1), one flaky case
+//! reject rate), one stable case broken (→ 0), two stable cases broken (→ 0.1), one stable case
+//! half broken (→ 0.5: what a 2-trial screen misses one time in four), one flaky case
 //! broken (→ 0.05), a spread-out drop (a third of the stable suite cases each lose 0.25) and a
 //! holdout drop (two stable holdout cases → 0.2). "Warm" columns start every case with `--warm` (30) cached
 //! baseline trials of the same harness (a `main` gated earlier that day); cached trials are not
@@ -89,6 +90,11 @@ pub const SHAPES: &[Shape] = &[
         name: "two broken (2 stable -> 0.1)",
         accept_is_right: false,
         patch: |w, k, rng| pick(rng, &k.stable_suite, 2).into_iter().for_each(|i| w.cand[i] = 0.1),
+    },
+    Shape {
+        name: "half broken (1 stable -> 0.5)",
+        accept_is_right: false,
+        patch: |w, k, rng| pick(rng, &k.stable_suite, 1).into_iter().for_each(|i| w.cand[i] = 0.5),
     },
     Shape {
         name: "flaky broken (1 flaky -> 0.05)",

@@ -359,11 +359,13 @@ fn main() {
     let mut seeds = 1000u32;
     let (mut scale_seeds, mut sizes, mut scale_only) = (200u32, vec![30usize, 300, 3000], false);
     let mut warm = 30u32;
+    let mut screen = None;
     let args: Vec<String> = std::env::args().collect();
     for w in args.windows(2) {
         match w[0].as_str() {
             "--scale-seeds" => scale_seeds = w[1].parse().expect("--scale-seeds N"),
             "--warm" => warm = w[1].parse().expect("--warm N"),
+            "--screen" => screen = Some(w[1].parse().expect("--screen N")),
             "--sizes" => sizes = w[1].split(',').map(|n| n.parse().expect("--sizes 30,300,3000")).collect(),
             "--seeds" => seeds = w[1].parse().expect("--seeds N"),
             "--eps" => cfg.flip_tolerance = w[1].parse().expect("--eps X"),
@@ -374,11 +376,11 @@ fn main() {
     }
     scale_only |= args.iter().any(|a| a == "--scale-only");
     if let Some(w) = args.windows(2).find(|w| w[0] == "--diagnose") {
-        scale::diagnose(&cfg, &new_gate(&cfg), 30, w[1].parse().expect("--diagnose RUNS"));
+        scale::diagnose(&cfg, &new_gate(&cfg, screen), 30, w[1].parse().expect("--diagnose RUNS"));
         return;
     }
     if scale_only {
-        scale::bench(&cfg, &new_gate(&cfg), &sizes, scale_seeds, warm);
+        scale::bench(&cfg, &new_gate(&cfg, screen), &sizes, scale_seeds, warm);
         return;
     }
     println!(
@@ -420,12 +422,13 @@ fn main() {
     }
     println!("elapsed {:.1} s", started.elapsed().as_secs_f64());
     scale(&cfg);
-    scale::bench(&cfg, &new_gate(&cfg), &sizes, scale_seeds, warm);
+    scale::bench(&cfg, &new_gate(&cfg, screen), &sizes, scale_seeds, warm);
 }
 
 /// The gate under test in the scale table's "new" columns.
-fn new_gate(cfg: &GateConfig) -> GateConfig {
-    GateConfig { sequential: true, ..cfg.clone() }
+fn new_gate(cfg: &GateConfig, screen: Option<u32>) -> GateConfig {
+    let base = GateConfig { sequential: true, ..cfg.clone() };
+    GateConfig { screen_trials: screen.unwrap_or(base.screen_trials), ..base }
 }
 
 /// One `next_requests` + `decide` on a large gate after the first round, where every case has

@@ -76,10 +76,11 @@ fn a_second_sequential_gate_screens_on_the_baseline_history_the_first_recorded()
     assert_eq!(suite.len(), 3, "{doc:#}");
     for c in &suite {
         assert_eq!(c["start"], "screened", "{doc:#}");
-        assert_eq!((c["baseline_n"].as_u64(), c["candidate_n"].as_u64()), (Some(10), Some(2)), "{doc:#}");
+        assert_eq!((c["baseline_n"].as_u64(), c["candidate_n"].as_u64()), (Some(10), Some(3)), "{doc:#}");
     }
-    // 2 screening trials per suite case, 3 for the holdout case (never screened).
-    assert_eq!(doc["trials"]["candidate"], 3 * 2 + 3, "{doc:#}");
+    // 3 screening trials per suite case (k), 3 for the holdout case (never screened), and not
+    // one fresh baseline trial.
+    assert_eq!(doc["trials"]["candidate"], 3 * 3 + 3, "{doc:#}");
     let md = std::fs::read_to_string(sb.path().join("gate.md")).unwrap();
     assert!(md.contains("40 of them the baseline's history") && md.contains("screened: warm stable baseline"), "{md}");
     // A changed model in the environment: the history is not this environment's, the gate starts cold.
