@@ -68,9 +68,12 @@ cmd_stop() {
     local envfile="${1:-$DEFAULT_ENVFILE}" dir
     [[ -f "$envfile" ]] || return 0
     dir="$(sed -n 's/^AUTOHARNESS_POSTGRES_DIR=//p' "$envfile")"
-    [[ -n "$dir" && -d "$dir/data" ]] || return 0
-    as_owner "$(bin_dir)/pg_ctl" -D "$dir/data" -m immediate stop >/dev/null 2>&1 || true
-    rm -rf "$dir"
+    if [[ -n "$dir" && -d "$dir/data" ]]; then
+        as_owner "$(bin_dir)/pg_ctl" -D "$dir/data" -m immediate stop >/dev/null 2>&1 || true
+        rm -rf "$dir"
+    fi
+    # A file naming a server that no longer runs sends the next test run to a refused connection.
+    rm -f "$envfile"
 }
 
 case "${1:-}" in
