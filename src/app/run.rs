@@ -82,8 +82,6 @@ pub fn run(settings: &Settings, out: &Output, args: &RunArgs) -> anyhow::Result<
         shard_wait: Some(shard_wait),
     };
     let _lock = lock(&settings.db_path)?;
-    let space = TrialSpace::claim(&settings.trials_root())?;
-    let rt = runtime()?;
     let emit = |e: crate::flow::run::RunEvent| {
         if !out.json
             && let Some(line) = render::event(out, &e)
@@ -91,29 +89,47 @@ pub fn run(settings: &Settings, out: &Output, args: &RunArgs) -> anyhow::Result<
             out.note(&line);
         }
     };
-    let summary = rt.block_on(async {
-        let store = Store::open_settings(settings).await?;
+    let interrupted = (
+        "interrupted: the run stopped; everything finished so far is recorded",
+        "continue it with `autoharness run --resume`",
+    );
+    let summary = session(settings, &emit, interrupted, async |ctx| {
         // Runners on other machines sharing a Postgres store see no lock file of ours.
-        let _shared_lock = store.run_lock().await?;
-        let (state_dir, trials_dir) = (settings.state_dir(), space.path().join("trials"));
-        let ctx = context(settings, &store, &state_dir, &trials_dir, &emit);
-        let r = tokio::select! {
-            r = run_loop(&ctx, &manifest, &opts) => r,
-            _ = tokio::signal::ctrl_c() => Err(hinted(
-                "interrupted: the run stopped; everything finished so far is recorded",
-                "continue it with `autoharness run --resume`",
-            )),
-        };
-        store.close().await;
-        r
+        let _shared_lock = ctx.store.run_lock().await?;
+        run_loop(ctx, &manifest, &opts).await
     })?;
-    space.finish();
     if out.json {
         out.print_json(&summary)?;
     } else {
         out.print(&render::terminal(out, &summary));
     }
     Ok(exit::SUCCESS)
+}
+
+/// One `run` process on the store: claims its trial folder, opens the store and runs `body`
+/// with the run's context until it ends or ctrl-c stops it (`interrupted`: what happened, what
+/// to do), then closes the store and releases the folder.
+fn session<T>(
+    settings: &Settings,
+    emit: &(dyn Fn(crate::flow::run::RunEvent) + Sync),
+    (what, next): (&str, &str),
+    body: impl AsyncFnOnce(&RunContext<'_>) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let space = TrialSpace::claim(&settings.trials_root())?;
+    let rt = runtime()?;
+    let done = rt.block_on(async {
+        let store = Store::open_settings(settings).await?;
+        let (state_dir, trials_dir) = (settings.state_dir(), space.path().join("trials"));
+        let ctx = context(settings, &store, &state_dir, &trials_dir, emit);
+        let r = tokio::select! {
+            r = body(&ctx) => r,
+            _ = tokio::signal::ctrl_c() => Err(hinted(what, next)),
+        };
+        store.close().await;
+        r
+    })?;
+    space.finish();
+    Ok(done)
 }
 
 /// What the run's workflows see of this process: the store, its folders, how to report.
@@ -156,25 +172,14 @@ fn follow(
     partition: crate::gate::partition::Partition,
     wait: std::time::Duration,
 ) -> anyhow::Result<ExitCode> {
-    let space = TrialSpace::claim(&settings.trials_root())?;
-    let rt = runtime()?;
-    let emit = |_: crate::flow::run::RunEvent| {};
     out.note(&format!("autoharness run: shard {partition}, following the run led by shard 1/{}", partition.total));
-    let summary = rt.block_on(async {
-        let store = Store::open_settings(settings).await?;
-        let (state_dir, trials_dir) = (settings.state_dir(), space.path().join("trials"));
-        let ctx = context(settings, &store, &state_dir, &trials_dir, &emit);
-        let r = tokio::select! {
-            r = crate::flow::partitioned::follow(&ctx, &settings.db_path, manifest, partition, wait) => r,
-            _ = tokio::signal::ctrl_c() => Err(hinted(
-                "interrupted: this shard stopped; the leading runner runs what it leaves",
-                "nothing to do: finished trials are recorded",
-            )),
-        };
-        store.close().await;
-        r
+    let interrupted = (
+        "interrupted: this shard stopped; the leading runner runs what it leaves",
+        "nothing to do: finished trials are recorded",
+    );
+    let summary = session(settings, &|_| {}, interrupted, async |ctx| {
+        crate::flow::partitioned::follow(ctx, &settings.db_path, manifest, partition, wait).await
     })?;
-    space.finish();
     if out.json {
         out.print_json(&summary)?;
     } else {
