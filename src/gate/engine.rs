@@ -83,9 +83,9 @@
 //! a warm baseline (`CaseTrials::history`: at least `k_max` trials recorded before the gate, the
 //! first `k_max / 2` of them at most 5% failures) is *screened*: `screen_trials` candidate trials
 //! (`k` by default) and no fresh baseline; a case that breaks to pass rate q passes its screen
-//! with probability q^n. Holdout and target cases always run both arms: the holdout's pooled drop test
-//! needs the pairs of every holdout case, the target's gain both arms. A real gate's warm baseline
-//! is the case's recorded trials of the same baseline hash, case and environment
+//! with probability q^n. Holdout and target cases always run both arms: the holdout's pooled drop
+//! test needs the pairs of every holdout case, the target's gain both arms. A real gate's warm
+//! baseline is the case's recorded trials of the same baseline hash, case and environment
 //! (`session::warm_baseline`). Leaving baselines out only ever removes flips to pass from the
 //! pooled sign tests, so it can make them reject more, never less.
 //!
@@ -93,13 +93,13 @@
 //! `screen_trials` candidate trials against `m` baseline trials of each taken after the first
 //! `k_max / 2` (whether a case is screened is read on those only, never on the prior, so the
 //! trials that chose the members are not the ones they are tested on; `m` is chosen from trial
-//! counts alone).
-//! It is what catches a drop spread thinly over many stable cases (`StableRegression`). It is not
-//! counted in the suite's Tarone K: it is tested at the family's slack, (K − c)·α/K with c the
-//! hypotheses that can reach α/K on today's margins, so Bonferroni over everything still sums to
-//! at most α. Counted in K it made K one larger on nearly every warm gate (its margins always
-//! allow significance), which settled broken flaky cases as passes (docs/gate.md).
-
+//! counts alone). It is what catches a drop spread thinly over many stable cases
+//! (`StableRegression`). It is not counted in the suite's Tarone K: it is tested at the family's
+//! slack, (K − c)·α/K with c the hypotheses that can reach α/K on today's margins, so Bonferroni
+//! over everything still sums to at most α. Counted in K it made K one larger on nearly every
+//! warm gate (its margins always allow significance), which settled broken flaky cases as passes
+//! (docs/gate.md).
+//!
 //! # Request order
 //!
 //! Top-ups of suite cases that already show a suspicious candidate failure come first (smallest
@@ -228,7 +228,8 @@ pub struct CaseTrials {
     pub history: u32,
 }
 
-fn is_zero(n: &u32) -> bool {
+/// For `skip_serializing_if`: a count that is 0 is left out of the JSON.
+pub(crate) fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 
@@ -525,9 +526,6 @@ struct CaseData {
     /// Trials per arm the case needs before it is judged: `k`, fewer on the candidate of a
     /// screened case, none on the baseline of a sequential case whose candidate never failed.
     first: Start,
-    /// Sequential: the baseline alone makes this case one the candidate is screened on (warm,
-    /// stable, history not flaky), whatever the candidate has shown since.
-    screenable: bool,
     /// How the case started, before any candidate trial (the report's "why this many trials").
     plan: Start,
 }
@@ -566,21 +564,16 @@ impl CaseData {
         // holdout case, including those whose candidate passed its first trials (without them a
         // drop spread over the holdout went unseen: +8.5 points of false accepts on the bundled
         // example's moderate regression), and target cases need both arms to show a gain.
-        let lazy = cfg.sequential && c.role == Role::Suite && (stable_history || screen);
-        Self::of(cfg, &c.baseline, &c.candidate, c.prior_fail_rate, kmax, lazy, screen)
+        let plan = match (cfg.sequential && c.role == Role::Suite, screen, stable_history) {
+            (true, true, _) => Start::Screened,
+            (true, false, true) => Start::CandidateFirst,
+            _ => Start::Both,
+        };
+        Self::of(cfg, &c.baseline, &c.candidate, c.prior_fail_rate, kmax, plan)
     }
 
-    /// `lazy`: the case may start on the candidate alone; `screen`: its warm history lets it be
-    /// screened.
-    fn of(
-        cfg: &Cfg,
-        baseline: &[bool],
-        candidate: &[bool],
-        prior_fail_rate: f64,
-        kmax: u32,
-        lazy: bool,
-        screen: bool,
-    ) -> Self {
+    /// `plan`: how the case starts before any candidate trial (see [`Start`]).
+    fn of(cfg: &Cfg, baseline: &[bool], candidate: &[bool], prior_fail_rate: f64, kmax: u32, plan: Start) -> Self {
         let base = Counts::from_outcomes(baseline);
         let cand = Counts::from_outcomes(candidate);
         let (mut pairs, mut to_fail, mut to_pass) = (0u32, 0u32, 0u32);
@@ -598,9 +591,10 @@ impl CaseData {
         let prior = if prior_fail_rate.is_finite() { prior_fail_rate.clamp(0.0, 1.0) } else { 0.0 };
         // Observed candidate failure rate shrunk towards the prior with the weight of two trials.
         let risk = (f64::from(cand.failures()) + 2.0 * prior) / (f64::from(cand.trials) + 2.0);
-        let first = start(cand, lazy, screen);
-        let plan = start(Counts::default(), lazy, screen);
-        let screenable = plan == Start::Screened;
+        // A candidate that passed every trial cannot show a drop whatever the baseline does (the
+        // one-sided Fisher p is 1), so its baseline is not needed; once the candidate fails the
+        // case is judged like any other, on `k` trials of both arms.
+        let first = if cand.failures() > 0 { Start::Both } else { plan };
         let (need_cand, need_base) = match first {
             Start::Both => (cfg.k, cfg.k),
             Start::CandidateFirst => (cfg.k, 0),
@@ -618,9 +612,14 @@ impl CaseData {
             risk,
             kmax,
             first,
-            screenable,
             plan,
         }
+    }
+
+    /// Sequential: its warm history made this case one the candidate is screened on, whatever
+    /// the candidate has shown since.
+    fn screenable(&self) -> bool {
+        self.plan == Start::Screened
     }
 
     /// Trials per arm a pending case is brought to (the plan has one count for both arms; an
@@ -637,16 +636,6 @@ impl CaseData {
     fn top_up(&self, cfg: &Cfg) -> u32 {
         self.min_trials().saturating_add(cfg.step).min(self.kmax)
     }
-}
-
-/// How a case starts (see [`Start`]). A candidate that passed every trial cannot show a drop
-/// whatever the baseline does (the one-sided Fisher p is 1), so its baseline is not needed; once
-/// the candidate fails the case is judged like any other, on `k` trials of both arms.
-fn start(cand: Counts, lazy: bool, screen: bool) -> Start {
-    if !lazy || cand.failures() > 0 {
-        return Start::Both;
-    }
-    if screen { Start::Screened } else { Start::CandidateFirst }
 }
 
 /// Baseline trials whose outcomes decide whether a warm case is screened: the first half of
@@ -926,7 +915,7 @@ struct SuiteEval {
 fn stable_counts(cfg: &Cfg, cases: &[CaseTrials], data: &[CaseData], suite: &[usize]) -> Option<(Counts, Counts, u32)> {
     let head = head_len(cfg);
     let tail = |i: usize| (cases[i].history as usize).min(cases[i].baseline.len()).saturating_sub(head);
-    let screened: Vec<usize> = suite.iter().copied().filter(|&i| data[i].screenable && tail(i) > 0).collect();
+    let screened: Vec<usize> = suite.iter().copied().filter(|&i| data[i].screenable() && tail(i) > 0).collect();
     let m = screened
         .iter()
         .map(|&i| tail(i))
@@ -1026,7 +1015,7 @@ fn eval_suite(
 
 /// The stable pool's status at level `t`: settled once every member has its screening trials.
 fn stable_pool(cfg: &Cfg, data: &[CaseData], pooled: &[usize], cand: Counts, base: Counts, cases: u32, t: f64) -> Pool {
-    let pending = pooled.iter().any(|&i| data[i].screenable && data[i].cand.trials < cfg.screen);
+    let pending = pooled.iter().any(|&i| data[i].screenable() && data[i].cand.trials < cfg.screen);
     let p = stats::fisher_lower(cand, base);
     let status = match (pending, p <= t) {
         (true, _) => Status::Pending,
@@ -1179,8 +1168,7 @@ fn analyze(config: &GateConfig, cases: &[CaseTrials]) -> Analysis {
                     &c.candidate_full,
                     c.prior_fail_rate,
                     cfg.target_k_max,
-                    false,
-                    false,
+                    Start::Both,
                 );
                 data.push(full);
                 real.push(i);

@@ -235,13 +235,9 @@ pub struct TrialCounts {
     pub cached: u32,
     /// Of `cached`, the baseline trials a sequential gate took from history before it planned
     /// anything (`warm_baseline`); absent when none.
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(skip_serializing_if = "engine::is_zero")]
     pub history: u32,
     pub rounds: u32,
-}
-
-fn is_zero(n: &u32) -> bool {
-    *n == 0
 }
 
 #[derive(Debug, Clone, Serialize)]
